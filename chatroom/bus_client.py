@@ -1,0 +1,115 @@
+"""Asks backend services questions over the bus (used by the edge and health checks).
+
+One DEALER socket per service, connected to that service's ROUTER on the bus, so
+requests are spread across all replicas and replies find their way back by id.
+A request that gets no reply in time is retried (if it is safe to) and then answered
+with service_unavailable: a caller never hangs on a dead or paused service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from loguru import logger
+
+from chatroom.config import BACKEND_SERVICES, Settings
+from chatroom.errors import ServiceError
+from chatroom.protocol import ErrorCode
+from chatroom.runtime import PING_OP, encode
+
+
+class BusClient:
+    def __init__(self, settings: Settings, name: str, zctx: zmq.asyncio.Context) -> None:
+        self.settings = settings
+        self.name = name
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future] = {}
+        self._sockets: dict[str, zmq.asyncio.Socket] = {}
+        self._readers: list[asyncio.Task] = []
+        for service in BACKEND_SERVICES:
+            sock = zctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+            sock.connect(settings.bus_connect(f"{service}.front"))
+            self._sockets[service] = sock
+
+    def start(self) -> None:
+        for service, sock in self._sockets.items():
+            self._readers.append(asyncio.create_task(self._read_replies(service, sock)))
+
+    def close(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for sock in self._sockets.values():
+            sock.close()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
+
+    async def _read_replies(self, service: str, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            frames = await sock.recv_multipart()
+            try:
+                reply = json.loads(frames[-1])
+                fut = self._pending.get(reply["rid"])
+            except (ValueError, KeyError, TypeError):
+                logger.warning("malformed reply from {}", service)
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+            # A reply to a request that already timed out is dropped here.
+
+    async def call(
+        self,
+        service: str,
+        op: str,
+        args: dict[str, Any] | None = None,
+        ctx: dict[str, Any] | None = None,
+        *,
+        retry: bool = False,
+        timeout_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Return the service's result or raise ServiceError (typed, ready for a client)."""
+        timeout_s = (timeout_ms or self.settings.request_timeout_ms) / 1000
+        attempts = self.settings.request_attempts if retry else 1
+        per_attempt = timeout_s / attempts
+        rid = f"{self.name}:{next(self._ids)}"
+        body = {"rid": rid, "op": op, "args": args or {}, "ctx": ctx or {}}
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            for attempt in range(1, attempts + 1):
+                body["deadline_ms"] = int((time.time() + per_attempt) * 1000)
+                await self._sockets[service].send_multipart([encode(body)])
+                try:
+                    reply = await asyncio.wait_for(asyncio.shield(fut), per_attempt)
+                    break
+                except TimeoutError:
+                    logger.warning(
+                        "{} {} got no reply within {:.1f}s (attempt {}/{})",
+                        service, op, per_attempt, attempt, attempts,
+                    )
+            else:
+                raise ServiceError(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    f"the {service} service did not answer in time; try again shortly",
+                )
+        finally:
+            self._pending.pop(rid, None)
+        if reply.get("ok"):
+            return reply.get("result") or {}
+        error = reply.get("error") or {}
+        extra = {k: v for k, v in error.items() if k not in ("code", "message")}
+        raise ServiceError(
+            error.get("code", ErrorCode.INTERNAL), error.get("message", "unknown error"), **extra
+        )
+
+    async def ping(self, service: str, timeout_ms: int = 2000) -> dict[str, Any]:
+        return await self.call(service, PING_OP, timeout_ms=timeout_ms)

@@ -1,0 +1,124 @@
+"""The ``chatroom`` command: run the whole system locally, print the schema, ping."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from chatroom import config, logs
+
+SERVICES = ("bus", "auth", "social", "media", "tcp_edge")
+
+
+def module_of(service: str) -> str:
+    return f"chatroom.services.{service}"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start every service as its own process; restart any that dies; Ctrl-C stops all."""
+    settings = config.load()
+    logs.setup("up", settings)
+    from loguru import logger
+
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def start(service: str) -> None:
+        procs[service] = subprocess.Popen([sys.executable, "-m", module_of(service)])
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    logger.info("database: {}", settings.db_url if "@" not in settings.db_url else "(MySQL)")
+    for service in SERVICES:
+        start(service)
+        if service == "bus":
+            time.sleep(0.3)  # services connect lazily, but a bound bus avoids noisy retries
+    logger.info("chatroom is up: clients connect to {}:{}", settings.edge_host, settings.edge_port)
+    restarts: dict[str, float] = {}
+    while not stopping:
+        time.sleep(0.2)
+        for service, proc in list(procs.items()):
+            if proc.poll() is not None and not stopping:
+                since = time.monotonic() - restarts.get(service, 0)
+                if since < 2:
+                    continue  # crash looping: wait a moment between restarts
+                logger.error("{} exited with {}; restarting it", service, proc.returncode)
+                restarts[service] = time.monotonic()
+                start(service)
+    logger.info("stopping all services")
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from chatroom.storage.initsql import render_init_sql
+
+    sys.stdout.write(render_init_sql())
+    return 0
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    """Health check: a real request through the bus to one service (used by compose)."""
+    import zmq.asyncio
+
+    from chatroom.bus_client import BusClient
+
+    settings = config.load()
+
+    async def ping() -> dict:
+        zctx = zmq.asyncio.Context()
+        client = BusClient(settings, f"health:{os.getpid()}", zctx)
+        client.start()
+        try:
+            return await client.ping(args.service, timeout_ms=args.timeout_ms)
+        finally:
+            client.close()
+            zctx.term()
+
+    try:
+        result = asyncio.run(ping())
+    except Exception as exc:  # any failure means unhealthy
+        print(f"{args.service}: unhealthy: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.service}: ok {result}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chatroom", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run bus, auth, social, media and tcp_edge locally").set_defaults(
+        func=cmd_up
+    )
+    sub.add_parser("schema", help="print db/init.sql for MySQL").set_defaults(func=cmd_schema)
+    ping = sub.add_parser("ping", help="health-check one service through the bus")
+    ping.add_argument("service", choices=("auth", "social", "media"))
+    ping.add_argument("--timeout-ms", type=int, default=2000)
+    ping.set_defaults(func=cmd_ping)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except config.ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

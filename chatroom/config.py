@@ -1,0 +1,172 @@
+"""Settings, read only from ``CHAT_*`` environment variables.
+
+Every setting has a default that works for local mode. A variable ``CHAT_X_FILE`` (for
+compose/Docker secrets) is read when ``CHAT_X`` is not set. ``.env.example`` lists them
+all; a test keeps it in step with this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote
+
+PREFIX = "CHAT_"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Storage. SQLite file by default; point at MySQL with
+    # CHAT_DB_URL=mysql+pymysql://chat@db:3306/chat (password from CHAT_DB_PASSWORD[_FILE]).
+    db_url: str = "sqlite:///var/chatroom.db"
+    db_password: str = ""
+    db_pool_size: int = 8
+
+    # ZeroMQ bus. Services and edges connect; only the bus binds.
+    bus_host: str = "127.0.0.1"
+    bus_bind_host: str = "127.0.0.1"
+    bus_port_base: int = 5550
+
+    # Edge.
+    edge_host: str = "127.0.0.1"
+    edge_port: int = 2019
+    edge_workers: int = 1
+    max_frame_bytes: int = 1024 * 1024
+    idle_timeout_s: float = 300.0
+    login_timeout_s: float = 10.0
+    outbound_queue_bytes: int = 2 * 1024 * 1024
+    max_inflight_per_conn: int = 32
+    request_timeout_ms: int = 5000
+    request_attempts: int = 2
+    drain_timeout_s: float = 5.0
+
+    # Content limits (announced to clients at login).
+    max_text_chars: int = 4000
+    history_page_max: int = 200
+
+    # Auth.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    token_ttl_s: int = 30 * 24 * 3600
+    min_password_chars: int = 8
+    max_username_chars: int = 32
+
+    # Service runtime.
+    worker_threads: int = 8
+
+    # Logging.
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    def with_db_password(self) -> str:
+        """db_url with the password from CHAT_DB_PASSWORD inserted, if one is set."""
+        if not self.db_password or "://" not in self.db_url:
+            return self.db_url
+        scheme, rest = self.db_url.split("://", 1)
+        userinfo, sep, hostpart = rest.partition("@")
+        if not sep or ":" in userinfo:
+            return self.db_url
+        return f"{scheme}://{userinfo}:{quote(self.db_password, safe='')}@{hostpart}"
+
+    def bus_port(self, name: str) -> int:
+        return self.bus_port_base + BUS_PORT_OFFSETS[name]
+
+    def bus_connect(self, name: str) -> str:
+        return f"tcp://{self.bus_host}:{self.bus_port(name)}"
+
+    def bus_bind(self, name: str) -> str:
+        return f"tcp://{self.bus_bind_host}:{self.bus_port(name)}"
+
+    def limits(self) -> dict[str, int]:
+        """What the login reply announces to clients."""
+        return {
+            "max_frame_bytes": self.max_frame_bytes,
+            "max_text_chars": self.max_text_chars,
+            "history_page_max": self.history_page_max,
+            "max_inflight": self.max_inflight_per_conn,
+            "idle_timeout_s": int(self.idle_timeout_s),
+        }
+
+
+# Each backend service has a ROUTER (edges connect) and a DEALER (replicas connect);
+# events go through an XSUB (publishers connect) / XPUB (subscribers connect) pair.
+BUS_PORT_OFFSETS = {
+    "auth.front": 0,
+    "auth.back": 1,
+    "social.front": 2,
+    "social.back": 3,
+    "media.front": 4,
+    "media.back": 5,
+    "events.in": 6,
+    "events.out": 7,
+}
+BACKEND_SERVICES = ("auth", "social", "media")
+
+
+def _parse(field: dataclasses.Field, raw: str) -> object:
+    kind = field.type
+    try:
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(
+            f"{PREFIX}{field.name.upper()}={raw!r} is not a valid {kind}"
+        ) from None
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Settings):
+        name = env_name(f.name)
+        if name in env:
+            values[f.name] = _parse(f, env[name])
+        elif name + "_FILE" in env:
+            path = env[name + "_FILE"]
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    values[f.name] = _parse(f, fh.read().strip())
+            except OSError as exc:
+                raise ConfigError(f"{name}_FILE={path}: {exc.strerror}") from None
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _check(s: Settings) -> None:
+    positive = (
+        "max_frame_bytes",
+        "max_text_chars",
+        "request_timeout_ms",
+        "request_attempts",
+        "max_inflight_per_conn",
+        "outbound_queue_bytes",
+        "worker_threads",
+        "edge_workers",
+    )
+    for name in positive:
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"{env_name(name)} must be positive, got {getattr(s, name)}")
+    if not 0 < s.edge_port < 65536:
+        raise ConfigError(f"{env_name('edge_port')} must be a TCP port, got {s.edge_port}")

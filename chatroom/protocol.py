@@ -1,0 +1,330 @@
+"""The client <-> edge wire protocol: the single place that encodes and decodes frames.
+
+A frame is a 4-byte big-endian unsigned length followed by that many bytes of UTF-8
+JSON encoding one object. Requests carry ``op`` and ``id``; replies echo ``id`` with
+``ok``; pushes carry ``event`` and no id. docs/protocol.md documents every op.
+
+This module must stay importable with the standard library alone: the desktop client,
+the edge and the load generator all use it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+HEADER = struct.Struct(">I")
+HEADER_SIZE = HEADER.size
+DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+MAX_ID_CHARS = 64
+
+
+class ErrorCode:
+    """Every error code a reply can carry. docs/protocol.md explains each."""
+
+    BAD_FRAME = "bad_frame"  # frame is not UTF-8 JSON encoding an object
+    FRAME_TOO_LARGE = "frame_too_large"  # length prefix above the limit: connection closed
+    BAD_REQUEST = "bad_request"  # a field is missing, of the wrong type or out of range
+    UNKNOWN_OP = "unknown_op"
+    NOT_AUTHENTICATED = "not_authenticated"
+    ALREADY_AUTHENTICATED = "already_authenticated"
+    BAD_CREDENTIALS = "bad_credentials"
+    USERNAME_TAKEN = "username_taken"
+    INVALID_USERNAME = "invalid_username"
+    INVALID_PASSWORD = "invalid_password"
+    ACCOUNT_DISABLED = "account_disabled"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    CONFLICT = "conflict"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    SERVICE_UNAVAILABLE = "service_unavailable"
+    SHUTTING_DOWN = "shutting_down"
+    INTERNAL = "internal"
+
+
+class FrameError(Exception):
+    """The byte stream can no longer be trusted; the connection must be closed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class MessageError(Exception):
+    """One frame or request is unusable; the stream itself is still in sync."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def dumps(obj: dict[str, Any]) -> bytes:
+    """Encode one object as compact UTF-8 JSON (not yet framed)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encode_frame(obj: dict[str, Any]) -> bytes:
+    payload = dumps(obj)
+    return HEADER.pack(len(payload)) + payload
+
+
+def frame_payload(payload: bytes) -> bytes:
+    """Frame an already-encoded payload (lets the edge encode a fan-out push once)."""
+    return HEADER.pack(len(payload)) + payload
+
+
+def parse_payload(payload: bytes) -> dict[str, Any]:
+    """Decode one frame's payload; raise MessageError(bad_frame) if it is not an object."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MessageError(ErrorCode.BAD_FRAME, f"frame is not valid UTF-8 ({exc.reason})") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise MessageError(ErrorCode.BAD_FRAME, "JSON is nested too deeply") from None
+    except ValueError as exc:
+        raise MessageError(ErrorCode.BAD_FRAME, f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise MessageError(ErrorCode.BAD_FRAME, "frame must encode a JSON object")
+    return obj
+
+
+class FrameDecoder:
+    """Sans-IO decoder: feed it bytes as they arrive, get back complete payloads.
+
+    Raises FrameError for a length of 0 or above ``max_frame_bytes``; after that the
+    decoder is poisoned because the stream's framing is lost.
+    """
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buffer = bytearray()
+        self._need: int | None = None  # payload length of the frame being read
+        self._failed: FrameError | None = None
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._failed:
+            raise self._failed
+        self._buffer += data
+        frames: list[bytes] = []
+        buf = self._buffer
+        pos = 0
+        while True:
+            if self._need is None:
+                if len(buf) - pos < HEADER_SIZE:
+                    break
+                (length,) = HEADER.unpack_from(buf, pos)
+                pos += HEADER_SIZE
+                if length == 0:
+                    self._failed = FrameError(ErrorCode.BAD_FRAME, "frame length 0 is not allowed")
+                elif length > self.max_frame_bytes:
+                    self._failed = FrameError(
+                        ErrorCode.FRAME_TOO_LARGE,
+                        f"frame of {length} bytes exceeds the limit of {self.max_frame_bytes}",
+                    )
+                if self._failed:
+                    del buf[:]
+                    raise self._failed
+                self._need = length
+            if len(buf) - pos < self._need:
+                break
+            frames.append(bytes(buf[pos : pos + self._need]))
+            pos += self._need
+            self._need = None
+        if pos:
+            del buf[:pos]
+        return frames
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def reply_ok(request_id: Any, **fields: Any) -> dict[str, Any]:
+    return {"id": request_id, "ok": True, **fields}
+
+
+def reply_error(request_id: Any, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"id": request_id, "ok": False, "error": {"code": code, "message": message, **extra}}
+
+
+def push(event: str, **fields: Any) -> dict[str, Any]:
+    return {"event": event, **fields}
+
+
+# --------------------------------------------------------------------------- op schema
+
+
+@dataclass(frozen=True)
+class Field:
+    """One request field: its JSON type, whether it is required and its bounds."""
+
+    kind: type | tuple[type, ...]
+    required: bool = True
+    max_len: int | None = None  # characters for str, items for list, bytes for base64
+    min_value: int | None = None
+    max_value: int | None = None
+
+
+@dataclass(frozen=True)
+class Op:
+    service: str  # "edge" (answered by the edge itself), "auth", "social" or "media"
+    fields: dict[str, Field] = field(default_factory=dict)
+    needs_login: bool = True
+    # Safe to send again after a timeout: it has no effect, or the service de-duplicates
+    # it (room.send with a client_id).
+    idempotent: bool = False
+
+
+_TEXT = Field(str, max_len=100_000)  # the real limit is a server setting; see validate()
+_NAME = Field(str, max_len=256)
+
+OPS: dict[str, Op] = {
+    "ping": Op("edge", needs_login=False, idempotent=True),
+    "register": Op(
+        "auth", {"username": _NAME, "password": Field(str, max_len=1024)}, needs_login=False
+    ),
+    "login": Op(
+        "auth",
+        {
+            "username": Field(str, required=False, max_len=256),
+            "password": Field(str, required=False, max_len=1024),
+            "token": Field(str, required=False, max_len=256),
+        },
+        needs_login=False,
+    ),
+    "logout": Op("auth"),
+    "room.send": Op(
+        "social",
+        {
+            "room": _NAME,
+            "text": _TEXT,
+            "client_id": Field(str, required=False, max_len=64),
+        },
+    ),
+    "room.history": Op(
+        "social",
+        {
+            "room": _NAME,
+            "before": Field(int, required=False, min_value=1),
+            "limit": Field(int, required=False, min_value=1, max_value=200),
+        },
+        idempotent=True,
+    ),
+}
+
+# Events the edge pushes (documented in docs/protocol.md).
+EVENTS = ("message", "shutdown")
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "string", int: "integer", bool: "boolean", list: "array", dict: "object"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _check_field(name: str, spec: Field, value: Any) -> None:
+    # bool is an int in Python but not in our protocol.
+    if isinstance(value, bool) and spec.kind is not bool or not isinstance(value, spec.kind):
+        raise MessageError(
+            ErrorCode.BAD_REQUEST, f"field '{name}' must be a {_type_name(spec.kind)}", name
+        )
+    if isinstance(value, str):
+        if spec.max_len is not None and len(value) > spec.max_len:
+            raise MessageError(
+                ErrorCode.BAD_REQUEST,
+                f"field '{name}' is longer than {spec.max_len} characters",
+                name,
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MessageError(
+                ErrorCode.BAD_REQUEST, f"field '{name}' contains an unpaired surrogate", name
+            ) from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if spec.min_value is not None and value < spec.min_value:
+            raise MessageError(
+                ErrorCode.BAD_REQUEST, f"field '{name}' must be at least {spec.min_value}", name
+            )
+        if spec.max_value is not None and value > spec.max_value:
+            raise MessageError(
+                ErrorCode.BAD_REQUEST, f"field '{name}' must be at most {spec.max_value}", name
+            )
+
+
+def request_id_of(msg: dict[str, Any]) -> Any:
+    """The request's id if it is usable for a reply, else None."""
+    rid = msg.get("id")
+    if isinstance(rid, bool):
+        return None
+    if isinstance(rid, int) or (isinstance(rid, str) and len(rid) <= MAX_ID_CHARS):
+        return rid
+    return None
+
+
+def validate_request(msg: dict[str, Any]) -> tuple[Op, dict[str, Any]]:
+    """Check a decoded request against the op table.
+
+    Returns the op and the declared fields that were present; raises MessageError
+    naming the first bad field. Unknown extra fields are ignored (forward compatible).
+    """
+    if "id" not in msg:
+        raise MessageError(ErrorCode.BAD_REQUEST, "field 'id' is required", "id")
+    if request_id_of(msg) is None:
+        raise MessageError(
+            ErrorCode.BAD_REQUEST,
+            f"field 'id' must be an integer or a string of at most {MAX_ID_CHARS} characters",
+            "id",
+        )
+    op_name = msg.get("op")
+    if not isinstance(op_name, str):
+        raise MessageError(ErrorCode.BAD_REQUEST, "field 'op' must be a string", "op")
+    op = OPS.get(op_name)
+    if op is None:
+        raise MessageError(ErrorCode.UNKNOWN_OP, f"unknown op '{op_name[:64]}'", "op")
+    args: dict[str, Any] = {}
+    for name, spec in op.fields.items():
+        if name not in msg or msg[name] is None:
+            if spec.required:
+                raise MessageError(ErrorCode.BAD_REQUEST, f"field '{name}' is required", name)
+            continue
+        _check_field(name, spec, msg[name])
+        args[name] = msg[name]
+    return op, args
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class RequestIds:
+    """Hands out request ids for one connection (client and load generator)."""
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def __call__(self) -> int:
+        self._next += 1
+        return self._next
+
+
+def request(op: str, request_id: int | str, **fields: Any) -> dict[str, Any]:
+    return {"op": op, "id": request_id, **fields}
+

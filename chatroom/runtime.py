@@ -1,0 +1,218 @@
+"""The runtime every backend service shares.
+
+It owns the ZeroMQ sockets, the request/reply envelope, error mapping, logging context,
+health pings, the thread pool for blocking work and graceful shutdown on SIGTERM.
+Handlers are plain functions ``handler(ctx, args) -> dict`` that know nothing of this.
+
+Internal envelope (edge -> service), one JSON frame after ZeroMQ's routing frames:
+  {"rid": "e1a2:17", "op": "room.send", "args": {...}, "ctx": {...}, "deadline_ms": 1700000000000}
+Reply: {"rid": ..., "ok": true, "result": {...}} or {"rid": ..., "ok": false, "error": {...}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from loguru import logger
+from sqlalchemy.exc import OperationalError
+
+from chatroom.config import Settings
+from chatroom.errors import ServiceError
+from chatroom.protocol import ErrorCode
+
+PING_OP = "_ping"
+
+
+def replica_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def user_topic(user_id: int) -> bytes:
+    # The trailing '|' stops prefix matching: a subscription to u:1| must not match u:12|.
+    return f"u:{user_id}|".encode()
+
+
+def room_topic(room_id: int) -> bytes:
+    return f"r:{room_id}|".encode()
+
+
+@dataclass
+class RequestContext:
+    """Who is asking. The edge fills it from the connection's session, never from the
+    client's request, so a client cannot act as another user."""
+
+    op: str
+    rid: str
+    user_id: int | None = None
+    username: str | None = None
+    session_id: int | None = None
+    ip: str | None = None
+    edge: str | None = None
+    conn: str | None = None
+    events: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
+
+    @classmethod
+    def from_envelope(cls, body: dict[str, Any]) -> RequestContext:
+        ctx = body.get("ctx") or {}
+        return cls(
+            op=body["op"],
+            rid=str(body.get("rid")),
+            user_id=ctx.get("user_id"),
+            username=ctx.get("username"),
+            session_id=ctx.get("session_id"),
+            ip=ctx.get("ip"),
+            edge=ctx.get("edge"),
+            conn=ctx.get("conn"),
+        )
+
+    def publish(self, topic: bytes, event: dict[str, Any]) -> None:
+        """Queue an event; the runtime publishes it after the handler has returned,
+        i.e. after its transaction committed."""
+        self.events.append((topic, event))
+
+    def require_user(self) -> int:
+        if self.user_id is None:
+            raise ServiceError(ErrorCode.NOT_AUTHENTICATED, "log in first")
+        return self.user_id
+
+
+Handler = Callable[[RequestContext, dict[str, Any]], dict[str, Any]]
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: Settings, handlers: dict[str, Handler]) -> None:
+        self.name = name
+        self.settings = settings
+        self.handlers = handlers
+        self.replica = replica_id()
+        self.handled = 0
+        self._stopping = asyncio.Event()
+        self._inflight: set[asyncio.Task] = set()
+        self._slots = asyncio.Semaphore(settings.worker_threads * 4)
+        self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix=name)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        zctx = zmq.asyncio.Context()
+        self._sock = zctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 1000)
+        self._sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        self._sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        backend = self.settings.bus_connect(f"{self.name}.back")
+        self._sock.connect(backend)
+        self._pub = zctx.socket(zmq.PUB)
+        self._pub.setsockopt(zmq.LINGER, 1000)
+        self._pub.connect(self.settings.bus_connect("events.in"))
+        logger.info("{} replica {} serving on {}", self.name, self.replica, backend)
+        receiver = asyncio.create_task(self._receive_loop())
+        await self._stopping.wait()
+        logger.info("stopping: no new requests, draining {} in flight", len(self._inflight))
+        self._sock.disconnect(backend)  # the bus stops routing requests to this replica
+        receiver.cancel()
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=self.settings.drain_timeout_s)
+        self._sock.close()
+        self._pub.close()
+        zctx.term()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        logger.info("stopped after {} requests", self.handled)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                frames = await self._sock.recv_multipart(copy=True)
+            except asyncio.CancelledError:
+                self._slots.release()
+                raise
+            task = asyncio.create_task(self._serve(frames))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _serve(self, frames: list[bytes]) -> None:
+        try:
+            routing, raw = frames[:-1], frames[-1]
+            reply, events = await self._dispatch(raw)
+            if reply is not None:
+                await self._sock.send_multipart([*routing, encode(reply)])
+            for topic, event in events:
+                await self._pub.send_multipart([topic, encode(event)])
+        except Exception:
+            logger.exception("failed to serve a request")
+        finally:
+            self._slots.release()
+
+    async def _dispatch(self, raw: bytes) -> tuple[dict | None, list]:
+        try:
+            body = json.loads(raw)
+            op = body["op"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("dropping a malformed envelope of {} bytes", len(raw))
+            return None, []
+        rid = body.get("rid")
+        deadline = body.get("deadline_ms")
+        if isinstance(deadline, int) and deadline < time.time() * 1000:
+            # The edge has already answered service_unavailable; doing it now could
+            # only surprise the user (e.g. a late duplicate write).
+            logger.info("dropping request {} for {}: its deadline passed", rid, op)
+            return None, []
+        if op == PING_OP:
+            return {"rid": rid, "ok": True, "result": self._health()}, []
+        ctx = RequestContext.from_envelope(body)
+        handler = self.handlers.get(op)
+        if handler is None:
+            err = ServiceError(ErrorCode.UNKNOWN_OP, f"{self.name} has no op '{op}'")
+            return {"rid": rid, "ok": False, "error": err.to_dict()}, []
+        with logger.contextualize(op=op, rid=rid, user=ctx.user_id):
+            try:
+                result = await self._run_blocking(handler, ctx, body.get("args") or {})
+                self.handled += 1
+                return {"rid": rid, "ok": True, "result": result}, ctx.events
+            except ServiceError as exc:
+                logger.info("{} refused: {}", op, exc.code)
+                return {"rid": rid, "ok": False, "error": exc.to_dict()}, []
+            except OperationalError as exc:
+                logger.error("{} failed: database unavailable ({})", op, type(exc.orig).__name__)
+                err = ServiceError(
+                    ErrorCode.SERVICE_UNAVAILABLE, "the database is unavailable; try again"
+                )
+                return {"rid": rid, "ok": False, "error": err.to_dict()}, []
+            except Exception:
+                logger.exception("{} crashed", op)
+                err = ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged")
+                return {"rid": rid, "ok": False, "error": err.to_dict()}, []
+
+    async def _run_blocking(self, handler: Handler, ctx: RequestContext, args: dict) -> dict:
+        # copy_context carries the loguru request context into the worker thread.
+        call = functools.partial(contextvars.copy_context().run, handler, ctx, args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _health(self) -> dict[str, Any]:
+        return {"service": self.name, "replica": self.replica, "handled": self.handled}
+
+
+def run_service(name: str, settings: Settings, handlers: dict[str, Handler]) -> None:
+    # Services wait on the database, not on sockets: the standard loop is enough here.
+    asyncio.run(ServiceRuntime(name, settings, handlers).run())

@@ -1,0 +1,88 @@
+"""Database engines for SQLite (embedded default) and MySQL/MariaDB (via PyMySQL)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from loguru import logger
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from chatroom.config import Settings
+from chatroom.storage.schema import metadata
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objects
+    cur = dbapi_conn.cursor()
+    # WAL lets readers run while one writer commits; several processes share the file.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=15000")
+    cur.close()
+
+
+def _sqlite_begin_immediate(conn: Connection) -> None:
+    # Take the write lock at BEGIN: two deferred transactions that both read and then
+    # write would otherwise deadlock (SQLITE_BUSY) instead of queueing.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(settings: Settings) -> Engine:
+    url = make_url(settings.with_db_password())
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 15, "check_same_thread": False},
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling is off so BEGIN is ours to issue.
+        event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    return create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,  # a restarted MySQL leaves dead pooled connections behind
+        pool_recycle=3600,
+        connect_args={"charset": "utf8mb4", "connect_timeout": 5},
+    )
+
+
+def create_schema(engine: Engine, attempts: int = 5) -> None:
+    """Create missing tables. Replicas starting together may race; the loser retries."""
+    for attempt in range(1, attempts + 1):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except (OperationalError, DBAPIError) as exc:
+            if attempt == attempts:
+                raise
+            logger.warning("schema creation attempt {} failed ({}); retrying", attempt, exc.orig)
+            time.sleep(0.5 * attempt)
+
+
+def wait_for_database(engine: Engine, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return
+        except OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning("database not reachable yet ({}); retrying", exc.orig)
+            time.sleep(1.0)
+

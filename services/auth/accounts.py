@@ -1,0 +1,44 @@
+"""Account rules: what a valid username and password are, and how they are compared."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from chatroom.errors import ServiceError
+from chatroom.protocol import ErrorCode
+
+# Letters, marks and digits of any script (Chinese works), plus a few separators.
+_ALLOWED_PUNCTUATION = set("_-.")
+
+
+def normalise_username(raw: str, max_chars: int) -> str:
+    """The display form: NFC, no surrounding spaces. Raises invalid_username."""
+    name = unicodedata.normalize("NFC", raw.strip())
+    if not name:
+        raise ServiceError(ErrorCode.INVALID_USERNAME, "choose a username (it is empty)")
+    if len(name) > max_chars:
+        raise ServiceError(
+            ErrorCode.INVALID_USERNAME, f"usernames are at most {max_chars} characters long"
+        )
+    for ch in name:
+        category = unicodedata.category(ch)
+        if category[0] not in "LMN" and ch not in _ALLOWED_PUNCTUATION:
+            raise ServiceError(
+                ErrorCode.INVALID_USERNAME,
+                "usernames may contain letters, digits and _ - . only",
+            )
+    return name
+
+
+def username_key(name: str) -> str:
+    """Case-insensitive identity of a username: 'Alice' and 'ALICE' are one account."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold())
+
+
+def check_password(password: str, min_chars: int) -> None:
+    if len(password) < min_chars:
+        raise ServiceError(
+            ErrorCode.INVALID_PASSWORD, f"passwords must be at least {min_chars} characters long"
+        )
+    if not password.strip():
+        raise ServiceError(ErrorCode.INVALID_PASSWORD, "a password cannot be only spaces")

@@ -1,0 +1,71 @@
+"""python -m chatroom.services.tcp_edge
+
+With CHAT_EDGE_WORKERS=N > 1 the process forks N workers that share the port through
+SO_REUSEPORT (the kernel spreads connections), so the edge can use every core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from loguru import logger
+
+from chatroom import config, logs
+from chatroom.config import Settings
+from chatroom.services.tcp_edge.server import Edge
+
+
+def run_worker(settings: Settings) -> None:
+    async def main() -> None:
+        await Edge(settings).run()
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+
+
+def run_workers(settings: Settings) -> int:
+    children: list[int] = []
+    for index in range(settings.edge_workers):
+        pid = os.fork()
+        if pid == 0:
+            logs.setup(f"edge.{index}", settings)
+            run_worker(settings)
+            os._exit(0)
+        children.append(pid)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for _ in children:
+        pid, code = os.wait()
+        if code:
+            logger.error("edge worker {} exited with status {}", pid, code)
+            status = 1
+    return status
+
+
+def main() -> None:
+    settings = config.load()
+    logs.setup("tcp_edge", settings)
+    if settings.edge_workers == 1:
+        run_worker(settings)
+    else:
+        sys.exit(run_workers(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""One client socket: framing, limits, and the session of whoever logged in on it.
+
+The connection knows nothing of services: it hands each valid request to the edge's
+dispatcher and writes back whatever it is given. Requests run concurrently up to a
+per-connection limit; beyond it, reading from the socket pauses (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from loguru import logger
+
+from chatroom.protocol import (
+    ErrorCode,
+    FrameDecoder,
+    FrameError,
+    MessageError,
+    Op,
+    encode_frame,
+    parse_payload,
+    push,
+    reply_error,
+    request_id_of,
+    validate_request,
+)
+
+Dispatch = Callable[["Connection", Any, str, Op, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class Session:
+    """Who is logged in on a connection, and what they hear."""
+
+    __slots__ = ("user_id", "username", "session_id", "room_ids")
+
+    def __init__(self, user_id: int, username: str, session_id: int, room_ids: set[int]) -> None:
+        self.user_id = user_id
+        self.username = username
+        self.session_id = session_id
+        self.room_ids = room_ids
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = (
+        "edge", "conn_id", "ip", "transport", "decoder", "session", "opened_at", "last_seen",
+        "inflight", "backlog", "paused", "closing", "tasks",
+    )
+
+    def __init__(self, edge: Any, conn_id: str) -> None:
+        self.edge = edge
+        self.conn_id = conn_id
+        self.ip = "?"
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder(edge.settings.max_frame_bytes)
+        self.session: Session | None = None
+        self.opened_at = self.last_seen = time.monotonic()
+        self.inflight = 0
+        self.backlog: deque[tuple[Any, str, Op, dict[str, Any]]] = deque()
+        self.paused = False
+        self.closing = False
+        self.tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ asyncio hooks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.ip = peer[0] if peer else "?"
+        self.edge.connection_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        for task in self.tasks:
+            task.cancel()
+        self.edge.connection_closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_seen = time.monotonic()
+        try:
+            payloads = self.decoder.feed(data)
+        except FrameError as exc:
+            logger.info("closing {} from {}: {}", self.conn_id, self.ip, exc.code)
+            self.send(reply_error(None, exc.code, exc.message))
+            self.close()
+            return
+        for payload in payloads:
+            self._accept(payload)
+            if self.closing:
+                return
+        self._pump()
+
+    # ------------------------------------------------------------------ requests
+
+    def _accept(self, payload: bytes) -> None:
+        try:
+            msg = parse_payload(payload)
+        except MessageError as exc:
+            self.send(reply_error(None, exc.code, exc.message))
+            return
+        try:
+            op, args = validate_request(msg)
+        except MessageError as exc:
+            extra = {"field": exc.field} if exc.field and exc.code == ErrorCode.BAD_REQUEST else {}
+            self.send(reply_error(request_id_of(msg), exc.code, exc.message, **extra))
+            return
+        request_id, op_name = msg["id"], msg["op"]
+        if op.needs_login and self.session is None:
+            self.send(reply_error(request_id, ErrorCode.NOT_AUTHENTICATED, "log in first"))
+            return
+        if op.service == "edge":
+            self.send(self.edge.answer_locally(self, request_id, op_name))
+            return
+        self.backlog.append((request_id, op_name, op, args))
+
+    def _pump(self) -> None:
+        """Start queued requests while there is room; pause reading while there is not."""
+        limit = self.edge.settings.max_inflight_per_conn
+        while self.backlog and self.inflight < limit and not self.closing:
+            request_id, op_name, op, args = self.backlog.popleft()
+            self.inflight += 1
+            task = asyncio.get_running_loop().create_task(
+                self._run(request_id, op_name, op, args)
+            )
+            self.tasks.add(task)
+            task.add_done_callback(self._finished)
+        should_pause = bool(self.backlog)
+        if should_pause != self.paused and self.transport and not self.closing:
+            self.paused = should_pause
+            if should_pause:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    async def _run(self, request_id: Any, op_name: str, op: Op, args: dict[str, Any]) -> None:
+        reply = await self.edge.dispatch(self, request_id, op_name, op, args)
+        self.send(reply)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.inflight -= 1
+        if not task.cancelled() and task.exception() is not None:
+            logger.opt(exception=task.exception()).error("request task failed")
+        self._pump()
+
+    # ------------------------------------------------------------------ output
+
+    def send(self, obj: dict[str, Any]) -> None:
+        self.send_frame(encode_frame(obj))
+
+    def send_frame(self, frame: bytes) -> None:
+        if self.closing or self.transport is None:
+            return
+        self.transport.write(frame)
+        if self.transport.get_write_buffer_size() > self.edge.settings.outbound_queue_bytes:
+            # A client that does not read would make us buffer without bound: cut it.
+            # It can log in again with its token and sync what it missed.
+            logger.warning("disconnecting slow reader {} from {}", self.conn_id, self.ip)
+            self.abort()
+
+    def say_goodbye(self, code: str, message: str) -> None:
+        """Tell the client why it is being disconnected, then close after the flush."""
+        self.send(push("closing", code=code, message=message))
+        self.close()
+
+    def close(self) -> None:
+        if self.transport and not self.closing:
+            self.closing = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport:
+            self.closing = True
+            self.transport.abort()

@@ -1,0 +1,259 @@
+"""The edge: accepts client sockets, forwards requests to services, delivers events.
+
+It holds no business rules and no SQL. Its state is which sessions are on which of its
+sockets, and the bus subscriptions those sessions need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import secrets
+import signal
+import socket
+import time
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from loguru import logger
+
+from chatroom.bus_client import BusClient
+from chatroom.config import Settings
+from chatroom.errors import ServiceError
+from chatroom.protocol import (
+    ErrorCode,
+    Op,
+    dumps,
+    frame_payload,
+    reply_error,
+    reply_ok,
+)
+from chatroom.runtime import room_topic, user_topic
+from chatroom.services.tcp_edge.connection import Connection, Session
+
+SERVER_NAME = "chatroom"
+PROTOCOL_VERSION = 1
+
+
+class Subscriptions:
+    """Which local connections hear which topic; subscribes on the bus on first use."""
+
+    def __init__(self, sub: zmq.asyncio.Socket) -> None:
+        self.sub = sub
+        self.by_topic: dict[bytes, set[Connection]] = {}
+
+    def add(self, topic: bytes, conn: Connection) -> None:
+        members = self.by_topic.get(topic)
+        if members is None:
+            members = self.by_topic[topic] = set()
+            self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        members.add(conn)
+
+    def remove(self, topic: bytes, conn: Connection) -> None:
+        members = self.by_topic.get(topic)
+        if members is None:
+            return
+        members.discard(conn)
+        if not members:
+            del self.by_topic[topic]
+            self.sub.setsockopt(zmq.UNSUBSCRIBE, topic)
+
+    def targets(self, topic: bytes) -> set[Connection]:
+        return self.by_topic.get(topic, set())
+
+
+def session_topics(session: Session) -> list[bytes]:
+    return [user_topic(session.user_id), *(room_topic(r) for r in session.room_ids)]
+
+
+class Edge:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.edge_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+        self.connections: set[Connection] = set()
+        self._conn_ids = itertools.count(1)
+        self._stopping = asyncio.Event()
+        self.zctx = zmq.asyncio.Context()
+        self.bus = BusClient(settings, self.edge_id, self.zctx)
+        sub = self.zctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.connect(settings.bus_connect("events.out"))
+        self.sub_socket = sub
+        self.subs = Subscriptions(sub)
+        self.server: asyncio.base_events.Server | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        self.bus.start()
+        s = self.settings
+        self.server = await loop.create_server(
+            lambda: Connection(self, f"{self.edge_id}/{next(self._conn_ids)}"),
+            host=s.edge_host,
+            port=s.edge_port,
+            reuse_port=s.edge_workers > 1,
+            backlog=4096,
+        )
+        background = [
+            asyncio.create_task(self._deliver_events()),
+            asyncio.create_task(self._sweep()),
+        ]
+        logger.info("edge {} listening on {}:{}", self.edge_id, s.edge_host, s.edge_port)
+        await self._stopping.wait()
+        await self._drain()
+        for task in background:
+            task.cancel()
+        self.bus.close()
+        self.sub_socket.close()
+        self.zctx.term()
+        logger.info("edge stopped")
+
+    async def _drain(self) -> None:
+        """SIGTERM: stop accepting, let in-flight requests finish, then say goodbye."""
+        logger.info("draining {} connections", len(self.connections))
+        assert self.server is not None
+        self.server.close()
+        for conn in self.connections:
+            conn.backlog.clear()
+            if conn.transport and not conn.closing:
+                conn.transport.pause_reading()
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while any(c.inflight for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.say_goodbye(
+                ErrorCode.SHUTTING_DOWN, "the server is restarting; reconnect in a few seconds"
+            )
+        closing = [self._close_session(conn) for conn in list(self.connections) if conn.session]
+        if closing:
+            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 5)
+
+    # ------------------------------------------------------------------ connections
+
+    def connection_opened(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if conn.session is not None and not self._stopping.is_set():
+            asyncio.get_running_loop().create_task(self._close_session(conn))
+
+    async def _close_session(self, conn: Connection) -> None:
+        session = conn.session
+        if session is None:
+            return
+        conn.session = None
+        for topic in session_topics(session):
+            self.subs.remove(topic, conn)
+        try:
+            await self.bus.call(
+                "social", "session.close", ctx=self._context(conn, session), retry=True
+            )
+        except ServiceError as exc:
+            logger.warning("could not close session {}: {}", session.session_id, exc.code)
+
+    def _context(self, conn: Connection, session: Session | None) -> dict[str, Any]:
+        ctx: dict[str, Any] = {"ip": conn.ip, "edge": self.edge_id, "conn": conn.conn_id}
+        if session is not None:
+            ctx.update(
+                user_id=session.user_id,
+                username=session.username,
+                session_id=session.session_id,
+            )
+        return ctx
+
+    async def _sweep(self) -> None:
+        """Close connections that never logged in, or went quiet, in time."""
+        s = self.settings
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if conn.session is None and now - conn.opened_at > s.login_timeout_s:
+                    conn.say_goodbye("login_timeout", f"log in within {s.login_timeout_s:g} s")
+                elif now - conn.last_seen > s.idle_timeout_s:
+                    conn.say_goodbye(
+                        "idle_timeout",
+                        f"nothing received for {s.idle_timeout_s:g} s; send ping to stay connected",
+                    )
+
+    # ------------------------------------------------------------------ events
+
+    async def _deliver_events(self) -> None:
+        while True:
+            topic, payload = await self.sub_socket.recv_multipart()
+            targets = self.subs.targets(topic)
+            if not targets:
+                continue
+            try:
+                event = json.loads(payload)
+            except ValueError:
+                logger.warning("dropping a malformed event on {}", topic)
+                continue
+            # Fields starting with '_' are for the edge, not for clients.
+            origin = event.pop("_origin", None)
+            frame = frame_payload(dumps(event))
+            for conn in list(targets):
+                if conn.conn_id != origin:
+                    conn.send_frame(frame)
+
+    # ------------------------------------------------------------------ requests
+
+    def answer_locally(self, conn: Connection, request_id: Any, op_name: str) -> dict:
+        return reply_ok(request_id, time=int(time.time() * 1000))
+
+    async def dispatch(
+        self, conn: Connection, request_id: Any, op_name: str, op: Op, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            with logger.contextualize(op=op_name, conn=conn.conn_id):
+                if op_name == "login":
+                    return reply_ok(request_id, **await self._login(conn, args))
+                if op_name == "logout":
+                    return reply_ok(request_id, **await self._logout(conn))
+                retry = op.idempotent or bool(args.get("client_id"))
+                result = await self.bus.call(
+                    op.service, op_name, args, self._context(conn, conn.session), retry=retry
+                )
+                return reply_ok(request_id, **result)
+        except ServiceError as exc:
+            return reply_error(request_id, exc.code, exc.message, **exc.extra)
+
+    async def _login(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
+        if conn.session is not None:
+            raise ServiceError(ErrorCode.ALREADY_AUTHENTICATED, "already logged in; log out first")
+        auth = await self.bus.call("auth", "login", args, self._context(conn, None))
+        user = auth["user"]
+        session = Session(user["id"], user["username"], auth["session_id"], set())
+        snapshot = await self.bus.call(
+            "social", "session.open", ctx=self._context(conn, session), retry=True
+        )
+        if conn.closing:
+            return {}
+        if conn.session is not None:  # a concurrent login on the same socket won
+            raise ServiceError(ErrorCode.ALREADY_AUTHENTICATED, "already logged in; log out first")
+        session.room_ids = {room["id"] for room in snapshot["rooms"]}
+        conn.session = session
+        for topic in session_topics(session):
+            self.subs.add(topic, conn)
+        return {
+            "user": user,
+            "token": auth["token"],
+            "expires_at": auth["expires_at"],
+            "server": {"name": SERVER_NAME, "protocol": PROTOCOL_VERSION},
+            "limits": self.settings.limits(),
+            **snapshot,
+        }
+
+    async def _logout(self, conn: Connection) -> dict[str, Any]:
+        session = conn.session
+        assert session is not None  # needs_login is checked before dispatch
+        await self.bus.call("auth", "logout", ctx=self._context(conn, session), retry=True)
+        await self._close_session(conn)
+        return {}
