@@ -94,7 +94,11 @@ class BusClient:
                 except TimeoutError:
                     logger.warning(
                         "{} {} got no reply within {:.1f}s (attempt {}/{})",
-                        service, op, per_attempt, attempt, attempts,
+                        service,
+                        op,
+                        per_attempt,
+                        attempt,
+                        attempts,
                     )
             else:
                 raise ServiceError(

@@ -126,9 +126,7 @@ def _parse(field: dataclasses.Field, raw: str) -> object:
             return float(raw)
         return raw
     except ValueError:
-        raise ConfigError(
-            f"{PREFIX}{field.name.upper()}={raw!r} is not a valid {kind}"
-        ) from None
+        raise ConfigError(f"{PREFIX}{field.name.upper()}={raw!r} is not a valid {kind}") from None
 
 
 def env_name(field_name: str) -> str:

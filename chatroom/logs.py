@@ -17,9 +17,7 @@ from chatroom.config import Settings
 
 def _human_format(record: dict) -> str:
     extra = record["extra"]
-    context = " ".join(
-        f"{key}={{extra[{key}]}}" for key in extra if key != "service"
-    )
+    context = " ".join(f"{key}={{extra[{key}]}}" for key in extra if key != "service")
     line = (
         "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
         "<cyan>{extra[service]: <9}</cyan> {message}"

@@ -91,7 +91,9 @@ def parse_payload(payload: bytes) -> dict[str, Any]:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MessageError(ErrorCode.BAD_FRAME, f"frame is not valid UTF-8 ({exc.reason})") from None
+        raise MessageError(
+            ErrorCode.BAD_FRAME, f"frame is not valid UTF-8 ({exc.reason})"
+        ) from None
     try:
         obj = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
@@ -327,4 +329,3 @@ class RequestIds:
 
 def request(op: str, request_id: int | str, **fields: Any) -> dict[str, Any]:
     return {"op": op, "id": request_id, **fields}
-

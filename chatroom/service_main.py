@@ -13,7 +13,9 @@ from chatroom.runtime import Handler, run_service
 from chatroom.storage.db import create_schema, make_engine, wait_for_database
 
 
-def serve(name: str, build_handlers: Callable[[Engine, config.Settings], dict[str, Handler]]) -> None:
+def serve(
+    name: str, build_handlers: Callable[[Engine, config.Settings], dict[str, Handler]]
+) -> None:
     settings = config.load()
     logs.setup(name, settings)
     engine = make_engine(settings)

@@ -85,4 +85,3 @@ def wait_for_database(engine: Engine, timeout_s: float = 60.0) -> None:
                 raise
             logger.warning("database not reachable yet ({}); retrying", exc.orig)
             time.sleep(1.0)
-

@@ -8,6 +8,7 @@ from typing import Any
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 from loguru import logger
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +17,6 @@ from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext
-from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
 
@@ -76,8 +76,9 @@ class AuthHandlers:
     def _password_login(self, ctx: RequestContext, username: str, password: str) -> dict:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(users.c.id, users.c.username, users.c.password_hash, users.c.disabled)
-                .where(users.c.username_key == username_key(username.strip()))
+                select(users.c.id, users.c.username, users.c.password_hash, users.c.disabled).where(
+                    users.c.username_key == username_key(username.strip())
+                )
             ).first()
         stored = row.password_hash if row else self._dummy_hash
         try:
@@ -147,9 +148,7 @@ class AuthHandlers:
                 )
             if row.disabled:
                 raise ServiceError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
-            conn.execute(
-                update(sessions).where(sessions.c.id == row.id).values(last_used_at=now)
-            )
+            conn.execute(update(sessions).where(sessions.c.id == row.id).values(last_used_at=now))
         logger.info("user {} resumed session {} from {}", row.user_id, row.id, ctx.ip)
         return {
             "user": {"id": row.user_id, "username": row.username},

@@ -3,8 +3,9 @@
 import signal
 import threading
 
-from chatroom import config, logs
 from chatroom.services.bus.switchboard import Switchboard
+
+from chatroom import config, logs
 
 
 def main() -> None:

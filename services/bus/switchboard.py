@@ -58,9 +58,7 @@ class Switchboard:
             thread = threading.Thread(target=_proxy, args=(name, front, back), daemon=True)
             thread.start()
             self.threads.append(thread)
-        logger.info(
-            "bus up on {}:{}-{}", s.bus_bind_host, s.bus_port_base, s.bus_port_base + 7
-        )
+        logger.info("bus up on {}:{}-{}", s.bus_bind_host, s.bus_port_base, s.bus_port_base + 7)
 
     def stop(self) -> None:
         self.zctx.term()

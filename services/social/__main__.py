@@ -1,8 +1,9 @@
 """python -m chatroom.services.social"""
 
-from chatroom.service_main import serve
 from chatroom.services.social.handlers import SocialHandlers
 from chatroom.services.social.rooms import ensure_lobby
+
+from chatroom.service_main import serve
 
 
 def build(engine, settings):  # noqa: ANN001, ANN201 - see chatroom.service_main.serve

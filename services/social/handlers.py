@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from chatroom.services.social import rooms
 from loguru import logger
 from sqlalchemy import Engine
 
 from chatroom.config import Settings
 from chatroom.runtime import RequestContext, room_topic
-from chatroom.services.social import rooms
 
 
 class SocialHandlers:
@@ -44,7 +44,10 @@ class SocialHandlers:
         if is_new:
             logger.info(
                 "stored message {} seq {} in room {} ({} chars)",
-                message["id"], message["seq"], message["room_id"], len(message["text"]),
+                message["id"],
+                message["seq"],
+                message["room_id"],
+                len(message["text"]),
             )
             ctx.publish(
                 room_topic(message["room_id"]),

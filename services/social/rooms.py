@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
+from loguru import logger
 from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -23,18 +24,17 @@ def room_key(name: str) -> str:
 
 def ensure_lobby(engine: Engine) -> None:
     """Create the public room every user belongs to, once (safe for racing replicas)."""
-    with engine.begin() as conn:
-        exists = conn.execute(select(rooms.c.id).where(rooms.c.name_key == LOBBY)).first()
-        if exists:
-            return
-        try:
-            conn.execute(
-                insert(rooms).values(
-                    name=LOBBY, name_key=LOBBY, kind=PUBLIC, created_at=now_ms(), last_seq=0
+    try:
+        with engine.begin() as conn:
+            exists = conn.execute(select(rooms.c.id).where(rooms.c.name_key == LOBBY)).first()
+            if not exists:
+                conn.execute(
+                    insert(rooms).values(
+                        name=LOBBY, name_key=LOBBY, kind=PUBLIC, created_at=now_ms(), last_seq=0
+                    )
                 )
-            )
-        except IntegrityError:
-            pass  # another replica created it first
+    except IntegrityError:
+        logger.debug("another replica created the lobby first")
 
 
 def find_room(conn: Connection, name: str) -> Any:
@@ -61,7 +61,9 @@ def is_member(conn: Connection, room: Any, user_id: int) -> bool:
 
 def require_member(conn: Connection, room: Any, user_id: int) -> None:
     if not is_member(conn, room, user_id):
-        raise ServiceError(ErrorCode.FORBIDDEN, f"you are not a member of '{room.name}'; join it first")
+        raise ServiceError(
+            ErrorCode.FORBIDDEN, f"you are not a member of '{room.name}'; join it first"
+        )
 
 
 def rooms_of(conn: Connection, user_id: int) -> list[dict[str, Any]]:

@@ -7,15 +7,16 @@ SO_REUSEPORT (the kernel spreads connections), so the edge can use every core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 
+from chatroom.services.tcp_edge.server import Edge
 from loguru import logger
 
 from chatroom import config, logs
 from chatroom.config import Settings
-from chatroom.services.tcp_edge.server import Edge
 
 
 def run_worker(settings: Settings) -> None:
@@ -42,10 +43,8 @@ def run_workers(settings: Settings) -> int:
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
-            except ProcessLookupError:
-                pass
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
@@ -29,7 +28,7 @@ from chatroom.protocol import (
     validate_request,
 )
 
-Dispatch = Callable[["Connection", Any, str, Op, dict[str, Any]], Awaitable[dict[str, Any]]]
+SESSION_OPS = frozenset({"login", "logout"})
 
 
 class Session:
@@ -46,8 +45,20 @@ class Session:
 
 class Connection(asyncio.Protocol):
     __slots__ = (
-        "edge", "conn_id", "ip", "transport", "decoder", "session", "opened_at", "last_seen",
-        "inflight", "backlog", "paused", "closing", "tasks",
+        "edge",
+        "conn_id",
+        "ip",
+        "transport",
+        "decoder",
+        "session",
+        "opened_at",
+        "last_seen",
+        "inflight",
+        "backlog",
+        "paused",
+        "closing",
+        "tasks",
+        "barrier",
     )
 
     def __init__(self, edge: Any, conn_id: str) -> None:
@@ -61,6 +72,7 @@ class Connection(asyncio.Protocol):
         self.inflight = 0
         self.backlog: deque[tuple[Any, str, Op, dict[str, Any]]] = deque()
         self.paused = False
+        self.barrier = False
         self.closing = False
         self.tasks: set[asyncio.Task] = set()
 
@@ -108,23 +120,26 @@ class Connection(asyncio.Protocol):
             self.send(reply_error(request_id_of(msg), exc.code, exc.message, **extra))
             return
         request_id, op_name = msg["id"], msg["op"]
-        if op.needs_login and self.session is None:
-            self.send(reply_error(request_id, ErrorCode.NOT_AUTHENTICATED, "log in first"))
-            return
         if op.service == "edge":
             self.send(self.edge.answer_locally(self, request_id, op_name))
             return
         self.backlog.append((request_id, op_name, op, args))
 
     def _pump(self) -> None:
-        """Start queued requests while there is room; pause reading while there is not."""
+        """Start queued requests while there is room; pause reading while there is not.
+
+        A login or logout is a barrier: requests sent after it (pipelined) wait until it
+        is done, so they run as the user it logged in, not as nobody.
+        """
         limit = self.edge.settings.max_inflight_per_conn
-        while self.backlog and self.inflight < limit and not self.closing:
+        while self.backlog and self.inflight < limit and not self.closing and not self.barrier:
             request_id, op_name, op, args = self.backlog.popleft()
+            if op.needs_login and self.session is None:
+                self.send(reply_error(request_id, ErrorCode.NOT_AUTHENTICATED, "log in first"))
+                continue
+            self.barrier = op_name in SESSION_OPS
             self.inflight += 1
-            task = asyncio.get_running_loop().create_task(
-                self._run(request_id, op_name, op, args)
-            )
+            task = asyncio.get_running_loop().create_task(self._run(request_id, op_name, op, args))
             self.tasks.add(task)
             task.add_done_callback(self._finished)
         should_pause = bool(self.backlog)
@@ -142,6 +157,8 @@ class Connection(asyncio.Protocol):
     def _finished(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         self.inflight -= 1
+        if self.inflight == 0:
+            self.barrier = False
         if not task.cancelled() and task.exception() is not None:
             logger.opt(exception=task.exception()).error("request task failed")
         self._pump()
