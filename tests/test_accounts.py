@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+from chatroom.services.auth.accounts import check_password, normalise_username, username_key
+
+from chatroom.errors import ServiceError
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("alice", "alice"),
+        ("  bob  ", "bob"),
+        ("小明", "小明"),
+        ("Jose\u0301", "José"),  # decomposed accent is stored composed (NFC)
+        ("a_b-c.d", "a_b-c.d"),
+    ],
+)
+def test_valid_usernames(raw, expected):
+    assert normalise_username(raw, 32) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "   ",
+        "a b",
+        "tab\there",
+        "new\nline",
+        "x" * 33,
+        "semi;colon",
+        "quote'",
+        "nul\x00",
+        "emoji😀",
+        "rtl\u202eoverride",
+        "zero\u200bwidth",
+    ],
+)
+def test_invalid_usernames(raw):
+    with pytest.raises(ServiceError) as err:
+        normalise_username(raw, 32)
+    assert err.value.code == "invalid_username"
+
+
+def test_username_key_is_case_and_form_insensitive():
+    assert username_key("Alice") == username_key("ALICE") == username_key("alice")
+    assert username_key("José") == username_key("JOSE\u0301")
+    assert username_key("Straße") == username_key("STRASSE")
+    assert username_key("jose") != username_key("josé")
+
+
+@pytest.mark.parametrize("password", ["short", "       ", "        "])
+def test_weak_passwords(password):
+    with pytest.raises(ServiceError) as err:
+        check_password(password, 8)
+    assert err.value.code == "invalid_password"

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from chatroom import config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_load_from_empty_environment():
+    s = config.load({})
+    assert s.edge_port == 2019 and s.max_frame_bytes == 1024 * 1024
+
+
+def test_values_and_files(tmp_path):
+    secret = tmp_path / "db_password"
+    secret.write_text("s3cret/with@chars\n")
+    s = config.load(
+        {
+            "CHAT_EDGE_PORT": "3000",
+            "CHAT_LOG_JSON": "true",
+            "CHAT_IDLE_TIMEOUT_S": "2.5",
+            "CHAT_DB_URL": "mysql+pymysql://chat@db:3306/chat",
+            "CHAT_DB_PASSWORD_FILE": str(secret),
+        }
+    )
+    assert (s.edge_port, s.log_json, s.idle_timeout_s) == (3000, True, 2.5)
+    assert s.with_db_password() == "mysql+pymysql://chat:s3cret%2Fwith%40chars@db:3306/chat"
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"CHAT_EDGE_PORT": "twenty"}, "CHAT_EDGE_PORT"),
+        ({"CHAT_EDGE_PORT": "70000"}, "CHAT_EDGE_PORT"),
+        ({"CHAT_LOG_JSON": "maybe"}, "CHAT_LOG_JSON"),
+        ({"CHAT_MAX_FRAME_BYTES": "0"}, "CHAT_MAX_FRAME_BYTES"),
+        ({"CHAT_DB_PASSWORD_FILE": "/nonexistent/secret"}, "CHAT_DB_PASSWORD_FILE"),
+    ],
+)
+def test_bad_values_name_the_variable(env, fragment):
+    with pytest.raises(config.ConfigError, match=fragment):
+        config.load(env)
+
+
+def test_env_example_lists_every_setting_with_its_default():
+    text = (ROOT / ".env.example").read_text()
+    listed = dict(re.findall(r"^#?\s*(CHAT_[A-Z0-9_]+)=(.*)$", text, re.MULTILINE))
+    for field in dataclasses.fields(config.Settings):
+        name = config.env_name(field.name)
+        assert name in listed, f"{name} missing from .env.example"
+        default = field.default
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        assert listed[name] == shown, f"{name}: .env.example says {listed[name]!r}"
