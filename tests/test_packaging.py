@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BLOCK = "import sys\nfor m in ('zmq', 'sqlalchemy', 'pymysql', 'argon2', 'PIL'): sys.modules[m] = None\n"
+SERVER_ONLY = ("zmq", "sqlalchemy", "pymysql", "argon2", "PIL")
+BLOCK = f"import sys\nfor m in {SERVER_ONLY!r}: sys.modules[m] = None\n"
 
 
 def run(code: str) -> subprocess.CompletedProcess:
