@@ -50,6 +50,20 @@ class Settings:
     max_text_chars: int = 4000
     history_page_max: int = 200
 
+    # Social.
+    edge_heartbeat_s: float = 5.0
+    # An edge silent this long is presumed dead: its users are shown offline.
+    edge_dead_after_s: float = 15.0
+    max_status_chars: int = 140
+    max_pending_friend_requests: int = 50
+    room_members_max: int = 1000
+    sync_page_max: int = 1000
+
+    # Media.
+    avatar_max_bytes: int = 512 * 1024
+    # Images with more pixels than this are refused before decoding (bomb guard).
+    avatar_max_pixels: int = 4096 * 4096
+
     # Auth.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -92,6 +106,11 @@ class Settings:
             "history_page_max": self.history_page_max,
             "max_inflight": self.max_inflight_per_conn,
             "idle_timeout_s": int(self.idle_timeout_s),
+            "max_status_chars": self.max_status_chars,
+            "max_pending_friend_requests": self.max_pending_friend_requests,
+            "avatar_max_bytes": self.avatar_max_bytes,
+            "avatar_max_pixels": self.avatar_max_pixels,
+            "sync_page_max": self.sync_page_max,
         }
 
 

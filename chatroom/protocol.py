@@ -38,6 +38,8 @@ class ErrorCode:
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
     CONFLICT = "conflict"
+    LIMIT_REACHED = "limit_reached"  # a per-user cap (e.g. unanswered friend requests)
+    INVALID_IMAGE = "invalid_image"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_REQUESTS = "too_many_requests"
     SERVICE_UNAVAILABLE = "service_unavailable"
@@ -195,8 +197,11 @@ class Op:
     idempotent: bool = False
 
 
-_TEXT = Field(str, max_len=100_000)  # the real limit is a server setting; see validate()
+_TEXT = Field(str, max_len=100_000)  # the real limit is a server setting (max_text_chars)
 _NAME = Field(str, max_len=256)
+_CLIENT_ID = Field(str, required=False, max_len=64)
+_BEFORE = Field(int, required=False, min_value=1)
+_LIMIT = Field(int, required=False, min_value=1, max_value=10_000)
 
 OPS: dict[str, Op] = {
     "ping": Op("edge", needs_login=False, idempotent=True),
@@ -213,27 +218,58 @@ OPS: dict[str, Op] = {
         needs_login=False,
     ),
     "logout": Op("auth"),
-    "room.send": Op(
-        "social",
-        {
-            "room": _NAME,
-            "text": _TEXT,
-            "client_id": Field(str, required=False, max_len=64),
-        },
-    ),
+    "presence.set": Op("social", {"status": Field(str, max_len=1000)}, idempotent=True),
+    "friend.request": Op("social", {"username": _NAME}, idempotent=True),
+    "friend.accept": Op("social", {"username": _NAME}),
+    "friend.reject": Op("social", {"username": _NAME}),
+    "friend.remove": Op("social", {"username": _NAME}),
+    "friend.list": Op("social", idempotent=True),
+    "room.create": Op("social", {"room": _NAME}),
+    "room.join": Op("social", {"room": _NAME}, idempotent=True),
+    "room.leave": Op("social", {"room": _NAME}),
+    "room.list": Op("social", idempotent=True),
+    "room.members": Op("social", {"room": _NAME}, idempotent=True),
+    "room.send": Op("social", {"room": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}),
     "room.history": Op(
         "social",
-        {
-            "room": _NAME,
-            "before": Field(int, required=False, min_value=1),
-            "limit": Field(int, required=False, min_value=1, max_value=200),
-        },
+        {"room": _NAME, "before": _BEFORE, "limit": Field(int, False, None, 1, 200)},
+        idempotent=True,
+    ),
+    "dm.send": Op("social", {"to": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}),
+    "dm.history": Op(
+        "social",
+        {"with": _NAME, "before": _BEFORE, "limit": Field(int, False, None, 1, 200)},
+        idempotent=True,
+    ),
+    "sync": Op(
+        "social",
+        {"cursors": Field(dict, required=False, max_len=10_000), "limit": _LIMIT},
+        idempotent=True,
+    ),
+    # The image travels base64-encoded; the decoded size limit is avatar_max_bytes.
+    "avatar.set": Op("media", {"image": Field(str, max_len=2 * 1024 * 1024)}),
+    "avatar.get": Op(
+        "media",
+        {"hash": Field(str, max_len=64), "size": Field(int, False, None, 1, 1024)},
         idempotent=True,
     ),
 }
 
 # Events the edge pushes (documented in docs/protocol.md).
-EVENTS = ("message", "shutdown")
+EVENTS = (
+    "message",
+    "closing",
+    "presence",
+    "friend.request",
+    "friend.accepted",
+    "friend.rejected",
+    "friend.removed",
+    "friend.request.closed",
+    "room.joined",
+    "room.left",
+    "room.member",
+    "avatar",
+)
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
@@ -247,6 +283,10 @@ def _check_field(name: str, spec: Field, value: Any) -> None:
     if isinstance(value, bool) and spec.kind is not bool or not isinstance(value, spec.kind):
         raise MessageError(
             ErrorCode.BAD_REQUEST, f"field '{name}' must be a {_type_name(spec.kind)}", name
+        )
+    if isinstance(value, dict | list) and spec.max_len is not None and len(value) > spec.max_len:
+        raise MessageError(
+            ErrorCode.BAD_REQUEST, f"field '{name}' has more than {spec.max_len} entries", name
         )
     if isinstance(value, str):
         if spec.max_len is not None and len(value) > spec.max_len:

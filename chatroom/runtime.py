@@ -96,11 +96,27 @@ class RequestContext:
 Handler = Callable[[RequestContext, dict[str, Any]], dict[str, Any]]
 
 
+@dataclass
+class Job:
+    """Background work a service repeats, e.g. expiring the sessions of a dead edge."""
+
+    name: str
+    interval_s: float
+    run: Callable[[RequestContext], None]
+
+
+@dataclass
+class Service:
+    handlers: dict[str, Handler]
+    jobs: list[Job] = field(default_factory=list)
+
+
 class ServiceRuntime:
-    def __init__(self, name: str, settings: Settings, handlers: dict[str, Handler]) -> None:
+    def __init__(self, name: str, settings: Settings, service: Service) -> None:
         self.name = name
         self.settings = settings
-        self.handlers = handlers
+        self.handlers = service.handlers
+        self.jobs = service.jobs
         self.replica = replica_id()
         self.handled = 0
         self._stopping = asyncio.Event()
@@ -127,7 +143,10 @@ class ServiceRuntime:
         self._pub.connect(self.settings.bus_connect("events.in"))
         logger.info("{} replica {} serving on {}", self.name, self.replica, backend)
         receiver = asyncio.create_task(self._receive_loop())
+        job_tasks = [asyncio.create_task(self._repeat(job)) for job in self.jobs]
         await self._stopping.wait()
+        for task in job_tasks:
+            task.cancel()
         logger.info("stopping: no new requests, draining {} in flight", len(self._inflight))
         self._sock.disconnect(backend)  # the bus stops routing requests to this replica
         receiver.cancel()
@@ -157,8 +176,7 @@ class ServiceRuntime:
             reply, events = await self._dispatch(raw)
             if reply is not None:
                 await self._sock.send_multipart([*routing, encode(reply)])
-            for topic, event in events:
-                await self._pub.send_multipart([topic, encode(event)])
+            await self._publish(events)
         except Exception:
             logger.exception("failed to serve a request")
         finally:
@@ -204,6 +222,21 @@ class ServiceRuntime:
                 err = ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged")
                 return {"rid": rid, "ok": False, "error": err.to_dict()}, []
 
+    async def _repeat(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(job.interval_s)
+            ctx = RequestContext(op=f"job:{job.name}", rid=f"{self.replica}:{job.name}")
+            try:
+                await self._run_blocking(lambda c, _a: job.run(c), ctx, {})
+            except Exception:
+                logger.exception("job {} failed", job.name)
+                continue
+            await self._publish(ctx.events)
+
+    async def _publish(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
+        for topic, event in events:
+            await self._pub.send_multipart([topic, encode(event)])
+
     async def _run_blocking(self, handler: Handler, ctx: RequestContext, args: dict) -> dict:
         # copy_context carries the loguru request context into the worker thread.
         call = functools.partial(contextvars.copy_context().run, handler, ctx, args)
@@ -213,6 +246,6 @@ class ServiceRuntime:
         return {"service": self.name, "replica": self.replica, "handled": self.handled}
 
 
-def run_service(name: str, settings: Settings, handlers: dict[str, Handler]) -> None:
+def run_service(name: str, settings: Settings, service: Service) -> None:
     # Services wait on the database, not on sockets: the standard loop is enough here.
-    asyncio.run(ServiceRuntime(name, settings, handlers).run())
+    asyncio.run(ServiceRuntime(name, settings, service).run())

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from loguru import logger
 from sqlalchemy import Engine
 
 from chatroom import config, logs
-from chatroom.runtime import Handler, run_service
+from chatroom.runtime import Service, run_service
 from chatroom.storage.db import create_schema, make_engine, wait_for_database
 
+ServiceFactory = Callable[[Engine, config.Settings], Service]
 
-def serve(
-    name: str, build_handlers: Callable[[Engine, config.Settings], dict[str, Handler]]
-) -> None:
+
+def serve(name: str, build: ServiceFactory) -> None:
     settings = config.load()
     logs.setup(name, settings)
     engine = make_engine(settings)
     logger.info("{} starting; database {}", name, engine.url.render_as_string(hide_password=True))
     wait_for_database(engine)
     create_schema(engine)
-    handlers: dict[str, Any] = build_handlers(engine, settings)
-    run_service(name, settings, handlers)
+    run_service(name, settings, build(engine, settings))
     engine.dispose()

@@ -3,6 +3,67 @@
 -- Runs on MySQL 8.4 and MariaDB 10.11.
 SET NAMES utf8mb4;
 
+CREATE TABLE avatar_images (
+	hash VARCHAR(64) NOT NULL, 
+	size INTEGER NOT NULL, 
+	data MEDIUMBLOB NOT NULL, 
+	created_at BIGINT NOT NULL, 
+	PRIMARY KEY (hash, size)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE TABLE avatars (
+	user_id BIGINT NOT NULL, 
+	hash VARCHAR(64) NOT NULL, 
+	updated_at BIGINT NOT NULL, 
+	PRIMARY KEY (user_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE TABLE edges (
+	edge_id VARCHAR(128) NOT NULL, 
+	last_seen BIGINT NOT NULL, 
+	PRIMARY KEY (edge_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE TABLE friend_requests (
+	id BIGINT NOT NULL AUTO_INCREMENT, 
+	from_id BIGINT NOT NULL, 
+	to_id BIGINT NOT NULL, 
+	status VARCHAR(16) NOT NULL, 
+	created_at BIGINT NOT NULL, 
+	decided_at BIGINT, 
+	requester_told BOOL NOT NULL, 
+	PRIMARY KEY (id), 
+	CONSTRAINT uq_friend_requests_pair UNIQUE (from_id, to_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_friend_requests_to ON friend_requests (to_id, status);
+
+CREATE TABLE friendships (
+	user_id BIGINT NOT NULL, 
+	friend_id BIGINT NOT NULL, 
+	since BIGINT NOT NULL, 
+	PRIMARY KEY (user_id, friend_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE TABLE live_sessions (
+	conn_id VARCHAR(160) NOT NULL, 
+	edge_id VARCHAR(128) NOT NULL, 
+	user_id BIGINT NOT NULL, 
+	opened_at BIGINT NOT NULL, 
+	PRIMARY KEY (conn_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_live_sessions_edge ON live_sessions (edge_id);
+
+CREATE INDEX ix_live_sessions_user ON live_sessions (user_id);
+
+CREATE TABLE profiles (
+	user_id BIGINT NOT NULL, 
+	status VARCHAR(140) NOT NULL, 
+	updated_at BIGINT NOT NULL, 
+	PRIMARY KEY (user_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
 CREATE TABLE rooms (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	name VARCHAR(64) NOT NULL, 

@@ -173,13 +173,18 @@ class Stack:
         return "\n".join(out)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
+        # Edges first, as compose does (they depend on the rest): a draining edge still
+        # reaches social to take its users offline.
+        edges = [n for n in self.procs if n.startswith("edge")]
+        others = [n for n in self.procs if not n.startswith("edge")]
+        for group in (edges, others):
+            procs = [self.procs[n] for n in group if self.procs[n].poll() is None]
+            for proc in procs:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            deadline = time.monotonic() + 10
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)

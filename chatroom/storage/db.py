@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from loguru import logger
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -58,6 +61,22 @@ def make_engine(settings: Settings) -> Engine:
         pool_recycle=3600,
         connect_args={"charset": "utf8mb4", "connect_timeout": 5},
     )
+
+
+def upsert(conn: Connection, table: Table, values: dict[str, Any], update: tuple[str, ...]) -> None:
+    """INSERT, or UPDATE the `update` columns when the primary/unique key exists.
+    MySQL's form uses VALUES(col), which MariaDB 10.11 and MySQL 8.4 both accept."""
+    if conn.dialect.name == "sqlite":
+        keys = [c.name for c in table.primary_key.columns]
+        stmt = sqlite_insert(table).values(**values)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+            )
+        )
+    else:
+        stmt = mysql_insert(table).values(**values)
+        conn.execute(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update}))
 
 
 def create_schema(engine: Engine, attempts: int = 5) -> None:

@@ -2,7 +2,9 @@
 (``chatroom schema > db/init.sql``) and a test keeps the two equal.
 
 Each service owns its tables and writes only those: auth owns users and sessions;
-social owns rooms, room_members and messages; media owns avatars.
+social owns rooms, room_members, messages, friendships, friend_requests, profiles,
+edges and live_sessions; media owns avatars and avatar_images. Services may read other
+services' tables (social shows avatar hashes, media finds who to tell of a change).
 Times are integer milliseconds since the epoch (UTC) so both SQLite and MySQL store them
 the same way.
 """
@@ -16,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -109,6 +112,87 @@ messages = Table(
     Column("client_id", String(64), nullable=True),
     UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
     UniqueConstraint("sender_id", "client_id", name="uq_messages_sender_client"),
+    **MYSQL_TABLE_ARGS,
+)
+
+friendships = Table(
+    "friendships",
+    metadata,
+    # Stored in both directions so "my friends" is one indexed lookup.
+    Column("user_id", BigInteger, primary_key=True),
+    Column("friend_id", BigInteger, primary_key=True),
+    Column("since", BigInteger, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+friend_requests = Table(
+    "friend_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("from_id", BigInteger, nullable=False),
+    Column("to_id", BigInteger, nullable=False),
+    # pending, accepted or rejected. Asking again after a rejection re-opens the row.
+    Column("status", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("decided_at", BigInteger, nullable=True),
+    # False while a rejection has not reached the requester (told at next login).
+    Column("requester_told", Boolean, nullable=False, default=True),
+    UniqueConstraint("from_id", "to_id", name="uq_friend_requests_pair"),
+    Index("ix_friend_requests_to", "to_id", "status"),
+    **MYSQL_TABLE_ARGS,
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("status", String(140), nullable=False, default=""),
+    Column("updated_at", BigInteger, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+edges = Table(
+    "edges",
+    metadata,
+    Column("edge_id", String(128), primary_key=True),
+    Column("last_seen", BigInteger, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+live_sessions = Table(
+    "live_sessions",
+    metadata,
+    # One row per logged-in connection; a user is online while they have one.
+    Column("conn_id", String(160), primary_key=True),
+    Column("edge_id", String(128), nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("opened_at", BigInteger, nullable=False),
+    Index("ix_live_sessions_user", "user_id"),
+    Index("ix_live_sessions_edge", "edge_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+avatars = Table(
+    "avatars",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+avatar_images = Table(
+    "avatar_images",
+    metadata,
+    # Content-addressed: hash is the SHA-256 of the largest normalised PNG.
+    Column("hash", String(64), primary_key=True),
+    Column("size", Integer, primary_key=True, autoincrement=False),
+    Column(
+        "data",
+        LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"),
+        nullable=False,
+    ),
+    Column("created_at", BigInteger, nullable=False),
     **MYSQL_TABLE_ARGS,
 )
 

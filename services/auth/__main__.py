@@ -2,7 +2,8 @@
 
 from chatroom.services.auth.handlers import AuthHandlers
 
+from chatroom.runtime import Service
 from chatroom.service_main import serve
 
 if __name__ == "__main__":
-    serve("auth", lambda engine, settings: AuthHandlers(engine, settings).table())
+    serve("auth", lambda engine, settings: Service(AuthHandlers(engine, settings).table()))

@@ -1,9 +1,8 @@
-"""python -m chatroom.services.media
+"""python -m chatroom.services.media"""
 
-Avatars land with their own issue; until then media answers health pings only.
-"""
+from chatroom.services.media.handlers import MediaHandlers
 
 from chatroom.service_main import serve
 
 if __name__ == "__main__":
-    serve("media", lambda engine, settings: {})
+    serve("media", lambda engine, settings: MediaHandlers(engine, settings).service())

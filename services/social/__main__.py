@@ -2,13 +2,16 @@
 
 from chatroom.services.social.handlers import SocialHandlers
 from chatroom.services.social.rooms import ensure_lobby
+from sqlalchemy import Engine
 
+from chatroom.config import Settings
+from chatroom.runtime import Service
 from chatroom.service_main import serve
 
 
-def build(engine, settings):  # noqa: ANN001, ANN201 - see chatroom.service_main.serve
+def build(engine: Engine, settings: Settings) -> Service:
     ensure_lobby(engine)
-    return SocialHandlers(engine, settings).table()
+    return SocialHandlers(engine, settings).service()
 
 
 if __name__ == "__main__":

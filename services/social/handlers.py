@@ -1,15 +1,33 @@
-"""Social handlers: sessions (what a logged-in connection hears), rooms and messages."""
+"""Social handlers: sessions and presence, friends, rooms, messages and sync.
+
+Every handler takes the validated args and the caller's context (who is asking, set by
+the edge), works in one transaction, and queues its pushes with ctx.publish; the runtime
+publishes them after the commit.
+"""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
-from chatroom.services.social import rooms
+from chatroom.services.social import direct, friends, presence, rooms
+from chatroom.services.social.friends import UserEvents, user_ref
 from loguru import logger
 from sqlalchemy import Engine
 
 from chatroom.config import Settings
-from chatroom.runtime import RequestContext, room_topic
+from chatroom.errors import ServiceError, bad_request
+from chatroom.protocol import ErrorCode
+from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topic
+
+
+def _me(ctx: RequestContext) -> SimpleNamespace:
+    return SimpleNamespace(id=ctx.require_user(), username=ctx.username)
+
+
+def _publish_to_users(ctx: RequestContext, events: UserEvents) -> None:
+    for user_id, event in events:
+        ctx.publish(user_topic(user_id), event)
 
 
 class SocialHandlers:
@@ -17,29 +35,229 @@ class SocialHandlers:
         self.engine = engine
         self.settings = settings
 
-    def table(self) -> dict[str, Any]:
-        return {
+    def service(self) -> Service:
+        handlers = {
             "session.open": self.session_open,
             "session.close": self.session_close,
+            "edge.heartbeat": self.edge_heartbeat,
+            "edge.gone": self.edge_gone,
+            "edge.resync": self.edge_resync,
+            "presence.set": self.presence_set,
+            "friend.request": self.friend_request,
+            "friend.accept": self.friend_accept,
+            "friend.reject": self.friend_reject,
+            "friend.remove": self.friend_remove,
+            "friend.list": self.friend_list,
+            "room.create": self.room_create,
+            "room.join": self.room_join,
+            "room.leave": self.room_leave,
+            "room.list": self.room_list,
+            "room.members": self.room_members,
             "room.send": self.room_send,
             "room.history": self.room_history,
+            "dm.send": self.dm_send,
+            "dm.history": self.dm_history,
+            "sync": self.sync,
         }
+        reaper = Job("reap-dead-edges", self.settings.edge_heartbeat_s, self.reap_dead_edges)
+        return Service(handlers, [reaper])
+
+    # ------------------------------------------------------------------ presence
+
+    def _announce(self, ctx: RequestContext, conn: Any, user_id: int, online: bool) -> None:
+        event = presence.presence_event(conn, user_id, online)
+        for friend_id in presence.friend_ids(conn, user_id):
+            ctx.publish(user_topic(friend_id), event)
+        ctx.publish(user_topic(user_id), event)  # the user's other sessions
 
     def session_open(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        """Called by the edge after a login: the snapshot a new session starts from."""
+        """After a login: record the session, tell friends, return the starting snapshot."""
         user_id = ctx.require_user()
-        with self.engine.connect() as conn:
-            return {"rooms": rooms.rooms_of(conn, user_id)}
+        presence.ensure_profile(self.engine, user_id)
+        with self.engine.begin() as conn:
+            came_online = presence.open_session(conn, user_id, ctx.edge, ctx.conn)
+            if came_online:
+                self._announce(ctx, conn, user_id, True)
+            snapshot = {
+                "rooms": rooms.rooms_of(conn, user_id),
+                "status": presence.lock_profile(conn, user_id).status,
+                **friends.friend_list(conn, user_id),
+                # Pushed by the edge right after the login reply.
+                "pending_events": friends.untold_rejections(conn, user_id),
+            }
+        return snapshot
 
     def session_close(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        ctx.require_user()
+        user_id = ctx.require_user()
+        with self.engine.begin() as conn:
+            if presence.close_session(conn, user_id, ctx.conn):
+                self._announce(ctx, conn, user_id, False)
         return {}
+
+    def edge_heartbeat(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """An edge is alive. Returns how many sessions we hold for it so that an edge
+        that was wrongly declared dead (paused, partitioned) notices and re-registers."""
+        with self.engine.begin() as conn:
+            presence.touch_edge(conn, ctx.edge)
+            return {"sessions": presence.edge_session_count(conn, ctx.edge)}
+
+    def edge_resync(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """An edge's full list of sessions, [[conn_id, user_id, username], ...]: add the
+        ones we lost and drop the ones it no longer has (unless just opened: their login
+        may still be on its way)."""
+        sessions = args.get("sessions") or []
+        listed = {conn_id for conn_id, _user, _name in sessions}
+        with self.engine.connect() as conn:
+            stale = presence.edge_sessions_older_than(conn, ctx.edge, 30_000)
+        for conn_id, user_id in stale:
+            if conn_id in listed:
+                continue
+            with self.engine.begin() as conn:
+                if presence.close_session(conn, user_id, conn_id):
+                    self._announce(ctx, conn, user_id, False)
+        for conn_id, user_id, username in sessions:
+            session_ctx = RequestContext(
+                op="session.open",
+                rid=ctx.rid,
+                user_id=user_id,
+                username=username,
+                edge=ctx.edge,
+                conn=conn_id,
+            )
+            presence.ensure_profile(self.engine, user_id)
+            with self.engine.begin() as conn:
+                if presence.open_session(conn, user_id, ctx.edge, conn_id):
+                    self._announce(session_ctx, conn, user_id, True)
+            ctx.events.extend(session_ctx.events)
+        return {"sessions": len(sessions)}
+
+    def edge_gone(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """An edge is shutting down cleanly: its users go offline now, not after the
+        heartbeat timeout."""
+        return {"offline": self._drop_edge(ctx, ctx.edge)}
+
+    def _drop_edge(self, ctx: RequestContext, edge_id: str) -> int:
+        with self.engine.begin() as conn:
+            offline = presence.drop_edge(conn, edge_id)
+            for user_id in offline:
+                self._announce(ctx, conn, user_id, False)
+        return len(offline)
+
+    def reap_dead_edges(self, ctx: RequestContext) -> None:
+        dead_after_ms = int(self.settings.edge_dead_after_s * 1000)
+        with self.engine.connect() as conn:
+            stale = presence.stale_edges(conn, dead_after_ms)
+        for edge_id in stale:
+            offline = self._drop_edge(ctx, edge_id)
+            logger.warning("edge {} stopped heartbeating: {} users now offline", edge_id, offline)
+
+    def presence_set(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = ctx.require_user()
+        status = args["status"].strip()
+        if len(status) > self.settings.max_status_chars:
+            raise bad_request(
+                "status", f"a status is at most {self.settings.max_status_chars} characters"
+            )
+        presence.ensure_profile(self.engine, user_id)
+        with self.engine.begin() as conn:
+            presence.lock_profile(conn, user_id)
+            presence.set_status(conn, user_id, status)
+            online = bool(presence.online(conn, [user_id]))
+            self._announce(ctx, conn, user_id, online)
+        return {"status": status}
+
+    # ------------------------------------------------------------------ friends
+
+    def _friend_op(self, ctx: RequestContext, action: Any, *extra: Any) -> dict[str, Any]:
+        me = _me(ctx)
+        with self.engine.begin() as conn:
+            result, events = action(conn, me, *extra)
+        _publish_to_users(ctx, events)
+        return result
+
+    def friend_request(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        limit = self.settings.max_pending_friend_requests
+        return self._friend_op(ctx, friends.request, args["username"], limit)
+
+    def friend_accept(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        return self._friend_op(ctx, friends.accept, args["username"])
+
+    def friend_reject(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        return self._friend_op(ctx, friends.reject, args["username"])
+
+    def friend_remove(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        return self._friend_op(ctx, friends.remove, args["username"])
+
+    def friend_list(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return friends.friend_list(conn, ctx.require_user())
+
+    # ------------------------------------------------------------------ rooms
+
+    def _membership_changed(
+        self, ctx: RequestContext, room: Any, user_id: int, joined: bool
+    ) -> None:
+        # Control fields (_join/_leave) tell every edge holding a session of this user
+        # to start or stop delivering the room's messages to it.
+        control = {"_join": room.id} if joined else {"_leave": room.id}
+        name = "room.joined" if joined else "room.left"
+        ctx.publish(user_topic(user_id), {"event": name, "room": rooms.room_ref(room), **control})
+        ctx.publish(
+            room_topic(room.id),
+            {
+                "event": "room.member",
+                "room": room.name,
+                "user": {"id": user_id, "username": ctx.username},
+                "joined": joined,
+            },
+        )
+
+    def room_create(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = ctx.require_user()
+        with self.engine.begin() as conn:
+            room = rooms.create_room(conn, args["room"], user_id)
+        logger.info("user {} created room {}", user_id, room.id)
+        self._membership_changed(ctx, room, user_id, True)
+        return {"room": rooms.room_ref(room)}
+
+    def room_join(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = ctx.require_user()
+        with self.engine.begin() as conn:
+            room, is_new = rooms.join_room(conn, args["room"], user_id)
+        if is_new:
+            self._membership_changed(ctx, room, user_id, True)
+        return {"room": rooms.room_ref(room)}
+
+    def room_leave(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = ctx.require_user()
+        with self.engine.begin() as conn:
+            room = rooms.leave_room(conn, args["room"], user_id)
+        self._membership_changed(ctx, room, user_id, False)
+        return {"room": rooms.room_ref(room)}
+
+    def room_list(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return {"rooms": rooms.list_rooms(conn, ctx.require_user())}
+
+    def room_members(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = ctx.require_user()
+        with self.engine.connect() as conn:
+            room = rooms.member_room(args["room"], user_id)(conn)
+            ids = rooms.member_ids(conn, room, self.settings.room_members_max)
+            members = friends.user_entries(conn, ids)
+        return {"room": room.name, "members": members}
+
+    # ------------------------------------------------------------------ messages
 
     def room_send(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
         rooms.check_text(args["text"], self.settings.max_text_chars)
         message, is_new = rooms.store_message(
-            self.engine, args["room"], user_id, args["text"], args.get("client_id")
+            self.engine,
+            rooms.member_room(args["room"], user_id),
+            user_id,
+            args["text"],
+            args.get("client_id"),
         )
         if is_new:
             logger.info(
@@ -58,4 +276,84 @@ class SocialHandlers:
     def room_history(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
         limit = min(args.get("limit", 50), self.settings.history_page_max)
-        return rooms.history(self.engine, args["room"], user_id, args.get("before"), limit)
+        resolve = rooms.member_room(args["room"], user_id)
+        return rooms.history(self.engine, resolve, args.get("before"), limit)
+
+    def dm_send(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        me = _me(ctx)
+        rooms.check_text(args["text"], self.settings.max_text_chars)
+        with self.engine.connect() as conn:
+            peer = direct.friend_or_refuse(conn, me.id, args["to"])
+        direct.ensure_direct_room(self.engine, me.id, peer.id)
+
+        def resolve(conn: Any) -> Any:
+            # Checked again inside the write: an unfriending may have just committed.
+            direct.friend_or_refuse(conn, me.id, args["to"])
+            return direct.direct_room(conn, me.id, peer.id)
+
+        message, is_new = rooms.store_message(
+            self.engine, resolve, me.id, args["text"], args.get("client_id")
+        )
+        message = {**message, "to": user_ref(peer)}
+        if is_new:
+            logger.info("stored direct message {} ({} chars)", message["id"], len(args["text"]))
+            event = {"event": "message", **message, "direct": True, "_origin": ctx.conn}
+            ctx.publish(user_topic(peer.id), event)
+            ctx.publish(user_topic(me.id), event)  # the sender's other sessions
+        return {"message": message}
+
+    def dm_history(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        me = _me(ctx)
+        limit = min(args.get("limit", 50), self.settings.history_page_max)
+        with self.engine.connect() as conn:
+            peer = friends.find_user(conn, args["with"])
+
+        def resolve(conn: Any) -> Any:
+            try:
+                return direct.direct_room(conn, me.id, peer.id)
+            except ServiceError:
+                raise ServiceError(
+                    ErrorCode.NOT_FOUND, f"no messages with {peer.username} yet"
+                ) from None
+
+        result = rooms.history(self.engine, resolve, args.get("before"), limit)
+        return {**result, "with": user_ref(peer)}
+
+    def sync(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """Everything after the client's per-conversation cursors, oldest first.
+
+        `cursors` maps room id (as a string) to the last seq the client has; a room
+        missing from it starts at 0. Conversations with more than `limit` new messages
+        say has_more: call again with the advanced cursors."""
+        user_id = ctx.require_user()
+        cursors = _parse_cursors(args.get("cursors") or {})
+        limit = min(args.get("limit", 200), self.settings.sync_page_max)
+        out = []
+        with self.engine.connect() as conn:
+            convs = rooms.conversations_of(conn, user_id)
+            peers = direct.peers_of(conn, user_id, [r.id for r in convs if r.kind == rooms.DIRECT])
+            for room in convs:
+                since = cursors.get(room.id, 0)
+                if room.last_seq <= since:
+                    continue
+                batch, has_more = rooms.messages_after(conn, room, since, limit)
+                entry = {**rooms.room_ref(room), "messages": batch, "has_more": has_more}
+                if room.id in peers:
+                    entry["with"] = peers[room.id]
+                out.append(entry)
+        return {"conversations": out}
+
+
+def _parse_cursors(raw: dict[str, Any]) -> dict[int, int]:
+    cursors = {}
+    for key, value in raw.items():
+        if (
+            not (isinstance(key, str) and key.isdigit())
+            or isinstance(value, bool)
+            or not (isinstance(value, int) and value >= 0)
+        ):
+            raise bad_request(
+                "cursors", 'cursors maps room ids to the last seq you have, e.g. {"1": 42}'
+            )
+        cursors[int(key)] = value
+    return cursors

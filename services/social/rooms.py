@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import LOBBY, messages, room_members, rooms, users
+from chatroom.storage.schema import LOBBY, live_sessions, messages, room_members, rooms, users
 
-PUBLIC = "public"
-GROUP = "group"
+PUBLIC = "public"  # everyone is a member (the lobby)
+GROUP = "group"  # explicit members, anyone may join
+DIRECT = "direct"  # the private conversation of two friends
 
 
 def room_key(name: str) -> str:
@@ -66,15 +68,105 @@ def require_member(conn: Connection, room: Any, user_id: int) -> None:
         )
 
 
-def rooms_of(conn: Connection, user_id: int) -> list[dict[str, Any]]:
-    """The rooms a user receives messages from: public rooms and their memberships."""
+def room_ref(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "kind": row.kind, "last_seq": row.last_seq}
+
+
+def conversations_of(conn: Connection, user_id: int, with_direct: bool = True) -> list[Any]:
+    """Every room a user hears: public rooms, groups they joined, their direct chats."""
     member_of = select(room_members.c.room_id).where(room_members.c.user_id == user_id)
+    query = select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq).where(
+        (rooms.c.kind == PUBLIC) | rooms.c.id.in_(member_of)
+    )
+    if not with_direct:
+        query = query.where(rooms.c.kind != DIRECT)
+    return conn.execute(query.order_by(rooms.c.id)).all()
+
+
+def rooms_of(conn: Connection, user_id: int) -> list[dict[str, Any]]:
+    """The rooms (not direct chats) a user belongs to, as the client lists them."""
+    return [room_ref(r) for r in conversations_of(conn, user_id, with_direct=False)]
+
+
+def check_room_name(raw: str) -> str:
+    name = unicodedata.normalize("NFC", raw.strip())
+    if not name or len(name) > 64:
+        raise bad_request("room", "a room name is 1 to 64 characters long")
+    if any(unicodedata.category(ch)[0] == "C" for ch in name):
+        raise bad_request("room", "a room name cannot contain control characters")
+    if room_key(name).startswith("dm:"):
+        raise bad_request("room", "room names starting with 'dm:' are reserved")
+    return name
+
+
+def create_room(conn: Connection, raw_name: str, user_id: int) -> Any:
+    name = check_room_name(raw_name)
+    exists = conn.execute(select(rooms.c.id).where(rooms.c.name_key == room_key(name))).first()
+    if exists:
+        raise ServiceError(ErrorCode.CONFLICT, f"a room called '{name}' exists; join it instead")
+    now = now_ms()
+    room_id = conn.execute(
+        insert(rooms).values(
+            name=name,
+            name_key=room_key(name),
+            kind=GROUP,
+            created_by=user_id,
+            created_at=now,
+            last_seq=0,
+        )
+    ).inserted_primary_key[0]
+    conn.execute(insert(room_members).values(room_id=room_id, user_id=user_id, joined_at=now))
+    return find_room(conn, name)
+
+
+def join_room(conn: Connection, name: str, user_id: int) -> tuple[Any, bool]:
+    """Join a group room; returns the room and whether this was a new membership."""
+    room = find_room(conn, name)
+    if room.kind != GROUP:
+        raise ServiceError(ErrorCode.FORBIDDEN, f"'{room.name}' cannot be joined or left")
+    if is_member(conn, room, user_id):
+        return room, False
+    conn.execute(insert(room_members).values(room_id=room.id, user_id=user_id, joined_at=now_ms()))
+    return room, True
+
+
+def leave_room(conn: Connection, name: str, user_id: int) -> Any:
+    room = find_room(conn, name)
+    if room.kind != GROUP:
+        raise ServiceError(ErrorCode.FORBIDDEN, f"'{room.name}' cannot be joined or left")
+    removed = conn.execute(
+        delete(room_members).where(
+            room_members.c.room_id == room.id, room_members.c.user_id == user_id
+        )
+    ).rowcount
+    if not removed:
+        raise ServiceError(ErrorCode.NOT_FOUND, f"you are not a member of '{room.name}'")
+    return room
+
+
+def list_rooms(conn: Connection, user_id: int) -> list[dict[str, Any]]:
+    counts = (
+        select(room_members.c.room_id, func.count().label("members"))
+        .group_by(room_members.c.room_id)
+        .subquery()
+    )
+    mine = {r.id for r in conversations_of(conn, user_id, with_direct=False)}
     rows = conn.execute(
-        select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq)
-        .where((rooms.c.kind == PUBLIC) | rooms.c.id.in_(member_of))
-        .order_by(rooms.c.id)
+        select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq, counts.c.members)
+        .outerjoin(counts, counts.c.room_id == rooms.c.id)
+        .where(rooms.c.kind != DIRECT)
+        .order_by(rooms.c.kind.desc(), rooms.c.name_key)
     ).all()
-    return [{"id": r.id, "name": r.name, "kind": r.kind, "last_seq": r.last_seq} for r in rows]
+    return [{**room_ref(r), "members": r.members or 0, "joined": r.id in mine} for r in rows]
+
+
+def member_ids(conn: Connection, room: Any, limit: int) -> list[int]:
+    """Members of a group; for a public room, the users online now."""
+    if room.kind == PUBLIC:
+        query = select(live_sessions.c.user_id).distinct()
+    else:
+        query = select(room_members.c.user_id).where(room_members.c.room_id == room.id)
+    return [r[0] for r in conn.execute(query.limit(limit))]
 
 
 def message_dict(row: Any, room_name: str) -> dict[str, Any]:
@@ -114,31 +206,34 @@ def check_text(text: str, max_chars: int) -> None:
 
 
 def store_message(
-    engine: Engine, room_name: str, sender_id: int, text: str, client_id: str | None
+    engine: Engine,
+    resolve_room: Callable[[Connection], Any],
+    sender_id: int,
+    text: str,
+    client_id: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    """Persist a message and return it with True, or the earlier copy with False when
-    this client_id was already stored (a retried send)."""
+    """Persist a message in the room `resolve_room` finds (and authorises), and return
+    it with True; or the earlier copy with False when this client_id was already stored
+    (a retried send)."""
     if client_id is not None:
         earlier = _find_by_client_id(engine, sender_id, client_id)
         if earlier is not None:
             return earlier, False
     try:
         with engine.begin() as conn:
-            room = find_room(conn, room_name)
-            require_member(conn, room, sender_id)
+            room = resolve_room(conn)
             # The row lock taken here orders concurrent senders: seqs commit in order.
             conn.execute(
                 update(rooms).where(rooms.c.id == room.id).values(last_seq=rooms.c.last_seq + 1)
             )
             seq = conn.execute(select(rooms.c.last_seq).where(rooms.c.id == room.id)).scalar_one()
-            created = now_ms()
             message_id = conn.execute(
                 insert(messages).values(
                     room_id=room.id,
                     seq=seq,
                     sender_id=sender_id,
                     text=text,
-                    created_at=created,
+                    created_at=now_ms(),
                     client_id=client_id,
                 )
             ).inserted_primary_key[0]
@@ -153,6 +248,15 @@ def store_message(
         return earlier, False
 
 
+def member_room(name: str, user_id: int) -> Callable[[Connection], Any]:
+    def resolve(conn: Connection) -> Any:
+        room = find_room(conn, name)
+        require_member(conn, room, user_id)
+        return room
+
+    return resolve
+
+
 def _find_by_client_id(engine: Engine, sender_id: int, client_id: str) -> dict | None:
     with engine.connect() as conn:
         row = conn.execute(
@@ -165,11 +269,10 @@ def _find_by_client_id(engine: Engine, sender_id: int, client_id: str) -> dict |
 
 
 def history(
-    engine: Engine, room_name: str, user_id: int, before: int | None, limit: int
+    engine: Engine, resolve_room: Callable[[Connection], Any], before: int | None, limit: int
 ) -> dict[str, Any]:
     with engine.connect() as conn:
-        room = find_room(conn, room_name)
-        require_member(conn, room, user_id)
+        room = resolve_room(conn)
         query = _select_messages().where(messages.c.room_id == room.id)
         if before is not None:
             query = query.where(messages.c.seq < before)
@@ -181,3 +284,13 @@ def history(
         "messages": [message_dict(r, room.name) for r in page],
         "has_more": len(rows) > limit,
     }
+
+
+def messages_after(conn: Connection, room: Any, since: int, limit: int) -> tuple[list, bool]:
+    rows = conn.execute(
+        _select_messages()
+        .where(messages.c.room_id == room.id, messages.c.seq > since)
+        .order_by(messages.c.seq)
+        .limit(limit + 1)
+    ).all()
+    return [message_dict(r, room.name) for r in rows[:limit]], len(rows) > limit

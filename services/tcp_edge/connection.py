@@ -151,8 +151,9 @@ class Connection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     async def _run(self, request_id: Any, op_name: str, op: Op, args: dict[str, Any]) -> None:
-        reply = await self.edge.dispatch(self, request_id, op_name, op, args)
-        self.send(reply)
+        # The reply, then any pushes that must follow it (e.g. news saved for a login).
+        for frame in await self.edge.dispatch(self, request_id, op_name, op, args):
+            self.send(frame)
 
     def _finished(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)

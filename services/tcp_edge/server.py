@@ -103,6 +103,7 @@ class Edge:
         background = [
             asyncio.create_task(self._deliver_events()),
             asyncio.create_task(self._sweep()),
+            asyncio.create_task(self._heartbeat()),
         ]
         logger.info("edge {} listening on {}:{}", self.edge_id, s.edge_host, s.edge_port)
         await self._stopping.wait()
@@ -130,14 +131,60 @@ class Edge:
             conn.say_goodbye(
                 ErrorCode.SHUTTING_DOWN, "the server is restarting; reconnect in a few seconds"
             )
-        closing = [self._close_session(conn) for conn in list(self.connections) if conn.session]
-        if closing:
-            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 5)
+        # One call takes all of this edge's users offline, instead of one per connection.
+        try:
+            await self.bus.call("social", "edge.gone", ctx={"edge": self.edge_id}, retry=True)
+        except ServiceError as exc:
+            logger.warning("could not report shutdown to social ({}); the reaper will", exc.code)
 
     # ------------------------------------------------------------------ connections
 
     def connection_opened(self, conn: Connection) -> None:
         self.connections.add(conn)
+
+    def sessions(self) -> list[Connection]:
+        return [c for c in self.connections if c.session is not None]
+
+    async def _heartbeat(self) -> None:
+        """Tell social this edge is alive. If social holds fewer of our sessions than we
+        have, or more, twice in a row (we were presumed dead while paused, or a close got
+        lost), send it the full list again."""
+        mismatches = 0
+        while True:
+            await asyncio.sleep(self.settings.edge_heartbeat_s)
+            local = self.sessions()
+            try:
+                reply = await self.bus.call(
+                    "social", "edge.heartbeat", ctx={"edge": self.edge_id}, retry=True
+                )
+            except ServiceError as exc:
+                logger.warning("heartbeat to social failed: {}", exc.code)
+                continue
+            mismatches = mismatches + 1 if reply.get("sessions", 0) != len(local) else 0
+            if mismatches >= 2:
+                await self._resync(local)
+                mismatches = 0
+
+    async def _resync(self, conns: list[Connection]) -> None:
+        logger.warning("social lost sessions of this edge; re-registering {}", len(conns))
+        batch = 500
+        for start in range(0, len(conns), batch):
+            sessions = [
+                [c.conn_id, c.session.user_id, c.session.username]
+                for c in conns[start : start + batch]
+                if c.session is not None
+            ]
+            try:
+                await self.bus.call(
+                    "social",
+                    "edge.resync",
+                    {"sessions": sessions},
+                    ctx={"edge": self.edge_id},
+                    retry=True,
+                )
+            except ServiceError as exc:
+                logger.warning("resync failed: {}", exc.code)
+                return
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -198,10 +245,26 @@ class Edge:
                 continue
             # Fields starting with '_' are for the edge, not for clients.
             origin = event.pop("_origin", None)
+            joined, left = event.pop("_join", None), event.pop("_leave", None)
+            if joined is not None or left is not None:
+                self._update_rooms(targets, joined, left)
             frame = frame_payload(dumps(event))
             for conn in list(targets):
                 if conn.conn_id != origin:
                     conn.send_frame(frame)
+
+    def _update_rooms(self, conns: set[Connection], joined: int | None, left: int | None) -> None:
+        """A user joined or left a room: their sessions here start or stop hearing it."""
+        for conn in list(conns):
+            session = conn.session
+            if session is None:
+                continue
+            if joined is not None and joined not in session.room_ids:
+                session.room_ids.add(joined)
+                self.subs.add(room_topic(joined), conn)
+            if left is not None and left in session.room_ids:
+                session.room_ids.discard(left)
+                self.subs.remove(room_topic(left), conn)
 
     # ------------------------------------------------------------------ requests
 
@@ -210,20 +273,23 @@ class Edge:
 
     async def dispatch(
         self, conn: Connection, request_id: Any, op_name: str, op: Op, args: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> list[dict[str, Any]]:
+        """Run one request; return the reply followed by any pushes that go after it."""
         try:
             with logger.contextualize(op=op_name, conn=conn.conn_id):
                 if op_name == "login":
-                    return reply_ok(request_id, **await self._login(conn, args))
+                    result = await self._login(conn, args)
+                    pending = result.pop("pending_events", [])
+                    return [reply_ok(request_id, **result), *pending]
                 if op_name == "logout":
-                    return reply_ok(request_id, **await self._logout(conn))
+                    return [reply_ok(request_id, **await self._logout(conn))]
                 retry = op.idempotent or bool(args.get("client_id"))
                 result = await self.bus.call(
                     op.service, op_name, args, self._context(conn, conn.session), retry=retry
                 )
-                return reply_ok(request_id, **result)
+                return [reply_ok(request_id, **result)]
         except ServiceError as exc:
-            return reply_error(request_id, exc.code, exc.message, **exc.extra)
+            return [reply_error(request_id, exc.code, exc.message, **exc.extra)]
 
     async def _login(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         if conn.session is not None:

@@ -1,0 +1,109 @@
+"""Media handlers: set and fetch avatars."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from chatroom.services.media import images
+from loguru import logger
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from chatroom.config import Settings
+from chatroom.errors import ServiceError, bad_request
+from chatroom.protocol import ErrorCode
+from chatroom.runtime import RequestContext, Service, user_topic
+from chatroom.storage.db import now_ms, upsert
+from chatroom.storage.schema import avatar_images, avatars, friendships
+
+DEFAULT = "default"
+
+
+def store_images(engine: Engine, avatar: images.Avatar) -> None:
+    """Content-addressed: an image already stored (same hash) is not stored again."""
+    with engine.connect() as conn:
+        if conn.execute(
+            select(avatar_images.c.hash).where(avatar_images.c.hash == avatar.hash)
+        ).first():
+            return
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(avatar_images),
+                [
+                    {"hash": avatar.hash, "size": size, "data": png, "created_at": now_ms()}
+                    for size, png in avatar.pngs.items()
+                ],
+            )
+    except IntegrityError:
+        pass  # the same picture was stored concurrently
+
+
+class MediaHandlers:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.default = images.default_avatar()
+        store_images(engine, self.default)
+
+    def service(self) -> Service:
+        return Service({"avatar.set": self.avatar_set, "avatar.get": self.avatar_get})
+
+    def avatar_set(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = ctx.require_user()
+        try:
+            data = base64.b64decode(args["image"], validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request("image", "image must be base64-encoded bytes") from None
+        avatar = images.normalise(
+            data, self.settings.avatar_max_bytes, self.settings.avatar_max_pixels
+        )
+        store_images(self.engine, avatar)
+        with self.engine.begin() as conn:
+            upsert(
+                conn,
+                avatars,
+                {"user_id": user_id, "hash": avatar.hash, "updated_at": now_ms()},
+                ("hash", "updated_at"),
+            )
+            friend_ids = [
+                r.friend_id
+                for r in conn.execute(
+                    select(friendships.c.friend_id).where(friendships.c.user_id == user_id)
+                )
+            ]
+        logger.info(
+            "user {} set avatar {} ({} bytes uploaded)", user_id, avatar.hash[:12], len(data)
+        )
+        event = {
+            "event": "avatar",
+            "user": {"id": user_id, "username": ctx.username},
+            "hash": avatar.hash,
+        }
+        for uid in [user_id, *friend_ids]:
+            ctx.publish(user_topic(uid), event)
+        return {"hash": avatar.hash, "sizes": list(images.SIZES)}
+
+    def avatar_get(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        ctx.require_user()
+        wanted = args["hash"]
+        size = args.get("size", images.SIZES[0])
+        if size not in images.SIZES:
+            raise bad_request("size", f"size must be one of {list(images.SIZES)}")
+        key = self.default.hash if wanted == DEFAULT else wanted
+        with self.engine.connect() as conn:
+            data = conn.execute(
+                select(avatar_images.c.data).where(
+                    avatar_images.c.hash == key, avatar_images.c.size == size
+                )
+            ).scalar()
+        if data is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, "no avatar with this hash")
+        return {
+            "hash": key,
+            "size": size,
+            "mime": "image/png",
+            "image": base64.b64encode(data).decode("ascii"),
+        }

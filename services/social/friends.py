@@ -1,0 +1,251 @@
+"""Friendships and friend requests.
+
+Each function runs inside the caller's transaction and returns the events to publish
+as (user_id, event) pairs; the handler publishes them after the commit.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from chatroom.services.social import presence
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+
+from chatroom.errors import ServiceError, bad_request
+from chatroom.protocol import ErrorCode
+from chatroom.storage.db import now_ms
+from chatroom.storage.schema import avatars, friend_requests, friendships, profiles, users
+
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+UserEvents = list[tuple[int, dict[str, Any]]]
+
+
+def _key(username: str) -> str:
+    # Same identity rule as auth's usernames (NFC, case-folded).
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", username.strip()).casefold())
+
+
+def find_user(conn: Connection, username: str) -> Any:
+    row = conn.execute(
+        select(users.c.id, users.c.username).where(users.c.username_key == _key(username))
+    ).first()
+    if row is None:
+        raise ServiceError(ErrorCode.NOT_FOUND, f"there is no user called '{username[:64]}'")
+    return row
+
+
+def user_ref(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "username": row.username}
+
+
+def are_friends(conn: Connection, a: int, b: int) -> bool:
+    found = conn.execute(
+        select(friendships.c.user_id).where(
+            friendships.c.user_id == a, friendships.c.friend_id == b
+        )
+    ).first()
+    return found is not None
+
+
+def _request_row(conn: Connection, from_id: int, to_id: int) -> Any:
+    return conn.execute(
+        select(friend_requests)
+        .where(friend_requests.c.from_id == from_id, friend_requests.c.to_id == to_id)
+        .with_for_update()
+    ).first()
+
+
+def friend_entry(conn: Connection, friend_id: int) -> dict[str, Any]:
+    return user_entries(conn, [friend_id])[0]
+
+
+def user_entries(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
+    """What a friend list (or member list) shows for each user: name, presence,
+    status and avatar hash (None: the default avatar)."""
+    if not ids:
+        return []
+    rows = conn.execute(
+        select(users.c.id, users.c.username, profiles.c.status, avatars.c.hash)
+        .select_from(
+            users.outerjoin(profiles, profiles.c.user_id == users.c.id).outerjoin(
+                avatars, avatars.c.user_id == users.c.id
+            )
+        )
+        .where(users.c.id.in_(ids))
+        .order_by(users.c.username)
+    ).all()
+    online = presence.online(conn, ids)
+    return [
+        {
+            "id": r.id,
+            "username": r.username,
+            "online": r.id in online,
+            "status": r.status or "",
+            "avatar": r.hash,
+        }
+        for r in rows
+    ]
+
+
+def _befriend(conn: Connection, a: int, b: int) -> None:
+    now = now_ms()
+    conn.execute(
+        insert(friendships),
+        [
+            {"user_id": a, "friend_id": b, "since": now},
+            {"user_id": b, "friend_id": a, "since": now},
+        ],
+    )
+
+
+def request(conn: Connection, me: Any, username: str, max_pending: int) -> tuple[dict, UserEvents]:
+    target = find_user(conn, username)
+    if target.id == me.id:
+        raise bad_request("username", "you cannot send a friend request to yourself")
+    if are_friends(conn, me.id, target.id):
+        raise ServiceError(ErrorCode.CONFLICT, f"you and {target.username} are already friends")
+    theirs = _request_row(conn, target.id, me.id)
+    if theirs is not None and theirs.status == PENDING:
+        # They asked first: asking back is saying yes.
+        return accept(conn, me, target.username)
+    mine = _request_row(conn, me.id, target.id)
+    if mine is not None and mine.status == PENDING:
+        return {"status": PENDING, "to": user_ref(target)}, []  # asking twice is one request
+    outstanding = conn.execute(
+        select(func.count())
+        .select_from(friend_requests)
+        .where(friend_requests.c.from_id == me.id, friend_requests.c.status == PENDING)
+    ).scalar_one()
+    if outstanding >= max_pending:
+        raise ServiceError(
+            ErrorCode.LIMIT_REACHED,
+            f"you have {outstanding} unanswered friend requests; wait for some answers",
+        )
+    now = now_ms()
+    if mine is None:
+        conn.execute(
+            insert(friend_requests).values(
+                from_id=me.id, to_id=target.id, status=PENDING, created_at=now, requester_told=True
+            )
+        )
+    else:  # re-asking after a rejection or an unfriending
+        conn.execute(
+            update(friend_requests)
+            .where(friend_requests.c.id == mine.id)
+            .values(status=PENDING, created_at=now, decided_at=None, requester_told=True)
+        )
+    event = {"event": "friend.request", "from": user_ref(me), "ts": now}
+    return {"status": PENDING, "to": user_ref(target)}, [(target.id, event)]
+
+
+def _pending_from(conn: Connection, requester: Any, me_id: int) -> Any:
+    row = _request_row(conn, requester.id, me_id)
+    if row is None or row.status != PENDING:
+        raise ServiceError(
+            ErrorCode.NOT_FOUND, f"{requester.username} has no pending friend request to you"
+        )
+    return row
+
+
+def accept(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
+    requester = find_user(conn, username)
+    row = _pending_from(conn, requester, me.id)
+    now = now_ms()
+    conn.execute(
+        update(friend_requests)
+        .where(friend_requests.c.id == row.id)
+        .values(status=ACCEPTED, decided_at=now)
+    )
+    # A crossing request the other way is answered by this too.
+    conn.execute(
+        update(friend_requests)
+        .where(
+            friend_requests.c.from_id == me.id,
+            friend_requests.c.to_id == requester.id,
+            friend_requests.c.status == PENDING,
+        )
+        .values(status=ACCEPTED, decided_at=now)
+    )
+    _befriend(conn, me.id, requester.id)
+    me_entry, requester_entry = friend_entry(conn, me.id), friend_entry(conn, requester.id)
+    events = [
+        (requester.id, {"event": "friend.accepted", "friend": me_entry}),
+        (me.id, {"event": "friend.accepted", "friend": requester_entry}),
+    ]
+    return {"status": ACCEPTED, "friend": requester_entry}, events
+
+
+def reject(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
+    requester = find_user(conn, username)
+    row = _pending_from(conn, requester, me.id)
+    told = bool(presence.online(conn, [requester.id]))
+    conn.execute(
+        update(friend_requests)
+        .where(friend_requests.c.id == row.id)
+        .values(status=REJECTED, decided_at=now_ms(), requester_told=told)
+    )
+    event = {"event": "friend.rejected", "by": user_ref(me)}
+    # Offline requesters hear of it at their next login (see untold_rejections).
+    events = [(requester.id, event)] if told else []
+    events.append((me.id, {"event": "friend.request.closed", "from": user_ref(requester)}))
+    return {"status": REJECTED}, events
+
+
+def remove(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
+    other = find_user(conn, username)
+    removed = conn.execute(
+        delete(friendships).where(
+            or_(
+                and_(friendships.c.user_id == me.id, friendships.c.friend_id == other.id),
+                and_(friendships.c.user_id == other.id, friendships.c.friend_id == me.id),
+            )
+        )
+    ).rowcount
+    if not removed:
+        raise ServiceError(ErrorCode.NOT_FOUND, f"{other.username} is not your friend")
+    return {}, [
+        (other.id, {"event": "friend.removed", "user": user_ref(me)}),
+        (me.id, {"event": "friend.removed", "user": user_ref(other)}),
+    ]
+
+
+def friend_list(conn: Connection, me_id: int) -> dict[str, Any]:
+    friends = user_entries(conn, presence.friend_ids(conn, me_id))
+
+    def pending(column_mine, column_other) -> list[dict[str, Any]]:  # noqa: ANN001
+        rows = conn.execute(
+            select(users.c.id, users.c.username, friend_requests.c.created_at)
+            .join(users, users.c.id == column_other)
+            .where(column_mine == me_id, friend_requests.c.status == PENDING)
+            .order_by(friend_requests.c.created_at)
+        )
+        return [{"user": user_ref(r), "ts": r.created_at} for r in rows]
+
+    return {
+        "friends": friends,
+        "incoming": pending(friend_requests.c.to_id, friend_requests.c.from_id),
+        "outgoing": pending(friend_requests.c.from_id, friend_requests.c.to_id),
+    }
+
+
+def untold_rejections(conn: Connection, me_id: int) -> list[dict[str, Any]]:
+    """Rejections that happened while this user was offline; marks them told."""
+    rows = conn.execute(
+        select(friend_requests.c.id, users.c.id.label("by_id"), users.c.username)
+        .join(users, users.c.id == friend_requests.c.to_id)
+        .where(
+            friend_requests.c.from_id == me_id,
+            friend_requests.c.status == REJECTED,
+            friend_requests.c.requester_told.is_(False),
+        )
+    ).all()
+    if rows:
+        conn.execute(
+            update(friend_requests)
+            .where(friend_requests.c.id.in_([r.id for r in rows]))
+            .values(requester_told=True)
+        )
+    return [
+        {"event": "friend.rejected", "by": {"id": r.by_id, "username": r.username}} for r in rows
+    ]

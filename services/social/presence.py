@@ -1,0 +1,161 @@
+"""Who is online: one live_sessions row per logged-in connection, per edge.
+
+A user is online while they have at least one row. Presence changes for one user are
+serialised by locking their profiles row, so two sessions opening at once cannot both
+decide they were first. Edges heartbeat; the rows of an edge that stops (crash, kill -9)
+are removed by the reaper job, which tells the friends of users left with no session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from chatroom.storage.db import now_ms, upsert
+from chatroom.storage.schema import edges, friendships, live_sessions, profiles, users
+
+
+def ensure_profile(engine: Engine, user_id: int) -> None:
+    with engine.connect() as conn:
+        if conn.execute(select(profiles.c.user_id).where(profiles.c.user_id == user_id)).first():
+            return
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(profiles).values(user_id=user_id, status="", updated_at=now_ms()))
+    except IntegrityError:
+        pass  # created concurrently by another session of the same user
+
+
+def lock_profile(conn: Connection, user_id: int) -> Any:
+    return conn.execute(
+        select(profiles.c.user_id, profiles.c.status)
+        .where(profiles.c.user_id == user_id)
+        .with_for_update()
+    ).one()
+
+
+def session_count(conn: Connection, user_id: int) -> int:
+    return conn.execute(
+        select(func.count()).select_from(live_sessions).where(live_sessions.c.user_id == user_id)
+    ).scalar_one()
+
+
+def touch_edge(conn: Connection, edge_id: str) -> None:
+    upsert(conn, edges, {"edge_id": edge_id, "last_seen": now_ms()}, ("last_seen",))
+
+
+def open_session(conn: Connection, user_id: int, edge_id: str, conn_id: str) -> bool:
+    """Record a live session (idempotent); True if the user has just come online."""
+    lock_profile(conn, user_id)
+    exists = conn.execute(
+        select(live_sessions.c.user_id).where(live_sessions.c.conn_id == conn_id)
+    ).first()
+    if exists:
+        return False
+    was_online = session_count(conn, user_id) > 0
+    conn.execute(
+        insert(live_sessions).values(
+            conn_id=conn_id, edge_id=edge_id, user_id=user_id, opened_at=now_ms()
+        )
+    )
+    touch_edge(conn, edge_id)
+    return not was_online
+
+
+def close_session(conn: Connection, user_id: int, conn_id: str) -> bool:
+    """Forget a live session; True if it was the user's last one (now offline)."""
+    lock_profile(conn, user_id)
+    removed = conn.execute(
+        delete(live_sessions).where(
+            live_sessions.c.conn_id == conn_id, live_sessions.c.user_id == user_id
+        )
+    ).rowcount
+    return bool(removed) and session_count(conn, user_id) == 0
+
+
+def online(conn: Connection, user_ids: list[int]) -> set[int]:
+    if not user_ids:
+        return set()
+    rows = conn.execute(
+        select(live_sessions.c.user_id).where(live_sessions.c.user_id.in_(user_ids)).distinct()
+    )
+    return {r.user_id for r in rows}
+
+
+def friend_ids(conn: Connection, user_id: int) -> list[int]:
+    rows = conn.execute(select(friendships.c.friend_id).where(friendships.c.user_id == user_id))
+    return [r.friend_id for r in rows]
+
+
+def presence_event(conn: Connection, user_id: int, is_online: bool) -> dict[str, Any]:
+    row = conn.execute(
+        select(users.c.username, profiles.c.status)
+        .select_from(users.outerjoin(profiles, profiles.c.user_id == users.c.id))
+        .where(users.c.id == user_id)
+    ).one()
+    return {
+        "event": "presence",
+        "user": {"id": user_id, "username": row.username},
+        "online": is_online,
+        "status": row.status or "",
+    }
+
+
+def set_status(conn: Connection, user_id: int, status: str) -> None:
+    conn.execute(
+        update(profiles)
+        .where(profiles.c.user_id == user_id)
+        .values(status=status, updated_at=now_ms())
+    )
+
+
+def stale_edges(conn: Connection, dead_after_ms: int) -> list[str]:
+    """Edges that stopped heartbeating, and edges that have sessions but no heartbeat row
+    (an edge killed before its first heartbeat)."""
+    cutoff = now_ms() - dead_after_ms
+    stale = {
+        r.edge_id for r in conn.execute(select(edges.c.edge_id).where(edges.c.last_seen < cutoff))
+    }
+    orphans = conn.execute(
+        select(live_sessions.c.edge_id)
+        .where(
+            live_sessions.c.opened_at < cutoff,
+            live_sessions.c.edge_id.not_in(select(edges.c.edge_id)),
+        )
+        .distinct()
+    )
+    return sorted(stale | {r.edge_id for r in orphans})
+
+
+def drop_edge(conn: Connection, edge_id: str) -> list[int]:
+    """Remove every session of an edge; return the users who are now offline."""
+    user_ids = sorted(
+        {
+            r.user_id
+            for r in conn.execute(
+                select(live_sessions.c.user_id).where(live_sessions.c.edge_id == edge_id)
+            )
+        }
+    )
+    for user_id in user_ids:  # sorted: the same lock order everywhere, so no deadlock
+        lock_profile(conn, user_id)
+    conn.execute(delete(live_sessions).where(live_sessions.c.edge_id == edge_id))
+    conn.execute(delete(edges).where(edges.c.edge_id == edge_id))
+    return [u for u in user_ids if session_count(conn, u) == 0]
+
+
+def edge_sessions_older_than(conn: Connection, edge_id: str, age_ms: int) -> list[tuple]:
+    rows = conn.execute(
+        select(live_sessions.c.conn_id, live_sessions.c.user_id).where(
+            live_sessions.c.edge_id == edge_id, live_sessions.c.opened_at < now_ms() - age_ms
+        )
+    )
+    return [(r.conn_id, r.user_id) for r in rows]
+
+
+def edge_session_count(conn: Connection, edge_id: str) -> int:
+    return conn.execute(
+        select(func.count()).select_from(live_sessions).where(live_sessions.c.edge_id == edge_id)
+    ).scalar_one()
