@@ -179,17 +179,30 @@ def accept(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
 def reject(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
     requester = find_user(conn, username)
     row = _pending_from(conn, requester, me.id)
-    told = bool(presence.online(conn, [requester.id]))
     conn.execute(
         update(friend_requests)
         .where(friend_requests.c.id == row.id)
-        .values(status=REJECTED, decided_at=now_ms(), requester_told=told)
+        .values(status=REJECTED, decided_at=now_ms(), requester_told=False)
     )
-    event = {"event": "friend.rejected", "by": user_ref(me)}
-    # Offline requesters hear of it at their next login (see untold_rejections).
-    events = [(requester.id, event)] if told else []
-    events.append((me.id, {"event": "friend.request.closed", "from": user_ref(requester)}))
-    return {"status": REJECTED}, events
+    # The requester must learn of it exactly once, online or not. The push carries an
+    # acknowledgement the edge sends back once it has written it to one of their
+    # sockets; until then it stays untold and goes out with their next login.
+    event = {
+        "event": "friend.rejected",
+        "request_id": row.id,
+        "by": user_ref(me),
+        "_ack": {"service": "social", "op": "notice.delivered", "args": {"request_id": row.id}},
+    }
+    closed = {"event": "friend.request.closed", "from": user_ref(requester)}
+    return {"status": REJECTED}, [(requester.id, event), (me.id, closed)]
+
+
+def mark_told(conn: Connection, me_id: int, request_id: int) -> None:
+    conn.execute(
+        update(friend_requests)
+        .where(friend_requests.c.id == request_id, friend_requests.c.from_id == me_id)
+        .values(requester_told=True)
+    )
 
 
 def remove(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
@@ -247,5 +260,10 @@ def untold_rejections(conn: Connection, me_id: int) -> list[dict[str, Any]]:
             .values(requester_told=True)
         )
     return [
-        {"event": "friend.rejected", "by": {"id": r.by_id, "username": r.username}} for r in rows
+        {
+            "event": "friend.rejected",
+            "request_id": r.id,
+            "by": {"id": r.by_id, "username": r.username},
+        }
+        for r in rows
     ]

@@ -48,6 +48,7 @@ class SocialHandlers:
             "friend.reject": self.friend_reject,
             "friend.remove": self.friend_remove,
             "friend.list": self.friend_list,
+            "notice.delivered": self.notice_delivered,
             "room.create": self.room_create,
             "room.join": self.room_join,
             "room.leave": self.room_leave,
@@ -187,6 +188,12 @@ class SocialHandlers:
 
     def friend_remove(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         return self._friend_op(ctx, friends.remove, args["username"])
+
+    def notice_delivered(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """From the edge: a friend.rejected push reached one of the requester's sockets."""
+        with self.engine.begin() as conn:
+            friends.mark_told(conn, ctx.require_user(), int(args["request_id"]))
+        return {}
 
     def friend_list(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         with self.engine.connect() as conn:

@@ -246,12 +246,30 @@ class Edge:
             # Fields starting with '_' are for the edge, not for clients.
             origin = event.pop("_origin", None)
             joined, left = event.pop("_join", None), event.pop("_leave", None)
+            ack = event.pop("_ack", None)
             if joined is not None or left is not None:
                 self._update_rooms(targets, joined, left)
             frame = frame_payload(dumps(event))
+            delivered_to = None
             for conn in list(targets):
-                if conn.conn_id != origin:
+                if conn.conn_id != origin and not conn.closing:
                     conn.send_frame(frame)
+                    delivered_to = conn
+            if ack and delivered_to is not None:
+                asyncio.get_running_loop().create_task(self._acknowledge(ack, delivered_to))
+
+    async def _acknowledge(self, ack: dict[str, Any], conn: Connection) -> None:
+        """Tell the service a must-deliver push reached the user (see friend.rejected)."""
+        try:
+            await self.bus.call(
+                ack["service"],
+                ack["op"],
+                ack.get("args"),
+                self._context(conn, conn.session),
+                retry=True,
+            )
+        except ServiceError as exc:
+            logger.warning("could not acknowledge {}: {}", ack.get("op"), exc.code)
 
     def _update_rooms(self, conns: set[Connection], joined: int | None, left: int | None) -> None:
         """A user joined or left a room: their sessions here start or stop hearing it."""

@@ -1,0 +1,279 @@
+"""Friends, presence, rooms, private messages and sync: real processes and sockets."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import pytest
+from wire import WireClient
+
+
+@contextlib.contextmanager
+def users(stack, *names: str):
+    clients = [WireClient(stack.port) for _ in names]
+    try:
+        for client, name in zip(clients, names, strict=True):
+            client.register_and_login(name)
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+
+
+def befriend(a: WireClient, b: WireClient) -> None:
+    a.call("friend.request", username=b.user["username"])
+    b.call("friend.accept", username=a.user["username"])
+    a.event("friend.accepted")
+    b.event("friend.accepted")
+
+
+def test_original_friend_flow(stack):
+    with users(stack, "ann", "ben", "cat") as (ann, ben, cat):
+        ann.call("friend.request", username="ben")
+        incoming = ben.event("friend.request")
+        assert incoming["from"]["username"] == "ann"
+        assert [r["user"]["username"] for r in ben.call("friend.list")["incoming"]] == ["ann"]
+        assert [r["user"]["username"] for r in ann.call("friend.list")["outgoing"]] == ["ben"]
+
+        ben.call("friend.accept", username="ann")
+        accepted = ann.event("friend.accepted")
+        assert accepted["friend"]["username"] == "ben" and accepted["friend"]["online"] is True
+        assert ben.event("friend.accepted")["friend"]["username"] == "ann"
+        ann_list = ann.call("friend.list")
+        assert [(f["username"], f["online"]) for f in ann_list["friends"]] == [("ben", True)]
+        assert ann_list["outgoing"] == [] and ben.call("friend.list")["incoming"] == []
+
+        # Ann sees Ben go offline and come back.
+        ben_token = ben.token
+        ben.close()
+        offline = ann.event("presence", timeout=10)
+        assert (offline["user"]["username"], offline["online"]) == ("ben", False)
+        with WireClient(stack.port) as ben2:
+            ben2.call("login", token=ben_token)
+            online = ann.event("presence", timeout=10)
+            assert (online["user"]["username"], online["online"]) == ("ben", True)
+
+            # Cat asks Ben; Ben rejects; Cat is told live.
+            cat.call("friend.request", username="ben")
+            ben2.event("friend.request")
+            ben2.call("friend.reject", username="cat")
+            rejected = cat.event("friend.rejected")
+            assert rejected["by"]["username"] == "ben"
+            assert cat.call("friend.list")["outgoing"] == []
+            # Nobody else heard of it, and Cat is not a friend.
+            ann.no_event("friend.rejected")
+            assert [f["username"] for f in ben2.call("friend.list")["friends"]] == ["ann"]
+
+
+def test_rejection_reaches_offline_requester_at_next_login(stack):
+    with users(stack, "dan", "eva") as (dan, eva):
+        dan.call("friend.request", username="eva")
+        eva.event("friend.request")
+        dan_token = dan.token
+        dan.close()
+        eva.call("friend.reject", username="dan")
+        with WireClient(stack.port) as dan2:
+            reply = dan2.call("login", token=dan_token)
+            assert reply["outgoing"] == []
+            assert dan2.event("friend.rejected")["by"]["username"] == "eva"
+        with WireClient(stack.port) as dan3:  # told once, not at every login
+            dan3.call("login", token=dan_token)
+            dan3.no_event("friend.rejected")
+
+
+def test_pending_request_is_in_login_snapshot_of_offline_target(stack):
+    with WireClient(stack.port) as fay:
+        fay.register_and_login("fay")
+        fay.call("register", username="gus", password="correct horse")
+        fay.call("friend.request", username="gus")
+    with WireClient(stack.port) as gus:
+        reply = gus.login("gus", "correct horse")
+        assert [r["user"]["username"] for r in reply["incoming"]] == ["fay"]
+
+
+def test_friend_request_rules(make_stack, db_url):
+    stack = make_stack(db_url, max_pending_friend_requests=2)
+    with users(stack, "hal", "ida", "jon", "kim", "lou") as (hal, ida, jon, kim, lou):
+        err = hal.error_of("friend.request", username="HAL")
+        assert (err["code"], err["field"]) == ("bad_request", "username")
+        assert hal.error_of("friend.request", username="nobody")["code"] == "not_found"
+        hal.call("friend.request", username="ida")
+        hal.call("friend.request", username="ida")  # asking twice is one request
+        assert len(ida.call("friend.list")["incoming"]) == 1
+        ida.event("friend.request")
+        ida.no_event("friend.request")
+        hal.call("friend.request", username="jon")
+        assert hal.error_of("friend.request", username="kim")["code"] == "limit_reached"
+        # Jon asks Hal back: that accepts Hal's request.
+        assert jon.call("friend.request", username="hal")["status"] == "accepted"
+        assert hal.event("friend.accepted")["friend"]["username"] == "jon"
+        assert hal.error_of("friend.request", username="jon")["code"] == "conflict"
+        assert kim.error_of("friend.accept", username="lou")["code"] == "not_found"
+        assert kim.error_of("friend.reject", username="hal")["code"] == "not_found"
+        # Unfriending tells both, and ends private messages.
+        hal.call("friend.remove", username="jon")
+        assert jon.event("friend.removed")["user"]["username"] == "hal"
+        assert hal.error_of("dm.send", to="jon", text="hi")["code"] == "forbidden"
+        assert hal.error_of("friend.remove", username="jon")["code"] == "not_found"
+
+
+def test_presence_with_two_sessions_and_status(stack):
+    with users(stack, "max", "ned") as (mx, ned):
+        befriend(mx, ned)
+        with WireClient(stack.port) as ned_phone:
+            ned_phone.call("login", token=ned.token)
+            mx.no_event("presence")  # already online: a second session changes nothing
+            ned_phone.close()
+            time.sleep(0.5)
+            mx.no_event("presence")
+            assert mx.call("friend.list")["friends"][0]["online"] is True
+        ned.call("presence.set", status="在开会 📅")
+        status = mx.event("presence")
+        assert status["status"] == "在开会 📅" and status["online"] is True
+        assert mx.call("friend.list")["friends"][0]["status"] == "在开会 📅"
+        ned.close()
+        offline = mx.event("presence", timeout=10)
+        assert offline["online"] is False and offline["user"]["username"] == "ned"
+
+
+def test_private_messages_live_offline_and_refused(stack):
+    with users(stack, "oli", "pat", "quin") as (oli, pat, quin):
+        befriend(oli, pat)
+        with WireClient(stack.port) as oli_laptop:
+            oli_laptop.call("login", token=oli.token)
+            sent = pat.call("dm.send", to="oli", text="悄悄话 🤫")["message"]
+            assert sent["to"]["username"] == "oli"
+            for device in (oli, oli_laptop):
+                got = device.event("message")
+                assert got["direct"] is True and got["text"] == "悄悄话 🤫"
+                assert got["from"]["username"] == "pat" and got["id"] == sent["id"]
+            # The sender's own other session sees it too; the sending one has the reply.
+            with WireClient(stack.port) as pat_phone:
+                pat_phone.call("login", token=pat.token)
+                pat.call("dm.send", to="oli", text="second")
+                assert pat_phone.event("message")["text"] == "second"
+                pat.no_event("message")
+        assert quin.error_of("dm.send", to="oli", text="hello?")["code"] == "forbidden"
+        assert quin.error_of("dm.send", to="ghost", text="hello?")["code"] == "not_found"
+
+        # Offline delivery: Oli goes away, Pat writes, Oli syncs at next login.
+        cursors = {}
+        for conv in oli.call("sync")["conversations"]:
+            cursors[str(conv["id"])] = conv["messages"][-1]["seq"]
+        oli_token = oli.token
+        oli.close()
+        for i in range(3):
+            pat.call("dm.send", to="oli", text=f"while you were away {i}")
+        with WireClient(stack.port) as oli_again:
+            oli_again.call("login", token=oli_token)
+            convs = oli_again.call("sync", cursors=cursors)["conversations"]
+            direct = [c for c in convs if c["kind"] == "direct"]
+            assert len(direct) == 1 and direct[0]["with"]["username"] == "pat"
+            assert [m["text"] for m in direct[0]["messages"]] == [
+                f"while you were away {i}" for i in range(3)
+            ]
+            history = oli_again.call("dm.history", **{"with": "pat"})["messages"]
+            assert [m["text"] for m in history][:2] == ["悄悄话 🤫", "second"]
+            assert len(history) == 5
+
+
+def test_rooms_create_join_leave(stack):
+    with users(stack, "rae", "sam", "tia") as (rae, sam, tia):
+        room = rae.call("room.create", room="Book Club 读书会")["room"]
+        assert room["kind"] == "group"
+        assert rae.event("room.joined")["room"]["name"] == "Book Club 读书会"
+        assert rae.error_of("room.create", room="book club 读书会")["code"] == "conflict"
+        assert rae.error_of("room.create", room="dm:1:2")["code"] == "bad_request"
+        assert sam.error_of("room.send", room="Book Club 读书会", text="hi")["code"] == "forbidden"
+        sam.call("room.join", room="book club 读书会")
+        assert rae.event("room.member")["user"]["username"] == "sam"
+        rae.call("room.send", room="Book Club 读书会", text="welcome")
+        got = sam.event("message")
+        assert got["room"] == "Book Club 读书会" and got["text"] == "welcome"
+        tia.no_event("message")
+        listed = {r["name"]: r for r in sam.call("room.list")["rooms"]}
+        assert listed["lobby"]["joined"] and listed["Book Club 读书会"]["members"] == 2
+        names = [
+            m["username"] for m in sam.call("room.members", room="Book Club 读书会")["members"]
+        ]
+        assert sorted(names) == ["rae", "sam"]
+        sam.call("room.leave", room="Book Club 读书会")
+        rae.call("room.send", room="Book Club 读书会", text="bye")
+        sam.no_event("message")
+        assert sam.error_of("room.leave", room="lobby")["code"] == "forbidden"
+        assert sam.error_of("room.history", room="Book Club 读书会")["code"] == "forbidden"
+
+
+def test_concurrent_senders_sync_without_gaps(make_stack, db_url):
+    stack = make_stack(db_url)
+    senders, per_sender = 5, 200
+    with WireClient(stack.port) as reader:
+        reader.register_and_login("reader")
+        start_seq = reader.call("sync")["conversations"]
+        cursors = {str(c["id"]): c["last_seq"] for c in start_seq}
+
+        failures: list[str] = []
+
+        def send_all(index: int) -> None:
+            with WireClient(stack.port, timeout=60) as client:
+                client.register_and_login(f"sender{index}")
+                # All 200 pipelined at once: they run concurrently on the server.
+                frames = [
+                    {
+                        "op": "room.send",
+                        "id": i,
+                        "room": "lobby",
+                        "text": f"s{index}-{i}",
+                        "client_id": f"s{index}-{i}",
+                    }
+                    for i in range(per_sender)
+                ]
+                for frame in frames:
+                    client.send(frame)
+                for _ in range(per_sender):
+                    reply = client.next_matching(lambda f: "ok" in f and f.get("id") is not None)
+                    if not reply["ok"]:
+                        failures.append(str(reply))
+
+        threads = [threading.Thread(target=send_all, args=(i,)) for i in range(senders)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not failures, failures[:3]
+
+        received = []
+        while True:
+            convs = reader.call("sync", cursors=cursors, limit=300)["conversations"]
+            if not convs:
+                break
+            for conv in convs:
+                received.extend(conv["messages"])
+                cursors[str(conv["id"])] = conv["messages"][-1]["seq"]
+        texts = [m["text"] for m in received]
+        assert len(texts) == senders * per_sender
+        assert len(set(texts)) == len(texts)  # no duplicates
+        assert len({m["id"] for m in received}) == len(received)
+        seqs = [m["seq"] for m in received]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # one order, no gaps
+        for index in range(senders):  # each sender's own order is kept
+            mine = [int(t.split("-")[1]) for t in texts if t.startswith(f"s{index}-")]
+            assert len(mine) == per_sender
+
+
+@pytest.mark.timeout(120)
+def test_killed_edge_users_go_offline_within_30s(make_stack, db_url):
+    stack = make_stack(db_url, edges=2)
+    with WireClient(stack.edge_ports[0]) as uma, WireClient(stack.edge_ports[1]) as vic:
+        uma.register_and_login("uma")
+        vic.register_and_login("vic")
+        befriend(uma, vic)
+        killed = time.monotonic()
+        stack.kill("edge#1")  # SIGKILL: no goodbye, no session.close
+        offline = uma.event("presence", timeout=30)
+        elapsed = time.monotonic() - killed
+        assert offline["user"]["username"] == "vic" and offline["online"] is False
+        assert elapsed < 30, elapsed
+        assert uma.call("friend.list")["friends"][0]["online"] is False
