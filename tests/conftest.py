@@ -45,7 +45,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not MYSQL_URL:
         pytest.skip("CHAT_TEST_MYSQL_URL is not set")
-    yield from _mysql_database()
+    for url in _mysql_database():
+        yield url
+        # Stop this test's services before the database is dropped under them.
+        for stack in getattr(request.node, "stacks", []):
+            stack.stop()
 
 
 @pytest.fixture
@@ -57,6 +61,7 @@ def sqlite_url(tmp_path: Path) -> str:
 def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
     """Factory: make_stack(db_url, edges=1, **settings) -> a started Stack."""
     stacks: list[Stack] = []
+    request.node.stacks = stacks
 
     def make(db_url: str, edges: int = 1, **settings: object) -> Stack:
         workdir = tmp_path / f"stack{len(stacks)}"

@@ -187,3 +187,14 @@ def test_validate_request_never_crashes(msg):
         validate_request(msg)
     except MessageError as err:
         assert err.code in (ErrorCode.BAD_REQUEST, ErrorCode.UNKNOWN_OP)
+
+
+def test_every_op_event_and_error_code_is_documented():
+    from pathlib import Path
+
+    from chatroom.protocol import EVENTS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    codes = [v for k, v in vars(ErrorCode).items() if k.isupper()]
+    for name in [*OPS, *EVENTS, *codes]:
+        assert f"`{name}`" in doc, f"docs/protocol.md does not mention `{name}`"

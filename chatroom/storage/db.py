@@ -80,7 +80,8 @@ def upsert(conn: Connection, table: Table, values: dict[str, Any], update: tuple
 
 
 def create_schema(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables. Replicas starting together may race; the loser retries."""
+    """Create missing tables. Services starting together race to create them; a loser
+    gets "already exists" and simply checks again."""
     for attempt in range(1, attempts + 1):
         try:
             metadata.create_all(engine, checkfirst=True)

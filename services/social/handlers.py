@@ -65,11 +65,14 @@ class SocialHandlers:
 
     # ------------------------------------------------------------------ presence
 
-    def _announce(self, ctx: RequestContext, conn: Any, user_id: int, online: bool) -> None:
+    def _announce(
+        self, ctx: RequestContext, conn: Any, user_id: int, online: bool, to_self: bool = False
+    ) -> None:
         event = presence.presence_event(conn, user_id, online)
         for friend_id in presence.friend_ids(conn, user_id):
             ctx.publish(user_topic(friend_id), event)
-        ctx.publish(user_topic(user_id), event)  # the user's other sessions
+        if to_self:  # a status set on one device shows on the others
+            ctx.publish(user_topic(user_id), event)
 
     def session_open(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """After a login: record the session, tell friends, return the starting snapshot."""
@@ -164,7 +167,7 @@ class SocialHandlers:
             presence.lock_profile(conn, user_id)
             presence.set_status(conn, user_id, status)
             online = bool(presence.online(conn, [user_id]))
-            self._announce(ctx, conn, user_id, online)
+            self._announce(ctx, conn, user_id, online, to_self=True)
         return {"status": status}
 
     # ------------------------------------------------------------------ friends
