@@ -101,6 +101,19 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Container health check of the component running in this container."""
+    from chatroom.health import CHECKS, Unhealthy
+
+    try:
+        result = CHECKS[args.component](config.load(), args.timeout)
+    except Unhealthy as exc:
+        print(f"{args.component}: unhealthy: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.component}: healthy {result}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chatroom", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     ping.add_argument("service", choices=("auth", "social", "media"))
     ping.add_argument("--timeout-ms", type=int, default=2000)
     ping.set_defaults(func=cmd_ping)
+    health = sub.add_parser("health", help="container health check of one component")
+    health.add_argument("component", choices=("bus", "auth", "social", "media", "tcp_edge"))
+    health.add_argument("--timeout", type=float, default=3.0)
+    health.set_defaults(func=cmd_health)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -74,6 +74,8 @@ class Settings:
 
     # Service runtime.
     worker_threads: int = 8
+    # Port on 127.0.0.1 where a service answers `chatroom health` (0: off).
+    health_port: int = 0
 
     # Logging.
     log_level: str = "INFO"

@@ -109,6 +109,8 @@ class Job:
 class Service:
     handlers: dict[str, Handler]
     jobs: list[Job] = field(default_factory=list)
+    # Blocking check run for each health ping (e.g. SELECT 1): raises if unhealthy.
+    health_check: Callable[[], None] | None = None
 
 
 class ServiceRuntime:
@@ -117,6 +119,7 @@ class ServiceRuntime:
         self.settings = settings
         self.handlers = service.handlers
         self.jobs = service.jobs
+        self.health_check = service.health_check
         self.replica = replica_id()
         self.handled = 0
         self._stopping = asyncio.Event()
@@ -144,6 +147,8 @@ class ServiceRuntime:
         logger.info("{} replica {} serving on {}", self.name, self.replica, backend)
         receiver = asyncio.create_task(self._receive_loop())
         job_tasks = [asyncio.create_task(self._repeat(job)) for job in self.jobs]
+        if self.settings.health_port:
+            job_tasks.append(asyncio.create_task(self._serve_health(zctx)))
         await self._stopping.wait()
         for task in job_tasks:
             task.cancel()
@@ -237,13 +242,33 @@ class ServiceRuntime:
         for topic, event in events:
             await self._pub.send_multipart([topic, encode(event)])
 
-    async def _run_blocking(self, handler: Handler, ctx: RequestContext, args: dict) -> dict:
+    async def _run_blocking(self, handler: Handler, ctx: Any, args: dict) -> Any:
         # copy_context carries the loguru request context into the worker thread.
         call = functools.partial(contextvars.copy_context().run, handler, ctx, args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _health(self) -> dict[str, Any]:
         return {"service": self.name, "replica": self.replica, "handled": self.handled}
+
+    async def _serve_health(self, zctx: zmq.asyncio.Context) -> None:
+        """Answer container health checks on 127.0.0.1 (this replica, not any replica).
+        Healthy means: the event loop answers, the thread pool runs, the database
+        answers."""
+        rep = zctx.socket(zmq.REP)
+        rep.setsockopt(zmq.LINGER, 0)
+        rep.bind(f"tcp://127.0.0.1:{self.settings.health_port}")
+        try:
+            while True:
+                await rep.recv()
+                try:
+                    if self.health_check is not None:
+                        await self._run_blocking(lambda _c, _a: self.health_check(), None, {})
+                    reply = {"ok": True, **self._health()}
+                except Exception as exc:
+                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+                await rep.send(encode(reply))
+        finally:
+            rep.close()
 
 
 def run_service(name: str, settings: Settings, service: Service) -> None:

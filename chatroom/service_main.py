@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from loguru import logger
@@ -9,7 +10,7 @@ from sqlalchemy import Engine
 
 from chatroom import config, logs
 from chatroom.runtime import Service, run_service
-from chatroom.storage.db import create_schema, make_engine, wait_for_database
+from chatroom.storage.db import create_schema, database_ping, make_engine, wait_for_database
 
 ServiceFactory = Callable[[Engine, config.Settings], Service]
 
@@ -21,5 +22,7 @@ def serve(name: str, build: ServiceFactory) -> None:
     logger.info("{} starting; database {}", name, engine.url.render_as_string(hide_password=True))
     wait_for_database(engine)
     create_schema(engine)
-    run_service(name, settings, build(engine, settings))
+    service = build(engine, settings)
+    service.health_check = functools.partial(database_ping, engine)
+    run_service(name, settings, service)
     engine.dispose()

@@ -93,6 +93,11 @@ def create_schema(engine: Engine, attempts: int = 5) -> None:
             time.sleep(0.5 * attempt)
 
 
+def database_ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+
 def wait_for_database(engine: Engine, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:

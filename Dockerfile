@@ -1,0 +1,32 @@
+# One image for every server component; compose picks the component with `command`.
+# No PySide6 here: only the server extra is installed.
+ARG PYTHON_IMAGE=python:3.12-slim
+FROM ${PYTHON_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
+COPY pyproject.toml ./
+RUN mkdir -p chatroom/storage services/bus services/auth services/social services/media \
+        services/tcp_edge \
+    && touch chatroom/__init__.py chatroom/storage/__init__.py services/__init__.py \
+        services/bus/__init__.py services/auth/__init__.py services/social/__init__.py \
+        services/media/__init__.py services/tcp_edge/__init__.py \
+    && pip install ".[server]" \
+    && pip uninstall -y chatroom \
+    && rm -rf chatroom services
+
+COPY chatroom/ chatroom/
+COPY services/ services/
+RUN pip install --no-deps . \
+    && rm -rf build chatroom services \
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin chat
+
+USER chat
+# Every component reads CHAT_* settings; compose sets them per service.
+CMD ["python", "-m", "chatroom.services.tcp_edge"]

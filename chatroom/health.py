@@ -1,0 +1,98 @@
+"""Container health checks: real requests, not "the process exists".
+
+- a service (auth, social, media): a ZeroMQ request to the replica's own health socket on
+  127.0.0.1:CHAT_HEALTH_PORT, answered by its event loop after a database round trip;
+- the bus: an event published into its XSUB side must come back out of its XPUB side;
+- the edge: a framed `ping` over TCP to its own port must get its reply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from chatroom.config import Settings
+from chatroom.protocol import FrameDecoder, encode_frame, parse_payload
+
+
+class Unhealthy(Exception):
+    pass
+
+
+def check_service(settings: Settings, timeout_s: float) -> dict:
+    import zmq
+
+    if not settings.health_port:
+        raise Unhealthy("CHAT_HEALTH_PORT is not set for this service")
+    zctx = zmq.Context()
+    sock = zctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
+    try:
+        sock.connect(f"tcp://127.0.0.1:{settings.health_port}")
+        sock.send(b"ping")
+        try:
+            reply = json.loads(sock.recv())
+        except zmq.Again:
+            raise Unhealthy(f"no answer within {timeout_s:g}s") from None
+    finally:
+        sock.close()
+        zctx.term()
+    if not reply.get("ok"):
+        raise Unhealthy(reply.get("error", "unhealthy"))
+    return reply
+
+
+def check_bus(settings: Settings, timeout_s: float) -> dict:
+    import zmq
+
+    topic = f"_health:{os.getpid()}:{time.monotonic_ns()}|".encode()
+    zctx = zmq.Context()
+    sub = zctx.socket(zmq.SUB)
+    pub = zctx.socket(zmq.PUB)
+    for sock in (sub, pub):
+        sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sub.connect(settings.bus_connect("events.out"))
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
+        pub.connect(settings.bus_connect("events.in"))
+        deadline = time.monotonic() + timeout_s
+        # The subscription takes a moment to travel through the proxy: keep publishing.
+        while time.monotonic() < deadline:
+            pub.send_multipart([topic, b"{}"])
+            if sub.poll(100):
+                sub.recv_multipart()
+                return {"ok": True, "service": "bus"}
+        raise Unhealthy(f"an event did not come back through the bus in {timeout_s:g}s")
+    finally:
+        sub.close()
+        pub.close()
+        zctx.term()
+
+
+def check_edge(settings: Settings, timeout_s: float) -> dict:
+    try:
+        with socket.create_connection(("127.0.0.1", settings.edge_port), timeout=timeout_s) as s:
+            s.sendall(encode_frame({"op": "ping", "id": "health"}))
+            decoder = FrameDecoder(settings.max_frame_bytes)
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    raise Unhealthy("the edge closed the connection")
+                for payload in decoder.feed(data):
+                    reply = parse_payload(payload)
+                    if reply.get("id") == "health" and reply.get("ok"):
+                        return {"ok": True, "service": "tcp_edge"}
+    except OSError as exc:
+        raise Unhealthy(f"edge not answering on port {settings.edge_port}: {exc}") from None
+
+
+CHECKS = {
+    "auth": check_service,
+    "social": check_service,
+    "media": check_service,
+    "bus": check_bus,
+    "tcp_edge": check_edge,
+}

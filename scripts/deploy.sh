@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Deploy ChatRoom with Docker Compose on this host: create the database secrets once
+# (random, 0600, in secrets/), then build and start the stack and wait until healthy.
+# Extra arguments go to `docker compose up` (e.g. --scale social=3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+umask 077
+mkdir -p secrets
+for name in db_password db_root_password; do
+  if [ ! -s "secrets/$name" ]; then
+    head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "secrets/$name"
+    echo "created secrets/$name" >&2
+  fi
+done
+# The containers run as non-root users that must read the mounted secret files.
+chmod 644 secrets/db_password secrets/db_root_password
+COMPOSE=${CHATROOM_COMPOSE:-docker compose}
+$COMPOSE up -d --build --wait "$@"
+$COMPOSE ps
