@@ -11,13 +11,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
-COPY pyproject.toml ./
+# Versions are pinned by the constraints file (hadolint cannot see that).
+COPY pyproject.toml requirements/server-constraints.txt ./
+# hadolint ignore=DL3013
 RUN mkdir -p chatroom/storage services/bus services/auth services/social services/media \
         services/tcp_edge \
     && touch chatroom/__init__.py chatroom/storage/__init__.py services/__init__.py \
         services/bus/__init__.py services/auth/__init__.py services/social/__init__.py \
         services/media/__init__.py services/tcp_edge/__init__.py \
-    && pip install ".[server]" \
+    && pip install -c server-constraints.txt ".[server]" \
     && pip uninstall -y chatroom \
     && rm -rf chatroom services
 
@@ -27,6 +29,6 @@ RUN pip install --no-deps . \
     && rm -rf build chatroom services \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin chat
 
-USER chat
+USER 10001
 # Every component reads CHAT_* settings; compose sets them per service.
 CMD ["python", "-m", "chatroom.services.tcp_edge"]

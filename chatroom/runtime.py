@@ -150,15 +150,17 @@ class ServiceRuntime:
         if self.settings.health_port:
             job_tasks.append(asyncio.create_task(self._serve_health(zctx)))
         await self._stopping.wait()
-        for task in job_tasks:
-            task.cancel()
         logger.info("stopping: no new requests, draining {} in flight", len(self._inflight))
         self._sock.disconnect(backend)  # the bus stops routing requests to this replica
-        receiver.cancel()
+        background = [receiver, *job_tasks]
+        for task in background:
+            task.cancel()
+        # Wait for the cancelled tasks so their sockets are closed before term().
+        await asyncio.gather(*background, return_exceptions=True)
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=self.settings.drain_timeout_s)
-        self._sock.close()
-        self._pub.close()
+        self._sock.close(linger=1000)
+        self._pub.close(linger=1000)
         zctx.term()
         self._executor.shutdown(wait=False, cancel_futures=True)
         logger.info("stopped after {} requests", self.handled)

@@ -110,6 +110,7 @@ class Edge:
         await self._drain()
         for task in background:
             task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         self.bus.close()
         self.sub_socket.close()
         self.zctx.term()
