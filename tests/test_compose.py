@@ -35,10 +35,27 @@ def docker_available() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
 
 
+IMAGES_ENV = Path("/var/tmp/chatroom-containers/images.env")  # written by shared up.sh
+
+
+def image_settings() -> dict[str, str]:
+    """PYTHON_IMAGE/MYSQL_IMAGE: from the environment, else from the local stand-ins
+    that ../shared/containers/up.sh built, else compose's defaults (official images)."""
+    if "PYTHON_IMAGE" in os.environ or not IMAGES_ENV.exists():
+        return {}
+    pairs = re.findall(r"^(PYTHON_IMAGE|MYSQL_IMAGE)=(\S+)$", IMAGES_ENV.read_text(), re.M)
+    return dict(pairs)
+
+
 class Compose:
     def __init__(self, port: int) -> None:
         self.port = port
-        self.env = dict(os.environ, CHAT_PUBLISHED_PORT=str(port), CHAT_PUBLISH_ADDR="127.0.0.1")
+        self.env = dict(
+            os.environ,
+            **image_settings(),
+            CHAT_PUBLISHED_PORT=str(port),
+            CHAT_PUBLISH_ADDR="127.0.0.1",
+        )
         self.timings: dict[str, float] = {}
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> str:
@@ -217,3 +234,50 @@ def test_down_then_up_keeps_accounts_friends_and_history(compose):
         texts = [m["text"] for m in ann.call("room.history", room="lobby", limit=200)["messages"]]
         assert "hello 你好 from compose" in " ".join(texts) or "after the db restart" in texts
         assert "after the db restart" in texts
+
+
+def test_backup_then_restore_into_a_wiped_deployment(compose):
+    """The commands of docs/operations.md, run for real."""
+    root_pw = '"$(cat /run/secrets/db_root_password)"'
+    dump = compose.run(
+        "exec",
+        "-T",
+        "db",
+        "sh",
+        "-c",
+        f"mysqldump -uroot -p{root_pw} --single-transaction --routines --hex-blob chat",
+    )
+    assert "CREATE TABLE `messages`" in dump
+    compose.run("down", "-v")  # the volume is gone: an empty database comes up
+    compose.run("up", "-d", "--wait", "--wait-timeout", "180")
+    with compose.client() as c:
+        assert c.error_of("login", username="ann", password="correct horse")["code"] == (
+            "bad_credentials"
+        )
+    compose.run("stop", "auth", "social", "media", "tcp_edge")
+    proc = subprocess.run(
+        [
+            "docker",
+            "compose",
+            "-p",
+            PROJECT,
+            "exec",
+            "-T",
+            "db",
+            "sh",
+            "-c",
+            f"mysql -uroot -p{root_pw} chat",
+        ],
+        cwd=ROOT,
+        env=compose.env,
+        input=dump,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    compose.run("start", "auth", "social", "media", "tcp_edge")
+    compose.run("up", "-d", "--wait")
+    with compose.client() as ann:
+        reply = ann.login("ann", "correct horse")
+        assert [f["username"] for f in reply["friends"]] == ["ben"]
