@@ -15,18 +15,21 @@ WORKDIR /app
 COPY pyproject.toml requirements/server-constraints.txt ./
 # hadolint ignore=DL3013
 RUN mkdir -p chatroom/storage services/bus services/auth services/social services/media \
-        services/tcp_edge \
+        services/tcp_edge client \
     && touch chatroom/__init__.py chatroom/storage/__init__.py services/__init__.py \
         services/bus/__init__.py services/auth/__init__.py services/social/__init__.py \
-        services/media/__init__.py services/tcp_edge/__init__.py \
+        services/media/__init__.py services/tcp_edge/__init__.py client/__init__.py \
     && pip install -c server-constraints.txt ".[server]" \
     && pip uninstall -y chatroom \
     && rm -rf chatroom services
 
 COPY chatroom/ chatroom/
 COPY services/ services/
-RUN pip install --no-deps . \
-    && rm -rf build chatroom services \
+# The desktop client is not part of server images: an empty placeholder satisfies the
+# package list in pyproject.toml.
+RUN mkdir client && touch client/__init__.py \
+    && pip install --no-deps . \
+    && rm -rf build chatroom services client \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin chat
 
 USER 10001

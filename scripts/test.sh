@@ -5,6 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh server,dev
+# The client tests render Qt offscreen: CJK and emoji fonts, and Qt's system libraries.
+need=()
+for pkg in fonts-wqy-microhei fonts-noto-color-emoji libegl1 libgl1 libxkbcommon0 \
+           libfontconfig1 libdbus-1-3 libglib2.0-0; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+fi
 if [ -z "${CHAT_TEST_MYSQL_URL:-}" ]; then
   CHAT_TEST_MYSQL_URL=$(scripts/test-mariadb.sh)
   export CHAT_TEST_MYSQL_URL

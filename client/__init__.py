@@ -1,0 +1,1 @@
+"""The ChatRoom desktop client (PySide6). Installed as chatroom.client."""

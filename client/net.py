@@ -1,0 +1,266 @@
+"""The client's connection to the server: a QObject with signals, no widgets.
+
+It frames requests with the shared protocol module, matches replies by id, times out
+requests that get no answer, and keeps the session alive: when the socket drops it
+reconnects with backoff, resumes with the session token and reports `resumed`, after
+which the state layer syncs what it missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import random
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtNetwork import QAbstractSocket, QTcpSocket
+
+from chatroom.protocol import FrameDecoder, FrameError, MessageError, encode_frame, parse_payload
+
+Callback = Callable[[dict[str, Any]], None]
+
+DISCONNECTED = "disconnected"
+CONNECTING = "connecting"
+ONLINE = "online"
+RECONNECTING = "reconnecting"
+
+# Errors after which sending the same request again may succeed.
+RETRYABLE = {"service_unavailable", "timeout", "disconnected", "shutting_down", "rate_limited"}
+BACKOFF_S = (0.5, 1, 2, 4, 8, 15)
+
+
+def error_reply(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+class ChatClient(QObject):
+    stateChanged = Signal(str)  # DISCONNECTED, CONNECTING, ONLINE, RECONNECTING
+    loggedIn = Signal(dict)  # the login reply: user, token, limits, rooms, friends, ...
+    resumed = Signal(dict)  # same, after an automatic reconnect
+    eventReceived = Signal(dict)  # a push
+    sessionEnded = Signal(str)  # the server refused our token: log in again
+
+    def __init__(self, parent: QObject | None = None, request_timeout_ms: int = 10_000) -> None:
+        super().__init__(parent)
+        self.request_timeout_ms = request_timeout_ms
+        self.host = "127.0.0.1"
+        self.port = 2019
+        self.state = DISCONNECTED
+        self.user: dict[str, Any] | None = None
+        self.token: str | None = None
+        self.limits: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[Callback | None, QTimer]] = {}
+        self._socket: QTcpSocket | None = None
+        self._decoder = FrameDecoder()
+        self._on_connected: list[Callable[[], None]] = []
+        self._attempt = 0
+        self._wanted = False  # True while the user wants to be connected
+        self._reconnect_timer = QTimer(self)
+        self._reconnect_timer.setSingleShot(True)
+        self._reconnect_timer.timeout.connect(self._reconnect)
+        self._keepalive = QTimer(self)
+        self._keepalive.setInterval(30_000)
+        self._keepalive.timeout.connect(lambda: self.request("ping", {}))
+
+    # ------------------------------------------------------------------ public
+
+    def open(self, host: str, port: int, then: Callable[[], None], failed: Callback) -> None:
+        """Connect (or reuse the connection) and call `then`; `failed` gets an error."""
+        if self._socket is not None and self._socket.state() == QAbstractSocket.ConnectedState:
+            if (host, port) == (self.host, self.port):
+                then()
+                return
+            self._drop_socket()
+        self.host, self.port = host, port
+        self._on_connected = [then]
+        self._connect_socket(failed)
+
+    def register(self, username: str, password: str, done: Callback) -> None:
+        self.request("register", {"username": username, "password": password}, done)
+
+    def login(self, username: str, password: str, done: Callback) -> None:
+        self._login({"username": username, "password": password}, done, self.loggedIn)
+
+    def login_with_token(self, token: str, done: Callback) -> None:
+        self._login({"token": token}, done, self.loggedIn)
+
+    def logout(self) -> None:
+        self._wanted = False
+        if self.state == ONLINE:
+            self.request("logout", {}, lambda _r: self._drop_socket())
+        else:
+            self._drop_socket()
+        self.user = self.token = None
+        self._set_state(DISCONNECTED)
+
+    def request(self, op: str, fields: dict[str, Any], done: Callback | None = None) -> int:
+        request_id = next(self._ids)
+        if self._socket is None or self._socket.state() != QAbstractSocket.ConnectedState:
+            if done:
+                QTimer.singleShot(0, lambda: done(error_reply("disconnected", "not connected")))
+            return request_id
+        timer = QTimer(self)
+        timer.setSingleShot(True)
+        timer.timeout.connect(lambda: self._timed_out(request_id))
+        timer.start(self.request_timeout_ms)
+        self._pending[request_id] = (done, timer)
+        self._socket.write(encode_frame({"op": op, "id": request_id, **fields}))
+        return request_id
+
+    def drop_connection(self) -> None:
+        """For tests and 'reconnect now': close the socket as a network failure would."""
+        if self._socket is not None:
+            self._socket.abort()
+
+    # ------------------------------------------------------------------ socket
+
+    def _connect_socket(self, failed: Callback | None = None) -> None:
+        self._drop_socket()
+        self._decoder = FrameDecoder(self.limits.get("max_frame_bytes", 1 << 20) * 2)
+        sock = QTcpSocket(self)
+        self._socket = sock
+        sock.connected.connect(self._socket_connected)
+        sock.readyRead.connect(self._read)
+        sock.disconnected.connect(self._socket_lost)
+
+        def on_error(_err: QAbstractSocket.SocketError) -> None:
+            if failed is not None and not self._wanted:
+                failed(
+                    error_reply(
+                        "unreachable", f"cannot reach {self.host}:{self.port}: {sock.errorString()}"
+                    )
+                )
+            elif self._wanted:
+                self._schedule_reconnect()
+
+        sock.errorOccurred.connect(on_error)
+        if self.state != RECONNECTING:
+            self._set_state(CONNECTING)
+        sock.connectToHost(self.host, self.port)
+
+    def _socket_connected(self) -> None:
+        callbacks, self._on_connected = self._on_connected, []
+        for callback in callbacks:
+            callback()
+
+    def _drop_socket(self) -> None:
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            for signal in (sock.disconnected, sock.readyRead, sock.connected, sock.errorOccurred):
+                with contextlib.suppress(RuntimeError, TypeError):
+                    signal.disconnect()
+            sock.abort()
+            sock.deleteLater()
+        self._fail_pending("disconnected", "the connection was lost")
+        self._keepalive.stop()
+
+    def _socket_lost(self) -> None:
+        self._fail_pending("disconnected", "the connection was lost")
+        self._keepalive.stop()
+        if self._wanted:
+            self._schedule_reconnect()
+        else:
+            self._set_state(DISCONNECTED)
+
+    def _read(self) -> None:
+        sock = self._socket
+        if sock is None:
+            return
+        data = bytes(sock.readAll().data())
+        try:
+            payloads = self._decoder.feed(data)
+        except FrameError:
+            sock.abort()  # the server sent garbage: start over
+            return
+        for payload in payloads:
+            try:
+                frame = parse_payload(payload)
+            except MessageError:
+                continue
+            if "event" in frame:
+                self._handle_event(frame)
+            else:
+                self._handle_reply(frame)
+
+    def _handle_event(self, frame: dict[str, Any]) -> None:
+        if frame["event"] == "closing" and frame.get("code") == "shutting_down":
+            self._attempt = 0  # a restart, not a failure: come back quickly
+        self.eventReceived.emit(frame)
+
+    def _handle_reply(self, frame: dict[str, Any]) -> None:
+        entry = self._pending.pop(frame.get("id"), None)  # type: ignore[arg-type]
+        if entry is None:
+            return
+        done, timer = entry
+        timer.stop()
+        timer.deleteLater()
+        if done:
+            done(frame)
+
+    def _timed_out(self, request_id: int) -> None:
+        entry = self._pending.pop(request_id, None)
+        if entry and entry[0]:
+            entry[0](error_reply("timeout", "the server did not answer in time"))
+
+    def _fail_pending(self, code: str, message: str) -> None:
+        pending, self._pending = self._pending, {}
+        for done, timer in pending.values():
+            timer.stop()
+            timer.deleteLater()
+            if done:
+                done(error_reply(code, message))
+
+    # ------------------------------------------------------------------ session
+
+    def _login(self, fields: dict[str, Any], done: Callback, announce: Signal) -> None:
+        def finished(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                self.user, self.token = reply["user"], reply["token"]
+                self.limits = reply.get("limits", {})
+                self._wanted = True
+                self._attempt = 0
+                self._keepalive.start()
+                self._set_state(ONLINE)
+                announce.emit(reply)
+            done(reply)
+
+        self.request("login", fields, finished)
+
+    def _schedule_reconnect(self) -> None:
+        if self._reconnect_timer.isActive():
+            return
+        self._set_state(RECONNECTING)
+        delay = BACKOFF_S[min(self._attempt, len(BACKOFF_S) - 1)]
+        self._attempt += 1
+        self._reconnect_timer.start(int(delay * 1000 * random.uniform(0.8, 1.2)))
+
+    def _reconnect(self) -> None:
+        if not self._wanted or self.token is None:
+            return
+        token = self.token
+
+        def resume() -> None:
+            def finished(reply: dict[str, Any]) -> None:
+                if reply.get("ok"):
+                    return
+                code = reply["error"]["code"]
+                if code in RETRYABLE:
+                    self._schedule_reconnect()
+                else:  # the token was revoked or expired
+                    self._wanted = False
+                    self._drop_socket()
+                    self._set_state(DISCONNECTED)
+                    self.sessionEnded.emit(reply["error"]["message"])
+
+            self._login({"token": token}, finished, self.resumed)
+
+        self._on_connected = [resume]
+        self._connect_socket()
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.stateChanged.emit(state)
