@@ -96,7 +96,9 @@ class MessageDelegate(QStyledItemDelegate):
         painter.setRenderHint(QPainter.Antialiasing)
         rect = option.rect.adjusted(PAD, 4, -PAD, -4)
         sender = message["from"]["username"]
-        avatar = self.avatars.pixmap(self.avatar_of(sender), sender, AVATAR)
+        # A friend's avatar as we know it now; else the one the message carried.
+        avatar_hash = self.avatar_of(sender) or message["from"].get("avatar")
+        avatar = self.avatars.pixmap(avatar_hash, sender, AVATAR)
         text_rect = self._text_rect(option, message["text"])
         bubble_w = text_rect.width() + 2 * BUBBLE_PAD
         bubble_h = text_rect.height() + 2 * BUBBLE_PAD

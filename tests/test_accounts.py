@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 
 from chatroom.errors import ServiceError
+from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 
-import images
 import pytest
+
+import images
 from test_social import befriend, users
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from wire import WireClient
 
 TRICKY_TEXT = (

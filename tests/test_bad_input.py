@@ -8,9 +8,10 @@ import struct
 import time
 
 import pytest
-from wire import ConnectionClosed, WireClient
 
 from chatroom.protocol import encode_frame
+
+from wire import ConnectionClosed, WireClient
 
 
 def frame(payload: bytes) -> bytes:

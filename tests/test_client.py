@@ -10,18 +10,20 @@ import os
 import signal
 from pathlib import Path
 
-import images
 import pytest
+
+import images
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QPushButton  # noqa: E402
+
 from chatroom.client.app import App  # noqa: E402
 from chatroom.client.net import ONLINE, RECONNECTING  # noqa: E402
 from chatroom.client.state import FAILED, PENDING, SENT, dm_key, room_key  # noqa: E402
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
-from PySide6.QtWidgets import QPushButton  # noqa: E402
 
 WAIT = 15_000
 PASSWORD = "correct horse"

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from harness import free_port
 from test_social import befriend
 from wire import WireClient

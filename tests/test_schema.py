@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MYSQL_URL
-from wire import WireClient
 
 from chatroom.storage.initsql import render_init_sql
+
+from conftest import MYSQL_URL
+from wire import WireClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,8 +30,9 @@ def test_services_run_on_a_database_created_by_init_sql(make_stack):
     if not MYSQL_URL:
         pytest.skip("CHAT_TEST_MYSQL_URL is not set")
     import pymysql
-    from conftest import _mysql_database
     from sqlalchemy.engine import make_url
+
+    from conftest import _mysql_database
 
     gen = _mysql_database()
     url = next(gen)

@@ -8,7 +8,6 @@ from typing import Any
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 from loguru import logger
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +16,7 @@ from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext
+from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
 

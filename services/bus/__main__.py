@@ -3,9 +3,8 @@
 import signal
 import threading
 
-from chatroom.services.bus.switchboard import Switchboard
-
 from chatroom import config, logs
+from chatroom.services.bus.switchboard import Switchboard
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ import base64
 import binascii
 from typing import Any
 
-from chatroom.services.media import images
 from loguru import logger
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +14,7 @@ from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext, Service, user_topic
+from chatroom.services.media import images
 from chatroom.storage.db import now_ms, upsert
 from chatroom.storage.schema import avatar_images, avatars, friendships
 

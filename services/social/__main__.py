@@ -1,12 +1,12 @@
 """python -m chatroom.services.social"""
 
-from chatroom.services.social.handlers import SocialHandlers
-from chatroom.services.social.rooms import ensure_lobby
 from sqlalchemy import Engine
 
 from chatroom.config import Settings
 from chatroom.runtime import Service
 from chatroom.service_main import serve
+from chatroom.services.social.handlers import SocialHandlers
+from chatroom.services.social.rooms import ensure_lobby
 
 
 def build(engine: Engine, settings: Settings) -> Service:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatroom.services.social.friends import are_friends, find_user
-from chatroom.services.social.rooms import DIRECT, find_room
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode
+from chatroom.services.social.friends import are_friends, find_user
+from chatroom.services.social.rooms import DIRECT, find_room
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import room_members, rooms, users
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from chatroom.services.social import presence
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
+from chatroom.services.social import presence
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import avatars, friend_requests, friendships, profiles, users
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from chatroom.services.social import direct, friends, presence, rooms
-from chatroom.services.social.friends import UserEvents, user_ref
 from loguru import logger
 from sqlalchemy import Engine
 
@@ -19,6 +17,8 @@ from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topic
+from chatroom.services.social import direct, friends, presence, rooms
+from chatroom.services.social.friends import UserEvents, user_ref
 
 
 def _me(ctx: RequestContext) -> SimpleNamespace:

@@ -13,7 +13,15 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import LOBBY, live_sessions, messages, room_members, rooms, users
+from chatroom.storage.schema import (
+    LOBBY,
+    avatars,
+    live_sessions,
+    messages,
+    room_members,
+    rooms,
+    users,
+)
 
 PUBLIC = "public"  # everyone is a member (the lobby)
 GROUP = "group"  # explicit members, anyone may join
@@ -175,7 +183,8 @@ def message_dict(row: Any, room_name: str) -> dict[str, Any]:
         "room": room_name,
         "room_id": row.room_id,
         "seq": row.seq,
-        "from": {"id": row.sender_id, "username": row.username},
+        # The sender's avatar hash as of now (None: the default), for the message list.
+        "from": {"id": row.sender_id, "username": row.username, "avatar": row.avatar},
         "text": row.text,
         "ts": row.created_at,
         "client_id": row.client_id,
@@ -191,11 +200,16 @@ _MESSAGE_COLUMNS = (
     messages.c.created_at,
     messages.c.client_id,
     users.c.username,
+    avatars.c.hash.label("avatar"),
 )
 
 
 def _select_messages():  # noqa: ANN202 - a SQLAlchemy Select
-    return select(*_MESSAGE_COLUMNS).join(users, users.c.id == messages.c.sender_id)
+    return (
+        select(*_MESSAGE_COLUMNS)
+        .join(users, users.c.id == messages.c.sender_id)
+        .outerjoin(avatars, avatars.c.user_id == messages.c.sender_id)
+    )
 
 
 def check_text(text: str, max_chars: int) -> None:

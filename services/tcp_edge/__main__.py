@@ -12,11 +12,11 @@ import os
 import signal
 import sys
 
-from chatroom.services.tcp_edge.server import Edge
 from loguru import logger
 
 from chatroom import config, logs
 from chatroom.config import Settings
+from chatroom.services.tcp_edge.server import Edge
 
 
 def run_worker(settings: Settings) -> None:

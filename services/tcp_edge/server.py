@@ -18,7 +18,6 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from chatroom.services.tcp_edge.connection import Connection, Session
 from loguru import logger
 
 from chatroom.bus_client import BusClient
@@ -33,6 +32,7 @@ from chatroom.protocol import (
     reply_ok,
 )
 from chatroom.runtime import room_topic, user_topic
+from chatroom.services.tcp_edge.connection import Connection, Session
 
 SERVER_NAME = "chatroom"
 PROTOCOL_VERSION = 1
