@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import secrets
+
+# Before anything imports Qt: the client tests render offscreen.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import sys
 from collections.abc import Iterator
 from pathlib import Path
