@@ -220,3 +220,23 @@ def test_send_refused_by_server_is_marked_failed(qtbot, make_stack, sqlite_url, 
     # The window refuses it up front and says why.
     type_and_send(qtbot, app, "y" * 11)
     assert "at most 10 characters" in app.main_window.notice.text()
+
+
+def test_older_history_loads_when_scrolled_to_top(qtbot, make_stack, sqlite_url, tmp_path):
+    from wire import WireClient
+
+    stack = make_stack(sqlite_url)
+    with WireClient(stack.port) as writer:
+        writer.register_and_login("writer")
+        for i in range(120):
+            writer.call("room.send", room="lobby", text=f"old message {i}")
+    app = make_app(tmp_path, "reader")
+    sign_up(qtbot, app, stack.port, "reader")
+    qtbot.waitUntil(lambda: len(shown(app)) == 50, timeout=WAIT)
+    assert shown(app)[-1] == "old message 119"
+    view = app.main_window.view
+    for expected in (100, 120):
+        qtbot.waitUntil(lambda: view.verticalScrollBar().maximum() > 0, timeout=WAIT)
+        view.verticalScrollBar().setValue(0)
+        qtbot.waitUntil(lambda expected=expected: len(shown(app)) == expected, timeout=WAIT)
+    assert shown(app) == [f"old message {i}" for i in range(120)]
