@@ -18,7 +18,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+
 
 from PIL import Image, ImageDraw  # noqa: E402
 from PySide6.QtCore import QEventLoop, QSettings  # noqa: E402
@@ -27,8 +27,7 @@ from PySide6.QtWidgets import QApplication, QPushButton  # noqa: E402
 from chatroom.client.app import App  # noqa: E402
 from chatroom.client.profile_dialog import ProfileDialog  # noqa: E402
 from chatroom.client.state import dm_key, room_key  # noqa: E402
-
-from harness import Stack  # noqa: E402
+from chatroom.localstack import Stack  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 

@@ -1,0 +1,206 @@
+"""Start the real services as separate processes on free local ports.
+
+Used by the integration tests, the screenshot script and the load tests: each gets a
+private stack (its own bus ports, edge port and database) that it can kill and restart
+piece by piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from chatroom import config
+
+SERVICE_MODULES = {
+    "bus": "chatroom.services.bus",
+    "auth": "chatroom.services.auth",
+    "social": "chatroom.services.social",
+    "media": "chatroom.services.media",
+    "edge": "chatroom.services.tcp_edge",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(size: int = 8) -> int:
+    """A base port with `size` consecutive free ports after it."""
+    for _ in range(200):
+        base = free_port()
+        if base + size >= 65535:
+            continue
+        try:
+            held = []
+            for port in range(base, base + size):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+# Cheap hashing keeps tests fast (it is still argon2id); short timeouts; full logs.
+TEST_DEFAULTS = {
+    "CHAT_ARGON2_TIME_COST": "1",
+    "CHAT_ARGON2_MEMORY_KIB": "1024",
+    "CHAT_ARGON2_PARALLELISM": "1",
+    "CHAT_REQUEST_TIMEOUT_MS": "3000",
+    "CHAT_LOG_LEVEL": "DEBUG",
+}
+
+
+class Stack:
+    """bus + auth + social + media + one or more edges, each its own process."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        db_url: str,
+        defaults: dict[str, str] | None = None,
+        **overrides: object,
+    ) -> None:
+        self.workdir = workdir
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        self.env.update(
+            {
+                "CHAT_DB_URL": db_url,
+                "CHAT_BUS_PORT_BASE": str(free_port_block()),
+                "CHAT_EDGE_PORT": str(free_port()),
+            }
+        )
+        self.env.update(TEST_DEFAULTS if defaults is None else defaults)
+        self.env.update({config.env_name(k): str(v) for k, v in overrides.items()})
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.proc_env: dict[str, dict[str, str]] = {}
+        self.edge_ports: list[int] = []
+
+    @property
+    def settings(self) -> config.Settings:
+        return config.load(self.env)
+
+    @property
+    def port(self) -> int:
+        return self.edge_ports[0]
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def start_service(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        module = SERVICE_MODULES[name.split("#")[0]]
+        log = open(self.log_path(name), "ab")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        log.close()
+        self.procs[name] = proc
+        self.proc_env[name] = env or self.env
+        return proc
+
+    def start_edge(self) -> int:
+        port = int(self.env["CHAT_EDGE_PORT"]) if not self.edge_ports else free_port()
+        self.start_service(f"edge#{len(self.edge_ports)}", dict(self.env, CHAT_EDGE_PORT=str(port)))
+        self.edge_ports.append(port)
+        wait_for_port(port)
+        return port
+
+    def restart(self, name: str) -> None:
+        """Start a stopped service again with the environment it had."""
+        self.start_service(name, self.proc_env[name])
+
+    def start(self, edges: int = 1) -> Stack:
+        self.start_service("bus")
+        for name in ("auth", "social", "media"):
+            self.start_service(name)
+        for _ in range(edges):
+            self.start_edge()
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(
+        self, services: tuple[str, ...] = ("auth", "social", "media"), timeout: float = 30.0
+    ) -> None:
+        from chatroom.bus_client import BusClient
+
+        async def probe() -> None:
+            import zmq.asyncio
+
+            zctx = zmq.asyncio.Context()
+            client = BusClient(self.settings, "harness", zctx)
+            client.start()
+            try:
+                deadline = time.monotonic() + timeout
+                for service in services:
+                    while True:
+                        try:
+                            await client.ping(service, timeout_ms=1000)
+                            break
+                        except Exception as exc:
+                            if time.monotonic() > deadline:
+                                raise TimeoutError(f"{service} not healthy") from exc
+            finally:
+                client.close()
+                zctx.term()
+
+        asyncio.run(probe())
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            proc.wait(timeout=15)
+
+    def logs(self, name: str | None = None) -> str:
+        names = [name] if name else list(self.procs)
+        out = []
+        for n in names:
+            path = self.log_path(n)
+            if path.exists():
+                out.append(f"--- {n}\n" + path.read_text(errors="replace"))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        # Edges first, as compose does (they depend on the rest): a draining edge still
+        # reaches social to take its users offline.
+        edges = [n for n in self.procs if n.startswith("edge")]
+        others = [n for n in self.procs if not n.startswith("edge")]
+        for group in (edges, others):
+            procs = [self.procs[n] for n in group if self.procs[n].poll() is None]
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)

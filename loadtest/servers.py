@@ -1,0 +1,152 @@
+"""The systems under test, started fresh for each run on 127.0.0.1: our stack against
+MariaDB (or SQLite), and ngIRCd as the peer."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from chatroom.localstack import Stack, free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Production settings except where a scenario says otherwise; quieter logs (a log line per
+# message costs the services a few percent; the operator default is INFO).
+BENCH_DEFAULTS = {"CHAT_LOG_LEVEL": "WARNING", "CHAT_REQUEST_TIMEOUT_MS": "10000"}
+CHEAP_ARGON2 = {
+    "CHAT_ARGON2_TIME_COST": "1",
+    "CHAT_ARGON2_MEMORY_KIB": "1024",
+    "CHAT_ARGON2_PARALLELISM": "1",
+}
+
+
+def mariadb_url() -> str:
+    url = (
+        os.environ.get("CHAT_BENCH_MYSQL_URL")
+        or subprocess.run(
+            ["bash", str(ROOT / "scripts" / "test-mariadb.sh")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    return url
+
+
+def fresh_database(server_url: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    name = f"chat_bench_{secrets.token_hex(3)}"
+    engine = create_engine(server_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    engine.dispose()
+    return server_url.rstrip("/") + f"/{name}?charset=utf8mb4"
+
+
+def drop_database(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    engine = create_engine(parsed.set(database=""))
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {parsed.database}"))
+    engine.dispose()
+
+
+def start_chatroom(
+    workdir: Path, db: str = "mariadb", cheap_hashing: bool = True, **settings: object
+) -> tuple[Stack, str]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    url = fresh_database(mariadb_url()) if db == "mariadb" else f"sqlite:///{workdir}/chat.db"
+    defaults = {**BENCH_DEFAULTS, **(CHEAP_ARGON2 if cheap_hashing else {})}
+    stack = Stack(workdir, url, defaults=defaults, **settings)
+    stack.start()
+    return stack, url
+
+
+def stop_chatroom(stack: Stack, url: str) -> None:
+    stack.stop()
+    if url.startswith("mysql"):
+        drop_database(url)
+
+
+NGIRCD_CONF = """\
+[Global]
+    Name = bench.chatroom.local
+    Info = ChatRoom benchmark peer
+    Listen = 127.0.0.1
+    Ports = {port}
+    PidFile = {workdir}/ngircd.pid
+    MotdPhrase = bench
+
+[Limits]
+    MaxConnections = 0
+    MaxConnectionsIP = 0
+    MaxJoins = 0
+    MaxNickLength = 30
+    # No penalties: the sender may flood (the benchmark's own flow control applies).
+    MaxPenaltyTime = 0
+    PingTimeout = 600
+    PongTimeout = 600
+
+[Options]
+    DNS = no
+    Ident = no
+    PAM = no
+    AllowRemoteOper = no
+"""
+
+
+class Ngircd:
+    def __init__(self, workdir: Path) -> None:
+        if not shutil.which("ngircd") and not Path("/usr/sbin/ngircd").exists():
+            raise RuntimeError("ngircd is not installed: apt-get install ngircd")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        conf = workdir / "ngircd.conf"
+        conf.write_text(NGIRCD_CONF.format(port=self.port, workdir=workdir))
+        self.proc = subprocess.Popen(
+            ["/usr/sbin/ngircd", "--nodaemon", "--config", str(conf)],
+            stdout=open(workdir / "ngircd.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.port)
+        time.sleep(0.2)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def process_tree_rss_kib(pid: int) -> int:
+    """RSS of a process and its children (an edge with worker processes)."""
+    total = rss_kib(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(process_tree_rss_kib(int(c)) for c in children)
