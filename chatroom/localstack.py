@@ -27,6 +27,19 @@ SERVICE_MODULES = {
 }
 
 
+def _die_with_parent() -> None:
+    """Linux: the service gets SIGTERM if the process that started it dies (a crashed
+    test run must not leave services behind)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,6 +133,7 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
         log.close()
         self.procs[name] = proc

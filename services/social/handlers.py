@@ -19,6 +19,7 @@ from chatroom.protocol import ErrorCode
 from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topic
 from chatroom.services.social import direct, friends, presence, rooms
 from chatroom.services.social.friends import UserEvents, user_ref
+from chatroom.services.social.writer import GroupWriter
 
 
 def _me(ctx: RequestContext) -> SimpleNamespace:
@@ -34,6 +35,7 @@ class SocialHandlers:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
+        self.writer = GroupWriter(engine, rooms.select_messages)
 
     def service(self) -> Service:
         handlers = {
@@ -264,6 +266,7 @@ class SocialHandlers:
         rooms.check_text(args["text"], self.settings.max_text_chars)
         message, is_new = rooms.store_message(
             self.engine,
+            self.writer,
             rooms.member_room(args["room"], user_id),
             user_id,
             args["text"],
@@ -297,12 +300,10 @@ class SocialHandlers:
         direct.ensure_direct_room(self.engine, me.id, peer.id)
 
         def resolve(conn: Any) -> Any:
-            # Checked again inside the write: an unfriending may have just committed.
-            direct.friend_or_refuse(conn, me.id, args["to"])
             return direct.direct_room(conn, me.id, peer.id)
 
         message, is_new = rooms.store_message(
-            self.engine, resolve, me.id, args["text"], args.get("client_id")
+            self.engine, self.writer, resolve, me.id, args["text"], args.get("client_id")
         )
         message = {**message, "to": user_ref(peer)}
         if is_new:

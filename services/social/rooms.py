@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
+from chatroom.services.social.writer import GroupWriter
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import (
     LOBBY,
@@ -204,7 +205,7 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _select_messages():  # noqa: ANN202 - a SQLAlchemy Select
+def select_messages():  # noqa: ANN201 - a SQLAlchemy Select
     return (
         select(*_MESSAGE_COLUMNS)
         .join(users, users.c.id == messages.c.sender_id)
@@ -221,6 +222,7 @@ def check_text(text: str, max_chars: int) -> None:
 
 def store_message(
     engine: Engine,
+    writer: GroupWriter,
     resolve_room: Callable[[Connection], Any],
     sender_id: int,
     text: str,
@@ -233,26 +235,10 @@ def store_message(
         earlier = _find_by_client_id(engine, sender_id, client_id)
         if earlier is not None:
             return earlier, False
+    with engine.connect() as conn:
+        room = resolve_room(conn)
     try:
-        with engine.begin() as conn:
-            room = resolve_room(conn)
-            # The row lock taken here orders concurrent senders: seqs commit in order.
-            conn.execute(
-                update(rooms).where(rooms.c.id == room.id).values(last_seq=rooms.c.last_seq + 1)
-            )
-            seq = conn.execute(select(rooms.c.last_seq).where(rooms.c.id == room.id)).scalar_one()
-            message_id = conn.execute(
-                insert(messages).values(
-                    room_id=room.id,
-                    seq=seq,
-                    sender_id=sender_id,
-                    text=text,
-                    created_at=now_ms(),
-                    client_id=client_id,
-                )
-            ).inserted_primary_key[0]
-            row = conn.execute(_select_messages().where(messages.c.id == message_id)).one()
-            return message_dict(row, room.name), True
+        row = writer.write(room.id, sender_id, text, client_id)
     except IntegrityError:
         if client_id is None:
             raise
@@ -260,6 +246,7 @@ def store_message(
         if earlier is None:
             raise
         return earlier, False
+    return message_dict(row, room.name), True
 
 
 def member_room(name: str, user_id: int) -> Callable[[Connection], Any]:
@@ -274,7 +261,7 @@ def member_room(name: str, user_id: int) -> Callable[[Connection], Any]:
 def _find_by_client_id(engine: Engine, sender_id: int, client_id: str) -> dict | None:
     with engine.connect() as conn:
         row = conn.execute(
-            _select_messages()
+            select_messages()
             .add_columns(rooms.c.name.label("room_name"))
             .join(rooms, rooms.c.id == messages.c.room_id)
             .where(and_(messages.c.sender_id == sender_id, messages.c.client_id == client_id))
@@ -287,7 +274,7 @@ def history(
 ) -> dict[str, Any]:
     with engine.connect() as conn:
         room = resolve_room(conn)
-        query = _select_messages().where(messages.c.room_id == room.id)
+        query = select_messages().where(messages.c.room_id == room.id)
         if before is not None:
             query = query.where(messages.c.seq < before)
         rows = conn.execute(query.order_by(messages.c.seq.desc()).limit(limit + 1)).all()
@@ -302,7 +289,7 @@ def history(
 
 def messages_after(conn: Connection, room: Any, since: int, limit: int) -> tuple[list, bool]:
     rows = conn.execute(
-        _select_messages()
+        select_messages()
         .where(messages.c.room_id == room.id, messages.c.seq > since)
         .order_by(messages.c.seq)
         .limit(limit + 1)
