@@ -1109,9 +1109,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--db", choices=["mariadb", "sqlite"], default="mariadb")
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="a server setting for this run, e.g. --set worker_threads=32",
+    )
+    parser.add_argument(
         "--systems", nargs="+", default=["chatroom", "ngircd"], choices=["chatroom", "ngircd"]
     )
     args = parser.parse_args(argv)
+    servers.OVERRIDES.update(item.split("=", 1) for item in args.set)
     handlers = {
         "fanout": lambda: scenario_fanout(args),
         "openloop": lambda: scenario_fanout(args, rate=args.rate),

@@ -60,13 +60,16 @@ def drop_database(url: str) -> None:
     engine.dispose()
 
 
+OVERRIDES: dict[str, str] = {}  # --set on the command line
+
+
 def start_chatroom(
     workdir: Path, db: str = "mariadb", cheap_hashing: bool = True, **settings: object
 ) -> tuple[Stack, str]:
     workdir.mkdir(parents=True, exist_ok=True)
     url = fresh_database(mariadb_url()) if db == "mariadb" else f"sqlite:///{workdir}/chat.db"
     defaults = {**BENCH_DEFAULTS, **(CHEAP_ARGON2 if cheap_hashing else {})}
-    stack = Stack(workdir, url, defaults=defaults, **settings)
+    stack = Stack(workdir, url, defaults=defaults, **{**settings, **OVERRIDES})
     stack.start()
     return stack, url
 

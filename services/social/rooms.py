@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from loguru import logger
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
@@ -57,6 +57,26 @@ def find_room(conn: Connection, name: str) -> Any:
     if row is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"there is no room called '{name[:64]}'")
     return row
+
+
+class RoomIdentity(NamedTuple):
+    id: int
+    name: str
+    kind: str
+
+
+# Rooms are never renamed or deleted, so name -> identity can be remembered for the life
+# of the process: it saves a query on every send. (Renaming would have to clear this.)
+_identities: dict[str, RoomIdentity] = {}
+
+
+def room_identity(conn: Connection, name: str) -> RoomIdentity:
+    key = room_key(name)
+    identity = _identities.get(key)
+    if identity is None:
+        row = find_room(conn, name)
+        identity = _identities[key] = RoomIdentity(row.id, row.name, row.kind)
+    return identity
 
 
 def is_member(conn: Connection, room: Any, user_id: int) -> bool:
@@ -251,7 +271,7 @@ def store_message(
 
 def member_room(name: str, user_id: int) -> Callable[[Connection], Any]:
     def resolve(conn: Connection) -> Any:
-        room = find_room(conn, name)
+        room = room_identity(conn, name)
         require_member(conn, room, user_id)
         return room
 
