@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from typing import Any
 
@@ -20,7 +19,7 @@ from loguru import logger
 
 from chatroom.config import BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import ErrorCode, loads
 from chatroom.runtime import PING_OP, encode
 
 
@@ -57,7 +56,7 @@ class BusClient:
         while True:
             frames = await sock.recv_multipart()
             try:
-                reply = json.loads(frames[-1])
+                reply = loads(frames[-1])
                 fut = self._pending.get(reply["rid"])
             except (ValueError, KeyError, TypeError):
                 logger.warning("malformed reply from {}", service)

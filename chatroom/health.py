@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 
 from chatroom.config import Settings
-from chatroom.protocol import FrameDecoder, encode_frame, parse_payload
+from chatroom.protocol import FrameDecoder, encode_frame, loads, parse_payload
 
 
 class Unhealthy(Exception):
@@ -34,7 +33,7 @@ def check_service(settings: Settings, timeout_s: float) -> dict:
         sock.connect(f"tcp://127.0.0.1:{settings.health_port}")
         sock.send(b"ping")
         try:
-            reply = json.loads(sock.recv())
+            reply = loads(sock.recv())
         except zmq.Again:
             raise Unhealthy(f"no answer within {timeout_s:g}s") from None
     finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
 import os
 import signal
 import socket
@@ -32,7 +31,7 @@ from sqlalchemy.exc import OperationalError
 
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import ErrorCode, dumps, loads
 
 PING_OP = "_ping"
 
@@ -41,8 +40,7 @@ def replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+encode = dumps  # internal envelopes use the same JSON codec as the wire protocol
 
 
 def user_topic(user_id: int) -> bytes:
@@ -192,7 +190,7 @@ class ServiceRuntime:
 
     async def _dispatch(self, raw: bytes) -> tuple[dict | None, list]:
         try:
-            body = json.loads(raw)
+            body = loads(raw)
             op = body["op"]
         except (ValueError, KeyError, TypeError):
             logger.warning("dropping a malformed envelope of {} bytes", len(raw))

@@ -21,7 +21,8 @@ from chatroom.protocol import (
 )
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(),
+    # Protocol integers are signed 64-bit (larger ones are a bad_frame).
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
     ),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import secrets
 import signal
@@ -28,6 +27,7 @@ from chatroom.protocol import (
     Op,
     dumps,
     frame_payload,
+    loads,
     reply_error,
     reply_ok,
 )
@@ -240,7 +240,7 @@ class Edge:
             if not targets:
                 continue
             try:
-                event = json.loads(payload)
+                event = loads(payload)
             except ValueError:
                 logger.warning("dropping a malformed event on {}", topic)
                 continue
