@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, and_, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode
-from chatroom.services.social.friends import are_friends, find_user
-from chatroom.services.social.rooms import DIRECT, find_room
+from chatroom.services.social.friends import find_user, username_key
+from chatroom.services.social.rooms import DIRECT, room_identity
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import room_members, rooms, users
+from chatroom.storage.schema import friendships, room_members, rooms, users
 
 
 def direct_name(a: int, b: int) -> str:
@@ -21,12 +21,21 @@ def direct_name(a: int, b: int) -> str:
 
 
 def friend_or_refuse(conn: Connection, me_id: int, username: str) -> Any:
-    peer = find_user(conn, username)
-    if not are_friends(conn, me_id, peer.id):
-        raise ServiceError(
-            ErrorCode.FORBIDDEN, f"you can only message friends; send {peer.username} a request"
+    """The friend called `username`, in one query; on failure, the reason."""
+    peer = conn.execute(
+        select(users.c.id, users.c.username)
+        .join(
+            friendships,
+            and_(friendships.c.user_id == me_id, friendships.c.friend_id == users.c.id),
         )
-    return peer
+        .where(users.c.username_key == username_key(username))
+    ).first()
+    if peer is not None:
+        return peer
+    stranger = find_user(conn, username)  # raises not_found for an unknown name
+    raise ServiceError(
+        ErrorCode.FORBIDDEN, f"you can only message friends; send {stranger.username} a request"
+    )
 
 
 def ensure_direct_room(engine: Engine, a: int, b: int) -> None:
@@ -53,8 +62,16 @@ def ensure_direct_room(engine: Engine, a: int, b: int) -> None:
         pass  # both friends wrote first at the same moment; the other one created it
 
 
-def direct_room(conn: Connection, me_id: int, peer_id: int) -> Any:
-    return find_room(conn, direct_name(me_id, peer_id))
+def direct_room(engine: Engine, me_id: int, peer_id: int, create: bool) -> Any:
+    """The pair's conversation (id, name, kind), created on first use if `create`."""
+    name = direct_name(me_id, peer_id)
+    try:
+        return room_identity(engine, name)
+    except ServiceError:
+        if not create:
+            raise
+    ensure_direct_room(engine, me_id, peer_id)
+    return room_identity(engine, name)
 
 
 def peers_of(conn: Connection, me_id: int, room_ids: list[int]) -> dict[int, dict[str, Any]]:

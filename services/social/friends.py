@@ -21,14 +21,14 @@ PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 UserEvents = list[tuple[int, dict[str, Any]]]
 
 
-def _key(username: str) -> str:
+def username_key(username: str) -> str:
     # Same identity rule as auth's usernames (NFC, case-folded).
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", username.strip()).casefold())
 
 
 def find_user(conn: Connection, username: str) -> Any:
     row = conn.execute(
-        select(users.c.id, users.c.username).where(users.c.username_key == _key(username))
+        select(users.c.id, users.c.username).where(users.c.username_key == username_key(username))
     ).first()
     if row is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"there is no user called '{username[:64]}'")

@@ -253,8 +253,8 @@ class SocialHandlers:
 
     def room_members(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
+        room = rooms.member_room(args["room"], user_id)(self.engine)
         with self.engine.connect() as conn:
-            room = rooms.member_room(args["room"], user_id)(conn)
             ids = rooms.member_ids(conn, room, self.settings.room_members_max)
             members = friends.user_entries(conn, ids)
         return {"room": room.name, "members": members}
@@ -297,13 +297,13 @@ class SocialHandlers:
         rooms.check_text(args["text"], self.settings.max_text_chars)
         with self.engine.connect() as conn:
             peer = direct.friend_or_refuse(conn, me.id, args["to"])
-        direct.ensure_direct_room(self.engine, me.id, peer.id)
-
-        def resolve(conn: Any) -> Any:
-            return direct.direct_room(conn, me.id, peer.id)
-
         message, is_new = rooms.store_message(
-            self.engine, self.writer, resolve, me.id, args["text"], args.get("client_id")
+            self.engine,
+            self.writer,
+            lambda engine: direct.direct_room(engine, me.id, peer.id, create=True),
+            me.id,
+            args["text"],
+            args.get("client_id"),
         )
         message = {**message, "to": user_ref(peer)}
         if is_new:
@@ -319,9 +319,9 @@ class SocialHandlers:
         with self.engine.connect() as conn:
             peer = friends.find_user(conn, args["with"])
 
-        def resolve(conn: Any) -> Any:
+        def resolve(engine: Engine) -> Any:
             try:
-                return direct.direct_room(conn, me.id, peer.id)
+                return direct.direct_room(engine, me.id, peer.id, create=False)
             except ServiceError:
                 raise ServiceError(
                     ErrorCode.NOT_FOUND, f"no messages with {peer.username} yet"

@@ -70,11 +70,13 @@ class RoomIdentity(NamedTuple):
 _identities: dict[str, RoomIdentity] = {}
 
 
-def room_identity(conn: Connection, name: str) -> RoomIdentity:
+def room_identity(engine: Engine, name: str) -> RoomIdentity:
+    """The room's id, name and kind; asks the database only the first time."""
     key = room_key(name)
     identity = _identities.get(key)
     if identity is None:
-        row = find_room(conn, name)
+        with engine.connect() as conn:
+            row = find_room(conn, name)
         identity = _identities[key] = RoomIdentity(row.id, row.name, row.kind)
     return identity
 
@@ -243,7 +245,7 @@ def check_text(text: str, max_chars: int) -> None:
 def store_message(
     engine: Engine,
     writer: GroupWriter,
-    resolve_room: Callable[[Connection], Any],
+    resolve_room: Callable[[Engine], Any],
     sender_id: int,
     text: str,
     client_id: str | None,
@@ -255,8 +257,7 @@ def store_message(
         earlier = _find_by_client_id(engine, sender_id, client_id)
         if earlier is not None:
             return earlier, False
-    with engine.connect() as conn:
-        room = resolve_room(conn)
+    room = resolve_room(engine)
     try:
         row = writer.write(room.id, sender_id, text, client_id)
     except IntegrityError:
@@ -269,10 +270,15 @@ def store_message(
     return message_dict(row, room.name), True
 
 
-def member_room(name: str, user_id: int) -> Callable[[Connection], Any]:
-    def resolve(conn: Connection) -> Any:
-        room = room_identity(conn, name)
-        require_member(conn, room, user_id)
+def member_room(name: str, user_id: int) -> Callable[[Engine], Any]:
+    """A resolver for a room the user must be a member of (no query for public rooms
+    once the room is known)."""
+
+    def resolve(engine: Engine) -> Any:
+        room = room_identity(engine, name)
+        if room.kind != PUBLIC:
+            with engine.connect() as conn:
+                require_member(conn, room, user_id)
         return room
 
     return resolve
@@ -290,10 +296,10 @@ def _find_by_client_id(engine: Engine, sender_id: int, client_id: str) -> dict |
 
 
 def history(
-    engine: Engine, resolve_room: Callable[[Connection], Any], before: int | None, limit: int
+    engine: Engine, resolve_room: Callable[[Engine], Any], before: int | None, limit: int
 ) -> dict[str, Any]:
+    room = resolve_room(engine)
     with engine.connect() as conn:
-        room = resolve_room(conn)
         query = select_messages().where(messages.c.room_id == room.id)
         if before is not None:
             query = query.where(messages.c.seq < before)
