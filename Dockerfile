@@ -21,7 +21,7 @@ RUN mkdir -p chatroom/storage services/bus services/auth services/social service
         services/media/__init__.py services/tcp_edge/__init__.py client/__init__.py \
     && pip install -c server-constraints.txt ".[server]" \
     && pip uninstall -y chatroom \
-    && rm -rf chatroom services
+    && rm -rf chatroom services client
 
 COPY chatroom/ chatroom/
 COPY services/ services/
