@@ -94,21 +94,24 @@ def progress(label: str, done: int, total: int, started: float) -> None:
         sys.stderr.write("\n")
 
 
+TABLE_COLUMNS = [
+    "system",
+    "sent",
+    "expected",
+    "delivered",
+    "lost",
+    "errors",
+    "duration_s",
+    "rate_per_s",
+    "p50",
+    "p90",
+    "p99",
+    "max",
+]
+
+
 def print_table(results: list[Result]) -> None:
-    cols = [
-        "system",
-        "sent",
-        "expected",
-        "delivered",
-        "lost",
-        "errors",
-        "duration_s",
-        "rate_per_s",
-        "p50",
-        "p90",
-        "p99",
-        "max",
-    ]
+    cols = TABLE_COLUMNS
     rows = [[str(r.summary().get(c, "")) for c in cols] for r in results]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))

@@ -7,21 +7,7 @@ from __future__ import annotations
 
 import json
 
-from loadtest.bench import RESULTS
-
-COLUMNS = [
-    "system",
-    "sent",
-    "delivered",
-    "lost",
-    "errors",
-    "duration_s",
-    "rate_per_s",
-    "p50",
-    "p90",
-    "p99",
-    "max",
-]
+from loadtest.bench import RESULTS, TABLE_COLUMNS
 
 
 def main() -> None:
@@ -30,10 +16,10 @@ def main() -> None:
         print(f"### {doc['scenario']} (commit {doc.get('commit', '?')}, {doc.get('when', '')})\n")
         params = doc["results"][0]["params"] if doc["results"] else {}
         print(f"Parameters: `{json.dumps(params)}`\n")
-        print("| " + " | ".join(COLUMNS) + " |")
-        print("|" + "---|" * len(COLUMNS))
+        print("| " + " | ".join(TABLE_COLUMNS) + " |")
+        print("|" + "---|" * len(TABLE_COLUMNS))
         for r in doc["results"]:
-            print("| " + " | ".join(str(r.get(c, "")) for c in COLUMNS) + " |")
+            print("| " + " | ".join(str(r.get(c, "")) for c in TABLE_COLUMNS) + " |")
         extras = {
             k: v
             for k, v in doc.items()
