@@ -34,6 +34,11 @@ from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode, dumps, loads
 
 PING_OP = "_ping"
+# Events queued per peer before ZeroMQ drops them (live delivery is best effort, sync
+# closes gaps, but a burst of fan-out should not be cut at libzmq's default of 1,000).
+# Subscription messages, flowing the other way, are never limited: losing one would
+# silently deafen an edge.
+EVENT_HWM = 100_000
 
 
 def replica_id() -> str:
@@ -142,6 +147,8 @@ class ServiceRuntime:
         self._sock.connect(backend)
         self._pub = zctx.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 1000)
+        self._pub.setsockopt(zmq.SNDHWM, EVENT_HWM)
+        self._pub.setsockopt(zmq.RCVHWM, 0)
         self._pub.connect(self.settings.bus_connect("events.in"))
         logger.info("{} replica {} serving on {}", self.name, self.replica, backend)
         receiver = asyncio.create_task(self._receive_loop())

@@ -14,11 +14,16 @@ import zmq
 from loguru import logger
 
 from chatroom.config import BACKEND_SERVICES, Settings
+from chatroom.runtime import EVENT_HWM
 
 
-def _bind(zctx: zmq.Context, kind: int, address: str) -> zmq.Socket:
+def _bind(
+    zctx: zmq.Context, kind: int, address: str, sndhwm: int = 1000, rcvhwm: int = 1000
+) -> zmq.Socket:
     sock = zctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, sndhwm)
+    sock.setsockopt(zmq.RCVHWM, rcvhwm)
     # Detect peers that vanished without closing TCP (a killed container's host).
     sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
@@ -51,8 +56,12 @@ class Switchboard:
             front = _bind(self.zctx, zmq.ROUTER, s.bus_bind(f"{service}.front"))
             back = _bind(self.zctx, zmq.DEALER, s.bus_bind(f"{service}.back"))
             pairs.append((service, front, back))
-        events_in = _bind(self.zctx, zmq.XSUB, s.bus_bind("events.in"))
-        events_out = _bind(self.zctx, zmq.XPUB, s.bus_bind("events.out"))
+        # Events flow XSUB -> XPUB; subscriptions flow back XPUB -> XSUB and must never
+        # be dropped (see chatroom.runtime.EVENT_HWM).
+        events_in = _bind(self.zctx, zmq.XSUB, s.bus_bind("events.in"), sndhwm=0, rcvhwm=EVENT_HWM)
+        events_out = _bind(
+            self.zctx, zmq.XPUB, s.bus_bind("events.out"), sndhwm=EVENT_HWM, rcvhwm=0
+        )
         pairs.append(("events", events_in, events_out))
         for name, front, back in pairs:
             thread = threading.Thread(target=_proxy, args=(name, front, back), daemon=True)

@@ -31,7 +31,7 @@ from chatroom.protocol import (
     reply_error,
     reply_ok,
 )
-from chatroom.runtime import room_topic, user_topic
+from chatroom.runtime import EVENT_HWM, room_topic, user_topic
 from chatroom.services.tcp_edge.connection import Connection, Session
 
 SERVER_NAME = "chatroom"
@@ -80,6 +80,11 @@ class Edge:
         self.bus = BusClient(settings, self.edge_id, self.zctx)
         sub = self.zctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        # Subscriptions travel as messages towards the bus: a burst of logins or logouts
+        # beyond the default 1,000-message limit would silently drop some, and the edge
+        # would stop hearing a room. They must never be dropped (see EVENT_HWM).
+        sub.setsockopt(zmq.SNDHWM, 0)
+        sub.setsockopt(zmq.RCVHWM, EVENT_HWM)
         sub.connect(settings.bus_connect("events.out"))
         self.sub_socket = sub
         self.subs = Subscriptions(sub)
