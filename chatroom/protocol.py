@@ -369,21 +369,3 @@ def validate_request(msg: dict[str, Any]) -> tuple[Op, dict[str, Any]]:
         _check_field(name, spec, msg[name])
         args[name] = msg[name]
     return op, args
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-class RequestIds:
-    """Hands out request ids for one connection (client and load generator)."""
-
-    def __init__(self) -> None:
-        self._next = 0
-
-    def __call__(self) -> int:
-        self._next += 1
-        return self._next
-
-
-def request(op: str, request_id: int | str, **fields: Any) -> dict[str, Any]:
-    return {"op": op, "id": request_id, **fields}
