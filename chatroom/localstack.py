@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,22 +41,30 @@ def _die_with_parent() -> None:
         pass
 
 
+def _probe_socket() -> socket.socket:
+    # SO_REUSEADDR as the real servers use: a port whose old connections linger in
+    # TIME_WAIT (after a load test) is free for them, so it counts as free here too.
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return s
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    with _probe_socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def free_port_block(size: int = 8) -> int:
-    """A base port with `size` consecutive free ports after it."""
-    for _ in range(200):
-        base = free_port()
-        if base + size >= 65535:
-            continue
+    """A base port with `size` consecutive free ports after it, below the kernel's
+    ephemeral range: client sockets (and their TIME_WAIT leftovers after a load test)
+    never occupy those."""
+    for _ in range(500):
+        base = random.randrange(20_000, 32_000 - size)
+        held: list[socket.socket] = []
         try:
-            held = []
             for port in range(base, base + size):
-                s = socket.socket()
+                s = _probe_socket()
                 held.append(s)
                 s.bind(("127.0.0.1", port))
             return base

@@ -901,8 +901,12 @@ def _idle_worker(conn: Any, port: int, start: int, count: int, token: str) -> No
                 await c.call("login", token=token, timeout=120)
                 clients.append(c)
 
-        await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-        conn.send(len(clients))
+        outcomes = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        reasons: dict[str, int] = {}
+        for failure in failures:
+            reasons[type(failure).__name__] = reasons.get(type(failure).__name__, 0) + 1
+        conn.send((len(clients), reasons))
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         for c in clients:
             await c.close()
@@ -947,10 +951,13 @@ def scenario_idle(args: argparse.Namespace) -> list[Result]:
                 procs.append(proc)
                 remaining -= n
                 start += n
-            connected = 0
+            connected, failures = 0, {}
             for pipe in pipes:
-                if pipe.poll(600):
-                    connected += pipe.recv()
+                if pipe.poll(900):
+                    ok, reasons = pipe.recv()
+                    connected += ok
+                    for reason, n in reasons.items():
+                        failures[reason] = failures.get(reason, 0) + n
             elapsed = time.monotonic() - started
             time.sleep(2)
             after = servers.process_tree_rss_kib(edge_pid)
@@ -968,8 +975,10 @@ def scenario_idle(args: argparse.Namespace) -> list[Result]:
         sent=args.connections,
         expected=args.connections,
         delivered=connected,
+        errors=sum(failures.values()),
         duration_s=round(elapsed, 2),
         extra={
+            "failed_logins": failures,
             "edge_rss_before_kib": before,
             "edge_rss_after_kib": after,
             "edge_kib_per_connection": round(per_conn, 2),
