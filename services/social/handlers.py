@@ -12,6 +12,7 @@ from typing import Any
 
 from loguru import logger
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
@@ -226,8 +227,13 @@ class SocialHandlers:
 
     def room_create(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
-        with self.engine.begin() as conn:
-            room = rooms.create_room(conn, args["room"], user_id)
+        try:
+            with self.engine.begin() as conn:
+                room = rooms.create_room(conn, args["room"], user_id)
+        except IntegrityError:  # created by someone else between our check and insert
+            raise ServiceError(
+                ErrorCode.CONFLICT, f"a room called '{args['room'][:64]}' exists; join it"
+            ) from None
         logger.info("user {} created room {}", user_id, room.id)
         self._membership_changed(ctx, room, user_id, True)
         return {"room": rooms.room_ref(room)}
