@@ -82,12 +82,13 @@ class SocialHandlers:
         user_id = ctx.require_user()
         presence.ensure_profile(self.engine, user_id)
         with self.engine.begin() as conn:
+            profile = presence.lock_profile(conn, user_id)
             came_online = presence.open_session(conn, user_id, ctx.edge, ctx.conn)
             if came_online:
                 self._announce(ctx, conn, user_id, True)
             snapshot = {
                 "rooms": rooms.rooms_of(conn, user_id),
-                "status": presence.lock_profile(conn, user_id).status,
+                "status": profile.status,
                 **friends.friend_list(conn, user_id),
                 # Pushed by the edge right after the login reply.
                 "pending_events": friends.untold_rejections(conn, user_id),
@@ -133,6 +134,7 @@ class SocialHandlers:
             )
             presence.ensure_profile(self.engine, user_id)
             with self.engine.begin() as conn:
+                presence.lock_profile(conn, user_id)
                 if presence.open_session(conn, user_id, ctx.edge, conn_id):
                     self._announce(session_ctx, conn, user_id, True)
             ctx.events.extend(session_ctx.events)

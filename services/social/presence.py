@@ -47,21 +47,25 @@ def touch_edge(conn: Connection, edge_id: str) -> None:
 
 
 def open_session(conn: Connection, user_id: int, edge_id: str, conn_id: str) -> bool:
-    """Record a live session (idempotent); True if the user has just come online."""
-    lock_profile(conn, user_id)
-    exists = conn.execute(
-        select(live_sessions.c.user_id).where(live_sessions.c.conn_id == conn_id)
-    ).first()
-    if exists:
+    """Record a live session (idempotent); True if the user has just come online.
+
+    The caller holds the user's profile lock. The edge's own row is not touched here:
+    every login on that edge would queue on that one row; its heartbeat keeps it fresh,
+    and the reaper also finds sessions of an edge that never sent one."""
+    current = {
+        row.conn_id
+        for row in conn.execute(
+            select(live_sessions.c.conn_id).where(live_sessions.c.user_id == user_id)
+        )
+    }
+    if conn_id in current:
         return False
-    was_online = session_count(conn, user_id) > 0
     conn.execute(
         insert(live_sessions).values(
             conn_id=conn_id, edge_id=edge_id, user_id=user_id, opened_at=now_ms()
         )
     )
-    touch_edge(conn, edge_id)
-    return not was_online
+    return not current
 
 
 def close_session(conn: Connection, user_id: int, conn_id: str) -> bool:
