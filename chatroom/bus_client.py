@@ -19,8 +19,8 @@ from loguru import logger
 
 from chatroom.config import BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
-from chatroom.protocol import ErrorCode, loads
-from chatroom.runtime import PING_OP, encode
+from chatroom.protocol import ErrorCode, dumps, loads
+from chatroom.runtime import PING_OP
 
 
 class BusClient:
@@ -86,7 +86,7 @@ class BusClient:
         try:
             for attempt in range(1, attempts + 1):
                 body["deadline_ms"] = int((time.time() + per_attempt) * 1000)
-                await self._sockets[service].send_multipart([encode(body)])
+                await self._sockets[service].send_multipart([dumps(body)])
                 try:
                     reply = await asyncio.wait_for(asyncio.shield(fut), per_attempt)
                     break

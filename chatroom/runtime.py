@@ -45,9 +45,6 @@ def replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-encode = dumps  # internal envelopes use the same JSON codec as the wire protocol
-
-
 def user_topic(user_id: int) -> bytes:
     # The trailing '|' stops prefix matching: a subscription to u:1| must not match u:12|.
     return f"u:{user_id}|".encode()
@@ -188,7 +185,7 @@ class ServiceRuntime:
             routing, raw = frames[:-1], frames[-1]
             reply, events = await self._dispatch(raw)
             if reply is not None:
-                await self._sock.send_multipart([*routing, encode(reply)])
+                await self._sock.send_multipart([*routing, dumps(reply)])
             await self._publish(events)
         except Exception:
             logger.exception("failed to serve a request")
@@ -248,7 +245,7 @@ class ServiceRuntime:
 
     async def _publish(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
         for topic, event in events:
-            await self._pub.send_multipart([topic, encode(event)])
+            await self._pub.send_multipart([topic, dumps(event)])
 
     async def _run_blocking(self, handler: Handler, ctx: Any, args: dict) -> Any:
         # copy_context carries the loguru request context into the worker thread.
@@ -274,7 +271,7 @@ class ServiceRuntime:
                     reply = {"ok": True, **self._health()}
                 except Exception as exc:
                     reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-                await rep.send(encode(reply))
+                await rep.send(dumps(reply))
         finally:
             rep.close()
 

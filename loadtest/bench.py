@@ -287,7 +287,7 @@ class ReceiverPool:
         self.procs = []
         ctx = mp.get_context("fork")
         share = [list(range(i, members, processes)) for i in range(processes)]
-        for index, ids in enumerate(share):
+        for ids in share:
             if not ids:
                 continue
             names = [f"{prefix}{n}" for n in ids]
@@ -300,7 +300,6 @@ class ReceiverPool:
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)
-            del index
 
     def wait_ready(self, timeout: float = 300) -> None:
         for pipe in self.pipes:
@@ -889,7 +888,7 @@ def scenario_resume(args: argparse.Namespace) -> list[Result]:
 # ----------------------------------------------------------------------------- idle connections
 
 
-def _idle_worker(conn: Any, port: int, start: int, count: int, token: str) -> None:
+def _idle_worker(conn: Any, port: int, count: int, token: str) -> None:
     async def run() -> None:
         clients = []
         sem = asyncio.Semaphore(200)
@@ -916,7 +915,6 @@ def _idle_worker(conn: Any, port: int, start: int, count: int, token: str) -> No
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20_000), hard))
     asyncio.run(run())
-    del start
 
 
 def scenario_idle(args: argparse.Namespace) -> list[Result]:
@@ -938,19 +936,18 @@ def scenario_idle(args: argparse.Namespace) -> list[Result]:
             per = 15_000  # below the 20,000 open files one process may hold
             ctx = mp.get_context("fork")
             pipes, procs = [], []
-            remaining, start = args.connections, 0
+            remaining = args.connections
             started = time.monotonic()
             while remaining > 0:
                 n = min(per, remaining)
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(
-                    target=_idle_worker, args=(child, stack.port, start, n, tok), daemon=True
+                    target=_idle_worker, args=(child, stack.port, n, tok), daemon=True
                 )
                 proc.start()
                 pipes.append(parent)
                 procs.append(proc)
                 remaining -= n
-                start += n
             connected, failures = 0, {}
             for pipe in pipes:
                 if pipe.poll(900):
@@ -1034,7 +1031,6 @@ def scenario_ceiling(args: argparse.Namespace) -> list[Result]:
     server = ctx.Process(target=_blast_server, args=(child, frames, members), daemon=True)
     server.start()
     port = parent.recv()
-    collector_results = []
 
     def receiver(conn: Any, count: int) -> None:
         async def run() -> None:
@@ -1083,7 +1079,6 @@ def scenario_ceiling(args: argparse.Namespace) -> list[Result]:
         duration_s=round(len(timeline) / 10, 2),
         timeline=timeline,
     )
-    del collector_results
     print_table([result])
     save("ceiling", [result])
     return [result]
