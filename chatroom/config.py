@@ -11,7 +11,10 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
+
+from chatroom.ratelimit import Rate, parse_rate
 
 PREFIX = "CHAT_"
 
@@ -72,6 +75,29 @@ class Settings:
     min_password_chars: int = 8
     max_username_chars: int = 32
 
+    # Rate limits (token buckets): "N/Ts" allows a burst of N, refilled at N per T
+    # seconds; "off" for none. Messages, friend requests and avatar changes count per
+    # user on each edge; login attempts per IP on each edge; failed logins and
+    # registrations are counted in the database, so they hold across auth replicas.
+    rate_message: str = "60/10s"
+    rate_friend_request: str = "20/m"
+    rate_avatar: str = "10/m"
+    rate_login_ip: str = "30/m"
+    rate_login_failed_ip: str = "10/5m"
+    rate_login_failed_account: str = "30/15m"
+    rate_register_ip: str = "20/h"
+    # Open connections one IP address may hold on one edge process.
+    max_conns_per_ip: int = 256
+    # Whose avatars a user may fetch: "friends" (own, friends', the default picture) or
+    # "everyone".
+    avatar_visibility: str = "friends"
+
+    # TLS: a second listening port on the edge (0: none), with a PEM certificate chain
+    # and its private key.
+    tls_port: int = 0
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
     # Service runtime.
     worker_threads: int = 8
     # Port on 127.0.0.1 where a service answers `chatroom health` (0: off).
@@ -100,7 +126,11 @@ class Settings:
     def bus_bind(self, name: str) -> str:
         return f"tcp://{self.bus_bind_host}:{self.bus_port(name)}"
 
-    def limits(self) -> dict[str, int]:
+    def rate(self, action: str) -> Rate | None:
+        """The parsed rate of `action` (e.g. "message" reads rate_message)."""
+        return parse_rate(getattr(self, f"rate_{action}"))
+
+    def limits(self) -> dict[str, Any]:
         """What the login reply announces to clients."""
         return {
             "max_frame_bytes": self.max_frame_bytes,
@@ -113,6 +143,11 @@ class Settings:
             "avatar_max_bytes": self.avatar_max_bytes,
             "avatar_max_pixels": self.avatar_max_pixels,
             "sync_page_max": self.sync_page_max,
+            "rates": {
+                action: rate.describe()
+                for action in RATED_ACTIONS
+                if (rate := self.rate(action)) is not None
+            },
         }
 
 
@@ -129,6 +164,16 @@ BUS_PORT_OFFSETS = {
     "events.out": 7,
 }
 BACKEND_SERVICES = ("auth", "social", "media")
+RATED_ACTIONS = (
+    "message",
+    "friend_request",
+    "avatar",
+    "login_ip",
+    "login_failed_ip",
+    "login_failed_account",
+    "register_ip",
+)
+AVATAR_VISIBILITY = ("friends", "everyone")
 
 
 def _parse(field: dataclasses.Field, raw: str) -> object:
@@ -187,5 +232,23 @@ def _check(s: Settings) -> None:
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{env_name(name)} must be positive, got {getattr(s, name)}")
-    if not 0 < s.edge_port < 65536:
-        raise ConfigError(f"{env_name('edge_port')} must be a TCP port, got {s.edge_port}")
+    if s.max_conns_per_ip <= 0:
+        raise ConfigError(f"{env_name('max_conns_per_ip')} must be positive")
+    for name in ("edge_port", "tls_port"):
+        port = getattr(s, name)
+        if not 0 <= port < 65536 or (port == 0 and name == "edge_port"):
+            raise ConfigError(f"{env_name(name)} must be a TCP port, got {port}")
+    for action in RATED_ACTIONS:
+        try:
+            s.rate(action)
+        except ValueError as exc:
+            raise ConfigError(f"{env_name('rate_' + action)}: {exc}") from None
+    if s.avatar_visibility not in AVATAR_VISIBILITY:
+        raise ConfigError(
+            f"{env_name('avatar_visibility')} must be one of {', '.join(AVATAR_VISIBILITY)}"
+        )
+    if s.tls_port and not (s.tls_cert_file and s.tls_key_file):
+        raise ConfigError(
+            f"{env_name('tls_port')} needs {env_name('tls_cert_file')} and "
+            f"{env_name('tls_key_file')} (PEM files)"
+        )

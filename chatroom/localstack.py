@@ -87,13 +87,17 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
-# Cheap hashing keeps tests fast (it is still argon2id); short timeouts; full logs.
+# Cheap hashing keeps tests fast (it is still argon2id); short timeouts; full logs;
+# no rate limits.
 TEST_DEFAULTS = {
     "CHAT_ARGON2_TIME_COST": "1",
     "CHAT_ARGON2_MEMORY_KIB": "1024",
     "CHAT_ARGON2_PARALLELISM": "1",
     "CHAT_REQUEST_TIMEOUT_MS": "3000",
     "CHAT_LOG_LEVEL": "DEBUG",
+    # Tests log in hundreds of users from 127.0.0.1; the tests of the limits set them.
+    **{f"CHAT_RATE_{action.upper()}": "off" for action in config.RATED_ACTIONS},
+    "CHAT_MAX_CONNS_PER_IP": "100000",
 }
 
 

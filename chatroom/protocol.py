@@ -46,7 +46,7 @@ class ErrorCode:
     LIMIT_REACHED = "limit_reached"  # a per-user cap (e.g. unanswered friend requests)
     INVALID_IMAGE = "invalid_image"
     RATE_LIMITED = "rate_limited"
-    TOO_MANY_REQUESTS = "too_many_requests"
+    TOO_MANY_CONNECTIONS = "too_many_connections"  # per-IP cap: connection closed
     SERVICE_UNAVAILABLE = "service_unavailable"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
@@ -213,6 +213,8 @@ class Op:
     # Safe to send again after a timeout: it has no effect, or the service de-duplicates
     # it (room.send with a client_id).
     idempotent: bool = False
+    # The token bucket it spends from (a key of Settings.rate(); checked by the edge).
+    rate: str | None = None
 
 
 _TEXT = Field(str, max_len=100_000)  # the real limit is a server setting (max_text_chars)
@@ -224,7 +226,10 @@ _LIMIT = Field(int, required=False, min_value=1, max_value=10_000)
 OPS: dict[str, Op] = {
     "ping": Op("edge", needs_login=False, idempotent=True),
     "register": Op(
-        "auth", {"username": _NAME, "password": Field(str, max_len=1024)}, needs_login=False
+        "auth",
+        {"username": _NAME, "password": Field(str, max_len=1024)},
+        needs_login=False,
+        rate="login_ip",
     ),
     "login": Op(
         "auth",
@@ -234,10 +239,11 @@ OPS: dict[str, Op] = {
             "token": Field(str, required=False, max_len=256),
         },
         needs_login=False,
+        rate="login_ip",
     ),
     "logout": Op("auth"),
     "presence.set": Op("social", {"status": Field(str, max_len=1000)}, idempotent=True),
-    "friend.request": Op("social", {"username": _NAME}, idempotent=True),
+    "friend.request": Op("social", {"username": _NAME}, idempotent=True, rate="friend_request"),
     "friend.accept": Op("social", {"username": _NAME}),
     "friend.reject": Op("social", {"username": _NAME}),
     "friend.remove": Op("social", {"username": _NAME}),
@@ -247,13 +253,15 @@ OPS: dict[str, Op] = {
     "room.leave": Op("social", {"room": _NAME}),
     "room.list": Op("social", idempotent=True),
     "room.members": Op("social", {"room": _NAME}, idempotent=True),
-    "room.send": Op("social", {"room": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}),
+    "room.send": Op(
+        "social", {"room": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}, rate="message"
+    ),
     "room.history": Op(
         "social",
         {"room": _NAME, "before": _BEFORE, "limit": Field(int, False, None, 1, 200)},
         idempotent=True,
     ),
-    "dm.send": Op("social", {"to": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}),
+    "dm.send": Op("social", {"to": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}, rate="message"),
     "dm.history": Op(
         "social",
         {"with": _NAME, "before": _BEFORE, "limit": Field(int, False, None, 1, 200)},
@@ -265,7 +273,7 @@ OPS: dict[str, Op] = {
         idempotent=True,
     ),
     # The image travels base64-encoded; the decoded size limit is avatar_max_bytes.
-    "avatar.set": Op("media", {"image": Field(str, max_len=2 * 1024 * 1024)}),
+    "avatar.set": Op("media", {"image": Field(str, max_len=2 * 1024 * 1024)}, rate="avatar"),
     "avatar.get": Op(
         "media",
         {"hash": Field(str, max_len=64), "size": Field(int, False, None, 1, 1024)},

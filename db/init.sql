@@ -64,6 +64,15 @@ CREATE TABLE profiles (
 	PRIMARY KEY (user_id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
+CREATE TABLE rate_buckets (
+	bucket VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, 
+	tokens DOUBLE NOT NULL, 
+	updated_at BIGINT NOT NULL, 
+	PRIMARY KEY (bucket)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_rate_buckets_updated ON rate_buckets (updated_at);
+
 CREATE TABLE rooms (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	name VARCHAR(64) NOT NULL, 

@@ -49,13 +49,16 @@ def image_settings() -> dict[str, str]:
 
 
 class Compose:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, env_file: Path) -> None:
         self.port = port
+        # The defaults, except that one test sends 400 messages as fast as it can.
+        env_file.write_text("CHAT_RATE_MESSAGE=off\n")
         self.env = dict(
             os.environ,
             **image_settings(),
             CHAT_PUBLISHED_PORT=str(port),
             CHAT_PUBLISH_ADDR="127.0.0.1",
+            CHAT_ENV_FILE=str(env_file),
         )
         self.timings: dict[str, float] = {}
 
@@ -98,12 +101,12 @@ class Compose:
 
 
 @pytest.fixture(scope="module")
-def compose():
+def compose(tmp_path_factory: pytest.TempPathFactory):
     if not docker_available():
         if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
             pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
         pytest.skip("no Docker engine")
-    stack = Compose(free_port())
+    stack = Compose(free_port(), tmp_path_factory.mktemp("compose") / "chatroom.env")
     stack.run("down", "-v", "--remove-orphans", check=False)
     _ensure_secrets()
     stack.timed("build_s", "build")

@@ -16,8 +16,13 @@ class ConnectionClosed(Exception):
 
 
 class WireClient:
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, source: str | None = None
+    ) -> None:
+        # `source`: another loopback address (127.0.0.2, ...) to appear as another client IP.
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=(source, 0) if source else None
+        )
         self.timeout = timeout
         self.decoder = FrameDecoder(64 * 1024 * 1024)
         self.inbox: list[dict[str, Any]] = []  # frames read but not yet consumed

@@ -1,7 +1,7 @@
 """The database schema, defined once. db/init.sql is generated from it
 (``chatroom schema > db/init.sql``) and a test keeps the two equal.
 
-Each service owns its tables and writes only those: auth owns users and sessions;
+Each service owns its tables and writes only those: auth owns users, sessions and rate_buckets;
 social owns rooms, room_members, messages, friendships, friend_requests, profiles,
 edges and live_sessions; media owns avatars and avatar_images. Services may read other
 services' tables (social shows avatar hashes, media finds who to tell of a change).
@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -69,6 +70,19 @@ sessions = Table(
     Column("revoked_at", BigInteger, nullable=True),
     Column("ip", String(45), nullable=False),
     Index("ix_sessions_user", "user_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Token buckets that every auth replica must share (failed logins per account and per
+# IP, registrations per IP): see chatroom/ratelimit.py.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    # e.g. "login-failed-ip:203.0.113.9" or "login-failed-user:alice"
+    Column("bucket", _binary_string(200), primary_key=True),
+    Column("tokens", Double, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_rate_buckets_updated", "updated_at"),
     **MYSQL_TABLE_ARGS,
 )
 

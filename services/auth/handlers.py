@@ -17,6 +17,7 @@ from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext
 from chatroom.services.auth.accounts import check_password, normalise_username, username_key
+from chatroom.services.auth.throttle import Throttle
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
 
@@ -40,6 +41,7 @@ class AuthHandlers:
         # Verified against when the username is unknown, so that answer takes as long
         # as a wrong password and does not reveal which accounts exist.
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+        self.throttle = Throttle(engine, settings)
 
     def table(self) -> dict[str, Any]:
         return {"register": self.register, "login": self.login, "logout": self.logout}
@@ -47,6 +49,7 @@ class AuthHandlers:
     def register(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         name = normalise_username(args["username"], self.settings.max_username_chars)
         check_password(args["password"], self.settings.min_password_chars)
+        self.throttle.before_register(ctx.ip or "?")
         password_hash = self.hasher.hash(args["password"])
         try:
             with self.engine.begin() as conn:
@@ -74,10 +77,12 @@ class AuthHandlers:
         return self._password_login(ctx, args["username"], args["password"])
 
     def _password_login(self, ctx: RequestContext, username: str, password: str) -> dict:
+        ip, key = ctx.ip or "?", username_key(username.strip())
+        self.throttle.before_login(ip, key)
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(users.c.id, users.c.username, users.c.password_hash, users.c.disabled).where(
-                    users.c.username_key == username_key(username.strip())
+                    users.c.username_key == key
                 )
             ).first()
         stored = row.password_hash if row else self._dummy_hash
@@ -87,7 +92,8 @@ class AuthHandlers:
         except (VerificationError, InvalidHashError):
             verified = False
         if not verified:
-            logger.info("login refused from {}: bad credentials", ctx.ip)
+            self.throttle.login_failed(ip, key)
+            logger.info("login refused from {}: bad credentials", ip)
             raise ServiceError(ErrorCode.BAD_CREDENTIALS, BAD_CREDENTIALS)
         if row.disabled:
             raise ServiceError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")

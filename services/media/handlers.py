@@ -7,7 +7,7 @@ import binascii
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.config import Settings
@@ -19,6 +19,7 @@ from chatroom.storage.db import now_ms, upsert
 from chatroom.storage.schema import avatar_images, avatars, friendships
 
 DEFAULT = "default"
+NO_SUCH_AVATAR = "no avatar with this hash that you may see (only your own and your friends')"
 
 
 def store_images(engine: Engine, avatar: images.Avatar) -> None:
@@ -87,23 +88,43 @@ class MediaHandlers:
         return {"hash": avatar.hash, "sizes": list(images.SIZES)}
 
     def avatar_get(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        ctx.require_user()
+        user_id = ctx.require_user()
         wanted = args["hash"]
         size = args.get("size", images.SIZES[0])
         if size not in images.SIZES:
             raise bad_request("size", f"size must be one of {list(images.SIZES)}")
         key = self.default.hash if wanted == DEFAULT else wanted
         with self.engine.connect() as conn:
+            if key != self.default.hash and not self._may_see(conn, user_id, key):
+                # The same answer as for a hash that does not exist: a stranger learns
+                # nothing about whose picture it is.
+                raise ServiceError(ErrorCode.NOT_FOUND, NO_SUCH_AVATAR)
             data = conn.execute(
                 select(avatar_images.c.data).where(
                     avatar_images.c.hash == key, avatar_images.c.size == size
                 )
             ).scalar()
         if data is None:
-            raise ServiceError(ErrorCode.NOT_FOUND, "no avatar with this hash")
+            raise ServiceError(ErrorCode.NOT_FOUND, NO_SUCH_AVATAR)
         return {
             "hash": key,
             "size": size,
             "mime": "image/png",
             "image": base64.b64encode(data).decode("ascii"),
         }
+
+    def _may_see(self, conn: Connection, user_id: int, avatar_hash: str) -> bool:
+        """Whether the picture is the current avatar of the user or of a friend (or
+        anyone's, with CHAT_AVATAR_VISIBILITY=everyone)."""
+        if self.settings.avatar_visibility == "everyone":
+            return True
+        friends = select(friendships.c.friend_id).where(friendships.c.user_id == user_id)
+        owner = conn.execute(
+            select(avatars.c.user_id)
+            .where(
+                avatars.c.hash == avatar_hash,
+                or_(avatars.c.user_id == user_id, avatars.c.user_id.in_(friends)),
+            )
+            .limit(1)
+        ).first()
+        return owner is not None

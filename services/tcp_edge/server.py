@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import secrets
 import signal
 import socket
 import time
+from collections import Counter
 from typing import Any
 
 import zmq
@@ -31,10 +33,18 @@ from chatroom.protocol import (
     reply_error,
     reply_ok,
 )
+from chatroom.ratelimit import Buckets
 from chatroom.runtime import EVENT_HWM, room_topic, user_topic
 from chatroom.services.tcp_edge.connection import Connection, Session
 
 SERVER_NAME = "chatroom"
+RATE_LIMIT_MESSAGES = {
+    "message": "you are sending messages too fast",
+    "friend_request": "you are sending friend requests too fast",
+    "avatar": "you are changing your avatar too often",
+    "login_ip": "too many login attempts from your address",
+}
+EDGE_RATED_ACTIONS = tuple(RATE_LIMIT_MESSAGES)
 PROTOCOL_VERSION = 1
 
 
@@ -74,6 +84,8 @@ class Edge:
         self.settings = settings
         self.edge_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.connections: set[Connection] = set()
+        self.conns_per_ip: Counter[str] = Counter()
+        self.buckets = {action: Buckets(settings.rate(action)) for action in EDGE_RATED_ACTIONS}
         self._conn_ids = itertools.count(1)
         self._stopping = asyncio.Event()
         self.zctx = zmq.asyncio.Context()
@@ -146,6 +158,15 @@ class Edge:
     # ------------------------------------------------------------------ connections
 
     def connection_opened(self, conn: Connection) -> None:
+        if self.conns_per_ip[conn.ip] >= self.settings.max_conns_per_ip:
+            logger.warning("refusing a connection from {}: too many open", conn.ip)
+            conn.say_goodbye(
+                ErrorCode.TOO_MANY_CONNECTIONS,
+                f"your address already has {self.settings.max_conns_per_ip} connections open; "
+                "close some and try again",
+            )
+            return
+        self.conns_per_ip[conn.ip] += 1
         self.connections.add(conn)
 
     def sessions(self) -> list[Connection]:
@@ -193,7 +214,12 @@ class Edge:
                 return
 
     def connection_closed(self, conn: Connection) -> None:
-        self.connections.discard(conn)
+        if conn not in self.connections:
+            return  # refused at the per-IP cap
+        self.connections.remove(conn)
+        self.conns_per_ip[conn.ip] -= 1
+        if not self.conns_per_ip[conn.ip]:
+            del self.conns_per_ip[conn.ip]
         if conn.session is not None and not self._stopping.is_set():
             asyncio.get_running_loop().create_task(self._close_session(conn))
 
@@ -301,6 +327,8 @@ class Edge:
         """Run one request; return the reply followed by any pushes that go after it."""
         try:
             with logger.contextualize(op=op_name, conn=conn.conn_id):
+                if op.rate is not None:
+                    self._spend(conn, op.rate)
                 if op_name == "login":
                     result = await self._login(conn, args)
                     pending = result.pop("pending_events", [])
@@ -314,6 +342,21 @@ class Edge:
                 return [reply_ok(request_id, **result)]
         except ServiceError as exc:
             return [reply_error(request_id, exc.code, exc.message, **exc.extra)]
+
+    def _spend(self, conn: Connection, action: str) -> None:
+        """Take a token from the action's bucket (per IP before login, else per user);
+        raise rate_limited with the wait when there is none."""
+        key: object = conn.ip if action == "login_ip" else conn.session.user_id
+        wait, first = self.buckets[action].take(key)
+        if not wait:
+            return
+        (logger.info if first else logger.debug)("rate limited {} for {}", action, key)
+        seconds = max(1, math.ceil(wait / 1000))
+        raise ServiceError(
+            ErrorCode.RATE_LIMITED,
+            f"{RATE_LIMIT_MESSAGES[action]}; try again in {seconds} s",
+            retry_after_ms=wait,
+        )
 
     async def _login(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         if conn.session is not None:
