@@ -1,4 +1,5 @@
-"""The ``chatroom`` command: run the whole system locally, print the schema, ping."""
+"""The ``chatroom`` command: run the whole system locally, print the schema, check
+health, and operator commands (``chatroom admin``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from chatroom import config, logs
+from chatroom import admin, config, logs
 
 SERVICES = ("bus", "auth", "social", "media", "tcp_edge")
 
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     health.add_argument("component", choices=("bus", "auth", "social", "media", "tcp_edge"))
     health.add_argument("--timeout", type=float, default=3.0)
     health.set_defaults(func=cmd_health)
+    admin.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

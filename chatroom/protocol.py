@@ -49,6 +49,7 @@ class ErrorCode:
     TOO_MANY_CONNECTIONS = "too_many_connections"  # per-IP cap: connection closed
     SERVICE_UNAVAILABLE = "service_unavailable"
     SHUTTING_DOWN = "shutting_down"
+    KICKED = "kicked"  # an operator ended the session (in a closing push)
     INTERNAL = "internal"
 
 

@@ -17,6 +17,7 @@ from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext
 from chatroom.services.auth.accounts import check_password, normalise_username, username_key
+from chatroom.services.auth.admin import AdminHandlers
 from chatroom.services.auth.throttle import Throttle
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
@@ -44,7 +45,13 @@ class AuthHandlers:
         self.throttle = Throttle(engine, settings)
 
     def table(self) -> dict[str, Any]:
-        return {"register": self.register, "login": self.login, "logout": self.logout}
+        admin = AdminHandlers(self.engine, self.hasher.hash, self.settings.min_password_chars)
+        return {
+            "register": self.register,
+            "login": self.login,
+            "logout": self.logout,
+            **admin.table(),
+        }
 
     def register(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         name = normalise_username(args["username"], self.settings.max_username_chars)

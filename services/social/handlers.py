@@ -62,6 +62,9 @@ class SocialHandlers:
             "dm.send": self.dm_send,
             "dm.history": self.dm_history,
             "sync": self.sync,
+            # Operators only (chatroom admin; not in the client protocol, so the edge
+            # never forwards it).
+            "admin.online": self.admin_online,
         }
         reaper = Job("reap-dead-edges", self.settings.edge_heartbeat_s, self.reap_dead_edges)
         return Service(handlers, [reaper])
@@ -101,6 +104,10 @@ class SocialHandlers:
             if presence.close_session(conn, user_id, ctx.conn):
                 self._announce(ctx, conn, user_id, False)
         return {}
+
+    def admin_online(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return {"online": presence.online_users(conn)}
 
     def edge_heartbeat(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """An edge is alive. Returns how many sessions we hold for it so that an edge

@@ -163,3 +163,29 @@ def edge_session_count(conn: Connection, edge_id: str) -> int:
     return conn.execute(
         select(func.count()).select_from(live_sessions).where(live_sessions.c.edge_id == edge_id)
     ).scalar_one()
+
+
+def online_users(conn: Connection) -> list[dict[str, Any]]:
+    """Everyone with a live session: connections, edges and since when (oldest first)."""
+    rows = conn.execute(
+        select(
+            users.c.id,
+            users.c.username,
+            func.count().label("connections"),
+            func.count(func.distinct(live_sessions.c.edge_id)).label("edges"),
+            func.min(live_sessions.c.opened_at).label("since"),
+        )
+        .join(users, users.c.id == live_sessions.c.user_id)
+        .group_by(users.c.id, users.c.username)
+        .order_by(func.min(live_sessions.c.opened_at))
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "username": r.username,
+            "connections": r.connections,
+            "edges": r.edges,
+            "since": r.since,
+        }
+        for r in rows
+    ]

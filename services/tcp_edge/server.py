@@ -279,6 +279,11 @@ class Edge:
             origin = event.pop("_origin", None)
             joined, left = event.pop("_join", None), event.pop("_leave", None)
             ack = event.pop("_ack", None)
+            if event.pop("_kick", None):
+                # An operator ended this user's sessions (chatroom admin).
+                for conn in list(targets):
+                    conn.say_goodbye(event["code"], event["message"])
+                continue
             if joined is not None or left is not None:
                 self._update_rooms(targets, joined, left)
             frame = frame_payload(dumps(event))

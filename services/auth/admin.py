@@ -1,0 +1,144 @@
+"""Operator requests (``chatroom admin``): list users, disable/enable, reset a password,
+kick. They arrive over the bus only: the edge forwards just the ops of the client
+protocol, so no client can call these.
+
+Ending a user's sessions revokes their resume tokens and publishes a kick to the user's
+topic; every edge holding a connection of that user closes it with a ``closing`` push.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import Connection, Engine, func, select, update
+
+from chatroom.errors import ServiceError, bad_request
+from chatroom.protocol import ErrorCode
+from chatroom.runtime import RequestContext, user_topic
+from chatroom.services.auth.accounts import check_password, username_key
+from chatroom.storage.db import now_ms
+from chatroom.storage.schema import sessions, users
+
+KICK_MESSAGES = {
+    ErrorCode.KICKED: "an operator ended your session; log in again",
+    ErrorCode.ACCOUNT_DISABLED: "this account was disabled by an operator",
+}
+USERS_PAGE_MAX = 1000
+
+
+def kick_event(code: str) -> dict[str, Any]:
+    """A `closing` push the edges deliver and then close the user's connections (_kick)."""
+    return {"event": "closing", "code": code, "message": KICK_MESSAGES[code], "_kick": True}
+
+
+class AdminHandlers:
+    def __init__(self, engine: Engine, hash_password: Any, min_password_chars: int) -> None:
+        self.engine = engine
+        self.hash_password = hash_password
+        self.min_password_chars = min_password_chars
+
+    def table(self) -> dict[str, Any]:
+        return {
+            "admin.users": self.list_users,
+            "admin.disable": self.disable,
+            "admin.enable": self.enable,
+            "admin.reset_password": self.reset_password,
+            "admin.kick": self.kick,
+        }
+
+    def list_users(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        limit = args.get("limit", 100)
+        if not isinstance(limit, int) or not 1 <= limit <= USERS_PAGE_MAX:
+            raise bad_request("limit", f"limit must be 1..{USERS_PAGE_MAX}")
+        now = now_ms()
+        active = (
+            select(sessions.c.user_id, func.count().label("n"))
+            .where(sessions.c.revoked_at.is_(None), sessions.c.expires_at > now)
+            .group_by(sessions.c.user_id)
+            .subquery()
+        )
+        query = (
+            select(users.c.id, users.c.username, users.c.disabled, users.c.created_at, active.c.n)
+            .outerjoin(active, active.c.user_id == users.c.id)
+            .order_by(users.c.id)
+            .limit(limit)
+        )
+        match = args.get("match")
+        if match:
+            if not isinstance(match, str) or len(match) > 64:
+                raise bad_request("match", "match must be a string of at most 64 characters")
+            # A bound parameter (never SQL text), with LIKE's wildcards escaped.
+            query = query.where(users.c.username_key.contains(username_key(match), autoescape=True))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {
+            "users": [
+                {
+                    "id": r.id,
+                    "username": r.username,
+                    "disabled": bool(r.disabled),
+                    "created_at": r.created_at,
+                    "tokens": r.n or 0,
+                }
+                for r in rows
+            ]
+        }
+
+    def disable(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, args)
+            conn.execute(update(users).where(users.c.id == user_id).values(disabled=True))
+            ended = self._end_sessions(conn, ctx, user_id, ErrorCode.ACCOUNT_DISABLED)
+        logger.info("admin: disabled user {} and ended {} sessions", user_id, ended)
+        return {"user_id": user_id, "sessions_ended": ended}
+
+    def enable(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, args)
+            conn.execute(update(users).where(users.c.id == user_id).values(disabled=False))
+        logger.info("admin: enabled user {}", user_id)
+        return {"user_id": user_id}
+
+    def reset_password(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        password = args.get("password")
+        if not isinstance(password, str):
+            raise bad_request("password", "give the new password")
+        check_password(password, self.min_password_chars)
+        new_hash = self.hash_password(password)
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, args)
+            conn.execute(update(users).where(users.c.id == user_id).values(password_hash=new_hash))
+            ended = self._end_sessions(conn, ctx, user_id, ErrorCode.KICKED)
+        logger.info("admin: reset the password of user {}; ended {} sessions", user_id, ended)
+        return {"user_id": user_id, "sessions_ended": ended}
+
+    def kick(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, args)
+            ended = self._end_sessions(conn, ctx, user_id, ErrorCode.KICKED)
+        logger.info("admin: kicked user {} ({} sessions ended)", user_id, ended)
+        return {"user_id": user_id, "sessions_ended": ended}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _user_id(self, conn: Connection, args: dict[str, Any]) -> int:
+        name = args.get("username")
+        if not isinstance(name, str) or not name.strip():
+            raise bad_request("username", "give a username")
+        row = conn.execute(
+            select(users.c.id).where(users.c.username_key == username_key(name.strip()))
+        ).first()
+        if row is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no user named '{name[:64]}'")
+        return row.id
+
+    def _end_sessions(self, conn: Connection, ctx: RequestContext, user_id: int, code: str) -> int:
+        """Revoke every resume token of the user and close their live connections."""
+        ended = conn.execute(
+            update(sessions)
+            .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now_ms())
+        ).rowcount
+        ctx.publish(user_topic(user_id), kick_event(code))
+        return ended
