@@ -6,6 +6,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -21,7 +22,6 @@ from .net import ChatClient
 FRIENDLY = {
     "bad_credentials": "Wrong username or password.",
     "username_taken": "That username is taken. Choose another one.",
-    "unreachable": "Cannot reach the server. Check the address and that it is running.",
     "timeout": "The server did not answer. Try again in a moment.",
     "service_unavailable": "The server is busy or restarting. Try again in a moment.",
 }
@@ -49,6 +49,15 @@ class LoginWindow(QWidget):
         server_row = QHBoxLayout()
         server_row.addWidget(self.host, 1)
         server_row.addWidget(self.port)
+        self.tls = QCheckBox("Secure (TLS)")
+        self.tls.setChecked(settings.value("server/tls", "false") in (True, "true"))
+        self.ca_file = QLineEdit(str(settings.value("server/ca_file", "")))
+        self.ca_file.setPlaceholderText("CA file (optional; default: system CAs)")
+        self.ca_file.setEnabled(self.tls.isChecked())
+        self.tls.toggled.connect(self.ca_file.setEnabled)
+        tls_row = QHBoxLayout()
+        tls_row.addWidget(self.tls)
+        tls_row.addWidget(self.ca_file, 1)
         self.username = QLineEdit(str(settings.value("login/username", "")))
         self.username.setPlaceholderText("e.g. 小明 or alice")
         self.password = QLineEdit()
@@ -57,6 +66,7 @@ class LoginWindow(QWidget):
 
         form = QFormLayout()
         form.addRow("Server", server_row)
+        form.addRow("", tls_row)
         form.addRow("Username", self.username)
         form.addRow("Password", self.password)
 
@@ -96,6 +106,7 @@ class LoginWindow(QWidget):
         self._busy(False)
         error = reply["error"]
         self.error.setText(FRIENDLY.get(error["code"], error["message"]))
+        self.adjustSize()  # room for a long message without squeezing the fields
 
     def _credentials(self) -> tuple[str, str] | None:
         username, password = self.username.text().strip(), self.password.text()
@@ -107,9 +118,18 @@ class LoginWindow(QWidget):
     def _connect_then(self, action: Any) -> None:
         self.settings.setValue("server/host", self.host.text().strip())
         self.settings.setValue("server/port", self.port.value())
+        self.settings.setValue("server/tls", "true" if self.tls.isChecked() else "false")
+        self.settings.setValue("server/ca_file", self.ca_file.text().strip())
         self._busy(True)
         self.error.setText("")
-        self.client.open(self.host.text().strip(), self.port.value(), action, self._show_error)
+        self.client.open(
+            self.host.text().strip(),
+            self.port.value(),
+            action,
+            self._show_error,
+            tls=self.tls.isChecked(),
+            ca_file=self.ca_file.text().strip() or None,
+        )
 
     def sign_in(self) -> None:
         creds = self._credentials()

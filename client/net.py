@@ -8,14 +8,13 @@ which the state layer syncs what it missed.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import random
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtNetwork import QAbstractSocket, QTcpSocket
+from PySide6.QtNetwork import QAbstractSocket, QSslCertificate, QSslSocket, QTcpSocket
 
 from chatroom.protocol import FrameDecoder, FrameError, MessageError, encode_frame, parse_payload
 
@@ -47,6 +46,9 @@ class ChatClient(QObject):
         self.request_timeout_ms = request_timeout_ms
         self.host = "127.0.0.1"
         self.port = 2019
+        # TLS: verify the server against the system's CAs, or only against ca_file's.
+        self.tls = False
+        self.ca_file: str | None = None
         self.state = DISCONNECTED
         self.user: dict[str, Any] | None = None
         self.token: str | None = None
@@ -67,14 +69,25 @@ class ChatClient(QObject):
 
     # ------------------------------------------------------------------ public
 
-    def open(self, host: str, port: int, then: Callable[[], None], failed: Callback) -> None:
-        """Connect (or reuse the connection) and call `then`; `failed` gets an error."""
+    def open(
+        self,
+        host: str,
+        port: int,
+        then: Callable[[], None],
+        failed: Callback,
+        tls: bool = False,
+        ca_file: str | None = None,
+    ) -> None:
+        """Connect (or reuse the connection) and call `then`; `failed` gets an error.
+        With `tls`, the server's certificate must verify against the system's CAs, or
+        only against those in `ca_file` (PEM) when given."""
+        target = (host, port, tls, ca_file or None)
         if self._socket is not None and self._socket.state() == QAbstractSocket.ConnectedState:
-            if (host, port) == (self.host, self.port):
+            if target == (self.host, self.port, self.tls, self.ca_file):
                 then()
                 return
             self._drop_socket()
-        self.host, self.port = host, port
+        self.host, self.port, self.tls, self.ca_file = target
         self._on_connected = [then]
         self._connect_socket(failed)
 
@@ -120,26 +133,56 @@ class ChatClient(QObject):
     def _connect_socket(self, failed: Callback | None = None) -> None:
         self._drop_socket()
         self._decoder = FrameDecoder(self.limits.get("max_frame_bytes", 1 << 20) * 2)
-        sock = QTcpSocket(self)
+        sock = self._new_socket()
         self._socket = sock
-        sock.connected.connect(self._socket_connected)
         sock.readyRead.connect(self._read)
         sock.disconnected.connect(self._socket_lost)
+        tls_problems: list[str] = []
 
         def on_error(_err: QAbstractSocket.SocketError) -> None:
             if failed is not None and not self._wanted:
-                failed(
-                    error_reply(
-                        "unreachable", f"cannot reach {self.host}:{self.port}: {sock.errorString()}"
+                if tls_problems:
+                    advice = (
+                        "The server's certificate is not trusted: if the server uses a "
+                        "private CA, give its CA file."
                     )
-                )
+                    message = f"Cannot connect securely to {self.where}: {tls_problems[0]}"
+                else:
+                    advice = "Check the address, the port and that the server is running."
+                    how = "securely " if self.tls else ""
+                    message = f"Cannot connect {how}to {self.where}: {sock.errorString()}"
+                failed(error_reply("unreachable", f"{message}. {advice}"))
             elif self._wanted:
                 self._schedule_reconnect()
 
         sock.errorOccurred.connect(on_error)
         if self.state != RECONNECTING:
             self._set_state(CONNECTING)
-        sock.connectToHost(self.host, self.port)
+        if isinstance(sock, QSslSocket):
+            # Ready once the handshake verified the server; on a bad certificate Qt
+            # reports sslErrors, then aborts the connection (errorOccurred).
+            sock.encrypted.connect(self._socket_connected)
+            sock.sslErrors.connect(
+                lambda errors: tls_problems.extend(e.errorString() for e in errors)
+            )
+            sock.connectToHostEncrypted(self.host, self.port)
+        else:
+            sock.connected.connect(self._socket_connected)
+            sock.connectToHost(self.host, self.port)
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _new_socket(self) -> QTcpSocket:
+        if not self.tls:
+            return QTcpSocket(self)
+        sock = QSslSocket(self)
+        if self.ca_file:
+            config = sock.sslConfiguration()
+            config.setCaCertificates(QSslCertificate.fromPath(self.ca_file))
+            sock.setSslConfiguration(config)
+        return sock
 
     def _socket_connected(self) -> None:
         callbacks, self._on_connected = self._on_connected, []
@@ -149,9 +192,8 @@ class ChatClient(QObject):
     def _drop_socket(self) -> None:
         sock, self._socket = self._socket, None
         if sock is not None:
-            for signal in (sock.disconnected, sock.readyRead, sock.connected, sock.errorOccurred):
-                with contextlib.suppress(RuntimeError, TypeError):
-                    signal.disconnect()
+            # Nothing it does from now on concerns us (its abort would report a loss).
+            sock.blockSignals(True)
             sock.abort()
             sock.deleteLater()
         self._fail_pending("disconnected", "the connection was lost")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +28,7 @@ from PySide6.QtWidgets import QApplication, QPushButton  # noqa: E402
 from chatroom.client.app import App  # noqa: E402
 from chatroom.client.profile_dialog import ProfileDialog  # noqa: E402
 from chatroom.client.state import dm_key, room_key  # noqa: E402
-from chatroom.localstack import Stack  # noqa: E402
+from chatroom.localstack import Stack, free_port  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 
@@ -62,7 +63,17 @@ def main() -> None:
     qapp = QApplication(sys.argv)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        stack = Stack(tmp, f"sqlite:///{tmp}/chat.db").start()
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "make-tls-cert.sh"), str(tmp / "tls"), "127.0.0.1"],
+            check=True,
+            capture_output=True,
+        )
+        tls = {
+            "tls_port": free_port(),
+            "tls_cert_file": tmp / "tls" / "server.pem",
+            "tls_key_file": tmp / "tls" / "server.key",
+        }
+        stack = Stack(tmp, f"sqlite:///{tmp}/chat.db", **tls).start()
         try:
             run(qapp, stack, tmp)
         finally:
@@ -97,6 +108,21 @@ def run(qapp: QApplication, stack: Stack, tmp: Path) -> None:
     ming.show()
     pump(qapp, 0.3)
     window.grab().save(str(OUT / "login.png"))
+
+    # TLS to a server whose certificate the system does not trust: refused, and why.
+    stranger = new_app(tmp, "stranger")
+    window = stranger.login_window
+    window.host.setText("127.0.0.1")
+    window.port.setValue(stack.settings.tls_port)
+    window.tls.setChecked(True)
+    window.username.setText("stranger")
+    window.password.setText("correct horse")
+    stranger.show()
+    window.sign_in()
+    wait(qapp, lambda: "securely" in window.error.text())
+    pump(qapp, 0.2)
+    window.grab().save(str(OUT / "login-tls-refused.png"))
+    stranger.login_window.close()
 
     sign_up(qapp, ming, stack.port, "小明")
     sign_up(qapp, alice, stack.port, "alice")

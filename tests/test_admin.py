@@ -42,9 +42,7 @@ def test_admin_commands(make_stack, db_url):
         alice.call("friend.accept", username="bob")
 
         users = admin_json(stack, "users", "--match", "ALI")["users"]
-        assert [(u["username"], u["disabled"], u["tokens"]) for u in users] == [
-            ("Alice", False, 2)
-        ]
+        assert [(u["username"], u["disabled"], u["tokens"]) for u in users] == [("Alice", False, 2)]
         online = {u["username"]: u for u in admin_json(stack, "online")["online"]}
         assert online["Alice"]["connections"] == 2 and online["bob"]["connections"] == 1
         table = admin(stack, "online").stdout

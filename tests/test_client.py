@@ -90,7 +90,7 @@ def test_login_errors_are_clear(qtbot, make_stack, sqlite_url, tmp_path):
 
     window.port.setValue(free_port())
     qtbot.mouseClick(window.sign_in_button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: "Cannot reach the server" in window.error.text(), timeout=WAIT)
+    qtbot.waitUntil(lambda: "Cannot connect to 127.0.0.1:" in window.error.text(), timeout=WAIT)
     # The server address is remembered for next time.
     assert app.settings.value("server/host") == "127.0.0.1"
 
@@ -240,3 +240,38 @@ def test_older_history_loads_when_scrolled_to_top(qtbot, make_stack, sqlite_url,
         view.verticalScrollBar().setValue(0)
         qtbot.waitUntil(lambda expected=expected: len(shown(app)) == expected, timeout=WAIT)
     assert shown(app) == [f"old message {i}" for i in range(120)]
+
+
+def test_tls_login_verifies_the_server(qtbot, make_stack, sqlite_url, tmp_path):
+    """Over the edge's TLS port: refused without the server's CA (system CAs do not know
+    it), then works with the CA file, and the whole session runs encrypted."""
+    from tls import make_certificates
+
+    certs = make_certificates(tmp_path / "tls")
+    stack = make_stack(sqlite_url, **certs.settings())
+    app = make_app(tmp_path, "tina")
+    window = app.login_window
+    app.show()
+    qtbot.addWidget(window)
+    window.host.setText("127.0.0.1")
+    window.port.setValue(stack.settings.tls_port)
+    window.tls.setChecked(True)
+    qtbot.keyClicks(window.username, "tina")
+    qtbot.keyClicks(window.password, PASSWORD)
+    qtbot.mouseClick(window.register_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: "Cannot connect securely" in window.error.text(), timeout=WAIT)
+    assert "certificate" in window.error.text().lower()
+    window.grab().save(str(tmp_path / "tls-refused.png"))
+
+    window.ca_file.setText(str(certs.ca))
+    qtbot.mouseClick(window.register_button, Qt.LeftButton)
+    qtbot.waitUntil(
+        lambda: app.main_window is not None and app.main_window.isVisible(), timeout=WAIT
+    )
+    qtbot.addWidget(app.main_window)
+    assert app.settings.value("server/tls") == "true"
+    type_and_send(qtbot, app, "sent over TLS")
+    qtbot.waitUntil(
+        lambda: app.state.conversation(room_key("lobby")).messages[-1]["state"] == SENT,
+        timeout=WAIT,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -17,12 +18,21 @@ class ConnectionClosed(Exception):
 
 class WireClient:
     def __init__(
-        self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, source: str | None = None
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        timeout: float = 10.0,
+        source: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         # `source`: another loopback address (127.0.0.2, ...) to appear as another client IP.
+        # `tls_ca`: speak TLS, verifying the server against this CA file.
         self.sock = socket.create_connection(
             (host, port), timeout=timeout, source_address=(source, 0) if source else None
         )
+        if tls_ca is not None:
+            context = ssl.create_default_context(cafile=tls_ca)
+            self.sock = context.wrap_socket(self.sock, server_hostname=host)
         self.timeout = timeout
         self.decoder = FrameDecoder(64 * 1024 * 1024)
         self.inbox: list[dict[str, Any]] = []  # frames read but not yet consumed

@@ -16,7 +16,7 @@ from loguru import logger
 
 from chatroom import config, logs
 from chatroom.config import Settings
-from chatroom.services.tcp_edge.server import Edge
+from chatroom.services.tcp_edge.server import Edge, tls_context
 
 
 def run_worker(settings: Settings) -> None:
@@ -60,6 +60,12 @@ def run_workers(settings: Settings) -> int:
 def main() -> None:
     settings = config.load()
     logs.setup("tcp_edge", settings)
+    if settings.tls_port:
+        try:  # fail at start, with the reason, rather than in every worker
+            tls_context(settings)
+        except config.ConfigError as exc:
+            logger.error("{}", exc)
+            sys.exit(2)
     if settings.edge_workers == 1:
         run_worker(settings)
     else:

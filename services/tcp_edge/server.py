@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import time
 from collections import Counter
 from typing import Any
@@ -22,7 +23,7 @@ import zmq.asyncio
 from loguru import logger
 
 from chatroom.bus_client import BusClient
-from chatroom.config import Settings
+from chatroom.config import ConfigError, Settings
 from chatroom.errors import ServiceError
 from chatroom.protocol import (
     ErrorCode,
@@ -79,6 +80,20 @@ def session_topics(session: Session) -> list[bytes]:
     return [user_topic(session.user_id), *(room_topic(r) for r in session.room_ids)]
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Server side TLS 1.2+ with the configured certificate chain and key (PEM)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot use CHAT_TLS_CERT_FILE={settings.tls_cert_file} with "
+            f"CHAT_TLS_KEY_FILE={settings.tls_key_file}: {exc}"
+        ) from None
+    return context
+
+
 class Edge:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -100,7 +115,7 @@ class Edge:
         sub.connect(settings.bus_connect("events.out"))
         self.sub_socket = sub
         self.subs = Subscriptions(sub)
-        self.server: asyncio.base_events.Server | None = None
+        self.servers: list[asyncio.Server] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,19 +125,21 @@ class Edge:
             loop.add_signal_handler(sig, self._stopping.set)
         self.bus.start()
         s = self.settings
-        self.server = await loop.create_server(
-            lambda: Connection(self, f"{self.edge_id}/{next(self._conn_ids)}"),
-            host=s.edge_host,
-            port=s.edge_port,
-            reuse_port=s.edge_workers > 1,
-            backlog=4096,
-        )
+        self.servers = [await self._listen(s.edge_port, None)]
+        if s.tls_port:
+            self.servers.append(await self._listen(s.tls_port, tls_context(s)))
         background = [
             asyncio.create_task(self._deliver_events()),
             asyncio.create_task(self._sweep()),
             asyncio.create_task(self._heartbeat()),
         ]
-        logger.info("edge {} listening on {}:{}", self.edge_id, s.edge_host, s.edge_port)
+        logger.info(
+            "edge {} listening on {}:{}{}",
+            self.edge_id,
+            s.edge_host,
+            s.edge_port,
+            f" and TLS on {s.tls_port}" if s.tls_port else "",
+        )
         await self._stopping.wait()
         await self._drain()
         for task in background:
@@ -133,11 +150,25 @@ class Edge:
         self.zctx.term()
         logger.info("edge stopped")
 
+    async def _listen(self, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
+        s = self.settings
+        return await asyncio.get_running_loop().create_server(
+            lambda: Connection(self, f"{self.edge_id}/{next(self._conn_ids)}"),
+            host=s.edge_host,
+            port=port,
+            reuse_port=s.edge_workers > 1,
+            backlog=4096,
+            ssl=tls,
+            # A client that opens the socket but never finishes the handshake is
+            # dropped as one that never logs in would be.
+            ssl_handshake_timeout=s.login_timeout_s if tls else None,
+        )
+
     async def _drain(self) -> None:
         """SIGTERM: stop accepting, let in-flight requests finish, then say goodbye."""
         logger.info("draining {} connections", len(self.connections))
-        assert self.server is not None
-        self.server.close()
+        for server in self.servers:
+            server.close()
         for conn in self.connections:
             conn.backlog.clear()
             if conn.transport and not conn.closing:
