@@ -14,6 +14,13 @@ for name in db_password db_root_password; do
 done
 # The containers run as non-root users that must read the mounted secret files.
 chmod 644 secrets/db_password secrets/db_root_password
+# TLS on port 2020 when a certificate is there (see compose.tls.yaml). Compose mounts
+# file secrets as they are, so the key must be readable by the edge's user.
+if [ -f secrets/tls/server.pem ] && [ -f secrets/tls/server.key ]; then
+  chmod 644 secrets/tls/server.pem secrets/tls/server.key
+  export COMPOSE_FILE=compose.yaml:compose.tls.yaml
+  echo "TLS: on port ${CHAT_TLS_PUBLISHED_PORT:-2020} with secrets/tls/server.pem" >&2
+fi
 COMPOSE=${CHATROOM_COMPOSE:-docker compose}
 $COMPOSE up -d --build --wait "$@"
 $COMPOSE ps

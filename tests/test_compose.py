@@ -49,16 +49,31 @@ def image_settings() -> dict[str, str]:
 
 
 class Compose:
-    def __init__(self, port: int, env_file: Path) -> None:
+    def __init__(self, port: int, workdir: Path) -> None:
         self.port = port
+        self.tls_port = free_port()
         # The defaults, except that one test sends 400 messages as fast as it can.
+        env_file = workdir / "chatroom.env"
         env_file.write_text("CHAT_RATE_MESSAGE=off\n")
+        # With TLS, as scripts/deploy.sh runs it when there is a certificate.
+        self.tls_dir = workdir / "tls"
+        subprocess.run(
+            ["bash", str(ROOT / "scripts/make-tls-cert.sh"), str(self.tls_dir), "127.0.0.1"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for name in ("server.pem", "server.key"):
+            (self.tls_dir / name).chmod(0o644)
         self.env = dict(
             os.environ,
             **image_settings(),
             CHAT_PUBLISHED_PORT=str(port),
             CHAT_PUBLISH_ADDR="127.0.0.1",
             CHAT_ENV_FILE=str(env_file),
+            COMPOSE_FILE="compose.yaml:compose.tls.yaml",
+            CHAT_TLS_DIR=str(self.tls_dir),
+            CHAT_TLS_PUBLISHED_PORT=str(self.tls_port),
         )
         self.timings: dict[str, float] = {}
 
@@ -106,7 +121,7 @@ def compose(tmp_path_factory: pytest.TempPathFactory):
         if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
             pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
         pytest.skip("no Docker engine")
-    stack = Compose(free_port(), tmp_path_factory.mktemp("compose") / "chatroom.env")
+    stack = Compose(free_port(), tmp_path_factory.mktemp("compose"))
     stack.run("down", "-v", "--remove-orphans", check=False)
     _ensure_secrets()
     stack.timed("build_s", "build")
@@ -168,6 +183,24 @@ def test_end_to_end_through_published_port(compose):
             hash_ = ann.call("avatar.set", image=image)["hash"]
             assert ben2.event("avatar")["hash"] == hash_
             assert ben2.call("avatar.get", hash=hash_, size=64)["size"] == 64
+
+
+def test_tls_port_and_admin_tool_in_containers(compose):
+    """compose.tls.yaml: the edge's TLS port, verified with the deployment's CA; the
+    operator's admin tool run with `docker compose exec`."""
+    with (
+        WireClient(compose.tls_port, tls_ca=str(compose.tls_dir / "ca.pem"), timeout=15) as c,
+        compose.client() as plain,
+    ):
+        c.register_and_login("tls-user")
+        plain.register_and_login("plain-user")
+        c.call("room.send", room="lobby", text="sealed")
+        assert plain.event("message")["text"] == "sealed"
+        online = compose.run("exec", "-T", "auth", "chatroom", "admin", "online")
+        assert "tls-user" in online and "plain-user" in online
+        compose.run("exec", "-T", "auth", "chatroom", "admin", "kick", "tls-user")
+        frames = c.wait_closed(timeout=15)
+        assert any(f.get("code") == "kicked" for f in frames)
 
 
 def test_scaled_social_spreads_load_and_survives_a_kill(compose):
