@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -19,6 +20,11 @@ from chatroom.protocol import (
     request_id_of,
     validate_request,
 )
+
+# Property/fuzz budget: tens of thousands of cases per run in CI; raise it for a longer
+# hunt, e.g. CHAT_FUZZ_EXAMPLES=500000 pytest tests/test_protocol.py -k fuzz
+FUZZ = int(os.environ.get("CHAT_FUZZ_EXAMPLES", "10000"))
+FUZZ_SETTINGS = settings(max_examples=FUZZ, deadline=None)
 
 json_values = st.recursive(
     # Protocol integers are signed 64-bit (larger ones are a bad_frame).
@@ -110,9 +116,9 @@ def test_parse_payload_rejects_non_objects(payload):
     assert err.value.code == ErrorCode.BAD_FRAME
 
 
-@settings(max_examples=500)
+@FUZZ_SETTINGS
 @given(st.binary(max_size=64))
-def test_parse_payload_never_crashes(payload):
+def test_fuzz_parse_payload_never_crashes(payload):
     try:
         assert isinstance(parse_payload(payload), dict)
     except MessageError as err:
@@ -181,9 +187,9 @@ def test_validate_request_keeps_declared_fields_only():
     assert args == {"room": "lobby", "text": "hi"}
 
 
-@settings(max_examples=1000)
+@FUZZ_SETTINGS
 @given(json_objects)
-def test_validate_request_never_crashes(msg):
+def test_fuzz_validate_request_never_crashes(msg):
     try:
         validate_request(msg)
     except MessageError as err:
@@ -199,3 +205,45 @@ def test_every_op_event_and_error_code_is_documented():
     codes = [v for k, v in vars(ErrorCode).items() if k.isupper()]
     for name in [*OPS, *EVENTS, *codes]:
         assert f"`{name}`" in doc, f"docs/protocol.md does not mention `{name}`"
+
+
+@FUZZ_SETTINGS
+@given(st.binary(max_size=200), st.integers(1, 32), st.integers(1, 300))
+def test_fuzz_decoder_on_random_bytes(data, chunk, max_frame):
+    """Any byte stream, in any chunking: frames come out (each within the limit) or the
+    decoder raises FrameError and stays poisoned. Nothing else."""
+    decoder = FrameDecoder(max_frame)
+    try:
+        for i in range(0, len(data), chunk):
+            for payload in decoder.feed(data[i : i + chunk]):
+                assert 0 < len(payload) <= max_frame
+    except FrameError as err:
+        assert err.code in (ErrorCode.BAD_FRAME, ErrorCode.FRAME_TOO_LARGE)
+        with pytest.raises(FrameError):
+            decoder.feed(b"\x00")
+
+
+@st.composite
+def requests_for_real_ops(draw):
+    """Requests for ops that exist, with each declared field present or not and holding
+    a value of any JSON type: the validator's real input space."""
+    name = draw(st.sampled_from(sorted(OPS)))
+    msg = {"op": name, "id": draw(st.integers(0, 2**63 - 1) | st.text(max_size=70))}
+    for field_name in OPS[name].fields:
+        if draw(st.booleans()):
+            msg[field_name] = draw(json_values)
+    return msg
+
+
+@FUZZ_SETTINGS
+@given(requests_for_real_ops())
+def test_fuzz_validate_requests_for_real_ops(msg):
+    try:
+        op, args = validate_request(msg)
+    except MessageError as err:
+        assert err.code == ErrorCode.BAD_REQUEST and err.field in ("id", *OPS[msg["op"]].fields)
+        return
+    assert op is OPS[msg["op"]]
+    for field_name, value in args.items():
+        spec = op.fields[field_name]
+        assert isinstance(value, spec.kind) and not (isinstance(value, bool) and spec.kind is int)
