@@ -1,10 +1,10 @@
 """Fault injection under a steady message load (issue #7).
 
 Two edges, two social replicas and a private MariaDB. Senders post to the lobby with
-client ids at a steady rate while the suite, in turn: kills -9 a social replica, kills
-the bus, kills an edge, restarts MySQL, and pauses a social replica (SIGSTOP) past the
-request timeout. Killed processes are started again at once, as compose's restart
-policy would. After each fault: every message the server acknowledged is readable via
+client ids at a steady rate while the suite, in turn: kills -9 a social replica, stops
+one and an edge gracefully (SIGTERM, as docker stop does), kills the bus, kills an edge,
+restarts MySQL, and pauses a social replica (SIGSTOP) past the request timeout. Killed
+processes are started again at once, as compose's restart policy would. After each fault: every message the server acknowledged is readable via
 sync exactly once; every other send ended in an error the sender saw (no hang);
 presence converges to the connections that really exist; recovery time is recorded.
 The table goes to docs/results/fault-injection.json (and docs/security.md).
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from chatroom.localstack import Stack, free_port
+from chatroom.localstack import Stack, free_port, wait_for_port
 
 from test_social import befriend
 from wire import ConnectionClosed, WireClient
@@ -93,6 +93,10 @@ class Sender(threading.Thread):
         self.ports = ports
         self.stop = stop
         self.conn: WireClient | None = None
+        self.conn_port: int | None = None
+        # Set to move back to the first edge in `ports` between two sends (after a
+        # stopped edge came back), so that the next edge fault hits this sender again.
+        self.rehome = threading.Event()
         # (sent at, client id, outcome: "acked" or an error code, acked at)
         self.log: list[tuple[float, str, str, float]] = []
 
@@ -105,6 +109,7 @@ class Sender(threading.Thread):
             try:
                 reply = conn.request("login", token=self.token)
                 if reply["ok"]:
+                    self.conn_port = port
                     return conn
             except (ConnectionClosed, OSError, TimeoutError):
                 pass
@@ -116,6 +121,11 @@ class Sender(threading.Thread):
             if self.stop.is_set():
                 break
             cid = f"{self.name_}-{n}"
+            if self.rehome.is_set() and self.conn is not None:
+                self.rehome.clear()
+                if self.conn_port != self.ports[0]:
+                    self.conn.close()
+                    self.conn = None
             sent_at = time.monotonic()
             try:
                 if self.conn is None:
@@ -220,6 +230,25 @@ def _run_suite(stack: Stack, db: PrivateMariaDB) -> None:
         stack.kill("social#1")
         stack.restart("social#1")
 
+    def stop_social() -> None:  # docker stop: SIGTERM, drain, exit
+        stack.kill("social#1", signal.SIGTERM)
+        stack.restart("social#1")
+
+    def back_home() -> None:
+        """After an edge restart: its senders return to it (they had moved over)."""
+        wait_for_port(ports[1])
+        for s in senders:
+            s.rehome.set()
+        _wait(
+            lambda: all(s.conn_port == s.ports[0] for s in senders),
+            30,
+            "senders back on their own edges",
+        )
+
+    def stop_edge() -> None:
+        stack.kill("edge#1", signal.SIGTERM)
+        stack.restart("edge#1")
+
     def kill_bus() -> None:
         stack.kill("bus")
         stack.restart("bus")
@@ -239,6 +268,8 @@ def _run_suite(stack: Stack, db: PrivateMariaDB) -> None:
 
     faults = [
         ("kill -9 a social replica", kill_social),
+        ("SIGTERM a social replica (docker stop)", stop_social),
+        ("SIGTERM an edge (docker stop)", stop_edge),
         ("kill -9 the bus", kill_bus),
         ("kill -9 an edge", kill_edge),
         ("restart MySQL", restart_mysql),
@@ -252,6 +283,8 @@ def _run_suite(stack: Stack, db: PrivateMariaDB) -> None:
         recovery = recovered_after(started)
         phases.append((name, started, recovery))
         print(f"{name}: recovered in {recovery:.2f} s")
+        if "edge" in name:
+            back_home()
         time.sleep(STEADY_S)
     stop.set()
     for s in senders:
