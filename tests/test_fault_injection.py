@@ -4,10 +4,11 @@ Two edges, two social replicas and a private MariaDB. Senders post to the lobby 
 client ids at a steady rate while the suite, in turn: kills -9 a social replica, stops
 one and an edge gracefully (SIGTERM, as docker stop does), kills the bus, kills an edge,
 restarts MySQL, and pauses a social replica (SIGSTOP) past the request timeout. Killed
-processes are started again at once, as compose's restart policy would. After each fault: every message the server acknowledged is readable via
-sync exactly once; every other send ended in an error the sender saw (no hang);
-presence converges to the connections that really exist; recovery time is recorded.
-The table goes to docs/results/fault-injection.json (and docs/security.md).
+processes are started again at once, as compose's restart policy would. After each
+fault: every message the server acknowledged is readable via sync exactly once; every
+other send ended in an error the sender saw (no hang); presence converges to the
+connections that really exist; recovery time is recorded. The table goes to
+docs/results/fault-injection.json (and docs/security.md).
 """
 
 from __future__ import annotations
