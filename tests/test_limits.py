@@ -149,6 +149,7 @@ def test_brute_force_is_throttled_and_logged(make_stack, db_url, replicas):
             if r["error"]["code"] == "rate_limited":
                 assert r["error"]["retry_after_ms"] > 0
         elapsed = time.monotonic() - started
+        print(f"\nbrute force, {replicas} auth replica(s): {codes} in {elapsed:.1f} s")
         # Checked at most: the burst, plus what refilled meanwhile (10 per 300 s).
         assert codes.get("bad_credentials", 0) <= 10 + int(elapsed * 10 / 300) + 1, codes
         assert codes["bad_credentials"] >= 10, codes
