@@ -12,12 +12,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from .net import RETRYABLE, ChatClient
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 MAX_SEND_ATTEMPTS = 5
+MAX_RATE_LIMITED = 100  # a message waits its turn this many times before it fails
 
 
 def room_key(name: str) -> tuple[str, str]:
@@ -306,13 +307,24 @@ class ChatState(QObject):
                 conv.add({**reply["message"], "state": SENT})
             else:
                 error = reply["error"]
+                if error["code"] == "rate_limited" and local["attempts"] < MAX_RATE_LIMITED:
+                    # Not a failure, just "later": it does not use up the normal retries.
+                    QTimer.singleShot(error.get("retry_after_ms", 1000), lambda: self._retry(local))
+                    return
                 if error["code"] in RETRYABLE and local["attempts"] < MAX_SEND_ATTEMPTS:
-                    return  # kept pending: retried with the same client_id
+                    # Kept pending and sent again with the same client_id (the server
+                    # keeps one copy) after a short backoff, or after the reconnect.
+                    QTimer.singleShot(1000 * local["attempts"], lambda: self._retry(local))
+                    return
                 self._finish(local)
                 conv.add({**local, "state": FAILED, "error": error["message"]})
             self.conversationChanged.emit(key)
 
         self.client.request(op, fields, done)
+
+    def _retry(self, local: dict[str, Any]) -> None:
+        if local in self.outbox:
+            self._send_one(local)
 
     def _finish(self, local: dict[str, Any]) -> None:
         if local in self.outbox:

@@ -275,3 +275,16 @@ def test_tls_login_verifies_the_server(qtbot, make_stack, sqlite_url, tmp_path):
         lambda: app.state.conversation(room_key("lobby")).messages[-1]["state"] == SENT,
         timeout=WAIT,
     )
+
+
+def test_rate_limited_sends_are_retried_when_the_server_says(
+    qtbot, make_stack, sqlite_url, tmp_path
+):
+    stack = make_stack(sqlite_url, rate_message="2/2s")
+    app = make_app(tmp_path, "quick")
+    sign_up(qtbot, app, stack.port, "quick")
+    for i in range(5):
+        type_and_send(qtbot, app, f"fast {i}")
+    conv = app.state.conversation(room_key("lobby"))
+    qtbot.waitUntil(lambda: [m["state"] for m in conv.messages] == [SENT] * 5, timeout=WAIT)
+    assert sorted(texts(app, room_key("lobby"))) == [f"fast {i}" for i in range(5)]
