@@ -829,49 +829,63 @@ def scenario_login(args: argparse.Namespace) -> list[Result]:
     return [result]
 
 
+def raise_file_limit() -> None:
+    """Up to 20,000 open files (the machine's per-process cap); services started after
+    this inherit it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20_000), hard))
+
+
 def scenario_resume(args: argparse.Namespace) -> list[Result]:
+    """A reconnect storm: N different users (as after an edge restart) resume their
+    sessions with tokens, at most --inflight at a time, and stay connected until all
+    are back. Timed from the first connect to the last login reply."""
+    raise_file_limit()
     with tempfile.TemporaryDirectory() as tmp:
         stack, url = servers.start_chatroom(Path(tmp) / "chatroom", db=args.db)
         try:
 
             async def run() -> Result:
-                maker = AsyncChat()
-                await maker.connect("127.0.0.1", stack.port)
-                await maker.register_login("resumer", PASSWORD)  # one account, many sessions
-                await maker.close()
                 tokens: list[str] = []
-                # Sessions: log in fresh connections with the password (not timed).
                 sem = asyncio.Semaphore(64)
 
-                async def make_token(i: int) -> None:
+                async def make_token(i: int) -> None:  # not timed
                     async with sem:
                         c = AsyncChat()
                         await c.connect("127.0.0.1", stack.port)
-                        reply = await c.call("login", username="resumer", password=PASSWORD)
+                        reply = await c.register_login(f"resumer{i}", PASSWORD)
                         tokens.append(reply["token"])
                         await c.close()
 
                 setup = time.monotonic()
                 await asyncio.gather(*(make_token(i) for i in range(args.users)))
-                print(f"{len(tokens)} sessions created in {time.monotonic() - setup:.1f} s")
-                result = Result("resume", "chatroom", {"users": args.users})
+                print(f"{len(tokens)} users with sessions in {time.monotonic() - setup:.1f} s")
+                result = Result(
+                    "resume", "chatroom", {"users": args.users, "inflight": args.inflight}
+                )
                 latencies: list[float] = []
+                connected: list[AsyncChat] = []
+                window = asyncio.Semaphore(args.inflight)
                 started = time.monotonic()
 
                 async def resume(token: str) -> None:
-                    async with sem:
+                    async with window:
                         c = AsyncChat()
                         t0 = time.monotonic()
                         await c.connect("127.0.0.1", stack.port)
                         await c.call("login", token=token, timeout=60)
                         latencies.append((time.monotonic() - t0) * 1000)
-                        await c.close()
+                        connected.append(c)
                         if len(latencies) % 500 == 0:
                             progress("token resumes", len(latencies), len(tokens), started)
 
                 await asyncio.gather(*(resume(t) for t in tokens))
-                progress("token resumes", len(latencies), len(tokens), started)
                 result.duration_s = round(time.monotonic() - started, 3)
+                progress("token resumes", len(latencies), len(tokens), started)
+                for c in connected:
+                    await c.close()
                 result.sent = result.expected = len(tokens)
                 result.delivered = len(latencies)
                 result.latencies_ms = latencies
@@ -910,10 +924,7 @@ def _idle_worker(conn: Any, port: int, count: int, token: str) -> None:
         for c in clients:
             await c.close()
 
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20_000), hard))
+    raise_file_limit()
     asyncio.run(run())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
@@ -225,20 +225,24 @@ def remove(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
 
 def friend_list(conn: Connection, me_id: int) -> dict[str, Any]:
     friends = user_entries(conn, presence.friend_ids(conn, me_id))
-
-    def pending(column_mine, column_other) -> list[dict[str, Any]]:  # noqa: ANN001
-        rows = conn.execute(
-            select(users.c.id, users.c.username, friend_requests.c.created_at)
-            .join(users, users.c.id == column_other)
-            .where(column_mine == me_id, friend_requests.c.status == PENDING)
-            .order_by(friend_requests.c.created_at)
+    # Requests both ways in one query: the other party is whichever side is not me.
+    other = case(
+        (friend_requests.c.from_id == me_id, friend_requests.c.to_id),
+        else_=friend_requests.c.from_id,
+    )
+    rows = conn.execute(
+        select(users.c.id, users.c.username, friend_requests.c.created_at, friend_requests.c.to_id)
+        .join(users, users.c.id == other)
+        .where(
+            (friend_requests.c.from_id == me_id) | (friend_requests.c.to_id == me_id),
+            friend_requests.c.status == PENDING,
         )
-        return [{"user": user_ref(r), "ts": r.created_at} for r in rows]
-
+        .order_by(friend_requests.c.created_at, friend_requests.c.id)
+    ).all()
     return {
         "friends": friends,
-        "incoming": pending(friend_requests.c.to_id, friend_requests.c.from_id),
-        "outgoing": pending(friend_requests.c.from_id, friend_requests.c.to_id),
+        "incoming": [{"user": user_ref(r), "ts": r.created_at} for r in rows if r.to_id == me_id],
+        "outgoing": [{"user": user_ref(r), "ts": r.created_at} for r in rows if r.to_id != me_id],
     }
 
 

@@ -32,11 +32,15 @@ def _publish_to_users(ctx: RequestContext, events: UserEvents) -> None:
         ctx.publish(user_topic(user_id), event)
 
 
+PROFILE_CACHE_MAX = 1_000_000  # user ids (a few tens of MB at most)
+
+
 class SocialHandlers:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
         self.writer = GroupWriter(engine, rooms.select_messages)
+        self._profiles_seen: set[int] = set()
 
     def service(self) -> Service:
         handlers = {
@@ -83,12 +87,10 @@ class SocialHandlers:
     def session_open(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """After a login: record the session, tell friends, return the starting snapshot."""
         user_id = ctx.require_user()
-        presence.ensure_profile(self.engine, user_id)
+        self._ensure_profile(user_id)
         with self.engine.begin() as conn:
             profile = presence.lock_profile(conn, user_id)
             came_online = presence.open_session(conn, user_id, ctx.edge, ctx.conn)
-            if came_online:
-                self._announce(ctx, conn, user_id, True)
             snapshot = {
                 "rooms": rooms.rooms_of(conn, user_id),
                 "status": profile.status,
@@ -96,7 +98,18 @@ class SocialHandlers:
                 # Pushed by the edge right after the login reply.
                 "pending_events": friends.untold_rejections(conn, user_id),
             }
+            if came_online:  # the friend list and the profile at hand: no more queries
+                event = presence.event(user_id, ctx.username, True, profile.status)
+                for friend in snapshot["friends"]:
+                    ctx.publish(user_topic(friend["id"]), event)
         return snapshot
+
+    def _ensure_profile(self, user_id: int) -> None:
+        # Profiles are never deleted: once seen here, no need to look again.
+        if user_id not in self._profiles_seen:
+            presence.ensure_profile(self.engine, user_id)
+            if len(self._profiles_seen) < PROFILE_CACHE_MAX:
+                self._profiles_seen.add(user_id)
 
     def session_close(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
@@ -139,7 +152,7 @@ class SocialHandlers:
                 edge=ctx.edge,
                 conn=conn_id,
             )
-            presence.ensure_profile(self.engine, user_id)
+            self._ensure_profile(user_id)
             with self.engine.begin() as conn:
                 presence.lock_profile(conn, user_id)
                 if presence.open_session(conn, user_id, ctx.edge, conn_id):
@@ -174,7 +187,7 @@ class SocialHandlers:
             raise bad_request(
                 "status", f"a status is at most {self.settings.max_status_chars} characters"
             )
-        presence.ensure_profile(self.engine, user_id)
+        self._ensure_profile(user_id)
         with self.engine.begin() as conn:
             presence.lock_profile(conn, user_id)
             presence.set_status(conn, user_id, status)

@@ -99,11 +99,15 @@ def presence_event(conn: Connection, user_id: int, is_online: bool) -> dict[str,
         .select_from(users.outerjoin(profiles, profiles.c.user_id == users.c.id))
         .where(users.c.id == user_id)
     ).one()
+    return event(user_id, row.username, is_online, row.status)
+
+
+def event(user_id: int, username: str, is_online: bool, status: str | None) -> dict[str, Any]:
     return {
         "event": "presence",
-        "user": {"id": user_id, "username": row.username},
+        "user": {"id": user_id, "username": username},
         "online": is_online,
-        "status": row.status or "",
+        "status": status or "",
     }
 
 
