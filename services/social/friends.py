@@ -223,51 +223,63 @@ def remove(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
     ]
 
 
-def friend_list(conn: Connection, me_id: int) -> dict[str, Any]:
+def friend_list(conn: Connection, me_id: int, at_login: bool = False) -> dict[str, Any]:
+    """Friends, and requests both ways. `at_login` adds `pending_events`: rejections of
+    this user's requests that happened while they were offline (marked told now)."""
     friends = user_entries(conn, presence.friend_ids(conn, me_id))
-    # Requests both ways in one query: the other party is whichever side is not me.
+    # Requests in one query: the other party is whichever side is not me.
     other = case(
         (friend_requests.c.from_id == me_id, friend_requests.c.to_id),
         else_=friend_requests.c.from_id,
     )
-    rows = conn.execute(
-        select(users.c.id, users.c.username, friend_requests.c.created_at, friend_requests.c.to_id)
-        .join(users, users.c.id == other)
-        .where(
-            (friend_requests.c.from_id == me_id) | (friend_requests.c.to_id == me_id),
-            friend_requests.c.status == PENDING,
-        )
-        .order_by(friend_requests.c.created_at, friend_requests.c.id)
-    ).all()
-    return {
-        "friends": friends,
-        "incoming": [{"user": user_ref(r), "ts": r.created_at} for r in rows if r.to_id == me_id],
-        "outgoing": [{"user": user_ref(r), "ts": r.created_at} for r in rows if r.to_id != me_id],
-    }
-
-
-def untold_rejections(conn: Connection, me_id: int) -> list[dict[str, Any]]:
-    """Rejections that happened while this user was offline; marks them told."""
-    rows = conn.execute(
-        select(friend_requests.c.id, users.c.id.label("by_id"), users.c.username)
-        .join(users, users.c.id == friend_requests.c.to_id)
-        .where(
+    wanted = friend_requests.c.status == PENDING
+    if at_login:
+        untold = and_(
             friend_requests.c.from_id == me_id,
             friend_requests.c.status == REJECTED,
             friend_requests.c.requester_told.is_(False),
         )
+        wanted = wanted | untold
+    rows = conn.execute(
+        select(
+            users.c.id,
+            users.c.username,
+            friend_requests.c.id.label("request_id"),
+            friend_requests.c.created_at,
+            friend_requests.c.to_id,
+            friend_requests.c.status,
+        )
+        .join(users, users.c.id == other)
+        .where((friend_requests.c.from_id == me_id) | (friend_requests.c.to_id == me_id), wanted)
+        .order_by(friend_requests.c.created_at, friend_requests.c.id)
     ).all()
+    pending = [r for r in rows if r.status == PENDING]
+    result = {
+        "friends": friends,
+        "incoming": [
+            {"user": user_ref(r), "ts": r.created_at} for r in pending if r.to_id == me_id
+        ],
+        "outgoing": [
+            {"user": user_ref(r), "ts": r.created_at} for r in pending if r.to_id != me_id
+        ],
+    }
+    if at_login:
+        result["pending_events"] = _tell_rejections(conn, [r for r in rows if r.status == REJECTED])
+    return result
+
+
+def _tell_rejections(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
     if rows:
         conn.execute(
             update(friend_requests)
-            .where(friend_requests.c.id.in_([r.id for r in rows]))
+            .where(friend_requests.c.id.in_([r.request_id for r in rows]))
             .values(requester_told=True)
         )
     return [
         {
             "event": "friend.rejected",
-            "request_id": r.id,
-            "by": {"id": r.by_id, "username": r.username},
+            "request_id": r.request_id,
+            "by": {"id": r.id, "username": r.username},
         }
         for r in rows
     ]

@@ -94,9 +94,8 @@ class SocialHandlers:
             snapshot = {
                 "rooms": rooms.rooms_of(conn, user_id),
                 "status": profile.status,
-                **friends.friend_list(conn, user_id),
-                # Pushed by the edge right after the login reply.
-                "pending_events": friends.untold_rejections(conn, user_id),
+                # With pending_events, pushed by the edge right after the login reply.
+                **friends.friend_list(conn, user_id, at_login=True),
             }
             if came_online:  # the friend list and the profile at hand: no more queries
                 event = presence.event(user_id, ctx.username, True, profile.status)
