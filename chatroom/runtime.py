@@ -54,6 +54,18 @@ def room_topic(room_id: int) -> bytes:
     return f"r:{room_id}|".encode()
 
 
+# MySQL/MariaDB: 1213 deadlock, 1205 lock wait timeout; SQLite: "database is locked".
+LOCK_CONFLICT_CODES = (1213, 1205)
+DEADLOCK_ATTEMPTS = 4
+
+
+def is_lock_conflict(exc: OperationalError) -> bool:
+    args = getattr(exc.orig, "args", ())
+    if args and args[0] in LOCK_CONFLICT_CODES:
+        return True
+    return "database is locked" in str(exc.orig)
+
+
 @dataclass
 class RequestContext:
     """Who is asking. The edge fills it from the connection's session, never from the
@@ -215,14 +227,14 @@ class ServiceRuntime:
             return {"rid": rid, "ok": False, "error": err.to_dict()}, []
         with logger.contextualize(op=op, rid=rid, user=ctx.user_id):
             try:
-                result = await self._run_blocking(handler, ctx, body.get("args") or {})
+                result = await self._run_with_retry(handler, ctx, body.get("args") or {})
                 self.handled += 1
                 return {"rid": rid, "ok": True, "result": result}, ctx.events
             except ServiceError as exc:
                 logger.info("{} refused: {}", op, exc.code)
                 return {"rid": rid, "ok": False, "error": exc.to_dict()}, []
             except OperationalError as exc:
-                logger.error("{} failed: database unavailable ({})", op, type(exc.orig).__name__)
+                logger.error("{} failed: database unavailable ({})", op, exc.orig)
                 err = ServiceError(
                     ErrorCode.SERVICE_UNAVAILABLE, "the database is unavailable; try again"
                 )
@@ -246,6 +258,21 @@ class ServiceRuntime:
     async def _publish(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
         for topic, event in events:
             await self._pub.send_multipart([topic, dumps(event)])
+
+    async def _run_with_retry(self, handler: Handler, ctx: RequestContext, args: dict) -> Any:
+        """Run a handler; when the database chose its transaction as a deadlock victim
+        (or it waited too long for a lock), run it again: the transaction was rolled
+        back whole, and its events are only published after success."""
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                return await self._run_blocking(handler, ctx, args)
+            except OperationalError as exc:
+                if not is_lock_conflict(exc) or attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                logger.warning("{} hit a lock conflict; retrying (attempt {})", ctx.op, attempt)
+                ctx.events.clear()
+                await asyncio.sleep(0.005 * attempt)
+        raise AssertionError("unreachable")
 
     async def _run_blocking(self, handler: Handler, ctx: Any, args: dict) -> Any:
         # copy_context carries the loguru request context into the worker thread.

@@ -9,6 +9,9 @@
     .venv/bin/python -m loadtest.bench resume --users 10000
     .venv/bin/python -m loadtest.bench idle --connections 10000
     .venv/bin/python -m loadtest.bench ceiling
+    .venv/bin/python -m loadtest.bench presence --users 400 --friends 5 --rounds 10
+    .venv/bin/python -m loadtest.bench avatars --users 200 --friends 5 --rounds 5
+    .venv/bin/python -m loadtest.bench soak --connections 10000 --rate 1000 --seconds 600
 
 Every run starts fresh servers on 127.0.0.1 (ours on MariaDB; ngIRCd where the scenario
 compares), prints progress and a summary table, writes loadtest/results/<scenario>.json
@@ -1116,6 +1119,9 @@ def main(argv: list[str] | None = None) -> None:
             "resume",
             "idle",
             "ceiling",
+            "presence",
+            "avatars",
+            "soak",
         ],
     )
     parser.add_argument("--members", type=int, default=100)
@@ -1127,6 +1133,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--friends", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rooms", type=int, default=100)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--db", choices=["mariadb", "sqlite"], default="mariadb")
     parser.add_argument(
@@ -1140,6 +1149,8 @@ def main(argv: list[str] | None = None) -> None:
         "--systems", nargs="+", default=["chatroom", "ngircd"], choices=["chatroom", "ngircd"]
     )
     args = parser.parse_args(argv)
+    from loadtest import churn, soak  # they use this module's helpers
+
     servers.OVERRIDES.update(item.split("=", 1) for item in args.set)
     handlers = {
         "fanout": lambda: scenario_fanout(args),
@@ -1151,6 +1162,9 @@ def main(argv: list[str] | None = None) -> None:
         "resume": lambda: scenario_resume(args),
         "idle": lambda: scenario_idle(args),
         "ceiling": lambda: scenario_ceiling(args),
+        "presence": lambda: churn.scenario_presence(args),
+        "avatars": lambda: churn.scenario_avatars(args),
+        "soak": lambda: soak.scenario_soak(args),
     }
     handlers[args.scenario]()
 

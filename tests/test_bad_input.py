@@ -117,6 +117,19 @@ def test_pre_login_timeout(make_stack, sqlite_url):
         assert time.monotonic() - started < 5
 
 
+def test_logout_then_login_again_on_an_old_connection(make_stack, sqlite_url):
+    """Found by the presence benchmark: after a logout the login timeout starts again,
+    it does not count from when the socket was opened."""
+    stack = make_stack(sqlite_url, login_timeout_s=2)
+    with WireClient(stack.port) as c:
+        c.register_and_login("again")
+        time.sleep(3)  # older than the login timeout, but logged in
+        c.call("logout")
+        time.sleep(1.2)  # the sweeper (every second) has looked at least once
+        c.login("again", "correct horse")
+        assert c.call("ping")["ok"]
+
+
 def test_idle_timeout(make_stack, sqlite_url):
     stack = make_stack(sqlite_url, idle_timeout_s=2)
     with WireClient(stack.port) as idle, WireClient(stack.port) as active:

@@ -49,10 +49,13 @@ def are_friends(conn: Connection, a: int, b: int) -> bool:
 
 
 def _request_row(conn: Connection, from_id: int, to_id: int) -> Any:
+    # No FOR UPDATE: the caller holds both users' profile locks, which serialise every
+    # friend operation of the pair. (Locking a request row that does not exist yet
+    # would take an InnoDB gap lock, and two such inserts deadlock each other.)
     return conn.execute(
-        select(friend_requests)
-        .where(friend_requests.c.from_id == from_id, friend_requests.c.to_id == to_id)
-        .with_for_update()
+        select(friend_requests).where(
+            friend_requests.c.from_id == from_id, friend_requests.c.to_id == to_id
+        )
     ).first()
 
 
@@ -99,8 +102,7 @@ def _befriend(conn: Connection, a: int, b: int) -> None:
     )
 
 
-def request(conn: Connection, me: Any, username: str, max_pending: int) -> tuple[dict, UserEvents]:
-    target = find_user(conn, username)
+def request(conn: Connection, me: Any, target: Any, max_pending: int) -> tuple[dict, UserEvents]:
     if target.id == me.id:
         raise bad_request("username", "you cannot send a friend request to yourself")
     if are_friends(conn, me.id, target.id):
@@ -108,7 +110,7 @@ def request(conn: Connection, me: Any, username: str, max_pending: int) -> tuple
     theirs = _request_row(conn, target.id, me.id)
     if theirs is not None and theirs.status == PENDING:
         # They asked first: asking back is saying yes.
-        return accept(conn, me, target.username)
+        return accept(conn, me, target)
     mine = _request_row(conn, me.id, target.id)
     if mine is not None and mine.status == PENDING:
         return {"status": PENDING, "to": user_ref(target)}, []  # asking twice is one request
@@ -148,8 +150,7 @@ def _pending_from(conn: Connection, requester: Any, me_id: int) -> Any:
     return row
 
 
-def accept(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
-    requester = find_user(conn, username)
+def accept(conn: Connection, me: Any, requester: Any) -> tuple[dict, UserEvents]:
     row = _pending_from(conn, requester, me.id)
     now = now_ms()
     conn.execute(
@@ -176,8 +177,7 @@ def accept(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
     return {"status": ACCEPTED, "friend": requester_entry}, events
 
 
-def reject(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
-    requester = find_user(conn, username)
+def reject(conn: Connection, me: Any, requester: Any) -> tuple[dict, UserEvents]:
     row = _pending_from(conn, requester, me.id)
     conn.execute(
         update(friend_requests)
@@ -205,8 +205,7 @@ def mark_told(conn: Connection, me_id: int, request_id: int) -> None:
     )
 
 
-def remove(conn: Connection, me: Any, username: str) -> tuple[dict, UserEvents]:
-    other = find_user(conn, username)
+def remove(conn: Connection, me: Any, other: Any) -> tuple[dict, UserEvents]:
     removed = conn.execute(
         delete(friendships).where(
             or_(

@@ -196,10 +196,19 @@ class SocialHandlers:
 
     # ------------------------------------------------------------------ friends
 
-    def _friend_op(self, ctx: RequestContext, action: Any, *extra: Any) -> dict[str, Any]:
+    def _friend_op(
+        self, ctx: RequestContext, action: Any, username: str, *extra: Any
+    ) -> dict[str, Any]:
+        """Run a friend action on (me, the named user) holding both users' profile
+        locks, taken in id order, so concurrent operations on a pair run one by one."""
         me = _me(ctx)
+        with self.engine.connect() as conn:
+            other = friends.find_user(conn, username)
+        for user_id in (me.id, other.id):
+            self._ensure_profile(user_id)
         with self.engine.begin() as conn:
-            result, events = action(conn, me, *extra)
+            presence.lock_profiles(conn, {me.id, other.id})
+            result, events = action(conn, me, other, *extra)
         _publish_to_users(ctx, events)
         return result
 

@@ -36,6 +36,17 @@ def lock_profile(conn: Connection, user_id: int) -> Any:
     ).one()
 
 
+def lock_profiles(conn: Connection, user_ids: set[int]) -> None:
+    """Lock several users' profiles, always in id order (no deadlock between two
+    callers locking overlapping sets)."""
+    conn.execute(
+        select(profiles.c.user_id)
+        .where(profiles.c.user_id.in_(sorted(user_ids)))
+        .order_by(profiles.c.user_id)
+        .with_for_update()
+    ).all()
+
+
 def session_count(conn: Connection, user_id: int) -> int:
     return conn.execute(
         select(func.count()).select_from(live_sessions).where(live_sessions.c.user_id == user_id)

@@ -425,4 +425,7 @@ class Edge:
         assert session is not None  # needs_login is checked before dispatch
         await self.bus.call("auth", "logout", ctx=self._context(conn, session), retry=True)
         await self._close_session(conn)
+        # The socket may log in again: it gets the full login timeout from now, not
+        # from when it was opened (else the sweeper would close it at once).
+        conn.opened_at = time.monotonic()
         return {}

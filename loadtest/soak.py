@@ -1,0 +1,255 @@
+"""Soak: steady open-loop load for a set time while every process's memory is sampled.
+
+--connections members spread over --rooms group rooms (member i is in room i % rooms),
+held by --processes generator processes; 4 sender connections post --rate messages per
+second, message n going to room n % rooms. Every delivery is counted per member and
+message, every send must be acknowledged (persisted), and the RSS of each service
+process, MariaDB and the generator is sampled every 5 s. Memory growth is measured from
+the end of the warm-up (a tenth of the run, at least 30 s) to the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest import servers
+from loadtest.aclient import AsyncChat
+from loadtest.bench import (
+    PASSWORD,
+    Collector,
+    Result,
+    _pcts,
+    parse_stamp,
+    persisted_count,
+    print_table,
+    progress,
+    raise_file_limit,
+    save,
+    stamp,
+    timeline_of,
+)
+
+SENDERS = 4
+SAMPLE_EVERY_S = 5.0
+
+
+def room_name(index: int) -> str:
+    return f"soak-{index}"
+
+
+def _member_main(conn: Any, port: int, members: list[int], rooms: int) -> None:
+    """One generator process: its members log in, join their rooms, count deliveries."""
+
+    async def run() -> None:
+        collector = Collector()
+        clients: list[AsyncChat] = []
+        sem = asyncio.Semaphore(100)
+
+        async def join(i: int) -> None:
+            def on_event(event: dict, now: int, who: int = i) -> None:
+                if event.get("event") == "message":
+                    parsed = parse_stamp(event["text"])
+                    if parsed:
+                        collector.record(who, parsed[0], parsed[1], now)
+
+            async with sem:
+                c = AsyncChat(on_event)
+                await c.connect("127.0.0.1", port)
+                await c.register_login(f"k{i}", PASSWORD)
+                await c.call("room.join", room=room_name(i % rooms), timeout=60)
+                clients.append(c)
+
+        await asyncio.gather(*(join(i) for i in members))
+        conn.send("ready")
+        loop = asyncio.get_running_loop()
+        sent = await loop.run_in_executor(None, conn.recv)  # messages sent, at the end
+        expected = sum(len(range(i % rooms, sent, rooms)) for i in members)
+        end = time.monotonic() + 60
+        while collector.count < expected and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        conn.send(
+            {
+                "count": collector.count,
+                "expected": expected,
+                "latencies": collector.latencies,
+                "bins": collector.bins,
+                "duplicates": collector.duplicates,
+            }
+        )
+        for c in clients:
+            await c.close()
+
+    raise_file_limit()
+    asyncio.run(run())
+
+
+def _rss_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _watched_pids(stack: Any, workers: list[Any]) -> dict[str, int]:
+    pids = {name: proc.pid for name, proc in stack.procs.items()}
+    mariadb = subprocess.run(["pgrep", "-o", "mariadbd"], capture_output=True, text=True)
+    if mariadb.stdout.strip():
+        pids["mariadb"] = int(mariadb.stdout.split()[0])
+    for n, proc in enumerate(workers):
+        pids[f"generator#{n}"] = proc.pid
+    return pids
+
+
+def scenario_soak(args: argparse.Namespace) -> list[Result]:
+    raise_file_limit()
+    members = args.connections
+    with tempfile.TemporaryDirectory() as tmp:
+        stack, url = servers.start_chatroom(
+            Path(tmp) / "chatroom", db=args.db, max_inflight_per_conn=256
+        )
+        try:
+            ctx = mp.get_context("fork")
+            pipes, procs = [], []
+            for p in range(args.processes):
+                parent, child = ctx.Pipe()
+                share = list(range(p, members, args.processes))
+                proc = ctx.Process(
+                    target=_member_main, args=(child, stack.port, share, args.rooms), daemon=True
+                )
+                proc.start()
+                pipes.append(parent)
+                procs.append(proc)
+            setup = time.monotonic()
+            for pipe in pipes:
+                if not pipe.poll(900):
+                    raise TimeoutError("soak members did not connect in time")
+                pipe.recv()
+            print(
+                f"soak: {members} members in {args.rooms} rooms ready in "
+                f"{time.monotonic() - setup:.0f} s"
+            )
+            pids = _watched_pids(stack, procs)
+            result = asyncio.run(_send(stack.port, args, pids))
+            for pipe in pipes:
+                pipe.send(result.sent)
+            parts = []
+            for pipe in pipes:
+                if not pipe.poll(180):
+                    raise TimeoutError("soak members did not report")
+                parts.append(pipe.recv())
+            for proc in procs:
+                proc.join(10)
+            persisted = persisted_count(url)
+        finally:
+            servers.stop_chatroom(stack, url)
+    result.expected = sum(p["expected"] for p in parts)
+    result.delivered = sum(p["count"] for p in parts)
+    result.latencies_ms = [x for p in parts for x in p["latencies"]]
+    bins: dict[int, int] = {}
+    for p in parts:
+        for b, n in p["bins"].items():
+            bins[b] = bins.get(b, 0) + n
+    result.timeline = timeline_of(bins)
+    result.extra.update(
+        persisted=persisted,
+        duplicates=sum(p["duplicates"] for p in parts),
+        deliveries_per_s=round(result.delivered / result.duration_s, 1),
+    )
+    print_table([result])
+    growth = result.extra["memory_growth_pct"]
+    print("memory growth after warm-up (%):", growth)
+    print(f"acknowledged {result.extra['acked']} of {result.sent}; persisted {persisted}")
+    save("soak", [result])
+    return [result]
+
+
+async def _send(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Result:
+    senders = []
+    for s in range(SENDERS):
+        c = AsyncChat()
+        await c.connect("127.0.0.1", port)
+        await c.register_login(f"soaker{s}", PASSWORD)
+        for r in range(args.rooms):
+            await c.call("room.join", room=room_name(r))
+        senders.append(c)
+    result = Result(
+        "soak",
+        "chatroom",
+        {
+            "connections": args.connections,
+            "rooms": args.rooms,
+            "rate": args.rate,
+            "seconds": args.seconds,
+        },
+    )
+    acks: list[float] = []
+    errors = 0
+    samples: list[dict[str, Any]] = []
+    pending: set[asyncio.Future] = set()
+    started = time.monotonic()
+    next_sample = started
+    total = int(args.rate * args.seconds)
+    for seq in range(total):
+        now = time.monotonic()
+        if now >= next_sample:
+            samples.append(
+                {"t": round(now - started, 1), **{n: _rss_kib(pid) for n, pid in pids.items()}}
+            )
+            next_sample += SAMPLE_EVERY_S
+        delay = started + seq / args.rate - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent_at = time.monotonic()
+        fut = senders[seq % SENDERS].send_nowait(
+            "room.send", room=room_name(seq % args.rooms), text=stamp(seq)
+        )
+
+        def acked(f: asyncio.Future, t0: float = sent_at) -> None:
+            nonlocal errors
+            pending.discard(f)
+            if not f.cancelled() and f.exception() is None and f.result().get("ok"):
+                acks.append((time.monotonic() - t0) * 1000)
+            else:
+                errors += 1
+
+        fut.add_done_callback(acked)
+        pending.add(fut)
+        result.sent += 1
+        if seq % 1000 == 0:
+            progress("soak sending", seq, total, started)
+    progress("soak sending", total, total, started)
+    if pending:
+        await asyncio.wait(set(pending), timeout=60)
+    samples.append(
+        {"t": round(time.monotonic() - started, 1), **{n: _rss_kib(p) for n, p in pids.items()}}
+    )
+    result.duration_s = round(time.monotonic() - started, 3)
+    result.errors = errors
+    warm = max(30.0, args.seconds / 10)
+    base = next((s for s in samples if s["t"] >= warm), samples[0])
+    last = samples[-1]
+    result.extra.update(
+        acked=len(acks),
+        ack_ms=_pcts(acks),
+        memory_samples_kib=samples,
+        memory_growth_pct={
+            n: round((last[n] - base[n]) * 100 / base[n], 1)
+            for n in pids
+            if base.get(n) and last.get(n)
+        },
+        memory_base_t_s=base["t"],
+    )
+    for c in senders:
+        await c.close()
+    return result
