@@ -187,7 +187,8 @@ async def _presence(port: int, args: argparse.Namespace) -> Result:
 def _picture(n: int) -> bytes:
     from PIL import Image
 
-    image = Image.new("RGB", (96, 96), ((n * 37) % 256, (n * 91) % 256, (n * 53) % 256))
+    # A different colour for every n below 65,536: different pictures, different hashes.
+    image = Image.new("RGB", (96, 96), (n % 256, (n // 256) % 256, 200))
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
@@ -247,6 +248,7 @@ async def _avatars(port: int, args: argparse.Namespace) -> Result:
         "avatars", "chatroom", {"users": args.users, "friends": args.friends, "rounds": args.rounds}
     )
     errors = 0
+    reasons: dict[str, int] = {}
     started = time.monotonic()
     uploads: list[float] = []
 
@@ -259,8 +261,10 @@ async def _avatars(port: int, args: argparse.Namespace) -> Result:
                 reply = await movers[m].call("avatar.set", image=pictures[(m, r)], timeout=60)
                 assert hashes[reply["hash"]] == (m, r)
                 uploads.append((time.monotonic_ns() - t0) / 1e6)
-            except Exception:  # noqa: BLE001 - counted
+            except Exception as exc:  # noqa: BLE001 - counted
                 errors += 1
+                reason = f"{type(exc).__name__}: {str(exc)[:60]}"
+                reasons[reason] = reasons.get(reason, 0) + 1
 
     await asyncio.gather(*(churn(m) for m in range(len(movers))))
     expected = len(movers) * args.rounds * args.friends
@@ -276,7 +280,10 @@ async def _avatars(port: int, args: argparse.Namespace) -> Result:
         fetched=len(fetches),
         fetch_errors=fetch_errors,
         uploads_per_s=round(len(uploads) / result.duration_s, 1),
+        error_reasons=reasons,
     )
+    if reasons:
+        print("errors:", reasons)
     for c in movers + watchers:
         await c.close()
     return result

@@ -119,6 +119,7 @@ def scenario_soak(args: argparse.Namespace) -> list[Result]:
             Path(tmp) / "chatroom", db=args.db, max_inflight_per_conn=256
         )
         try:
+            asyncio.run(_create_rooms(stack.port, args.rooms))
             ctx = mp.get_context("fork")
             pipes, procs = [], []
             for p in range(args.processes):
@@ -172,6 +173,15 @@ def scenario_soak(args: argparse.Namespace) -> list[Result]:
     print(f"acknowledged {result.extra['acked']} of {result.sent}; persisted {persisted}")
     save("soak", [result])
     return [result]
+
+
+async def _create_rooms(port: int, rooms: int) -> None:
+    owner = AsyncChat()
+    await owner.connect("127.0.0.1", port)
+    await owner.register_login("soak-owner", PASSWORD)
+    for r in range(rooms):
+        await owner.call("room.create", room=room_name(r))
+    await owner.close()
 
 
 async def _send(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Result:
