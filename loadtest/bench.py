@@ -905,19 +905,24 @@ def scenario_resume(args: argparse.Namespace) -> list[Result]:
 # ----------------------------------------------------------------------------- idle connections
 
 
-def _idle_worker(conn: Any, port: int, count: int, token: str) -> None:
+def _idle_worker(conn: Any, port: int, first: int, count: int) -> None:
+    """Users idle<first>..: each registers, logs in on its own connection and stays."""
+
     async def run() -> None:
         clients = []
         sem = asyncio.Semaphore(200)
 
-        async def one() -> None:
+        async def one(n: int) -> None:
             async with sem:
                 c = AsyncChat()
                 await c.connect("127.0.0.1", port)
-                await c.call("login", token=token, timeout=120)
+                await c.call("register", username=f"idle{n}", password=PASSWORD, timeout=300)
+                await c.call("login", username=f"idle{n}", password=PASSWORD, timeout=300)
                 clients.append(c)
 
-        outcomes = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(one(first + i) for i in range(count)), return_exceptions=True
+        )
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         reasons: dict[str, int] = {}
         for failure in failures:
@@ -932,21 +937,13 @@ def _idle_worker(conn: Any, port: int, count: int, token: str) -> None:
 
 
 def scenario_idle(args: argparse.Namespace) -> list[Result]:
-    """N logged-in idle connections; edge memory per connection."""
+    """N different users logged in on N idle connections; edge memory per connection."""
     with tempfile.TemporaryDirectory() as tmp:
         stack, url = servers.start_chatroom(Path(tmp) / "chatroom", db=args.db, idle_timeout_s=3600)
         try:
             edge_pid = stack.procs["edge#0"].pid
             before = servers.process_tree_rss_kib(edge_pid)
 
-            async def token() -> str:
-                c = AsyncChat()
-                await c.connect("127.0.0.1", stack.port)
-                reply = await c.register_login("idler", PASSWORD)
-                await c.close()
-                return reply["token"]
-
-            tok = asyncio.run(token())
             per = 15_000  # below the 20,000 open files one process may hold
             ctx = mp.get_context("fork")
             pipes, procs = [], []
@@ -955,8 +952,9 @@ def scenario_idle(args: argparse.Namespace) -> list[Result]:
             while remaining > 0:
                 n = min(per, remaining)
                 parent, child = ctx.Pipe()
+                first = args.connections - remaining
                 proc = ctx.Process(
-                    target=_idle_worker, args=(child, stack.port, n, tok), daemon=True
+                    target=_idle_worker, args=(child, stack.port, first, n), daemon=True
                 )
                 proc.start()
                 pipes.append(parent)

@@ -21,7 +21,7 @@ from typing import Any
 
 from chatroom.services.media import images
 from loadtest import servers
-from loadtest.aclient import AsyncChat
+from loadtest.aclient import AsyncChat, ChatError
 from loadtest.bench import (
     PASSWORD,
     Result,
@@ -212,17 +212,24 @@ async def _avatars(port: int, args: argparse.Namespace) -> Result:
     watch = Watch()
     hashes: dict[str, tuple[int, int]] = {}  # avatar hash -> (mover, change)
     fetches: list[float] = []
-    fetch_errors = 0
+    fetch_errors = superseded = 0
     tasks: set[asyncio.Task] = set()
     watchers: list[AsyncChat] = []
 
     async def fetch(watcher: int, digest: str) -> None:
-        nonlocal fetch_errors
+        nonlocal fetch_errors, superseded
         t0 = time.monotonic()
         try:
             reply = await watchers[watcher].call("avatar.get", hash=digest, size=64)
             assert reply["size"] == 64
             fetches.append((time.monotonic() - t0) * 1000)
+        except ChatError as exc:
+            # Friends may fetch a user's current picture only: one replaced before the
+            # fetch arrived is not_found (its successor's push is on the way).
+            if exc.code == "not_found":
+                superseded += 1
+            else:
+                fetch_errors += 1
         except Exception:  # noqa: BLE001 - counted
             fetch_errors += 1
 
@@ -279,6 +286,7 @@ async def _avatars(port: int, args: argparse.Namespace) -> Result:
         fetch_ms=_pcts(fetches),
         fetched=len(fetches),
         fetch_errors=fetch_errors,
+        fetch_superseded=superseded,
         uploads_per_s=round(len(uploads) / result.duration_s, 1),
         error_reasons=reasons,
     )
