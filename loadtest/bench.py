@@ -330,6 +330,28 @@ class ReceiverPool:
         return merged
 
 
+def collect_parts(pipes: list[Any], procs: list[Any], timeout: float, who: str) -> list[Any]:
+    """Each worker process's report, then the workers joined."""
+    parts = []
+    for pipe in pipes:
+        if not pipe.poll(timeout):
+            raise TimeoutError(f"{who} did not report within {timeout:g} s")
+        parts.append(pipe.recv())
+    for proc in procs:
+        proc.join(10)
+    return parts
+
+
+def merge_latencies(result: Result, parts: list[dict[str, Any]]) -> None:
+    """The workers' latency samples and completions per 100 ms, into one result."""
+    result.latencies_ms = [x for p in parts for x in p["latencies"]]
+    bins: dict[int, int] = {}
+    for p in parts:
+        for b, n in p["bins"].items():
+            bins[b] = bins.get(b, 0) + n
+    result.timeline = timeline_of(bins)
+
+
 def timeline_of(bins: dict[int, int]) -> list[int]:
     if not bins:
         return []
@@ -714,13 +736,7 @@ def scenario_dm(args: argparse.Namespace, rate: float | None = None) -> list[Res
             print(f"{name}: {args.pairs} friend pairs ready; sending {messages} messages")
             for pipe in pipes:
                 pipe.send("go")
-            parts = []
-            for pipe in pipes:
-                if not pipe.poll(300):
-                    raise TimeoutError("dm workers did not finish")
-                parts.append(pipe.recv())
-            for proc in procs:
-                proc.join(10)
+            parts = collect_parts(pipes, procs, 300, "dm workers")
             persisted = persisted_count(url)
         finally:
             servers.stop_chatroom(stack, url)
@@ -735,12 +751,7 @@ def scenario_dm(args: argparse.Namespace, rate: float | None = None) -> list[Res
     result.delivered = len(acks)
     result.errors = sum(p["errors"] for p in parts)
     result.duration_s = round(max(p["duration"] for p in parts), 3)
-    result.latencies_ms = [x for p in parts for x in p["latencies"]]
-    bins: dict[int, int] = {}
-    for p in parts:
-        for b, n in p["bins"].items():
-            bins[b] = bins.get(b, 0) + n
-    result.timeline = timeline_of(bins)
+    merge_latencies(result, parts)
     result.extra = {
         "ack_ms": _pcts(acks),
         "pushed": sum(p["count"] for p in parts),

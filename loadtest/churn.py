@@ -105,19 +105,23 @@ async def _await_all(watch: Watch, expected: int, seconds: float) -> None:
         await asyncio.sleep(0.05)
 
 
-def scenario_presence(args: argparse.Namespace) -> list[Result]:
-    """Each mover, `--rounds` times: logout (friends must see offline), then log in
-    again with the password (friends must see online). All movers at once."""
+def _on_fresh_server(name: str, args: argparse.Namespace, scenario: Any) -> list[Result]:
     raise_file_limit()
     with tempfile.TemporaryDirectory() as tmp:
         stack, url = servers.start_chatroom(Path(tmp) / "chatroom", db=args.db)
         try:
-            result = asyncio.run(_presence(stack.port, args))
+            result = asyncio.run(scenario(stack.port, args))
         finally:
             servers.stop_chatroom(stack, url)
     print_table([result])
-    save("presence", [result])
+    save(name, [result])
     return [result]
+
+
+def scenario_presence(args: argparse.Namespace) -> list[Result]:
+    """Each mover, `--rounds` times: logout (friends must see offline), then log in
+    again with the password (friends must see online). All movers at once."""
+    return _on_fresh_server("presence", args, _presence)
 
 
 async def _presence(port: int, args: argparse.Namespace) -> Result:
@@ -197,15 +201,7 @@ def _picture(n: int) -> bytes:
 def scenario_avatars(args: argparse.Namespace) -> list[Result]:
     """Each mover uploads `--rounds` new pictures one after another; each of its
     watchers must get the `avatar` push, then fetches the 64 px image."""
-    with tempfile.TemporaryDirectory() as tmp:
-        stack, url = servers.start_chatroom(Path(tmp) / "chatroom", db=args.db)
-        try:
-            result = asyncio.run(_avatars(stack.port, args))
-        finally:
-            servers.stop_chatroom(stack, url)
-    print_table([result])
-    save("avatars", [result])
-    return [result]
+    return _on_fresh_server("avatars", args, _avatars)
 
 
 async def _avatars(port: int, args: argparse.Namespace) -> Result:

@@ -26,6 +26,8 @@ from loadtest.bench import (
     Collector,
     Result,
     _pcts,
+    collect_parts,
+    merge_latencies,
     parse_stamp,
     persisted_count,
     print_table,
@@ -33,7 +35,6 @@ from loadtest.bench import (
     raise_file_limit,
     save,
     stamp,
-    timeline_of,
 )
 
 SENDERS = 4
@@ -90,15 +91,9 @@ def _member_main(conn: Any, port: int, members: list[int], rooms: int) -> None:
     asyncio.run(run())
 
 
-def _rss_kib(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+def _memory(pids: dict[str, int], t: float) -> dict[str, Any]:
+    """RSS (KiB) of each watched process at run time t (0: gone)."""
+    return {"t": round(t, 1), **{name: servers.rss_kib(pid) for name, pid in pids.items()}}
 
 
 def _watched_pids(stack: Any, workers: list[Any]) -> dict[str, int]:
@@ -144,24 +139,13 @@ def scenario_soak(args: argparse.Namespace) -> list[Result]:
             result = asyncio.run(_send(stack.port, args, pids))
             for pipe in pipes:
                 pipe.send(result.sent)
-            parts = []
-            for pipe in pipes:
-                if not pipe.poll(180):
-                    raise TimeoutError("soak members did not report")
-                parts.append(pipe.recv())
-            for proc in procs:
-                proc.join(10)
+            parts = collect_parts(pipes, procs, 180, "soak members")
             persisted = persisted_count(url)
         finally:
             servers.stop_chatroom(stack, url)
     result.expected = sum(p["expected"] for p in parts)
     result.delivered = sum(p["count"] for p in parts)
-    result.latencies_ms = [x for p in parts for x in p["latencies"]]
-    bins: dict[int, int] = {}
-    for p in parts:
-        for b, n in p["bins"].items():
-            bins[b] = bins.get(b, 0) + n
-    result.timeline = timeline_of(bins)
+    merge_latencies(result, parts)
     result.extra.update(
         persisted=persisted,
         duplicates=sum(p["duplicates"] for p in parts),
@@ -213,9 +197,7 @@ async def _send(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Re
     for seq in range(total):
         now = time.monotonic()
         if now >= next_sample:
-            samples.append(
-                {"t": round(now - started, 1), **{n: _rss_kib(pid) for n, pid in pids.items()}}
-            )
+            samples.append(_memory(pids, now - started))
             next_sample += SAMPLE_EVERY_S
         delay = started + seq / args.rate - now
         if delay > 0:
@@ -241,9 +223,7 @@ async def _send(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Re
     progress("soak sending", total, total, started)
     if pending:
         await asyncio.wait(set(pending), timeout=60)
-    samples.append(
-        {"t": round(time.monotonic() - started, 1), **{n: _rss_kib(p) for n, p in pids.items()}}
-    )
+    samples.append(_memory(pids, time.monotonic() - started))
     result.duration_s = round(time.monotonic() - started, 3)
     result.errors = errors
     warm = max(30.0, args.seconds / 10)

@@ -86,41 +86,48 @@ class AdminHandlers:
         }
 
     def disable(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        with self.engine.begin() as conn:
-            user_id = self._user_id(conn, args)
-            conn.execute(update(users).where(users.c.id == user_id).values(disabled=True))
-            ended = self._end_sessions(conn, ctx, user_id, ErrorCode.ACCOUNT_DISABLED)
-        logger.info("admin: disabled user {} and ended {} sessions", user_id, ended)
-        return {"user_id": user_id, "sessions_ended": ended}
+        result = self._change(ctx, args, {"disabled": True}, ErrorCode.ACCOUNT_DISABLED)
+        logger.info("admin: disabled user {} ({} sessions ended)", *result.values())
+        return result
 
     def enable(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        with self.engine.begin() as conn:
-            user_id = self._user_id(conn, args)
-            conn.execute(update(users).where(users.c.id == user_id).values(disabled=False))
-        logger.info("admin: enabled user {}", user_id)
-        return {"user_id": user_id}
+        result = self._change(ctx, args, {"disabled": False})
+        logger.info("admin: enabled user {}", result["user_id"])
+        return result
 
     def reset_password(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         password = args.get("password")
         if not isinstance(password, str):
             raise bad_request("password", "give the new password")
         check_password(password, self.min_password_chars)
-        new_hash = self.hash_password(password)
-        with self.engine.begin() as conn:
-            user_id = self._user_id(conn, args)
-            conn.execute(update(users).where(users.c.id == user_id).values(password_hash=new_hash))
-            ended = self._end_sessions(conn, ctx, user_id, ErrorCode.KICKED)
-        logger.info("admin: reset the password of user {}; ended {} sessions", user_id, ended)
-        return {"user_id": user_id, "sessions_ended": ended}
+        values = {"password_hash": self.hash_password(password)}
+        result = self._change(ctx, args, values, ErrorCode.KICKED)
+        logger.info("admin: reset the password of user {} ({} sessions ended)", *result.values())
+        return result
 
     def kick(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        with self.engine.begin() as conn:
-            user_id = self._user_id(conn, args)
-            ended = self._end_sessions(conn, ctx, user_id, ErrorCode.KICKED)
-        logger.info("admin: kicked user {} ({} sessions ended)", user_id, ended)
-        return {"user_id": user_id, "sessions_ended": ended}
+        result = self._change(ctx, args, {}, ErrorCode.KICKED)
+        logger.info("admin: kicked user {} ({} sessions ended)", *result.values())
+        return result
 
     # ------------------------------------------------------------------ helpers
+
+    def _change(
+        self,
+        ctx: RequestContext,
+        args: dict[str, Any],
+        values: dict[str, Any],
+        end_sessions: str | None = None,
+    ) -> dict[str, Any]:
+        """Update the named user's row and, with a closing code, end their sessions."""
+        with self.engine.begin() as conn:
+            user_id = self._user_id(conn, args)
+            if values:
+                conn.execute(update(users).where(users.c.id == user_id).values(**values))
+            if end_sessions is None:
+                return {"user_id": user_id}
+            ended = self._end_sessions(conn, ctx, user_id, end_sessions)
+        return {"user_id": user_id, "sessions_ended": ended}
 
     def _user_id(self, conn: Connection, args: dict[str, Any]) -> int:
         name = args.get("username")
