@@ -33,6 +33,11 @@ class AsyncChat:
         self._task: asyncio.Task | None = None
         self.token: str | None = None
 
+    @property
+    def closed(self) -> bool:
+        """The server closed the connection (or it was never opened)."""
+        return self._task is None or self._task.done()
+
     async def connect(self, host: str, port: int) -> AsyncChat:
         self.reader, self.writer = await asyncio.open_connection(host, port, limit=1 << 20)
         self._task = asyncio.create_task(self._read())

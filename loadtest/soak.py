@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing as mp
 import subprocess
 import tempfile
@@ -23,7 +24,6 @@ from loadtest import servers
 from loadtest.aclient import AsyncChat
 from loadtest.bench import (
     PASSWORD,
-    Collector,
     Result,
     _pcts,
     collect_parts,
@@ -45,11 +45,51 @@ def room_name(index: int) -> str:
     return f"soak-{index}"
 
 
-def _member_main(conn: Any, port: int, members: list[int], rooms: int) -> None:
+HIST_MAX_MS = 120_000  # latency histogram: 1 ms buckets, the last one "this or more"
+
+
+class SoakCollector:
+    """Deliveries with constant memory per delivery: one byte per (member, message of
+    the member's room) to count each exactly once, and a latency histogram. (Keeping a
+    tuple and a float per delivery, as the short scenarios do, grows the generator by
+    gigabytes over a soak, and its garbage collections stall it long enough for the
+    edge to cut its members as slow readers.)"""
+
+    def __init__(self, members: list[int], rooms: int, total: int) -> None:
+        self.rooms = rooms
+        self.per_member = total // rooms + 1
+        self.slot_of = {m: k * self.per_member for k, m in enumerate(members)}
+        self.got = bytearray(len(members) * self.per_member)
+        self.hist = [0] * (HIST_MAX_MS + 1)
+        self.bins: dict[int, int] = {}
+        self.count = 0
+        self.duplicates = 0
+
+    def record(self, who: int, seq: int, sent_ns: int, now_ns: int) -> None:
+        slot = self.slot_of[who] + seq // self.rooms
+        if self.got[slot]:
+            self.duplicates += 1
+            return
+        self.got[slot] = 1
+        self.count += 1
+        self.hist[min(HIST_MAX_MS, (now_ns - sent_ns) // 1_000_000)] += 1
+        bucket = now_ns // 100_000_000
+        self.bins[bucket] = self.bins.get(bucket, 0) + 1
+
+
+def latency_sample(hist: list[int], most: int = 200_000) -> list[float]:
+    """A list of latencies (ms) with the histogram's distribution, at most ~`most` long:
+    what Result's percentiles and the plot need, without one float per delivery."""
+    total = sum(hist)
+    scale = max(1, total // most)
+    return [float(ms) for ms, n in enumerate(hist) for _ in range(n // scale)]
+
+
+def _member_main(conn: Any, port: int, members: list[int], rooms: int, total: int) -> None:
     """One generator process: its members log in, join their rooms, count deliveries."""
 
     async def run() -> None:
-        collector = Collector()
+        collector = SoakCollector(members, rooms, total)
         clients: list[AsyncChat] = []
         sem = asyncio.Semaphore(100)
 
@@ -68,6 +108,7 @@ def _member_main(conn: Any, port: int, members: list[int], rooms: int) -> None:
                 clients.append(c)
 
         await asyncio.gather(*(join(i) for i in members))
+        gc.freeze()  # the set-up's objects live to the end: keep them out of collections
         conn.send("ready")
         loop = asyncio.get_running_loop()
         sent = await loop.run_in_executor(None, conn.recv)  # messages sent, at the end
@@ -79,9 +120,10 @@ def _member_main(conn: Any, port: int, members: list[int], rooms: int) -> None:
             {
                 "count": collector.count,
                 "expected": expected,
-                "latencies": collector.latencies,
+                "hist": collector.hist,
                 "bins": collector.bins,
                 "duplicates": collector.duplicates,
+                "connected": sum(1 for c in clients if not c.closed),
             }
         )
         for c in clients:
@@ -120,8 +162,11 @@ def scenario_soak(args: argparse.Namespace) -> list[Result]:
             for p in range(args.processes):
                 parent, child = ctx.Pipe()
                 share = list(range(p, members, args.processes))
+                total = int(args.rate * args.seconds)
                 proc = ctx.Process(
-                    target=_member_main, args=(child, stack.port, share, args.rooms), daemon=True
+                    target=_member_main,
+                    args=(child, stack.port, share, args.rooms, total),
+                    daemon=True,
                 )
                 proc.start()
                 pipes.append(parent)
@@ -145,10 +190,15 @@ def scenario_soak(args: argparse.Namespace) -> list[Result]:
             servers.stop_chatroom(stack, url)
     result.expected = sum(p["expected"] for p in parts)
     result.delivered = sum(p["count"] for p in parts)
-    merge_latencies(result, parts)
+    hist = [sum(col) for col in zip(*(p["hist"] for p in parts), strict=True)]
+    samples = [latency_sample(hist)] + [[] for _ in parts[1:]]
+    merge_latencies(
+        result, [{"latencies": x, "bins": p["bins"]} for x, p in zip(samples, parts, strict=True)]
+    )
     result.extra.update(
         persisted=persisted,
         duplicates=sum(p["duplicates"] for p in parts),
+        members_connected_at_end=sum(p["connected"] for p in parts),
         deliveries_per_s=round(result.delivered / result.duration_s, 1),
     )
     print_table([result])
