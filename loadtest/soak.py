@@ -39,6 +39,7 @@ from loadtest.bench import (
 
 SENDERS = 4
 SAMPLE_EVERY_S = 5.0
+PING_EVERY_S = 60.0
 
 
 def room_name(index: int) -> str:
@@ -108,6 +109,9 @@ def _member_main(conn: Any, port: int, members: list[int], rooms: int, total: in
                 clients.append(c)
 
         await asyncio.gather(*(join(i) for i in members))
+        # Like the desktop client, ping now and then: the edge closes connections that
+        # send nothing for CHAT_IDLE_TIMEOUT_S (300 s), even if they receive.
+        keepalive = asyncio.create_task(_keep_alive(clients, PING_EVERY_S))
         gc.freeze()  # the set-up's objects live to the end: keep them out of collections
         conn.send("ready")
         loop = asyncio.get_running_loop()
@@ -126,11 +130,22 @@ def _member_main(conn: Any, port: int, members: list[int], rooms: int, total: in
                 "connected": sum(1 for c in clients if not c.closed),
             }
         )
+        keepalive.cancel()
         for c in clients:
             await c.close()
 
     raise_file_limit()
     asyncio.run(run())
+
+
+async def _keep_alive(clients: list[AsyncChat], every_s: float) -> None:
+    """Each client pings once per `every_s`, spread evenly over the period."""
+    gap = every_s / max(1, len(clients))
+    while True:
+        for c in clients:
+            if not c.closed:
+                c.send_nowait("ping")
+            await asyncio.sleep(gap)
 
 
 def _memory(pids: dict[str, int], t: float) -> dict[str, Any]:
