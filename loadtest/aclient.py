@@ -38,8 +38,12 @@ class AsyncChat:
         """The server closed the connection (or it was never opened)."""
         return self._task is None or self._task.done()
 
-    async def connect(self, host: str, port: int) -> AsyncChat:
-        self.reader, self.writer = await asyncio.open_connection(host, port, limit=1 << 20)
+    async def connect(self, host: str, port: int, source: str | None = None) -> AsyncChat:
+        """`source`: a local address to connect from (127.0.0.2, ...): one source address
+        has only ~28,000 ephemeral ports towards one server port."""
+        self.reader, self.writer = await asyncio.open_connection(
+            host, port, limit=1 << 20, local_addr=(source, 0) if source else None
+        )
         self._task = asyncio.create_task(self._read())
         return self
 

@@ -916,8 +916,9 @@ def scenario_resume(args: argparse.Namespace) -> list[Result]:
 # ----------------------------------------------------------------------------- idle connections
 
 
-def _idle_worker(conn: Any, port: int, first: int, count: int) -> None:
-    """Users idle<first>..: each registers, logs in on its own connection and stays."""
+def _idle_worker(conn: Any, port: int, first: int, count: int, source: str) -> None:
+    """Users idle<first>..: each registers, logs in on its own connection and stays.
+    Each worker connects from its own loopback address (ephemeral ports per address)."""
 
     async def run() -> None:
         clients = []
@@ -926,7 +927,7 @@ def _idle_worker(conn: Any, port: int, first: int, count: int) -> None:
         async def one(n: int) -> None:
             async with sem:
                 c = AsyncChat()
-                await c.connect("127.0.0.1", port)
+                await c.connect("127.0.0.1", port, source=source)
                 await c.call("register", username=f"idle{n}", password=PASSWORD, timeout=300)
                 await c.call("login", username=f"idle{n}", password=PASSWORD, timeout=300)
                 clients.append(c)
@@ -964,8 +965,9 @@ def scenario_idle(args: argparse.Namespace) -> list[Result]:
                 n = min(per, remaining)
                 parent, child = ctx.Pipe()
                 first = args.connections - remaining
+                source = f"127.0.0.{2 + len(procs)}"
                 proc = ctx.Process(
-                    target=_idle_worker, args=(child, stack.port, first, n), daemon=True
+                    target=_idle_worker, args=(child, stack.port, first, n, source), daemon=True
                 )
                 proc.start()
                 pipes.append(parent)
