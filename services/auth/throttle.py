@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 
 from loguru import logger
 from sqlalchemy import Connection, Engine, delete, select
 
 from chatroom.config import Settings
-from chatroom.errors import ServiceError
-from chatroom.protocol import ErrorCode
+from chatroom.errors import rate_limited
 from chatroom.ratelimit import Rate
 from chatroom.storage.db import now_ms, upsert
 from chatroom.storage.schema import rate_buckets
@@ -63,13 +61,6 @@ def take_stored(conn: Connection, key: str, rate: Rate | None, now: int) -> int:
             ("tokens", "updated_at"),
         )
     return wait
-
-
-def rate_limited(message: str, wait_ms: int) -> ServiceError:
-    seconds = max(1, math.ceil(wait_ms / 1000))
-    return ServiceError(
-        ErrorCode.RATE_LIMITED, f"{message}; try again in {seconds} s", retry_after_ms=wait_ms
-    )
 
 
 def _account_key(username_key: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import os
 import secrets
 import signal
@@ -24,7 +23,7 @@ from loguru import logger
 
 from chatroom.bus_client import BusClient
 from chatroom.config import ConfigError, Settings
-from chatroom.errors import ServiceError
+from chatroom.errors import ServiceError, rate_limited
 from chatroom.protocol import (
     ErrorCode,
     Op,
@@ -101,6 +100,8 @@ class Edge:
         self.connections: set[Connection] = set()
         self.conns_per_ip: Counter[str] = Counter()
         self.buckets = {action: Buckets(settings.rate(action)) for action in EDGE_RATED_ACTIONS}
+        # What every login reply announces (settings do not change while running).
+        self.limits = settings.limits()
         self._conn_ids = itertools.count(1)
         self._stopping = asyncio.Event()
         self.zctx = zmq.asyncio.Context()
@@ -387,12 +388,7 @@ class Edge:
         if not wait:
             return
         (logger.info if first else logger.debug)("rate limited {} for {}", action, key)
-        seconds = max(1, math.ceil(wait / 1000))
-        raise ServiceError(
-            ErrorCode.RATE_LIMITED,
-            f"{RATE_LIMIT_MESSAGES[action]}; try again in {seconds} s",
-            retry_after_ms=wait,
-        )
+        raise rate_limited(RATE_LIMIT_MESSAGES[action], wait)
 
     async def _login(self, conn: Connection, args: dict[str, Any]) -> dict[str, Any]:
         if conn.session is not None:
@@ -416,7 +412,7 @@ class Edge:
             "token": auth["token"],
             "expires_at": auth["expires_at"],
             "server": {"name": SERVER_NAME, "protocol": PROTOCOL_VERSION},
-            "limits": self.settings.limits(),
+            "limits": self.limits,
             **snapshot,
         }
 
