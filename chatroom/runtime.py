@@ -2,7 +2,11 @@
 
 It owns the ZeroMQ sockets, the request/reply envelope, error mapping, logging context,
 health pings, the thread pool for blocking work and graceful shutdown on SIGTERM.
-Handlers are plain functions ``handler(ctx, args) -> dict`` that know nothing of this.
+Handlers are plain functions ``handler(ctx, args) -> dict`` that know nothing of this;
+they run in the thread pool. A handler may instead be a coroutine function: it then runs
+on the event loop and must hand its blocking work to the pool itself
+(``asyncio.to_thread`` uses the runtime's pool) - the message hot path does this so a
+send waiting for its group commit does not hold a thread.
 
 Internal envelope (edge -> service), one JSON frame after ZeroMQ's routing frames:
   {"rid": "e1a2:17", "op": "room.send", "args": {...}, "ctx": {...}, "deadline_ms": 1700000000000}
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import os
 import signal
 import socket
@@ -106,7 +111,7 @@ class RequestContext:
         return self.user_id
 
 
-Handler = Callable[[RequestContext, dict[str, Any]], dict[str, Any]]
+Handler = Callable[[RequestContext, dict[str, Any]], Any]  # a dict, or a coroutine of one
 
 
 @dataclass
@@ -137,7 +142,10 @@ class ServiceRuntime:
         self.handled = 0
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
-        self._slots = asyncio.Semaphore(settings.worker_threads * 4)
+        # Requests in progress at once. Most wait for a worker thread; message sends wait
+        # for the group commit without one, and the more of them are in progress, the
+        # larger (and cheaper per message) the batches get.
+        self._slots = asyncio.Semaphore(settings.worker_threads * 32)
         self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix=name)
 
     def stop(self) -> None:
@@ -145,6 +153,7 @@ class ServiceRuntime:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(self._executor)  # asyncio.to_thread in async handlers
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         zctx = zmq.asyncio.Context()
@@ -265,6 +274,8 @@ class ServiceRuntime:
         back whole, and its events are only published after success."""
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
+                if inspect.iscoroutinefunction(handler):
+                    return await handler(ctx, args)
                 return await self._run_blocking(handler, ctx, args)
             except OperationalError as exc:
                 if not is_lock_conflict(exc) or attempt == DEADLOCK_ATTEMPTS:

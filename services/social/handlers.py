@@ -7,6 +7,7 @@ publishes them after the commit.
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -297,10 +298,10 @@ class SocialHandlers:
 
     # ------------------------------------------------------------------ messages
 
-    def room_send(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+    async def room_send(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
         rooms.check_text(args["text"], self.settings.max_text_chars)
-        message, is_new = rooms.store_message(
+        message, is_new = await rooms.store_message(
             self.engine,
             self.writer,
             rooms.member_room(args["room"], user_id),
@@ -328,15 +329,14 @@ class SocialHandlers:
         resolve = rooms.member_room(args["room"], user_id)
         return rooms.history(self.engine, resolve, args.get("before"), limit)
 
-    def dm_send(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+    async def dm_send(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = _me(ctx)
         rooms.check_text(args["text"], self.settings.max_text_chars)
-        with self.engine.connect() as conn:
-            peer = direct.friend_or_refuse(conn, me.id, args["to"])
-        message, is_new = rooms.store_message(
+        peer, room = await asyncio.to_thread(self._direct_target, me.id, args["to"])
+        message, is_new = await rooms.store_message(
             self.engine,
             self.writer,
-            lambda engine: direct.direct_room(engine, me.id, peer.id, create=True),
+            rooms.known_room(room),
             me.id,
             args["text"],
             args.get("client_id"),
@@ -348,6 +348,12 @@ class SocialHandlers:
             ctx.publish(user_topic(peer.id), event)
             ctx.publish(user_topic(me.id), event)  # the sender's other sessions
         return {"message": message}
+
+    def _direct_target(self, me_id: int, username: str) -> tuple[Any, Any]:
+        """The friend called `username` and your conversation with them."""
+        with self.engine.connect() as conn:
+            peer = direct.friend_or_refuse(conn, me_id, username)
+        return peer, direct.direct_room(self.engine, me_id, peer.id, create=True)
 
     def dm_history(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = _me(ctx)

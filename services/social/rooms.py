@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -242,7 +243,7 @@ def check_text(text: str, max_chars: int) -> None:
         raise bad_request("text", f"a message is at most {max_chars} characters long")
 
 
-def store_message(
+async def store_message(
     engine: Engine,
     writer: GroupWriter,
     resolve_room: Callable[[Engine], Any],
@@ -252,18 +253,28 @@ def store_message(
 ) -> tuple[dict[str, Any], bool]:
     """Persist a message in the room `resolve_room` finds (and authorises), and return
     it with True; or the earlier copy with False when this client_id was already stored
-    (a retried send)."""
-    if client_id is not None:
-        earlier = _find_by_client_id(engine, sender_id, client_id)
+    (a retried send). Runs on the event loop: lookups go to the thread pool only when
+    they need the database, and the write waits for the group commit without a thread."""
+
+    def prepare() -> tuple[dict | None, Any]:
+        if client_id is not None:
+            earlier = _find_by_client_id(engine, sender_id, client_id)
+            if earlier is not None:
+                return earlier, None
+        return None, resolve_room(engine)
+
+    cached = getattr(resolve_room, "cached", None)
+    room = cached() if client_id is None and cached is not None else None
+    if room is None:
+        earlier, room = await asyncio.to_thread(prepare)
         if earlier is not None:
             return earlier, False
-    room = resolve_room(engine)
     try:
-        row = writer.write(room.id, sender_id, text, client_id)
+        row = await asyncio.wrap_future(writer.submit(room.id, sender_id, text, client_id))
     except IntegrityError:
         if client_id is None:
             raise
-        earlier = _find_by_client_id(engine, sender_id, client_id)
+        earlier = await asyncio.to_thread(_find_by_client_id, engine, sender_id, client_id)
         if earlier is None:
             raise
         return earlier, False
@@ -271,8 +282,8 @@ def store_message(
 
 
 def member_room(name: str, user_id: int) -> Callable[[Engine], Any]:
-    """A resolver for a room the user must be a member of (no query for public rooms
-    once the room is known)."""
+    """A resolver for a room the user must be a member of. Its `cached()` answers
+    without the database when it can: a public room already known to this process."""
 
     def resolve(engine: Engine) -> Any:
         room = room_identity(engine, name)
@@ -281,6 +292,21 @@ def member_room(name: str, user_id: int) -> Callable[[Engine], Any]:
                 require_member(conn, room, user_id)
         return room
 
+    def cached() -> RoomIdentity | None:
+        room = _identities.get(room_key(name))
+        return room if room is not None and room.kind == PUBLIC else None
+
+    resolve.cached = cached  # type: ignore[attr-defined]
+    return resolve
+
+
+def known_room(room: RoomIdentity) -> Callable[[Engine], Any]:
+    """A resolver for a room the caller has already found and authorised."""
+
+    def resolve(_engine: Engine) -> RoomIdentity:
+        return room
+
+    resolve.cached = lambda: room  # type: ignore[attr-defined]
     return resolve
 
 

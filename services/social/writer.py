@@ -2,11 +2,15 @@
 
 Every message still gets its seq under its room's row lock and is committed before its
 sender is answered (persist, then acknowledge). But instead of one transaction per
-message, whoever finds the writer idle becomes the writer and commits everything queued
-(any rooms, direct chats included) in one transaction: one UPDATE of the rooms' seq
-counters, one multi-row INSERT, one commit. Under load batches grow by themselves; with
-no load a batch is one message and nothing waits. After its batch the writer hands the
-role to the next waiting sender, so nobody writes for others forever.
+message, one writer thread commits everything queued (any rooms, direct chats included)
+in one transaction: one UPDATE of the rooms' seq counters, one multi-row INSERT, one
+commit. Under load batches grow by themselves; with no load a batch is one message and
+nothing waits.
+
+Senders do not wait in a thread of their own: `submit` queues the message and returns a
+future (the social service awaits it on its event loop). So the batch size is bounded by
+how many sends are in flight, not by how many worker threads there are, and the worker
+threads are free for other requests meanwhile.
 
 Row locks are taken by one UPDATE over the rooms' primary keys, which InnoDB walks in key
 order: two replicas batching overlapping rooms queue behind each other instead of
@@ -16,16 +20,23 @@ deadlocking.
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from loguru import logger
+from sqlalchemy import Connection, Engine, and_, case, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import messages, rooms
 
 MAX_BATCH = 500
+# The writer keeps its database connection between batches (no pool checkout and
+# liveness ping per batch); after this long unused it takes a fresh, pinged one.
+KEEP_CONNECTION_S = 30.0
 
 
 @dataclass
@@ -34,68 +45,101 @@ class PendingMessage:
     sender_id: int
     text: str
     client_id: str | None
-    done: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False  # set when this sender is handed the writer role
-    row: Any = None
-    error: BaseException | None = None
+    result: Future = field(default_factory=Future)  # the stored row, or the error
 
 
 class GroupWriter:
     def __init__(self, engine: Engine, select_messages: Any) -> None:
         self.engine = engine
         self.select_messages = select_messages  # query joining sender name and avatar
-        self._lock = threading.Lock()
-        self._queue: list[PendingMessage] = []
-        self._busy = False
+        self._queue: deque[PendingMessage] = deque()
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None
+        self._conn_used = 0.0
+
+    def submit(self, room_id: int, sender_id: int, text: str, client_id: str | None) -> Future:
+        """Queue one message; the future gives its row (id, seq, sender name, ...) once
+        committed, or the error that stopped it."""
+        pending = PendingMessage(room_id, sender_id, text, client_id)
+        with self._ready:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="message-writer", daemon=True
+                )
+                self._thread.start()
+            self._queue.append(pending)
+            self._ready.notify()
+        return pending.result
 
     def write(self, room_id: int, sender_id: int, text: str, client_id: str | None) -> Any:
-        """Store one message; returns its row (id, seq, sender name, ...) once committed."""
-        pending = PendingMessage(room_id, sender_id, text, client_id)
-        with self._lock:
-            self._queue.append(pending)
-            lead = not self._busy
-            self._busy = True
-        if not lead:
-            pending.done.wait()
-            lead = pending.lead
-        if lead:
-            self._serve()
-            pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.row
+        """Store one message and wait for it (for callers in a worker thread)."""
+        return self.submit(room_id, sender_id, text, client_id).result()
 
-    def _serve(self) -> None:
-        with self._lock:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                take = min(len(self._queue), MAX_BATCH)
+                batch = [self._queue.popleft() for _ in range(take)]
+            try:
+                self._serve(batch)
+            except BaseException:  # never let the writer die: every sender must hear back
+                logger.exception("message writer failed a batch of {}", len(batch))
+                for pending in batch:
+                    if not pending.result.done():
+                        pending.result.set_exception(RuntimeError("message writer failed"))
+
+    def _serve(self, batch: list[PendingMessage]) -> None:
         try:
-            self._commit(batch)
+            rows = self._commit_once_more_if_disconnected(batch)
         except IntegrityError:
             # A retried send raced its original into the same batch: store one by one
             # so only the duplicate fails (the caller turns that into the stored copy).
             for pending in batch:
                 try:
-                    self._commit([pending])
+                    (row,) = self._commit([pending])
+                    pending.result.set_result(row)
                 except Exception as exc:  # noqa: BLE001 - handed to that sender
-                    pending.error = exc
+                    pending.result.set_exception(exc)
+            return
         except Exception as exc:  # noqa: BLE001 - every sender of the batch gets it
             for pending in batch:
-                pending.error = exc
-        with self._lock:
-            if self._queue:
-                self._queue[0].lead = True  # hand over: it wakes up as the writer
-                self._queue[0].done.set()
-            else:
-                self._busy = False
-        for pending in batch:
-            pending.done.set()
+                pending.result.set_exception(exc)
+            return
+        for pending, row in zip(batch, rows, strict=True):
+            pending.result.set_result(row)
 
-    def _commit(self, batch: list[PendingMessage]) -> None:
+    def _commit_once_more_if_disconnected(self, batch: list[PendingMessage]) -> list[Any]:
+        # The kept connection may have died with a database restart; nothing was
+        # committed then, so the batch can go again on a fresh one.
+        try:
+            return self._commit(batch)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            logger.warning("message writer lost its database connection; reconnecting")
+            return self._commit(batch)
+
+    def _connection(self) -> Connection:
+        now = time.monotonic()
+        conn = self._conn
+        if conn is not None and (conn.invalidated or now - self._conn_used > KEEP_CONNECTION_S):
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = self._conn = self.engine.connect()
+        self._conn_used = now
+        return conn
+
+    def _commit(self, batch: list[PendingMessage]) -> list[Any]:
         counts: dict[int, int] = {}
         for pending in batch:
             counts[pending.room_id] = counts.get(pending.room_id, 0) + 1
         room_ids = sorted(counts)
-        with self.engine.begin() as conn:
+        conn = self._connection()
+        with conn.begin():
             conn.execute(
                 update(rooms)
                 .where(rooms.c.id.in_(room_ids))
@@ -132,5 +176,4 @@ class GroupWriter:
                 (row.room_id, row.seq): row
                 for row in conn.execute(self.select_messages().where(or_(*ranges)))
             }
-        for pending, value in zip(batch, values, strict=True):
-            pending.row = rows[(value["room_id"], value["seq"])]
+        return [rows[(value["room_id"], value["seq"])] for value in values]

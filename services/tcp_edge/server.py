@@ -46,6 +46,9 @@ RATE_LIMIT_MESSAGES = {
 }
 EDGE_RATED_ACTIONS = tuple(RATE_LIMIT_MESSAGES)
 PROTOCOL_VERSION = 1
+# Events taken from the bus before the connections' writes go out: bounds the delay the
+# first event of a burst can get (about a millisecond of work per 100 events).
+EVENT_BURST = 256
 
 
 class Subscriptions:
@@ -297,35 +300,61 @@ class Edge:
     # ------------------------------------------------------------------ events
 
     async def _deliver_events(self) -> None:
+        """Deliver pushed events to local sockets, in bursts: after each event, every
+        event already waiting is taken too, and each connection then gets all of its
+        frames in one write. A burst of 30 messages to a 100-member room costs 100
+        writes instead of 3,000 (and the clients fewer reads)."""
+        # A blocking view of the same socket for the non-blocking "anything else?" reads.
+        waiting = zmq.Socket.shadow(self.sub_socket.underlying)
         while True:
-            topic, payload = await self.sub_socket.recv_multipart()
-            targets = self.subs.targets(topic)
-            if not targets:
-                continue
-            try:
-                event = loads(payload)
-            except ValueError:
-                logger.warning("dropping a malformed event on {}", topic)
-                continue
-            # Fields starting with '_' are for the edge, not for clients.
-            origin = event.pop("_origin", None)
-            joined, left = event.pop("_join", None), event.pop("_leave", None)
-            ack = event.pop("_ack", None)
-            if event.pop("_kick", None):
-                # An operator ended this user's sessions (chatroom admin).
-                for conn in list(targets):
-                    conn.say_goodbye(event["code"], event["message"])
-                continue
-            if joined is not None or left is not None:
-                self._update_rooms(targets, joined, left)
-            frame = frame_payload(dumps(event))
-            delivered_to = None
+            outbox: dict[Connection, list[bytes]] = {}
+            self._handle_event(await self.sub_socket.recv_multipart(), outbox)
+            for _ in range(EVENT_BURST - 1):
+                try:
+                    parts = waiting.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._handle_event(parts, outbox)
+            for conn, frames in outbox.items():
+                conn.send_frame(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _handle_event(self, parts: list[bytes], outbox: dict[Connection, list[bytes]]) -> None:
+        topic, payload = parts
+        targets = self.subs.targets(topic)
+        if not targets:
+            return
+        try:
+            event = loads(payload)
+        except ValueError:
+            logger.warning("dropping a malformed event on {}", topic)
+            return
+        # Fields starting with '_' are for the edge, not for clients.
+        origin = event.pop("_origin", None)
+        joined, left = event.pop("_join", None), event.pop("_leave", None)
+        ack = event.pop("_ack", None)
+        if event.pop("_kick", None):
+            # An operator ended this user's sessions (chatroom admin): what was queued
+            # for them before goes out first.
             for conn in list(targets):
-                if conn.conn_id != origin and not conn.closing:
-                    conn.send_frame(frame)
-                    delivered_to = conn
-            if ack and delivered_to is not None:
-                asyncio.get_running_loop().create_task(self._acknowledge(ack, delivered_to))
+                frames = outbox.pop(conn, None)
+                if frames:
+                    conn.send_frame(b"".join(frames))
+                conn.say_goodbye(event["code"], event["message"])
+            return
+        if joined is not None or left is not None:
+            self._update_rooms(targets, joined, left)
+        frame = frame_payload(dumps(event))
+        delivered_to = None
+        for conn in list(targets):
+            if conn.conn_id != origin and not conn.closing:
+                queued = outbox.get(conn)
+                if queued is None:
+                    outbox[conn] = [frame]
+                else:
+                    queued.append(frame)
+                delivered_to = conn
+        if ack and delivered_to is not None:
+            asyncio.get_running_loop().create_task(self._acknowledge(ack, delivered_to))
 
     async def _acknowledge(self, ack: dict[str, Any], conn: Connection) -> None:
         """Tell the service a must-deliver push reached the user (see friend.rejected)."""
