@@ -180,6 +180,30 @@ def test_private_messages_live_offline_and_refused(stack):
             assert len(history) == 5
 
 
+def test_unfriending_stops_a_conversation_already_under_way(stack):
+    # After the first message social knows the pair's conversation and skips the lookup
+    # before writing; the friendship is then checked in the write's own transaction.
+    with users(stack, "rae", "sid") as (rae, sid):
+        befriend(rae, sid)
+        first = rae.call("dm.send", to="sid", text="first")["message"]
+        assert sid.event("message")["id"] == first["id"]
+        sid.call("dm.send", to="rae", text="reply")
+        assert rae.event("message")["text"] == "reply"
+        sid.call("friend.remove", username="rae")
+        rae.event("friend.removed")
+        for sender, to in ((rae, "sid"), (sid, "rae")):
+            err = sender.error_of("dm.send", to=to, text="still there?")
+            assert err["code"] == "forbidden"
+            assert err["message"] == f"you can only message friends; send {to} a request"
+        sid.no_event("message")
+        # Friends again: the same conversation goes on, with nothing stored in between.
+        befriend(sid, rae)
+        third = rae.call("dm.send", to="sid", text="again")["message"]
+        assert third["room_id"] == first["room_id"] and third["seq"] == first["seq"] + 2
+        history = sid.call("dm.history", **{"with": "rae"})["messages"]
+        assert [m["text"] for m in history] == ["first", "reply", "again"]
+
+
 def test_rooms_create_join_leave(stack):
     with users(stack, "rae", "sam", "tia") as (rae, sam, tia):
         room = rae.call("room.create", room="Book Club 读书会")["room"]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode
 from chatroom.services.social.friends import find_user, username_key
-from chatroom.services.social.rooms import DIRECT, room_identity
+from chatroom.services.social.rooms import DIRECT, cached_room, room_identity
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import friendships, room_members, rooms, users
+from chatroom.storage.schema import room_members, rooms, users
 
 
 def direct_name(a: int, b: int) -> str:
@@ -20,21 +20,9 @@ def direct_name(a: int, b: int) -> str:
     return f"dm:{low}:{high}"
 
 
-def friend_or_refuse(conn: Connection, me_id: int, username: str) -> Any:
-    """The friend called `username`, in one query; on failure, the reason."""
-    peer = conn.execute(
-        select(users.c.id, users.c.username)
-        .join(
-            friendships,
-            and_(friendships.c.user_id == me_id, friendships.c.friend_id == users.c.id),
-        )
-        .where(users.c.username_key == username_key(username))
-    ).first()
-    if peer is not None:
-        return peer
-    stranger = find_user(conn, username)  # raises not_found for an unknown name
-    raise ServiceError(
-        ErrorCode.FORBIDDEN, f"you can only message friends; send {stranger.username} a request"
+def not_friends(peer: Any) -> ServiceError:
+    return ServiceError(
+        ErrorCode.FORBIDDEN, f"you can only message friends; send {peer.username} a request"
     )
 
 
@@ -60,6 +48,35 @@ def ensure_direct_room(engine: Engine, a: int, b: int) -> None:
             )
     except IntegrityError:
         pass  # both friends wrote first at the same moment; the other one created it
+
+
+# Usernames never change and accounts are never deleted (only disabled), so a name's
+# user can be remembered for the life of the process: a direct message then needs no
+# lookup before its write (the friendship is checked in the write's transaction).
+_users_by_name: dict[str, Any] = {}
+USERS_CACHE_MAX = 1_000_000
+
+
+def user_named(engine: Engine, username: str) -> Any:
+    """The user (id, username) called `username`; raises not_found."""
+    key = username_key(username)
+    user = _users_by_name.get(key)
+    if user is None:
+        with engine.connect() as conn:
+            user = find_user(conn, username)
+        if len(_users_by_name) >= USERS_CACHE_MAX:
+            _users_by_name.clear()
+        _users_by_name[key] = user
+    return user
+
+
+def cached_user(username: str) -> Any:
+    return _users_by_name.get(username_key(username))
+
+
+def cached_direct_room(a: int, b: int) -> Any:
+    """The pair's conversation if this process already knows it, else None."""
+    return cached_room(direct_name(a, b))
 
 
 def direct_room(engine: Engine, me_id: int, peer_id: int, create: bool) -> Any:

@@ -21,7 +21,7 @@ from chatroom.protocol import ErrorCode
 from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topic
 from chatroom.services.social import direct, friends, presence, rooms
 from chatroom.services.social.friends import UserEvents, user_ref
-from chatroom.services.social.writer import GroupWriter
+from chatroom.services.social.writer import GroupWriter, NotFriends
 
 
 def _me(ctx: RequestContext) -> SimpleNamespace:
@@ -332,15 +332,24 @@ class SocialHandlers:
     async def dm_send(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = _me(ctx)
         rooms.check_text(args["text"], self.settings.max_text_chars)
-        peer, room = await asyncio.to_thread(self._direct_target, me.id, args["to"])
-        message, is_new = await rooms.store_message(
-            self.engine,
-            self.writer,
-            rooms.known_room(room),
-            me.id,
-            args["text"],
-            args.get("client_id"),
-        )
+        peer = direct.cached_user(args["to"])
+        room = direct.cached_direct_room(me.id, peer.id) if peer is not None else None
+        if room is None:
+            # First message of this pair seen by this process: check the friendship
+            # before the conversation is created.
+            peer, room = await asyncio.to_thread(self._direct_target, me.id, args["to"])
+        try:
+            message, is_new = await rooms.store_message(
+                self.engine,
+                self.writer,
+                rooms.known_room(room),
+                me.id,
+                args["text"],
+                args.get("client_id"),
+                friend_of_sender=peer.id,
+            )
+        except NotFriends:
+            raise direct.not_friends(peer) from None
         message = {**message, "to": user_ref(peer)}
         if is_new:
             logger.info("stored direct message {} ({} chars)", message["id"], len(args["text"]))
@@ -351,8 +360,10 @@ class SocialHandlers:
 
     def _direct_target(self, me_id: int, username: str) -> tuple[Any, Any]:
         """The friend called `username` and your conversation with them."""
+        peer = direct.user_named(self.engine, username)
         with self.engine.connect() as conn:
-            peer = direct.friend_or_refuse(conn, me_id, username)
+            if not friends.are_friends(conn, me_id, peer.id):
+                raise direct.not_friends(peer)
         return peer, direct.direct_room(self.engine, me_id, peer.id, create=True)
 
     def dm_history(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:

@@ -82,6 +82,10 @@ def room_identity(engine: Engine, name: str) -> RoomIdentity:
     return identity
 
 
+def cached_room(name: str) -> RoomIdentity | None:
+    return _identities.get(room_key(name))
+
+
 def is_member(conn: Connection, room: Any, user_id: int) -> bool:
     if room.kind == PUBLIC:
         return True
@@ -250,11 +254,13 @@ async def store_message(
     sender_id: int,
     text: str,
     client_id: str | None,
+    friend_of_sender: int | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Persist a message in the room `resolve_room` finds (and authorises), and return
     it with True; or the earlier copy with False when this client_id was already stored
     (a retried send). Runs on the event loop: lookups go to the thread pool only when
-    they need the database, and the write waits for the group commit without a thread."""
+    they need the database, and the write waits for the group commit without a thread.
+    `friend_of_sender`: see GroupWriter.submit (raises NotFriends)."""
 
     def prepare() -> tuple[dict | None, Any]:
         if client_id is not None:
@@ -270,7 +276,8 @@ async def store_message(
         if earlier is not None:
             return earlier, False
     try:
-        row = await asyncio.wrap_future(writer.submit(room.id, sender_id, text, client_id))
+        stored = writer.submit(room.id, sender_id, text, client_id, friend_of_sender)
+        row = await asyncio.wrap_future(stored)
     except IntegrityError:
         if client_id is None:
             raise
@@ -293,7 +300,7 @@ def member_room(name: str, user_id: int) -> Callable[[Engine], Any]:
         return room
 
     def cached() -> RoomIdentity | None:
-        room = _identities.get(room_key(name))
+        room = cached_room(name)
         return room if room is not None and room.kind == PUBLIC else None
 
     resolve.cached = cached  # type: ignore[attr-defined]

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, and_, case, insert, or_, select, upda
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import messages, rooms
+from chatroom.storage.schema import friendships, messages, rooms
 
 MAX_BATCH = 500
 # The writer keeps its database connection between batches (no pool checkout and
@@ -45,7 +45,12 @@ class PendingMessage:
     sender_id: int
     text: str
     client_id: str | None
+    friend_of_sender: int | None = None  # a direct message: this user must be a friend
     result: Future = field(default_factory=Future)  # the stored row, or the error
+
+
+class NotFriends(Exception):
+    """A direct message to someone who is (no longer) the sender's friend."""
 
 
 class GroupWriter:
@@ -58,10 +63,19 @@ class GroupWriter:
         self._conn: Connection | None = None
         self._conn_used = 0.0
 
-    def submit(self, room_id: int, sender_id: int, text: str, client_id: str | None) -> Future:
+    def submit(
+        self,
+        room_id: int,
+        sender_id: int,
+        text: str,
+        client_id: str | None,
+        friend_of_sender: int | None = None,
+    ) -> Future:
         """Queue one message; the future gives its row (id, seq, sender name, ...) once
-        committed, or the error that stopped it."""
-        pending = PendingMessage(room_id, sender_id, text, client_id)
+        committed, or the error that stopped it. With `friend_of_sender`, the message is
+        stored only if that user is the sender's friend when it commits (NotFriends
+        otherwise): the check and the write are one transaction."""
+        pending = PendingMessage(room_id, sender_id, text, client_id, friend_of_sender)
         with self._ready:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -100,6 +114,8 @@ class GroupWriter:
             for pending in batch:
                 try:
                     (row,) = self._commit([pending])
+                    if isinstance(row, NotFriends):
+                        raise row
                     pending.result.set_result(row)
                 except Exception as exc:  # noqa: BLE001 - handed to that sender
                     pending.result.set_exception(exc)
@@ -109,7 +125,10 @@ class GroupWriter:
                 pending.result.set_exception(exc)
             return
         for pending, row in zip(batch, rows, strict=True):
-            pending.result.set_result(row)
+            if isinstance(row, NotFriends):
+                pending.result.set_exception(row)
+            else:
+                pending.result.set_result(row)
 
     def _commit_once_more_if_disconnected(self, batch: list[PendingMessage]) -> list[Any]:
         # The kept connection may have died with a database restart; nothing was
@@ -134,46 +153,70 @@ class GroupWriter:
         return conn
 
     def _commit(self, batch: list[PendingMessage]) -> list[Any]:
+        """Store the batch in one transaction: a row per message, or NotFriends for a
+        direct message the sender may not send any more."""
+        conn = self._connection()
+        with conn.begin():
+            refused = self._refused_direct(conn, batch)
+            accepted = [p for p in batch if id(p) not in refused]
+            rows = self._insert(conn, accepted) if accepted else []
+        stored = iter(rows)
+        return [NotFriends() if id(p) in refused else next(stored) for p in batch]
+
+    @staticmethod
+    def _refused_direct(conn: Connection, batch: list[PendingMessage]) -> set[int]:
+        """The direct messages of the batch whose recipient is not the sender's friend."""
+        direct = [p for p in batch if p.friend_of_sender is not None]
+        if not direct:
+            return set()
+        found = conn.execute(
+            select(friendships.c.user_id, friendships.c.friend_id).where(
+                friendships.c.user_id.in_({p.sender_id for p in direct}),
+                friendships.c.friend_id.in_({p.friend_of_sender for p in direct}),
+            )
+        )
+        pairs = set(found.tuples())
+        return {id(p) for p in direct if (p.sender_id, p.friend_of_sender) not in pairs}
+
+    def _insert(self, conn: Connection, batch: list[PendingMessage]) -> list[Any]:
         counts: dict[int, int] = {}
         for pending in batch:
             counts[pending.room_id] = counts.get(pending.room_id, 0) + 1
         room_ids = sorted(counts)
-        conn = self._connection()
-        with conn.begin():
-            conn.execute(
-                update(rooms)
-                .where(rooms.c.id.in_(room_ids))
-                .values(last_seq=rooms.c.last_seq + case(counts, value=rooms.c.id, else_=0))
+        conn.execute(
+            update(rooms)
+            .where(rooms.c.id.in_(room_ids))
+            .values(last_seq=rooms.c.last_seq + case(counts, value=rooms.c.id, else_=0))
+        )
+        last = dict(
+            conn.execute(select(rooms.c.id, rooms.c.last_seq).where(rooms.c.id.in_(room_ids)))
+            .tuples()
+            .all()
+        )
+        next_seq = {room: last[room] - counts[room] + 1 for room in room_ids}
+        created = now_ms()
+        values = []
+        for pending in batch:
+            seq = next_seq[pending.room_id]
+            next_seq[pending.room_id] += 1
+            values.append(
+                {
+                    "room_id": pending.room_id,
+                    "seq": seq,
+                    "sender_id": pending.sender_id,
+                    "text": pending.text,
+                    "created_at": created,
+                    "client_id": pending.client_id,
+                }
             )
-            last = dict(
-                conn.execute(select(rooms.c.id, rooms.c.last_seq).where(rooms.c.id.in_(room_ids)))
-                .tuples()
-                .all()
-            )
-            next_seq = {room: last[room] - counts[room] + 1 for room in room_ids}
-            created = now_ms()
-            values = []
-            for pending in batch:
-                seq = next_seq[pending.room_id]
-                next_seq[pending.room_id] += 1
-                values.append(
-                    {
-                        "room_id": pending.room_id,
-                        "seq": seq,
-                        "sender_id": pending.sender_id,
-                        "text": pending.text,
-                        "created_at": created,
-                        "client_id": pending.client_id,
-                    }
-                )
-            conn.execute(insert(messages), values)
-            ranges = [
-                and_(messages.c.room_id == room, messages.c.seq > last[room] - counts[room])
-                & (messages.c.seq <= last[room])
-                for room in room_ids
-            ]
-            rows = {
-                (row.room_id, row.seq): row
-                for row in conn.execute(self.select_messages().where(or_(*ranges)))
-            }
+        conn.execute(insert(messages), values)
+        ranges = [
+            and_(messages.c.room_id == room, messages.c.seq > last[room] - counts[room])
+            & (messages.c.seq <= last[room])
+            for room in room_ids
+        ]
+        rows = {
+            (row.room_id, row.seq): row
+            for row in conn.execute(self.select_messages().where(or_(*ranges)))
+        }
         return [rows[(value["room_id"], value["seq"])] for value in values]
