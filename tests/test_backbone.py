@@ -148,6 +148,28 @@ def test_client_id_makes_send_idempotent(stack):
         assert [m["text"] for m in history].count("once") == 1
 
 
+def test_retries_racing_into_one_group_commit_store_the_message_once(stack):
+    # Five copies of one send (same client_id) in one write: the edge forwards them at
+    # once, so they can meet in one batch of the message writer. One is stored; every
+    # reply names it; the rest of the batch (another sender's message) is unharmed.
+    from chatroom.protocol import encode_frame
+
+    with WireClient(stack.port) as c, WireClient(stack.port) as other:
+        c.register_and_login("ivy")
+        other.register_and_login("jay")
+        copies = [
+            {"op": "room.send", "id": 100 + n, "room": "lobby", "text": "one", "client_id": "r-1"}
+            for n in range(5)
+        ]
+        c.send_raw(b"".join(encode_frame(frame) for frame in copies))
+        other.call("room.send", room="lobby", text="bystander")
+        replies = [c.next_matching(lambda f, n=n: f.get("id") == 100 + n) for n in range(5)]
+        assert all(r["ok"] for r in replies), replies
+        assert len({r["message"]["id"] for r in replies}) == 1
+        texts = [m["text"] for m in c.call("room.history", room="lobby")["messages"]]
+        assert texts.count("one") == 1 and texts.count("bystander") == 1
+
+
 @pytest.mark.parametrize("password", ["hunter2-secret-Pa55", "口令-密码-🔑-secret"])
 def test_passwords_never_stored_or_logged(make_stack, sqlite_url, password):
     stack = make_stack(sqlite_url)

@@ -40,7 +40,7 @@ class SocialHandlers:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self.writer = GroupWriter(engine, rooms.select_messages)
+        self.writer = GroupWriter(engine)
         self._profiles_seen: set[int] = set()
 
     def service(self) -> Service:
