@@ -21,6 +21,9 @@ from chatroom.config import BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode, dumps, loads
 from chatroom.runtime import PING_OP
+from chatroom.zmq_io import BurstReceiver
+
+REPLY_BURST = 256
 
 
 class BusClient:
@@ -53,17 +56,18 @@ class BusClient:
                 fut.cancel()
 
     async def _read_replies(self, service: str, sock: zmq.asyncio.Socket) -> None:
+        replies = BurstReceiver(sock)
         while True:
-            frames = await sock.recv_multipart()
-            try:
-                reply = loads(frames[-1])
-                fut = self._pending.get(reply["rid"])
-            except (ValueError, KeyError, TypeError):
-                logger.warning("malformed reply from {}", service)
-                continue
-            if fut is not None and not fut.done():
-                fut.set_result(reply)
-            # A reply to a request that already timed out is dropped here.
+            for frames in await replies.receive(REPLY_BURST):
+                try:
+                    reply = loads(frames[-1])
+                    fut = self._pending.get(reply["rid"])
+                except (ValueError, KeyError, TypeError):
+                    logger.warning("malformed reply from {}", service)
+                    continue
+                if fut is not None and not fut.done():
+                    fut.set_result(reply)
+                # A reply to a request that already timed out is dropped here.
 
     async def call(
         self,
@@ -87,18 +91,20 @@ class BusClient:
             for attempt in range(1, attempts + 1):
                 body["deadline_ms"] = int((time.time() + per_attempt) * 1000)
                 await self._sockets[service].send_multipart([dumps(body)])
-                try:
-                    reply = await asyncio.wait_for(asyncio.shield(fut), per_attempt)
+                # asyncio.wait leaves the future alone on timeout: a late reply to the
+                # first attempt still answers the retry.
+                await asyncio.wait((fut,), timeout=per_attempt)
+                if fut.done():
+                    reply = fut.result()
                     break
-                except TimeoutError:
-                    logger.warning(
-                        "{} {} got no reply within {:.1f}s (attempt {}/{})",
-                        service,
-                        op,
-                        per_attempt,
-                        attempt,
-                        attempts,
-                    )
+                logger.warning(
+                    "{} {} got no reply within {:.1f}s (attempt {}/{})",
+                    service,
+                    op,
+                    per_attempt,
+                    attempt,
+                    attempts,
+                )
             else:
                 raise ServiceError(
                     ErrorCode.SERVICE_UNAVAILABLE,

@@ -37,6 +37,7 @@ from sqlalchemy.exc import OperationalError
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode, dumps, loads
+from chatroom.zmq_io import BurstReceiver
 
 PING_OP = "_ping"
 # Events queued per peer before ZeroMQ drops them (live delivery is best effort, sync
@@ -44,6 +45,8 @@ PING_OP = "_ping"
 # Subscription messages, flowing the other way, are never limited: losing one would
 # silently deafen an edge.
 EVENT_HWM = 100_000
+# Requests taken off the socket in one go when several are waiting.
+RECEIVE_BURST = 64
 
 
 def replica_id() -> str:
@@ -145,7 +148,9 @@ class ServiceRuntime:
         # Requests in progress at once. Most wait for a worker thread; message sends wait
         # for the group commit without one, and the more of them are in progress, the
         # larger (and cheaper per message) the batches get.
-        self._slots = asyncio.Semaphore(settings.worker_threads * 32)
+        self._max_in_progress = settings.worker_threads * 32
+        self._in_progress = 0
+        self._slot_freed = asyncio.Event()
         self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix=name)
 
     def stop(self) -> None:
@@ -190,16 +195,17 @@ class ServiceRuntime:
         logger.info("stopped after {} requests", self.handled)
 
     async def _receive_loop(self) -> None:
+        requests = BurstReceiver(self._sock)
         while True:
-            await self._slots.acquire()
-            try:
-                frames = await self._sock.recv_multipart(copy=True)
-            except asyncio.CancelledError:
-                self._slots.release()
-                raise
-            task = asyncio.create_task(self._serve(frames))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            while self._in_progress >= self._max_in_progress:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            free = self._max_in_progress - self._in_progress
+            for frames in await requests.receive(min(RECEIVE_BURST, free)):
+                self._in_progress += 1
+                task = asyncio.create_task(self._serve(frames))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
 
     async def _serve(self, frames: list[bytes]) -> None:
         try:
@@ -211,7 +217,8 @@ class ServiceRuntime:
         except Exception:
             logger.exception("failed to serve a request")
         finally:
-            self._slots.release()
+            self._in_progress -= 1
+            self._slot_freed.set()
 
     async def _dispatch(self, raw: bytes) -> tuple[dict | None, list]:
         try:
