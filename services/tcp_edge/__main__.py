@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -22,6 +23,10 @@ from chatroom.services.tcp_edge.server import Edge, tls_context
 def run_worker(settings: Settings) -> None:
     async def main() -> None:
         await Edge(settings).run()
+
+    # Start-up objects live for the whole run: frozen, full collections skip them.
+    gc.collect()
+    gc.freeze()
 
     try:
         import uvloop
