@@ -227,6 +227,16 @@ def test_rooms_create_join_leave(stack):
         sam.call("room.leave", room="Book Club 读书会")
         rae.call("room.send", room="Book Club 读书会", text="bye")
         sam.no_event("message")
+        # The room is known to social now, so membership is checked in the write's own
+        # transaction: still refused, nothing stored.
+        err = sam.error_of("room.send", room="Book Club 读书会", text="still here?")
+        assert err["code"] == "forbidden"
+        assert err["message"] == "you are not a member of 'Book Club 读书会'; join it first"
+        once = rae.call("room.send", room="Book Club 读书会", text="once", client_id="bc-1")
+        again = rae.call("room.send", room="Book Club 读书会", text="once", client_id="bc-1")
+        assert once["message"]["id"] == again["message"]["id"]
+        texts = [m["text"] for m in rae.call("room.history", room="Book Club 读书会")["messages"]]
+        assert texts == ["welcome", "bye", "once"]
         assert sam.error_of("room.leave", room="lobby")["code"] == "forbidden"
         assert sam.error_of("room.history", room="Book Club 读书会")["code"] == "forbidden"
 

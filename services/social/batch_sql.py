@@ -1,6 +1,7 @@
 """The message writer's transaction, in as few database round trips as the driver allows.
 
 A batch is: (for direct messages) which senders are still friends with their recipients;
+(for group rooms) which senders are members; (for retried sends) which are stored already;
 bump the rooms' seq counters and read them back; insert the messages; read the stored
 rows (with sender name and avatar); commit. One statement at a time that is five or six
 round trips, and on a busy two-core machine each round trip costs about a millisecond
@@ -50,13 +51,14 @@ class StoredMessage(NamedTuple):
 
 
 class Outgoing(Protocol):
-    """What the writer stores for one message."""
+    """What the writer stores for one message, and what it must check first."""
 
     room_id: int
     sender_id: int
     text: str
     client_id: str | None
-    friend_of_sender: int | None
+    friend_of_sender: int | None  # a direct message: this user must be the sender's friend
+    member_check: bool  # the sender must be a member of the room
 
 
 class Trips(Protocol):
@@ -69,19 +71,32 @@ class Trips(Protocol):
         """Like run, then commit the transaction."""
 
 
-class NotFriends(Exception):
+class Refused(Exception):
+    """Why the writer did not store one message of a batch (the rest were stored)."""
+
+
+class NotFriends(Refused):
     """A direct message to someone who is (no longer) the sender's friend."""
 
 
-def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | NotFriends]:
-    """Store the batch in one transaction: the stored row per message, or NotFriends for
-    a direct message the sender may not send any more (that one is not stored)."""
+class NotMember(Refused):
+    """A message to a room the sender is not (or no longer) a member of."""
+
+
+class AlreadyStored(Refused):
+    """A retried send: a message with this client_id from this sender is stored."""
+
+
+def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Refused]:
+    """Store the batch in one transaction: the stored row per message, or why not. The
+    checks (friendship, membership, an earlier copy) are made in the same transaction
+    as the write, so nothing changes between them."""
     sql = Marks(trips.mark)
-    refused = _refused_direct(trips, sql, batch)
+    refused = _checks(trips, sql, batch)
     accepted = [p for p in batch if id(p) not in refused]
     if not accepted:
         trips.run_and_commit()
-        return [NotFriends() for _ in batch]
+        return [refused[id(p)] for p in batch]
     counts: dict[int, int] = {}
     for pending in accepted:
         counts[pending.room_id] = counts.get(pending.room_id, 0) + 1
@@ -120,28 +135,51 @@ def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Not
     )
     rows = {(row[1], row[2]): StoredMessage(*row) for row in stored}
     by_key = iter(rows[key] for key in keys)
-    return [NotFriends() if id(p) in refused else next(by_key) for p in batch]
+    return [refused[id(p)] if id(p) in refused else next(by_key) for p in batch]
 
 
-def _refused_direct(trips: Trips, sql: Marks, batch: list[Outgoing]) -> set[int]:
-    """The direct messages of the batch whose recipient is not the sender's friend."""
+def _checks(trips: Trips, sql: Marks, batch: list[Outgoing]) -> dict[int, Refused]:
+    """The messages of the batch that must not be stored, each with the reason; the
+    checks the batch needs go to the database together."""
     direct = [p for p in batch if p.friend_of_sender is not None]
-    if not direct:
-        return set()
-    senders = {p.sender_id for p in direct}
-    recipients = {p.friend_of_sender for p in direct}
-    (found,) = trips.run(
-        (
-            "SELECT user_id, friend_id FROM friendships"
-            f" WHERE user_id IN {sql.marks(len(senders))}"
-            f" AND friend_id IN {sql.marks(len(recipients))}",
-            (*senders, *recipients),
-        )
-    )
-    pairs = {(a, b) for a, b in found}
-    return {id(p) for p in direct if (p.sender_id, p.friend_of_sender) not in pairs}
+    grouped = [p for p in batch if p.member_check]
+    retried = [p for p in batch if p.client_id is not None]
+    statements = []
+    for sql_text, firsts, seconds in (
+        (FRIENDS, [p.sender_id for p in direct], [p.friend_of_sender for p in direct]),
+        (MEMBERS, [p.room_id for p in grouped], [p.sender_id for p in grouped]),
+        (EARLIER, [p.sender_id for p in retried], [p.client_id for p in retried]),
+    ):
+        if firsts:
+            a, b = set(firsts), set(seconds)
+            statements.append((sql_text.format(sql.marks(len(a)), sql.marks(len(b))), (*a, *b)))
+    if not statements:
+        return {}
+    results = iter(trips.run(*statements))
+    refused: dict[int, Refused] = {}
+    if direct:
+        friends = {(a, b) for a, b in next(results)}
+        for p in direct:
+            if (p.sender_id, p.friend_of_sender) not in friends:
+                refused[id(p)] = NotFriends()
+    if grouped:
+        members = {(a, b) for a, b in next(results)}
+        for p in grouped:
+            if (p.room_id, p.sender_id) not in members:
+                refused[id(p)] = NotMember()
+    if retried:
+        earlier = {(a, b) for a, b in next(results)}
+        for p in retried:
+            key = (p.sender_id, p.client_id)
+            if key in earlier:
+                refused.setdefault(id(p), AlreadyStored())
+            earlier.add(key)  # a second copy in this very batch is a retry too
+    return refused
 
 
+FRIENDS = "SELECT user_id, friend_id FROM friendships WHERE user_id IN {} AND friend_id IN {}"
+MEMBERS = "SELECT room_id, user_id FROM room_members WHERE room_id IN {} AND user_id IN {}"
+EARLIER = "SELECT sender_id, client_id FROM messages WHERE sender_id IN {} AND client_id IN {}"
 WHEN = "WHEN {m} THEN {m}"
 SEQ_SPAN = "(m.room_id = {m} AND m.seq BETWEEN {m} AND {m})"
 STORED_MESSAGES = (

@@ -20,8 +20,9 @@ from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topic
 from chatroom.services.social import direct, friends, presence, rooms
+from chatroom.services.social.batch_sql import NotFriends
 from chatroom.services.social.friends import UserEvents, user_ref
-from chatroom.services.social.writer import GroupWriter, NotFriends
+from chatroom.services.social.writer import GroupWriter
 
 
 def _me(ctx: RequestContext) -> SimpleNamespace:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from loguru import logger
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
+from chatroom.services.social.batch_sql import AlreadyStored, NotMember
 from chatroom.services.social.writer import GroupWriter
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import (
@@ -99,9 +100,13 @@ def is_member(conn: Connection, room: Any, user_id: int) -> bool:
 
 def require_member(conn: Connection, room: Any, user_id: int) -> None:
     if not is_member(conn, room, user_id):
-        raise ServiceError(
-            ErrorCode.FORBIDDEN, f"you are not a member of '{room.name}'; join it first"
-        )
+        raise not_member(room)
+
+
+def not_member(room: Any) -> ServiceError:
+    return ServiceError(
+        ErrorCode.FORBIDDEN, f"you are not a member of '{room.name}'; join it first"
+    )
 
 
 def room_ref(row: Any) -> dict[str, Any]:
@@ -247,10 +252,23 @@ def check_text(text: str, max_chars: int) -> None:
         raise bad_request("text", f"a message is at most {max_chars} characters long")
 
 
+class RoomResolver(Protocol):
+    """Finds the room a message goes to and checks the sender may write there."""
+
+    # The full lookup and check, in a worker thread.
+    def __call__(self, engine: Engine) -> RoomIdentity: ...
+
+    # The room without the database when this process knows it, else None; the group
+    # commit then checks membership if `must_be_member`.
+    def cached(self) -> RoomIdentity | None: ...
+
+    must_be_member: bool
+
+
 async def store_message(
     engine: Engine,
     writer: GroupWriter,
-    resolve_room: Callable[[Engine], Any],
+    resolve_room: RoomResolver,
     sender_id: int,
     text: str,
     client_id: str | None,
@@ -258,27 +276,21 @@ async def store_message(
 ) -> tuple[dict[str, Any], bool]:
     """Persist a message in the room `resolve_room` finds (and authorises), and return
     it with True; or the earlier copy with False when this client_id was already stored
-    (a retried send). Runs on the event loop: lookups go to the thread pool only when
-    they need the database, and the write waits for the group commit without a thread.
-    `friend_of_sender`: see GroupWriter.submit (raises NotFriends)."""
-
-    def prepare() -> tuple[dict | None, Any]:
-        if client_id is not None:
-            earlier = _find_by_client_id(engine, sender_id, client_id)
-            if earlier is not None:
-                return earlier, None
-        return None, resolve_room(engine)
-
-    cached = getattr(resolve_room, "cached", None)
-    room = cached() if client_id is None and cached is not None else None
+    (a retried send). Runs on the event loop: the room is looked up in the thread pool
+    only the first time, and the write (with its checks) waits for the group commit
+    without a thread. `friend_of_sender`: see GroupWriter.submit (raises NotFriends)."""
+    room = resolve_room.cached()
+    member_check = room is not None and resolve_room.must_be_member and room.kind != PUBLIC
     if room is None:
-        earlier, room = await asyncio.to_thread(prepare)
-        if earlier is not None:
-            return earlier, False
+        room = await asyncio.to_thread(resolve_room, engine)
     try:
-        stored = writer.submit(room.id, sender_id, text, client_id, friend_of_sender)
+        stored = writer.submit(room.id, sender_id, text, client_id, friend_of_sender, member_check)
         row = await asyncio.wrap_future(stored)
-    except IntegrityError:
+    except NotMember:
+        raise not_member(room) from None
+    except (AlreadyStored, IntegrityError):
+        # A retried send (IntegrityError: its original committed in another replica's
+        # batch at the same moment): answer with the stored copy.
         if client_id is None:
             raise
         earlier = await asyncio.to_thread(_find_by_client_id, engine, sender_id, client_id)
@@ -288,33 +300,32 @@ async def store_message(
     return message_dict(row, room.name), True
 
 
-def member_room(name: str, user_id: int) -> Callable[[Engine], Any]:
-    """A resolver for a room the user must be a member of. Its `cached()` answers
-    without the database when it can: a public room already known to this process."""
+class _Resolver:
+    def __init__(
+        self, resolve: Callable[[Engine], RoomIdentity], cached: Callable[[], Any], member: bool
+    ) -> None:
+        self._resolve, self.cached, self.must_be_member = resolve, cached, member
 
-    def resolve(engine: Engine) -> Any:
+    def __call__(self, engine: Engine) -> RoomIdentity:
+        return self._resolve(engine)
+
+
+def member_room(name: str, user_id: int) -> RoomResolver:
+    """A resolver for a room the user must be a member of."""
+
+    def resolve(engine: Engine) -> RoomIdentity:
         room = room_identity(engine, name)
         if room.kind != PUBLIC:
             with engine.connect() as conn:
                 require_member(conn, room, user_id)
         return room
 
-    def cached() -> RoomIdentity | None:
-        room = cached_room(name)
-        return room if room is not None and room.kind == PUBLIC else None
-
-    resolve.cached = cached  # type: ignore[attr-defined]
-    return resolve
+    return _Resolver(resolve, lambda: cached_room(name), member=True)
 
 
-def known_room(room: RoomIdentity) -> Callable[[Engine], Any]:
+def known_room(room: RoomIdentity) -> RoomResolver:
     """A resolver for a room the caller has already found and authorised."""
-
-    def resolve(_engine: Engine) -> RoomIdentity:
-        return room
-
-    resolve.cached = lambda: room  # type: ignore[attr-defined]
-    return resolve
+    return _Resolver(lambda _engine: room, lambda: room, member=False)
 
 
 def _find_by_client_id(engine: Engine, sender_id: int, client_id: str) -> dict | None:

@@ -29,7 +29,7 @@ from loguru import logger
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from chatroom.services.social.batch_sql import NotFriends, WriterConnection, store_batch
+from chatroom.services.social.batch_sql import Refused, WriterConnection, store_batch
 
 MAX_BATCH = 500
 
@@ -41,6 +41,7 @@ class PendingMessage:
     text: str
     client_id: str | None
     friend_of_sender: int | None = None  # a direct message: this user must be a friend
+    member_check: bool = False  # the sender must be a member of the room
     result: Future = field(default_factory=Future)  # the stored row, or the error
 
 
@@ -59,12 +60,16 @@ class GroupWriter:
         text: str,
         client_id: str | None,
         friend_of_sender: int | None = None,
+        member_check: bool = False,
     ) -> Future:
         """Queue one message; the future gives its row (id, seq, sender name, ...) once
-        committed, or the error that stopped it. With `friend_of_sender`, the message is
-        stored only if that user is the sender's friend when it commits (NotFriends
-        otherwise): the check and the write are one transaction."""
-        pending = PendingMessage(room_id, sender_id, text, client_id, friend_of_sender)
+        committed, or the error that stopped it. The checks are made in the write's own
+        transaction: with `friend_of_sender` that user must be the sender's friend
+        (NotFriends), with `member_check` the sender a member of the room (NotMember);
+        a client_id already stored for the sender gives AlreadyStored."""
+        pending = PendingMessage(
+            room_id, sender_id, text, client_id, friend_of_sender, member_check
+        )
         with self._ready:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -74,10 +79,6 @@ class GroupWriter:
             self._queue.append(pending)
             self._ready.notify()
         return pending.result
-
-    def write(self, room_id: int, sender_id: int, text: str, client_id: str | None) -> Any:
-        """Store one message and wait for it (for callers in a worker thread)."""
-        return self.submit(room_id, sender_id, text, client_id).result()
 
     def _run(self) -> None:
         while True:
@@ -103,7 +104,7 @@ class GroupWriter:
             for pending in batch:
                 try:
                     (row,) = self._commit([pending])
-                    if isinstance(row, NotFriends):
+                    if isinstance(row, Refused):
                         raise row
                     pending.result.set_result(row)
                 except Exception as exc:  # noqa: BLE001 - handed to that sender
@@ -114,7 +115,7 @@ class GroupWriter:
                 pending.result.set_exception(exc)
             return
         for pending, row in zip(batch, rows, strict=True):
-            if isinstance(row, NotFriends):
+            if isinstance(row, Refused):
                 pending.result.set_exception(row)
             else:
                 pending.result.set_result(row)
