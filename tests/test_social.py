@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 
@@ -312,3 +313,38 @@ def test_killed_edge_users_go_offline_within_30s(make_stack, db_url):
         assert offline["user"]["username"] == "vic" and offline["online"] is False
         assert elapsed < 30, elapsed
         assert uma.call("friend.list")["friends"][0]["online"] is False
+
+
+@pytest.mark.timeout(120)
+def test_paused_edge_presumed_dead_re_registers_its_sessions_once(make_stack, db_url):
+    # An edge that stops heartbeating (paused, partitioned) is presumed dead: its users
+    # go offline. When it comes back it sends social its whole session list; the users
+    # come back online once each, with no flapping, and their sockets work throughout.
+    stack = make_stack(db_url, edges=2, edge_heartbeat_s=1, edge_dead_after_s=3)
+    with (
+        WireClient(stack.edge_ports[0]) as uma,
+        WireClient(stack.edge_ports[1]) as vic,
+        WireClient(stack.edge_ports[1]) as wes,
+    ):
+        uma.register_and_login("uma")
+        vic.register_and_login("vic")
+        wes.register_and_login("wes")
+        befriend(uma, vic)
+        befriend(uma, wes)
+        stack.kill("edge#1", signal.SIGSTOP)
+        try:
+            gone = {uma.event("presence", timeout=20, online=False)["user"]["username"]}
+            gone.add(uma.event("presence", timeout=5, online=False)["user"]["username"])
+            assert gone == {"vic", "wes"}
+        finally:
+            stack.kill("edge#1", signal.SIGCONT)
+        back = {uma.event("presence", timeout=20, online=True)["user"]["username"]}
+        back.add(uma.event("presence", timeout=5, online=True)["user"]["username"])
+        assert back == {"vic", "wes"}
+        uma.no_event("presence", within=4)  # later heartbeats agree: no second resync
+        assert all(f["online"] for f in uma.call("friend.list")["friends"])
+        vic.call("room.send", room="lobby", text="still here")
+        assert uma.event("message")["text"] == "still here"
+        logs = stack.logs("social")
+        assert logs.count("resync: 2 sessions added, 0 removed") == 1, logs[-2000:]
+

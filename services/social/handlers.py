@@ -23,6 +23,7 @@ from chatroom.services.social import direct, friends, presence, rooms
 from chatroom.services.social.batch_sql import NotFriends
 from chatroom.services.social.friends import UserEvents, user_ref
 from chatroom.services.social.writer import GroupWriter
+from chatroom.storage.db import now_ms
 
 
 def _me(ctx: RequestContext) -> SimpleNamespace:
@@ -133,18 +134,23 @@ class SocialHandlers:
     def edge_resync(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """An edge's full list of sessions, [[conn_id, user_id, username], ...]: add the
         ones we lost and drop the ones it no longer has (unless just opened: their login
-        may still be on its way)."""
-        sessions = args.get("sessions") or []
-        listed = {conn_id for conn_id, _user, _name in sessions}
+        may still be on its way). Only the difference is written, so a resync after a
+        few lost closes costs a few transactions, not one per session of the edge."""
+        listed = {conn_id: (user_id, name) for conn_id, user_id, name in args["sessions"]}
         with self.engine.connect() as conn:
-            stale = presence.edge_sessions_older_than(conn, ctx.edge, 30_000)
-        for conn_id, user_id in stale:
-            if conn_id in listed:
+            known = presence.edge_sessions(conn, ctx.edge)
+        settled = now_ms() - 30_000
+        removed = added = 0
+        for conn_id, (user_id, opened_at) in known.items():
+            if conn_id in listed or opened_at >= settled:
                 continue
             with self.engine.begin() as conn:
                 if presence.close_session(conn, user_id, conn_id):
                     self._announce(ctx, conn, user_id, False)
-        for conn_id, user_id, username in sessions:
+            removed += 1
+        for conn_id, (user_id, username) in listed.items():
+            if conn_id in known:
+                continue
             session_ctx = RequestContext(
                 op="session.open",
                 rid=ctx.rid,
@@ -159,7 +165,12 @@ class SocialHandlers:
                 if presence.open_session(conn, user_id, ctx.edge, conn_id):
                     self._announce(session_ctx, conn, user_id, True)
             ctx.events.extend(session_ctx.events)
-        return {"sessions": len(sessions)}
+            added += 1
+        if added or removed:
+            logger.warning(
+                "edge {} resync: {} sessions added, {} removed", ctx.edge, added, removed
+            )
+        return {"sessions": len(listed), "added": added, "removed": removed}
 
     def edge_gone(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """An edge is shutting down cleanly: its users go offline now, not after the

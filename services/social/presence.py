@@ -165,13 +165,14 @@ def drop_edge(conn: Connection, edge_id: str) -> list[int]:
     return [u for u in user_ids if session_count(conn, u) == 0]
 
 
-def edge_sessions_older_than(conn: Connection, edge_id: str, age_ms: int) -> list[tuple]:
+def edge_sessions(conn: Connection, edge_id: str) -> dict[str, tuple[int, int]]:
+    """The edge's live sessions: conn_id -> (user_id, opened_at)."""
     rows = conn.execute(
-        select(live_sessions.c.conn_id, live_sessions.c.user_id).where(
-            live_sessions.c.edge_id == edge_id, live_sessions.c.opened_at < now_ms() - age_ms
+        select(live_sessions.c.conn_id, live_sessions.c.user_id, live_sessions.c.opened_at).where(
+            live_sessions.c.edge_id == edge_id
         )
     )
-    return [(r.conn_id, r.user_id) for r in rows]
+    return {r.conn_id: (r.user_id, r.opened_at) for r in rows}
 
 
 def edge_session_count(conn: Connection, edge_id: str) -> int:

@@ -50,6 +50,9 @@ PROTOCOL_VERSION = 1
 # Events taken from the bus before the connections' writes go out: bounds the delay the
 # first event of a burst can get (about a millisecond of work per 100 events).
 EVENT_BURST = 256
+# Re-registering every session of an edge social had presumed dead is a transaction per
+# session: it may take longer than an ordinary request.
+RESYNC_TIMEOUT_MS = 120_000
 
 
 class Subscriptions:
@@ -229,25 +232,27 @@ class Edge:
                 mismatches = 0
 
     async def _resync(self, conns: list[Connection]) -> None:
-        logger.warning("social lost sessions of this edge; re-registering {}", len(conns))
-        batch = 500
-        for start in range(0, len(conns), batch):
-            sessions = [
-                [c.conn_id, c.session.user_id, c.session.username]
-                for c in conns[start : start + batch]
-                if c.session is not None
-            ]
-            try:
-                await self.bus.call(
-                    "social",
-                    "edge.resync",
-                    {"sessions": sessions},
-                    ctx={"edge": self.edge_id},
-                    retry=True,
-                )
-            except ServiceError as exc:
-                logger.warning("resync failed: {}", exc.code)
-                return
+        # The whole list in one request: social drops the sessions it holds that are not
+        # in it, so a partial list would log the rest out.
+        sessions = [
+            [c.conn_id, c.session.user_id, c.session.username]
+            for c in conns
+            if c.session is not None
+        ]
+        logger.warning(
+            "social's count of this edge's sessions is off; sending all {}", len(sessions)
+        )
+        try:
+            await self.bus.call(
+                "social",
+                "edge.resync",
+                {"sessions": sessions},
+                ctx={"edge": self.edge_id},
+                retry=True,
+                timeout_ms=max(self.settings.request_timeout_ms, RESYNC_TIMEOUT_MS),
+            )
+        except ServiceError as exc:
+            logger.warning("resync failed: {}", exc.code)
 
     def connection_closed(self, conn: Connection) -> None:
         if conn not in self.connections:
