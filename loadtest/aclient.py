@@ -81,13 +81,15 @@ class AsyncChat:
             raise ChatError(reply.get("error", {}))
         return reply
 
-    async def register_login(self, username: str, password: str) -> dict[str, Any]:
+    async def register_login(
+        self, username: str, password: str, timeout: float = 30
+    ) -> dict[str, Any]:
         try:
-            await self.call("register", username=username, password=password)
+            await self.call("register", timeout, username=username, password=password)
         except ChatError as exc:
             if exc.code != "username_taken":
                 raise
-        reply = await self.call("login", username=username, password=password)
+        reply = await self.call("login", timeout, username=username, password=password)
         self.token = reply["token"]
         return reply
 

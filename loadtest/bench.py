@@ -27,6 +27,7 @@ import gc
 import json
 import multiprocessing as mp
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -939,6 +940,9 @@ def scenario_resume(args: argparse.Namespace) -> list[Result]:
 # ----------------------------------------------------------------------------- idle connections
 
 
+IDLE_ATTEMPTS = 4
+
+
 def _idle_worker(conn: Any, port: int, first: int, count: int, source: str) -> None:
     """Users idle<first>..: each registers, logs in on its own connection and stays.
     Each worker connects from its own loopback address (ephemeral ports per address)."""
@@ -946,14 +950,27 @@ def _idle_worker(conn: Any, port: int, first: int, count: int, source: str) -> N
     async def run() -> None:
         clients = []
         sem = asyncio.Semaphore(200)
+        retried: dict[str, int] = {}
 
         async def one(n: int) -> None:
-            async with sem:
-                c = AsyncChat()
-                await c.connect("127.0.0.1", port, source=source)
-                await c.call("register", username=f"idle{n}", password=PASSWORD, timeout=300)
-                await c.call("login", username=f"idle{n}", password=PASSWORD, timeout=300)
-                clients.append(c)
+            # As the desktop client does, a user whose connection or login failed in the
+            # storm tries again on a new connection (a few times, backing off); what
+            # failed is counted in `retried`.
+            for attempt in range(1, IDLE_ATTEMPTS + 1):
+                async with sem:
+                    c = AsyncChat()
+                    try:
+                        await c.connect("127.0.0.1", port, source=source)
+                        await c.register_login(f"idle{n}", PASSWORD, timeout=120)
+                        clients.append(c)
+                        return
+                    except (ChatError, OSError, TimeoutError) as exc:
+                        await c.close()
+                        reason = getattr(exc, "code", None) or type(exc).__name__
+                        retried[reason] = retried.get(reason, 0) + 1
+                        if attempt == IDLE_ATTEMPTS:
+                            raise
+                await asyncio.sleep(attempt * random.uniform(1, 2))
 
         outcomes = await asyncio.gather(
             *(one(first + i) for i in range(count)), return_exceptions=True
@@ -962,7 +979,7 @@ def _idle_worker(conn: Any, port: int, first: int, count: int, source: str) -> N
         reasons: dict[str, int] = {}
         for failure in failures:
             reasons[type(failure).__name__] = reasons.get(type(failure).__name__, 0) + 1
-        conn.send((len(clients), reasons))
+        conn.send((len(clients), reasons, retried))
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         for c in clients:
             await c.close()
@@ -996,13 +1013,15 @@ def scenario_idle(args: argparse.Namespace) -> list[Result]:
                 pipes.append(parent)
                 procs.append(proc)
                 remaining -= n
-            connected, failures = 0, {}
+            connected, failures, retries = 0, {}, {}
             for pipe in pipes:
                 if pipe.poll(900):
-                    ok, reasons = pipe.recv()
+                    ok, reasons, retried = pipe.recv()
                     connected += ok
                     for reason, n in reasons.items():
                         failures[reason] = failures.get(reason, 0) + n
+                    for reason, n in retried.items():
+                        retries[reason] = retries.get(reason, 0) + n
             elapsed = time.monotonic() - started
             time.sleep(2)
             after = servers.process_tree_rss_kib(edge_pid)
@@ -1024,6 +1043,7 @@ def scenario_idle(args: argparse.Namespace) -> list[Result]:
         duration_s=round(elapsed, 2),
         extra={
             "failed_logins": failures,
+            "retried_attempts": retries,
             "edge_rss_before_kib": before,
             "edge_rss_after_kib": after,
             "edge_kib_per_connection": round(per_conn, 2),
@@ -1032,7 +1052,7 @@ def scenario_idle(args: argparse.Namespace) -> list[Result]:
     print_table([result])
     print(
         f"{connected} logged-in idle connections; edge RSS {before} -> {after} KiB = "
-        f"{per_conn:.2f} KiB per connection"
+        f"{per_conn:.2f} KiB per connection; failed attempts retried: {retries or 0}"
     )
     save("idle", [result])
     return [result]
