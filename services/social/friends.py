@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
@@ -225,60 +225,85 @@ def remove(conn: Connection, me: Any, other: Any) -> tuple[dict, UserEvents]:
 def friend_list(conn: Connection, me_id: int, at_login: bool = False) -> dict[str, Any]:
     """Friends, and requests both ways. `at_login` adds `pending_events`: rejections of
     this user's requests that happened while they were offline (marked told now)."""
-    friends = user_entries(conn, presence.friend_ids(conn, me_id))
-    # Requests in one query: the other party is whichever side is not me.
-    other = case(
-        (friend_requests.c.from_id == me_id, friend_requests.c.to_id),
-        else_=friend_requests.c.from_id,
-    )
+    return friend_lists(conn, [me_id], at_login)[me_id]
+
+
+def friend_lists(
+    conn: Connection, user_ids: list[int], at_login: bool = False
+) -> dict[int, dict[str, Any]]:
+    """friend_list for several users at once (a fixed number of queries for any number)."""
+    ids = sorted(set(user_ids))
+    friend_rows = conn.execute(
+        select(friendships.c.user_id, friendships.c.friend_id).where(friendships.c.user_id.in_(ids))
+    ).all()
+    entries = user_entries(conn, list({row.friend_id for row in friend_rows}))
+    friends_of: dict[int, set[int]] = {user_id: set() for user_id in ids}
+    for row in friend_rows:
+        friends_of[row.user_id].add(row.friend_id)
+    # Requests in one query: each row is the requester and the asked, both named.
+    asker, asked = users.alias("asker"), users.alias("asked")
     wanted = friend_requests.c.status == PENDING
     if at_login:
         untold = and_(
-            friend_requests.c.from_id == me_id,
+            friend_requests.c.from_id.in_(ids),
             friend_requests.c.status == REJECTED,
             friend_requests.c.requester_told.is_(False),
         )
         wanted = wanted | untold
-    rows = conn.execute(
+    requests = conn.execute(
         select(
-            users.c.id,
-            users.c.username,
             friend_requests.c.id.label("request_id"),
-            friend_requests.c.created_at,
+            friend_requests.c.from_id,
             friend_requests.c.to_id,
+            friend_requests.c.created_at,
             friend_requests.c.status,
+            asker.c.username.label("from_name"),
+            asked.c.username.label("to_name"),
         )
-        .join(users, users.c.id == other)
-        .where((friend_requests.c.from_id == me_id) | (friend_requests.c.to_id == me_id), wanted)
+        .join(asker, asker.c.id == friend_requests.c.from_id)
+        .join(asked, asked.c.id == friend_requests.c.to_id)
+        .where(
+            or_(friend_requests.c.from_id.in_(ids), friend_requests.c.to_id.in_(ids)),
+            wanted,
+        )
         .order_by(friend_requests.c.created_at, friend_requests.c.id)
     ).all()
-    pending = [r for r in rows if r.status == PENDING]
-    result = {
-        "friends": friends,
-        "incoming": [
-            {"user": user_ref(r), "ts": r.created_at} for r in pending if r.to_id == me_id
-        ],
-        "outgoing": [
-            {"user": user_ref(r), "ts": r.created_at} for r in pending if r.to_id != me_id
-        ],
+    lists = {
+        user_id: {
+            "friends": [e for e in entries if e["id"] in friends_of[user_id]],
+            "incoming": [
+                {"user": {"id": r.from_id, "username": r.from_name}, "ts": r.created_at}
+                for r in requests
+                if r.status == PENDING and r.to_id == user_id
+            ],
+            "outgoing": [
+                {"user": {"id": r.to_id, "username": r.to_name}, "ts": r.created_at}
+                for r in requests
+                if r.status == PENDING and r.from_id == user_id
+            ],
+        }
+        for user_id in ids
     }
     if at_login:
-        result["pending_events"] = _tell_rejections(conn, [r for r in rows if r.status == REJECTED])
-    return result
+        rejected = [r for r in requests if r.status == REJECTED]
+        _mark_told(conn, [r.request_id for r in rejected])
+        for user_id in ids:
+            lists[user_id]["pending_events"] = [
+                {
+                    "event": "friend.rejected",
+                    "request_id": r.request_id,
+                    "by": {"id": r.to_id, "username": r.to_name},
+                }
+                for r in rejected
+                if r.from_id == user_id
+            ]
+    return lists
 
 
-def _tell_rejections(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
-    if rows:
+def _mark_told(conn: Connection, request_ids: list[int]) -> None:
+    if request_ids:
         conn.execute(
             update(friend_requests)
-            .where(friend_requests.c.id.in_([r.request_id for r in rows]))
+            .where(friend_requests.c.id.in_(request_ids))
             .values(requester_told=True)
         )
-    return [
-        {
-            "event": "friend.rejected",
-            "request_id": r.request_id,
-            "by": {"id": r.id, "username": r.username},
-        }
-        for r in rows
-    ]

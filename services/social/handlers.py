@@ -22,6 +22,7 @@ from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topi
 from chatroom.services.social import direct, friends, presence, rooms
 from chatroom.services.social.batch_sql import NotFriends
 from chatroom.services.social.friends import UserEvents, user_ref
+from chatroom.services.social.sessions import SessionOpener
 from chatroom.services.social.writer import GroupWriter
 from chatroom.storage.db import now_ms
 
@@ -43,6 +44,7 @@ class SocialHandlers:
         self.engine = engine
         self.settings = settings
         self.writer = GroupWriter(engine)
+        self.sessions = SessionOpener(engine)
         self._profiles_seen: set[int] = set()
 
     def service(self) -> Service:
@@ -87,23 +89,18 @@ class SocialHandlers:
         if to_self:  # a status set on one device shows on the others
             ctx.publish(user_topic(user_id), event)
 
-    def session_open(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        """After a login: record the session, tell friends, return the starting snapshot."""
+    async def session_open(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """After a login: record the session, tell friends, return the starting snapshot.
+        Logins arriving together are opened in one transaction (sessions.py)."""
         user_id = ctx.require_user()
-        self._ensure_profile(user_id)
-        with self.engine.begin() as conn:
-            profile = presence.lock_profile(conn, user_id)
-            came_online = presence.open_session(conn, user_id, ctx.edge, ctx.conn)
-            snapshot = {
-                "rooms": rooms.rooms_of(conn, user_id),
-                "status": profile.status,
-                # With pending_events, pushed by the edge right after the login reply.
-                **friends.friend_list(conn, user_id, at_login=True),
-            }
-            if came_online:  # the friend list and the profile at hand: no more queries
-                event = presence.event(user_id, ctx.username, True, profile.status)
-                for friend in snapshot["friends"]:
-                    ctx.publish(user_topic(friend["id"]), event)
+        if user_id not in self._profiles_seen:
+            await asyncio.to_thread(self._ensure_profile, user_id)
+        opened = await asyncio.wrap_future(self.sessions.submit(user_id, ctx.edge, ctx.conn))
+        snapshot = opened.snapshot
+        if opened.came_online:  # the friend list and the status at hand: no more queries
+            event = presence.event(user_id, ctx.username, True, snapshot["status"])
+            for friend in snapshot["friends"]:
+                ctx.publish(user_topic(friend["id"]), event)
         return snapshot
 
     def _ensure_profile(self, user_id: int) -> None:

@@ -36,15 +36,16 @@ def lock_profile(conn: Connection, user_id: int) -> Any:
     ).one()
 
 
-def lock_profiles(conn: Connection, user_ids: set[int]) -> None:
+def lock_profiles(conn: Connection, user_ids: set[int]) -> dict[int, str]:
     """Lock several users' profiles, always in id order (no deadlock between two
-    callers locking overlapping sets)."""
-    conn.execute(
-        select(profiles.c.user_id)
+    callers locking overlapping sets); returns each one's status."""
+    rows = conn.execute(
+        select(profiles.c.user_id, profiles.c.status)
         .where(profiles.c.user_id.in_(sorted(user_ids)))
         .order_by(profiles.c.user_id)
         .with_for_update()
-    ).all()
+    )
+    return {row.user_id: row.status for row in rows}
 
 
 def session_count(conn: Connection, user_id: int) -> int:
@@ -63,20 +64,31 @@ def open_session(conn: Connection, user_id: int, edge_id: str, conn_id: str) -> 
     The caller holds the user's profile lock. The edge's own row is not touched here:
     every login on that edge would queue on that one row; its heartbeat keeps it fresh,
     and the reaper also finds sessions of an edge that never sent one."""
-    current = {
-        row.conn_id
-        for row in conn.execute(
-            select(live_sessions.c.conn_id).where(live_sessions.c.user_id == user_id)
+    return open_sessions(conn, [(user_id, edge_id, conn_id)])[0]
+
+
+def open_sessions(conn: Connection, openings: list[tuple[int, str, str]]) -> list[bool]:
+    """open_session for several (user_id, edge_id, conn_id) at once, in order (two
+    statements for any number); the caller holds the users' profile locks."""
+    current: dict[int, set[str]] = {user_id: set() for user_id, _, _ in openings}
+    for row in conn.execute(
+        select(live_sessions.c.user_id, live_sessions.c.conn_id).where(
+            live_sessions.c.user_id.in_(list(current))
         )
-    }
-    if conn_id in current:
-        return False
-    conn.execute(
-        insert(live_sessions).values(
-            conn_id=conn_id, edge_id=edge_id, user_id=user_id, opened_at=now_ms()
-        )
-    )
-    return not current
+    ):
+        current[row.user_id].add(row.conn_id)
+    came_online, rows, now = [], [], now_ms()
+    for user_id, edge_id, conn_id in openings:
+        theirs = current[user_id]
+        came_online.append(conn_id not in theirs and not theirs)
+        if conn_id not in theirs:
+            theirs.add(conn_id)
+            rows.append(
+                {"conn_id": conn_id, "edge_id": edge_id, "user_id": user_id, "opened_at": now}
+            )
+    if rows:
+        conn.execute(insert(live_sessions), rows)
+    return came_online
 
 
 def close_session(conn: Connection, user_id: int, conn_id: str) -> bool:

@@ -115,18 +115,38 @@ def room_ref(row: Any) -> dict[str, Any]:
 
 def conversations_of(conn: Connection, user_id: int, with_direct: bool = True) -> list[Any]:
     """Every room a user hears: public rooms, groups they joined, their direct chats."""
-    member_of = select(room_members.c.room_id).where(room_members.c.user_id == user_id)
-    query = select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq).where(
-        (rooms.c.kind == PUBLIC) | rooms.c.id.in_(member_of)
+    return conversations_of_many(conn, [user_id], with_direct)[user_id]
+
+
+def conversations_of_many(
+    conn: Connection, user_ids: list[int], with_direct: bool = True
+) -> dict[int, list[Any]]:
+    """conversations_of for several users at once (two queries for any number)."""
+    columns = (rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq)
+    public = conn.execute(select(*columns).where(rooms.c.kind == PUBLIC)).all()
+    joined = (
+        select(room_members.c.user_id, *columns)
+        .join(rooms, rooms.c.id == room_members.c.room_id)
+        .where(room_members.c.user_id.in_(sorted(set(user_ids))), rooms.c.kind != PUBLIC)
     )
     if not with_direct:
-        query = query.where(rooms.c.kind != DIRECT)
-    return conn.execute(query.order_by(rooms.c.id)).all()
+        joined = joined.where(rooms.c.kind != DIRECT)
+    heard: dict[int, list[Any]] = {user_id: list(public) for user_id in user_ids}
+    for row in conn.execute(joined):
+        heard[row.user_id].append(row)
+    for user_rooms in heard.values():
+        user_rooms.sort(key=lambda room: room.id)
+    return heard
 
 
 def rooms_of(conn: Connection, user_id: int) -> list[dict[str, Any]]:
     """The rooms (not direct chats) a user belongs to, as the client lists them."""
-    return [room_ref(r) for r in conversations_of(conn, user_id, with_direct=False)]
+    return rooms_of_many(conn, [user_id])[user_id]
+
+
+def rooms_of_many(conn: Connection, user_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    heard = conversations_of_many(conn, user_ids, with_direct=False)
+    return {user_id: [room_ref(r) for r in user_rooms] for user_id, user_rooms in heard.items()}
 
 
 def check_room_name(raw: str) -> str:

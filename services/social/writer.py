@@ -19,39 +19,43 @@ deadlocking.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from chatroom.services.social.batch_sql import Refused, WriterConnection, store_batch
+from chatroom.services.social.batch_sql import WriterConnection, store_batch
+from chatroom.services.social.batcher import Batcher, Queued, settle
 
 MAX_BATCH = 500
 
 
-@dataclass
-class PendingMessage:
-    room_id: int
-    sender_id: int
-    text: str
-    client_id: str | None
-    friend_of_sender: int | None = None  # a direct message: this user must be a friend
-    member_check: bool = False  # the sender must be a member of the room
-    result: Future = field(default_factory=Future)  # the stored row, or the error
+class PendingMessage(Queued):
+    def __init__(
+        self,
+        room_id: int,
+        sender_id: int,
+        text: str,
+        client_id: str | None,
+        friend_of_sender: int | None,
+        member_check: bool,
+    ) -> None:
+        super().__init__()
+        self.room_id = room_id
+        self.sender_id = sender_id
+        self.text = text
+        self.client_id = client_id
+        self.friend_of_sender = friend_of_sender  # a direct message: must be a friend
+        self.member_check = member_check  # the sender must be a member of the room
 
 
 class GroupWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._queue: deque[PendingMessage] = deque()
-        self._ready = threading.Condition()
-        self._thread: threading.Thread | None = None
         self._db = WriterConnection(engine)
+        self._batcher: Batcher[PendingMessage] = Batcher("message-writer", self._serve, MAX_BATCH)
 
     def submit(
         self,
@@ -70,30 +74,7 @@ class GroupWriter:
         pending = PendingMessage(
             room_id, sender_id, text, client_id, friend_of_sender, member_check
         )
-        with self._ready:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="message-writer", daemon=True
-                )
-                self._thread.start()
-            self._queue.append(pending)
-            self._ready.notify()
-        return pending.result
-
-    def _run(self) -> None:
-        while True:
-            with self._ready:
-                while not self._queue:
-                    self._ready.wait()
-                take = min(len(self._queue), MAX_BATCH)
-                batch = [self._queue.popleft() for _ in range(take)]
-            try:
-                self._serve(batch)
-            except BaseException:  # never let the writer die: every sender must hear back
-                logger.exception("message writer failed a batch of {}", len(batch))
-                for pending in batch:
-                    if not pending.result.done():
-                        pending.result.set_exception(RuntimeError("message writer failed"))
+        return self._batcher.submit(pending)
 
     def _serve(self, batch: list[PendingMessage]) -> None:
         try:
@@ -104,21 +85,16 @@ class GroupWriter:
             for pending in batch:
                 try:
                     (row,) = self._commit([pending])
-                    if isinstance(row, Refused):
-                        raise row
-                    pending.result.set_result(row)
                 except Exception as exc:  # noqa: BLE001 - handed to that sender
-                    pending.result.set_exception(exc)
+                    row = exc
+                settle(pending, row)
             return
         except Exception as exc:  # noqa: BLE001 - every sender of the batch gets it
             for pending in batch:
                 pending.result.set_exception(exc)
             return
         for pending, row in zip(batch, rows, strict=True):
-            if isinstance(row, Refused):
-                pending.result.set_exception(row)
-            else:
-                pending.result.set_result(row)
+            settle(pending, row)
 
     def _commit_once_more_if_disconnected(self, batch: list[PendingMessage]) -> list[Any]:
         # The kept connection may have died with a database restart; nothing was

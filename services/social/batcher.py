@@ -1,0 +1,69 @@
+"""One thread that handles, as one batch, everything queued while it was busy.
+
+Used for the two hot paths of the social service: storing messages (writer.py) and
+opening sessions at login (sessions.py). Callers on the event loop submit an item and
+await its future; the batch size grows with the load by itself (with no load a batch is
+one item and nothing waits), and no worker thread is held while an item waits.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+from loguru import logger
+
+Item = TypeVar("Item", bound="Queued")
+
+
+class Queued:
+    """Base of a batched item: carries the future its submitter waits on."""
+
+    def __init__(self) -> None:
+        self.result: Future = Future()
+
+
+class Batcher(Generic[Item]):
+    def __init__(self, name: str, handle: Callable[[list[Item]], None], max_batch: int) -> None:
+        """`handle` must settle every item's future (result or exception)."""
+        self.name = name
+        self._handle = handle
+        self._max_batch = max_batch
+        self._queue: deque[Item] = deque()
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, item: Item) -> Future:
+        with self._ready:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._queue.append(item)
+            self._ready.notify()
+        return item.result
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                take = min(len(self._queue), self._max_batch)
+                batch = [self._queue.popleft() for _ in range(take)]
+            try:
+                self._handle(batch)
+            except BaseException:  # never let the thread die: every submitter must hear back
+                logger.exception("{} failed a batch of {}", self.name, len(batch))
+            for item in batch:
+                if not item.result.done():
+                    item.result.set_exception(RuntimeError(f"{self.name} failed"))
+
+
+def settle(item: Queued, outcome: Any) -> None:
+    """An exception instance becomes the item's error, anything else its result."""
+    if isinstance(outcome, BaseException):
+        item.result.set_exception(outcome)
+    else:
+        item.result.set_result(outcome)

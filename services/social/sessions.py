@@ -1,0 +1,68 @@
+"""Opening sessions at login, in batches.
+
+A login (or token resume) records the session, locks the user's profile, and reads the
+starting snapshot: rooms, friends with their presence, requests both ways, rejections
+the user has not heard of. One at a time that was a dozen statements per login, and a
+reconnect storm (an edge restarted: thousands of resumes at once) queued on them. Here
+every login queued while the previous batch was in the database is opened in one
+transaction with the same fixed number of statements, whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Engine
+
+from chatroom.services.social import friends, presence, rooms
+from chatroom.services.social.batcher import Batcher, Queued, settle
+
+MAX_BATCH = 200
+
+
+class Opened(NamedTuple):
+    snapshot: dict[str, Any]  # the login reply's rooms, status, friends, requests, ...
+    came_online: bool  # the user's first live session: friends must be told
+
+
+class Opening(Queued):
+    def __init__(self, user_id: int, edge_id: str, conn_id: str) -> None:
+        super().__init__()
+        self.user_id, self.edge_id, self.conn_id = user_id, edge_id, conn_id
+
+
+class SessionOpener:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._batcher: Batcher[Opening] = Batcher("session-opener", self._open, MAX_BATCH)
+
+    def submit(self, user_id: int, edge_id: str, conn_id: str) -> Future:
+        """Open a session (idempotent per conn_id); the future gives an Opened. The
+        user's profile must exist."""
+        return self._batcher.submit(Opening(user_id, edge_id, conn_id))
+
+    def _open(self, batch: list[Opening]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                outcomes: list[Any] = open_batch(conn, batch)
+        except Exception as exc:  # noqa: BLE001 - each login of the batch gets it
+            outcomes = [exc] * len(batch)
+        for opening, outcome in zip(batch, outcomes, strict=True):
+            settle(opening, outcome)
+
+
+def open_batch(conn: Connection, batch: list[Opening]) -> list[Opened]:
+    user_ids = sorted({o.user_id for o in batch})
+    statuses = presence.lock_profiles(conn, set(user_ids))
+    came_online = presence.open_sessions(conn, [(o.user_id, o.edge_id, o.conn_id) for o in batch])
+    rooms_of = rooms.rooms_of_many(conn, user_ids)
+    # With pending_events, pushed by the edge right after the login reply.
+    lists = friends.friend_lists(conn, user_ids, at_login=True)
+    return [
+        Opened(
+            {"rooms": rooms_of[o.user_id], "status": statuses[o.user_id], **lists[o.user_id]},
+            came,
+        )
+        for o, came in zip(batch, came_online, strict=True)
+    ]
