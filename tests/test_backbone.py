@@ -105,6 +105,38 @@ def test_token_resume_and_logout(stack):
         assert third.error_of("login", token="made-up-token")["code"] == "bad_credentials"
 
 
+def test_resumes_arriving_together_are_answered_each_on_its_own(stack):
+    # Resumes (and the session openings after them) are checked in batches: a bad or
+    # ended token among good ones is refused alone, and every good one gets its own
+    # user's snapshot, including two sessions of one user in the same batch.
+    from chatroom.protocol import encode_frame
+
+    tokens = {}
+    for name in ("hana", "ivan", "jude"):
+        with WireClient(stack.port) as c:
+            c.register_and_login(name)
+            tokens[name] = c.token
+    with WireClient(stack.port) as ended:
+        ended.register_and_login("kent")
+        ended.call("logout")
+        tokens["kent"] = ended.token
+    attempts = [*tokens.items(), ("hana", tokens["hana"]), ("nobody", "made-up-token")]
+    clients = [WireClient(stack.port) for _ in attempts]
+    try:
+        for client, (_name, token) in zip(clients, attempts, strict=True):
+            client.send_raw(encode_frame({"op": "login", "id": 1, "token": token}))
+        replies = [c.next_matching(lambda f: f.get("id") == 1) for c in clients]
+    finally:
+        for client in clients:
+            client.close()
+    for (name, _token), reply in zip(attempts, replies, strict=True):
+        if name in ("kent", "nobody"):
+            assert reply["error"]["code"] == "bad_credentials", reply
+        else:
+            assert reply["ok"] and reply["user"]["username"] == name, reply
+            assert [r["name"] for r in reply["rooms"]] == ["lobby"]
+
+
 def test_text_is_stored_and_delivered_byte_identical(stack):
     with WireClient(stack.port) as alice, WireClient(stack.port) as bob:
         alice.register_and_login("小明")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import secrets
 from typing import Any
 
@@ -18,16 +18,12 @@ from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext
 from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 from chatroom.services.auth.admin import AdminHandlers
+from chatroom.services.auth.resume import TokenResumer, token_hash
 from chatroom.services.auth.throttle import Throttle
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
 
 BAD_CREDENTIALS = "wrong username or password"
-LAST_USED_PRECISION_MS = 3600 * 1000
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 class AuthHandlers:
@@ -44,6 +40,7 @@ class AuthHandlers:
         # as a wrong password and does not reveal which accounts exist.
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
         self.throttle = Throttle(engine, settings)
+        self.resumer = TokenResumer(engine)
 
     def table(self) -> dict[str, Any]:
         admin = AdminHandlers(self.engine, self.hasher.hash, self.settings.min_password_chars)
@@ -77,12 +74,16 @@ class AuthHandlers:
         logger.info("registered user {} from {}", user_id, ctx.ip)
         return {"user": {"id": user_id, "username": name}}
 
-    def login(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+    async def login(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        # On the event loop: a resume waits for its batch without a thread; a password
+        # login (argon2) takes a worker thread.
         if args.get("token"):
-            return self._resume(ctx, args["token"])
+            return await self._resume(ctx, args["token"])
         if not args.get("username") or "password" not in args:
             raise bad_request("password", "give username and password, or a token")
-        return self._password_login(ctx, args["username"], args["password"])
+        return await asyncio.to_thread(
+            self._password_login, ctx, args["username"], args["password"]
+        )
 
     def _password_login(self, ctx: RequestContext, username: str, password: str) -> dict:
         ip, key = ctx.ip or "?", username_key(username.strip())
@@ -137,39 +138,13 @@ class AuthHandlers:
             "expires_at": expires,
         }
 
-    def _resume(self, ctx: RequestContext, token: str) -> dict:
-        now = now_ms()
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    sessions.c.id,
-                    sessions.c.user_id,
-                    sessions.c.expires_at,
-                    sessions.c.last_used_at,
-                    users.c.username,
-                    users.c.disabled,
-                )
-                .join(users, users.c.id == sessions.c.user_id)
-                .where(
-                    sessions.c.token_hash == token_hash(token),
-                    sessions.c.revoked_at.is_(None),
-                    sessions.c.expires_at > now,
-                )
-            ).first()
-            if row is None:
+    async def _resume(self, ctx: RequestContext, token: str) -> dict:
+        try:
+            row = await asyncio.wrap_future(self.resumer.submit(token))
+        except ServiceError as exc:
+            if exc.code == ErrorCode.BAD_CREDENTIALS:
                 logger.info("token resume refused from {}", ctx.ip)
-                raise ServiceError(
-                    ErrorCode.BAD_CREDENTIALS, "this session has ended; log in with your password"
-                )
-            if row.disabled:
-                raise ServiceError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
-            # last_used_at is kept to the hour: a reconnect storm (an edge restarted)
-            # then costs one read per resume, not a write and a commit.
-            if now - row.last_used_at > LAST_USED_PRECISION_MS:
-                conn.execute(
-                    update(sessions).where(sessions.c.id == row.id).values(last_used_at=now)
-                )
-                conn.commit()
+            raise
         logger.info("user {} resumed session {} from {}", row.user_id, row.id, ctx.ip)
         return {
             "user": {"id": row.user_id, "username": row.username},

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine
 
+from chatroom.batching import Batcher, Queued, settle
 from chatroom.services.social import friends, presence, rooms
-from chatroom.services.social.batcher import Batcher, Queued, settle
 
 MAX_BATCH = 200
 

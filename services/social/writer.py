@@ -26,8 +26,8 @@ from loguru import logger
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from chatroom.batching import Batcher, Queued, settle
 from chatroom.services.social.batch_sql import WriterConnection, store_batch
-from chatroom.services.social.batcher import Batcher, Queued, settle
 
 MAX_BATCH = 500
 

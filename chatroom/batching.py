@@ -1,9 +1,10 @@
 """One thread that handles, as one batch, everything queued while it was busy.
 
-Used for the two hot paths of the social service: storing messages (writer.py) and
-opening sessions at login (sessions.py). Callers on the event loop submit an item and
-await its future; the batch size grows with the load by itself (with no load a batch is
-one item and nothing waits), and no worker thread is held while an item waits.
+Used on the hot paths: storing messages and opening sessions at login (social's
+writer.py and sessions.py) and checking resume tokens (auth's resume.py). Callers on
+the event loop submit an item and await its future; the batch size grows with the load
+by itself (with no load a batch is one item and nothing waits), and no worker thread is
+held while an item waits.
 """
 
 from __future__ import annotations

@@ -1,0 +1,95 @@
+"""Token resumes, checked in batches.
+
+A reconnect storm (an edge restarted: thousands of clients resume at once) made one
+query per resume, each with a pool checkout and a worker thread. Here every resume
+queued while the previous batch was in the database is checked with one query; the
+rare write (last_used_at, kept to the hour) is one statement for the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from chatroom.batching import Batcher, Queued, settle
+from chatroom.errors import ServiceError
+from chatroom.protocol import ErrorCode
+from chatroom.storage.db import now_ms
+from chatroom.storage.schema import sessions, users
+
+MAX_BATCH = 500
+# last_used_at is kept to the hour: a reconnect storm then costs reads, not writes.
+LAST_USED_PRECISION_MS = 3600 * 1000
+ENDED = "this session has ended; log in with your password"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Resume(Queued):
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token_hash = token_hash(token)
+
+
+class TokenResumer:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._batcher: Batcher[Resume] = Batcher("token-resumer", self._check, MAX_BATCH)
+
+    def submit(self, token: str) -> Future:
+        """The future gives the live session's row (id, user_id, username, expires_at),
+        or a ServiceError: bad_credentials (unknown, revoked or expired token) or
+        account_disabled."""
+        return self._batcher.submit(Resume(token))
+
+    def _check(self, batch: list[Resume]) -> None:
+        try:
+            outcomes = self._lookup(batch)
+        except Exception as exc:  # noqa: BLE001 - each resume of the batch gets it
+            outcomes = [exc] * len(batch)
+        for resume, outcome in zip(batch, outcomes, strict=True):
+            settle(resume, outcome)
+
+    def _lookup(self, batch: list[Resume]) -> list[Any]:
+        now = now_ms()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(
+                    sessions.c.id,
+                    sessions.c.user_id,
+                    sessions.c.token_hash,
+                    sessions.c.expires_at,
+                    sessions.c.last_used_at,
+                    users.c.username,
+                    users.c.disabled,
+                )
+                .join(users, users.c.id == sessions.c.user_id)
+                .where(
+                    sessions.c.token_hash.in_(sorted({r.token_hash for r in batch})),
+                    sessions.c.revoked_at.is_(None),
+                    sessions.c.expires_at > now,
+                )
+            ).all()
+            stale = [r.id for r in rows if now - r.last_used_at > LAST_USED_PRECISION_MS]
+            if stale:
+                conn.execute(
+                    update(sessions).where(sessions.c.id.in_(stale)).values(last_used_at=now)
+                )
+        live = {row.token_hash: row for row in rows}
+        outcomes: list[Any] = []
+        for resume in batch:
+            row = live.get(resume.token_hash)
+            if row is None:
+                outcomes.append(ServiceError(ErrorCode.BAD_CREDENTIALS, ENDED))
+            elif row.disabled:
+                outcomes.append(
+                    ServiceError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
+                )
+            else:
+                outcomes.append(row)
+        return outcomes
