@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode
 from chatroom.services.social.friends import find_user, username_key
-from chatroom.services.social.rooms import DIRECT, cached_room, room_identity
+from chatroom.services.social.rooms import DIRECT, Remembered, cached_room, room_identity
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import room_members, rooms, users
 
@@ -53,21 +53,17 @@ def ensure_direct_room(engine: Engine, a: int, b: int) -> None:
 # Usernames never change and accounts are never deleted (only disabled), so a name's
 # user can be remembered for the life of the process: a direct message then needs no
 # lookup before its write (the friendship is checked in the write's transaction).
-_users_by_name: dict[str, Any] = {}
-USERS_CACHE_MAX = 1_000_000
+_users_by_name = Remembered()
 
 
 def user_named(engine: Engine, username: str) -> Any:
     """The user (id, username) called `username`; raises not_found."""
-    key = username_key(username)
-    user = _users_by_name.get(key)
-    if user is None:
+
+    def load() -> Any:
         with engine.connect() as conn:
-            user = find_user(conn, username)
-        if len(_users_by_name) >= USERS_CACHE_MAX:
-            _users_by_name.clear()
-        _users_by_name[key] = user
-    return user
+            return find_user(conn, username)
+
+    return _users_by_name.load(username_key(username), load)
 
 
 def cached_user(username: str) -> Any:

@@ -67,20 +67,42 @@ class RoomIdentity(NamedTuple):
     kind: str
 
 
+class Remembered:
+    """key -> value for values that never change once they exist (a room's identity, a
+    user's id), loaded from the database the first time only. Bounded: past `limit`
+    entries it starts again from empty."""
+
+    def __init__(self, limit: int = 1_000_000) -> None:
+        self._values: dict[Any, Any] = {}
+        self.limit = limit
+
+    def get(self, key: Any) -> Any:
+        return self._values.get(key)
+
+    def load(self, key: Any, loader: Callable[[], Any]) -> Any:
+        value = self._values.get(key)
+        if value is None:
+            value = loader()
+            if len(self._values) >= self.limit:
+                self._values.clear()
+            self._values[key] = value
+        return value
+
+
 # Rooms are never renamed or deleted, so name -> identity can be remembered for the life
 # of the process: it saves a query on every send. (Renaming would have to clear this.)
-_identities: dict[str, RoomIdentity] = {}
+_identities = Remembered()
 
 
 def room_identity(engine: Engine, name: str) -> RoomIdentity:
     """The room's id, name and kind; asks the database only the first time."""
-    key = room_key(name)
-    identity = _identities.get(key)
-    if identity is None:
+
+    def load() -> RoomIdentity:
         with engine.connect() as conn:
             row = find_room(conn, name)
-        identity = _identities[key] = RoomIdentity(row.id, row.name, row.kind)
-    return identity
+        return RoomIdentity(row.id, row.name, row.kind)
+
+    return _identities.load(room_key(name), load)
 
 
 def cached_room(name: str) -> RoomIdentity | None:
