@@ -28,25 +28,43 @@ class Queued:
 
 
 class Batcher(Generic[Item]):
-    def __init__(self, name: str, handle: Callable[[list[Item]], None], max_batch: int) -> None:
-        """`handle` must settle every item's future (result or exception)."""
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[list[Item]], None],
+        max_batch: int,
+        warm_up: Callable[[], None] | None = None,
+    ) -> None:
+        """`handle` must settle every item's future (result or exception). `warm_up`
+        runs first in the thread (e.g. opening its database connection), so the first
+        item after start does not wait for it."""
         self.name = name
         self._handle = handle
+        self._warm_up = warm_up
         self._max_batch = max_batch
         self._queue: deque[Item] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def submit(self, item: Item) -> Future:
+    def start(self) -> None:
         with self._ready:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
+
+    def submit(self, item: Item) -> Future:
+        self.start()
+        with self._ready:
             self._queue.append(item)
             self._ready.notify()
         return item.result
 
     def _run(self) -> None:
+        if self._warm_up is not None:
+            try:
+                self._warm_up()
+            except Exception as exc:  # noqa: BLE001 - the first batch will try again
+                logger.warning("{} could not warm up: {}", self.name, exc)
         while True:
             with self._ready:
                 while not self._queue:

@@ -272,6 +272,9 @@ class WriterConnection:
         self._conn: Any = None
         self._used = 0.0
 
+    def connect(self) -> None:
+        self._kept()
+
     def _kept(self) -> Any:
         now = time.monotonic()
         if self._conn is not None and now - self._used > KEEP_CONNECTION_S:

@@ -44,6 +44,7 @@ class SocialHandlers:
         self.engine = engine
         self.settings = settings
         self.writer = GroupWriter(engine)
+        self.writer.start()
         self.sessions = SessionOpener(engine)
         self._profiles_seen: set[int] = set()
 

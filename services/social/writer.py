@@ -55,7 +55,13 @@ class GroupWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._db = WriterConnection(engine)
-        self._batcher: Batcher[PendingMessage] = Batcher("message-writer", self._serve, MAX_BATCH)
+        self._batcher: Batcher[PendingMessage] = Batcher(
+            "message-writer", self._serve, MAX_BATCH, warm_up=self._db.connect
+        )
+
+    def start(self) -> None:
+        """Start the writer thread and open its connection now, not at the first send."""
+        self._batcher.start()
 
     def submit(
         self,
