@@ -158,9 +158,12 @@ def plot(name: str, results: list[Result]) -> None:
             ys = [i / len(lat) for i in range(len(lat))]
             left.plot(lat, ys, label=f"{r.system} (p99 {r.percentiles()['p99']} ms)")
         if r.timeline:
+            # 100 ms bins; runs longer than a minute are drawn per second (readable).
+            per = 10 if len(r.timeline) > 600 else 1
+            bins = [sum(r.timeline[i : i + per]) for i in range(0, len(r.timeline), per)]
             right.plot(
-                [i / 10 for i in range(len(r.timeline))],
-                [c * 10 for c in r.timeline],
+                [i * per / 10 for i in range(len(bins))],
+                [c * 10 / per for c in bins],
                 label=r.system,
             )
     left.set_xscale("log")

@@ -347,4 +347,3 @@ def test_paused_edge_presumed_dead_re_registers_its_sessions_once(make_stack, db
         assert uma.event("message")["text"] == "still here"
         logs = stack.logs("social")
         assert logs.count("resync: 2 sessions added, 0 removed") == 1, logs[-2000:]
-
