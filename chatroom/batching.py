@@ -31,11 +31,13 @@ class Batcher(Generic[Item]):
     def __init__(
         self,
         name: str,
-        handle: Callable[[list[Item]], None],
+        handle: Callable[[list[Item]], list[Any]],
         max_batch: int,
         warm_up: Callable[[], None] | None = None,
     ) -> None:
-        """`handle` must settle every item's future (result or exception). `warm_up`
+        """`handle` returns an outcome per item, in order: an exception instance
+        becomes that item's error, anything else its result; if `handle` raises, every
+        item of the batch gets that exception. `warm_up`
         runs first in the thread (e.g. opening its database connection), so the first
         item after start does not wait for it."""
         self.name = name
@@ -72,17 +74,11 @@ class Batcher(Generic[Item]):
                 take = min(len(self._queue), self._max_batch)
                 batch = [self._queue.popleft() for _ in range(take)]
             try:
-                self._handle(batch)
-            except BaseException:  # never let the thread die: every submitter must hear back
-                logger.exception("{} failed a batch of {}", self.name, len(batch))
-            for item in batch:
-                if not item.result.done():
-                    item.result.set_exception(RuntimeError(f"{self.name} failed"))
-
-
-def settle(item: Queued, outcome: Any) -> None:
-    """An exception instance becomes the item's error, anything else its result."""
-    if isinstance(outcome, BaseException):
-        item.result.set_exception(outcome)
-    else:
-        item.result.set_result(outcome)
+                outcomes = self._handle(batch)
+            except Exception as exc:  # noqa: BLE001 - every submitter must hear back
+                outcomes = [exc] * len(batch)
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    item.result.set_exception(outcome)
+                else:
+                    item.result.set_result(outcome)

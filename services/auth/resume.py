@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
-from chatroom.batching import Batcher, Queued, settle
+from chatroom.batching import Batcher, Queued
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode
 from chatroom.storage.db import now_ms
@@ -39,21 +39,13 @@ class Resume(Queued):
 class TokenResumer:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._batcher: Batcher[Resume] = Batcher("token-resumer", self._check, MAX_BATCH)
+        self._batcher: Batcher[Resume] = Batcher("token-resumer", self._lookup, MAX_BATCH)
 
     def submit(self, token: str) -> Future:
         """The future gives the live session's row (id, user_id, username, expires_at),
         or a ServiceError: bad_credentials (unknown, revoked or expired token) or
         account_disabled."""
         return self._batcher.submit(Resume(token))
-
-    def _check(self, batch: list[Resume]) -> None:
-        try:
-            outcomes = self._lookup(batch)
-        except Exception as exc:  # noqa: BLE001 - each resume of the batch gets it
-            outcomes = [exc] * len(batch)
-        for resume, outcome in zip(batch, outcomes, strict=True):
-            settle(resume, outcome)
 
     def _lookup(self, batch: list[Resume]) -> list[Any]:
         now = now_ms()

@@ -161,12 +161,8 @@ def conversations_of_many(
     return heard
 
 
-def rooms_of(conn: Connection, user_id: int) -> list[dict[str, Any]]:
-    """The rooms (not direct chats) a user belongs to, as the client lists them."""
-    return rooms_of_many(conn, [user_id])[user_id]
-
-
 def rooms_of_many(conn: Connection, user_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """The rooms (not direct chats) each user belongs to, as the client lists them."""
     heard = conversations_of_many(conn, user_ids, with_direct=False)
     return {user_id: [room_ref(r) for r in user_rooms] for user_id, user_rooms in heard.items()}
 

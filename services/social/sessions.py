@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine
 
-from chatroom.batching import Batcher, Queued, settle
+from chatroom.batching import Batcher, Queued
 from chatroom.services.social import friends, presence, rooms
 
 MAX_BATCH = 200
@@ -42,14 +42,9 @@ class SessionOpener:
         user's profile must exist."""
         return self._batcher.submit(Opening(user_id, edge_id, conn_id))
 
-    def _open(self, batch: list[Opening]) -> None:
-        try:
-            with self.engine.begin() as conn:
-                outcomes: list[Any] = open_batch(conn, batch)
-        except Exception as exc:  # noqa: BLE001 - each login of the batch gets it
-            outcomes = [exc] * len(batch)
-        for opening, outcome in zip(batch, outcomes, strict=True):
-            settle(opening, outcome)
+    def _open(self, batch: list[Opening]) -> list[Opened]:
+        with self.engine.begin() as conn:
+            return open_batch(conn, batch)
 
 
 def open_batch(conn: Connection, batch: list[Opening]) -> list[Opened]:

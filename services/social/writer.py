@@ -26,7 +26,7 @@ from loguru import logger
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from chatroom.batching import Batcher, Queued, settle
+from chatroom.batching import Batcher, Queued
 from chatroom.services.social.batch_sql import WriterConnection, store_batch
 
 MAX_BATCH = 500
@@ -53,7 +53,6 @@ class PendingMessage(Queued):
 
 class GroupWriter:
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
         self._db = WriterConnection(engine)
         self._batcher: Batcher[PendingMessage] = Batcher(
             "message-writer", self._serve, MAX_BATCH, warm_up=self._db.connect
@@ -82,25 +81,22 @@ class GroupWriter:
         )
         return self._batcher.submit(pending)
 
-    def _serve(self, batch: list[PendingMessage]) -> None:
+    def _serve(self, batch: list[PendingMessage]) -> list[Any]:
+        """A row or an exception per message (any other error: the whole batch's)."""
         try:
-            rows = self._commit_once_more_if_disconnected(batch)
+            return self._commit_once_more_if_disconnected(batch)
         except IntegrityError:
-            # A retried send raced its original into the same batch: store one by one
-            # so only the duplicate fails (the caller turns that into the stored copy).
-            for pending in batch:
-                try:
-                    (row,) = self._commit([pending])
-                except Exception as exc:  # noqa: BLE001 - handed to that sender
-                    row = exc
-                settle(pending, row)
-            return
-        except Exception as exc:  # noqa: BLE001 - every sender of the batch gets it
-            for pending in batch:
-                pending.result.set_exception(exc)
-            return
-        for pending, row in zip(batch, rows, strict=True):
-            settle(pending, row)
+            # A retried send raced its original (in another replica's batch) into the
+            # database: store one by one so only the duplicate fails (the caller turns
+            # that into the stored copy).
+            return [self._commit_alone(pending) for pending in batch]
+
+    def _commit_alone(self, pending: PendingMessage) -> Any:
+        try:
+            (row,) = self._commit([pending])
+        except Exception as exc:  # noqa: BLE001 - handed to that sender
+            return exc
+        return row
 
     def _commit_once_more_if_disconnected(self, batch: list[PendingMessage]) -> list[Any]:
         # The kept connection may have died with a database restart; nothing was

@@ -347,11 +347,7 @@ class Edge:
         delivered_to = None
         for conn in list(targets):
             if conn.conn_id != origin and not conn.closing:
-                queued = outbox.get(conn)
-                if queued is None:
-                    outbox[conn] = [frame]
-                else:
-                    queued.append(frame)
+                outbox.setdefault(conn, []).append(frame)
                 delivered_to = conn
         if ack and delivered_to is not None:
             asyncio.get_running_loop().create_task(self._acknowledge(ack, delivered_to))
