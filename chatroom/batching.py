@@ -5,14 +5,20 @@ writer.py and sessions.py) and checking resume tokens (auth's resume.py). Caller
 the event loop submit an item and await its future; the batch size grows with the load
 by itself (with no load a batch is one item and nothing waits), and no worker thread is
 held while an item waits.
+
+The futures are the event loop's own, settled from the loop: the thread hands a whole
+batch's outcomes over with one `call_soon_threadsafe`. (A concurrent future per item,
+wrapped for the loop, cost a lock, a chained callback and a wake-up write per item:
+at 4,000 messages/s that was a tenth of the social service's time.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from loguru import logger
@@ -21,10 +27,10 @@ Item = TypeVar("Item", bound="Queued")
 
 
 class Queued:
-    """Base of a batched item: carries the future its submitter waits on."""
+    """Base of a batched item: carries the future its submitter awaits (set by
+    Batcher.submit, on the submitting event loop)."""
 
-    def __init__(self) -> None:
-        self.result: Future = Future()
+    result: asyncio.Future
 
 
 class Batcher(Generic[Item]):
@@ -44,7 +50,7 @@ class Batcher(Generic[Item]):
         self._handle = handle
         self._warm_up = warm_up
         self._max_batch = max_batch
-        self._queue: deque[Item] = deque()
+        self._queue: deque[tuple[Item, asyncio.AbstractEventLoop]] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -54,10 +60,13 @@ class Batcher(Generic[Item]):
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
 
-    def submit(self, item: Item) -> Future:
+    def submit(self, item: Item) -> asyncio.Future:
+        """Queue the item; call from a running event loop, and await the future there."""
         self.start()
+        loop = asyncio.get_running_loop()
+        item.result = loop.create_future()
         with self._ready:
-            self._queue.append(item)
+            self._queue.append((item, loop))
             self._ready.notify()
         return item.result
 
@@ -72,13 +81,26 @@ class Batcher(Generic[Item]):
                 while not self._queue:
                     self._ready.wait()
                 take = min(len(self._queue), self._max_batch)
-                batch = [self._queue.popleft() for _ in range(take)]
+                queued = [self._queue.popleft() for _ in range(take)]
+            batch = [item for item, _ in queued]
             try:
                 outcomes = self._handle(batch)
             except Exception as exc:  # noqa: BLE001 - every submitter must hear back
                 outcomes = [exc] * len(batch)
-            for item, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    item.result.set_exception(outcome)
-                else:
-                    item.result.set_result(outcome)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Item, Any]]] = {}
+            for (item, loop), outcome in zip(queued, outcomes, strict=True):
+                by_loop.setdefault(loop, []).append((item, outcome))
+            for loop, settled in by_loop.items():
+                # A closed loop (RuntimeError) has nobody waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[tuple[Queued, Any]]) -> None:
+    for item, outcome in settled:
+        if item.result.done():  # the submitter gave up (cancelled)
+            continue
+        if isinstance(outcome, BaseException):
+            item.result.set_exception(outcome)
+        else:
+            item.result.set_result(outcome)

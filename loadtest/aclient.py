@@ -6,12 +6,24 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from chatroom.protocol import FrameDecoder, encode_frame, parse_payload
 
+T = TypeVar("T")
 EventHandler = Callable[[dict[str, Any], int], None]  # event, receive time (ns)
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop when it is installed (the server's edge runs on it too):
+    the generator shares the two cores with the servers it measures, so every cycle it
+    spends on its own event loop is one the servers do not get. Same for both systems."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 class ChatError(Exception):

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import servers
-from loadtest.aclient import AsyncChat, AsyncIrc, ChatError
+from loadtest.aclient import AsyncChat, AsyncIrc, ChatError, run_async
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PASSWORD = "bench-password"
@@ -292,7 +292,7 @@ def _receiver_main(
         for client in clients:
             await client.close()
 
-    asyncio.run(run())
+    run_async(run())
 
 
 class ReceiverPool:
@@ -500,7 +500,7 @@ def fanout_once(
         await probe.close()
 
     with no_gc_pauses():
-        asyncio.run(run())
+        run_async(run())
     merged = pool.collect(timeout=120)
     probe_collector = result.extra.pop("probe")
     result.expected = messages * (receivers + 1)
@@ -605,7 +605,7 @@ def scenario_bigroom(args: argparse.Namespace) -> list[Result]:
                     await sender.call("room.send", room="lobby", text=stamp(seq))
                     await sender.close()
 
-                asyncio.run(send_one(trial, stack.port))
+                run_async(send_one(trial, stack.port))
                 merged = pool.collect(timeout=60)
             finally:
                 servers.stop_chatroom(stack, url)
@@ -633,6 +633,9 @@ def scenario_bigroom(args: argparse.Namespace) -> list[Result]:
 
 
 # ----------------------------------------------------------------------------- private messages
+
+
+OPEN_LOOP_OUTSTANDING = 20_000
 
 
 def _dm_worker(
@@ -676,7 +679,9 @@ def _dm_worker(
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         acks: list[float] = []
         errors = 0
-        sem = asyncio.Semaphore(inflight)
+        # Open loop (a rate): sends go out on schedule whatever the replies do; the
+        # bound is only a safety net (a window would make the rate depend on latency).
+        sem = asyncio.Semaphore(inflight if rate is None else OPEN_LOOP_OUTSTANDING)
         started = time.monotonic()
         tasks = []
 
@@ -722,7 +727,7 @@ def _dm_worker(
         for c in senders + receivers:
             await c.close()
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def scenario_dm(args: argparse.Namespace, rate: float | None = None) -> list[Result]:
@@ -866,7 +871,7 @@ def scenario_login(args: argparse.Namespace) -> list[Result]:
                 result.latencies_ms = latencies
                 return result
 
-            result = asyncio.run(run())
+            result = run_async(run())
         finally:
             servers.stop_chatroom(stack, url)
     result.extra = {
@@ -945,7 +950,7 @@ def scenario_resume(args: argparse.Namespace) -> list[Result]:
                 result.latencies_ms = latencies
                 return result
 
-            result = asyncio.run(run())
+            result = run_async(run())
         finally:
             servers.stop_chatroom(stack, url)
     print_table([result])
@@ -1001,7 +1006,7 @@ def _idle_worker(conn: Any, port: int, first: int, count: int, source: str) -> N
             await c.close()
 
     raise_file_limit()
-    asyncio.run(run())
+    run_async(run())
 
 
 def scenario_idle(args: argparse.Namespace) -> list[Result]:
@@ -1103,7 +1108,7 @@ def _blast_server(port_holder: Any, frames: int, receivers: int) -> None:
         await asyncio.sleep(1)
         server.close()
 
-    asyncio.run(run())
+    run_async(run())
 
 
 def scenario_ceiling(args: argparse.Namespace) -> list[Result]:
@@ -1135,7 +1140,7 @@ def scenario_ceiling(args: argparse.Namespace) -> list[Result]:
                 await asyncio.sleep(0.01)
             conn.send({"count": collector.count, "bins": collector.bins})
 
-        asyncio.run(run())
+        run_async(run())
 
     pipes, procs = [], []
     for i in range(args.processes):

@@ -21,7 +21,7 @@ from typing import Any
 
 from chatroom.services.media import images
 from loadtest import servers
-from loadtest.aclient import AsyncChat, ChatError
+from loadtest.aclient import AsyncChat, ChatError, run_async
 from loadtest.bench import (
     PASSWORD,
     Result,
@@ -110,7 +110,7 @@ def _on_fresh_server(name: str, args: argparse.Namespace, scenario: Any) -> list
     with tempfile.TemporaryDirectory() as tmp:
         stack, url = servers.start_chatroom(Path(tmp) / "chatroom", db=args.db)
         try:
-            result = asyncio.run(scenario(stack.port, args))
+            result = run_async(scenario(stack.port, args))
         finally:
             servers.stop_chatroom(stack, url)
     print_table([result])

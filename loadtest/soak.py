@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import servers
-from loadtest.aclient import AsyncChat
+from loadtest.aclient import AsyncChat, run_async
 from loadtest.bench import (
     PASSWORD,
     Result,
@@ -140,7 +140,7 @@ def _member_main(conn: Any, port: int, members: list[int], rooms: int, total: in
             await c.close()
 
     raise_file_limit()
-    asyncio.run(run())
+    run_async(run())
 
 
 async def _keep_alive(clients: list[AsyncChat], every_s: float) -> None:
@@ -192,7 +192,7 @@ def scenario_soak(args: argparse.Namespace) -> list[Result]:
             Path(tmp) / "chatroom", db=args.db, max_inflight_per_conn=256
         )
         try:
-            asyncio.run(_create_rooms(stack.port, args.rooms))
+            run_async(_create_rooms(stack.port, args.rooms))
             ctx = mp.get_context("fork")
             pipes, procs = [], []
             for p in range(args.processes):
@@ -217,7 +217,7 @@ def scenario_soak(args: argparse.Namespace) -> list[Result]:
                 f"{time.monotonic() - setup:.0f} s"
             )
             pids = _watched_pids(stack, procs)
-            result = asyncio.run(_send(stack.port, args, pids))
+            result = run_async(_send(stack.port, args, pids))
             for pipe in pipes:
                 pipe.send(result.sent)
             parts = collect_parts(pipes, procs, 180, "soak members")

@@ -140,7 +140,7 @@ class AuthHandlers:
 
     async def _resume(self, ctx: RequestContext, token: str) -> dict:
         try:
-            row = await asyncio.wrap_future(self.resumer.submit(token))
+            row = await self.resumer.submit(token)
         except ServiceError as exc:
             if exc.code == ErrorCode.BAD_CREDENTIALS:
                 logger.info("token resume refused from {}", ctx.ip)

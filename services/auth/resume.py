@@ -9,7 +9,7 @@ rare write (last_used_at, kept to the hour) is one statement for the batch.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import Future
+from asyncio import Future
 from typing import Any
 
 from sqlalchemy import Engine, select, update
@@ -32,7 +32,6 @@ def token_hash(token: str) -> str:
 
 class Resume(Queued):
     def __init__(self, token: str) -> None:
-        super().__init__()
         self.token_hash = token_hash(token)
 
 

@@ -2,8 +2,8 @@
 
 A batch is: (for direct messages) which senders are still friends with their recipients;
 (for group rooms) which senders are members; (for retried sends) which are stored already;
-bump the rooms' seq counters and read them back; insert the messages; read the stored
-rows (with sender name and avatar); commit. One statement at a time that is five or six
+bump the rooms' seq counters and read them back; insert the messages; read back their
+ids (with the sender's name and avatar); commit. One statement at a time that is five or six
 round trips, and on a busy two-core machine each round trip costs about a millisecond
 of waiting for the database's thread to be scheduled: the batch time, and so every
 message's latency and the writer's throughput, was mostly round trips.
@@ -63,6 +63,7 @@ class Outgoing(Protocol):
 
 class Trips(Protocol):
     mark: str  # the driver's parameter mark
+    row_in: bool  # the database takes "(a, b) IN ((1, 2), ...)" (SQLite does not)
 
     def run(self, *statements: Statement) -> list[list[tuple]]:
         """Execute the statements in order; each one's rows (empty for writes)."""
@@ -91,7 +92,7 @@ def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Ref
     """Store the batch in one transaction: the stored row per message, or why not. The
     checks (friendship, membership, an earlier copy) are made in the same transaction
     as the write, so nothing changes between them."""
-    sql = Marks(trips.mark)
+    sql = Marks(trips.mark, trips.row_in)
     refused = _checks(trips, sql, batch)
     accepted = [p for p in batch if id(p) not in refused]
     if not accepted:
@@ -133,9 +134,19 @@ def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Ref
             tuple(n for room in room_ids for n in (room, first[room], last[room])),
         ),
     )
-    rows = {(row[1], row[2]): StoredMessage(*row) for row in stored}
-    by_key = iter(rows[key] for key in keys)
-    return [refused[id(p)] if id(p) in refused else next(by_key) for p in batch]
+    # Read back only what the database chose (ids) and the sender's name and avatar;
+    # the rest is what was just written.
+    chosen = {(room, seq): (row_id, name, avatar) for row_id, room, seq, name, avatar in stored}
+    rows = []
+    for p, (room, seq) in zip(accepted, keys, strict=True):
+        row_id, name, avatar = chosen[(room, seq)]
+        rows.append(
+            StoredMessage(
+                row_id, room, seq, p.sender_id, p.text, created, p.client_id, name, avatar
+            )
+        )
+    in_order = iter(rows)
+    return [refused[id(p)] if id(p) in refused else next(in_order) for p in batch]
 
 
 def _checks(trips: Trips, sql: Marks, batch: list[Outgoing]) -> dict[int, Refused]:
@@ -145,14 +156,14 @@ def _checks(trips: Trips, sql: Marks, batch: list[Outgoing]) -> dict[int, Refuse
     grouped = [p for p in batch if p.member_check]
     retried = [p for p in batch if p.client_id is not None]
     statements = []
-    for sql_text, firsts, seconds in (
-        (FRIENDS, [p.sender_id for p in direct], [p.friend_of_sender for p in direct]),
-        (MEMBERS, [p.room_id for p in grouped], [p.sender_id for p in grouped]),
-        (EARLIER, [p.sender_id for p in retried], [p.client_id for p in retried]),
+    for sql_text, columns, pairs in (
+        (FRIENDS, FRIEND_PAIR, {(p.sender_id, p.friend_of_sender) for p in direct}),
+        (MEMBERS, MEMBER_PAIR, {(p.room_id, p.sender_id) for p in grouped}),
+        (EARLIER, EARLIER_PAIR, {(p.sender_id, p.client_id) for p in retried}),
     ):
-        if firsts:
-            a, b = set(firsts), set(seconds)
-            statements.append((sql_text.format(sql.marks(len(a)), sql.marks(len(b))), (*a, *b)))
+        if pairs:
+            where = sql.pair_in(*columns, len(pairs))
+            statements.append((sql_text + where, tuple(v for pair in pairs for v in pair)))
     if not statements:
         return {}
     results = iter(trips.run(*statements))
@@ -177,14 +188,20 @@ def _checks(trips: Trips, sql: Marks, batch: list[Outgoing]) -> dict[int, Refuse
     return refused
 
 
-FRIENDS = "SELECT user_id, friend_id FROM friendships WHERE user_id IN {} AND friend_id IN {}"
-MEMBERS = "SELECT room_id, user_id FROM room_members WHERE room_id IN {} AND user_id IN {}"
-EARLIER = "SELECT sender_id, client_id FROM messages WHERE sender_id IN {} AND client_id IN {}"
+# Each check looks up exact (a, b) pairs of a two-column key. Not "a IN (...) AND b IN
+# (...)": the optimizer turns that into every combination, 2,500 index ranges for 50
+# direct messages (4 ms of the database's CPU per batch, measured, against 0.55 ms).
+FRIENDS = "SELECT user_id, friend_id FROM friendships WHERE "
+FRIEND_PAIR = ("user_id", "friend_id")
+MEMBERS = "SELECT room_id, user_id FROM room_members WHERE "
+MEMBER_PAIR = ("room_id", "user_id")
+EARLIER = "SELECT sender_id, client_id FROM messages WHERE "
+EARLIER_PAIR = ("sender_id", "client_id")
 WHEN = "WHEN {m} THEN {m}"
 SEQ_SPAN = "(m.room_id = {m} AND m.seq BETWEEN {m} AND {m})"
 STORED_MESSAGES = (
-    "SELECT m.id, m.room_id, m.seq, m.sender_id, m.text, m.created_at, m.client_id,"
-    " u.username, a.hash AS avatar FROM messages m JOIN users u ON u.id = m.sender_id"
+    "SELECT m.id, m.room_id, m.seq, u.username, a.hash AS avatar"
+    " FROM messages m JOIN users u ON u.id = m.sender_id"
     " LEFT JOIN avatars a ON a.user_id = m.sender_id WHERE "
 )
 
@@ -192,14 +209,23 @@ STORED_MESSAGES = (
 class Marks:
     """Parameter marks in the driver's style (%s for PyMySQL, ? for sqlite3)."""
 
-    def __init__(self, mark: str) -> None:
+    def __init__(self, mark: str, row_in: bool) -> None:
         self.mark = mark
+        self.row_in = row_in
 
     def marks(self, count: int) -> str:
         return "(" + ", ".join([self.mark] * count) + ")"
 
     def repeat(self, template: str, count: int, separator: str = " ") -> str:
         return separator.join([template.format(m=self.mark)] * count)
+
+    def pair_in(self, first: str, second: str, count: int) -> str:
+        """A condition matching `count` exact (first, second) pairs, each an index
+        lookup: a row-constructor IN on MySQL/MariaDB; on SQLite (whose row IN takes
+        only a subquery, which it would scan) the equivalent ORs, each an index search."""
+        if self.row_in:
+            return f"({first}, {second}) IN ({self.repeat('({m}, {m})', count, ', ')})"
+        return "(" + self.repeat(f"({first} = {{m}} AND {second} = {{m}})", count, " OR ") + ")"
 
 
 # ---------------------------------------------------------------------- round trips
@@ -211,6 +237,7 @@ class OneByOne:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+        self.row_in = conn.dialect.name != "sqlite"
 
     def run(self, *statements: Statement) -> list[list[tuple]]:
         results = []
@@ -227,6 +254,7 @@ class Pipelined:
     """All statements of a step in one multi-statement query (PyMySQL)."""
 
     mark = "%s"
+    row_in = True
 
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor

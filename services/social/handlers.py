@@ -96,7 +96,7 @@ class SocialHandlers:
         user_id = ctx.require_user()
         if user_id not in self._profiles_seen:
             await asyncio.to_thread(self._ensure_profile, user_id)
-        opened = await asyncio.wrap_future(self.sessions.submit(user_id, ctx.edge, ctx.conn))
+        opened = await self.sessions.submit(user_id, ctx.edge, ctx.conn)
         snapshot = opened.snapshot
         if opened.came_online:  # the friend list and the status at hand: no more queries
             event = presence.event(user_id, ctx.username, True, snapshot["status"])

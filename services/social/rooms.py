@@ -322,8 +322,9 @@ async def store_message(
     if room is None:
         room = await asyncio.to_thread(resolve_room, engine)
     try:
-        stored = writer.submit(room.id, sender_id, text, client_id, friend_of_sender, member_check)
-        row = await asyncio.wrap_future(stored)
+        row = await writer.submit(
+            room.id, sender_id, text, client_id, friend_of_sender, member_check
+        )
     except NotMember:
         raise not_member(room) from None
     except (AlreadyStored, IntegrityError):

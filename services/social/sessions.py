@@ -10,7 +10,7 @@ transaction with the same fixed number of statements, whatever the batch size.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+from asyncio import Future
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine
@@ -28,7 +28,6 @@ class Opened(NamedTuple):
 
 class Opening(Queued):
     def __init__(self, user_id: int, edge_id: str, conn_id: str) -> None:
-        super().__init__()
         self.user_id, self.edge_id, self.conn_id = user_id, edge_id, conn_id
 
 

@@ -19,7 +19,7 @@ deadlocking.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+from asyncio import Future
 from typing import Any
 
 from loguru import logger
@@ -42,7 +42,6 @@ class PendingMessage(Queued):
         friend_of_sender: int | None,
         member_check: bool,
     ) -> None:
-        super().__init__()
         self.room_id = room_id
         self.sender_id = sender_id
         self.text = text
