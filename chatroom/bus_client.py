@@ -85,17 +85,22 @@ class BusClient:
         per_attempt = timeout_s / attempts
         rid = f"{self.name}:{next(self._ids)}"
         body = {"rid": rid, "op": op, "args": args or {}, "ctx": ctx or {}}
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
+        loop = asyncio.get_running_loop()
         try:
             for attempt in range(1, attempts + 1):
+                # A new future per attempt under the same rid: a late reply to an
+                # earlier attempt answers this one. A timer resolves it with None when
+                # the attempt times out (cheaper than asyncio.wait on this hot path).
+                fut: asyncio.Future = loop.create_future()
+                self._pending[rid] = fut
                 body["deadline_ms"] = int((time.time() + per_attempt) * 1000)
                 await self._sockets[service].send_multipart([dumps(body)])
-                # asyncio.wait leaves the future alone on timeout: a late reply to the
-                # first attempt still answers the retry.
-                await asyncio.wait((fut,), timeout=per_attempt)
-                if fut.done():
-                    reply = fut.result()
+                timer = loop.call_later(per_attempt, _time_out, fut)
+                try:
+                    reply = await fut
+                finally:
+                    timer.cancel()
+                if reply is not None:
                     break
                 logger.warning(
                     "{} {} got no reply within {:.1f}s (attempt {}/{})",
@@ -122,3 +127,8 @@ class BusClient:
 
     async def ping(self, service: str, timeout_ms: int = 2000) -> dict[str, Any]:
         return await self.call(service, PING_OP, timeout_ms=timeout_ms)
+
+
+def _time_out(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -37,6 +37,7 @@ from sqlalchemy.exc import OperationalError
 
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
+from chatroom.logs import request_context
 from chatroom.protocol import ErrorCode, dumps, loads
 from chatroom.zmq_io import BurstReceiver
 
@@ -242,7 +243,7 @@ class ServiceRuntime:
         if handler is None:
             err = ServiceError(ErrorCode.UNKNOWN_OP, f"{self.name} has no op '{op}'")
             return {"rid": rid, "ok": False, "error": err.to_dict()}, []
-        with logger.contextualize(op=op, rid=rid, user=ctx.user_id):
+        with request_context(op=op, rid=rid, user=ctx.user_id):
             try:
                 result = await self._run_with_retry(handler, ctx, body.get("args") or {})
                 self.handled += 1

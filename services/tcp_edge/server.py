@@ -24,6 +24,7 @@ from loguru import logger
 from chatroom.bus_client import BusClient
 from chatroom.config import ConfigError, Settings
 from chatroom.errors import ServiceError, rate_limited
+from chatroom.logs import request_context
 from chatroom.protocol import (
     ErrorCode,
     Op,
@@ -388,7 +389,7 @@ class Edge:
     ) -> list[dict[str, Any]]:
         """Run one request; return the reply followed by any pushes that go after it."""
         try:
-            with logger.contextualize(op=op_name, conn=conn.conn_id):
+            with request_context(op=op_name, conn=conn.conn_id):
                 if op.rate is not None:
                     self._spend(conn, op.rate)
                 if op_name == "login":
