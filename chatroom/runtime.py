@@ -89,11 +89,13 @@ class RequestContext:
     ip: str | None = None
     edge: str | None = None
     conn: str | None = None
+    deadline_ms: int | None = None  # when the edge stops waiting (wall clock, ms)
     events: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
 
     @classmethod
     def from_envelope(cls, body: dict[str, Any]) -> RequestContext:
         ctx = body.get("ctx") or {}
+        deadline = body.get("deadline_ms")
         return cls(
             op=body["op"],
             rid=str(body.get("rid")),
@@ -103,6 +105,7 @@ class RequestContext:
             ip=ctx.get("ip"),
             edge=ctx.get("edge"),
             conn=ctx.get("conn"),
+            deadline_ms=deadline if isinstance(deadline, int) else None,
         )
 
     def publish(self, topic: bytes, event: dict[str, Any]) -> None:
@@ -248,6 +251,9 @@ class ServiceRuntime:
                 result = await self._run_with_retry(handler, ctx, body.get("args") or {})
                 self.handled += 1
                 return {"rid": rid, "ok": True, "result": result}, ctx.events
+            except DeadlinePassed:
+                logger.info("dropping request {} for {}: its deadline passed in the queue", rid, op)
+                return None, []
             except ServiceError as exc:
                 logger.info("{} refused: {}", op, exc.code)
                 return {"rid": rid, "ok": False, "error": exc.to_dict()}, []
@@ -295,8 +301,10 @@ class ServiceRuntime:
         raise AssertionError("unreachable")
 
     async def _run_blocking(self, handler: Handler, ctx: Any, args: dict) -> Any:
-        # copy_context carries the loguru request context into the worker thread.
-        call = functools.partial(contextvars.copy_context().run, handler, ctx, args)
+        # copy_context carries the request's log context into the worker thread.
+        call = functools.partial(
+            contextvars.copy_context().run, _start_unless_expired, handler, ctx, args
+        )
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _health(self) -> dict[str, Any]:
@@ -321,6 +329,21 @@ class ServiceRuntime:
                 await rep.send(dumps(reply))
         finally:
             rep.close()
+
+
+class DeadlinePassed(Exception):
+    """A request waited for a worker thread until after its deadline."""
+
+
+def _start_unless_expired(handler: Handler, ctx: RequestContext | None, args: dict) -> Any:
+    # The deadline is checked on receipt, but a request can then wait in the thread
+    # pool's queue behind slow ones (e.g. while the database hangs). By the time a
+    # thread is free the edge has answered service_unavailable: doing it now could only
+    # surprise the user (an account they were told was not created, a late duplicate).
+    deadline_ms = ctx.deadline_ms if ctx is not None else None  # None: a health check
+    if deadline_ms is not None and deadline_ms < time.time() * 1000:
+        raise DeadlinePassed
+    return handler(ctx, args)
 
 
 def run_service(name: str, settings: Settings, service: Service) -> None:

@@ -79,8 +79,21 @@ class PrivateMariaDB:
         raise TimeoutError("MariaDB did not stop in 60 s")
 
     def remove(self) -> None:
+        self.resume()
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        pid_file = self.dir / "mysqld.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), sig)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, queries hang."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
 
 
 class Sender(threading.Thread):
@@ -190,6 +203,61 @@ def test_faults_under_load_lose_and_duplicate_nothing(private_db, tmp_path):
         print(stack.logs()[-30000:])
         raise
     finally:
+        stack.stop()
+
+
+@pytest.mark.mysql
+def test_requests_whose_deadline_passed_in_the_queue_are_not_carried_out(private_db, tmp_path):
+    """While the database hangs, the one worker thread of auth hangs in the first
+    `register` and the others wait in the pool's queue; the edge answers all of them
+    service_unavailable at the deadline. When the database is back, the queued ones
+    must not create accounts their users were told were not created."""
+    db, url = private_db
+    stack = Stack(tmp_path, url, request_timeout_ms=1500, worker_threads=1, log_level="INFO")
+    clients: list[WireClient] = []
+    try:
+        stack.start()
+        clients = [WireClient(stack.edge_ports[0], timeout=20) for _ in range(4)]
+        clients.pop().register_and_login("before")  # the stack works
+        db.pause()
+        try:
+            sent = []
+            for index, client in enumerate(clients):
+                request_id = 100 + index
+                client.send(
+                    {
+                        "op": "register",
+                        "id": request_id,
+                        "username": f"queued{index}",
+                        "password": "correct horse",
+                    }
+                )
+                sent.append(request_id)
+            for client, request_id in zip(clients, sent, strict=True):
+                reply = client.next_matching(lambda f, r=request_id: f.get("id") == r, 20)
+                assert reply["error"]["code"] == "service_unavailable", reply
+        finally:
+            db.resume()
+        # The first to reach auth held the thread (it may still finish: it started in
+        # time); the two behind it are dropped, whichever they are.
+        _wait(
+            lambda: stack.logs("auth").count("its deadline passed in the queue") >= 2,
+            30,
+            "queued registrations dropped",
+        )
+        created = []
+        for index, client in enumerate(clients):
+            reply = client.request("register", username=f"queued{index}", password="correct horse")
+            if not reply["ok"]:
+                assert reply["error"]["code"] == "username_taken", reply
+                created.append(index)
+        assert len(created) <= 1, f"accounts created after their deadline: {created}"
+    except BaseException:
+        print(stack.logs()[-20000:])
+        raise
+    finally:
+        for client in clients:
+            client.close()
         stack.stop()
 
 
