@@ -198,8 +198,15 @@ def test_retries_racing_into_one_group_commit_store_the_message_once(stack):
         replies = [c.next_matching(lambda f, n=n: f.get("id") == 100 + n) for n in range(5)]
         assert all(r["ok"] for r in replies), replies
         assert len({r["message"]["id"] for r in replies}) == 1
-        texts = [m["text"] for m in c.call("room.history", room="lobby")["messages"]]
+        history = c.call("room.history", room="lobby")["messages"]
+        texts = [m["text"] for m in history]
         assert texts.count("one") == 1 and texts.count("bystander") == 1
+        # The refused copies had their seqs given back in the same transaction: no gap
+        # for clients to stumble on, and the next message follows on.
+        seqs = [m["seq"] for m in history]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+        after = c.call("room.send", room="lobby", text="after", client_id="r-2")["message"]
+        assert after["seq"] == seqs[-1] + 1
 
 
 @pytest.mark.parametrize("password", ["hunter2-secret-Pa55", "口令-密码-🔑-secret"])

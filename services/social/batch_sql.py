@@ -9,8 +9,8 @@ of waiting for the database's thread to be scheduled: the batch time, and so eve
 message's latency and the writer's throughput, was mostly round trips.
 
 So on MySQL/MariaDB the writer's own connection has multi-statement queries enabled and
-sends each step's statements together: two round trips per batch (three with direct
-messages), the COMMIT riding with the last one. On SQLite (in-process, no round trips)
+sends each step's statements together: two round trips per batch, checks included, the
+COMMIT riding with the last one (see store_batch). On SQLite (in-process, no round trips)
 the same statements run one by one in an ordinary SQLAlchemy transaction.
 
 The statements are plain SQL, not SQLAlchemy expressions: building and compiling an
@@ -91,27 +91,34 @@ class AlreadyStored(Refused):
 def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Refused]:
     """Store the batch in one transaction: the stored row per message, or why not. The
     checks (friendship, membership, an earlier copy) are made in the same transaction
-    as the write, so nothing changes between them."""
+    as the write, so nothing changes between them.
+
+    Two round trips: (1) the checks, and every room's seq counter bumped by all of its
+    messages and read back; (2) the counters given back what the checks refused, the
+    insert, the ids read back, the commit. Refusals are rare (a retried send, a message
+    just after unfriending or leaving), so the counters are bumped before the checks'
+    answers are in rather than a round trip later; the rooms' rows stay locked until
+    the commit, so giving back leaves no gap in any room's seqs."""
     sql = Marks(trips.mark, trips.row_in)
-    refused = _checks(trips, sql, batch)
-    accepted = [p for p in batch if id(p) not in refused]
-    if not accepted:
-        trips.run_and_commit()
-        return [refused[id(p)] for p in batch]
-    counts: dict[int, int] = {}
-    for pending in accepted:
-        counts[pending.room_id] = counts.get(pending.room_id, 0) + 1
-    room_ids = sorted(counts)
-    rooms_in = sql.marks(len(room_ids))
-    _, found = trips.run(
-        (
-            f"UPDATE rooms SET last_seq = last_seq + CASE id {sql.repeat(WHEN, len(room_ids))}"
-            f" ELSE 0 END WHERE id IN {rooms_in}",
-            (*(n for room in room_ids for n in (room, counts[room])), *room_ids),
-        ),
-        (f"SELECT id, last_seq FROM rooms WHERE id IN {rooms_in}", tuple(room_ids)),
+    checks = _Checks(sql, batch)
+    bumped = _count_by_room(batch)
+    *check_results, _, found = trips.run(
+        *checks.statements, _bump(sql, bumped), _read_seqs(sql, sorted(bumped))
     )
-    last = {room: seq for room, seq in found}
+    refused = checks.refusals(check_results)
+    accepted = [p for p in batch if id(p) not in refused]
+    first_statements = []
+    if refused:
+        given_back = _count_by_room([p for p in batch if id(p) in refused])
+        first_statements.append(_bump(sql, {room: -n for room, n in given_back.items()}))
+    else:
+        given_back = {}
+    if not accepted:
+        trips.run_and_commit(*first_statements)
+        return [refused[id(p)] for p in batch]
+    counts = _count_by_room(accepted)
+    room_ids = sorted(counts)
+    last = {room: seq - given_back.get(room, 0) for room, seq in found if room in counts}
     first = {room: last[room] - counts[room] + 1 for room in room_ids}
     next_seq = dict(first)
     created = now_ms()
@@ -123,7 +130,8 @@ def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Ref
         keys.append((pending.room_id, seq))
         values += (pending.room_id, seq, pending.sender_id, pending.text, created)
         values.append(pending.client_id)
-    _, stored = trips.run_and_commit(
+    *_, stored = trips.run_and_commit(
+        *first_statements,
         (
             "INSERT INTO messages (room_id, seq, sender_id, text, created_at, client_id)"
             f" VALUES {sql.repeat(sql.marks(6), len(accepted), ', ')}",
@@ -149,43 +157,71 @@ def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Ref
     return [refused[id(p)] if id(p) in refused else next(in_order) for p in batch]
 
 
-def _checks(trips: Trips, sql: Marks, batch: list[Outgoing]) -> dict[int, Refused]:
-    """The messages of the batch that must not be stored, each with the reason; the
-    checks the batch needs go to the database together."""
-    direct = [p for p in batch if p.friend_of_sender is not None]
-    grouped = [p for p in batch if p.member_check]
-    retried = [p for p in batch if p.client_id is not None]
-    statements = []
-    for sql_text, columns, pairs in (
-        (FRIENDS, FRIEND_PAIR, {(p.sender_id, p.friend_of_sender) for p in direct}),
-        (MEMBERS, MEMBER_PAIR, {(p.room_id, p.sender_id) for p in grouped}),
-        (EARLIER, EARLIER_PAIR, {(p.sender_id, p.client_id) for p in retried}),
-    ):
-        if pairs:
-            where = sql.pair_in(*columns, len(pairs))
-            statements.append((sql_text + where, tuple(v for pair in pairs for v in pair)))
-    if not statements:
-        return {}
-    results = iter(trips.run(*statements))
-    refused: dict[int, Refused] = {}
-    if direct:
-        friends = {(a, b) for a, b in next(results)}
-        for p in direct:
-            if (p.sender_id, p.friend_of_sender) not in friends:
-                refused[id(p)] = NotFriends()
-    if grouped:
-        members = {(a, b) for a, b in next(results)}
-        for p in grouped:
-            if (p.room_id, p.sender_id) not in members:
-                refused[id(p)] = NotMember()
-    if retried:
-        earlier = {(a, b) for a, b in next(results)}
-        for p in retried:
-            key = (p.sender_id, p.client_id)
-            if key in earlier:
-                refused.setdefault(id(p), AlreadyStored())
-            earlier.add(key)  # a second copy in this very batch is a retry too
-    return refused
+def _count_by_room(messages: list[Outgoing]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for message in messages:
+        counts[message.room_id] = counts.get(message.room_id, 0) + 1
+    return counts
+
+
+def _bump(sql: Marks, by_room: dict[int, int]) -> Statement:
+    """Add to each room's seq counter (negative: give back)."""
+    room_ids = sorted(by_room)
+    return (
+        f"UPDATE rooms SET last_seq = last_seq + CASE id {sql.repeat(WHEN, len(room_ids))}"
+        f" ELSE 0 END WHERE id IN {sql.marks(len(room_ids))}",
+        (*(n for room in room_ids for n in (room, by_room[room])), *room_ids),
+    )
+
+
+def _read_seqs(sql: Marks, room_ids: list[int]) -> Statement:
+    return (
+        f"SELECT id, last_seq FROM rooms WHERE id IN {sql.marks(len(room_ids))}",
+        tuple(room_ids),
+    )
+
+
+class _Checks:
+    """The checks a batch needs (statements sent with the first round trip), and the
+    messages they refuse, each with the reason."""
+
+    def __init__(self, sql: Marks, batch: list[Outgoing]) -> None:
+        self.batch = batch
+        self.direct = [p for p in batch if p.friend_of_sender is not None]
+        self.grouped = [p for p in batch if p.member_check]
+        self.retried = [p for p in batch if p.client_id is not None]
+        self.statements: list[Statement] = []
+        for sql_text, columns, pairs in (
+            (FRIENDS, FRIEND_PAIR, {(p.sender_id, p.friend_of_sender) for p in self.direct}),
+            (MEMBERS, MEMBER_PAIR, {(p.room_id, p.sender_id) for p in self.grouped}),
+            (EARLIER, EARLIER_PAIR, {(p.sender_id, p.client_id) for p in self.retried}),
+        ):
+            if pairs:
+                where = sql.pair_in(*columns, len(pairs))
+                self.statements.append((sql_text + where, tuple(v for pair in pairs for v in pair)))
+
+    def refusals(self, results: list[list[tuple]]) -> dict[int, Refused]:
+        """By id() of the message: why it must not be stored."""
+        rows = iter(results)
+        refused: dict[int, Refused] = {}
+        if self.direct:
+            friends = {(a, b) for a, b in next(rows)}
+            for p in self.direct:
+                if (p.sender_id, p.friend_of_sender) not in friends:
+                    refused[id(p)] = NotFriends()
+        if self.grouped:
+            members = {(a, b) for a, b in next(rows)}
+            for p in self.grouped:
+                if (p.room_id, p.sender_id) not in members:
+                    refused[id(p)] = NotMember()
+        if self.retried:
+            earlier = {(a, b) for a, b in next(rows)}
+            for p in self.retried:
+                key = (p.sender_id, p.client_id)
+                if key in earlier:
+                    refused.setdefault(id(p), AlreadyStored())
+                earlier.add(key)  # a second copy in this very batch is a retry too
+        return refused
 
 
 # Each check looks up exact (a, b) pairs of a two-column key. Not "a IN (...) AND b IN
