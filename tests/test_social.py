@@ -181,6 +181,31 @@ def test_private_messages_live_offline_and_refused(stack):
             assert len(history) == 5
 
 
+def test_friends_writing_first_at_the_same_moment_share_one_conversation(stack):
+    # Both sides' first messages arrive together: the conversation is created once (the
+    # other creation finds it) and all messages are in it, in one seq order.
+    from chatroom.protocol import encode_frame
+
+    with users(stack, "rue", "sol") as (rue, sol):
+        befriend(rue, sol)
+        for me, peer in ((rue, "sol"), (sol, "rue")):
+            frames = [
+                {"op": "dm.send", "id": 200 + n, "to": peer, "text": f"{peer}-{n}"}
+                for n in range(5)
+            ]
+            me.send_raw(b"".join(encode_frame(frame) for frame in frames))
+        for me in (rue, sol):
+            for n in range(5):
+                reply = me.next_matching(lambda f, n=n: f.get("id") == 200 + n)
+                assert reply["ok"], reply
+        history = rue.call("dm.history", **{"with": "sol"})["messages"]
+        assert sorted(m["text"] for m in history) == sorted(
+            f"{peer}-{n}" for peer in ("rue", "sol") for n in range(5)
+        )
+        assert len({m["room_id"] for m in history}) == 1
+        assert sorted(m["seq"] for m in history) == list(range(1, 11))
+
+
 def test_unfriending_stops_a_conversation_already_under_way(stack):
     # After the first message social knows the pair's conversation and skips the lookup
     # before writing; the friendship is then checked in the write's own transaction.

@@ -9,8 +9,16 @@ from sqlalchemy.exc import IntegrityError
 
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode
-from chatroom.services.social.friends import find_user, username_key
-from chatroom.services.social.rooms import DIRECT, Remembered, cached_room, room_identity
+from chatroom.services.social.friends import are_friends, find_user, username_key
+from chatroom.services.social.rooms import (
+    DIRECT,
+    Remembered,
+    RoomIdentity,
+    cached_room,
+    known_room_on,
+    remember_room,
+    room_identity,
+)
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import room_members, rooms, users
 
@@ -26,11 +34,9 @@ def not_friends(peer: Any) -> ServiceError:
     )
 
 
-def ensure_direct_room(engine: Engine, a: int, b: int) -> None:
+def create_direct_room(engine: Engine, a: int, b: int) -> RoomIdentity:
+    """Create the pair's conversation (or find the one created at the same moment)."""
     name = direct_name(a, b)
-    with engine.connect() as conn:
-        if conn.execute(select(rooms.c.id).where(rooms.c.name_key == name)).first():
-            return
     try:
         with engine.begin() as conn:
             now = now_ms()
@@ -47,7 +53,9 @@ def ensure_direct_room(engine: Engine, a: int, b: int) -> None:
                 ],
             )
     except IntegrityError:
-        pass  # both friends wrote first at the same moment; the other one created it
+        # Both friends wrote first at the same moment; the other one created it.
+        return room_identity(engine, name)
+    return remember_room(RoomIdentity(room_id, name, DIRECT))
 
 
 # Usernames never change and accounts are never deleted (only disabled), so a name's
@@ -56,14 +64,9 @@ def ensure_direct_room(engine: Engine, a: int, b: int) -> None:
 _users_by_name = Remembered()
 
 
-def user_named(engine: Engine, username: str) -> Any:
+def user_named(conn: Connection, username: str) -> Any:
     """The user (id, username) called `username`; raises not_found."""
-
-    def load() -> Any:
-        with engine.connect() as conn:
-            return find_user(conn, username)
-
-    return _users_by_name.load(username_key(username), load)
+    return _users_by_name.load(username_key(username), lambda: find_user(conn, username))
 
 
 def cached_user(username: str) -> Any:
@@ -75,16 +78,23 @@ def cached_direct_room(a: int, b: int) -> Any:
     return cached_room(direct_name(a, b))
 
 
-def direct_room(engine: Engine, me_id: int, peer_id: int, create: bool) -> Any:
-    """The pair's conversation (id, name, kind), created on first use if `create`."""
-    name = direct_name(me_id, peer_id)
-    try:
-        return room_identity(engine, name)
-    except ServiceError:
-        if not create:
-            raise
-    ensure_direct_room(engine, me_id, peer_id)
-    return room_identity(engine, name)
+def direct_room(engine: Engine, me_id: int, peer_id: int) -> Any:
+    """The pair's conversation (id, name, kind); raises not_found if they never wrote."""
+    return room_identity(engine, direct_name(me_id, peer_id))
+
+
+def friend_and_conversation(engine: Engine, me_id: int, username: str) -> tuple[Any, Any]:
+    """The friend called `username` and your conversation with them, created on first
+    use; raises not_found or not_friends. What is not cached yet is looked up on one
+    connection (a cold start sends many of these at once)."""
+    with engine.connect() as conn:
+        peer = user_named(conn, username)
+        if not are_friends(conn, me_id, peer.id):
+            raise not_friends(peer)
+        room = known_room_on(conn, direct_name(me_id, peer.id))
+    if room is None:
+        room = create_direct_room(engine, me_id, peer.id)
+    return peer, room
 
 
 def peers_of(conn: Connection, me_id: int, room_ids: list[int]) -> dict[int, dict[str, Any]]:

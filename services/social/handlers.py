@@ -347,7 +347,9 @@ class SocialHandlers:
         if room is None:
             # First message of this pair seen by this process: check the friendship
             # before the conversation is created.
-            peer, room = await asyncio.to_thread(self._direct_target, me.id, args["to"])
+            peer, room = await asyncio.to_thread(
+                direct.friend_and_conversation, self.engine, me.id, args["to"]
+            )
         try:
             message, is_new = await rooms.store_message(
                 self.engine,
@@ -368,14 +370,6 @@ class SocialHandlers:
             ctx.publish(user_topic(me.id), event)  # the sender's other sessions
         return {"message": message}
 
-    def _direct_target(self, me_id: int, username: str) -> tuple[Any, Any]:
-        """The friend called `username` and your conversation with them."""
-        peer = direct.user_named(self.engine, username)
-        with self.engine.connect() as conn:
-            if not friends.are_friends(conn, me_id, peer.id):
-                raise direct.not_friends(peer)
-        return peer, direct.direct_room(self.engine, me_id, peer.id, create=True)
-
     def dm_history(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = _me(ctx)
         limit = min(args.get("limit", 50), self.settings.history_page_max)
@@ -384,7 +378,7 @@ class SocialHandlers:
 
         def resolve(engine: Engine) -> Any:
             try:
-                return direct.direct_room(engine, me.id, peer.id, create=False)
+                return direct.direct_room(engine, me.id, peer.id)
             except ServiceError:
                 raise ServiceError(
                     ErrorCode.NOT_FOUND, f"no messages with {peer.username} yet"

@@ -109,6 +109,21 @@ def cached_room(name: str) -> RoomIdentity | None:
     return _identities.get(room_key(name))
 
 
+def known_room_on(conn: Connection, name: str) -> RoomIdentity | None:
+    """The room's identity (remembered), or None if there is no such room."""
+    room = cached_room(name)
+    if room is None:
+        row = conn.execute(
+            select(rooms.c.id, rooms.c.name, rooms.c.kind).where(rooms.c.name_key == room_key(name))
+        ).first()
+        room = remember_room(RoomIdentity(row.id, row.name, row.kind)) if row else None
+    return room
+
+
+def remember_room(room: RoomIdentity) -> RoomIdentity:
+    return _identities.load(room_key(room.name), lambda: room)
+
+
 def is_member(conn: Connection, room: Any, user_id: int) -> bool:
     if room.kind == PUBLIC:
         return True
