@@ -107,14 +107,10 @@ def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Ref
     )
     refused = checks.refusals(check_results)
     accepted = [p for p in batch if id(p) not in refused]
-    first_statements = []
-    if refused:
-        given_back = _count_by_room([p for p in batch if id(p) in refused])
-        first_statements.append(_bump(sql, {room: -n for room, n in given_back.items()}))
-    else:
-        given_back = {}
+    given_back = _count_by_room([p for p in batch if id(p) in refused])
+    give_back = [_bump(sql, {room: -n for room, n in given_back.items()})] if refused else []
     if not accepted:
-        trips.run_and_commit(*first_statements)
+        trips.run_and_commit(*give_back)
         return [refused[id(p)] for p in batch]
     counts = _count_by_room(accepted)
     room_ids = sorted(counts)
@@ -131,7 +127,7 @@ def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Ref
         values += (pending.room_id, seq, pending.sender_id, pending.text, created)
         values.append(pending.client_id)
     *_, stored = trips.run_and_commit(
-        *first_statements,
+        *give_back,
         (
             "INSERT INTO messages (room_id, seq, sender_id, text, created_at, client_id)"
             f" VALUES {sql.repeat(sql.marks(6), len(accepted), ', ')}",
@@ -226,7 +222,7 @@ class _Checks:
 
 # Each check looks up exact (a, b) pairs of a two-column key. Not "a IN (...) AND b IN
 # (...)": the optimizer turns that into every combination, 2,500 index ranges for 50
-# direct messages (4 ms of the database's CPU per batch, measured, against 0.55 ms).
+# direct messages (for 80 pairs, measured on their own: 3.9 ms a query against 0.55 ms).
 FRIENDS = "SELECT user_id, friend_id FROM friendships WHERE "
 FRIEND_PAIR = ("user_id", "friend_id")
 MEMBERS = "SELECT room_id, user_id FROM room_members WHERE "

@@ -15,9 +15,9 @@ from chatroom.services.social.rooms import (
     Remembered,
     RoomIdentity,
     cached_room,
-    known_room_on,
     remember_room,
     room_identity,
+    room_identity_if_any,
 )
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import room_members, rooms, users
@@ -91,7 +91,7 @@ def friend_and_conversation(engine: Engine, me_id: int, username: str) -> tuple[
         peer = user_named(conn, username)
         if not are_friends(conn, me_id, peer.id):
             raise not_friends(peer)
-        room = known_room_on(conn, direct_name(me_id, peer.id))
+        room = room_identity_if_any(conn, direct_name(me_id, peer.id))
     if room is None:
         room = create_direct_room(engine, me_id, peer.id)
     return peer, room

@@ -109,7 +109,7 @@ def cached_room(name: str) -> RoomIdentity | None:
     return _identities.get(room_key(name))
 
 
-def known_room_on(conn: Connection, name: str) -> RoomIdentity | None:
+def room_identity_if_any(conn: Connection, name: str) -> RoomIdentity | None:
     """The room's identity (remembered), or None if there is no such room."""
     room = cached_room(name)
     if room is None:

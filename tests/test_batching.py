@@ -1,0 +1,105 @@
+"""The batcher behind the message writer, the session opener and the token resumer:
+every submitter hears back exactly once, whatever its batch did."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from chatroom.batching import Batcher, Queued
+
+
+class Item(Queued):
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+class Refused(Exception):
+    pass
+
+
+def test_each_item_gets_its_own_outcome_and_items_queued_meanwhile_share_a_batch():
+    batches: list[list[int]] = []
+    release = threading.Event()
+
+    def handle(batch: list[Item]) -> list[object]:
+        batches.append([item.value for item in batch])
+        if len(batches) == 1:
+            release.wait(5)  # hold the first batch while the rest queue up
+        return [Refused(item.value) if item.value % 2 else item.value * 10 for item in batch]
+
+    async def main() -> list[object]:
+        batcher: Batcher[Item] = Batcher("test", handle, max_batch=100)
+        first = batcher.submit(Item(0))
+        while not batches:
+            await asyncio.sleep(0.001)
+        rest = [batcher.submit(Item(n)) for n in range(1, 6)]
+        release.set()
+        return await asyncio.wait_for(
+            asyncio.gather(first, *rest, return_exceptions=True), timeout=5
+        )
+
+    outcomes = asyncio.run(main())
+    assert batches == [[0], [1, 2, 3, 4, 5]]
+    assert outcomes[0] == 0 and outcomes[2] == 20 and outcomes[4] == 40
+    assert [type(outcomes[n]) for n in (1, 3, 5)] == [Refused] * 3
+    assert outcomes[3].args == (3,)
+
+
+def test_a_batch_that_raises_fails_every_item_of_it_and_the_thread_goes_on():
+    calls = 0
+
+    def handle(batch: list[Item]) -> list[object]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("database gone")
+        return [item.value for item in batch]
+
+    async def main() -> None:
+        batcher: Batcher[Item] = Batcher("test", handle, max_batch=10)
+        with pytest.raises(RuntimeError, match="database gone"):
+            await asyncio.wait_for(batcher.submit(Item(1)), timeout=5)
+        assert await asyncio.wait_for(batcher.submit(Item(2)), timeout=5) == 2
+
+    asyncio.run(main())
+
+
+def test_a_submitter_that_gave_up_does_not_break_the_batch():
+    release = threading.Event()
+
+    def handle(batch: list[Item]) -> list[object]:
+        release.wait(5)
+        return [item.value for item in batch]
+
+    async def main() -> None:
+        batcher: Batcher[Item] = Batcher("test", handle, max_batch=10)
+        impatient = batcher.submit(Item(1))
+        patient = batcher.submit(Item(2))
+        impatient.cancel()
+        release.set()
+        assert await asyncio.wait_for(patient, timeout=5) == 2
+        assert impatient.cancelled()
+
+    asyncio.run(main())
+
+
+def test_batches_never_exceed_max_batch():
+    sizes: list[int] = []
+    release = threading.Event()
+
+    def handle(batch: list[Item]) -> list[object]:
+        sizes.append(len(batch))
+        release.wait(5)
+        return [None] * len(batch)
+
+    async def main() -> None:
+        batcher: Batcher[Item] = Batcher("test", handle, max_batch=4)
+        futures = [batcher.submit(Item(n)) for n in range(10)]
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*futures), timeout=5)
+
+    asyncio.run(main())
+    assert sum(sizes) == 10 and max(sizes) <= 4
