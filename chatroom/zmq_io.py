@@ -8,7 +8,8 @@ burst). The next awaited receive first asks libzmq whether more is waiting, so n
 is missed when the socket's edge-triggered notification was used up by these reads.
 
 Sends stay awaited: pyzmq already sends at once when it can, and a send made behind its
-back could use up the notification a pending receive on the same socket waits for.
+back could use up the notification a pending receive on the same socket waits for. (The
+one exception is a service's PUB socket, which never receives: see runtime.py.)
 """
 
 from __future__ import annotations
