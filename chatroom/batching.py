@@ -50,7 +50,7 @@ class Batcher(Generic[Item]):
         self._handle = handle
         self._warm_up = warm_up
         self._max_batch = max_batch
-        self._queue: deque[tuple[Item, asyncio.AbstractEventLoop]] = deque()
+        self._queue: deque[Item] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -63,10 +63,9 @@ class Batcher(Generic[Item]):
     def submit(self, item: Item) -> asyncio.Future:
         """Queue the item; call from a running event loop, and await the future there."""
         self.start()
-        loop = asyncio.get_running_loop()
-        item.result = loop.create_future()
+        item.result = asyncio.get_running_loop().create_future()
         with self._ready:
-            self._queue.append((item, loop))
+            self._queue.append(item)
             self._ready.notify()
         return item.result
 
@@ -81,15 +80,14 @@ class Batcher(Generic[Item]):
                 while not self._queue:
                     self._ready.wait()
                 take = min(len(self._queue), self._max_batch)
-                queued = [self._queue.popleft() for _ in range(take)]
-            batch = [item for item, _ in queued]
+                batch = [self._queue.popleft() for _ in range(take)]
             try:
                 outcomes = self._handle(batch)
             except Exception as exc:  # noqa: BLE001 - every submitter must hear back
                 outcomes = [exc] * len(batch)
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Item, Any]]] = {}
-            for (item, loop), outcome in zip(queued, outcomes, strict=True):
-                by_loop.setdefault(loop, []).append((item, outcome))
+            for item, outcome in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(item.result.get_loop(), []).append((item, outcome))
             for loop, settled in by_loop.items():
                 # A closed loop (RuntimeError) has nobody waiting any more.
                 with contextlib.suppress(RuntimeError):

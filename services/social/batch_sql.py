@@ -182,7 +182,6 @@ class _Checks:
     messages they refuse, each with the reason."""
 
     def __init__(self, sql: Marks, batch: list[Outgoing]) -> None:
-        self.batch = batch
         self.direct = [p for p in batch if p.friend_of_sender is not None]
         self.grouped = [p for p in batch if p.member_check]
         self.retried = [p for p in batch if p.client_id is not None]

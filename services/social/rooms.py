@@ -51,11 +51,7 @@ def ensure_lobby(engine: Engine) -> None:
 
 
 def find_room(conn: Connection, name: str) -> Any:
-    row = conn.execute(
-        select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq).where(
-            rooms.c.name_key == room_key(name)
-        )
-    ).first()
+    row = _room_row(conn, name)
     if row is None:
         raise ServiceError(ErrorCode.NOT_FOUND, f"there is no room called '{name[:64]}'")
     return row
@@ -94,6 +90,14 @@ class Remembered:
 _identities = Remembered()
 
 
+def _room_row(conn: Connection, name: str) -> Any:
+    return conn.execute(
+        select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq).where(
+            rooms.c.name_key == room_key(name)
+        )
+    ).first()
+
+
 def room_identity(engine: Engine, name: str) -> RoomIdentity:
     """The room's id, name and kind; asks the database only the first time."""
 
@@ -113,9 +117,7 @@ def room_identity_if_any(conn: Connection, name: str) -> RoomIdentity | None:
     """The room's identity (remembered), or None if there is no such room."""
     room = cached_room(name)
     if room is None:
-        row = conn.execute(
-            select(rooms.c.id, rooms.c.name, rooms.c.kind).where(rooms.c.name_key == room_key(name))
-        ).first()
+        row = _room_row(conn, name)
         room = remember_room(RoomIdentity(row.id, row.name, row.kind)) if row else None
     return room
 
