@@ -41,7 +41,9 @@ class Settings:
     edge_port: int = 2019
     edge_workers: int = 1
     max_frame_bytes: int = 1024 * 1024
-    idle_timeout_s: float = 300.0
+    # A client that vanishes without closing its socket (lid shut, network cut) stays
+    # online to its friends until this runs out; clients ping at a third of it.
+    idle_timeout_s: float = 60.0
     login_timeout_s: float = 10.0
     outbound_queue_bytes: int = 2 * 1024 * 1024
     max_inflight_per_conn: int = 32

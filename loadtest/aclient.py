@@ -44,6 +44,8 @@ class AsyncChat:
         self.writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task | None = None
         self.token: str | None = None
+        # From the login reply: the server closes a connection silent for this long.
+        self.idle_timeout_s: float | None = None
 
     @property
     def closed(self) -> bool:
@@ -103,6 +105,7 @@ class AsyncChat:
                 raise
         reply = await self.call("login", timeout, username=username, password=password)
         self.token = reply["token"]
+        self.idle_timeout_s = reply["limits"]["idle_timeout_s"]
         return reply
 
     async def close(self) -> None:

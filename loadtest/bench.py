@@ -1026,7 +1026,10 @@ def _idle_worker(conn: Any, port: int, first: int, count: int, source: str) -> N
 def scenario_idle(args: argparse.Namespace) -> list[Result]:
     """N different users logged in on N idle connections; edge memory per connection."""
     with tempfile.TemporaryDirectory() as tmp:
-        stack, url = servers.start_chatroom(Path(tmp) / "chatroom", db=args.db, idle_timeout_s=3600)
+        # Held without a ping: an idle timeout far beyond the run (as for every scenario).
+        stack, url = servers.start_chatroom(
+            Path(tmp) / "chatroom", db=args.db, idle_timeout_s=servers.QUIET_CLIENTS_IDLE_TIMEOUT_S
+        )
         try:
             edge_pid = stack.procs["edge#0"].pid
             before = servers.process_tree_rss_kib(edge_pid)

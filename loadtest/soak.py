@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chatroom.config import Settings
 from loadtest import servers
 from loadtest.aclient import AsyncChat, run_async
 from loadtest.bench import (
@@ -39,7 +40,7 @@ from loadtest.bench import (
 
 SENDERS = 4
 SAMPLE_EVERY_S = 5.0
-PING_EVERY_S = 60.0
+PINGS_PER_IDLE_TIMEOUT = 3  # as the desktop client: a ping every third of the timeout
 
 
 def room_name(index: int) -> str:
@@ -112,10 +113,10 @@ def _member_main(conn: Any, port: int, members: list[int], rooms: int, total: in
                 await c.call("room.join", room=room_name(i % rooms), timeout=60)
                 clients.append(c)
 
+        # Started before the members join: the set-up of 10,000 takes longer than the
+        # idle timeout, and the first ones in must not be closed while the rest join.
+        keepalive = asyncio.create_task(_keep_alive(clients))
         await asyncio.gather(*(join(i) for i in members))
-        # Like the desktop client, ping now and then: the edge closes connections that
-        # send nothing for CHAT_IDLE_TIMEOUT_S (300 s), even if they receive.
-        keepalive = asyncio.create_task(_keep_alive(clients, PING_EVERY_S))
         gc.freeze()  # the set-up's objects live to the end: keep them out of collections
         conn.send("ready")
         loop = asyncio.get_running_loop()
@@ -143,22 +144,24 @@ def _member_main(conn: Any, port: int, members: list[int], rooms: int, total: in
     run_async(run())
 
 
-async def _keep_alive(clients: list[AsyncChat], every_s: float) -> None:
-    """Each client pings once per `every_s`, spread evenly over the period. Paced by the
-    clock, not by a sleep per client: on a loop busy with deliveries each short sleep
-    overran, a round over 5,000 clients took longer than the edge's idle timeout, and
-    the edge rightly closed members that had not pinged (a first 1,000 msg/s soak lost
-    most of its members that way)."""
-    started = time.monotonic()
-    pinged = 0
+async def _keep_alive(clients: list[AsyncChat]) -> None:
+    """Like the desktop client, each member pings every third of the idle timeout its
+    login reply announced: the edge closes connections that send nothing for that long,
+    even if they receive. `clients` grows while members join; each is due one period
+    after it is first seen. Checked against the clock once a second, not with a sleep
+    per client: on a loop busy with deliveries each short sleep overran, a round over
+    5,000 clients took longer than the edge's idle timeout, and the edge rightly closed
+    members that had not pinged (a first 1,000 msg/s soak lost most of its members that
+    way)."""
+    next_ping: dict[AsyncChat, float] = {}
     while True:
         await asyncio.sleep(1.0)
-        due = int((time.monotonic() - started) / every_s * len(clients))
-        for n in range(pinged, due):
-            c = clients[n % len(clients)]
-            if not c.closed:
+        now = time.monotonic()
+        for c in clients:
+            every_s = c.idle_timeout_s / PINGS_PER_IDLE_TIMEOUT
+            if now >= next_ping.setdefault(c, now + every_s) and not c.closed:
                 c.send_nowait("ping")
-        pinged = max(pinged, due)
+                next_ping[c] = now + every_s
 
 
 def _merged_counts(counts: Any) -> dict[str, int]:
@@ -188,8 +191,12 @@ def scenario_soak(args: argparse.Namespace) -> list[Result]:
     raise_file_limit()
     members = args.connections
     with tempfile.TemporaryDirectory() as tmp:
+        # The production idle timeout: the members ping (see _keep_alive).
         stack, url = servers.start_chatroom(
-            Path(tmp) / "chatroom", db=args.db, max_inflight_per_conn=256
+            Path(tmp) / "chatroom",
+            db=args.db,
+            max_inflight_per_conn=256,
+            idle_timeout_s=Settings.idle_timeout_s,
         )
         try:
             run_async(_create_rooms(stack.port, args.rooms))
