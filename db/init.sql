@@ -45,6 +45,12 @@ CREATE TABLE friendships (
 	PRIMARY KEY (user_id, friend_id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
+CREATE TABLE last_seen (
+	user_id BIGINT NOT NULL, 
+	ts BIGINT NOT NULL, 
+	PRIMARY KEY (user_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
 CREATE TABLE live_sessions (
 	conn_id VARCHAR(160) NOT NULL, 
 	edge_id VARCHAR(128) NOT NULL, 

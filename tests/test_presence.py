@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 from chatroom import config
@@ -45,3 +46,42 @@ def test_client_that_stops_sending_is_shown_offline(make_stack, db_url):
         assert took < idle_timeout_s + 4, f"shown offline after {took:.1f} s"
         closing = gone.event("closing", timeout=5)
         assert closing["code"] == "idle_timeout"
+
+
+def friend_entry(reply: dict, username: str) -> dict:
+    (entry,) = [f for f in reply["friends"] if f["username"] == username]
+    return entry
+
+
+def test_friends_see_when_an_offline_friend_was_last_online(make_stack, db_url):
+    stack = make_stack(db_url)
+    with WireClient(stack.port) as ann, WireClient(stack.port) as ben:
+        ann.register_and_login("ann")
+        ben.register_and_login("ben")
+        ann.call("friend.request", username="ben")
+        accepted = ben.call("friend.accept", username="ann")
+        assert accepted["friend"]["last_seen"] is None  # online
+        assert ann.event("friend.accepted")["friend"]["last_seen"] is None
+        assert friend_entry(ann.call("friend.list"), "ben")["last_seen"] is None
+
+        before = time.time() * 1000
+        ben.call("logout")
+        after = time.time() * 1000
+        offline = ann.event("presence", online=False)
+        assert offline["user"]["username"] == "ben"
+        seen = offline["last_seen"]
+        assert isinstance(seen, int) and before <= seen <= after
+        assert friend_entry(ann.call("friend.list"), "ben")["last_seen"] == seen
+        with WireClient(stack.port) as ann_again:  # the login snapshot has it too
+            assert friend_entry(ann_again.login("ann", "correct horse"), "ben")["last_seen"] == seen
+
+        # Kept in the database, not in social's memory.
+        stack.kill("social", signal.SIGTERM)
+        stack.restart("social")
+        stack.wait_healthy(("social",))
+        assert friend_entry(ann.call("friend.list"), "ben")["last_seen"] == seen
+
+        ben.login("ben", "correct horse")
+        online = ann.event("presence", online=True)
+        assert online["last_seen"] is None
+        assert friend_entry(ann.call("friend.list"), "ben")["last_seen"] is None

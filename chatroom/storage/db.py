@@ -63,20 +63,28 @@ def make_engine(settings: Settings) -> Engine:
     )
 
 
-def upsert(conn: Connection, table: Table, values: dict[str, Any], update: tuple[str, ...]) -> None:
-    """INSERT, or UPDATE the `update` columns when the primary/unique key exists.
-    MySQL's form uses VALUES(col), which MariaDB 10.11 and MySQL 8.4 both accept."""
+def upsert(
+    conn: Connection,
+    table: Table,
+    values: dict[str, Any] | list[dict[str, Any]],
+    update: tuple[str, ...],
+) -> None:
+    """INSERT, or UPDATE the `update` columns when the primary/unique key exists; one
+    row, or a list of rows in one statement. MySQL's form uses VALUES(col), which
+    MariaDB 10.11 and MySQL 8.4 both accept."""
+    rows = [values] if isinstance(values, dict) else values
+    if not rows:
+        return
     if conn.dialect.name == "sqlite":
         keys = [c.name for c in table.primary_key.columns]
-        stmt = sqlite_insert(table).values(**values)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=keys, set_={c: stmt.excluded[c] for c in update}
-            )
+        stmt = sqlite_insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in update}
         )
     else:
-        stmt = mysql_insert(table).values(**values)
-        conn.execute(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update}))
+        stmt = mysql_insert(table)
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
+    conn.execute(stmt, rows)
 
 
 def create_schema(engine: Engine, attempts: int = 5) -> None:

@@ -3,7 +3,7 @@
 
 Each service owns its tables and writes only those: auth owns users, sessions and rate_buckets;
 social owns rooms, room_members, messages, friendships, friend_requests, profiles,
-edges and live_sessions; media owns avatars and avatar_images. Services may read other
+edges, live_sessions and last_seen; media owns avatars and avatar_images. Services may read other
 services' tables (social shows avatar hashes, media finds who to tell of a change).
 Times are integer milliseconds since the epoch (UTC) so both SQLite and MySQL store them
 the same way.
@@ -183,6 +183,17 @@ live_sessions = Table(
     Column("opened_at", BigInteger, nullable=False),
     Index("ix_live_sessions_user", "user_id"),
     Index("ix_live_sessions_edge", "edge_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+last_seen = Table(
+    "last_seen",
+    metadata,
+    # When the user's last live session closed (ms), shown to friends while they are
+    # offline. A table of its own rather than a column of profiles: services create
+    # missing tables at start, and there are no migrations for new columns (yet).
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", BigInteger, nullable=False),
     **MYSQL_TABLE_ARGS,
 )
 

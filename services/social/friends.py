@@ -15,7 +15,14 @@ from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.services.social import presence
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import avatars, friend_requests, friendships, profiles, users
+from chatroom.storage.schema import (
+    avatars,
+    friend_requests,
+    friendships,
+    last_seen,
+    profiles,
+    users,
+)
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 UserEvents = list[tuple[int, dict[str, Any]]]
@@ -65,15 +72,17 @@ def friend_entry(conn: Connection, friend_id: int) -> dict[str, Any]:
 
 def user_entries(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
     """What a friend list (or member list) shows for each user: name, presence,
-    status and avatar hash (None: the default avatar)."""
+    status, avatar hash (None: the default avatar) and, while offline, when they were
+    last online (None: no record, e.g. offline since before it was kept). Two queries for any
+    number of users (a login batch's friends of all its users included)."""
     if not ids:
         return []
     rows = conn.execute(
-        select(users.c.id, users.c.username, profiles.c.status, avatars.c.hash)
+        select(users.c.id, users.c.username, profiles.c.status, avatars.c.hash, last_seen.c.ts)
         .select_from(
-            users.outerjoin(profiles, profiles.c.user_id == users.c.id).outerjoin(
-                avatars, avatars.c.user_id == users.c.id
-            )
+            users.outerjoin(profiles, profiles.c.user_id == users.c.id)
+            .outerjoin(avatars, avatars.c.user_id == users.c.id)
+            .outerjoin(last_seen, last_seen.c.user_id == users.c.id)
         )
         .where(users.c.id.in_(ids))
         .order_by(users.c.username)
@@ -86,6 +95,7 @@ def user_entries(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
             "online": r.id in online,
             "status": r.status or "",
             "avatar": r.hash,
+            "last_seen": presence.shown_last_seen(r.id in online, r.ts),
         }
         for r in rows
     ]

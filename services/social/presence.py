@@ -4,6 +4,7 @@ A user is online while they have at least one row. Presence changes for one user
 serialised by locking their profiles row, so two sessions opening at once cannot both
 decide they were first. Edges heartbeat; the rows of an edge that stops (crash, kill -9)
 are removed by the reaper job, which tells the friends of users left with no session.
+When a user's last session goes, the time is kept in last_seen for their friends.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.storage.db import now_ms, upsert
-from chatroom.storage.schema import edges, friendships, live_sessions, profiles, users
+from chatroom.storage.schema import (
+    edges,
+    friendships,
+    last_seen,
+    live_sessions,
+    profiles,
+    users,
+)
 
 
 def ensure_profile(engine: Engine, user_id: int) -> None:
@@ -99,7 +107,16 @@ def close_session(conn: Connection, user_id: int, conn_id: str) -> bool:
             live_sessions.c.conn_id == conn_id, live_sessions.c.user_id == user_id
         )
     ).rowcount
-    return bool(removed) and session_count(conn, user_id) == 0
+    went_offline = bool(removed) and session_count(conn, user_id) == 0
+    if went_offline:
+        record_last_seen(conn, [user_id])
+    return went_offline
+
+
+def record_last_seen(conn: Connection, user_ids: list[int]) -> None:
+    """These users' last sessions have just closed: remember when (one statement)."""
+    now = now_ms()
+    upsert(conn, last_seen, [{"user_id": u, "ts": now} for u in user_ids], ("ts",))
 
 
 def online(conn: Connection, user_ids: list[int]) -> set[int]:
@@ -118,20 +135,32 @@ def friend_ids(conn: Connection, user_id: int) -> list[int]:
 
 def presence_event(conn: Connection, user_id: int, is_online: bool) -> dict[str, Any]:
     row = conn.execute(
-        select(users.c.username, profiles.c.status)
-        .select_from(users.outerjoin(profiles, profiles.c.user_id == users.c.id))
+        select(users.c.username, profiles.c.status, last_seen.c.ts)
+        .select_from(
+            users.outerjoin(profiles, profiles.c.user_id == users.c.id).outerjoin(
+                last_seen, last_seen.c.user_id == users.c.id
+            )
+        )
         .where(users.c.id == user_id)
     ).one()
-    return event(user_id, row.username, is_online, row.status)
+    return event(user_id, row.username, is_online, row.status, row.ts)
 
 
-def event(user_id: int, username: str, is_online: bool, status: str | None) -> dict[str, Any]:
+def event(
+    user_id: int, username: str, is_online: bool, status: str | None, seen_at: int | None = None
+) -> dict[str, Any]:
     return {
         "event": "presence",
         "user": {"id": user_id, "username": username},
         "online": is_online,
         "status": status or "",
+        "last_seen": shown_last_seen(is_online, seen_at),
     }
+
+
+def shown_last_seen(is_online: bool, seen_at: int | None) -> int | None:
+    """What friends see as last_seen: nothing while the user is online."""
+    return None if is_online else seen_at
 
 
 def set_status(conn: Connection, user_id: int, status: str) -> None:
@@ -174,7 +203,9 @@ def drop_edge(conn: Connection, edge_id: str) -> list[int]:
         lock_profile(conn, user_id)
     conn.execute(delete(live_sessions).where(live_sessions.c.edge_id == edge_id))
     conn.execute(delete(edges).where(edges.c.edge_id == edge_id))
-    return [u for u in user_ids if session_count(conn, u) == 0]
+    offline = [u for u in user_ids if session_count(conn, u) == 0]
+    record_last_seen(conn, offline)
+    return offline
 
 
 def edge_sessions(conn: Connection, edge_id: str) -> dict[str, tuple[int, int]]:
