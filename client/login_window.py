@@ -11,13 +11,14 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from . import theme
 from .net import ChatClient
+from .ui import button
 
 FRIENDLY = {
     "bad_credentials": "Wrong username or password.",
@@ -35,12 +36,12 @@ class LoginWindow(QWidget):
         self.client = client
         self.settings = settings
         self.setWindowTitle("ChatRoom — sign in")
+        self.setWindowIcon(theme.app_icon())
         self.setMinimumWidth(380)
 
-        title = QLabel("ChatRoom")
-        title.setStyleSheet("font-size: 22px; font-weight: 600; color: #1f2937;")
-        subtitle = QLabel("Sign in, or create an account on this server.")
-        subtitle.setStyleSheet("color: #6b7280;")
+        self.title = QLabel("ChatRoom")
+        self.subtitle = QLabel("Sign in, or create an account on this server.")
+        self.subtitle.setWordWrap(True)
 
         self.host = QLineEdit(str(settings.value("server/host", "localhost")))
         self.port = QSpinBox()
@@ -73,12 +74,13 @@ class LoginWindow(QWidget):
         self.error = QLabel("")
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #c0392b;")
-        self.sign_in_button = QPushButton("Sign in")
+        # Room for a two-line message from the start: an error must not resize the
+        # window (it used to grow, and focus jumped to the Server field).
+        self.error.setMinimumHeight(2 * self.error.fontMetrics().lineSpacing() + 4)
+        self.error.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self.sign_in_button = button("Sign in", self.sign_in, "sign_in")
         self.sign_in_button.setDefault(True)
-        self.sign_in_button.clicked.connect(self.sign_in)
-        self.register_button = QPushButton("Create account")
-        self.register_button.clicked.connect(self.create_account)
+        self.register_button = button("Create account", self.create_account, "create_account")
         buttons = QHBoxLayout()
         buttons.addWidget(self.register_button)
         buttons.addStretch(1)
@@ -87,11 +89,19 @@ class LoginWindow(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(28, 24, 28, 24)
         layout.setSpacing(12)
-        layout.addWidget(title)
-        layout.addWidget(subtitle)
+        layout.addWidget(self.title)
+        layout.addWidget(self.subtitle)
         layout.addLayout(form)
         layout.addWidget(self.error)
         layout.addLayout(buttons)
+        self.restyle()
+        (self.password if self.username.text() else self.username).setFocus()
+
+    def restyle(self) -> None:
+        c = theme.colors()
+        self.title.setStyleSheet(f"font-size: 22px; font-weight: 600; color: {c.text};")
+        self.subtitle.setStyleSheet(f"color: {c.muted};")
+        self.error.setStyleSheet(f"color: {c.error};")
         self.setStyleSheet(
             "QLineEdit, QSpinBox { padding: 5px; } QPushButton { padding: 6px 14px; }"
         )
@@ -106,12 +116,22 @@ class LoginWindow(QWidget):
         self._busy(False)
         error = reply["error"]
         self.error.setText(FRIENDLY.get(error["code"], error["message"]))
-        self.adjustSize()  # room for a long message without squeezing the fields
+        # Back to the field to fix: the password after a wrong one, the name if taken.
+        field = {
+            "bad_credentials": self.password,
+            "invalid_password": self.password,
+            "username_taken": self.username,
+            "invalid_username": self.username,
+        }.get(error["code"])
+        if field is not None:
+            field.setFocus()
+            field.selectAll()
 
     def _credentials(self) -> tuple[str, str] | None:
         username, password = self.username.text().strip(), self.password.text()
         if not username or not password:
             self.error.setText("Enter a username and a password.")
+            (self.password if username else self.username).setFocus()
             return None
         return username, password
 
@@ -157,6 +177,29 @@ class LoginWindow(QWidget):
         self.settings.setValue("login/username", self.username.text().strip())
         self.password.clear()
         self.loggedIn.emit()
+
+    def resume(self, token: str, failed: Any) -> None:
+        """Sign in with a kept session token (stay signed in); `failed` gets the error
+        reply when the token no longer works or the server cannot be reached."""
+        self.error.setText("Signing you in…")
+        self._busy(True)
+
+        def done(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                self._logged_in(reply)
+            else:
+                self._busy(False)
+                self.error.setText("")
+                failed(reply)
+
+        self.client.open(
+            str(self.settings.value("server/host", "localhost")),
+            int(self.settings.value("server/port", 2019)),
+            lambda: self.client.login_with_token(token, done),
+            done,
+            tls=self.settings.value("server/tls", "false") in (True, "true"),
+            ca_file=str(self.settings.value("server/ca_file", "")) or None,
+        )
 
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802
         if event.key() == Qt.Key_Escape:

@@ -1,203 +1,330 @@
-"""The main window: rooms and friends on the left, the conversation on the right."""
+"""The main window: rooms and friends on the left, the conversation on the right.
+
+Every button goes through `ui.on_click` (see ui.py for why). Dialogs open without
+blocking, so messages keep arriving while one is open and tests answer them as a
+person does.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
-    QInputDialog,
     QLabel,
+    QLineEdit,
     QListView,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
-    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
+from . import theme
 from .avatars import AvatarCache
+from .dialogs import ActivityDialog, SwitcherDialog
 from .net import CONNECTING, ONLINE, RECONNECTING, ChatClient
+from .notify import Notifier
 from .profile_dialog import ProfileDialog
 from .state import ChatState, dm_key, room_key
-from .widgets import CONTACT_ROLE, ComposeBox, ContactDelegate, MessageDelegate, MessageModel
+from .ui import ElidedLabel, HintListView, HintListWidget, ask_text, button, confirm
+from .widgets import (
+    CONTACT_ROLE,
+    ComposeBox,
+    ContactDelegate,
+    MessageDelegate,
+    MessageModel,
+    format_last_seen,
+)
 
 STATE_LOOK = {
-    ONLINE: ("Online", "#22a559"),
-    RECONNECTING: ("Reconnecting…", "#e67e22"),
-    CONNECTING: ("Connecting…", "#e67e22"),
+    ONLINE: ("Online", "online"),
+    RECONNECTING: ("Reconnecting…", "warning"),
+    CONNECTING: ("Connecting…", "warning"),
 }
+NOTICE_MS = 8000
 
 
 class RequestRow(QFrame):
-    """An incoming friend request with Accept / Reject."""
+    """An incoming friend request on one line: who, Accept, Reject."""
 
     def __init__(self, username: str, window: MainWindow) -> None:
         super().__init__()
         self.setObjectName("requestRow")
+        c = theme.colors()
         self.setStyleSheet(
-            "#requestRow { background: #fff7e6; border: 1px solid #f5d28a; border-radius: 8px; }"
+            f"#requestRow {{ background: {c.card}; border: 1px solid {c.card_border};"
+            " border-radius: 8px; }"
         )
-        label = QLabel(f"<b>{_escape(username)}</b> wants to be your friend")
-        label.setWordWrap(True)
-        accept = QPushButton("Accept")
-        accept.setObjectName(f"accept:{username}")
-        reject = QPushButton("Reject")
-        reject.setObjectName(f"reject:{username}")
-        accept.clicked.connect(lambda: window.answer_request(username, True))
-        reject.clicked.connect(lambda: window.answer_request(username, False))
+        label = ElidedLabel(f"{username} wants to be your friend")
+        label.setObjectName(f"request:{username}")
+        accept = button(
+            "Accept", lambda: window.answer_request(username, True), f"accept:{username}"
+        )
+        reject = button(
+            "Reject", lambda: window.answer_request(username, False), f"reject:{username}"
+        )
         layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setContentsMargins(8, 4, 6, 4)
         layout.addWidget(label, 1)
         layout.addWidget(accept)
         layout.addWidget(reject)
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 class MainWindow(QMainWindow):
+    signOutRequested = Signal()
+    closed = Signal()  # the user closed the window: the app is quitting
+
     def __init__(self, client: ChatClient, state: ChatState, avatars: AvatarCache) -> None:
         super().__init__()
         self.client = client
         self.state = state
         self.avatars = avatars
         self.setWindowTitle("ChatRoom")
+        self.setWindowIcon(theme.app_icon())
+        self.setMinimumSize(400, 340)
         self.resize(980, 660)
+        self.notifier = Notifier(self)
+        self.activity_dialog: ActivityDialog | None = None
+        self._activity_seen = 0
 
         # -- top bar
-        self.me_avatar = QPushButton()
+        self.me_avatar = button("", self.edit_profile, "me_avatar", "Your picture and status")
         self.me_avatar.setFlat(True)
-        self.me_avatar.setToolTip("Change your picture and status")
-        self.me_avatar.clicked.connect(self.edit_profile)
-        self.me_name = QLabel()
-        self.me_name.setStyleSheet("font-weight: 600;")
-        self.me_status = QLabel()
-        self.me_status.setStyleSheet("color: #6b7280;")
+        self.me_name = ElidedLabel()
+        self.me_name.setObjectName("me_name")
+        self.me_status = ElidedLabel()
+        self.me_status.setObjectName("me_status")
         self.connection = QLabel()
         self.connection.setObjectName("connection")
-        add_friend = QPushButton("Add friend")
-        add_friend.clicked.connect(self.add_friend)
+        self.activity_button = button("Activity", self.show_activity, "activity_button")
+        self.activity_button.setToolTip("Friend requests and answers")
+        self.add_friend_button = button("Add friend", self.add_friend, "add_friend")
         top = QHBoxLayout()
         top.addWidget(self.me_avatar)
         names = QVBoxLayout()
         names.setSpacing(0)
         names.addWidget(self.me_name)
         names.addWidget(self.me_status)
-        top.addLayout(names)
-        top.addStretch(1)
+        top.addLayout(names, 1)
         top.addWidget(self.connection)
-        top.addWidget(add_friend)
+        top.addWidget(self.activity_button)
+        top.addWidget(self.add_friend_button)
 
         # -- left: rooms, requests, friends
-        self.rooms = QListWidget()
-        self.friends = QListWidget()
+        self.rooms = HintListWidget()
+        self.rooms.hint = "Click + to join or create a room."
+        self.friends = HintListWidget()
+        self.friends.hint = "No friends yet. Click “Add friend” and type a username."
         for listing in (self.rooms, self.friends):
             listing.setItemDelegate(ContactDelegate(avatars, listing))
             listing.setMouseTracking(True)
+            listing.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
             listing.currentItemChanged.connect(self._picked)
-        join_room = QPushButton("+")
-        join_room.setToolTip("Join or create a room")
-        join_room.setFixedWidth(28)
-        join_room.clicked.connect(self.join_room)
+        self.join_room_button = button("+", self.join_room, "join_room", "Join or create a room")
+        self.join_room_button.setFixedWidth(28)
         rooms_header = QHBoxLayout()
-        rooms_header.addWidget(_section("Rooms"))
+        self._sections = [_section("Rooms"), _section("Friend requests"), _section("Friends")]
+        rooms_header.addWidget(self._sections[0])
         rooms_header.addStretch(1)
-        rooms_header.addWidget(join_room)
+        rooms_header.addWidget(self.join_room_button)
         self.requests_box = QVBoxLayout()
-        self._requests_title = _section("Friend requests")
+        self._requests_title = self._sections[1]
         self._requests_title.hide()
         self.requests_box.addWidget(self._requests_title)
         self._request_rows: dict[str, RequestRow] = {}
         left = QWidget()
+        left.setMinimumWidth(150)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(rooms_header)
         left_layout.addWidget(self.rooms, 2)
         left_layout.addLayout(self.requests_box)
-        left_layout.addWidget(_section("Friends"))
+        left_layout.addWidget(self._sections[2])
         left_layout.addWidget(self.friends, 3)
 
-        # -- right: notice, title, messages, compose
-        self.notice = QLabel()
+        # -- right: notice, conversation header, find bar, messages (+ members), compose
+        self.notice = ElidedLabel()
         self.notice.setObjectName("notice")
-        self.notice.setStyleSheet(
-            "background: #eef4ff; border: 1px solid #c9dafc; border-radius: 8px; padding: 8px;"
-        )
-        self.notice.hide()
+        self.notice_close = button("×", self.hide_notice, "notice_close", "Dismiss")
+        self.notice_close.setFlat(True)
+        self.notice_close.setFixedWidth(24)
+        self.notice_bar = QFrame()
+        self.notice_bar.setObjectName("noticeBar")
+        notice_layout = QHBoxLayout(self.notice_bar)
+        notice_layout.setContentsMargins(8, 2, 2, 2)
+        notice_layout.addWidget(self.notice, 1)
+        notice_layout.addWidget(self.notice_close)
+        self.notice_bar.hide()
         self._notice_timer = QTimer(self)
         self._notice_timer.setSingleShot(True)
-        self._notice_timer.timeout.connect(self.notice.hide)
-        self.title = QLabel()
-        self.title.setStyleSheet("font-size: 16px; font-weight: 600; padding: 4px 0;")
+        self._notice_timer.timeout.connect(self.hide_notice)
+
+        self.title = ElidedLabel()
+        self.title.setObjectName("title")
+        self.members_button = button("Members", self.toggle_members, "members")
+        self.members_button.setCheckable(True)
+        self.leave_button = button("Leave", self.leave_room, "leave_room", "Leave this room")
+        self.remove_friend_button = button(
+            "Remove friend", self.remove_friend, "remove_friend", "Remove from your friends"
+        )
+        header = QHBoxLayout()
+        header.addWidget(self.title, 1)
+        header.addWidget(self.members_button)
+        header.addWidget(self.leave_button)
+        header.addWidget(self.remove_friend_button)
+
+        self.find_edit = QLineEdit()
+        self.find_edit.setObjectName("find")
+        self.find_edit.setPlaceholderText("Find in this conversation (Enter: older match)")
+        self.find_edit.textChanged.connect(lambda _text: self.find(restart=True))
+        self.find_edit.returnPressed.connect(self.find)
+        self.find_count = QLabel()
+        self.find_close = button("×", self.hide_find, "find_close", "Close (Esc)")
+        self.find_close.setFlat(True)
+        self.find_close.setFixedWidth(24)
+        self.find_bar = QWidget()
+        find_layout = QHBoxLayout(self.find_bar)
+        find_layout.setContentsMargins(0, 0, 0, 0)
+        find_layout.addWidget(self.find_edit, 1)
+        find_layout.addWidget(self.find_count)
+        find_layout.addWidget(self.find_close)
+        self.find_bar.hide()
+        self._matches: list[int] = []
+        self._match = -1
+
         self.model = MessageModel()
-        self.view = QListView()
+        self.view = HintListView()
+        self.view.hint = "No messages yet. Say hello!"
         self.view.setModel(self.model)
-        self.view.setItemDelegate(MessageDelegate(avatars, self._avatar_of, self.view))
+        self.view.setItemDelegate(
+            MessageDelegate(
+                avatars, self._avatar_of, lambda: state.me.get("username", ""), self.view
+            )
+        )
         self.view.setVerticalScrollMode(QListView.ScrollPerPixel)
+        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.view.setSelectionMode(QListView.NoSelection)
         self.view.setWordWrap(True)
         self.view.setUniformItemSizes(False)
-        self.view.setStyleSheet("QListView { border: none; background: white; }")
+        self.view.setResizeMode(QListView.Adjust)
         self.view.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.members = QListWidget()
+        self.members.setObjectName("member_list")
+        self.members.setItemDelegate(ContactDelegate(avatars, self.members))
+        self.members.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.members.setMinimumWidth(120)
+        self.members.hide()
+        middle = QSplitter()
+        middle.setChildrenCollapsible(False)
+        middle.addWidget(self.view)
+        middle.addWidget(self.members)
+        middle.setStretchFactor(0, 1)
+
         self.compose = ComposeBox()
+        self.compose.setObjectName("compose")
         self.compose.setPlaceholderText("Write a message — Enter sends, Shift+Enter for a new line")
         self.compose.setFixedHeight(70)
         self.compose.sendRequested.connect(self.send)
         self.compose.textChanged.connect(self._count)
         self.counter = QLabel()
-        self._count()
-        send = QPushButton("Send")
-        send.clicked.connect(lambda: self.send(self.compose.toPlainText()))
+        self.send_button = button("Send", lambda: self.send(self.compose.toPlainText()), "send")
         bottom = QHBoxLayout()
         bottom.addWidget(self.counter)
         bottom.addStretch(1)
-        bottom.addWidget(send)
+        bottom.addWidget(self.send_button)
         right = QWidget()
+        right.setMinimumWidth(220)
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(8, 0, 0, 0)
-        right_layout.addWidget(self.notice)
-        right_layout.addWidget(self.title)
-        right_layout.addWidget(self.view, 1)
+        right_layout.addWidget(self.notice_bar)
+        right_layout.addLayout(header)
+        right_layout.addWidget(self.find_bar)
+        right_layout.addWidget(middle, 1)
         right_layout.addWidget(self.compose)
         right_layout.addLayout(bottom)
 
-        splitter = QSplitter()
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setSizes([290, 690])
+        self.splitter = QSplitter()
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([290, 690])
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addLayout(top)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
 
+        # -- keyboard
+        for keys, action in (
+            ("Ctrl+K", self.show_switcher),
+            ("Ctrl+F", self.show_find),
+            ("Esc", self.escape),
+        ):
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.activated.connect(action)
+
         state.conversationChanged.connect(self._conversation_changed)
-        state.conversationsChanged.connect(self._refresh_rooms)
-        state.conversationsChanged.connect(self._refresh_friends)
+        state.conversationsChanged.connect(self._refresh_lists)
         state.friendsChanged.connect(self._refresh_friends)
         state.requestsChanged.connect(self._refresh_requests)
         state.profileChanged.connect(self._refresh_profile)
         state.notice.connect(self.show_notice)
+        state.activityChanged.connect(self._refresh_activity)
+        state.membersChanged.connect(self._refresh_members)
+        state.unreadChanged.connect(self._refresh_title)
+        state.alert.connect(self._alert)
         state.avatarChanged.connect(lambda *_: self._repaint())
         avatars.loaded.connect(lambda _h: self._repaint())
         client.stateChanged.connect(self._connection_changed)
         self._loading_older = False
+        self.restyle()
+        self._count()
 
     # ------------------------------------------------------------------ startup
 
     def start(self) -> None:
         self._refresh_profile()
-        self._refresh_rooms()
-        self._refresh_friends()
+        self._refresh_lists()
         self._refresh_requests()
+        self._refresh_activity()
+        self._refresh_title()
         self._connection_changed(self.client.state)
         self.open(room_key("lobby"))
+
+    def restyle(self) -> None:
+        c = theme.colors()
+        self.me_name.setStyleSheet("font-weight: 600;")
+        self.me_status.setStyleSheet(f"color: {c.muted};")
+        self.notice_bar.setStyleSheet(
+            f"#noticeBar {{ background: {c.card}; border: 1px solid {c.card_border};"
+            " border-radius: 8px; }"
+        )
+        self.title.setStyleSheet("font-size: 16px; font-weight: 600; padding: 4px 0;")
+        self.view.setStyleSheet(f"QListView {{ border: none; background: {c.base}; }}")
+        for label in self._sections:
+            label.setStyleSheet(
+                f"color: {c.muted}; font-size: 11px; font-weight: 600; padding: 6px 2px 2px;"
+            )
+        self._connection_changed(self.client.state)
+        self._count()
+        self._repaint()
+
+    def closeEvent(self, event: QEvent) -> None:  # noqa: N802
+        super().closeEvent(event)
+        self.notifier.close()
+        self.closed.emit()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() in (QEvent.ActivationChange, QEvent.WindowStateChange):
+            self.state.set_watching(self.isActiveWindow() and not self.isMinimized())
 
     # ------------------------------------------------------------------ refresh
 
@@ -214,6 +341,11 @@ class MainWindow(QMainWindow):
         self.me_avatar.setIcon(pixmap)
         self.me_avatar.setIconSize(pixmap.size())
 
+    def _refresh_title(self, *_args: Any) -> None:
+        total = self.state.unread_total
+        self.setWindowTitle(f"ChatRoom ({total})" if total else "ChatRoom")
+        self.notifier.set_unread(total)
+
     def _fill(self, listing: QListWidget, rows: list[tuple[tuple[str, str], dict]]) -> None:
         current = listing.currentItem()
         current_key = current.data(Qt.UserRole) if current else None
@@ -223,30 +355,47 @@ class MainWindow(QMainWindow):
             item = QListWidgetItem(contact["name"])
             item.setData(Qt.UserRole, key)
             item.setData(CONTACT_ROLE, contact)
+            item.setToolTip(contact.get("tooltip", contact["name"]))
             listing.addItem(item)
             if key == current_key:
                 listing.setCurrentItem(item)
         listing.blockSignals(False)
+
+    def _preview(self, key: tuple[str, str]) -> str:
+        last = self.state.conversation(key).last_message
+        if last is None:
+            return ""
+        sender = last["from"]["username"]
+        who = "You" if sender == self.state.me.get("username") else sender
+        if key[0] == "dm" and who != "You":
+            return last["text"]
+        return f"{who}: {last['text']}"
+
+    def _refresh_lists(self) -> None:
+        self._refresh_rooms()
+        self._refresh_friends()
+        self._refresh_header()
 
     def _refresh_rooms(self) -> None:
         rows = []
         convs = [c for c in self.state.conversations.values() if c.key[0] == "room"]
         convs.sort(key=lambda c: (c.key[1] != "lobby", c.key[1].casefold()))
         for conv in convs:
-            last = conv.messages[-1] if conv.messages else None
-            subtitle = f"{last['from']['username']}: {last['text']}" if last else ""
-            rows.append(
-                (
-                    conv.key,
-                    {
-                        "kind": "room",
-                        "name": conv.title,
-                        "unread": conv.unread,
-                        "subtitle": subtitle.replace("\n", " "),
-                    },
-                )
-            )
+            contact = {
+                "kind": "room",
+                "name": conv.title,
+                "unread": conv.unread,
+                "mentions": conv.mentions,
+                "subtitle": self._preview(conv.key),
+                "tooltip": f"#{conv.title}",
+            }
+            rows.append((conv.key, contact))
         self._fill(self.rooms, rows)
+
+    def _friend_line(self, friend: dict[str, Any]) -> str:
+        if friend.get("online"):
+            return friend.get("status") or "online"
+        return format_last_seen(friend.get("last_seen"))
 
     def _refresh_friends(self) -> None:
         rows = []
@@ -255,20 +404,20 @@ class MainWindow(QMainWindow):
         )
         for friend in friends:
             conv = self.state.conversation(dm_key(friend["username"]))
-            subtitle = friend.get("status") or ("online" if friend["online"] else "offline")
-            rows.append(
-                (
-                    conv.key,
-                    {
-                        "kind": "friend",
-                        "name": friend["username"],
-                        "unread": conv.unread,
-                        "online": friend["online"],
-                        "avatar": friend.get("avatar"),
-                        "subtitle": subtitle,
-                    },
-                )
+            status = self._friend_line(friend)
+            tooltip = friend["username"] + (
+                f" — {friend['status']}" if friend.get("status") else ""
             )
+            contact = {
+                "kind": "friend",
+                "name": friend["username"],
+                "unread": conv.unread,
+                "online": friend["online"],
+                "avatar": friend.get("avatar"),
+                "subtitle": self._preview(conv.key) or status,
+                "tooltip": f"{tooltip}\n{status}",
+            }
+            rows.append((conv.key, contact))
         self._fill(self.friends, rows)
 
     def _refresh_requests(self) -> None:
@@ -285,6 +434,51 @@ class MainWindow(QMainWindow):
                 self.requests_box.addWidget(row)
         self._requests_title.setVisible(bool(wanted))
 
+    def _refresh_activity(self) -> None:
+        new = len(self.state.activity) - self._activity_seen
+        if self.activity_dialog is not None and self.activity_dialog.isVisible():
+            new = 0
+            self._activity_seen = len(self.state.activity)
+        self.activity_button.setText(f"Activity ({new})" if new > 0 else "Activity")
+
+    def _refresh_header(self) -> None:
+        key = self.state.active
+        if key is None:
+            self.title.setText("")
+        else:
+            self.title.setText(("# " if key[0] == "room" else "@ ") + key[1])
+        is_room = key is not None and key[0] == "room"
+        self.members_button.setVisible(is_room)
+        self.leave_button.setVisible(is_room and key[1] != "lobby")
+        self.remove_friend_button.setVisible(
+            key is not None and key[0] == "dm" and key[1] in self.state.friends
+        )
+        if not is_room and self.members.isVisible():
+            self.members.hide()
+            self.members_button.setChecked(False)
+
+    def _refresh_members(self, key: tuple[str, str]) -> None:
+        if key != self.state.active:
+            return
+        self.members.clear()
+        members = self.state.conversation(key).members or []
+        for member in sorted(
+            members, key=lambda m: (not m.get("online"), m["username"].casefold())
+        ):
+            item = QListWidgetItem(member["username"])
+            item.setData(
+                CONTACT_ROLE,
+                {
+                    "kind": "friend",
+                    "name": member["username"],
+                    "online": member.get("online"),
+                    "avatar": member.get("avatar"),
+                    "subtitle": member.get("status") or ("online" if member.get("online") else ""),
+                },
+            )
+            item.setToolTip(member["username"])
+            self.members.addItem(item)
+
     def _repaint(self) -> None:
         self.view.viewport().update()
         self.friends.viewport().update()
@@ -292,9 +486,10 @@ class MainWindow(QMainWindow):
         self._refresh_friends()
 
     def _connection_changed(self, status: str) -> None:
-        text, color = STATE_LOOK.get(status, ("Offline", "#c0392b"))
+        text, role = STATE_LOOK.get(status, ("Offline", "error"))
+        color = getattr(theme.colors(), role)
         self.connection.setText(f"● {text}")
-        self.connection.setStyleSheet(f"color: {color}; font-weight: 600; padding: 0 10px;")
+        self.connection.setStyleSheet(f"color: {color}; font-weight: 600; padding: 0 6px;")
 
     # ------------------------------------------------------------------ conversation
 
@@ -310,11 +505,11 @@ class MainWindow(QMainWindow):
 
     def open(self, key: tuple[str, str]) -> None:
         self.state.open_conversation(key)
-        prefix = "#" if key[0] == "room" else "@"
-        self.title.setText(f"{prefix} {key[1]}")
+        self.hide_find()
         self._show(key, scroll_to_end=True)
-        self._refresh_rooms()
-        self._refresh_friends()
+        self._refresh_lists()
+        if self.members_button.isChecked() and key[0] == "room":
+            self.state.load_members(key)
         self.compose.setFocus()
 
     def _conversation_changed(self, key: tuple[str, str]) -> None:
@@ -350,7 +545,8 @@ class MainWindow(QMainWindow):
         limit = self.client.limits.get("max_text_chars", 4000)
         used = len(self.compose.toPlainText())
         self.counter.setText(f"{used} / {limit}")
-        self.counter.setStyleSheet(f"color: {'#c0392b' if used > limit else '#6b7280'};")
+        c = theme.colors()
+        self.counter.setStyleSheet(f"color: {c.error if used > limit else c.muted};")
 
     def send(self, text: str) -> None:
         limit = self.client.limits.get("max_text_chars", 4000)
@@ -363,12 +559,59 @@ class MainWindow(QMainWindow):
         self.compose.clear()
         self.view.scrollToBottom()
 
+    # ------------------------------------------------------------------ find (Ctrl+F)
+
+    def show_find(self) -> None:
+        self.find_bar.show()
+        self.find_edit.setFocus()
+        self.find_edit.selectAll()
+
+    def hide_find(self) -> None:
+        if self.find_bar.isVisible():
+            self.find_bar.hide()
+            self.compose.setFocus()
+        self._matches, self._match = [], -1
+        self.model.set_found(-1)
+        self.find_count.setText("")
+
+    def find(self, restart: bool = False) -> None:
+        """Jump to the newest match, then (Enter) to each older one in turn."""
+        wanted = self.find_edit.text().casefold()
+        if restart or not self._matches:
+            self._matches = [
+                row
+                for row, message in enumerate(self.model.messages)
+                if wanted and wanted in message["text"].casefold()
+            ]
+            self._match = len(self._matches)
+        if not self._matches:
+            self.model.set_found(-1)
+            self.find_count.setText("no match" if wanted else "")
+            return
+        self._match = (self._match - 1) % len(self._matches)
+        row = self._matches[self._match]
+        self.model.set_found(row)
+        self.view.scrollTo(self.model.index(row), QListView.PositionAtCenter)
+        self.find_count.setText(f"{self._match + 1} of {len(self._matches)}")
+
     # ------------------------------------------------------------------ actions
+
+    def escape(self) -> None:
+        if self.find_bar.isVisible():
+            self.hide_find()
+        elif self.notice_bar.isVisible():
+            self.hide_notice()
+        elif self.members.isVisible():
+            self.members_button.setChecked(False)
+            self.members.hide()
 
     def show_notice(self, text: str) -> None:
         self.notice.setText(text)
-        self.notice.show()
-        self._notice_timer.start(8000)
+        self.notice_bar.show()
+        self._notice_timer.start(NOTICE_MS)
+
+    def hide_notice(self) -> None:
+        self.notice_bar.hide()
 
     def _report(self, success: str) -> Any:
         def done(reply: dict) -> None:
@@ -376,55 +619,109 @@ class MainWindow(QMainWindow):
 
         return done
 
-    def add_friend(self, username: str | None = None) -> None:
-        if username is None:
-            username, ok = QInputDialog.getText(self, "Add friend", "Username:")
-            if not ok or not username.strip():
-                return
-        self.client.request(
-            "friend.request",
-            {"username": username.strip()},
-            self._report(f"Friend request sent to {username.strip()}"),
-        )
+    def _alert(self, title: str, body: str, key: Any) -> None:
+        if not self.isActiveWindow():
+            self.notifier.notify(title, body)
+
+    def show_activity(self) -> None:
+        if self.activity_dialog is None:
+            self.activity_dialog = ActivityDialog(self.state, self)
+        self.activity_dialog.show()
+        self.activity_dialog.raise_()
+        self._refresh_activity()
+
+    def show_switcher(self) -> None:
+        dialog = SwitcherDialog(self.state, self.open, self)
+        dialog.open()
+        dialog.query.setFocus()
+
+    def add_friend(self) -> None:
+        def ask(username: str) -> None:
+            self.state.request_friend(username, self._report(f"Friend request sent to {username}"))
+
+        ask_text(self, "Add friend", "Their username:", ask, "add_friend_dialog")
 
     def answer_request(self, username: str, accept: bool) -> None:
-        op = "friend.accept" if accept else "friend.reject"
         verb = "accepted" if accept else "rejected"
+        self.state.answer_request(
+            username, accept, self._report(f"You {verb} {username}'s request")
+        )
 
+    def remove_friend(self) -> None:
+        key = self.state.active
+        if key is None or key[0] != "dm":
+            return
+        username = key[1]
+        confirm(
+            self,
+            "Remove friend",
+            f"Remove {username} from your friends? You will no longer be able to message "
+            "each other until one of you sends a new friend request.",
+            "Remove",
+            lambda: self.state.remove_friend(username, self._after_removal(username)),
+            "confirm_remove_friend",
+        )
+
+    def _after_removal(self, username: str) -> Any:
         def done(reply: dict) -> None:
             if reply.get("ok"):
-                self.state.incoming = [
-                    r for r in self.state.incoming if r["user"]["username"] != username
-                ]
-                self._refresh_requests()
-                self.show_notice(f"You {verb} {username}'s request")
+                self.show_notice(f"{username} is no longer your friend")
+                self.open(room_key("lobby"))
             else:
                 self.show_notice(reply["error"]["message"])
 
-        self.client.request(op, {"username": username}, done)
+        return done
 
-    def join_room(self, name: str | None = None) -> None:
-        if name is None:
-            name, ok = QInputDialog.getText(self, "Join or create a room", "Room name:")
-            if not ok or not name.strip():
-                return
-        name = name.strip()
-
+    def join_room(self) -> None:
         def joined(reply: dict) -> None:
             if reply.get("ok"):
                 self.open(room_key(reply["room"]["name"]))
-            elif reply["error"]["code"] == "not_found":
-                self.client.request("room.create", {"room": name}, joined)
             else:
                 self.show_notice(reply["error"]["message"])
 
-        self.client.request("room.join", {"room": name}, joined)
+        ask_text(
+            self,
+            "Join or create a room",
+            "Room name (a new name creates the room):",
+            lambda name: self.state.join_room(name, joined),
+            "join_room_dialog",
+        )
+
+    def leave_room(self) -> None:
+        key = self.state.active
+        if key is None or key[0] != "room" or key[1] == "lobby":
+            return
+        name = key[1]
+
+        def left(reply: dict) -> None:
+            if reply.get("ok"):
+                self.show_notice(f"You left #{name}")
+                self.open(room_key("lobby"))
+            else:
+                self.show_notice(reply["error"]["message"])
+
+        confirm(
+            self,
+            "Leave room",
+            f"Leave #{name}? You can join it again later.",
+            "Leave",
+            lambda: self.state.leave_room(name, left),
+            "confirm_leave_room",
+        )
+
+    def toggle_members(self) -> None:
+        key = self.state.active
+        show = self.members_button.isChecked() and key is not None and key[0] == "room"
+        self.members.setVisible(show)
+        if show:
+            self._refresh_members(key)
+            self.state.load_members(key)
 
     def edit_profile(self) -> None:
-        ProfileDialog(self.client, self.state, self.avatars, self).exec()
+        dialog = ProfileDialog(self.client, self.state, self.avatars, self)
+        dialog.signOutRequested.connect(self.signOutRequested)
+        dialog.open()
 
 
 def _section(text: str) -> QLabel:
-    label = QLabel(text.upper())
-    label.setStyleSheet("color: #6b7280; font-size: 11px; font-weight: 600; padding: 6px 2px 2px;")
-    return label
+    return QLabel(text.upper())

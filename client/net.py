@@ -28,6 +28,16 @@ RECONNECTING = "reconnecting"
 # Errors after which sending the same request again may succeed.
 RETRYABLE = {"service_unavailable", "timeout", "disconnected", "shutting_down", "rate_limited"}
 BACKOFF_S = (0.5, 1, 2, 4, 8, 15)
+# The backoff starts over only after a session has held this long: a connection that
+# logs in and then breaks at once (say, on a reply it cannot read) backs off instead of
+# reconnecting in a tight loop.
+STABLE_AFTER_MS = 30_000
+# Pings keep the connection alive and find a dead one: the server closes a connection
+# silent for idle_timeout_s (60 s by default, in the login reply's limits), and tells
+# friends we went offline; we ping three times in that window. A ping that gets no
+# answer means the path is gone even if the socket has not noticed: reconnect.
+DEFAULT_IDLE_TIMEOUT_S = 60
+MIN_PING_INTERVAL_MS = 2_000
 
 
 def error_reply(code: str, message: str) -> dict[str, Any]:
@@ -64,8 +74,10 @@ class ChatClient(QObject):
         self._reconnect_timer.setSingleShot(True)
         self._reconnect_timer.timeout.connect(self._reconnect)
         self._keepalive = QTimer(self)
-        self._keepalive.setInterval(30_000)
-        self._keepalive.timeout.connect(lambda: self.request("ping", {}))
+        self._keepalive.timeout.connect(self._ping)
+        self._stable = QTimer(self)
+        self._stable.setSingleShot(True)
+        self._stable.timeout.connect(self._held)
 
     # ------------------------------------------------------------------ public
 
@@ -88,6 +100,7 @@ class ChatClient(QObject):
                 return
             self._drop_socket()
         self.host, self.port, self.tls, self.ca_file = target
+        self._attempt = 0
         self._on_connected = [then]
         self._connect_socket(failed)
 
@@ -101,12 +114,26 @@ class ChatClient(QObject):
         self._login({"token": token}, done, self.loggedIn)
 
     def logout(self) -> None:
+        """End the session on the server (its token stops working) and close."""
         self._wanted = False
-        if self.state == ONLINE:
-            self.request("logout", {}, lambda _r: self._drop_socket())
-        else:
-            self._drop_socket()
+        sock = self._socket
+        if self.state == ONLINE and sock is not None:
+            self.request("logout", {})
+            # Closed at once for us (the next sign-in gets a new connection); Qt still
+            # writes the queued logout before the socket closes.
+            self._socket = None
+            sock.blockSignals(True)
+            sock.disconnectFromHost()
+            sock.deleteLater()
+        self._drop_socket()
         self.user = self.token = None
+        self._set_state(DISCONNECTED)
+
+    def close(self) -> None:
+        """The app is quitting: close the connection but keep the session (the kept
+        token resumes it at the next start)."""
+        self._wanted = False
+        self._drop_socket()
         self._set_state(DISCONNECTED)
 
     def request(self, op: str, fields: dict[str, Any], done: Callback | None = None) -> int:
@@ -138,9 +165,18 @@ class ChatClient(QObject):
         sock.readyRead.connect(self._read)
         sock.disconnected.connect(self._socket_lost)
         tls_problems: list[str] = []
+        # Non-empty once connected (and, with TLS, the server verified): later errors are
+        # losses of a working connection, not "cannot connect".
+        reached: list[bool] = []
+        ready = sock.encrypted if isinstance(sock, QSslSocket) else sock.connected
+        ready.connect(lambda: reached.append(True))
 
         def on_error(_err: QAbstractSocket.SocketError) -> None:
-            if failed is not None and not self._wanted:
+            if reached and not self._wanted:
+                # The server closed a connection we did not log in on (e.g. its login
+                # timeout after a wrong password): nothing to tell the user.
+                self._set_state(DISCONNECTED)
+            elif failed is not None and not self._wanted:
                 if tls_problems:
                     advice = (
                         "The server's certificate is not trusted: if the server uses a "
@@ -198,10 +234,12 @@ class ChatClient(QObject):
             sock.deleteLater()
         self._fail_pending("disconnected", "the connection was lost")
         self._keepalive.stop()
+        self._stable.stop()
 
     def _socket_lost(self) -> None:
         self._fail_pending("disconnected", "the connection was lost")
         self._keepalive.stop()
+        self._stable.stop()
         if self._wanted:
             self._schedule_reconnect()
         else:
@@ -263,13 +301,24 @@ class ChatClient(QObject):
                 self.user, self.token = reply["user"], reply["token"]
                 self.limits = reply.get("limits", {})
                 self._wanted = True
-                self._attempt = 0
-                self._keepalive.start()
+                self._stable.start(STABLE_AFTER_MS)
+                idle_s = self.limits.get("idle_timeout_s") or DEFAULT_IDLE_TIMEOUT_S
+                self._keepalive.start(max(MIN_PING_INTERVAL_MS, int(idle_s * 1000 / 3)))
                 self._set_state(ONLINE)
                 announce.emit(reply)
             done(reply)
 
         self.request("login", fields, finished)
+
+    def _held(self) -> None:
+        self._attempt = 0
+
+    def _ping(self) -> None:
+        def answered(reply: dict[str, Any]) -> None:
+            if reply.get("ok") is False and reply["error"]["code"] == "timeout":
+                self.drop_connection()
+
+        self.request("ping", {}, answered)
 
     def _schedule_reconnect(self) -> None:
         if self._reconnect_timer.isActive():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
@@ -13,13 +13,14 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QVBoxLayout,
 )
 
+from . import theme
 from .avatars import AvatarCache, round_pixmap
 from .net import ChatClient
 from .state import ChatState
+from .ui import button
 
 PREVIEW = 160
 UPLOAD_SIDE = 512  # the server makes 256 px and 64 px from it
@@ -41,6 +42,10 @@ def png_bytes(image: QImage) -> bytes:
 
 
 class ProfileDialog(QDialog):
+    """Your picture, your status, and signing out."""
+
+    signOutRequested = Signal()
+
     def __init__(
         self, client: ChatClient, state: ChatState, avatars: AvatarCache, parent: Any = None
     ) -> None:
@@ -48,24 +53,25 @@ class ProfileDialog(QDialog):
         self.client = client
         self.state = state
         self.setWindowTitle("Your profile")
+        self.setObjectName("profile")
+        self.setAttribute(Qt.WA_DeleteOnClose)
         self.image: QImage | None = None
         self.preview = QLabel()
         self.preview.setFixedSize(PREVIEW, PREVIEW)
         me = state.me.get("username", "")
         self.preview.setPixmap(avatars.pixmap(state.my_avatar, me, PREVIEW))
-        choose = QPushButton("Choose picture…")
-        choose.clicked.connect(self.choose)
+        choose = button("Choose picture…", self.choose, "choose_picture")
         self.status = QLineEdit(state.my_status)
+        self.status.setObjectName("status")
         self.status.setPlaceholderText("What are you up to?")
         self.status.setMaxLength(client.limits.get("max_status_chars", 140))
         self.message = QLabel("")
         self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #c0392b;")
-        save = QPushButton("Save")
+        self.message.setStyleSheet(f"color: {theme.colors().error};")
+        save = button("Save", self.save, "save")
         save.setDefault(True)
-        save.clicked.connect(self.save)
-        cancel = QPushButton("Cancel")
-        cancel.clicked.connect(self.reject)
+        cancel = button("Cancel", self.reject, "cancel")
+        sign_out = button("Sign out", self.sign_out, "sign_out", "Sign out on this computer")
 
         top = QHBoxLayout()
         top.addWidget(self.preview)
@@ -77,6 +83,7 @@ class ProfileDialog(QDialog):
         side.addStretch(1)
         top.addLayout(side)
         buttons = QHBoxLayout()
+        buttons.addWidget(sign_out)
         buttons.addStretch(1)
         buttons.addWidget(cancel)
         buttons.addWidget(save)
@@ -88,11 +95,19 @@ class ProfileDialog(QDialog):
         layout.addLayout(buttons)
 
     def choose(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
+        """Open the file chooser without blocking; a chosen file is previewed."""
+        chooser = QFileDialog(
             self, "Choose a picture", "", "Images (*.png *.jpg *.jpeg *.gif *.webp)"
         )
-        if path:
-            self.use_file(path)
+        chooser.setObjectName("picture_chooser")
+        chooser.setFileMode(QFileDialog.ExistingFile)
+        chooser.setAttribute(Qt.WA_DeleteOnClose)
+        chooser.fileSelected.connect(self.use_file)
+        chooser.open()
+
+    def sign_out(self) -> None:
+        self.signOutRequested.emit()
+        self.accept()
 
     def use_file(self, path: str) -> bool:
         image = QImage(path)

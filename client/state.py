@@ -1,24 +1,34 @@
 """What the client knows, fed by the network layer's signals; views read it and listen.
 
-Conversations, friends, rooms, pending friend requests and the outbox live here. Every
-message has a stable server id, so the same message arriving from a push, a sync and a
-history page is stored once. Per-conversation cursors (last seq seen) drive `sync`
-after a reconnect, so nothing sent while we were away is missed.
+Conversations, friends, rooms, pending friend requests, the activity list and the
+outbox live here. Every message has a stable server id, so the same message arriving
+from a push, a sync and a history page is stored once. Per-conversation cursors (last
+seq seen) drive `sync` after a (re)connect, so nothing sent while we were away is
+missed; per-conversation read markers (kept on this device) make what arrived while we
+were offline count as unread.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 
 from .net import RETRYABLE, ChatClient
+
+Callback = Any  # Callable[[dict], None]
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 MAX_SEND_ATTEMPTS = 5
 MAX_RATE_LIMITED = 100  # a message waits its turn this many times before it fails
+# At login, at most this many missed messages per conversation are fetched (and
+# counted as unread); older ones load when the conversation is scrolled up.
+SYNC_BACKLOG = 200
+SYNC_PAGE = 200
+MAX_ACTIVITY = 200
 
 
 def room_key(name: str) -> tuple[str, str]:
@@ -29,6 +39,10 @@ def dm_key(username: str) -> tuple[str, str]:
     return ("dm", username)
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 @dataclass
 class Conversation:
     key: tuple[str, str]
@@ -36,8 +50,11 @@ class Conversation:
     room_id: int | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)  # oldest first
     unread: int = 0
+    mentions: int = 0  # unread messages that mention us
     has_more: bool = True  # older history may exist on the server
     last_seq: int = 0  # cursor: the newest seq we hold
+    read_seq: int = 0  # the newest seq we have shown the user
+    members: list[dict[str, Any]] | None = None  # room.members, once asked for
 
     def add(self, message: dict[str, Any]) -> bool:
         """Insert in seq order; False if we already had it (same id or client_id)."""
@@ -55,6 +72,53 @@ class Conversation:
             self.last_seq = max(self.last_seq, message["seq"])
         return True
 
+    @property
+    def last_message(self) -> dict[str, Any] | None:
+        return self.messages[-1] if self.messages else None
+
+
+def mentions(text: str, username: str) -> bool:
+    """`@username` anywhere in the text, ignoring case, not inside a longer name."""
+    if not username:
+        return False
+    folded, needle = text.casefold(), "@" + username.casefold()
+    start = folded.find(needle)
+    while start != -1:
+        end = start + len(needle)
+        if end == len(folded) or not (folded[end].isalnum() or folded[end] in "_-."):
+            return True
+        start = folded.find(needle, end)
+    return False
+
+
+class ReadMarkers:
+    """The newest seq shown per conversation, per server and account, kept in QSettings
+    so that unread counts survive a restart of the app. (A server-side marker shared by
+    all devices is a later protocol addition.)"""
+
+    def __init__(self, settings: QSettings | None) -> None:
+        self.settings = settings
+        self.prefix = ""
+
+    def use_account(self, server: str, user_id: int) -> bool:
+        """Select the account; True if it was used on this device before."""
+        self.prefix = f"read/{server.replace('/', '_')}/{user_id}"
+        if self.settings is None:
+            return False
+        known = self.settings.value(f"{self.prefix}/known", "false") in (True, "true")
+        self.settings.setValue(f"{self.prefix}/known", "true")
+        return known
+
+    def get(self, room_id: int) -> int | None:
+        if self.settings is None or not self.prefix:
+            return None
+        value = self.settings.value(f"{self.prefix}/{room_id}")
+        return int(value) if value is not None else None
+
+    def put(self, room_id: int, seq: int) -> None:
+        if self.settings is not None and self.prefix:
+            self.settings.setValue(f"{self.prefix}/{room_id}", seq)
+
 
 class ChatState(QObject):
     conversationChanged = Signal(object)  # key
@@ -62,12 +126,17 @@ class ChatState(QObject):
     friendsChanged = Signal()
     requestsChanged = Signal()
     avatarChanged = Signal(str, str)  # username, hash
-    notice = Signal(str)  # something to tell the user (e.g. a rejection)
+    notice = Signal(str)  # something to tell the user now (e.g. a rejection)
+    activityChanged = Signal()
+    alert = Signal(str, str, object)  # title, body, conversation key or None
+    membersChanged = Signal(object)  # key
+    unreadChanged = Signal(int)  # total
     profileChanged = Signal()
 
-    def __init__(self, client: ChatClient) -> None:
+    def __init__(self, client: ChatClient, settings: QSettings | None = None) -> None:
         super().__init__(client)
         self.client = client
+        self.markers = ReadMarkers(settings)
         self.me: dict[str, Any] = {}
         self.my_avatar: str | None = None
         self.my_status = ""
@@ -76,8 +145,13 @@ class ChatState(QObject):
         self.outgoing: list[dict[str, Any]] = []
         self.conversations: dict[tuple[str, str], Conversation] = {}
         self.active: tuple[str, str] | None = None
+        # Whether the user can see the active conversation (window shown and focused);
+        # the window keeps it current. Unseen messages count as unread and alert.
+        self.watching = False
+        self.activity: list[dict[str, Any]] = []  # newest last: {"ts", "text"}
         self.outbox: list[dict[str, Any]] = []
         self._seen_rejections: set[int] = set()
+        self._last_total = 0
         client.loggedIn.connect(self._on_login)
         client.resumed.connect(self._on_resume)
         client.eventReceived.connect(self._on_event)
@@ -88,21 +162,30 @@ class ChatState(QObject):
         self.me = reply["user"]
         self.my_status = reply.get("status", "")
         self.conversations.clear()
-        self._apply_snapshot(reply)
+        self.active = None
+        self.activity = []
+        known_device = self.markers.use_account(self.client.where, self.me["id"])
+        self._apply_snapshot(reply, first=True, known_device=known_device)
         self.profileChanged.emit()
+        self.activityChanged.emit()
+        self.sync()
 
     def _on_resume(self, reply: dict[str, Any]) -> None:
         self._apply_snapshot(reply)
         self.sync()
         self.flush_outbox()
 
-    def _apply_snapshot(self, reply: dict[str, Any]) -> None:
-        for room in reply.get("rooms", []):
-            conv = self.conversation(room_key(room["name"]))
-            conv.room_id = room["id"]
-            if not conv.messages:
-                conv.last_seq = room["last_seq"]
+    def _apply_snapshot(
+        self, reply: dict[str, Any], first: bool = False, known_device: bool = False
+    ) -> None:
         self.friends = {f["username"]: f for f in reply.get("friends", [])}
+        listed = [(room_key(r["name"]), r) for r in reply.get("rooms", [])]
+        listed += [(dm_key(d["with"]["username"]), d) for d in reply.get("direct", [])]
+        for key, entry in listed:
+            conv = self.conversation(key)
+            conv.room_id = entry["id"]
+            if first:
+                self._start_cursor(conv, entry["last_seq"], known_device)
         for friend in self.friends.values():
             self.conversation(dm_key(friend["username"]))
         self.incoming = reply.get("incoming", [])
@@ -110,6 +193,17 @@ class ChatState(QObject):
         self.conversationsChanged.emit()
         self.friendsChanged.emit()
         self.requestsChanged.emit()
+
+    def _start_cursor(self, conv: Conversation, last_seq: int, known_device: bool) -> None:
+        """Where the login sync of a conversation starts: at our read marker, so what
+        arrived since is fetched and counted unread (at most SYNC_BACKLOG of it). On a
+        device that never saw this account, everything counts as read."""
+        assert conv.room_id is not None
+        marker = self.markers.get(conv.room_id)
+        if marker is None:
+            marker = 0 if known_device else last_seq
+        conv.read_seq = min(marker, last_seq)
+        conv.last_seq = max(conv.read_seq, last_seq - SYNC_BACKLOG)
 
     def conversation(self, key: tuple[str, str]) -> Conversation:
         conv = self.conversations.get(key)
@@ -122,12 +216,13 @@ class ChatState(QObject):
         return {str(c.room_id): c.last_seq for c in self.conversations.values() if c.room_id}
 
     def sync(self) -> None:
-        """Fetch everything after our cursors (after a reconnect or a gap)."""
+        """Fetch everything after our cursors (after a (re)connect or a gap), a page at a
+        time: the server keeps each reply within its byte budget and says has_more."""
 
         def done(reply: dict[str, Any]) -> None:
             if not reply.get("ok"):
                 return
-            more = False
+            more = bool(reply.get("has_more"))
             for entry in reply["conversations"]:
                 key = (
                     dm_key(entry["with"]["username"])
@@ -137,72 +232,111 @@ class ChatState(QObject):
                 conv = self.conversation(key)
                 conv.room_id = entry["id"]
                 for message in entry["messages"]:
-                    self._store(conv, message, from_sync=True)
+                    self._store(conv, message)
                 more = more or entry["has_more"]
             self.conversationsChanged.emit()
+            self._unread_total_changed()
             if more:
                 self.sync()
 
-        self.client.request("sync", {"cursors": self.cursors(), "limit": 500}, done)
+        self.client.request("sync", {"cursors": self.cursors(), "limit": SYNC_PAGE}, done)
 
     # ------------------------------------------------------------------ events
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        name = event["event"]
-        if name == "message":
-            self._on_message(event)
-        elif name == "presence":
-            friend = self.friends.get(event["user"]["username"])
-            if friend is not None:
-                friend.update(online=event["online"], status=event.get("status", ""))
-                self.friendsChanged.emit()
-            elif event["user"]["username"] == self.me.get("username"):
-                self.my_status = event.get("status", "")
-                self.profileChanged.emit()
-        elif name == "friend.request":
-            if not any(r["user"]["username"] == event["from"]["username"] for r in self.incoming):
-                self.incoming.append({"user": event["from"], "ts": event.get("ts")})
-            self.requestsChanged.emit()
-        elif name == "friend.request.closed":
-            self._drop_incoming(event["from"]["username"])
-        elif name == "friend.accepted":
-            friend = event["friend"]
-            self.friends[friend["username"]] = friend
-            self.conversation(dm_key(friend["username"]))
-            self._drop_incoming(friend["username"])
-            self.outgoing = [
-                r for r in self.outgoing if r["user"]["username"] != friend["username"]
-            ]
+        handler = getattr(self, "_event_" + event["event"].replace(".", "_"), None)
+        if handler is not None:
+            handler(event)
+
+    def _event_message(self, message: dict[str, Any]) -> None:
+        conv = self.conversation(self.key_of(message))
+        conv.room_id = message.get("room_id", conv.room_id)
+        gap = conv.last_seq and message.get("seq", 0) > conv.last_seq + 1
+        self._store(conv, message, live=True)
+        if gap:
+            self.sync()  # we missed something between our cursor and this message
+
+    def _event_presence(self, event: dict[str, Any]) -> None:
+        friend = self.friends.get(event["user"]["username"])
+        if friend is not None:
+            friend.update(online=event["online"], status=event.get("status", ""))
+            friend["last_seen"] = None if event["online"] else event.get("last_seen", now_ms())
             self.friendsChanged.emit()
-            self.conversationsChanged.emit()
-            self.notice.emit(f"You and {friend['username']} are now friends")
-        elif name == "friend.rejected":
-            if event.get("request_id") in self._seen_rejections:
-                return
-            self._seen_rejections.add(event.get("request_id"))
-            who = event["by"]["username"]
-            self.outgoing = [r for r in self.outgoing if r["user"]["username"] != who]
-            self.requestsChanged.emit()
-            self.notice.emit(f"{who} rejected your friend request")
-        elif name == "friend.removed":
-            self.friends.pop(event["user"]["username"], None)
+        elif event["user"]["username"] == self.me.get("username"):
+            self.my_status = event.get("status", "")
+            self.profileChanged.emit()
+
+    def _event_friend_request(self, event: dict[str, Any]) -> None:
+        who = event["from"]["username"]
+        if not any(r["user"]["username"] == who for r in self.incoming):
+            self.incoming.append({"user": event["from"], "ts": event.get("ts")})
+            self.record(f"{who} wants to be your friend")
+            self.alert.emit("Friend request", f"{who} wants to be your friend", None)
+        self.requestsChanged.emit()
+
+    def _event_friend_request_closed(self, event: dict[str, Any]) -> None:
+        self._drop_incoming(event["from"]["username"])
+
+    def _event_friend_accepted(self, event: dict[str, Any]) -> None:
+        friend = event["friend"]
+        self.friends[friend["username"]] = friend
+        self.conversation(dm_key(friend["username"]))
+        self._drop_incoming(friend["username"])
+        self.outgoing = [r for r in self.outgoing if r["user"]["username"] != friend["username"]]
+        self.friendsChanged.emit()
+        self.conversationsChanged.emit()
+        self.tell(f"You and {friend['username']} are now friends")
+
+    def _event_friend_rejected(self, event: dict[str, Any]) -> None:
+        if event.get("request_id") in self._seen_rejections:
+            return
+        self._seen_rejections.add(event.get("request_id"))
+        who = event["by"]["username"]
+        self.outgoing = [r for r in self.outgoing if r["user"]["username"] != who]
+        self.requestsChanged.emit()
+        self.tell(f"{who} rejected your friend request")
+
+    def _event_friend_removed(self, event: dict[str, Any]) -> None:
+        who = event["user"]["username"]
+        if self.friends.pop(who, None) is not None:
+            self.tell(f"{who} is no longer your friend")
+        if self.active == dm_key(who):
+            self.active = None
+        self.friendsChanged.emit()
+        self.conversationsChanged.emit()
+
+    def _event_avatar(self, event: dict[str, Any]) -> None:
+        who = event["user"]["username"]
+        if who in self.friends:
+            self.friends[who]["avatar"] = event["hash"]
             self.friendsChanged.emit()
-        elif name == "avatar":
-            who = event["user"]["username"]
-            if who in self.friends:
-                self.friends[who]["avatar"] = event["hash"]
-                self.friendsChanged.emit()
-            if who == self.me.get("username"):
-                self.my_avatar = event["hash"]
-                self.profileChanged.emit()
-            self.avatarChanged.emit(who, event["hash"])
-        elif name in ("room.joined",):
-            conv = self.conversation(room_key(event["room"]["name"]))
-            conv.room_id = event["room"]["id"]
-            self.conversationsChanged.emit()
-        elif name == "room.left":
-            self.conversations.pop(room_key(event["room"]["name"]), None)
-            self.conversationsChanged.emit()
+        if who == self.me.get("username"):
+            self.my_avatar = event["hash"]
+            self.profileChanged.emit()
+        self.avatarChanged.emit(who, event["hash"])
+
+    def _event_room_joined(self, event: dict[str, Any]) -> None:
+        conv = self.conversation(room_key(event["room"]["name"]))
+        conv.room_id = event["room"]["id"]
+        self.conversationsChanged.emit()
+
+    def _event_room_left(self, event: dict[str, Any]) -> None:
+        key = room_key(event["room"]["name"])
+        self.conversations.pop(key, None)
+        if self.active == key:
+            self.active = None
+        self.conversationsChanged.emit()
+        self._unread_total_changed()
+
+    def _event_room_member(self, event: dict[str, Any]) -> None:
+        key = room_key(event["room"])
+        conv = self.conversations.get(key)
+        if conv is None or conv.members is None:
+            return
+        conv.members = [m for m in conv.members if m["username"] != event["user"]["username"]]
+        if event.get("joined"):
+            conv.members.append({"online": True, "status": "", **event["user"]})
+        self.membersChanged.emit(key)
 
     def _drop_incoming(self, username: str) -> None:
         self.incoming = [r for r in self.incoming if r["user"]["username"] != username]
@@ -215,28 +349,79 @@ class ChatState(QObject):
             return dm_key(peer["username"])
         return room_key(message["room"])
 
-    def _on_message(self, message: dict[str, Any]) -> None:
-        conv = self.conversation(self.key_of(message))
-        conv.room_id = message.get("room_id", conv.room_id)
-        gap = conv.last_seq and message.get("seq", 0) > conv.last_seq + 1
-        self._store(conv, message)
-        if gap:
-            self.sync()  # we missed something between our cursor and this message
-
-    def _store(self, conv: Conversation, message: dict[str, Any], from_sync: bool = False) -> None:
+    def _store(self, conv: Conversation, message: dict[str, Any], live: bool = False) -> None:
         message = {**message, "state": SENT}
         if conv.add(message):
             mine = message["from"]["username"] == self.me.get("username")
-            if conv.key != self.active and not mine:
+            seen = conv.key == self.active and self.watching
+            newer = (message.get("seq") or 0) > conv.read_seq
+            if seen:
+                self.mark_read(conv)
+            elif not mine and newer:
                 conv.unread += 1
+                mentioned = mentions(message["text"], self.me.get("username", ""))
+                conv.mentions += mentioned
+                if live:
+                    self._alert_for(conv, message, mentioned)
+                self._unread_total_changed()
         self.conversationChanged.emit(conv.key)
+
+    def _alert_for(self, conv: Conversation, message: dict[str, Any], mentioned: bool) -> None:
+        sender = message["from"]["username"]
+        text = message["text"].replace("\n", " ")[:200]
+        if conv.key[0] == "dm":
+            self.alert.emit(sender, text, conv.key)
+        elif mentioned:
+            self.alert.emit(f"{sender} in #{conv.title}", text, conv.key)
+
+    # ------------------------------------------------------------------ unread
+
+    @property
+    def unread_total(self) -> int:
+        return sum(c.unread for c in self.conversations.values())
+
+    def _unread_total_changed(self) -> None:
+        total = self.unread_total
+        if total != self._last_total:
+            self._last_total = total
+            self.unreadChanged.emit(total)
+
+    def mark_read(self, conv: Conversation) -> None:
+        """Everything in the conversation has been seen."""
+        conv.unread = conv.mentions = 0
+        if conv.last_seq > conv.read_seq:
+            conv.read_seq = conv.last_seq
+            if conv.room_id is not None:
+                self.markers.put(conv.room_id, conv.read_seq)
+        self._unread_total_changed()
+
+    def set_watching(self, watching: bool) -> None:
+        self.watching = watching
+        if watching and self.active is not None:
+            conv = self.conversation(self.active)
+            if conv.unread or conv.last_seq > conv.read_seq:
+                self.mark_read(conv)
+                self.conversationChanged.emit(conv.key)
+
+    # ------------------------------------------------------------------ activity
+
+    def record(self, text: str) -> None:
+        """Keep a line in the activity list (friend requests and their answers)."""
+        self.activity.append({"ts": now_ms(), "text": text})
+        del self.activity[:-MAX_ACTIVITY]
+        self.activityChanged.emit()
+
+    def tell(self, text: str) -> None:
+        """Show it now and keep it in the activity list."""
+        self.record(text)
+        self.notice.emit(text)
 
     # ------------------------------------------------------------------ actions
 
     def open_conversation(self, key: tuple[str, str]) -> None:
         self.active = key
         conv = self.conversation(key)
-        conv.unread = 0
+        self.mark_read(conv)  # the user just picked it: what is there is seen
         if len(conv.messages) < 30 and conv.has_more:
             self.load_older(key)
         self.conversationChanged.emit(key)
@@ -256,7 +441,7 @@ class ChatState(QObject):
 
         def done(reply: dict[str, Any]) -> None:
             if not reply.get("ok"):
-                if reply["error"]["code"] == "not_found":
+                if reply["error"]["code"] in ("not_found", "forbidden"):
                     conv.has_more = False  # no messages with this friend yet
                 return
             conv.has_more = reply["has_more"]
@@ -265,6 +450,63 @@ class ChatState(QObject):
             self.conversationChanged.emit(key)
 
         self.client.request(op, fields, done)
+
+    def request_friend(self, username: str, done: Callback) -> None:
+        self.client.request("friend.request", {"username": username}, done)
+
+    def answer_request(self, username: str, accept: bool, done: Callback) -> None:
+        def answered(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                self._drop_incoming(username)
+                verb = "accepted" if accept else "rejected"
+                self.record(f"You {verb} {username}'s friend request")
+            done(reply)
+
+        op = "friend.accept" if accept else "friend.reject"
+        self.client.request(op, {"username": username}, answered)
+
+    def remove_friend(self, username: str, done: Callback) -> None:
+        def removed(reply: dict[str, Any]) -> None:
+            if reply.get("ok") and self.friends.pop(username, None) is not None:
+                self.record(f"You removed {username} from your friends")
+                if self.active == dm_key(username):
+                    self.active = None
+                self.friendsChanged.emit()
+                self.conversationsChanged.emit()
+            done(reply)
+
+        self.client.request("friend.remove", {"username": username}, removed)
+
+    def join_room(self, name: str, done: Callback) -> None:
+        """Join the room, creating it if there is none of that name."""
+
+        def joined(reply: dict[str, Any]) -> None:
+            if not reply.get("ok") and reply["error"]["code"] == "not_found":
+                self.client.request("room.create", {"room": name}, joined)
+                return
+            if reply.get("ok"):
+                self._event_room_joined({"room": reply["room"]})
+            done(reply)
+
+        self.client.request("room.join", {"room": name}, joined)
+
+    def leave_room(self, name: str, done: Callback) -> None:
+        def left(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                self._event_room_left({"room": {"name": name}})
+            done(reply)
+
+        self.client.request("room.leave", {"room": name}, left)
+
+    def load_members(self, key: tuple[str, str]) -> None:
+        conv = self.conversation(key)
+
+        def done(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                conv.members = reply["members"]
+                self.membersChanged.emit(key)
+
+        self.client.request("room.members", {"room": key[1]}, done)
 
     def send(self, key: tuple[str, str], text: str) -> dict[str, Any]:
         """Show the message at once as pending; it is sent now or after a reconnect and
@@ -305,6 +547,8 @@ class ChatState(QObject):
             if reply.get("ok"):
                 self._finish(local)
                 conv.add({**reply["message"], "state": SENT})
+                if conv.key == self.active and self.watching:
+                    self.mark_read(conv)
             else:
                 error = reply["error"]
                 if error["code"] == "rate_limited" and local["attempts"] < MAX_RATE_LIMITED:

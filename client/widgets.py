@@ -4,30 +4,39 @@ compose box. They read ChatState; none of them touches the socket."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPen
 from PySide6.QtWidgets import QPlainTextEdit, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from . import theme
 from .avatars import AvatarCache
-from .state import FAILED, PENDING
+from .state import FAILED, PENDING, mentions
 
 MESSAGE_ROLE = Qt.UserRole + 1
 MINE_ROLE = Qt.UserRole + 2
 CONTACT_ROLE = Qt.UserRole + 3
-
-ACCENT = QColor("#2f6fed")
-MINE_BUBBLE = QColor("#d8e6ff")
-THEIR_BUBBLE = QColor("#f1f2f4")
-FAILED_BUBBLE = QColor("#fde2e1")
-MUTED = QColor("#6b7280")
-ONLINE = QColor("#22a559")
-OFFLINE = QColor("#b8bcc4")
+LAYOUT_ROLE = Qt.UserRole + 4  # RowLayout: date separator? header? found?
 
 AVATAR = 36
 PAD = 10
 BUBBLE_PAD = 9
+DATE_H = 28
+GROUP_GAP_MS = 5 * 60 * 1000  # a new header after five quiet minutes
+
+
+def day_of(ts_ms: int | None) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(ts_ms / 1000)) if ts_ms else ""
+
+
+def format_day(ts_ms: int) -> str:
+    day = day_of(ts_ms)
+    if day == day_of(int(time.time() * 1000)):
+        return "Today"
+    if day == day_of(int(time.time() * 1000) - 86_400_000):
+        return "Yesterday"
+    return time.strftime("%A, %d %B %Y", time.localtime(ts_ms / 1000))
 
 
 def format_time(ts_ms: int | None) -> str:
@@ -39,19 +48,67 @@ def format_time(ts_ms: int | None) -> str:
     return time.strftime("%d %b %H:%M", time.localtime(seconds))
 
 
+def format_last_seen(ts_ms: int | None) -> str:
+    if not ts_ms:
+        return "offline"
+    minutes = (time.time() * 1000 - ts_ms) / 60_000
+    if minutes < 1:
+        return "last seen just now"
+    if minutes < 60:
+        return f"last seen {int(minutes)} min ago"
+    return f"last seen {format_time(ts_ms)}"
+
+
+class RowLayout(NamedTuple):
+    date: str  # the day to show above the message, or ""
+    header: bool  # avatar, name and time (the first of a run by one sender)
+    found: bool  # the find bar's current match
+
+
 class MessageModel(QAbstractListModel):
-    """The messages of the open conversation, oldest first."""
+    """The messages of the open conversation, oldest first, with what each row shows:
+    a date line when the day changes, and the sender's header only at the start of a
+    run of messages by the same person."""
 
     def __init__(self, me: str = "") -> None:
         super().__init__()
         self.messages: list[dict[str, Any]] = []
+        self.layouts: list[RowLayout] = []
         self.me = me
+        self.found_row = -1
 
     def set_messages(self, messages: list[dict[str, Any]], me: str) -> None:
         self.beginResetModel()
         self.messages = list(messages)
         self.me = me
+        self.found_row = -1
+        self.layouts = self._layouts()
         self.endResetModel()
+
+    def _layouts(self) -> list[RowLayout]:
+        out = []
+        previous: dict[str, Any] | None = None
+        for row, message in enumerate(self.messages):
+            ts = message.get("ts")
+            new_day = ts and (previous is None or day_of(ts) != day_of(previous.get("ts")))
+            header = (
+                previous is None
+                or bool(new_day)
+                or previous["from"]["username"] != message["from"]["username"]
+                or message.get("state") != previous.get("state")
+                or (ts or 0) - (previous.get("ts") or 0) > GROUP_GAP_MS
+            )
+            out.append(RowLayout(format_day(ts) if new_day else "", header, row == self.found_row))
+            previous = message
+        return out
+
+    def set_found(self, row: int) -> None:
+        old, self.found_row = self.found_row, row
+        for changed in (old, row):
+            if 0 <= changed < len(self.layouts):
+                self.layouts[changed] = self.layouts[changed]._replace(found=changed == row)
+                index = self.index(changed)
+                self.dataChanged.emit(index, index)
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(self.messages)
@@ -66,75 +123,108 @@ class MessageModel(QAbstractListModel):
             return message
         if role == MINE_ROLE:
             return message["from"]["username"] == self.me
+        if role == LAYOUT_ROLE:
+            return self.layouts[index.row()]
         return None
 
 
 class MessageDelegate(QStyledItemDelegate):
-    """Paints a message: avatar, name and time, and the text in a rounded bubble; your
-    own messages on the right in blue, pending ones marked, failed ones in red."""
+    """Paints a message: a date line when the day changes; avatar, name and time at the
+    start of a run by one sender; the text in a rounded bubble. Your own messages on the
+    right, pending ones marked, failed ones in red, ones that mention you highlighted."""
 
-    def __init__(self, avatars: AvatarCache, avatar_of: Any, parent: Any = None) -> None:
+    def __init__(self, avatars: AvatarCache, avatar_of: Any, me: Any, parent: Any = None) -> None:
         super().__init__(parent)
         self.avatars = avatars
         self.avatar_of = avatar_of  # username -> avatar hash or None
+        self.me = me  # () -> my username
 
     def _text_rect(self, option: QStyleOptionViewItem, text: str) -> QRect:
-        width = max(120, int(option.rect.width() * 0.66))
+        width = max(120, int(option.rect.width() * 0.66) - AVATAR)
         metrics = QFontMetrics(option.font)
         return metrics.boundingRect(QRect(0, 0, width, 100_000), Qt.TextWordWrap, text)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        layout: RowLayout = index.data(LAYOUT_ROLE)
         text = self._text_rect(option, index.data(Qt.DisplayRole))
-        header = QFontMetrics(option.font).height()
-        height = max(AVATAR, header + 4 + text.height() + 2 * BUBBLE_PAD) + 2 * PAD // 2 + 6
+        header = QFontMetrics(option.font).height() + 2 if layout.header else 0
+        height = text.height() + 2 * BUBBLE_PAD + header + (8 if layout.header else 3)
+        if layout.header:
+            height = max(AVATAR + 8, height)
+        if layout.date:
+            height += DATE_H
         return QSize(option.rect.width(), height)
 
+    def _paint_date(self, painter: QPainter, option: QStyleOptionViewItem, day: str) -> None:
+        c = theme.colors()
+        band = QRect(option.rect.left(), option.rect.top(), option.rect.width(), DATE_H)
+        painter.setPen(QPen(QColor(c.muted), 1))
+        middle = band.center().y()
+        label_w = QFontMetrics(option.font).horizontalAdvance(day) + 24
+        left_end = band.center().x() - label_w // 2
+        painter.drawLine(band.left() + PAD, middle, left_end, middle)
+        painter.drawLine(left_end + label_w, middle, band.right() - PAD, middle)
+        painter.drawText(band, Qt.AlignCenter, day)
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        c = theme.colors()
         message = index.data(MESSAGE_ROLE)
         mine = index.data(MINE_ROLE)
+        layout: RowLayout = index.data(LAYOUT_ROLE)
         painter.save()
         painter.setRenderHint(QPainter.Antialiasing)
-        rect = option.rect.adjusted(PAD, 4, -PAD, -4)
+        if layout.found:
+            painter.fillRect(option.rect, QColor(c.selected))
+        rect = option.rect.adjusted(PAD, 4 if layout.header else 1, -PAD, -2)
+        if layout.date:
+            self._paint_date(painter, option, layout.date)
+            rect.setTop(rect.top() + DATE_H)
         sender = message["from"]["username"]
-        # A friend's avatar as we know it now; else the one the message carried.
-        avatar_hash = self.avatar_of(sender) or message["from"].get("avatar")
-        avatar = self.avatars.pixmap(avatar_hash, sender, AVATAR)
         text_rect = self._text_rect(option, message["text"])
         bubble_w = text_rect.width() + 2 * BUBBLE_PAD
         bubble_h = text_rect.height() + 2 * BUBBLE_PAD
-        header_h = QFontMetrics(option.font).height()
+        header_h = QFontMetrics(option.font).height() if layout.header else -2
         if mine:
             avatar_x = rect.right() - AVATAR
             bubble_x = avatar_x - 8 - bubble_w
         else:
             avatar_x = rect.left()
             bubble_x = avatar_x + AVATAR + 8
-        painter.drawPixmap(avatar_x, rect.top(), avatar)
-
         state = message.get("state")
-        header = f"{sender}  {format_time(message.get('ts'))}"
-        if state == PENDING:
-            header = f"{sender}  sending…"
-        elif state == FAILED:
-            header = f"{sender}  not sent: {message.get('error', 'failed')}"
-        small = QFont(option.font)
-        small.setPointSizeF(max(7.0, option.font.pointSizeF() * 0.85))
-        painter.setFont(small)
-        painter.setPen(QColor("#c0392b") if state == FAILED else MUTED)
-        header_rect = QRect(bubble_x, rect.top(), max(bubble_w, 260), header_h)
-        if mine:
-            header_rect.moveRight(bubble_x + bubble_w)
-        painter.drawText(header_rect, Qt.AlignRight if mine else Qt.AlignLeft, header)
+        if layout.header:
+            # A friend's avatar as we know it now; else the one the message carried.
+            avatar_hash = self.avatar_of(sender) or message["from"].get("avatar")
+            painter.drawPixmap(
+                avatar_x, rect.top(), self.avatars.pixmap(avatar_hash, sender, AVATAR)
+            )
+            header = f"{sender}  {format_time(message.get('ts'))}"
+            if state == PENDING:
+                header = f"{sender}  sending…"
+            elif state == FAILED:
+                header = f"{sender}  not sent: {message.get('error', 'failed')}"
+            small = QFont(option.font)
+            small.setPointSizeF(max(7.0, option.font.pointSizeF() * 0.85))
+            painter.setFont(small)
+            painter.setPen(QColor(c.error) if state == FAILED else QColor(c.muted))
+            header_w = min(max(bubble_w, 260), max(60, rect.width() - AVATAR - 8))
+            header_rect = QRect(bubble_x, rect.top(), header_w, header_h)
+            if mine:
+                header_rect.moveRight(bubble_x + bubble_w)
+            elided = QFontMetrics(small).elidedText(header, Qt.ElideRight, header_w)
+            painter.drawText(header_rect, Qt.AlignRight if mine else Qt.AlignLeft, elided)
 
         bubble = QRect(bubble_x, rect.top() + header_h + 2, bubble_w, bubble_h)
-        color = FAILED_BUBBLE if state == FAILED else (MINE_BUBBLE if mine else THEIR_BUBBLE)
-        if state == PENDING:
-            color = color.lighter(104)
+        if state == FAILED:
+            color = QColor(c.failed_bubble)
+        elif not mine and mentions(message["text"], self.me()):
+            color = QColor(c.mention)
+        else:
+            color = QColor(c.mine_bubble if mine else c.their_bubble)
         painter.setPen(Qt.NoPen)
         painter.setBrush(color)
         painter.drawRoundedRect(bubble, 10, 10)
         painter.setFont(option.font)
-        painter.setPen(QColor("#111827") if state != PENDING else MUTED)
+        painter.setPen(QColor(c.muted if state == PENDING else c.text))
         painter.drawText(
             bubble.adjusted(BUBBLE_PAD, BUBBLE_PAD, -BUBBLE_PAD, -BUBBLE_PAD),
             Qt.TextWordWrap,
@@ -144,24 +234,26 @@ class MessageDelegate(QStyledItemDelegate):
 
 
 class ContactDelegate(QStyledItemDelegate):
-    """A friend or room row: avatar (or #), online dot, name, status, unread badge."""
+    """A friend or room row: avatar (or #), online dot, name, a preview or status, and
+    the unread badge. Long names and previews are elided (the row's tooltip has them)."""
 
     def __init__(self, avatars: AvatarCache, parent: Any = None) -> None:
         super().__init__(parent)
         self.avatars = avatars
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
-        return QSize(option.rect.width(), 52)
+        return QSize(max(60, option.rect.width()), 52)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        c = theme.colors()
         contact = index.data(CONTACT_ROLE)
         painter.save()
         painter.setRenderHint(QPainter.Antialiasing)
         if option.state & QStyle.State_Selected:
-            painter.fillRect(option.rect, QColor("#e4ecfd"))
+            painter.fillRect(option.rect, QColor(c.selected))
         elif option.state & QStyle.State_MouseOver:
-            painter.fillRect(option.rect, QColor("#f3f5f9"))
-        rect = option.rect.adjusted(10, 8, -10, -8)
+            painter.fillRect(option.rect, QColor(c.hover))
+        rect = option.rect.adjusted(8, 8, -8, -8)
         size = rect.height()
         if contact["kind"] == "friend":
             painter.drawPixmap(
@@ -169,38 +261,42 @@ class ContactDelegate(QStyledItemDelegate):
                 rect.top(),
                 self.avatars.pixmap(contact.get("avatar"), contact["name"], size),
             )
-            painter.setPen(QPen(Qt.white, 2))
-            painter.setBrush(ONLINE if contact.get("online") else OFFLINE)
+            painter.setPen(QPen(QColor(c.base), 2))
+            painter.setBrush(QColor(c.online if contact.get("online") else c.offline))
             painter.drawEllipse(rect.left() + size - 11, rect.top() + size - 11, 11, 11)
         else:
             painter.setPen(Qt.NoPen)
-            painter.setBrush(QColor("#e8ebf0"))
+            painter.setBrush(QColor(c.hover))
             painter.drawRoundedRect(QRect(rect.left(), rect.top(), size, size), 8, 8)
-            painter.setPen(MUTED)
+            painter.setPen(QColor(c.muted))
             painter.drawText(QRect(rect.left(), rect.top(), size, size), Qt.AlignCenter, "#")
-        text_left = rect.left() + size + 10
+        text_left = rect.left() + size + 8
         badge_w = 0
+        metrics = QFontMetrics(option.font)
         if contact.get("unread"):
             label = str(min(contact["unread"], 99)) + ("+" if contact["unread"] > 99 else "")
-            badge_w = max(20, QFontMetrics(option.font).horizontalAdvance(label) + 10)
+            if contact.get("mentions"):
+                label = "@ " + label
+            badge_w = max(20, metrics.horizontalAdvance(label) + 10)
             badge = QRect(rect.right() - badge_w, rect.center().y() - 10, badge_w, 20)
             painter.setPen(Qt.NoPen)
-            painter.setBrush(ACCENT)
+            painter.setBrush(QColor(c.accent))
             painter.drawRoundedRect(badge, 10, 10)
             painter.setPen(Qt.white)
             painter.drawText(badge, Qt.AlignCenter, label)
         name_font = QFont(option.font)
         name_font.setBold(bool(contact.get("unread")))
         painter.setFont(name_font)
-        painter.setPen(QColor("#111827"))
-        text_w = rect.right() - badge_w - 6 - text_left
-        subtitle = contact.get("subtitle", "")
+        painter.setPen(QColor(c.text))
+        text_w = max(0, rect.right() - badge_w - 6 - text_left)
+        subtitle = contact.get("subtitle", "").replace("\n", " ")
         name_rect = QRect(text_left, rect.top(), text_w, size // 2 if subtitle else size)
-        painter.drawText(name_rect, Qt.AlignVCenter | Qt.AlignLeft, contact["name"])
+        name = QFontMetrics(name_font).elidedText(contact["name"], Qt.ElideRight, text_w)
+        painter.drawText(name_rect, Qt.AlignVCenter | Qt.AlignLeft, name)
         if subtitle:
             painter.setFont(option.font)
-            painter.setPen(MUTED)
-            elided = QFontMetrics(option.font).elidedText(subtitle, Qt.ElideRight, text_w)
+            painter.setPen(QColor(c.muted))
+            elided = metrics.elidedText(subtitle, Qt.ElideRight, text_w)
             painter.drawText(
                 QRect(text_left, rect.top() + size // 2, text_w, size // 2),
                 Qt.AlignVCenter | Qt.AlignLeft,

@@ -1,0 +1,148 @@
+"""Small building blocks every view uses: buttons wired to actions, dialogs that do not
+block, labels that elide, lists that say what to do when they are empty.
+
+The one rule for buttons: connect them with `on_click`. Qt's `clicked(bool)` and
+`triggered(bool)` pass `checked` to the slot, and a slot with an optional parameter
+(`add_friend(username=None)`) then receives False instead of its default: that made
+"Add friend" and "+" do nothing. `on_click` calls the action with no arguments, always.
+tests/test_client_ui.py fails if any view connects `clicked`/`triggered` another way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QFontMetrics, QPainter, QResizeEvent
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QInputDialog,
+    QLabel,
+    QListView,
+    QListWidget,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QWidget,
+)
+
+from . import theme
+
+Action = Callable[[], object]
+
+
+def on_click(widget: QAbstractButton | QAction, action: Action) -> None:
+    """Run `action()` when the button is clicked or the menu action triggered."""
+    signal = widget.triggered if isinstance(widget, QAction) else widget.clicked
+    signal.connect(lambda *_checked: action())
+
+
+def button(text: str, action: Action, name: str = "", tip: str = "") -> QPushButton:
+    widget = QPushButton(text)
+    widget.setObjectName(name or text)
+    if tip:
+        widget.setToolTip(tip)
+    on_click(widget, action)
+    return widget
+
+
+def ask_text(
+    parent: QWidget, title: str, label: str, on_ok: Callable[[str], None], name: str
+) -> QInputDialog:
+    """A text prompt that does not block the event loop (messages keep arriving while it
+    is open); `on_ok` gets the stripped text when the user confirms a non-empty one."""
+    dialog = QInputDialog(parent)
+    dialog.setObjectName(name)
+    dialog.setWindowTitle(title)
+    dialog.setLabelText(label)
+    dialog.setInputMode(QInputDialog.TextInput)
+    dialog.setAttribute(Qt.WA_DeleteOnClose)
+
+    def done(text: str) -> None:
+        if text.strip():
+            on_ok(text.strip())
+
+    dialog.textValueSelected.connect(done)
+    dialog.open()
+    return dialog
+
+
+def confirm(
+    parent: QWidget, title: str, text: str, yes: str, on_yes: Action, name: str
+) -> QMessageBox:
+    """Ask before something that cannot be undone; `on_yes` runs only on `yes`."""
+    box = QMessageBox(parent)
+    box.setObjectName(name)
+    box.setWindowTitle(title)
+    box.setText(text)
+    box.setIcon(QMessageBox.Question)
+    yes_button = box.addButton(yes, QMessageBox.DestructiveRole)
+    yes_button.setObjectName("yes")
+    box.addButton(QMessageBox.Cancel).setObjectName("no")
+    box.setAttribute(Qt.WA_DeleteOnClose)
+
+    def finished() -> None:
+        if box.clickedButton() is yes_button:
+            on_yes()
+
+    box.finished.connect(lambda *_result: finished())
+    box.open()
+    return box
+
+
+class ElidedLabel(QLabel):
+    """A one-line label that shows `full text…` when narrow (the full text in its
+    tooltip) and never asks for more width than it is given."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.setMinimumWidth(20)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802
+        self._full = text
+        self.setToolTip(text if text else "")
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def _elide(self) -> None:
+        metrics = QFontMetrics(self.font())
+        shown = metrics.elidedText(self._full.replace("\n", " "), Qt.ElideRight, self.width())
+        super().setText(shown)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._elide()
+
+
+def _paint_hint(view: QListView, hint: str) -> None:
+    painter = QPainter(view.viewport())
+    painter.setPen(theme.colors().muted)
+    rect = view.viewport().rect().adjusted(16, 16, -16, -16)
+    painter.drawText(rect, Qt.AlignHCenter | Qt.AlignTop | Qt.TextWordWrap, hint)
+    painter.end()
+
+
+class HintListWidget(QListWidget):
+    """A list that shows a hint ("No friends yet…") while it has no rows."""
+
+    hint = ""
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        super().paintEvent(event)
+        if self.count() == 0 and self.hint:
+            _paint_hint(self, self.hint)
+
+
+class HintListView(QListView):
+    hint = ""
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        super().paintEvent(event)
+        model = self.model()
+        if self.hint and (model is None or model.rowCount() == 0):
+            _paint_hint(self, self.hint)

@@ -1,0 +1,212 @@
+"""Driving the desktop client as a person does: find the widget on screen, click it,
+type into it, answer the dialog that opens. Nothing here calls a slot.
+
+Used by tests/test_client*.py and scripts/screenshots.py (so the screenshots come
+from clicking through the app too). Every wait is on a condition, with a timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEventLoop, QSettings, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QApplication,
+    QDialogButtonBox,
+    QFileDialog,
+    QInputDialog,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QWidget,
+)
+
+from chatroom.client.app import App
+
+WAIT_S = 15.0
+PASSWORD = "correct horse"
+
+
+def pump(seconds: float = 0.0) -> None:
+    end = time.monotonic() + seconds
+    while True:
+        QApplication.processEvents(QEventLoop.AllEvents, 20)
+        if time.monotonic() >= end:
+            return
+        time.sleep(0.005)
+
+
+def wait(condition: Callable[[], Any], timeout: float = WAIT_S, what: str = "") -> Any:
+    """Process events until condition() is truthy; returns its value."""
+    end = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise TimeoutError(f"gave up waiting{': ' + what if what else ''}")
+        pump(0.01)
+
+
+def new_app(tmp: Path, name: str) -> App:
+    """An app with its own settings file, avatar cache and session store (a separate
+    'computer'); the same name again is the same computer."""
+    settings = QSettings(str(tmp / f"{name}.ini"), QSettings.IniFormat)
+    cache = tmp / f"{name}-avatars"
+    cache.mkdir(exist_ok=True)
+    return App(settings, cache_dir=cache, data_dir=tmp / f"{name}-data")
+
+
+def click(widget: QWidget) -> None:
+    """A left click in the middle of a visible, enabled widget."""
+    wait(lambda: widget.isVisible() and widget.isEnabled(), what=f"{widget.objectName()} clickable")
+    QTest.mouseClick(widget, Qt.LeftButton)
+    pump()
+
+
+def button(parent: QWidget, name: str) -> QAbstractButton:
+    """The visible button with this objectName (waits for it)."""
+
+    def find() -> QAbstractButton | None:
+        for found in parent.findChildren(QAbstractButton, name):
+            if found.isVisible():
+                return found
+        return None
+
+    return wait(find, what=f"button {name!r}")
+
+
+def click_button(parent: QWidget, name: str) -> None:
+    click(button(parent, name))
+
+
+def type_into(widget: QWidget, text: str) -> None:
+    """Type as a person does; Qt's key simulation cannot type non-ASCII, so such text
+    is pasted in whole (as from an input method)."""
+    widget.setFocus()
+    if text.isascii():
+        QTest.keyClicks(widget, text)
+    elif isinstance(widget, QLineEdit):
+        widget.insert(text)
+    else:
+        widget.insertPlainText(text)
+    pump()
+
+
+def focus_window(widget: QWidget) -> None:
+    """Bring the widget's window to the front, as a person does before typing."""
+    window = widget.window()
+    window.activateWindow()
+    window.raise_()
+    wait(window.isActiveWindow, what=f"{window.windowTitle()} focused")
+
+
+def press(widget: QWidget, key: Qt.Key, modifier: Qt.KeyboardModifier = Qt.NoModifier) -> None:
+    focus_window(widget)
+    widget.setFocus()
+    QTest.keyClick(widget, key, modifier)
+    pump()
+
+
+def dialog(kind: type, name: str) -> Any:
+    """The open top-level dialog of this type and objectName."""
+
+    def find() -> Any:
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, kind) and widget.objectName() == name and widget.isVisible():
+                return widget
+        return None
+
+    return wait(find, what=f"dialog {name!r}")
+
+
+def answer_text(name: str, text: str) -> None:
+    """Type into the open text prompt and click OK."""
+    prompt = dialog(QInputDialog, name)
+    field = prompt.findChild(QLineEdit)
+    field.clear()
+    type_into(field, text)
+    click(prompt.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok))
+
+
+def answer_confirm(name: str, yes: bool = True) -> None:
+    box = dialog(QMessageBox, name)
+    click(box.findChild(QAbstractButton, "yes" if yes else "no"))
+
+
+def choose_file(name: str, path: Path) -> None:
+    """Type the file's path into the open file chooser and press Enter."""
+    chooser = dialog(QFileDialog, name)
+    field = chooser.findChild(QLineEdit, "fileNameEdit")
+    field.clear()
+    type_into(field, str(path))
+    press(field, Qt.Key_Return)
+
+
+def click_row(listing: QListWidget, text: str) -> None:
+    """Click the row whose text is `text` (a room or friend name)."""
+
+    def find() -> Any:
+        for row in range(listing.count()):
+            if listing.item(row).text() == text:
+                return listing.item(row)
+        return None
+
+    listing.scrollToItem(wait(find, what=f"row {text!r}"))
+    pump()
+    # Found again right before the click: the lists are refilled as pushes arrive.
+    rect = listing.visualItemRect(wait(find, what=f"row {text!r}"))
+    QTest.mouseClick(listing.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())
+    pump()
+
+
+def fill_login(app: App, port: int, username: str, password: str = PASSWORD) -> None:
+    window = app.login_window
+    window.host.clear()
+    type_into(window.host, "127.0.0.1")
+    window.port.setValue(port)  # a spin box: typed digits would append to the old value
+    window.username.clear()
+    type_into(window.username, username)
+    window.password.clear()
+    type_into(window.password, password)
+
+
+def sign_up(app: App, port: int, username: str, password: str = PASSWORD) -> None:
+    """Open the app, fill in the form, click "Create account", wait for the main window."""
+    app.show()
+    fill_login(app, port, username, password)
+    click(app.login_window.register_button)
+    wait(lambda: app.main_window is not None and app.main_window.isVisible(), what="main window")
+
+
+def sign_in(app: App, port: int, username: str, password: str = PASSWORD) -> None:
+    app.show()
+    fill_login(app, port, username, password)
+    click(app.login_window.sign_in_button)
+    wait(lambda: app.main_window is not None and app.main_window.isVisible(), what="main window")
+
+
+def send(app: App, text: str, by_button: bool = False) -> None:
+    """Type a message into the compose box; Enter (or the Send button) sends it."""
+    box = app.main_window.compose
+    type_into(box, text)
+    if by_button:
+        click(app.main_window.send_button)
+    else:
+        press(box, Qt.Key_Return)
+
+
+def shown(app: App) -> list[str]:
+    """The texts in the open conversation, as the message view has them."""
+    return [m["text"] for m in app.main_window.model.messages]
+
+
+def open_conversation(app: App, key: tuple[str, str]) -> None:
+    listing = app.main_window.rooms if key[0] == "room" else app.main_window.friends
+    click_row(listing, key[1])
+    wait(lambda: app.state.active == key, what=f"{key} open")
