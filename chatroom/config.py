@@ -54,6 +54,9 @@ class Settings:
     # Content limits (announced to clients at login).
     max_text_chars: int = 4000
     history_page_max: int = 200
+    # Most bytes of messages in one sync or history reply (far below max_frame_bytes: a
+    # reply also carries its envelope and always at least one message).
+    max_reply_bytes: int = 256 * 1024
 
     # Social.
     edge_heartbeat_s: float = 5.0
@@ -138,6 +141,7 @@ class Settings:
             "max_frame_bytes": self.max_frame_bytes,
             "max_text_chars": self.max_text_chars,
             "history_page_max": self.history_page_max,
+            "max_reply_bytes": self.max_reply_bytes,
             "max_inflight": self.max_inflight_per_conn,
             "idle_timeout_s": int(self.idle_timeout_s),
             "max_status_chars": self.max_status_chars,
@@ -176,6 +180,9 @@ RATED_ACTIONS = (
     "register_ip",
 )
 AVATAR_VISIBILITY = ("friends", "everyone")
+# max_reply_bytes may use at most this fraction of a frame: the rest is room for the
+# reply's envelope and for the one message a reply always carries even if it is larger.
+REPLY_SHARE_OF_FRAME = 2
 
 
 def _parse(field: dataclasses.Field, raw: str) -> object:
@@ -230,10 +237,17 @@ def _check(s: Settings) -> None:
         "outbound_queue_bytes",
         "worker_threads",
         "edge_workers",
+        "max_reply_bytes",
     )
     for name in positive:
         if getattr(s, name) <= 0:
             raise ConfigError(f"{env_name(name)} must be positive, got {getattr(s, name)}")
+    if s.max_reply_bytes > s.max_frame_bytes // REPLY_SHARE_OF_FRAME:
+        raise ConfigError(
+            f"{env_name('max_reply_bytes')} must be at most 1/{REPLY_SHARE_OF_FRAME} of "
+            f"{env_name('max_frame_bytes')} ({s.max_frame_bytes // REPLY_SHARE_OF_FRAME}), "
+            f"got {s.max_reply_bytes}"
+        )
     if s.max_conns_per_ip <= 0:
         raise ConfigError(f"{env_name('max_conns_per_ip')} must be positive")
     for name in ("edge_port", "tls_port"):

@@ -39,6 +39,10 @@ def test_values_and_files(tmp_path):
         ({"CHAT_EDGE_PORT": "70000"}, "CHAT_EDGE_PORT"),
         ({"CHAT_LOG_JSON": "maybe"}, "CHAT_LOG_JSON"),
         ({"CHAT_MAX_FRAME_BYTES": "0"}, "CHAT_MAX_FRAME_BYTES"),
+        ({"CHAT_MAX_REPLY_BYTES": "0"}, "CHAT_MAX_REPLY_BYTES"),
+        # A reply's budget must leave room in a frame for its envelope.
+        ({"CHAT_MAX_REPLY_BYTES": "1048576"}, "CHAT_MAX_REPLY_BYTES"),
+        ({"CHAT_MAX_FRAME_BYTES": "262144"}, "CHAT_MAX_REPLY_BYTES"),
         ({"CHAT_DB_PASSWORD_FILE": "/nonexistent/secret"}, "CHAT_DB_PASSWORD_FILE"),
     ],
 )

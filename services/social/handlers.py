@@ -22,6 +22,7 @@ from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topi
 from chatroom.services.social import direct, friends, presence, rooms
 from chatroom.services.social.batch_sql import NotFriends
 from chatroom.services.social.friends import UserEvents, user_ref
+from chatroom.services.social.reply_budget import ReplyBudget
 from chatroom.services.social.sessions import SessionOpener
 from chatroom.services.social.writer import GroupWriter
 from chatroom.storage.db import now_ms
@@ -337,7 +338,9 @@ class SocialHandlers:
         user_id = ctx.require_user()
         limit = min(args.get("limit", 50), self.settings.history_page_max)
         resolve = rooms.member_room(args["room"], user_id)
-        return rooms.history(self.engine, resolve, args.get("before"), limit)
+        return rooms.history(
+            self.engine, resolve, args.get("before"), limit, self.settings.max_reply_bytes
+        )
 
     async def dm_send(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = _me(ctx)
@@ -384,19 +387,24 @@ class SocialHandlers:
                     ErrorCode.NOT_FOUND, f"no messages with {peer.username} yet"
                 ) from None
 
-        result = rooms.history(self.engine, resolve, args.get("before"), limit)
+        result = rooms.history(
+            self.engine, resolve, args.get("before"), limit, self.settings.max_reply_bytes
+        )
         return {**result, "with": user_ref(peer)}
 
     def sync(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """Everything after the client's per-conversation cursors, oldest first.
 
         `cursors` maps room id (as a string) to the last seq the client has; a room
-        missing from it starts at 0. Conversations with more than `limit` new messages
-        say has_more: call again with the advanced cursors."""
+        missing from it starts at 0. A conversation with more than `limit` new messages,
+        or more than fit in the reply's byte budget, says has_more; conversations that
+        did not fit at all are left out. Either way the reply's own has_more is true:
+        call again with the advanced cursors."""
         user_id = ctx.require_user()
         cursors = _parse_cursors(args.get("cursors") or {})
         limit = min(args.get("limit", 200), self.settings.sync_page_max)
-        out = []
+        budget = ReplyBudget(self.settings.max_reply_bytes)
+        out, left_out = [], False
         with self.engine.connect() as conn:
             convs = rooms.conversations_of(conn, user_id)
             peers = direct.peers_of(conn, user_id, [r.id for r in convs if r.kind == rooms.DIRECT])
@@ -404,12 +412,16 @@ class SocialHandlers:
                 since = cursors.get(room.id, 0)
                 if room.last_seq <= since:
                     continue
-                batch, has_more = rooms.messages_after(conn, room, since, limit)
-                entry = {**rooms.room_ref(room), "messages": batch, "has_more": has_more}
-                if room.id in peers:
-                    entry["with"] = peers[room.id]
+                # Once the reply is full, later conversations are not even read.
+                entry = None
+                if not budget.refused:
+                    entry = rooms.sync_entry(conn, room, since, limit, budget, peers.get(room.id))
+                if entry is None:
+                    left_out = True
+                    continue
                 out.append(entry)
-        return {"conversations": out}
+        has_more = left_out or any(entry["has_more"] for entry in out)
+        return {"conversations": out, "has_more": has_more}
 
 
 def _parse_cursors(raw: dict[str, Any]) -> dict[int, int]:

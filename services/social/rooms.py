@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.services.social.batch_sql import AlreadyStored, NotMember
+from chatroom.services.social.reply_budget import ReplyBudget, encoded_size
 from chatroom.services.social.writer import GroupWriter
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import (
@@ -396,8 +397,14 @@ def _find_by_client_id(engine: Engine, sender_id: int, client_id: str) -> dict |
 
 
 def history(
-    engine: Engine, resolve_room: Callable[[Engine], Any], before: int | None, limit: int
+    engine: Engine,
+    resolve_room: Callable[[Engine], Any],
+    before: int | None,
+    limit: int,
+    max_bytes: int,
 ) -> dict[str, Any]:
+    """The newest messages before `before` (at most `limit`, within `max_bytes` of
+    JSON), oldest first; has_more when older ones were left for the next page."""
     room = resolve_room(engine)
     with engine.connect() as conn:
         query = select_messages().where(messages.c.room_id == room.id)
@@ -405,19 +412,45 @@ def history(
             query = query.where(messages.c.seq < before)
         rows = conn.execute(query.order_by(messages.c.seq.desc()).limit(limit + 1)).all()
     page = rows[:limit]
-    page.reverse()
+    # Newest first into the budget: what does not fit is older, on the next page.
+    kept = ReplyBudget(max_bytes).take_leading(message_dict(r, room.name) for r in page)
+    kept.reverse()
     return {
         "room": room.name,
-        "messages": [message_dict(r, room.name) for r in page],
-        "has_more": len(rows) > limit,
+        "messages": kept,
+        "has_more": len(rows) > limit or len(kept) < len(page),
     }
 
 
-def messages_after(conn: Connection, room: Any, since: int, limit: int) -> tuple[list, bool]:
+def sync_entry(
+    conn: Connection,
+    room: Any,
+    since: int,
+    limit: int,
+    budget: ReplyBudget,
+    peer: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """One conversation of a sync reply: its messages after `since`, oldest first, at
+    most `limit` and as many as fit in `budget`; has_more if any were left. None if not
+    even its first message fits (the reply is full)."""
     rows = conn.execute(
         select_messages()
         .where(messages.c.room_id == room.id, messages.c.seq > since)
         .order_by(messages.c.seq)
         .limit(limit + 1)
     ).all()
-    return [message_dict(r, room.name) for r in rows[:limit]], len(rows) > limit
+    entry: dict[str, Any] = {**room_ref(room), "has_more": False, "messages": []}
+    if peer is not None:
+        entry["with"] = peer
+    page = rows[:limit]
+    if not page:
+        return entry
+    batch = (message_dict(r, room.name) for r in page)
+    first = next(batch)
+    # The conversation's header only goes in with at least one of its messages.
+    if not budget.take(encoded_size(entry) + encoded_size(first)):
+        return None
+    taken = [first, *budget.take_leading(batch)]
+    entry["messages"] = taken
+    entry["has_more"] = len(rows) > limit or len(taken) < len(page)
+    return entry
