@@ -181,6 +181,25 @@ def test_private_messages_live_offline_and_refused(stack):
             assert len(history) == 5
 
 
+def test_login_snapshot_lists_private_conversations(stack):
+    with users(stack, "pia", "quin", "rex") as (pia, quin, rex):
+        befriend(pia, quin)
+        befriend(pia, rex)
+        with WireClient(stack.port) as quin_again:
+            assert quin_again.login("quin", "correct horse")["direct"] == []
+        to_quin = [pia.call("dm.send", to="quin", text=t)["message"] for t in ("a", "b")]
+        from_rex = rex.call("dm.send", to="pia", text="c")["message"]
+        with WireClient(stack.port) as pia_again:
+            direct = pia_again.login("pia", "correct horse")["direct"]
+        assert direct == [
+            {"id": to_quin[0]["room_id"], "with": quin.user, "last_seq": 2},
+            {"id": from_rex["room_id"], "with": rex.user, "last_seq": 1},
+        ]
+        with WireClient(stack.port) as quin_again:
+            direct = quin_again.login("quin", "correct horse")["direct"]
+        assert direct == [{"id": to_quin[0]["room_id"], "with": pia.user, "last_seq": 2}]
+
+
 def test_friends_writing_first_at_the_same_moment_share_one_conversation(stack):
     # Both sides' first messages arrive together: the conversation is created once (the
     # other creation finds it) and all messages are in it, in one seq order.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, and_, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.errors import ServiceError
@@ -107,3 +107,32 @@ def peers_of(conn: Connection, me_id: int, room_ids: list[int]) -> dict[int, dic
         .where(room_members.c.room_id.in_(room_ids), room_members.c.user_id != me_id)
     )
     return {r.room_id: {"id": r.id, "username": r.username} for r in rows}
+
+
+def conversations_of_many(conn: Connection, user_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each user's private conversations as the login reply lists them: the room id,
+    the other person and the last seq (so a client can count what arrived while it was
+    away). One query for any number of users."""
+    mine, theirs = room_members.alias("mine"), room_members.alias("theirs")
+    rows = conn.execute(
+        select(
+            mine.c.user_id.label("owner"),
+            rooms.c.id,
+            rooms.c.last_seq,
+            users.c.id.label("peer_id"),
+            users.c.username,
+        )
+        .select_from(
+            mine.join(rooms, rooms.c.id == mine.c.room_id)
+            .join(theirs, and_(theirs.c.room_id == rooms.c.id, theirs.c.user_id != mine.c.user_id))
+            .join(users, users.c.id == theirs.c.user_id)
+        )
+        .where(mine.c.user_id.in_(sorted(set(user_ids))), rooms.c.kind == DIRECT)
+        .order_by(rooms.c.id)
+    )
+    listed: dict[int, list[dict[str, Any]]] = {user_id: [] for user_id in user_ids}
+    for r in rows:
+        listed[r.owner].append(
+            {"id": r.id, "with": {"id": r.peer_id, "username": r.username}, "last_seq": r.last_seq}
+        )
+    return listed

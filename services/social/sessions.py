@@ -1,11 +1,12 @@
 """Opening sessions at login, in batches.
 
 A login (or token resume) records the session, locks the user's profile, and reads the
-starting snapshot: rooms, friends with their presence, requests both ways, rejections
-the user has not heard of. One at a time that was a dozen statements per login, and a
-reconnect storm (an edge restarted: thousands of resumes at once) queued on them. Here
-every login queued while the previous batch was in the database is opened in one
-transaction with the same fixed number of statements, whatever the batch size.
+starting snapshot: rooms, private conversations, friends with their presence, requests
+both ways, rejections the user has not heard of. One at a time that was a dozen
+statements per login, and a reconnect storm (an edge restarted: thousands of resumes at
+once) queued on them. Here every login queued while the previous batch was in the
+database is opened in one transaction with the same fixed number of statements, whatever
+the batch size.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine
 
 from chatroom.batching import Batcher, Queued
-from chatroom.services.social import friends, presence, rooms
+from chatroom.services.social import direct, friends, presence, rooms
 
 MAX_BATCH = 200
 
@@ -51,11 +52,17 @@ def open_batch(conn: Connection, batch: list[Opening]) -> list[Opened]:
     statuses = presence.lock_profiles(conn, set(user_ids))
     came_online = presence.open_sessions(conn, [(o.user_id, o.edge_id, o.conn_id) for o in batch])
     rooms_of = rooms.rooms_of_many(conn, user_ids)
+    direct_of = direct.conversations_of_many(conn, user_ids)
     # With pending_events, pushed by the edge right after the login reply.
     lists = friends.friend_lists(conn, user_ids, at_login=True)
     return [
         Opened(
-            {"rooms": rooms_of[o.user_id], "status": statuses[o.user_id], **lists[o.user_id]},
+            {
+                "rooms": rooms_of[o.user_id],
+                "direct": direct_of[o.user_id],
+                "status": statuses[o.user_id],
+                **lists[o.user_id],
+            },
             came,
         )
         for o, came in zip(batch, came_online, strict=True)
