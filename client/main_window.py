@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QScrollArea,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -51,29 +53,40 @@ NOTICE_MS = 8000
 
 
 class RequestRow(QFrame):
-    """An incoming friend request on one line: who, Accept, Reject."""
+    """An incoming friend request: who (elided, full name in the tooltip), then Accept
+    and Reject. Two short lines at most, whatever the width."""
 
     def __init__(self, username: str, window: MainWindow) -> None:
         super().__init__()
         self.setObjectName("requestRow")
+        # Never squeezed: in a short window the lists around it give up the room.
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self.setToolTip(f"{username} wants to be your friend")
         c = theme.colors()
         self.setStyleSheet(
             f"#requestRow {{ background: {c.card}; border: 1px solid {c.card_border};"
-            " border-radius: 8px; }"
+            " border-radius: 8px; } #requestRow QPushButton { padding: 2px 8px; }"
         )
-        label = ElidedLabel(f"{username} wants to be your friend")
-        label.setObjectName(f"request:{username}")
+        name = ElidedLabel(username)
+        name.setObjectName(f"request:{username}")
+        name.setStyleSheet("font-weight: 600;")
+        what = ElidedLabel("wants to be your friend")
+        what.setStyleSheet(f"color: {c.muted};")
         accept = button(
             "Accept", lambda: window.answer_request(username, True), f"accept:{username}"
         )
         reject = button(
             "Reject", lambda: window.answer_request(username, False), f"reject:{username}"
         )
-        layout = QHBoxLayout(self)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 6, 4)
-        layout.addWidget(label, 1)
-        layout.addWidget(accept)
-        layout.addWidget(reject)
+        layout.setSpacing(2)
+        layout.addWidget(name)
+        answers = QHBoxLayout()
+        answers.addWidget(what, 1)
+        answers.addWidget(accept)
+        answers.addWidget(reject)
+        layout.addLayout(answers)
 
 
 class MainWindow(QMainWindow):
@@ -122,6 +135,7 @@ class MainWindow(QMainWindow):
         self.friends = HintListWidget()
         self.friends.hint = "No friends yet. Click “Add friend” and type a username."
         for listing in (self.rooms, self.friends):
+            listing.setMinimumHeight(56)
             listing.setItemDelegate(ContactDelegate(avatars, listing))
             listing.setMouseTracking(True)
             listing.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
@@ -133,10 +147,20 @@ class MainWindow(QMainWindow):
         rooms_header.addWidget(self._sections[0])
         rooms_header.addStretch(1)
         rooms_header.addWidget(self.join_room_button)
-        self.requests_box = QVBoxLayout()
         self._requests_title = self._sections[1]
         self._requests_title.hide()
-        self.requests_box.addWidget(self._requests_title)
+        # The cards scroll in a strip of at most about two cards, so a short window
+        # or many requests never squeeze the cards or push the friend list away.
+        cards = QWidget()
+        self.requests_box = QVBoxLayout(cards)
+        self.requests_box.setContentsMargins(0, 0, 0, 0)
+        self.requests_box.setSpacing(4)
+        self.requests_area = QScrollArea()
+        self.requests_area.setWidget(cards)
+        self.requests_area.setWidgetResizable(True)
+        self.requests_area.setFrameShape(QFrame.NoFrame)
+        self.requests_area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.requests_area.hide()
         self._request_rows: dict[str, RequestRow] = {}
         left = QWidget()
         left.setMinimumWidth(150)
@@ -144,7 +168,8 @@ class MainWindow(QMainWindow):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(rooms_header)
         left_layout.addWidget(self.rooms, 2)
-        left_layout.addLayout(self.requests_box)
+        left_layout.addWidget(self._requests_title)
+        left_layout.addWidget(self.requests_area)
         left_layout.addWidget(self._sections[2])
         left_layout.addWidget(self.friends, 3)
 
@@ -228,7 +253,8 @@ class MainWindow(QMainWindow):
 
         self.compose = ComposeBox()
         self.compose.setObjectName("compose")
-        self.compose.setPlaceholderText("Write a message — Enter sends, Shift+Enter for a new line")
+        self.compose.setPlaceholderText("Write a message…")
+        self.compose.setToolTip("Enter sends, Shift+Enter starts a new line")
         self.compose.setFixedHeight(70)
         self.compose.sendRequested.connect(self.send)
         self.compose.textChanged.connect(self._count)
@@ -320,6 +346,11 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
         self.notifier.close()
         self.closed.emit()
+
+    def resizeEvent(self, event: QEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        # A short window keeps its room for the conversation.
+        self.compose.setFixedHeight(70 if self.height() >= 520 else 44)
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802
         super().changeEvent(event)
@@ -433,6 +464,11 @@ class MainWindow(QMainWindow):
                 self._request_rows[username] = row
                 self.requests_box.addWidget(row)
         self._requests_title.setVisible(bool(wanted))
+        self.requests_area.setVisible(bool(wanted))
+        if wanted:
+            card = next(iter(self._request_rows.values())).sizeHint().height() + 4
+            self.requests_area.setMinimumHeight(min(len(wanted), 1) * card)
+            self.requests_area.setMaximumHeight(min(len(wanted), 2) * card + card // 3)
 
     def _refresh_activity(self) -> None:
         new = len(self.state.activity) - self._activity_seen

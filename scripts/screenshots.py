@@ -1,54 +1,61 @@
-"""Take the client screenshots in docs/screenshots/ from the real app and a real server.
+"""Take the client screenshots in docs/screenshots/ by clicking through the real app
+against a real local server, in real windows on a virtual X screen.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshots.py
+    .venv/bin/python scripts/screenshots.py            # light and dark, three sizes
 
-Starts the services locally (SQLite in a temporary folder), drives two client windows
-through sign-up, lobby chat in Chinese and English, a friend request, a private chat and
-an avatar change, and saves a PNG of each screen.
+Starts Xvfb when there is no display (Debian: apt-get install xvfb), the services
+locally (SQLite in a temporary folder), and drives three app instances with
+tests/clicks.py (mouse clicks on the widgets, keys into the fields, dialogs answered):
+sign-up, lobby chat in Chinese and English, a friend request, a private chat, a room,
+an avatar change, the activity list, the switcher, a lost connection. Each view is
+saved at 420×360, 980×660 and 1600×1000, in the light and the dark theme
+(CHAT_CLIENT_THEME, which otherwise follows the system), as
+docs/screenshots/<theme>-<width>x<height>-<view>.png, plus single-size dialogs.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-from PIL import Image, ImageDraw  # noqa: E402
-from PySide6.QtCore import QEventLoop, QSettings  # noqa: E402
-from PySide6.QtWidgets import QApplication, QPushButton  # noqa: E402
-
-from chatroom.client.app import App  # noqa: E402
-from chatroom.client.profile_dialog import ProfileDialog  # noqa: E402
-from chatroom.client.state import dm_key, room_key  # noqa: E402
-from chatroom.localstack import Stack, free_port  # noqa: E402
-
 OUT = ROOT / "docs" / "screenshots"
+SIZES = ((420, 360), (980, 660), (1600, 1000))
+THEMES = ("light", "dark")
 
 
-def pump(qapp: QApplication, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        qapp.processEvents(QEventLoop.AllEvents, 50)
-        time.sleep(0.01)
-
-
-def wait(qapp: QApplication, condition, timeout: float = 15) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("the app did not get there in time")
-        pump(qapp, 0.05)
+def start_display() -> subprocess.Popen | None:
+    """A virtual screen for real X11 windows, unless one is already there."""
+    if os.environ.get("DISPLAY") or os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        return None
+    if shutil.which("Xvfb") is None:
+        sys.exit("no display: install xvfb (apt-get install xvfb), or set DISPLAY")
+    display = ":97"
+    xvfb = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1920x1200x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    socket = Path(f"/tmp/.X11-unix/X{display[1:]}")
+    end = time.monotonic() + 10
+    while not socket.exists():
+        if time.monotonic() > end or xvfb.poll() is not None:
+            sys.exit("Xvfb did not start")
+        time.sleep(0.05)
+    os.environ["DISPLAY"] = display
+    os.environ["QT_QPA_PLATFORM"] = "xcb"
+    return xvfb
 
 
 def portrait(color: tuple[int, int, int]) -> bytes:
+    from PIL import Image, ImageDraw
+
     image = Image.new("RGB", (400, 300), (245, 240, 230))
     draw = ImageDraw.Draw(image)
     draw.ellipse((140, 50, 260, 170), fill=color)
@@ -59,8 +66,31 @@ def portrait(color: tuple[int, int, int]) -> bytes:
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+    themes = sys.argv[1:] or list(THEMES)
+    xvfb = start_display()
+    try:
+        for theme in themes:
+            # One process per theme: the look is chosen once at start, as a person's
+            # system setting would be.
+            env = {**os.environ, "CHAT_CLIENT_THEME": theme}
+            subprocess.run([sys.executable, __file__, "--run", theme], env=env, check=True)
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+    print(f"screenshots written to {OUT}")
+
+
+def run(theme: str) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    from chatroom.localstack import Stack, free_port
+
     qapp = QApplication(sys.argv)
+    qapp.setApplicationName("ChatRoom")
+    OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         subprocess.run(
@@ -75,118 +105,156 @@ def main() -> None:
         }
         stack = Stack(tmp, f"sqlite:///{tmp}/chat.db", **tls).start()
         try:
-            run(qapp, stack, tmp)
+            Tour(qapp, stack, tmp, theme, Qt).run()
         finally:
             stack.stop()
-    print(f"screenshots written to {OUT}")
 
 
-def new_app(tmp: Path, name: str) -> App:
-    (tmp / name).mkdir()
-    return App(QSettings(str(tmp / f"{name}.ini"), QSettings.IniFormat), cache_dir=tmp / name)
+class Tour:
+    def __init__(self, qapp, stack, tmp: Path, theme: str, qt) -> None:
+        import clicks
 
+        self.c = clicks
+        self.qapp, self.stack, self.tmp, self.theme, self.Qt = qapp, stack, tmp, theme, qt
 
-def sign_up(qapp: QApplication, app: App, port: int, username: str) -> None:
-    window = app.login_window
-    window.host.setText("127.0.0.1")
-    window.port.setValue(port)
-    window.username.setText(username)
-    window.password.setText("correct horse")
-    app.show()
-    window.create_account()
-    wait(qapp, lambda: app.main_window is not None and app.main_window.isVisible())
+    def grab(self, widget, name: str) -> None:
+        # On top of the other apps' windows (they share the screen): what a person
+        # looking at this window sees.
+        widget.raise_()
+        widget.activateWindow()
+        self.c.pump(0.4)
+        # What the screen shows (a real window on the X server); grab() where the
+        # platform cannot (offscreen).
+        shot = widget.screen().grabWindow(widget.winId())
+        if shot.isNull() or shot.width() < 10:
+            shot = widget.grab()
+        shot.save(str(OUT / name))
 
+    def save(self, window, view: str, sizes=SIZES) -> None:
+        """The main window at each size."""
+        for width, height in sizes:
+            window.resize(width, height)
+            self.grab(window, f"{self.theme}-{width}x{height}-{view}.png")
 
-def run(qapp: QApplication, stack: Stack, tmp: Path) -> None:
-    ming, alice = new_app(tmp, "ming"), new_app(tmp, "alice")
-    # Login screen, filled in, before signing in.
-    window = ming.login_window
-    window.host.setText("127.0.0.1")
-    window.port.setValue(stack.port)
-    window.username.setText("小明")
-    window.password.setText("correct horse")
-    ming.show()
-    pump(qapp, 0.3)
-    window.grab().save(str(OUT / "login.png"))
+    def save_dialog(self, widget, view: str) -> None:
+        self.grab(widget, f"{self.theme}-{view}.png")
 
-    # TLS to a server whose certificate the system does not trust: refused, and why.
-    stranger = new_app(tmp, "stranger")
-    window = stranger.login_window
-    window.host.setText("127.0.0.1")
-    window.port.setValue(stack.settings.tls_port)
-    window.tls.setChecked(True)
-    window.username.setText("stranger")
-    window.password.setText("correct horse")
-    stranger.show()
-    window.sign_in()
-    wait(qapp, lambda: "securely" in window.error.text())
-    pump(qapp, 0.2)
-    window.grab().save(str(OUT / "login-tls-refused.png"))
-    stranger.login_window.close()
+    def run(self) -> None:
+        c, Qt = self.c, self.Qt
+        from chatroom.client.dialogs import SwitcherDialog
+        from chatroom.client.profile_dialog import ProfileDialog
+        from chatroom.client.state import dm_key, room_key
 
-    sign_up(qapp, ming, stack.port, "小明")
-    sign_up(qapp, alice, stack.port, "alice")
-    for app, color in ((ming, (220, 90, 60)), (alice, (60, 120, 200))):
-        picture = tmp / f"{app.state.me['username']}.png"
-        picture.write_bytes(portrait(color))
-        dialog = ProfileDialog(app.client, app.state, app.avatars, app.main_window)
-        dialog.use_file(str(picture))
-        dialog.status.setText("在写代码 ☕" if app is ming else "on holiday 🏖")
-        dialog.save()
-        wait(qapp, lambda app=app: app.state.my_avatar is not None)
-        dialog.close()
+        port = self.stack.port
+        ming, alice, sam = (c.new_app(self.tmp, n) for n in ("ming", "alice", "sam"))
 
-    lines = [
-        (alice, "Hi everyone! Is the new server up? 🎉"),
-        (ming, "大家好！服务器已经上线了，欢迎来聊天。"),
-        (alice, "Great — messages, history and avatars all work here."),
-        (ming, "试试私聊和好友功能吧 😀"),
-    ]
-    for app, text in lines:
-        app.state.send(room_key("lobby"), text)
-        pump(qapp, 0.3)
+        # The sign-in window, filled in, then a wrong password.
+        ming.show()
+        c.fill_login(ming, port, "ming")
+        ming.login_window.username.clear()
+        c.type_into(ming.login_window.username, "小明")
+        self.save_dialog(ming.login_window, "login")
 
-    # Friend request: Alice asks 小明; his window shows the prompt.
-    alice.main_window.add_friend("小明")
-    wait(qapp, lambda: ming.main_window.findChild(QPushButton, "accept:alice") is not None)
-    pump(qapp, 0.5)
-    ming.main_window.grab().save(str(OUT / "friend-request.png"))
-    ming.main_window.findChild(QPushButton, "accept:alice").click()
-    wait(qapp, lambda: "小明" in alice.state.friends)
-    pump(qapp, 0.5)
-    alice.main_window.open(room_key("lobby"))
-    pump(qapp, 0.5)
-    alice.main_window.grab().save(str(OUT / "main-lobby.png"))
+        c.sign_up(ming, port, "小明")
+        c.sign_up(alice, port, "alice")
+        c.sign_up(sam, port, "sam")
+        for app, color, status in (
+            (ming, (220, 90, 60), "在写代码 ☕"),
+            (alice, (60, 120, 200), "on holiday 🏖 until Monday, answering slowly"),
+        ):
+            picture = self.tmp / f"{app.state.me['username']}.png"
+            picture.write_bytes(portrait(color))
+            c.click(app.main_window.me_avatar)
+            profile = c.dialog(ProfileDialog, "profile")
+            c.click_button(profile, "choose_picture")
+            c.choose_file("picture_chooser", picture)
+            c.wait(lambda profile=profile: profile.image is not None)
+            profile.status.clear()
+            c.type_into(profile.status, status)
+            if app is ming:
+                self.save_dialog(profile, "profile")
+            c.click_button(profile, "save")
+            c.wait(lambda app=app: app.state.my_avatar is not None)
 
-    # A private conversation, with the friend's avatar and status in the list.
-    ming.state.send(dm_key("alice"), "周末一起去爬山吗？")
-    pump(qapp, 0.3)
-    alice.main_window.open(dm_key("小明"))
-    alice.state.send(dm_key("小明"), "Sure! Saturday morning works for me.")
-    pump(qapp, 1.0)
-    alice.main_window.grab().save(str(OUT / "main-private.png"))
+        for app, text in (
+            (alice, "Hi everyone! Is the new server up? 🎉"),
+            (alice, "Messages, history and avatars all work here."),
+            (ming, "大家好！服务器已经上线了，欢迎来聊天。"),
+            (sam, "Morning! @alice did the upgrade go well?"),
+            (ming, "试试私聊和好友功能吧 😀"),
+        ):
+            c.send(app, text)
+            c.wait(
+                lambda app=app: (
+                    app.state.conversation(room_key("lobby")).messages[-1]["state"] == "sent"
+                )
+            )
 
-    # Avatar change: 小明 picks a new picture; Alice's window updates live.
-    picture = tmp / "new.png"
-    picture.write_bytes(portrait((40, 160, 100)))
-    dialog = ProfileDialog(ming.client, ming.state, ming.avatars, ming.main_window)
-    dialog.use_file(str(picture))
-    dialog.show()
-    pump(qapp, 0.3)
-    dialog.grab().save(str(OUT / "avatar-dialog.png"))
-    old = alice.state.friends["小明"]["avatar"]
-    dialog.save()
-    wait(qapp, lambda: alice.state.friends["小明"]["avatar"] != old)
-    pump(qapp, 1.0)
-    alice.main_window.grab().save(str(OUT / "avatar-updated.png"))
+        # Alice asks 小明 to be friends; his window shows the request.
+        c.click(alice.main_window.add_friend_button)
+        c.answer_text("add_friend_dialog", "小明")
+        c.button(ming.main_window, "accept:alice")
+        c.click(sam.main_window.add_friend_button)
+        c.answer_text("add_friend_dialog", "小明")
+        c.button(ming.main_window, "accept:sam")
+        self.save(ming.main_window, "friend-request")
+        c.click_button(ming.main_window, "accept:alice")
+        c.click_button(ming.main_window, "reject:sam")
+        c.wait(lambda: "小明" in alice.state.friends)
+        c.wait(lambda: any("rejected" in e["text"] for e in sam.state.activity))
+        c.click(sam.main_window.activity_button)
+        self.save_dialog(sam.main_window.activity_dialog, "activity")
+        sam.main_window.activity_dialog.close()
 
-    # Connection lost: the state is visible and typed messages wait.
-    stack.kill("edge#0")
-    wait(qapp, lambda: alice.client.state == "reconnecting")
-    alice.state.send(dm_key("小明"), "This one waits until we are back online.")
-    pump(qapp, 0.5)
-    alice.main_window.grab().save(str(OUT / "reconnecting.png"))
+        # The lobby, then a private conversation (with unread on the other side).
+        c.click_row(alice.main_window.rooms, "lobby")
+        self.save(alice.main_window, "lobby")
+        c.open_conversation(ming, dm_key("alice"))
+        c.send(ming, "周末一起去爬山吗？")
+        c.wait(
+            lambda: (
+                "周末一起去爬山吗？"
+                in [m["text"] for m in alice.state.conversation(dm_key("小明")).messages]
+            )
+        )
+        self.save(alice.main_window, "unread")
+        c.open_conversation(alice, dm_key("小明"))
+        c.send(alice, "Sure! Saturday morning works for me.")
+        c.send(alice, "I'll bring the map 🗺")
+        c.wait(lambda: len(c.shown(ming)) == 3)
+        self.save(alice.main_window, "private")
+
+        # A room with its member list.
+        c.click(alice.main_window.join_room_button)
+        c.answer_text("join_room_dialog", "Book Club 读书会")
+        c.wait(lambda: alice.state.active == room_key("Book Club 读书会"))
+        c.click(sam.main_window.join_room_button)
+        c.answer_text("join_room_dialog", "book club 读书会")
+        c.wait(lambda: sam.state.active == room_key("Book Club 读书会"))
+        c.send(sam, "What are we reading next?")
+        c.wait(lambda: "What are we reading next?" in c.shown(alice))
+        c.click(alice.main_window.members_button)
+        c.wait(lambda: alice.main_window.members.count() == 2)
+        self.save(alice.main_window, "room-members")
+        c.click(alice.main_window.members_button)
+
+        # Ctrl+K: the switcher.
+        c.press(alice.main_window.compose, Qt.Key_K, Qt.ControlModifier)
+        switcher = c.dialog(SwitcherDialog, "switcher")
+        c.type_into(switcher.query, "l")
+        self.save_dialog(switcher, "switcher")
+        c.press(switcher.query, Qt.Key_Escape)
+
+        # The connection is lost: the state is shown, typed messages wait.
+        c.open_conversation(alice, dm_key("小明"))
+        self.stack.kill("edge#0")
+        c.wait(lambda: alice.client.state == "reconnecting")
+        c.send(alice, "This one waits until we are back online.")
+        self.save(alice.main_window, "reconnecting", sizes=((980, 660),))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--run"]:
+        run(sys.argv[2])
+    else:
+        main()
