@@ -172,7 +172,8 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--sizes", default=DEFAULT_SIZES)
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
-    sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
+    if sys.stdout is not None:  # None in a windowed (no console) Windows build
+        sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
     qt_app = QApplication.instance() or QApplication([sys.argv[0]])
     qt_app.setApplicationName("ChatRoom")
     with tempfile.TemporaryDirectory(prefix="chatroom-smoke-") as tmp:
