@@ -378,8 +378,9 @@ class MainWindow(QMainWindow):
         self.notifier.set_unread(total)
 
     def _fill(self, listing: QListWidget, rows: list[tuple[tuple[str, str], dict]]) -> None:
-        current = listing.currentItem()
-        current_key = current.data(Qt.UserRole) if current else None
+        """Rows anew; the open conversation's row is the selected one (and no other, so
+        a click on any row, even the previously selected one, opens it)."""
+        current_key = self.state.active
         listing.blockSignals(True)
         listing.clear()
         for key, contact in rows:
@@ -530,14 +531,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ conversation
 
     def _picked(self, item: QListWidgetItem | None, _previous: Any = None) -> None:
-        if item is None:
-            return
-        other = self.friends if item.listWidget() is self.rooms else self.rooms
-        other.blockSignals(True)
-        other.clearSelection()
-        other.setCurrentItem(None)
-        other.blockSignals(False)
-        self.open(item.data(Qt.UserRole))
+        if item is not None:
+            self.open(item.data(Qt.UserRole))
 
     def open(self, key: tuple[str, str]) -> None:
         self.state.open_conversation(key)

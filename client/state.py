@@ -52,9 +52,13 @@ class Conversation:
     unread: int = 0
     mentions: int = 0  # unread messages that mention us
     has_more: bool = True  # older history may exist on the server
-    last_seq: int = 0  # cursor: the newest seq we hold
+    # The sync cursor: we hold every message up to here (from where we started). It
+    # only moves over an unbroken run: a history page of the newest messages must not
+    # make sync skip what lies between.
+    last_seq: int = 0
     read_seq: int = 0  # the newest seq we have shown the user
     members: list[dict[str, Any]] | None = None  # room.members, once asked for
+    seqs: set[int] = field(default_factory=set)
 
     def add(self, message: dict[str, Any]) -> bool:
         """Insert in seq order; False if we already had it (same id or client_id)."""
@@ -65,12 +69,18 @@ class Conversation:
             )
             if same_id or same_local:
                 self.messages[index] = {**existing, **message}
+                self._held(message.get("seq"))
                 return False
         self.messages.append(message)
         self.messages.sort(key=lambda m: (m.get("seq") is None, m.get("seq") or 0))
-        if message.get("seq"):
-            self.last_seq = max(self.last_seq, message["seq"])
+        self._held(message.get("seq"))
         return True
+
+    def _held(self, seq: int | None) -> None:
+        if seq:
+            self.seqs.add(seq)
+            while self.last_seq + 1 in self.seqs:
+                self.last_seq += 1
 
     @property
     def last_message(self) -> dict[str, Any] | None:

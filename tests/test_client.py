@@ -106,6 +106,47 @@ def test_no_button_is_wired_around_on_click():
     assert offenders == []
 
 
+def test_on_click_calls_the_action_with_no_arguments(qtbot):
+    """The bug behind the dead buttons, on a real button: `clicked` passes `checked`
+    (False) to a slot with an optional parameter. Through on_click it gets nothing."""
+    from PySide6.QtWidgets import QPushButton
+
+    from chatroom.client.ui import on_click
+
+    received = []
+
+    def add_friend(username=None):
+        received.append(username)
+
+    plain, wrapped = QPushButton("plain"), QPushButton("wrapped")
+    for widget in (plain, wrapped):
+        qtbot.addWidget(widget)
+        widget.show()
+    plain.clicked.connect(add_friend)  # what the views used to do
+    on_click(wrapped, add_friend)
+    qtbot.mouseClick(plain, Qt.LeftButton)
+    qtbot.mouseClick(wrapped, Qt.LeftButton)
+    assert received == [False, None]
+
+
+def test_dark_theme_when_asked(apps, monkeypatch):
+    """CHAT_CLIENT_THEME=dark (or a dark system scheme) gives the dark palette."""
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from chatroom.client import theme
+
+    monkeypatch.setenv(theme.THEME_ENV, "dark")
+    app = apps("night")
+    app.show()
+    window_color = QApplication.instance().palette().color(QPalette.Window)
+    assert window_color.lightness() < 60
+    assert theme.colors().name == "dark"
+    monkeypatch.setenv(theme.THEME_ENV, "light")
+    app.restyle()
+    assert QApplication.instance().palette().color(QPalette.Window).lightness() > 200
+
+
 # ---------------------------------------------------------------------- sign in / out
 
 
@@ -420,12 +461,18 @@ def test_shortcuts_switch_find_and_escape(apps, make_stack, sqlite_url):
     wait(lambda: alice.state.conversation(room_key("lobby")).messages[-1]["state"] == SENT)
     window = alice.main_window
 
-    # Ctrl+K, type part of a name, Enter: the DM opens.
-    press(window.compose, Qt.Key_K, Qt.ControlModifier)
-    switcher = dialog(SwitcherDialog, "switcher")
-    type_into(switcher.query, "bo")
-    press(switcher.query, Qt.Key_Return)
-    wait(lambda: alice.state.active == dm_key("bob"))
+    # Ctrl+K, type part of a name, Enter: the conversation opens.
+    open_conversation(alice, dm_key("bob"))
+    for query, key in (("lob", room_key("lobby")), ("bo", dm_key("bob"))):
+        press(window.compose, Qt.Key_K, Qt.ControlModifier)
+        switcher = dialog(SwitcherDialog, "switcher")
+        type_into(switcher.query, query)
+        press(switcher.query, Qt.Key_Return)
+        wait(lambda key=key: alice.state.active == key)
+        if key == room_key("lobby"):
+            # A click on bob's row opens his DM again: the row must not still count
+            # as selected from the click before the switch.
+            open_conversation(alice, dm_key("bob"))
     open_conversation(alice, room_key("lobby"))
 
     # Ctrl+F, type: the newest match is found; Enter goes to the older one; Esc closes.
