@@ -50,6 +50,7 @@ STATE_LOOK = {
     CONNECTING: ("Connecting…", "warning"),
 }
 NOTICE_MS = 8000
+REFRESH_MS = 50
 
 
 class RequestRow(QFrame):
@@ -310,6 +311,11 @@ class MainWindow(QMainWindow):
         avatars.loaded.connect(lambda _h: self._repaint())
         client.stateChanged.connect(self._connection_changed)
         self._loading_older = False
+        self._changed: set[tuple[str, str]] = set()
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(REFRESH_MS)
+        self._refresh_timer.timeout.connect(self._catch_up)
         self.restyle()
         self._count()
 
@@ -544,8 +550,16 @@ class MainWindow(QMainWindow):
         self.compose.setFocus()
 
     def _conversation_changed(self, key: tuple[str, str]) -> None:
-        if key == self.state.active:
-            self._show(key)
+        # A busy room changes many times a second: the view and the lists catch up
+        # once per REFRESH_MS, not once per message.
+        self._changed.add(key)
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def _catch_up(self) -> None:
+        changed, self._changed = self._changed, set()
+        if self.state.active in changed:
+            self._show(self.state.active)
         self._refresh_rooms()
         self._refresh_friends()
 

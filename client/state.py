@@ -43,6 +43,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def client_key(message: dict[str, Any]) -> tuple:
+    return ("client", message["from"]["username"], message["client_id"])
+
+
 @dataclass
 class Conversation:
     key: tuple[str, str]
@@ -59,22 +63,41 @@ class Conversation:
     read_seq: int = 0  # the newest seq we have shown the user
     members: list[dict[str, Any]] | None = None  # room.members, once asked for
     seqs: set[int] = field(default_factory=set)
+    # Messages by ("id", id) and by sender and client_id: a repeat is found at once.
+    _known: dict[tuple, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def add(self, message: dict[str, Any]) -> bool:
         """Insert in seq order; False if we already had it (same id or client_id)."""
-        for index, existing in enumerate(self.messages):
-            same_id = message.get("id") is not None and existing.get("id") == message.get("id")
-            same_local = message.get("client_id") and existing.get("client_id") == message.get(
-                "client_id"
-            )
-            if same_id or same_local:
-                self.messages[index] = {**existing, **message}
-                self._held(message.get("seq"))
-                return False
+        existing = self._known.get(("id", message.get("id"))) if message.get("id") else None
+        if existing is None and message.get("client_id"):
+            existing = self._known.get(client_key(message))
+        if existing is not None:
+            merged = {**existing, **message}
+            self.messages[self.messages.index(existing)] = merged
+            if merged.get("seq") and not existing.get("seq"):
+                self._sort()  # stored now: from the pending ones at the end to its place
+            self._remember(merged)
+            self._held(message.get("seq"))
+            return False
+        seq = message.get("seq")
+        before = self.messages[-1] if self.messages else None
         self.messages.append(message)
-        self.messages.sort(key=lambda m: (m.get("seq") is None, m.get("seq") or 0))
-        self._held(message.get("seq"))
+        # Appending keeps the order for the usual newest message; an older one (a
+        # history page) or one stored while pending ones wait at the end sorts.
+        if seq and before is not None and (before.get("seq") or seq + 1) > seq:
+            self._sort()
+        self._remember(message)
+        self._held(seq)
         return True
+
+    def _sort(self) -> None:
+        self.messages.sort(key=lambda m: (m.get("seq") is None, m.get("seq") or 0))
+
+    def _remember(self, message: dict[str, Any]) -> None:
+        if message.get("id"):
+            self._known[("id", message["id"])] = message
+        if message.get("client_id"):
+            self._known[client_key(message)] = message
 
     def _held(self, seq: int | None) -> None:
         if seq:

@@ -24,6 +24,7 @@ PAD = 10
 BUBBLE_PAD = 9
 DATE_H = 28
 GROUP_GAP_MS = 5 * 60 * 1000  # a new header after five quiet minutes
+MAX_CACHED_SIZES = 20_000
 
 
 def day_of(ts_ms: int | None) -> str:
@@ -59,6 +60,13 @@ def format_last_seen(ts_ms: int | None) -> str:
     return f"last seen {format_time(ts_ms)}"
 
 
+def message_key(message: dict[str, Any]) -> tuple:
+    """Stable across a message's life: pending (client_id only), then stored (id too)."""
+    if message.get("client_id"):
+        return (message["from"]["username"], message["client_id"])
+    return ("id", message.get("id"))
+
+
 class RowLayout(NamedTuple):
     date: str  # the day to show above the message, or ""
     header: bool  # avatar, name and time (the first of a run by one sender)
@@ -78,19 +86,42 @@ class MessageModel(QAbstractListModel):
         self.found_row = -1
 
     def set_messages(self, messages: list[dict[str, Any]], me: str) -> None:
-        self.beginResetModel()
-        self.messages = list(messages)
-        self.me = me
-        self.found_row = -1
-        self.layouts = self._layouts()
-        self.endResetModel()
+        """Show these messages. When they are the ones shown plus newer ones (a busy
+        room), only the new rows are inserted and changed rows updated: a reset would
+        make the view measure every message again, for every message that arrives."""
+        old = [message_key(m) for m in self.messages]
+        new = [message_key(m) for m in messages]
+        if not old or me != self.me or new[: len(old)] != old:
+            self.beginResetModel()
+            self.messages, self.me, self.found_row = list(messages), me, -1
+            self.layouts = self._layouts()
+            self.endResetModel()
+            return
+        shown = len(old)
+        fresh = self._layouts(messages)
+        changed = [
+            row
+            for row in range(shown)
+            if self.messages[row] is not messages[row] or self.layouts[row] != fresh[row]
+        ]
+        self.messages[:shown] = messages[:shown]
+        self.layouts[:shown] = fresh[:shown]
+        for row in changed:
+            self.dataChanged.emit(self.index(row), self.index(row))
+        if len(messages) > shown:
+            self.beginInsertRows(QModelIndex(), shown, len(messages) - 1)
+            self.messages, self.layouts = list(messages), fresh
+            self.endInsertRows()
 
-    def _layouts(self) -> list[RowLayout]:
+    def _layouts(self, messages: list[dict[str, Any]] | None = None) -> list[RowLayout]:
         out = []
         previous: dict[str, Any] | None = None
-        for row, message in enumerate(self.messages):
+        previous_day = None
+        for row, message in enumerate(self.messages if messages is None else messages):
             ts = message.get("ts")
-            new_day = ts and (previous is None or day_of(ts) != day_of(previous.get("ts")))
+            day = day_of(ts)
+            new_day = bool(ts) and day != previous_day
+            previous_day = day
             header = (
                 previous is None
                 or bool(new_day)
@@ -138,6 +169,7 @@ class MessageDelegate(QStyledItemDelegate):
         self.avatars = avatars
         self.avatar_of = avatar_of  # username -> avatar hash or None
         self.me = me  # () -> my username
+        self._sizes: dict[tuple, QSize] = {}
 
     def _text_rect(self, option: QStyleOptionViewItem, text: str) -> QRect:
         width = max(120, int(option.rect.width() * 0.66) - AVATAR)
@@ -145,8 +177,27 @@ class MessageDelegate(QStyledItemDelegate):
         return metrics.boundingRect(QRect(0, 0, width, 100_000), Qt.TextWordWrap, text)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        # The view asks for every row's size whenever it lays out (a row added, a
+        # resize); measuring wrapped text is the costly part, so sizes are kept.
         layout: RowLayout = index.data(LAYOUT_ROLE)
-        text = self._text_rect(option, index.data(Qt.DisplayRole))
+        message = index.data(MESSAGE_ROLE)
+        key = (
+            message_key(message),
+            message["text"],
+            option.rect.width(),
+            option.font.key(),
+            bool(layout.date),
+            layout.header,
+        )
+        size = self._sizes.get(key)
+        if size is None:
+            if len(self._sizes) > MAX_CACHED_SIZES:
+                self._sizes.clear()
+            size = self._sizes[key] = self._measure(option, layout, message["text"])
+        return size
+
+    def _measure(self, option: QStyleOptionViewItem, layout: RowLayout, text_: str) -> QSize:
+        text = self._text_rect(option, text_)
         header = QFontMetrics(option.font).height() + 2 if layout.header else 0
         height = text.height() + 2 * BUBBLE_PAD + header + (8 if layout.header else 3)
         if layout.header:
