@@ -81,7 +81,7 @@ class App:
         error = reply["error"]
         if error["code"] == "bad_credentials":  # ended or expired: sign in again
             self.tokens.forget(self.account)
-            self.login_window.error.setText("Your session has ended. Sign in again.")
+            self.login_window.show_problem("Your session has ended. Sign in again.")
         else:
             self.login_window._show_error(reply)
 
@@ -104,7 +104,7 @@ class App:
         self.client.logout()
         if self.main_window is not None:
             self.main_window.hide()
-        self.login_window.error.setText("You are signed out.")
+        self.login_window.show_info("You are signed out.")
         self.login_window.show()
         self.login_window.password.setFocus()
 
@@ -112,7 +112,7 @@ class App:
         self.tokens.forget(self.account)
         if self.main_window is not None:
             self.main_window.hide()
-        self.login_window.error.setText(f"Your session ended ({message}). Sign in again.")
+        self.login_window.show_problem(f"Your session ended ({message}). Sign in again.")
         self.login_window.show()
 
 

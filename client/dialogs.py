@@ -1,5 +1,6 @@
-"""Small windows of the main window: the activity list and the conversation switcher
-(Ctrl+K). Both are non-modal and read ChatState; neither touches the socket."""
+"""Small windows of the main window: the activity list, the conversation switcher
+(Ctrl+K) and the room chooser. They are non-modal and go through ChatState; none of
+them touches the socket."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QLineEdit, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .state import ChatState
-from .ui import HintListWidget
+from .ui import HintListWidget, button
 from .widgets import format_time
 
 
@@ -99,3 +108,100 @@ class SwitcherDialog(QDialog):
         if item is not None:
             self.open_key(item.data(Qt.UserRole))
             self.accept()
+
+
+class RoomDialog(QDialog):
+    """Join a room from the list of existing ones (filtered as you type), or create a
+    new one under the typed name: a typo shows "no room matches", not a new room."""
+
+    def __init__(
+        self,
+        state: ChatState,
+        joined: Callable[[dict[str, Any]], None],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("rooms_dialog")
+        self.setWindowTitle("Join or create a room")
+        self.state = state
+        self.joined = joined
+        self.rooms: list[dict[str, Any]] = []
+        self.query = QLineEdit()
+        self.query.setObjectName("room_query")
+        self.query.setPlaceholderText("Room name…")
+        self.list = HintListWidget()
+        self.list.setObjectName("room_list")
+        self.list.hint = "Loading rooms…"
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.join_button = button("Join", self.join, "join")
+        self.create_button = button("Create", self.create, "create")
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.message, 1)
+        buttons.addWidget(self.create_button)
+        buttons.addWidget(self.join_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.query)
+        layout.addWidget(self.list)
+        layout.addLayout(buttons)
+        self.resize(380, 360)
+        self.setAttribute(Qt.WA_DeleteOnClose)
+        self.query.textChanged.connect(self.refresh)
+        self.query.returnPressed.connect(self._enter)
+        self.list.itemActivated.connect(lambda _item: self.join())
+        self.list.currentItemChanged.connect(lambda *_: self._buttons())
+        state.list_rooms(self._listed)
+        self.refresh()
+
+    def _listed(self, reply: dict[str, Any]) -> None:
+        if not reply.get("ok"):
+            self.list.hint = reply["error"]["message"]
+            return
+        self.rooms = sorted(reply["rooms"], key=lambda r: r["name"].casefold())
+        self.list.hint = "No room matches: Create makes one with this name."
+        self.refresh()
+
+    def refresh(self) -> None:
+        wanted = self.query.text().strip().casefold()
+        self.list.clear()
+        for room in self.rooms:
+            if wanted in room["name"].casefold():
+                joined = " · joined" if room.get("joined") else ""
+                item = QListWidgetItem(f"{room['name']}  ({room.get('members', 0)}{joined})")
+                item.setData(Qt.UserRole, room["name"])
+                self.list.addItem(item)
+        if self.list.count():
+            self.list.setCurrentRow(0)
+        self._buttons()
+
+    def _exists(self, name: str) -> bool:
+        return any(r["name"].casefold() == name.casefold() for r in self.rooms)
+
+    def _buttons(self) -> None:
+        name = self.query.text().strip()
+        self.join_button.setEnabled(self.list.currentItem() is not None)
+        self.create_button.setEnabled(bool(name) and not self._exists(name))
+        self.create_button.setText(f"Create “{name}”" if name else "Create")
+        self.join_button.setDefault(self.join_button.isEnabled())
+
+    def _enter(self) -> None:
+        if self.join_button.isEnabled():
+            self.join()
+
+    def _done(self, reply: dict[str, Any]) -> None:
+        if reply.get("ok"):
+            self.joined(reply)
+            self.accept()
+        else:
+            self.message.setText(reply["error"]["message"])
+
+    def join(self) -> None:
+        item = self.list.currentItem()
+        if item is not None:
+            self.state.join_room(item.data(Qt.UserRole), self._done)
+
+    def create(self) -> None:
+        name = self.query.text().strip()
+        if name:
+            self.state.create_room(name, self._done)

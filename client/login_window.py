@@ -21,7 +21,7 @@ from .net import ChatClient
 from .ui import button
 
 FRIENDLY = {
-    "bad_credentials": "Wrong username or password.",
+    "bad_credentials": "Wrong username or password. New here? Click “Create account”.",
     "username_taken": "That username is taken. Choose another one.",
     "timeout": "The server did not answer. Try again in a moment.",
     "service_unavailable": "The server is busy or restarting. Try again in a moment.",
@@ -53,7 +53,11 @@ class LoginWindow(QWidget):
         self.tls = QCheckBox("Secure (TLS)")
         self.tls.setChecked(settings.value("server/tls", "false") in (True, "true"))
         self.ca_file = QLineEdit(str(settings.value("server/ca_file", "")))
-        self.ca_file.setPlaceholderText("CA file (optional; default: system CAs)")
+        self.ca_file.setPlaceholderText("CA file (optional)")
+        self.ca_file.setToolTip(
+            "The server's CA certificate (PEM), for a server with its own CA; "
+            "empty: the system's CAs"
+        )
         self.ca_file.setEnabled(self.tls.isChecked())
         self.tls.toggled.connect(self.ca_file.setEnabled)
         tls_row = QHBoxLayout()
@@ -112,10 +116,19 @@ class LoginWindow(QWidget):
         for widget in (self.sign_in_button, self.register_button):
             widget.setEnabled(not busy)
 
+    def show_info(self, text: str) -> None:
+        """A neutral line where errors go ("You are signed out.")."""
+        self.error.setStyleSheet(f"color: {theme.colors().muted};")
+        self.error.setText(text)
+
+    def show_problem(self, text: str) -> None:
+        self.error.setStyleSheet(f"color: {theme.colors().error};")
+        self.error.setText(text)
+
     def _show_error(self, reply: dict[str, Any]) -> None:
         self._busy(False)
         error = reply["error"]
-        self.error.setText(FRIENDLY.get(error["code"], error["message"]))
+        self.show_problem(FRIENDLY.get(error["code"], error["message"]))
         # Back to the field to fix: the password after a wrong one, the name if taken.
         field = {
             "bad_credentials": self.password,
@@ -130,7 +143,7 @@ class LoginWindow(QWidget):
     def _credentials(self) -> tuple[str, str] | None:
         username, password = self.username.text().strip(), self.password.text()
         if not username or not password:
-            self.error.setText("Enter a username and a password.")
+            self.show_problem("Enter a username and a password.")
             (self.password if username else self.username).setFocus()
             return None
         return username, password
@@ -181,7 +194,7 @@ class LoginWindow(QWidget):
     def resume(self, token: str, failed: Any) -> None:
         """Sign in with a kept session token (stay signed in); `failed` gets the error
         reply when the token no longer works or the server cannot be reached."""
-        self.error.setText("Signing you in…")
+        self.show_info("Signing you in…")
         self._busy(True)
 
         def done(reply: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from . import theme
 from .avatars import AvatarCache
-from .dialogs import ActivityDialog, SwitcherDialog
+from .dialogs import ActivityDialog, RoomDialog, SwitcherDialog
 from .net import CONNECTING, ONLINE, RECONNECTING, ChatClient
 from .notify import Notifier
 from .profile_dialog import ProfileDialog
@@ -51,6 +51,7 @@ STATE_LOOK = {
 }
 NOTICE_MS = 8000
 REFRESH_MS = 50
+NARROW_FOR_MEMBERS = 760  # px of window below which the member list replaces the messages
 
 
 class RequestRow(QFrame):
@@ -105,7 +106,6 @@ class MainWindow(QMainWindow):
         self.resize(980, 660)
         self.notifier = Notifier(self)
         self.activity_dialog: ActivityDialog | None = None
-        self._activity_seen = 0
 
         # -- top bar
         self.me_avatar = button("", self.edit_profile, "me_avatar", "Your picture and status")
@@ -168,11 +168,11 @@ class MainWindow(QMainWindow):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(rooms_header)
-        left_layout.addWidget(self.rooms, 2)
+        left_layout.addWidget(self.rooms, 1)
         left_layout.addWidget(self._requests_title)
         left_layout.addWidget(self.requests_area)
         left_layout.addWidget(self._sections[2])
-        left_layout.addWidget(self.friends, 3)
+        left_layout.addWidget(self.friends, 1)
 
         # -- right: notice, conversation header, find bar, messages (+ members), compose
         self.notice = ElidedLabel()
@@ -199,8 +199,14 @@ class MainWindow(QMainWindow):
         self.remove_friend_button = button(
             "Remove friend", self.remove_friend, "remove_friend", "Remove from your friends"
         )
+        self.presence_line = ElidedLabel()
+        self.presence_line.setObjectName("presence_line")
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        titles.addWidget(self.title)
+        titles.addWidget(self.presence_line)
         header = QHBoxLayout()
-        header.addWidget(self.title, 1)
+        header.addLayout(titles, 1)
         header.addWidget(self.members_button)
         header.addWidget(self.leave_button)
         header.addWidget(self.remove_friend_button)
@@ -357,6 +363,7 @@ class MainWindow(QMainWindow):
         super().resizeEvent(event)
         # A short window keeps its room for the conversation.
         self.compose.setFixedHeight(70 if self.height() >= 520 else 44)
+        self._place_members()
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802
         super().changeEvent(event)
@@ -394,6 +401,8 @@ class MainWindow(QMainWindow):
             item.setData(Qt.UserRole, key)
             item.setData(CONTACT_ROLE, contact)
             item.setToolTip(contact.get("tooltip", contact["name"]))
+            if contact.get("pending"):
+                item.setFlags(Qt.ItemIsEnabled)  # nothing to open until they answer
             listing.addItem(item)
             if key == current_key:
                 listing.setCurrentItem(item)
@@ -430,10 +439,18 @@ class MainWindow(QMainWindow):
             rows.append((conv.key, contact))
         self._fill(self.rooms, rows)
 
-    def _friend_line(self, friend: dict[str, Any]) -> str:
+    def _online(self, friend: dict[str, Any]) -> bool:
+        """Shown online only while we are: offline, we do not know."""
+        return bool(friend.get("online")) and self.client.state == ONLINE
+
+    def _presence(self, friend: dict[str, Any]) -> str:
+        """ "online · status", or when they were last seen."""
+        if self.client.state != ONLINE:
+            return "not known while you are offline"
         if friend.get("online"):
-            return friend.get("status") or "online"
-        return format_last_seen(friend.get("last_seen"))
+            return " · ".join(p for p in ("online", friend.get("status")) if p)
+        seen = format_last_seen(friend.get("last_seen"))
+        return " · ".join(p for p in (seen, friend.get("status")) if p)
 
     def _refresh_friends(self) -> None:
         rows = []
@@ -442,21 +459,38 @@ class MainWindow(QMainWindow):
         )
         for friend in friends:
             conv = self.state.conversation(dm_key(friend["username"]))
-            status = self._friend_line(friend)
-            tooltip = friend["username"] + (
-                f" — {friend['status']}" if friend.get("status") else ""
-            )
+            presence = self._presence(friend)
             contact = {
                 "kind": "friend",
                 "name": friend["username"],
                 "unread": conv.unread,
-                "online": friend["online"],
+                "online": self._online(friend),
                 "avatar": friend.get("avatar"),
-                "subtitle": self._preview(conv.key) or status,
-                "tooltip": f"{tooltip}\n{status}",
+                # The last message, as chat lists show; presence in the tooltip and in
+                # the conversation's header.
+                "subtitle": self._preview(conv.key) or presence,
+                "tooltip": f"{friend['username']}\n{presence}",
             }
             rows.append((conv.key, contact))
+        for request in self.state.outgoing:
+            who = request["user"]["username"]
+            contact = {
+                "kind": "friend",
+                "name": who,
+                "online": False,
+                "subtitle": "friend request sent",
+                "tooltip": f"You asked {who} to be your friend; waiting for an answer",
+                "pending": True,
+            }
+            rows.append((("pending", who), contact))
         self._fill(self.friends, rows)
+        self._refresh_presence_line()
+
+    def _refresh_presence_line(self) -> None:
+        key = self.state.active
+        friend = self.state.friends.get(key[1]) if key and key[0] == "dm" else None
+        self.presence_line.setText(self._presence(friend) if friend else "")
+        self.presence_line.setVisible(friend is not None)
 
     def _refresh_requests(self) -> None:
         """Add rows for new requests and drop answered ones; unchanged rows stay (a
@@ -478,10 +512,11 @@ class MainWindow(QMainWindow):
             self.requests_area.setMaximumHeight(min(len(wanted), 2) * card + card // 3)
 
     def _refresh_activity(self) -> None:
-        new = len(self.state.activity) - self._activity_seen
-        if self.activity_dialog is not None and self.activity_dialog.isVisible():
-            new = 0
-            self._activity_seen = len(self.state.activity)
+        dialog_open = self.activity_dialog is not None and self.activity_dialog.isVisible()
+        if dialog_open and self.state.new_activity:
+            self.state.saw_activity()  # comes back here with nothing new
+            return
+        new = self.state.new_activity
         self.activity_button.setText(f"Activity ({new})" if new > 0 else "Activity")
 
     def _refresh_header(self) -> None:
@@ -497,8 +532,9 @@ class MainWindow(QMainWindow):
             key is not None and key[0] == "dm" and key[1] in self.state.friends
         )
         if not is_room and self.members.isVisible():
-            self.members.hide()
             self.members_button.setChecked(False)
+            self._place_members()
+        self._refresh_presence_line()
 
     def _refresh_members(self, key: tuple[str, str]) -> None:
         if key != self.state.active:
@@ -533,6 +569,7 @@ class MainWindow(QMainWindow):
         color = getattr(theme.colors(), role)
         self.connection.setText(f"● {text}")
         self.connection.setStyleSheet(f"color: {color}; font-weight: 600; padding: 0 6px;")
+        self._refresh_friends()  # friends' presence is unknown while we are not online
 
     # ------------------------------------------------------------------ conversation
 
@@ -648,7 +685,7 @@ class MainWindow(QMainWindow):
             self.hide_notice()
         elif self.members.isVisible():
             self.members_button.setChecked(False)
-            self.members.hide()
+            self._place_members()
 
     def show_notice(self, text: str) -> None:
         self.notice.setText(text)
@@ -673,7 +710,7 @@ class MainWindow(QMainWindow):
             self.activity_dialog = ActivityDialog(self.state, self)
         self.activity_dialog.show()
         self.activity_dialog.raise_()
-        self._refresh_activity()
+        self.state.saw_activity()
 
     def show_switcher(self) -> None:
         dialog = SwitcherDialog(self.state, self.open, self)
@@ -719,18 +756,11 @@ class MainWindow(QMainWindow):
 
     def join_room(self) -> None:
         def joined(reply: dict) -> None:
-            if reply.get("ok"):
-                self.open(room_key(reply["room"]["name"]))
-            else:
-                self.show_notice(reply["error"]["message"])
+            self.open(room_key(reply["room"]["name"]))
 
-        ask_text(
-            self,
-            "Join or create a room",
-            "Room name (a new name creates the room):",
-            lambda name: self.state.join_room(name, joined),
-            "join_room_dialog",
-        )
+        dialog = RoomDialog(self.state, joined, self)
+        dialog.open()
+        dialog.query.setFocus()
 
     def leave_room(self) -> None:
         key = self.state.active
@@ -756,11 +786,19 @@ class MainWindow(QMainWindow):
 
     def toggle_members(self) -> None:
         key = self.state.active
-        show = self.members_button.isChecked() and key is not None and key[0] == "room"
-        self.members.setVisible(show)
-        if show:
+        self._place_members()
+        if self.members.isVisible():
             self._refresh_members(key)
             self.state.load_members(key)
+
+    def _place_members(self) -> None:
+        """Beside the conversation when there is room; in a narrow window instead of it
+        (the conversation squeezed to a sliver is unreadable)."""
+        key = self.state.active
+        show = self.members_button.isChecked() and key is not None and key[0] == "room"
+        narrow = self.width() < NARROW_FOR_MEMBERS
+        self.members.setVisible(show)
+        self.view.setVisible(not (show and narrow))
 
     def edit_profile(self) -> None:
         dialog = ProfileDialog(self.client, self.state, self.avatars, self)

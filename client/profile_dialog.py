@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, Signal
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QStandardPaths, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
@@ -63,6 +64,7 @@ class ProfileDialog(QDialog):
         choose = button("Choose picture…", self.choose, "choose_picture")
         self.status = QLineEdit(state.my_status)
         self.status.setObjectName("status")
+        self.status.setCursorPosition(0)  # a long status reads from its start
         self.status.setPlaceholderText("What are you up to?")
         self.status.setMaxLength(client.limits.get("max_status_chars", 140))
         self.message = QLabel("")
@@ -101,6 +103,8 @@ class ProfileDialog(QDialog):
         )
         chooser.setObjectName("picture_chooser")
         chooser.setFileMode(QFileDialog.ExistingFile)
+        pictures = QStandardPaths.writableLocation(QStandardPaths.PicturesLocation)
+        chooser.setDirectory(pictures if Path(pictures).is_dir() else str(Path.home()))
         chooser.setAttribute(Qt.WA_DeleteOnClose)
         chooser.fileSelected.connect(self.use_file)
         chooser.open()

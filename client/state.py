@@ -10,6 +10,7 @@ were offline count as unread.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -124,10 +125,11 @@ def mentions(text: str, username: str) -> bool:
     return False
 
 
-class ReadMarkers:
-    """The newest seq shown per conversation, per server and account, kept in QSettings
-    so that unread counts survive a restart of the app. (A server-side marker shared by
-    all devices is a later protocol addition.)"""
+class DeviceMemory:
+    """What this device remembers per server and account, in QSettings, so that it
+    survives a restart of the app: the newest seq shown per conversation (unread counts
+    include what arrived while the app was closed) and the activity list. (Server-side
+    read markers shared by all devices are a later protocol addition.)"""
 
     def __init__(self, settings: QSettings | None) -> None:
         self.settings = settings
@@ -135,22 +137,41 @@ class ReadMarkers:
 
     def use_account(self, server: str, user_id: int) -> bool:
         """Select the account; True if it was used on this device before."""
-        self.prefix = f"read/{server.replace('/', '_')}/{user_id}"
+        self.prefix = f"account/{server.replace('/', '_')}/{user_id}"
         if self.settings is None:
             return False
         known = self.settings.value(f"{self.prefix}/known", "false") in (True, "true")
         self.settings.setValue(f"{self.prefix}/known", "true")
         return known
 
-    def get(self, room_id: int) -> int | None:
+    def _get(self, name: str) -> Any:
         if self.settings is None or not self.prefix:
             return None
-        value = self.settings.value(f"{self.prefix}/{room_id}")
+        return self.settings.value(f"{self.prefix}/{name}")
+
+    def _put(self, name: str, value: Any) -> None:
+        if self.settings is not None and self.prefix:
+            self.settings.setValue(f"{self.prefix}/{name}", value)
+
+    def marker(self, room_id: int) -> int | None:
+        value = self._get(f"read/{room_id}")
         return int(value) if value is not None else None
 
-    def put(self, room_id: int, seq: int) -> None:
-        if self.settings is not None and self.prefix:
-            self.settings.setValue(f"{self.prefix}/{room_id}", seq)
+    def put_marker(self, room_id: int, seq: int) -> None:
+        self._put(f"read/{room_id}", seq)
+
+    def activity(self) -> tuple[list[dict[str, Any]], int]:
+        """The kept activity list and how many of its entries the user has seen."""
+        try:
+            entries = json.loads(self._get("activity") or "[]")
+            seen = int(self._get("activity_seen") or 0)
+        except (TypeError, ValueError):
+            return [], 0
+        return [e for e in entries if isinstance(e, dict)], seen
+
+    def put_activity(self, entries: list[dict[str, Any]], seen: int) -> None:
+        self._put("activity", json.dumps(entries, ensure_ascii=False))
+        self._put("activity_seen", seen)
 
 
 class ChatState(QObject):
@@ -169,7 +190,7 @@ class ChatState(QObject):
     def __init__(self, client: ChatClient, settings: QSettings | None = None) -> None:
         super().__init__(client)
         self.client = client
-        self.markers = ReadMarkers(settings)
+        self.memory = DeviceMemory(settings)
         self.me: dict[str, Any] = {}
         self.my_avatar: str | None = None
         self.my_status = ""
@@ -181,7 +202,9 @@ class ChatState(QObject):
         # Whether the user can see the active conversation (window shown and focused);
         # the window keeps it current. Unseen messages count as unread and alert.
         self.watching = False
-        self.activity: list[dict[str, Any]] = []  # newest last: {"ts", "text"}
+        self.activity: list[dict[str, Any]] = []  # newest last: {"ts", "text", "mine"}
+        self.activity_seen = 0  # entries the user has looked at in the activity list
+        self._accepting: set[str] = set()  # requests we accepted, awaiting the push
         self.outbox: list[dict[str, Any]] = []
         self._seen_rejections: set[int] = set()
         self._last_total = 0
@@ -196,8 +219,9 @@ class ChatState(QObject):
         self.my_status = reply.get("status", "")
         self.conversations.clear()
         self.active = None
-        self.activity = []
-        known_device = self.markers.use_account(self.client.where, self.me["id"])
+        self.my_avatar = reply.get("avatar")
+        known_device = self.memory.use_account(self.client.where, self.me["id"])
+        self.activity, self.activity_seen = self.memory.activity()
         self._apply_snapshot(reply, first=True, known_device=known_device)
         self.profileChanged.emit()
         self.activityChanged.emit()
@@ -232,11 +256,13 @@ class ChatState(QObject):
         arrived since is fetched and counted unread (at most SYNC_BACKLOG of it). On a
         device that never saw this account, everything counts as read."""
         assert conv.room_id is not None
-        marker = self.markers.get(conv.room_id)
+        marker = self.memory.marker(conv.room_id)
         if marker is None:
             marker = 0 if known_device else last_seq
         conv.read_seq = min(marker, last_seq)
-        conv.last_seq = max(conv.read_seq, last_seq - SYNC_BACKLOG)
+        # One message before the marker too: the newest message is the conversation's
+        # preview in the list even when nothing is unread.
+        conv.last_seq = max(0, min(conv.read_seq, last_seq - 1), last_seq - SYNC_BACKLOG)
 
     def conversation(self, key: tuple[str, str]) -> Conversation:
         conv = self.conversations.get(key)
@@ -303,7 +329,7 @@ class ChatState(QObject):
         who = event["from"]["username"]
         if not any(r["user"]["username"] == who for r in self.incoming):
             self.incoming.append({"user": event["from"], "ts": event.get("ts")})
-            self.record(f"{who} wants to be your friend")
+            self.tell(f"{who} wants to be your friend")
             self.alert.emit("Friend request", f"{who} wants to be your friend", None)
         self.requestsChanged.emit()
 
@@ -318,7 +344,10 @@ class ChatState(QObject):
         self.outgoing = [r for r in self.outgoing if r["user"]["username"] != friend["username"]]
         self.friendsChanged.emit()
         self.conversationsChanged.emit()
-        self.tell(f"You and {friend['username']} are now friends")
+        if friend["username"] in self._accepting:
+            self._accepting.discard(friend["username"])  # our own click: already recorded
+        else:
+            self.tell(f"You and {friend['username']} are now friends")
 
     def _event_friend_rejected(self, event: dict[str, Any]) -> None:
         if event.get("request_id") in self._seen_rejections:
@@ -327,6 +356,7 @@ class ChatState(QObject):
         who = event["by"]["username"]
         self.outgoing = [r for r in self.outgoing if r["user"]["username"] != who]
         self.requestsChanged.emit()
+        self.friendsChanged.emit()
         self.tell(f"{who} rejected your friend request")
 
     def _event_friend_removed(self, event: dict[str, Any]) -> None:
@@ -425,7 +455,7 @@ class ChatState(QObject):
         if conv.last_seq > conv.read_seq:
             conv.read_seq = conv.last_seq
             if conv.room_id is not None:
-                self.markers.put(conv.room_id, conv.read_seq)
+                self.memory.put_marker(conv.room_id, conv.read_seq)
         self._unread_total_changed()
 
     def set_watching(self, watching: bool) -> None:
@@ -438,16 +468,29 @@ class ChatState(QObject):
 
     # ------------------------------------------------------------------ activity
 
-    def record(self, text: str) -> None:
-        """Keep a line in the activity list (friend requests and their answers)."""
-        self.activity.append({"ts": now_ms(), "text": text})
-        del self.activity[:-MAX_ACTIVITY]
+    def record(self, text: str, mine: bool = False) -> None:
+        """Keep a line in the activity list (friend requests and their answers); `mine`
+        for what the user did, which is kept but never counts as new."""
+        self.activity.append({"ts": now_ms(), "text": text, "mine": mine})
+        dropped = max(0, len(self.activity) - MAX_ACTIVITY)
+        del self.activity[:dropped]
+        self.activity_seen = max(0, self.activity_seen - dropped)
+        self.memory.put_activity(self.activity, self.activity_seen)
         self.activityChanged.emit()
 
     def tell(self, text: str) -> None:
         """Show it now and keep it in the activity list."""
         self.record(text)
         self.notice.emit(text)
+
+    @property
+    def new_activity(self) -> int:
+        return sum(1 for e in self.activity[self.activity_seen :] if not e.get("mine"))
+
+    def saw_activity(self) -> None:
+        self.activity_seen = len(self.activity)
+        self.memory.put_activity(self.activity, self.activity_seen)
+        self.activityChanged.emit()
 
     # ------------------------------------------------------------------ actions
 
@@ -485,23 +528,35 @@ class ChatState(QObject):
         self.client.request(op, fields, done)
 
     def request_friend(self, username: str, done: Callback) -> None:
-        self.client.request("friend.request", {"username": username}, done)
+        def asked(reply: dict[str, Any]) -> None:
+            if reply.get("ok") and reply.get("status") == "pending":
+                who = reply["to"]["username"]
+                if not any(r["user"]["username"] == who for r in self.outgoing):
+                    self.outgoing.append({"user": reply["to"], "ts": now_ms()})
+                self.friendsChanged.emit()
+            done(reply)
+
+        self.client.request("friend.request", {"username": username}, asked)
 
     def answer_request(self, username: str, accept: bool, done: Callback) -> None:
         def answered(reply: dict[str, Any]) -> None:
             if reply.get("ok"):
                 self._drop_incoming(username)
                 verb = "accepted" if accept else "rejected"
-                self.record(f"You {verb} {username}'s friend request")
+                self.record(f"You {verb} {username}'s friend request", mine=True)
+            else:
+                self._accepting.discard(username)
             done(reply)
 
+        if accept:
+            self._accepting.add(username)
         op = "friend.accept" if accept else "friend.reject"
         self.client.request(op, {"username": username}, answered)
 
     def remove_friend(self, username: str, done: Callback) -> None:
         def removed(reply: dict[str, Any]) -> None:
             if reply.get("ok") and self.friends.pop(username, None) is not None:
-                self.record(f"You removed {username} from your friends")
+                self.record(f"You removed {username} from your friends", mine=True)
                 if self.active == dm_key(username):
                     self.active = None
                 self.friendsChanged.emit()
@@ -510,18 +565,22 @@ class ChatState(QObject):
 
         self.client.request("friend.remove", {"username": username}, removed)
 
-    def join_room(self, name: str, done: Callback) -> None:
-        """Join the room, creating it if there is none of that name."""
+    def list_rooms(self, done: Callback) -> None:
+        self.client.request("room.list", {}, done)
 
-        def joined(reply: dict[str, Any]) -> None:
-            if not reply.get("ok") and reply["error"]["code"] == "not_found":
-                self.client.request("room.create", {"room": name}, joined)
-                return
+    def join_room(self, name: str, done: Callback) -> None:
+        self.client.request("room.join", {"room": name}, self._entered(done))
+
+    def create_room(self, name: str, done: Callback) -> None:
+        self.client.request("room.create", {"room": name}, self._entered(done))
+
+    def _entered(self, done: Callback) -> Callback:
+        def entered(reply: dict[str, Any]) -> None:
             if reply.get("ok"):
                 self._event_room_joined({"room": reply["room"]})
             done(reply)
 
-        self.client.request("room.join", {"room": name}, joined)
+        return entered
 
     def leave_room(self, name: str, done: Callback) -> None:
         def left(reply: dict[str, Any]) -> None:

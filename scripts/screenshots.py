@@ -141,7 +141,7 @@ class Tour:
 
     def run(self) -> None:
         c, Qt = self.c, self.Qt
-        from chatroom.client.dialogs import SwitcherDialog
+        from chatroom.client.dialogs import RoomDialog, SwitcherDialog
         from chatroom.client.profile_dialog import ProfileDialog
         from chatroom.client.state import dm_key, room_key
 
@@ -226,10 +226,17 @@ class Tour:
 
         # A room with its member list.
         c.click(alice.main_window.join_room_button)
-        c.answer_text("join_room_dialog", "Book Club 读书会")
+        rooms = c.dialog(RoomDialog, "rooms_dialog")
+        c.type_into(rooms.query, "Book Club 读书会")
+        c.wait(lambda: rooms.create_button.isEnabled())
+        c.click(rooms.create_button)
         c.wait(lambda: alice.state.active == room_key("Book Club 读书会"))
         c.click(sam.main_window.join_room_button)
-        c.answer_text("join_room_dialog", "book club 读书会")
+        rooms = c.dialog(RoomDialog, "rooms_dialog")
+        c.type_into(rooms.query, "book")
+        c.wait(lambda: rooms.list.count() == 1)
+        self.save_dialog(rooms, "rooms")
+        c.click(rooms.join_button)
         c.wait(lambda: sam.state.active == room_key("Book Club 读书会"))
         c.send(sam, "What are we reading next?")
         c.wait(lambda: "What are we reading next?" in c.shown(alice))

@@ -23,10 +23,11 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from chatroom.client.dialogs import SwitcherDialog  # noqa: E402
+from chatroom.client.dialogs import RoomDialog, SwitcherDialog  # noqa: E402
 from chatroom.client.net import DISCONNECTED, ONLINE, RECONNECTING  # noqa: E402
 from chatroom.client.profile_dialog import ProfileDialog  # noqa: E402
 from chatroom.client.state import FAILED, PENDING, SENT, dm_key, room_key  # noqa: E402
+from chatroom.client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
     answer_confirm,
@@ -277,11 +278,17 @@ def test_friend_request_accept_reject_dm_and_remove(apps, make_stack, sqlite_url
     assert "You and 小明 are now friends" in alice.main_window.notice.text()
     assert alice.main_window.friends.count() == 1 and alice.state.friends["小明"]["online"]
 
-    # Carol asks 小明, who clicks Reject: Carol is told, and it stays in her activity.
+    # Carol asks 小明 (her friend list shows the request waiting), who clicks Reject:
+    # Carol is told, and it stays in her activity.
     click(carol.main_window.add_friend_button)
     answer_text("add_friend_dialog", "小明")
+    wait(lambda: carol.main_window.friends.count() == 1)
+    waiting = carol.main_window.friends.item(0).data(CONTACT_ROLE)
+    assert waiting["name"] == "小明" and waiting["subtitle"] == "friend request sent"
+    wait(lambda: "carol wants to be your friend" in bob.main_window.notice.text())
     click_button(bob.main_window, "reject:carol")
     wait(lambda: "小明 rejected your friend request" in carol.main_window.notice.text())
+    assert carol.main_window.friends.count() == 0
     click(carol.main_window.notice_close)
     assert not carol.main_window.notice_bar.isVisible()
     assert carol.main_window.activity_button.text() == "Activity (1)"
@@ -293,6 +300,9 @@ def test_friend_request_accept_reject_dm_and_remove(apps, make_stack, sqlite_url
     bob_activity = [e["text"] for e in bob.state.activity]
     assert "You accepted alice's friend request" in bob_activity
     assert "You rejected carol's friend request" in bob_activity
+    assert "You and alice are now friends" not in bob_activity  # said once, not twice
+    # New for 小明: the two requests; what he did himself is kept but not "new".
+    assert bob.main_window.activity_button.text() == "Activity (2)"
 
     # A private message: click the friend, type, Enter. Unread on the other side.
     open_conversation(alice, dm_key("小明"))
@@ -317,6 +327,16 @@ def test_friend_request_accept_reject_dm_and_remove(apps, make_stack, sqlite_url
     assert bob.state.active == room_key("lobby")
     wait(lambda: "小明 is no longer your friend" in [e["text"] for e in alice.state.activity])
 
+    # The activity list outlives a restart of the app.
+    carol.main_window.close()
+    again = apps("carol")
+    again.show()
+    wait(lambda: again.main_window is not None and again.main_window.isVisible())
+    click(again.main_window.activity_button)
+    assert again.main_window.activity_dialog.texts()[0].endswith(
+        "小明 rejected your friend request"
+    )
+
 
 def test_rooms_create_join_members_and_leave(apps, make_stack, sqlite_url):
     stack = make_stack(sqlite_url)
@@ -325,12 +345,26 @@ def test_rooms_create_join_members_and_leave(apps, make_stack, sqlite_url):
     sign_up(sam, stack.port, "sam")
     assert not rae.main_window.leave_button.isVisible()  # nobody leaves the lobby
 
+    # "+": the rooms there are, filtered as you type; a new name can be created.
     click(rae.main_window.join_room_button)
-    answer_text("join_room_dialog", "Book Club")
+    rooms = dialog(RoomDialog, "rooms_dialog")
+    type_into(rooms.query, "Book Club")
+    wait(lambda: rooms.create_button.isEnabled())
+    assert rooms.list.count() == 0 and not rooms.join_button.isEnabled()
+    click(rooms.create_button)
     wait(lambda: rae.state.active == room_key("Book Club"))
     assert rae.main_window.title.full_text() == "# Book Club"
+
     click(sam.main_window.join_room_button)
-    answer_text("join_room_dialog", "book club")  # names ignore case: joins it
+    rooms = dialog(RoomDialog, "rooms_dialog")
+    type_into(rooms.query, "book clubb")  # a typo finds nothing (and creates nothing)
+    wait(lambda: rooms.rooms)
+    assert rooms.list.count() == 0 and not rooms.join_button.isEnabled()
+    for _ in range(len("b")):
+        press(rooms.query, Qt.Key_Backspace)
+    wait(lambda: rooms.list.count() == 1)
+    assert not rooms.create_button.isEnabled()  # the name exists (ignoring case)
+    click(rooms.join_button)
     wait(lambda: sam.state.active == room_key("Book Club"))
     send(sam, "first!")
     wait(lambda: "first!" in shown(rae))
@@ -338,6 +372,12 @@ def test_rooms_create_join_members_and_leave(apps, make_stack, sqlite_url):
     click(rae.main_window.members_button)
     wait(lambda: rae.main_window.members.count() == 2)
     assert {rae.main_window.members.item(i).text() for i in range(2)} == {"rae", "sam"}
+    # In a narrow window the member list takes the conversation's place, not a sliver.
+    rae.main_window.resize(420, 360)
+    wait(lambda: not rae.main_window.view.isVisible())
+    assert rae.main_window.members.isVisible()
+    rae.main_window.resize(980, 660)
+    wait(lambda: rae.main_window.view.isVisible() and rae.main_window.members.isVisible())
 
     click(sam.main_window.leave_button)
     answer_confirm("confirm_leave_room")
@@ -376,6 +416,13 @@ def test_profile_picture_and_status_by_clicking(apps, make_stack, sqlite_url, tm
     wait(lambda: alice.main_window.me_status.full_text() == "out for lunch")
     wait(lambda: (bob.avatars.directory / f"{new_hash}.png").exists())
 
+    # Started again, alice's own picture is hers from the start.
+    alice.main_window.close()
+    again = apps("alice")
+    again.show()
+    wait(lambda: again.main_window is not None and again.main_window.isVisible())
+    assert again.state.my_avatar == new_hash
+
 
 # ---------------------------------------------------------------------- unread, alerts
 
@@ -404,10 +451,12 @@ def test_unread_counts_include_what_arrived_while_offline(apps, make_stack, sqli
     assert later.main_window.windowTitle() == "ChatRoom (3)"
     # The DM row shows the last message as its preview and a badge.
     rows = later.main_window.friends
-    from chatroom.client.widgets import CONTACT_ROLE
-
     contact = rows.item(0).data(CONTACT_ROLE)
     assert contact["unread"] == 3 and contact["subtitle"] == "while you were away 2"
+    # The lobby's row previews its last message although nothing there is unread.
+    wait(lambda: later.main_window.rooms.item(0).data(CONTACT_ROLE)["subtitle"])
+    lobby_row = later.main_window.rooms.item(0).data(CONTACT_ROLE)
+    assert lobby_row["subtitle"] == "alice: lobby news" and lobby_row["unread"] == 0
     # The lobby (open at start) is read; opening the DM reads it, and it stays read.
     open_conversation(later, dm_key("alice"))
     assert later.main_window.windowTitle() == "ChatRoom"
@@ -507,8 +556,10 @@ def test_vanished_friend_goes_offline_with_last_seen(apps, make_stack, sqlite_ur
         # The ghost says nothing more, and its socket stays open: like a closed lid.
         wait(lambda: not alice.state.friends["ghost"]["online"], timeout=10)
         assert alice.client.state == ONLINE  # alice pings, so she stays
-        line = alice.main_window.friends.item(0).data(Qt.UserRole + 3)["subtitle"]
+        line = alice.main_window.friends.item(0).data(CONTACT_ROLE)["subtitle"]
         assert line.startswith("last seen")
+        open_conversation(alice, dm_key("ghost"))
+        assert alice.main_window.presence_line.full_text().startswith("last seen")
 
 
 # ---------------------------------------------------------------------- layout

@@ -200,6 +200,20 @@ def test_login_snapshot_lists_private_conversations(stack):
         assert direct == [{"id": to_quin[0]["room_id"], "with": pia.user, "last_seq": 2}]
 
 
+def test_login_reply_has_the_users_own_picture(stack):
+    """Every device shows its user's own picture from the start (it was the default
+    picture after a restart until the user changed it again)."""
+    import base64
+
+    import images
+
+    with WireClient(stack.port) as pic:
+        assert pic.register_and_login("pic")["avatar"] is None
+        avatar = pic.call("avatar.set", image=base64.b64encode(images.png()).decode())["hash"]
+        with WireClient(stack.port) as again:
+            assert again.login("pic", "correct horse")["avatar"] == avatar
+
+
 def test_friends_writing_first_at_the_same_moment_share_one_conversation(stack):
     # Both sides' first messages arrive together: the conversation is created once (the
     # other creation finds it) and all messages are in it, in one seq order.

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chatroom.storage.db import now_ms, upsert
 from chatroom.storage.schema import (
+    avatars,
     edges,
     friendships,
     last_seen,
@@ -54,6 +55,16 @@ def lock_profiles(conn: Connection, user_ids: set[int]) -> dict[int, str]:
         .with_for_update()
     )
     return {row.user_id: row.status for row in rows}
+
+
+def avatars_of(conn: Connection, user_ids: list[int]) -> dict[int, str | None]:
+    """Each user's avatar hash (None: the default picture), for their own login reply:
+    a client shows its user's picture from the first frame on, on every device."""
+    rows = conn.execute(
+        select(avatars.c.user_id, avatars.c.hash).where(avatars.c.user_id.in_(user_ids))
+    )
+    found = {row.user_id: row.hash for row in rows}
+    return {user_id: found.get(user_id) for user_id in user_ids}
 
 
 def session_count(conn: Connection, user_id: int) -> int:

@@ -50,6 +50,7 @@ class SessionOpener:
 def open_batch(conn: Connection, batch: list[Opening]) -> list[Opened]:
     user_ids = sorted({o.user_id for o in batch})
     statuses = presence.lock_profiles(conn, set(user_ids))
+    avatars = presence.avatars_of(conn, user_ids)
     came_online = presence.open_sessions(conn, [(o.user_id, o.edge_id, o.conn_id) for o in batch])
     rooms_of = rooms.rooms_of_many(conn, user_ids)
     direct_of = direct.conversations_of_many(conn, user_ids)
@@ -61,6 +62,7 @@ def open_batch(conn: Connection, batch: list[Opening]) -> list[Opened]:
                 "rooms": rooms_of[o.user_id],
                 "direct": direct_of[o.user_id],
                 "status": statuses[o.user_id],
+                "avatar": avatars[o.user_id],
                 **lists[o.user_id],
             },
             came,
