@@ -345,6 +345,7 @@ class MainWindow(QMainWindow):
             " border-radius: 8px; }"
         )
         self.title.setStyleSheet("font-size: 16px; font-weight: 600; padding: 4px 0;")
+        self.presence_line.setStyleSheet(f"color: {c.muted};")
         self.view.setStyleSheet(f"QListView {{ border: none; background: {c.base}; }}")
         for label in self._sections:
             label.setStyleSheet(
