@@ -71,6 +71,9 @@ class Settings:
     avatar_max_bytes: int = 512 * 1024
     # Images with more pixels than this are refused before decoding (bomb guard).
     avatar_max_pixels: int = 4096 * 4096
+    # Avatar decodes at once per media process. Each holds up to ~16 bytes per pixel of
+    # avatar_max_pixels (~260 MB at the default): the media container's 512 MB fits one.
+    avatar_decode_workers: int = 1
 
     # Auth.
     argon2_time_cost: int = 3
@@ -236,6 +239,7 @@ def _check(s: Settings) -> None:
         "max_inflight_per_conn",
         "outbound_queue_bytes",
         "worker_threads",
+        "avatar_decode_workers",
         "edge_workers",
         "max_reply_bytes",
     )

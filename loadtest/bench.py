@@ -11,6 +11,7 @@
     .venv/bin/python -m loadtest.bench ceiling
     .venv/bin/python -m loadtest.bench presence --users 400 --friends 5 --rounds 10
     .venv/bin/python -m loadtest.bench avatars --users 200 --friends 5 --rounds 5
+    .venv/bin/python -m loadtest.bench avatarbomb --users 4 --rounds 3 --db sqlite
     .venv/bin/python -m loadtest.bench soak --connections 10000 --rate 1000 --seconds 600
 
 Every run starts fresh servers on 127.0.0.1 (ours on MariaDB; ngIRCd where the scenario
@@ -1213,6 +1214,7 @@ def main(argv: list[str] | None = None) -> None:
             "ceiling",
             "presence",
             "avatars",
+            "avatarbomb",
             "soak",
         ],
     )
@@ -1229,6 +1231,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--rooms", type=int, default=100)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--rss-abort-mib", type=int, default=3072, help="avatarbomb: kill media past this"
+    )
     parser.add_argument("--db", choices=["mariadb", "sqlite"], default="mariadb")
     parser.add_argument(
         "--set",
@@ -1241,7 +1246,7 @@ def main(argv: list[str] | None = None) -> None:
         "--systems", nargs="+", default=["chatroom", "ngircd"], choices=["chatroom", "ngircd"]
     )
     args = parser.parse_args(argv)
-    from loadtest import churn, soak  # they use this module's helpers
+    from loadtest import avatarbomb, churn, soak  # they use this module's helpers
 
     servers.OVERRIDES.update(item.split("=", 1) for item in args.set)
     handlers = {
@@ -1256,6 +1261,7 @@ def main(argv: list[str] | None = None) -> None:
         "ceiling": lambda: scenario_ceiling(args),
         "presence": lambda: churn.scenario_presence(args),
         "avatars": lambda: churn.scenario_avatars(args),
+        "avatarbomb": lambda: avatarbomb.scenario_avatarbomb(args),
         "soak": lambda: soak.scenario_soak(args),
     }
     handlers[args.scenario]()

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 from PIL import Image
+
+from loadtest.hostile_images import (  # noqa: F401 - the tests' bombs too
+    WORST_FORMATS,
+    gif_bomb,
+    png_bomb,
+    png_huge_text,
+    png_ztxt_bomb,
+    webp_bomb,
+    worst_allowed,
+)
 
 
 def png(width: int = 300, height: int = 200, color=(200, 30, 30)) -> bytes:
@@ -25,21 +33,36 @@ def jpeg_with_exif() -> bytes:
     return out.getvalue()
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_bomb(side: int = 20_000) -> bytes:
-    """A valid 1-bit PNG of side x side pixels: tiny on disk, 400 M pixels decoded."""
-    row = b"\x00" + b"\x00" * ((side + 7) // 8)
-    idat = zlib.compress(row * side, 9)
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
-    )
-
-
 def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def _save(image: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def everyday() -> dict[str, bytes]:
+    """Ordinary avatars in every accepted format and the modes decoders produce."""
+    frames = [Image.new("RGB", (120, 90), (i * 60, 80, 200)) for i in range(3)]
+    transparent = Image.new("P", (100, 140), 1)
+    transparent.info["transparency"] = 0
+    return {
+        "png_rgb": png(300, 200),
+        "png_rgba": _save(Image.new("RGBA", (200, 300), (0, 90, 200, 128)), "PNG"),
+        "png_grey_alpha": _save(Image.new("LA", (64, 64), (90, 200)), "PNG"),
+        "png_1bit": _save(Image.new("1", (80, 80), 1), "PNG"),
+        "png_16bit": _save(Image.new("I;16", (80, 80), 40000), "PNG"),
+        "jpeg": _save(Image.new("RGB", (1200, 900), (30, 140, 90)), "JPEG"),
+        "jpeg_cmyk": _save(Image.new("CMYK", (300, 300), (0, 80, 80, 0)), "JPEG"),
+        "gif": _save(transparent, "GIF"),
+        "gif_animated": _save(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+        "webp": _save(Image.new("RGB", (300, 200), (200, 30, 30)), "WEBP"),
+        "webp_lossless_alpha": _save(
+            Image.new("RGBA", (90, 120), (1, 2, 3, 100)), "WEBP", lossless=True
+        ),
+        "webp_animated": _save(frames[0], "WEBP", save_all=True, append_images=frames[1:]),
+    }

@@ -69,3 +69,13 @@ def test_not_base64_is_a_bad_request(stack):
     with users(stack, "flo") as (flo,):
         err = flo.error_of("avatar.set", image="***not base64***")
         assert (err["code"], err["field"]) == ("bad_request", "image")
+
+
+def test_everyday_avatars_in_every_format(stack):
+    with users(stack, "gus") as (gus,):
+        for name, data in images.everyday().items():
+            result = gus.call("avatar.set", image=b64(data))
+            for size in (256, 64):
+                got = gus.call("avatar.get", hash=result["hash"], size=size)
+                image = images.decode(base64.b64decode(got["image"]))
+                assert (image.format, image.size) == ("PNG", (size, size)), name

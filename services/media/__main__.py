@@ -1,7 +1,9 @@
 """python -m chatroom.services.media"""
 
 from chatroom.service_main import serve
+from chatroom.services.media.decoding import return_large_blocks_promptly
 from chatroom.services.media.handlers import MediaHandlers
 
 if __name__ == "__main__":
+    return_large_blocks_promptly()
     serve("media", lambda engine, settings: MediaHandlers(engine, settings).service())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import functools
 from typing import Any
 
 from loguru import logger
@@ -15,6 +17,7 @@ from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext, Service, user_topic
 from chatroom.services.media import images
+from chatroom.services.media.decoding import DecodePool
 from chatroom.storage.db import now_ms, upsert
 from chatroom.storage.schema import avatar_images, avatars, friendships
 
@@ -47,20 +50,36 @@ class MediaHandlers:
         self.engine = engine
         self.settings = settings
         self.default = images.default_avatar()
+        self.decodes = DecodePool(settings.avatar_decode_workers)
         store_images(engine, self.default)
 
     def service(self) -> Service:
         return Service({"avatar.set": self.avatar_set, "avatar.get": self.avatar_get})
 
-    def avatar_set(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+    async def avatar_set(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        # On the event loop: the upload waits for a decode slot without holding a worker
+        # thread; decoding runs on the decode pool, storing on the worker threads.
         user_id = ctx.require_user()
+        avatar, uploaded = await self.decodes.run(
+            user_id, ctx.deadline_ms, functools.partial(self._decode, args["image"])
+        )
+        await asyncio.to_thread(self._store, ctx, user_id, avatar)
+        logger.info(
+            "user {} set avatar {} ({} bytes uploaded)", user_id, avatar.hash[:12], uploaded
+        )
+        return {"hash": avatar.hash, "sizes": list(images.SIZES)}
+
+    def _decode(self, image_b64: str) -> tuple[images.Avatar, int]:
         try:
-            data = base64.b64decode(args["image"], validate=True)
+            data = base64.b64decode(image_b64, validate=True)
         except (binascii.Error, ValueError):
             raise bad_request("image", "image must be base64-encoded bytes") from None
         avatar = images.normalise(
             data, self.settings.avatar_max_bytes, self.settings.avatar_max_pixels
         )
+        return avatar, len(data)
+
+    def _store(self, ctx: RequestContext, user_id: int, avatar: images.Avatar) -> None:
         store_images(self.engine, avatar)
         with self.engine.begin() as conn:
             upsert(
@@ -75,9 +94,6 @@ class MediaHandlers:
                     select(friendships.c.friend_id).where(friendships.c.user_id == user_id)
                 )
             ]
-        logger.info(
-            "user {} set avatar {} ({} bytes uploaded)", user_id, avatar.hash[:12], len(data)
-        )
         event = {
             "event": "avatar",
             "user": {"id": user_id, "username": ctx.username},
@@ -85,7 +101,6 @@ class MediaHandlers:
         }
         for uid in [user_id, *friend_ids]:
             ctx.publish(user_topic(uid), event)
-        return {"hash": avatar.hash, "sizes": list(images.SIZES)}
 
     def avatar_get(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
