@@ -145,7 +145,12 @@ def test_idle_timeout(make_stack, sqlite_url):
 
 
 def test_slow_reader_is_disconnected(make_stack, sqlite_url):
-    stack = make_stack(sqlite_url, outbound_queue_bytes=256 * 1024)
+    stack = make_stack(
+        sqlite_url,
+        outbound_queue_bytes=256 * 1024,
+        max_frame_bytes=128 * 1024,
+        max_reply_bytes=64 * 1024,
+    )
     with WireClient(stack.port, timeout=30) as writer:
         writer.register_and_login("writer")
         for i in range(100):
