@@ -12,6 +12,7 @@
     .venv/bin/python -m loadtest.bench presence --users 400 --friends 5 --rounds 10
     .venv/bin/python -m loadtest.bench avatars --users 200 --friends 5 --rounds 5
     .venv/bin/python -m loadtest.bench soak --connections 10000 --rate 1000 --seconds 600
+    .venv/bin/python -m loadtest.bench prelogin --connections 10000 --seconds 12
 
 Every run starts fresh servers on 127.0.0.1 (ours on MariaDB; ngIRCd where the scenario
 compares), prints progress and a summary table, writes loadtest/results/<scenario>.json
@@ -1214,6 +1215,7 @@ def main(argv: list[str] | None = None) -> None:
             "presence",
             "avatars",
             "soak",
+            "prelogin",
         ],
     )
     parser.add_argument("--members", type=int, default=100)
@@ -1231,6 +1233,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--db", choices=["mariadb", "sqlite"], default="mariadb")
     parser.add_argument(
+        "--frame-bytes",
+        type=int,
+        default=0,
+        help="prelogin: the length prefix hostile clients send (default: the largest the "
+        "edge accepts before login)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -1241,7 +1250,7 @@ def main(argv: list[str] | None = None) -> None:
         "--systems", nargs="+", default=["chatroom", "ngircd"], choices=["chatroom", "ngircd"]
     )
     args = parser.parse_args(argv)
-    from loadtest import churn, soak  # they use this module's helpers
+    from loadtest import churn, prelogin, soak  # they use this module's helpers
 
     servers.OVERRIDES.update(item.split("=", 1) for item in args.set)
     handlers = {
@@ -1257,6 +1266,7 @@ def main(argv: list[str] | None = None) -> None:
         "presence": lambda: churn.scenario_presence(args),
         "avatars": lambda: churn.scenario_avatars(args),
         "soak": lambda: soak.scenario_soak(args),
+        "prelogin": lambda: prelogin.scenario_prelogin(args),
     }
     handlers[args.scenario]()
 
