@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from chatroom.protocol import PRELOGIN_MAX_FRAME_BYTES
 from chatroom.ratelimit import Rate, parse_rate
 
 PREFIX = "CHAT_"
@@ -45,7 +46,15 @@ class Settings:
     # online to its friends until this runs out; clients ping at a third of it.
     idle_timeout_s: float = 60.0
     login_timeout_s: float = 10.0
+    # Unread output per connection before the client is cut as a slow reader: at least
+    # OUTBOUND_FRAMES_OF_SLACK frames, so one reply being read never trips it.
     outbound_queue_bytes: int = 2 * 1024 * 1024
+    # Connections not yet logged in, per edge process, and the bytes of unfinished
+    # frames they make it hold (each frame at most protocol.PRELOGIN_MAX_FRAME_BYTES).
+    # Beyond either, the least recently active one without a request in progress is
+    # closed with `server_busy` (see services/tcp_edge/prelogin.py).
+    max_prelogin_conns: int = 4096
+    max_prelogin_bytes: int = 32 * 1024 * 1024
     max_inflight_per_conn: int = 32
     request_timeout_ms: int = 5000
     request_attempts: int = 2
@@ -186,6 +195,9 @@ AVATAR_VISIBILITY = ("friends", "everyone")
 # max_reply_bytes may use at most this fraction of a frame: the rest is room for the
 # reply's envelope and for the one message a reply always carries even if it is larger.
 REPLY_SHARE_OF_FRAME = 2
+# The slow-reader cut needs room for a whole frame the client is still reading plus as
+# much again of pushes queued behind it: a reader keeping up is never cut.
+OUTBOUND_FRAMES_OF_SLACK = 2
 
 
 def _parse(field: dataclasses.Field, raw: str) -> object:
@@ -242,6 +254,7 @@ def _check(s: Settings) -> None:
         "avatar_decode_workers",
         "edge_workers",
         "max_reply_bytes",
+        "max_prelogin_conns",
     )
     for name in positive:
         if getattr(s, name) <= 0:
@@ -252,6 +265,19 @@ def _check(s: Settings) -> None:
             f"{env_name('max_frame_bytes')} ({s.max_frame_bytes // REPLY_SHARE_OF_FRAME}), "
             f"got {s.max_reply_bytes}"
         )
+    if s.outbound_queue_bytes < OUTBOUND_FRAMES_OF_SLACK * s.max_frame_bytes:
+        raise ConfigError(
+            f"{env_name('outbound_queue_bytes')} must be at least {OUTBOUND_FRAMES_OF_SLACK} "
+            f"times {env_name('max_frame_bytes')} "
+            f"({OUTBOUND_FRAMES_OF_SLACK * s.max_frame_bytes}), got {s.outbound_queue_bytes}: "
+            "else a client reading one large reply could be cut as a slow reader"
+        )
+    for name in ("max_frame_bytes", "max_prelogin_bytes"):
+        if getattr(s, name) < PRELOGIN_MAX_FRAME_BYTES:
+            raise ConfigError(
+                f"{env_name(name)} must be at least {PRELOGIN_MAX_FRAME_BYTES} (the longest "
+                f"login request), got {getattr(s, name)}"
+            )
     if s.max_conns_per_ip <= 0:
         raise ConfigError(f"{env_name('max_conns_per_ip')} must be positive")
     for name in ("edge_port", "tls_port"):

@@ -47,6 +47,7 @@ class ErrorCode:
     INVALID_IMAGE = "invalid_image"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_CONNECTIONS = "too_many_connections"  # per-IP cap: connection closed
+    SERVER_BUSY = "server_busy"  # pre-login budget of the edge: connection closed
     SERVICE_UNAVAILABLE = "service_unavailable"
     SHUTTING_DOWN = "shutting_down"
     KICKED = "kicked"  # an operator ended the session (in a closing push)
@@ -281,6 +282,31 @@ OPS: dict[str, Op] = {
         idempotent=True,
     ),
 }
+
+# The widest a character of a string can get in the JSON of an ordinary encoder: a code
+# point outside the BMP escaped as a surrogate pair ("\\ud83d\\ude00"), as Python's
+# json.dumps does by default. len() counts it as one character.
+_WIDEST_CHAR = "\U0001f600"
+
+
+def longest_request_bytes(op_name: str) -> int:
+    """The longest payload an ordinary JSON encoder writes for a valid `op_name` request:
+    the longest id, every field at its length limit in the widest characters, the
+    default separators. Only for ops whose fields are all bounded strings."""
+    request: dict[str, Any] = {"op": op_name, "id": _WIDEST_CHAR * MAX_ID_CHARS}
+    for name, spec in OPS[op_name].fields.items():
+        if spec.kind is not str or spec.max_len is None:
+            raise ValueError(f"{op_name}.{name} is not a bounded string")
+        request[name] = _WIDEST_CHAR * spec.max_len
+    return len(json.dumps(request))
+
+
+# Frame payloads are at most this long until the connection has logged in (19,270 bytes):
+# the longest valid register / login / ping, so nobody can make the edge hold a full
+# max_frame_bytes for a connection that has not proved who it is.
+PRELOGIN_MAX_FRAME_BYTES = max(
+    longest_request_bytes(name) for name, op in OPS.items() if not op.needs_login
+)
 
 # Events the edge pushes (documented in docs/protocol.md).
 EVENTS = (

@@ -13,6 +13,7 @@
     .venv/bin/python -m loadtest.bench avatars --users 200 --friends 5 --rounds 5
     .venv/bin/python -m loadtest.bench avatarbomb --users 4 --rounds 3 --db sqlite
     .venv/bin/python -m loadtest.bench soak --connections 10000 --rate 1000 --seconds 600
+    .venv/bin/python -m loadtest.bench prelogin --connections 10000 --seconds 12
 
 Every run starts fresh servers on 127.0.0.1 (ours on MariaDB; ngIRCd where the scenario
 compares), prints progress and a summary table, writes loadtest/results/<scenario>.json
@@ -1216,6 +1217,7 @@ def main(argv: list[str] | None = None) -> None:
             "avatars",
             "avatarbomb",
             "soak",
+            "prelogin",
         ],
     )
     parser.add_argument("--members", type=int, default=100)
@@ -1236,6 +1238,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--db", choices=["mariadb", "sqlite"], default="mariadb")
     parser.add_argument(
+        "--frame-bytes",
+        type=int,
+        default=0,
+        help="prelogin: the length prefix hostile clients send (default: the largest the "
+        "edge accepts before login)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -1246,7 +1255,12 @@ def main(argv: list[str] | None = None) -> None:
         "--systems", nargs="+", default=["chatroom", "ngircd"], choices=["chatroom", "ngircd"]
     )
     args = parser.parse_args(argv)
-    from loadtest import avatarbomb, churn, soak  # they use this module's helpers
+    from loadtest import (  # they use this module's helpers
+        avatarbomb,
+        churn,
+        prelogin,
+        soak,
+    )
 
     servers.OVERRIDES.update(item.split("=", 1) for item in args.set)
     handlers = {
@@ -1263,6 +1277,7 @@ def main(argv: list[str] | None = None) -> None:
         "avatars": lambda: churn.scenario_avatars(args),
         "avatarbomb": lambda: avatarbomb.scenario_avatarbomb(args),
         "soak": lambda: soak.scenario_soak(args),
+        "prelogin": lambda: prelogin.scenario_prelogin(args),
     }
     handlers[args.scenario]()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 
 from PIL import Image
 
@@ -66,3 +67,11 @@ def everyday() -> dict[str, bytes]:
         ),
         "webp_animated": _save(frames[0], "WEBP", save_all=True, append_images=frames[1:]),
     }
+
+
+def noisy_png(width: int = 200, height: int = 150, seed: int = 7) -> bytes:
+    """A PNG of random pixels: it does not compress, so it is about width*height*3 bytes."""
+    pixels = random.Random(seed).randbytes(width * height * 3)
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), pixels).save(out, "PNG")
+    return out.getvalue()

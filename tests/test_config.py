@@ -44,6 +44,20 @@ def test_values_and_files(tmp_path):
         ({"CHAT_MAX_REPLY_BYTES": "1048576"}, "CHAT_MAX_REPLY_BYTES"),
         ({"CHAT_MAX_FRAME_BYTES": "262144"}, "CHAT_MAX_REPLY_BYTES"),
         ({"CHAT_DB_PASSWORD_FILE": "/nonexistent/secret"}, "CHAT_DB_PASSWORD_FILE"),
+        # The slow-reader cut must leave room for a whole frame being read, and more.
+        ({"CHAT_OUTBOUND_QUEUE_BYTES": "1048576"}, "CHAT_OUTBOUND_QUEUE_BYTES"),
+        ({"CHAT_MAX_FRAME_BYTES": "4194304"}, "CHAT_OUTBOUND_QUEUE_BYTES"),
+        # Pre-login limits must leave room for the longest login.
+        ({"CHAT_MAX_PRELOGIN_CONNS": "0"}, "CHAT_MAX_PRELOGIN_CONNS"),
+        ({"CHAT_MAX_PRELOGIN_BYTES": "4096"}, "CHAT_MAX_PRELOGIN_BYTES"),
+        (
+            {
+                "CHAT_MAX_FRAME_BYTES": "16384",
+                "CHAT_MAX_REPLY_BYTES": "8192",
+                "CHAT_OUTBOUND_QUEUE_BYTES": "32768",
+            },
+            "CHAT_MAX_FRAME_BYTES",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env, fragment):

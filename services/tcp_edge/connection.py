@@ -15,6 +15,7 @@ from typing import Any
 from loguru import logger
 
 from chatroom.protocol import (
+    PRELOGIN_MAX_FRAME_BYTES,
     ErrorCode,
     FrameDecoder,
     FrameError,
@@ -27,6 +28,7 @@ from chatroom.protocol import (
     request_id_of,
     validate_request,
 )
+from chatroom.services.tcp_edge.admission import address_key
 
 SESSION_OPS = frozenset({"login", "logout"})
 
@@ -48,6 +50,7 @@ class Connection(asyncio.Protocol):
         "edge",
         "conn_id",
         "ip",
+        "ip_key",
         "transport",
         "decoder",
         "session",
@@ -64,9 +67,10 @@ class Connection(asyncio.Protocol):
     def __init__(self, edge: Any, conn_id: str) -> None:
         self.edge = edge
         self.conn_id = conn_id
-        self.ip = "?"
+        self.ip = self.ip_key = "?"
         self.transport: asyncio.Transport | None = None
-        self.decoder = FrameDecoder(edge.settings.max_frame_bytes)
+        # Small frames until the connection has logged in (see logged_in / logged_out).
+        self.decoder = FrameDecoder(PRELOGIN_MAX_FRAME_BYTES)
         self.session: Session | None = None
         self.opened_at = self.last_seen = time.monotonic()
         self.inflight = 0
@@ -82,6 +86,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "?"
+        self.ip_key = address_key(self.ip)
         self.edge.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -96,14 +101,32 @@ class Connection(asyncio.Protocol):
             payloads = self.decoder.feed(data)
         except FrameError as exc:
             logger.info("closing {} from {}: {}", self.conn_id, self.ip, exc.code)
-            self.send(reply_error(None, exc.code, exc.message))
+            before_login = " before login" if self.session is None else ""
+            self.send(reply_error(None, exc.code, exc.message + before_login))
             self.close()
             return
+        if self.session is None:
+            self.edge.prelogin_activity(self, bool(payloads))
+            if self.closing:
+                return
         for payload in payloads:
             self._accept(payload)
             if self.closing:
                 return
         self._pump()
+
+    # ------------------------------------------------------------------ login state
+
+    def logged_in(self, session: Session) -> None:
+        self.session = session
+        self.decoder.max_frame_bytes = self.edge.settings.max_frame_bytes
+
+    def logged_out(self) -> None:
+        self.session = None
+        self.decoder.max_frame_bytes = PRELOGIN_MAX_FRAME_BYTES
+        # The socket may log in again: it gets the full login timeout from now, not
+        # from when it was opened (else the sweeper would close it at once).
+        self.opened_at = time.monotonic()
 
     # ------------------------------------------------------------------ requests
 

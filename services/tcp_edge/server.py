@@ -36,6 +36,7 @@ from chatroom.protocol import (
 )
 from chatroom.ratelimit import Buckets
 from chatroom.runtime import EVENT_HWM, room_topic, user_topic
+from chatroom.services.tcp_edge.admission import PreloginBudget
 from chatroom.services.tcp_edge.connection import Connection, Session
 from chatroom.zmq_io import BurstReceiver
 
@@ -106,7 +107,10 @@ class Edge:
         self.settings = settings
         self.edge_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.connections: set[Connection] = set()
-        self.conns_per_ip: Counter[str] = Counter()
+        self.conns_per_ip: Counter[str] = Counter()  # by Connection.ip_key
+        self.prelogin = PreloginBudget(
+            settings.max_prelogin_conns, settings.max_prelogin_bytes, busy=lambda c: c.inflight > 0
+        )
         self.buckets = {action: Buckets(settings.rate(action)) for action in EDGE_RATED_ACTIONS}
         # What every login reply announces (settings do not change while running).
         self.limits = settings.limits()
@@ -198,7 +202,7 @@ class Edge:
     # ------------------------------------------------------------------ connections
 
     def connection_opened(self, conn: Connection) -> None:
-        if self.conns_per_ip[conn.ip] >= self.settings.max_conns_per_ip:
+        if self.conns_per_ip[conn.ip_key] >= self.settings.max_conns_per_ip:
             logger.warning("refusing a connection from {}: too many open", conn.ip)
             conn.say_goodbye(
                 ErrorCode.TOO_MANY_CONNECTIONS,
@@ -206,8 +210,29 @@ class Edge:
                 "close some and try again",
             )
             return
-        self.conns_per_ip[conn.ip] += 1
+        self.conns_per_ip[conn.ip_key] += 1
         self.connections.add(conn)
+        self._drop_prelogin(self.prelogin.admit(conn))
+
+    def prelogin_activity(self, conn: Connection, completed_requests: bool) -> None:
+        """A connection not logged in was read from: it may have pushed the budget over."""
+        if completed_requests:
+            self.prelogin.active(conn)
+        self._drop_prelogin(self.prelogin.holding(conn, conn.decoder.buffered))
+
+    def _drop_prelogin(self, conns: list[Connection]) -> None:
+        for conn in conns:
+            logger.info(
+                "dropping {} from {}: over the pre-login budget ({} connections, {} bytes)",
+                conn.conn_id,
+                conn.ip,
+                len(self.prelogin),
+                self.prelogin.buffered_bytes,
+            )
+            conn.say_goodbye(
+                ErrorCode.SERVER_BUSY,
+                "too many connections are waiting to log in here; try again in a few seconds",
+            )
 
     def sessions(self) -> list[Connection]:
         return [c for c in self.connections if c.session is not None]
@@ -259,9 +284,10 @@ class Edge:
         if conn not in self.connections:
             return  # refused at the per-IP cap
         self.connections.remove(conn)
-        self.conns_per_ip[conn.ip] -= 1
-        if not self.conns_per_ip[conn.ip]:
-            del self.conns_per_ip[conn.ip]
+        self.prelogin.release(conn)
+        self.conns_per_ip[conn.ip_key] -= 1
+        if not self.conns_per_ip[conn.ip_key]:
+            del self.conns_per_ip[conn.ip_key]
         if conn.session is not None and not self._stopping.is_set():
             asyncio.get_running_loop().create_task(self._close_session(conn))
 
@@ -409,7 +435,7 @@ class Edge:
     def _spend(self, conn: Connection, action: str) -> None:
         """Take a token from the action's bucket (per IP before login, else per user);
         raise rate_limited with the wait when there is none."""
-        key: object = conn.ip if action == "login_ip" else conn.session.user_id
+        key: object = conn.ip_key if action == "login_ip" else conn.session.user_id
         wait, first = self.buckets[action].take(key)
         if not wait:
             return
@@ -430,7 +456,8 @@ class Edge:
         if conn.session is not None:  # a concurrent login on the same socket won
             raise ServiceError(ErrorCode.ALREADY_AUTHENTICATED, "already logged in; log out first")
         session.room_ids = {room["id"] for room in snapshot["rooms"]}
-        conn.session = session
+        conn.logged_in(session)
+        self.prelogin.release(conn)
         for topic in session_topics(session):
             self.subs.add(topic, conn)
         return {
@@ -447,7 +474,6 @@ class Edge:
         assert session is not None  # needs_login is checked before dispatch
         await self.bus.call("auth", "logout", ctx=self._context(conn, session), retry=True)
         await self._close_session(conn)
-        # The socket may log in again: it gets the full login timeout from now, not
-        # from when it was opened (else the sweeper would close it at once).
-        conn.opened_at = time.monotonic()
+        conn.logged_out()
+        self._drop_prelogin(self.prelogin.admit(conn))
         return {}
