@@ -8,6 +8,7 @@ publishes them after the commit.
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -48,6 +49,7 @@ class SocialHandlers:
         self.writer.start()
         self.sessions = SessionOpener(engine)
         self._profiles_seen: set[int] = set()
+        self._reap_gate = presence.ReapGate(settings.edge_heartbeat_s, settings.edge_dead_after_s)
 
     def service(self) -> Service:
         handlers = {
@@ -184,6 +186,8 @@ class SocialHandlers:
         return len(offline)
 
     def reap_dead_edges(self, ctx: RequestContext) -> None:
+        if not self._reap_gate.may_reap(time.monotonic()):
+            return  # just back from a stall: heartbeats first
         dead_after_ms = int(self.settings.edge_dead_after_s * 1000)
         with self.engine.connect() as conn:
             stale = presence.stale_edges(conn, dead_after_ms)
