@@ -30,6 +30,7 @@ from chatroom.storage.schema import (
 PUBLIC = "public"  # everyone is a member (the lobby)
 GROUP = "group"  # explicit members, anyone may join
 DIRECT = "direct"  # the private conversation of two friends
+ROOM_KEY_CHARS = rooms.c.name_key.type.length
 
 
 def room_key(name: str) -> str:
@@ -191,8 +192,12 @@ def check_room_name(raw: str) -> str:
         raise bad_request("room", "a room name is 1 to 64 characters long")
     if any(unicodedata.category(ch)[0] == "C" for ch in name):
         raise bad_request("room", "a room name cannot contain control characters")
-    if room_key(name).startswith("dm:"):
+    key = room_key(name)
+    if key.startswith("dm:"):
         raise bad_request("room", "room names starting with 'dm:' are reserved")
+    # Case folding can lengthen a name ('ß' -> 'ss', 'ﬃ' -> 'ffi'): the key must fit.
+    if len(key) > ROOM_KEY_CHARS:
+        raise bad_request("room", "that room name is too long once case-folded (ß becomes ss)")
     return name
 
 
