@@ -55,8 +55,25 @@ def ensure_lobby(engine: Engine) -> None:
 def find_room(conn: Connection, name: str) -> Any:
     row = _room_row(conn, name)
     if row is None:
-        raise ServiceError(ErrorCode.NOT_FOUND, f"there is no room called '{name[:64]}'")
+        raise no_such_room(name)
     return row
+
+
+def no_such_room(name: str) -> ServiceError:
+    return ServiceError(ErrorCode.NOT_FOUND, f"there is no room called '{name[:64]}'")
+
+
+def not_direct(room: Any, name: str) -> Any:
+    """The room.* ops' rule: a direct conversation is not a room. It is reached only
+    through dm.* (whose writes check the friendship), never by its name 'dm:a:b', so
+    the answer is the same as for a room that does not exist, whoever asks."""
+    if room is not None and room.kind == DIRECT:
+        raise no_such_room(name)
+    return room
+
+
+def find_group_or_public(conn: Connection, name: str) -> Any:
+    return not_direct(find_room(conn, name), name)
 
 
 class RoomIdentity(NamedTuple):
@@ -223,7 +240,7 @@ def create_room(conn: Connection, raw_name: str, user_id: int) -> Any:
 
 def join_room(conn: Connection, name: str, user_id: int) -> tuple[Any, bool]:
     """Join a group room; returns the room and whether this was a new membership."""
-    room = find_room(conn, name)
+    room = find_group_or_public(conn, name)
     if room.kind != GROUP:
         raise ServiceError(ErrorCode.FORBIDDEN, f"'{room.name}' cannot be joined or left")
     if is_member(conn, room, user_id):
@@ -233,7 +250,7 @@ def join_room(conn: Connection, name: str, user_id: int) -> tuple[Any, bool]:
 
 
 def leave_room(conn: Connection, name: str, user_id: int) -> Any:
-    room = find_room(conn, name)
+    room = find_group_or_public(conn, name)
     if room.kind != GROUP:
         raise ServiceError(ErrorCode.FORBIDDEN, f"'{room.name}' cannot be joined or left")
     removed = conn.execute(
@@ -373,16 +390,18 @@ class _Resolver:
 
 
 def member_room(name: str, user_id: int) -> RoomResolver:
-    """A resolver for a room the user must be a member of."""
+    """A resolver for a room (public or group, never a direct conversation) the user
+    must be a member of. Used by every room.* op that reads or writes messages or
+    members; the group commit checks membership again in the write's transaction."""
 
     def resolve(engine: Engine) -> RoomIdentity:
-        room = room_identity(engine, name)
+        room = not_direct(room_identity(engine, name), name)
         if room.kind != PUBLIC:
             with engine.connect() as conn:
                 require_member(conn, room, user_id)
         return room
 
-    return _Resolver(resolve, lambda: cached_room(name), member=True)
+    return _Resolver(resolve, lambda: not_direct(cached_room(name), name), member=True)
 
 
 def known_room(room: RoomIdentity) -> RoomResolver:
