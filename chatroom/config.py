@@ -87,6 +87,10 @@ class Settings:
     rate_message: str = "60/10s"
     rate_friend_request: str = "20/m"
     rate_avatar: str = "10/m"
+    # Rooms created and status changes: each is a write (and a status change a push to
+    # every friend), so a script must not be able to loop on them.
+    rate_room_create: str = "10/h"
+    rate_presence: str = "30/m"
     rate_login_ip: str = "30/m"
     rate_login_failed_ip: str = "10/5m"
     rate_login_failed_account: str = "30/15m"
@@ -174,6 +178,8 @@ RATED_ACTIONS = (
     "message",
     "friend_request",
     "avatar",
+    "room_create",
+    "presence",
     "login_ip",
     "login_failed_ip",
     "login_failed_account",

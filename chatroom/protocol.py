@@ -246,13 +246,15 @@ OPS: dict[str, Op] = {
         rate="login_ip",
     ),
     "logout": Op("auth"),
-    "presence.set": Op("social", {"status": Field(str, max_len=1000)}, idempotent=True),
+    "presence.set": Op(
+        "social", {"status": Field(str, max_len=1000)}, idempotent=True, rate="presence"
+    ),
     "friend.request": Op("social", {"username": _NAME}, idempotent=True, rate="friend_request"),
     "friend.accept": Op("social", {"username": _NAME}),
     "friend.reject": Op("social", {"username": _NAME}),
     "friend.remove": Op("social", {"username": _NAME}),
     "friend.list": Op("social", idempotent=True),
-    "room.create": Op("social", {"room": _NAME}),
+    "room.create": Op("social", {"room": _NAME}, rate="room_create"),
     "room.join": Op("social", {"room": _NAME}, idempotent=True),
     "room.leave": Op("social", {"room": _NAME}),
     "room.list": Op("social", idempotent=True),

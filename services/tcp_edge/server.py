@@ -44,6 +44,8 @@ RATE_LIMIT_MESSAGES = {
     "message": "you are sending messages too fast",
     "friend_request": "you are sending friend requests too fast",
     "avatar": "you are changing your avatar too often",
+    "room_create": "you are creating rooms too often",
+    "presence": "you are changing your status too often",
     "login_ip": "too many login attempts from your address",
 }
 EDGE_RATED_ACTIONS = tuple(RATE_LIMIT_MESSAGES)
