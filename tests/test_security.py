@@ -48,6 +48,36 @@ INVALID_REQUESTS = [
         "text",
     ),
     (
+        "text_only_zero_width",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\u200b\u200c\u200d\u2060\ufeff"},
+        "bad_request",
+        "text",
+    ),
+    (
+        "text_only_variation_selectors",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\ufe0f\ufe0e" * 3},
+        "bad_request",
+        "text",
+    ),
+    (
+        "text_only_tag_characters",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\U000e0041\U000e0042\U000e007f"},
+        "bad_request",
+        "text",
+    ),
+    (
+        "text_only_controls",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\x00\x07\x1b\x7f"},
+        "bad_request",
+        "text",
+    ),
+    (
+        "text_only_bidi_and_fillers",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\u202e\u2066\u3164\u00ad"},
+        "bad_request",
+        "text",
+    ),
+    (
         "text_too_long",
         {"op": "room.send", "id": 1, "room": "lobby", "text": "x" * 4001},
         "bad_request",

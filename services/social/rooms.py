@@ -26,6 +26,7 @@ from chatroom.storage.schema import (
     rooms,
     users,
 )
+from chatroom.visible import shows_something
 
 PUBLIC = "public"  # everyone is a member (the lobby)
 GROUP = "group"  # explicit members, anyone may join
@@ -326,6 +327,10 @@ def select_messages():  # noqa: ANN201 - a SQLAlchemy Select
 def check_text(text: str, max_chars: int) -> None:
     if not text.strip():
         raise bad_request("text", "a message cannot be empty")
+    if not shows_something(text):
+        # Zero-width spaces, joiners, BOMs, variation selectors, tags, controls only:
+        # a message that looks empty (and a way to ping a room unseen).
+        raise bad_request("text", "a message needs at least one visible character")
     if len(text) > max_chars:
         raise bad_request("text", f"a message is at most {max_chars} characters long")
 
