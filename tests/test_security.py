@@ -366,3 +366,24 @@ def test_security_table_rows_name_existing_tests():
         assert name in _test_names(source), f"{path}::{name} does not exist"
         if param:
             assert f'"{param}"' in source.read_text(), f"{path}::{name}[{param}]: no such case"
+
+
+def test_sqlite_database_is_private_to_its_owner(tmp_path):
+    import stat
+
+    from sqlalchemy import text
+
+    from chatroom.config import load
+    from chatroom.storage.db import create_schema, make_engine
+
+    folder = tmp_path / "data"
+    engine = make_engine(load({"CHAT_DB_URL": f"sqlite:///{folder}/chat.db"}))
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(text("SELECT count(*) FROM users"))
+    files = [folder / "chat.db", *folder.glob("chat.db-*")]
+    assert len(files) >= 2, files  # the WAL files too
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    engine.dispose()
