@@ -377,9 +377,15 @@ async def store_message(
         # batch at the same moment): answer with the stored copy.
         if client_id is None:
             raise
-        earlier = await asyncio.to_thread(_find_by_client_id, engine, sender_id, client_id)
+        earlier = await asyncio.to_thread(
+            _find_by_client_id, engine, sender_id, room.id, client_id
+        )
         if earlier is None:
-            raise
+            # Only a database made before client_ids were per conversation (its
+            # constraint is still per sender) gets here.
+            raise ServiceError(
+                ErrorCode.CONFLICT, "this client_id names another message; use a new one"
+            ) from None
         return earlier, False
     return message_dict(row, room.name), True
 
@@ -414,13 +420,21 @@ def known_room(room: RoomIdentity) -> RoomResolver:
     return _Resolver(lambda _engine: room, lambda: room, member=False)
 
 
-def _find_by_client_id(engine: Engine, sender_id: int, client_id: str) -> dict | None:
+def _find_by_client_id(
+    engine: Engine, sender_id: int, room_id: int, client_id: str
+) -> dict | None:
     with engine.connect() as conn:
         row = conn.execute(
             select_messages()
             .add_columns(rooms.c.name.label("room_name"))
             .join(rooms, rooms.c.id == messages.c.room_id)
-            .where(and_(messages.c.sender_id == sender_id, messages.c.client_id == client_id))
+            .where(
+                and_(
+                    messages.c.sender_id == sender_id,
+                    messages.c.room_id == room_id,
+                    messages.c.client_id == client_id,
+                )
+            )
         ).first()
     return message_dict(row, row.room_name) if row else None
 
