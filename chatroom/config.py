@@ -100,6 +100,9 @@ class Settings:
     # Whose avatars a user may fetch: "friends" (own, friends', the default picture) or
     # "everyone".
     avatar_visibility: str = "friends"
+    # Whose status text a user sees (in room.members; friend lists and presence pushes
+    # only ever go to friends): "friends" (own and friends') or "everyone".
+    status_visibility: str = "friends"
 
     # TLS: a second listening port on the edge (0: none), with a PEM certificate chain
     # and its private key.
@@ -185,7 +188,7 @@ RATED_ACTIONS = (
     "login_failed_account",
     "register_ip",
 )
-AVATAR_VISIBILITY = ("friends", "everyone")
+VISIBILITY = ("friends", "everyone")  # whose avatars / status a user may see
 # max_reply_bytes may use at most this fraction of a frame: the rest is room for the
 # reply's envelope and for the one message a reply always carries even if it is larger.
 REPLY_SHARE_OF_FRAME = 2
@@ -265,10 +268,9 @@ def _check(s: Settings) -> None:
             s.rate(action)
         except ValueError as exc:
             raise ConfigError(f"{env_name('rate_' + action)}: {exc}") from None
-    if s.avatar_visibility not in AVATAR_VISIBILITY:
-        raise ConfigError(
-            f"{env_name('avatar_visibility')} must be one of {', '.join(AVATAR_VISIBILITY)}"
-        )
+    for name in ("avatar_visibility", "status_visibility"):
+        if getattr(s, name) not in VISIBILITY:
+            raise ConfigError(f"{env_name(name)} must be one of {', '.join(VISIBILITY)}")
     if s.tls_port and not (s.tls_cert_file and s.tls_key_file):
         raise ConfigError(
             f"{env_name('tls_port')} needs {env_name('tls_cert_file')} and "

@@ -421,3 +421,20 @@ def test_client_id_names_one_message_per_conversation_byte_for_byte(stack):
         lobby = ann.call("room.history", room="lobby")["messages"]
         assert [m["client_id"] for m in lobby] == ["m-1", "M-1", "m-é", "m-e"]
         assert [m["text"] for m in lobby] == ["text m-1", "text M-1", "text m-é", "text m-e"]
+
+
+@pytest.mark.parametrize("visibility", ["friends", "everyone"])
+def test_status_is_shown_to_friends_only_unless_configured(make_stack, sqlite_url, visibility):
+    stack = make_stack(sqlite_url, status_visibility=visibility)
+    with users(stack, "ann", "bob", "cat") as (ann, bob, cat):
+        befriend(ann, bob)
+        ann.call("presence.set", status="at the dentist")
+
+        def status_seen_by(client: WireClient) -> str:
+            members = client.call("room.members", room="lobby")["members"]
+            return next(m["status"] for m in members if m["username"] == "ann")
+
+        assert status_seen_by(ann) == "at the dentist"
+        assert status_seen_by(bob) == "at the dentist"
+        assert status_seen_by(cat) == ("at the dentist" if visibility == "everyone" else "")
+        cat.no_event("presence", within=0.3)  # presence pushes only ever go to friends

@@ -126,9 +126,7 @@ messages = Table(
     # Compared byte for byte: 'a1' and 'A1' are two messages.
     Column("client_id", _binary_string(64), nullable=True),
     UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
-    UniqueConstraint(
-        "sender_id", "room_id", "client_id", name="uq_messages_sender_room_client"
-    ),
+    UniqueConstraint("sender_id", "room_id", "client_id", name="uq_messages_sender_room_client"),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -305,6 +305,8 @@ class SocialHandlers:
         with self.engine.connect() as conn:
             ids = rooms.member_ids(conn, room, self.settings.room_members_max)
             members = friends.user_entries(conn, ids)
+            if self.settings.status_visibility == "friends":
+                members = friends.hide_status_from_strangers(conn, user_id, members)
         return {"room": room.name, "members": members}
 
     # ------------------------------------------------------------------ messages

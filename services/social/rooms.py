@@ -377,9 +377,7 @@ async def store_message(
         # batch at the same moment): answer with the stored copy.
         if client_id is None:
             raise
-        earlier = await asyncio.to_thread(
-            _find_by_client_id, engine, sender_id, room.id, client_id
-        )
+        earlier = await asyncio.to_thread(_find_by_client_id, engine, sender_id, room.id, client_id)
         if earlier is None:
             # Only a database made before client_ids were per conversation (its
             # constraint is still per sender) gets here.
@@ -420,9 +418,7 @@ def known_room(room: RoomIdentity) -> RoomResolver:
     return _Resolver(lambda _engine: room, lambda: room, member=False)
 
 
-def _find_by_client_id(
-    engine: Engine, sender_id: int, room_id: int, client_id: str
-) -> dict | None:
+def _find_by_client_id(engine: Engine, sender_id: int, room_id: int, client_id: str) -> dict | None:
     with engine.connect() as conn:
         row = conn.execute(
             select_messages()
