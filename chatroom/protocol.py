@@ -53,6 +53,7 @@ class ErrorCode:
     SERVICE_UNAVAILABLE = "service_unavailable"
     SHUTTING_DOWN = "shutting_down"
     KICKED = "kicked"  # an operator ended the session (in a closing push)
+    LOGGED_OUT = "logged_out"  # the session was logged out on another connection (closing)
     INTERNAL = "internal"
 
 
