@@ -118,8 +118,10 @@ def test_no_presence_flap_after_social_stalls(make_stack, sqlite_url):
 def test_reap_gate_waits_for_fresh_heartbeats_after_a_stall():
     from chatroom.services.social.presence import ReapGate
 
-    gate = ReapGate(period_s=5, dead_after_s=15)
+    gate = ReapGate(period_s=5, dead_after_s=15, now=95)
     assert gate.may_reap(now=100) and gate.may_reap(now=105)  # on time: judge
     assert not gate.may_reap(now=160)  # 55 s late: we were frozen
     assert not gate.may_reap(now=170)
     assert gate.may_reap(now=176)  # a dead-edge timeout later: judge again
+    assert not gate.still_may_reap(started=180, now=200)  # frozen during a run
+    assert not ReapGate(period_s=5, dead_after_s=15, now=0).may_reap(now=60)  # before the first

@@ -49,7 +49,9 @@ class SocialHandlers:
         self.writer.start()
         self.sessions = SessionOpener(engine)
         self._profiles_seen: set[int] = set()
-        self._reap_gate = presence.ReapGate(settings.edge_heartbeat_s, settings.edge_dead_after_s)
+        self._reap_gate = presence.ReapGate(
+            settings.edge_heartbeat_s, settings.edge_dead_after_s, time.monotonic()
+        )
 
     def service(self) -> Service:
         handlers = {
@@ -186,11 +188,14 @@ class SocialHandlers:
         return len(offline)
 
     def reap_dead_edges(self, ctx: RequestContext) -> None:
-        if not self._reap_gate.may_reap(time.monotonic()):
+        started = time.monotonic()
+        if not self._reap_gate.may_reap(started):
             return  # just back from a stall: heartbeats first
         dead_after_ms = int(self.settings.edge_dead_after_s * 1000)
         with self.engine.connect() as conn:
             stale = presence.stale_edges(conn, dead_after_ms)
+        if stale and not self._reap_gate.still_may_reap(started, time.monotonic()):
+            return
         for edge_id in stale:
             offline = self._drop_edge(ctx, edge_id)
             logger.warning("edge {} stopped heartbeating: {} users now offline", edge_id, offline)

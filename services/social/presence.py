@@ -193,16 +193,24 @@ class ReapGate:
 
     STALL_FACTOR = 3  # a run this many periods late means we were stalled
 
-    def __init__(self, period_s: float, dead_after_s: float) -> None:
+    def __init__(self, period_s: float, dead_after_s: float, now: float) -> None:
         self.period_s = period_s
         self.dead_after_s = dead_after_s
-        self.last_run: float | None = None
+        self.last_run = now  # the service's start: a stall before the first run counts
         self.not_before = 0.0
 
     def may_reap(self, now: float) -> bool:
-        if self.last_run is not None and now - self.last_run > self.STALL_FACTOR * self.period_s:
+        """At the start of a run: False just after a stall between runs."""
+        if now - self.last_run > self.STALL_FACTOR * self.period_s:
             self.not_before = now + self.dead_after_s
         self.last_run = now
+        return now >= self.not_before
+
+    def still_may_reap(self, started: float, now: float) -> bool:
+        """Before acting on what a run read: False if we stalled during the run (the
+        heartbeats it judged were read with a clock that jumped)."""
+        if now - started > self.STALL_FACTOR * self.period_s:
+            self.not_before = now + self.dead_after_s
         return now >= self.not_before
 
 
