@@ -494,10 +494,10 @@ def _check_name_characters(name: str, what: str) -> None:
         category = unicodedata.category(ch)
         if category == "Cn":
             raise NameRefused(f"a {what} cannot contain unassigned characters (U+{ord(ch):04X})")
-        if category[0] == "C" or category in ("Zl", "Zp"):
-            raise NameRefused(f"a {what} cannot contain control or format characters")
         if _is_default_ignorable(ch):
             raise NameRefused(f"a {what} cannot contain invisible characters (U+{ord(ch):04X})")
+        if category[0] == "C" or category in ("Zl", "Zp"):
+            raise NameRefused(f"a {what} cannot contain control or format characters")
         script = categories.alias(ch)
         if script is None:  # newer than the script data: unknown, so not trusted
             raise NameRefused(f"a {what} cannot contain U+{ord(ch):04X} yet")
