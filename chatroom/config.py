@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from chatroom.protocol import PRELOGIN_MAX_FRAME_BYTES
+from chatroom.protocol import MAX_NAME_CHARS, PRELOGIN_MAX_FRAME_BYTES
 from chatroom.ratelimit import Rate, parse_rate
 
 PREFIX = "CHAT_"
@@ -104,7 +104,11 @@ class Settings:
     rate_room_create: str = "10/h"
     rate_presence: str = "30/m"
     rate_login_ip: str = "30/m"
-    rate_login_failed_ip: str = "10/5m"
+    # Wrong passwords (counted before the check): per account from one address (IPv6:
+    # its /64); per address over all accounts and per account over all addresses, these
+    # two skipped for an address the account has logged in from before (docs/security.md).
+    rate_login_failed_account_ip: str = "5/5m"
+    rate_login_failed_ip: str = "20/5m"
     rate_login_failed_account: str = "30/15m"
     rate_register_ip: str = "20/h"
     # Open connections one IP address may hold on one edge process.
@@ -196,6 +200,7 @@ RATED_ACTIONS = (
     "room_create",
     "presence",
     "login_ip",
+    "login_failed_account_ip",
     "login_failed_ip",
     "login_failed_account",
     "register_ip",
@@ -287,6 +292,11 @@ def _check(s: Settings) -> None:
                 f"{env_name(name)} must be at least {PRELOGIN_MAX_FRAME_BYTES} (the longest "
                 f"login request), got {getattr(s, name)}"
             )
+    if not 1 <= s.max_username_chars <= MAX_NAME_CHARS:
+        raise ConfigError(
+            f"{env_name('max_username_chars')} must be 1 to {MAX_NAME_CHARS} (the width of "
+            f"the username column), got {s.max_username_chars}"
+        )
     if s.max_conns_per_ip <= 0:
         raise ConfigError(f"{env_name('max_conns_per_ip')} must be positive")
     for name in ("edge_port", "tls_port"):

@@ -10,11 +10,16 @@ that every auth replica sees the same one.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
+# One IPv6 subscriber usually gets a whole /64 (RFC 6177) and can use any address in
+# it: counted per address, one machine would be 2^64 clients.
+IPV6_CLIENT_PREFIX = 64
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|m|h)\s*$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -52,6 +57,21 @@ def parse_rate(text: str) -> Rate | None:
         raise ValueError(f"{text!r} is not a rate like '60/10s', '5/m' or 'off'")
     amount = float(m.group(2)) if m.group(2) is not None else 1.0
     return Rate(int(m.group(1)), amount * _UNIT_S[m.group(3)])
+
+
+def address_key(ip: str) -> str:
+    """The key per-address limits count under: an IPv4 address as it is, an IPv6 one by
+    its /64 (an IPv4-mapped IPv6 address as the IPv4 address it maps)."""
+    # The edge's services/tcp_edge/admission.py has the same function; one is to go.
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])  # drop a zone (fe80::1%eth0)
+    except ValueError:
+        return ip  # not an IP (a Unix socket, "?"): the peer name is all there is
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)
 
 
 class Buckets:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from chatroom.errors import ServiceError
+from chatroom.protocol import NameRefused, check_room_name, name_key
 from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 
 from wire import WireClient
@@ -16,6 +17,9 @@ from wire import WireClient
         ("小明", "小明"),
         ("Jose\u0301", "José"),  # decomposed accent is stored composed (NFC)
         ("a_b-c.d", "a_b-c.d"),
+        ("ＡＬＩＣＥ", "ALICE"),  # stored and shown in NFKC
+        ("山田たろう", "山田たろう"),  # Han + Hiragana: Japanese, a common mix
+        ("abc한국어", "abc한국어"),  # Latin + Hangul
     ],
 )
 def test_valid_usernames(raw, expected):
@@ -37,6 +41,10 @@ def test_valid_usernames(raw, expected):
         "emoji😀",
         "rtl\u202eoverride",
         "zero\u200bwidth",
+        "l\u043ebby",  # Cyrillic о among Latin
+        "\u0391\u0392C",  # Greek and Latin capitals
+        "ab\u034f",  # combining grapheme joiner: a default-ignorable mark
+        "x\u0378",  # unassigned
     ],
 )
 def test_invalid_usernames(raw):
@@ -45,11 +53,39 @@ def test_invalid_usernames(raw):
     assert err.value.code == "invalid_username"
 
 
+def test_folded_key_longer_than_its_column_is_refused():
+    assert normalise_username("ß" * 32, 40) == "ß" * 32  # key 'ss' * 32: 64, fits
+    with pytest.raises(ServiceError) as err:
+        normalise_username("ß" * 33, 40)  # key 'ss' * 33: 66 characters
+    assert err.value.code == "invalid_username"
+
+
 def test_username_key_is_case_and_form_insensitive():
     assert username_key("Alice") == username_key("ALICE") == username_key("alice")
     assert username_key("José") == username_key("JOSE\u0301")
     assert username_key("Straße") == username_key("STRASSE")
     assert username_key("jose") != username_key("josé")
+    assert username_key("ＡＬＩＣＥ") == username_key("𝐚𝐥𝐢𝐜𝐞") == username_key("alice")
+
+
+@pytest.mark.parametrize(
+    "name", ["Book Club 读书会", "lobby", "Ελληνικά!", "Москва 2026", "ロビー", "ßß" * 16]
+)
+def test_valid_room_names(name):
+    assert check_room_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["l\u043ebby", "lob\u200bby", "lobby\ufe0f", "x\u0378", "ß" * 40, "a\nb", " ", "x" * 65],
+)
+def test_invalid_room_names(name):
+    with pytest.raises(NameRefused):
+        check_room_name(name)
+
+
+def test_room_name_keys_fold_lookalikes():
+    assert name_key("Ｌｏｂｂｙ") == name_key("𝐥𝐨𝐛𝐛𝐲") == name_key("LOBBY") == "lobby"
 
 
 @pytest.mark.parametrize("password", ["short", "       ", "        "])

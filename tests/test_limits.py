@@ -152,7 +152,11 @@ def test_brute_force_is_throttled_and_logged(make_stack, db_url, replicas):
     is ever checked; the rest are refused up front with retry_after_ms; it is logged; the
     real user still logs in from another IP. With 2 auth replicas and no per-edge login
     limit, the database-held buckets still hold."""
-    rates = {"rate_login_failed_ip": "10/5m", "rate_login_failed_account": "30/15m"}
+    rates = {
+        "rate_login_failed_account_ip": "10/5m",
+        "rate_login_failed_ip": "10/5m",
+        "rate_login_failed_account": "30/15m",
+    }
     if replicas == 1:
         rates["rate_login_ip"] = "30/m"  # the default, in front of the failed-login buckets
     stack = make_stack(db_url, **rates)

@@ -19,7 +19,7 @@ from chatroom.runtime import RequestContext, user_topic
 from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 from chatroom.services.auth.admin import AdminHandlers, logout_event
 from chatroom.services.auth.resume import TokenResumer, token_hash
-from chatroom.services.auth.throttle import Throttle
+from chatroom.services.auth.throttle import Throttle, known_address
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
 
@@ -86,14 +86,16 @@ class AuthHandlers:
         )
 
     def _password_login(self, ctx: RequestContext, username: str, password: str) -> dict:
-        ip, key = ctx.ip or "?", username_key(username.strip())
-        self.throttle.before_login(ip, key)
+        ip, key = ctx.ip or "?", username_key(username)
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(users.c.id, users.c.username, users.c.password_hash, users.c.disabled).where(
                     users.c.username_key == key
                 )
             ).first()
+            since = now_ms() - self.settings.token_ttl_s * 1000
+            known = row is not None and known_address(conn, row.id, ip, since)
+        reserved = self.throttle.reserve_login(ip, key, known)
         stored = row.password_hash if row else self._dummy_hash
         try:
             self.hasher.verify(stored, password)
@@ -101,9 +103,9 @@ class AuthHandlers:
         except (VerificationError, InvalidHashError):
             verified = False
         if not verified:
-            self.throttle.login_failed(ip, key)
             logger.info("login refused from {}: bad credentials", ip)
             raise ServiceError(ErrorCode.BAD_CREDENTIALS, BAD_CREDENTIALS)
+        self.throttle.login_succeeded(reserved)
         if row.disabled:
             raise ServiceError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
         if self.hasher.check_needs_rehash(row.password_hash):

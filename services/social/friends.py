@@ -6,13 +6,12 @@ as (user_id, event) pairs; the handler publishes them after the commit.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import ErrorCode, name_key
 from chatroom.services.social import presence
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import (
@@ -29,8 +28,8 @@ UserEvents = list[tuple[int, dict[str, Any]]]
 
 
 def username_key(username: str) -> str:
-    # Same identity rule as auth's usernames (NFC, case-folded).
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", username.strip()).casefold())
+    """The same identity as auth's usernames (chatroom.protocol.name_key)."""
+    return name_key(username.strip())
 
 
 def find_user(conn: Connection, username: str) -> Any:

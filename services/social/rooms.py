@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import unicodedata
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -11,6 +10,7 @@ from loguru import logger
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from chatroom import protocol
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.services.social.batch_sql import AlreadyStored, NotMember
@@ -31,11 +31,11 @@ from chatroom.visible import shows_something
 PUBLIC = "public"  # everyone is a member (the lobby)
 GROUP = "group"  # explicit members, anyone may join
 DIRECT = "direct"  # the private conversation of two friends
-ROOM_KEY_CHARS = rooms.c.name_key.type.length
 
 
 def room_key(name: str) -> str:
-    return unicodedata.normalize("NFC", name.strip()).casefold()
+    """Rooms are named like users: one key for 'Lobby', 'LOBBY' and 'Ｌｏｂｂｙ'."""
+    return protocol.name_key(name.strip())
 
 
 def ensure_lobby(engine: Engine) -> None:
@@ -205,17 +205,13 @@ def rooms_of_many(conn: Connection, user_ids: list[int]) -> dict[int, list[dict[
 
 
 def check_room_name(raw: str) -> str:
-    name = unicodedata.normalize("NFC", raw.strip())
-    if not name or len(name) > 64:
-        raise bad_request("room", "a room name is 1 to 64 characters long")
-    if any(unicodedata.category(ch)[0] == "C" for ch in name):
-        raise bad_request("room", "a room name cannot contain control characters")
-    key = room_key(name)
-    if key.startswith("dm:"):
+    """The name to store (the rule is chatroom.protocol's); bad_request if refused."""
+    try:
+        name = protocol.check_room_name(raw)
+    except protocol.NameRefused as exc:
+        raise bad_request("room", str(exc)) from None
+    if room_key(name).startswith("dm:"):
         raise bad_request("room", "room names starting with 'dm:' are reserved")
-    # Case folding can lengthen a name ('ß' -> 'ss', 'ﬃ' -> 'ffi'): the key must fit.
-    if len(key) > ROOM_KEY_CHARS:
-        raise bad_request("room", "that room name is too long once case-folded (ß becomes ss)")
     return name
 
 
