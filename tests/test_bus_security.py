@@ -38,8 +38,8 @@ def intruder_socket(zctx: zmq.Context, stack, kind: int, endpoint: str, key: str
     (a fresh key pair, with the bus's real public key) or a role whose real key it uses."""
     sock = zctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
-    keys_dir = Path(stack.env["CHAT_BUS_KEYS_DIR"])
     if key != "no_key":
+        keys_dir = Path(stack.env["CHAT_BUS_KEYS_DIR"])
         if key == "unknown_key":
             public, secret = zmq.curve_keypair()
         else:
