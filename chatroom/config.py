@@ -103,6 +103,10 @@ class Settings:
     rate_message: str = "60/10s"
     rate_friend_request: str = "20/m"
     rate_avatar: str = "10/m"
+    # Rooms created and status changes: each is a write (and a status change a push to
+    # every friend), so a script must not be able to loop on them.
+    rate_room_create: str = "10/h"
+    rate_presence: str = "30/m"
     rate_login_ip: str = "30/m"
     rate_login_failed_ip: str = "10/5m"
     rate_login_failed_account: str = "30/15m"
@@ -112,6 +116,9 @@ class Settings:
     # Whose avatars a user may fetch: "friends" (own, friends', the default picture) or
     # "everyone".
     avatar_visibility: str = "friends"
+    # Whose status text a user sees (in room.members; friend lists and presence pushes
+    # only ever go to friends): "friends" (own and friends') or "everyone".
+    status_visibility: str = "friends"
 
     # TLS: a second listening port on the edge (0: none), with a PEM certificate chain
     # and its private key.
@@ -197,12 +204,14 @@ RATED_ACTIONS = (
     "message",
     "friend_request",
     "avatar",
+    "room_create",
+    "presence",
     "login_ip",
     "login_failed_ip",
     "login_failed_account",
     "register_ip",
 )
-AVATAR_VISIBILITY = ("friends", "everyone")
+VISIBILITY = ("friends", "everyone")  # whose avatars / status a user may see
 # max_reply_bytes may use at most this fraction of a frame: the rest is room for the
 # reply's envelope and for the one message a reply always carries even if it is larger.
 REPLY_SHARE_OF_FRAME = 2
@@ -300,10 +309,9 @@ def _check(s: Settings) -> None:
             s.rate(action)
         except ValueError as exc:
             raise ConfigError(f"{env_name('rate_' + action)}: {exc}") from None
-    if s.avatar_visibility not in AVATAR_VISIBILITY:
-        raise ConfigError(
-            f"{env_name('avatar_visibility')} must be one of {', '.join(AVATAR_VISIBILITY)}"
-        )
+    for name in ("avatar_visibility", "status_visibility"):
+        if getattr(s, name) not in VISIBILITY:
+            raise ConfigError(f"{env_name(name)} must be one of {', '.join(VISIBILITY)}")
     if s.tls_port and not (s.tls_cert_file and s.tls_key_file):
         raise ConfigError(
             f"{env_name('tls_port')} needs {env_name('tls_cert_file')} and "

@@ -50,9 +50,10 @@ def _probe_socket() -> socket.socket:
 
 
 def free_port() -> int:
-    with _probe_socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range. (Port 0's pick is in that range,
+    where any client socket opened before the server binds may take it: seen as a
+    flaky 'address already in use' while tests open thousands of connections.)"""
+    return free_port_block(1)
 
 
 def free_port_block(size: int = len(config.BUS_PORT_OFFSETS)) -> int:

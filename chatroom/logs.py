@@ -73,3 +73,26 @@ def setup(service: str, settings: Settings) -> None:
             backtrace=False,
             diagnose=False,  # diagnose would print local variables: passwords, tokens
         )
+
+
+class RepeatedErrors:
+    """Which crashes get their traceback logged: the first of each kind (e.g. op and
+    exception type) per `window_s`, so a client repeating one bad request cannot fill
+    the disk (21 KB of such requests once made 760 KB of log). The next one logged
+    after a quiet spell says how many were left out in between."""
+
+    def __init__(self, window_s: float = 60.0, max_kinds: int = 10_000) -> None:
+        self.window_s = window_s
+        self.max_kinds = max_kinds
+        self._kinds: dict[object, tuple[float, int]] = {}  # kind -> (logged at, left out)
+
+    def should_log(self, kind: object, now: float) -> tuple[bool, int]:
+        """(log this one's traceback?, how many of its kind were left out before it)."""
+        logged_at, left_out = self._kinds.get(kind, (None, 0))
+        if logged_at is not None and now - logged_at < self.window_s:
+            self._kinds[kind] = (logged_at, left_out + 1)
+            return False, 0
+        if len(self._kinds) >= self.max_kinds:
+            self._kinds.clear()
+        self._kinds[kind] = (now, 0)
+        return True, left_out

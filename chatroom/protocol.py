@@ -24,6 +24,9 @@ HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
 MAX_ID_CHARS = 64
+# Every integer field is a signed 64-bit integer (what the databases store and most
+# clients' JSON libraries read); a field's own bounds may be narrower.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ErrorCode:
@@ -51,6 +54,7 @@ class ErrorCode:
     SERVICE_UNAVAILABLE = "service_unavailable"
     SHUTTING_DOWN = "shutting_down"
     KICKED = "kicked"  # an operator ended the session (in a closing push)
+    LOGGED_OUT = "logged_out"  # the session was logged out on another connection (closing)
     INTERNAL = "internal"
 
 
@@ -244,13 +248,15 @@ OPS: dict[str, Op] = {
         rate="login_ip",
     ),
     "logout": Op("auth"),
-    "presence.set": Op("social", {"status": Field(str, max_len=1000)}, idempotent=True),
+    "presence.set": Op(
+        "social", {"status": Field(str, max_len=1000)}, idempotent=True, rate="presence"
+    ),
     "friend.request": Op("social", {"username": _NAME}, idempotent=True, rate="friend_request"),
     "friend.accept": Op("social", {"username": _NAME}),
     "friend.reject": Op("social", {"username": _NAME}),
     "friend.remove": Op("social", {"username": _NAME}),
     "friend.list": Op("social", idempotent=True),
-    "room.create": Op("social", {"room": _NAME}),
+    "room.create": Op("social", {"room": _NAME}, rate="room_create"),
     "room.join": Op("social", {"room": _NAME}, idempotent=True),
     "room.leave": Op("social", {"room": _NAME}),
     "room.list": Op("social", idempotent=True),
@@ -355,13 +361,15 @@ def _check_field(name: str, spec: Field, value: Any) -> None:
                 ErrorCode.BAD_REQUEST, f"field '{name}' contains an unpaired surrogate", name
             ) from None
     if isinstance(value, int) and not isinstance(value, bool):
-        if spec.min_value is not None and value < spec.min_value:
+        low = INT64_MIN if spec.min_value is None else spec.min_value
+        high = INT64_MAX if spec.max_value is None else spec.max_value
+        if value < low:
             raise MessageError(
-                ErrorCode.BAD_REQUEST, f"field '{name}' must be at least {spec.min_value}", name
+                ErrorCode.BAD_REQUEST, f"field '{name}' must be at least {low}", name
             )
-        if spec.max_value is not None and value > spec.max_value:
+        if value > high:
             raise MessageError(
-                ErrorCode.BAD_REQUEST, f"field '{name}' must be at most {spec.max_value}", name
+                ErrorCode.BAD_REQUEST, f"field '{name}' must be at most {high}", name
             )
 
 

@@ -38,7 +38,7 @@ from sqlalchemy.exc import OperationalError
 from chatroom import buskeys
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
-from chatroom.logs import request_context
+from chatroom.logs import RepeatedErrors, request_context
 from chatroom.protocol import ErrorCode, dumps, loads
 from chatroom.zmq_io import BurstReceiver
 
@@ -51,6 +51,8 @@ ADMIN_OP_PREFIX = "admin."
 # Subscription messages, flowing the other way, are never limited: losing one would
 # silently deafen an edge.
 EVENT_HWM = 100_000
+# A crash's traceback is logged once per (op, exception type) per this many seconds.
+CRASH_LOG_WINDOW_S = 60.0
 # Requests taken off the socket in one go when several are waiting.
 RECEIVE_BURST = 64
 
@@ -161,6 +163,7 @@ class ServiceRuntime:
         self._in_progress = 0
         self._slot_freed = asyncio.Event()
         self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix=name)
+        self._crashes = RepeatedErrors(CRASH_LOG_WINDOW_S)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -301,10 +304,20 @@ class ServiceRuntime:
                     ErrorCode.SERVICE_UNAVAILABLE, "the database is unavailable; try again"
                 )
                 return {"rid": rid, "ok": False, "error": err.to_dict()}, []
-            except Exception:
-                logger.exception("{} crashed", op)
+            except Exception as exc:
+                self._log_crash(op, exc)
                 err = ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged")
                 return {"rid": rid, "ok": False, "error": err.to_dict()}, []
+
+    def _log_crash(self, op: str, exc: Exception) -> None:
+        """A bug: its traceback, but only the first per (op, exception type) a minute."""
+        kind = type(exc).__name__
+        log, left_out = self._crashes.should_log((op, kind), time.monotonic())
+        if not log:
+            logger.debug("{} crashed again ({}); traceback left out", op, kind)
+            return
+        more = f" ({left_out} more like it in the last minute, not shown)" if left_out else ""
+        logger.opt(exception=exc).error("{} crashed{}", op, more)
 
     async def _repeat(self, job: Job) -> None:
         while True:

@@ -109,10 +109,10 @@ CREATE TABLE messages (
 	sender_id BIGINT NOT NULL, 
 	text MEDIUMTEXT NOT NULL, 
 	created_at BIGINT NOT NULL, 
-	client_id VARCHAR(64), 
+	client_id VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_messages_room_seq UNIQUE (room_id, seq), 
-	CONSTRAINT uq_messages_sender_client UNIQUE (sender_id, client_id), 
+	CONSTRAINT uq_messages_sender_room_client UNIQUE (sender_id, room_id, client_id), 
 	FOREIGN KEY(room_id) REFERENCES rooms (id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 

@@ -5,6 +5,8 @@ import pytest
 from chatroom.errors import ServiceError
 from chatroom.services.auth.accounts import check_password, normalise_username, username_key
 
+from wire import WireClient
+
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
@@ -55,3 +57,23 @@ def test_weak_passwords(password):
     with pytest.raises(ServiceError) as err:
         check_password(password, 8)
     assert err.value.code == "invalid_password"
+
+
+def test_logout_ends_the_session_on_every_connection_using_its_token(stack):
+    with WireClient(stack.port) as first, WireClient(stack.port) as resumed:
+        first.register_and_login("lou")
+        resumed.call("login", token=first.token)
+        with WireClient(stack.port) as elsewhere:  # another session of the same user
+            elsewhere.login("lou", "correct horse")
+            first.call("logout")
+            closing = resumed.event("closing", timeout=10)
+            assert closing["code"] == "logged_out" and closing["message"]
+            resumed.wait_closed()
+            # The connection that logged out stays open, logged out; the other
+            # session is untouched.
+            assert first.error_of("friend.list")["code"] == "not_authenticated"
+            assert first.call("ping")["ok"]
+            assert elsewhere.call("friend.list")["ok"]
+            elsewhere.no_event("closing", within=0.3)
+        with WireClient(stack.port) as again:
+            assert again.error_of("login", token=first.token)["code"] == "bad_credentials"

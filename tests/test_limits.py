@@ -53,6 +53,33 @@ def test_avatar_changes_are_rate_limited(make_stack, sqlite_url):
         assert err["code"] == "rate_limited" and err["retry_after_ms"] > 50_000
 
 
+@pytest.mark.parametrize(
+    ("setting", "op", "fields"),
+    [
+        ("rate_room_create", "room.create", lambda i: {"room": f"room {i}"}),
+        ("rate_presence", "presence.set", lambda i: {"status": f"status {i}"}),
+    ],
+    ids=["room_create", "presence"],
+)
+def test_room_creation_and_status_changes_are_rate_limited(
+    make_stack, sqlite_url, setting, op, fields
+):
+    stack = make_stack(sqlite_url, **{setting: "2/h"})
+    with WireClient(stack.port) as c, WireClient(stack.port) as other:
+        c.register_and_login("eve")
+        other.register_and_login("fay")
+        c.call(op, **fields(1))
+        c.call(op, **fields(2))
+        err = c.error_of(op, **fields(3))
+        assert err["code"] == "rate_limited" and err["retry_after_ms"] > 60_000
+        other.call(op, **fields(4))  # per user: someone else is not affected
+    if op == "room.create":
+        with WireClient(stack.port) as c:
+            c.login("eve", "correct horse")
+            names = {r["name"] for r in c.call("room.list")["rooms"]}
+            assert "room 3" not in names and {"room 1", "room 2", "room 4"} <= names
+
+
 def test_connections_per_ip_are_capped(make_stack, sqlite_url):
     stack = make_stack(sqlite_url, max_conns_per_ip=3)
     first = [WireClient(stack.port) for _ in range(3)]

@@ -85,3 +85,41 @@ def test_friends_see_when_an_offline_friend_was_last_online(make_stack, db_url):
         online = ann.event("presence", online=True)
         assert online["last_seen"] is None
         assert friend_entry(ann.call("friend.list"), "ben")["last_seen"] is None
+
+
+def no_event(watcher: WireClient, name: str, seconds: float, **match) -> None:
+    """Assert that no such push arrives within `seconds` (pinging meanwhile)."""
+    try:
+        event = wait_for_event(watcher, name, timeout=seconds, **match)
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected push: {event}")
+
+
+def test_no_presence_flap_after_social_stalls(make_stack, sqlite_url):
+    """social frozen (SIGSTOP) for longer than the dead-edge timeout, then resumed:
+    the edges kept heartbeating all along, so nobody is shown offline meanwhile."""
+    stack = make_stack(sqlite_url, edge_heartbeat_s=0.5, edge_dead_after_s=2)
+    with WireClient(stack.port) as ann, WireClient(stack.port) as ben:
+        ann.register_and_login("stall-ann")
+        ben.register_and_login("stall-ben")
+        befriend(ann, ben)
+        stack.kill("social", signal.SIGSTOP)
+        deadline = time.monotonic() + 5  # 2.5 × the dead-edge timeout, frozen
+        while time.monotonic() < deadline:
+            ann.call("ping")  # answered by the edge: ann stays connected
+            ben.call("ping")
+            time.sleep(0.2)
+        stack.kill("social", signal.SIGCONT)
+        no_event(ann, "presence", seconds=4, online=False)
+        assert ann.call("friend.list")["friends"][0]["online"] is True
+
+
+def test_reap_gate_waits_for_fresh_heartbeats_after_a_stall():
+    from chatroom.services.social.presence import ReapGate
+
+    gate = ReapGate(period_s=5, dead_after_s=15)
+    assert gate.may_reap(now=100) and gate.may_reap(now=105)  # on time: judge
+    assert not gate.may_reap(now=160)  # 55 s late: we were frozen
+    assert not gate.may_reap(now=170)
+    assert gate.may_reap(now=176)  # a dead-edge timeout later: judge again

@@ -48,6 +48,36 @@ INVALID_REQUESTS = [
         "text",
     ),
     (
+        "text_only_zero_width",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\u200b\u200c\u200d\u2060\ufeff"},
+        "bad_request",
+        "text",
+    ),
+    (
+        "text_only_variation_selectors",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\ufe0f\ufe0e" * 3},
+        "bad_request",
+        "text",
+    ),
+    (
+        "text_only_tag_characters",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\U000e0041\U000e0042\U000e007f"},
+        "bad_request",
+        "text",
+    ),
+    (
+        "text_only_controls",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\x00\x07\x1b\x7f"},
+        "bad_request",
+        "text",
+    ),
+    (
+        "text_only_bidi_and_fillers",
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\u202e\u2066\u3164\u00ad"},
+        "bad_request",
+        "text",
+    ),
+    (
         "text_too_long",
         {"op": "room.send", "id": 1, "room": "lobby", "text": "x" * 4001},
         "bad_request",
@@ -336,3 +366,24 @@ def test_security_table_rows_name_existing_tests():
         assert name in _test_names(source), f"{path}::{name} does not exist"
         if param:
             assert f'"{param}"' in source.read_text(), f"{path}::{name}[{param}]: no such case"
+
+
+def test_sqlite_database_is_private_to_its_owner(tmp_path):
+    import stat
+
+    from sqlalchemy import text
+
+    from chatroom.config import load
+    from chatroom.storage.db import create_schema, make_engine
+
+    folder = tmp_path / "data"
+    engine = make_engine(load({"CHAT_DB_URL": f"sqlite:///{folder}/chat.db"}))
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(text("SELECT count(*) FROM users"))
+    files = [folder / "chat.db", *folder.glob("chat.db-*")]
+    assert len(files) >= 2, files  # the WAL files too
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    engine.dispose()

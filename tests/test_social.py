@@ -408,3 +408,47 @@ def test_paused_edge_presumed_dead_re_registers_its_sessions_once(make_stack, db
         assert uma.event("message")["text"] == "still here"
         logs = stack.logs("social")
         assert logs.count("resync: 2 sessions added, 0 removed") == 1, logs[-2000:]
+
+
+def test_client_id_names_one_message_per_conversation_byte_for_byte(stack):
+    """A retry (same client_id, same conversation) returns the stored message; the same
+    client_id in another conversation, or one differing only in case or accents (MySQL's
+    default collation would fold them), is another message."""
+    with users(stack, "ann", "bob") as (ann, bob):
+        befriend(ann, bob)
+        ann.call("room.create", room="den")
+
+        def send(op: str, client_id: str, **where: str) -> dict:
+            return ann.call(op, text=f"text {client_id}", client_id=client_id, **where)["message"]
+
+        first = send("room.send", "m-1", room="lobby")
+        assert send("room.send", "m-1", room="lobby")["id"] == first["id"]  # a retry
+        others = [
+            send("room.send", "m-1", room="den"),
+            send("dm.send", "m-1", to="bob"),
+            send("room.send", "M-1", room="lobby"),
+            send("room.send", "m-é", room="lobby"),
+            send("room.send", "m-e", room="lobby"),
+        ]
+        assert len({first["id"], *(m["id"] for m in others)}) == 6
+        assert others[0]["room"] == "den" and others[1]["room"].startswith("dm:")
+        lobby = ann.call("room.history", room="lobby")["messages"]
+        assert [m["client_id"] for m in lobby] == ["m-1", "M-1", "m-é", "m-e"]
+        assert [m["text"] for m in lobby] == ["text m-1", "text M-1", "text m-é", "text m-e"]
+
+
+@pytest.mark.parametrize("visibility", ["friends", "everyone"])
+def test_status_is_shown_to_friends_only_unless_configured(make_stack, sqlite_url, visibility):
+    stack = make_stack(sqlite_url, status_visibility=visibility)
+    with users(stack, "ann", "bob", "cat") as (ann, bob, cat):
+        befriend(ann, bob)
+        ann.call("presence.set", status="at the dentist")
+
+        def status_seen_by(client: WireClient) -> str:
+            members = client.call("room.members", room="lobby")["members"]
+            return next(m["status"] for m in members if m["username"] == "ann")
+
+        assert status_seen_by(ann) == "at the dentist"
+        assert status_seen_by(bob) == "at the dentist"
+        assert status_seen_by(cat) == ("at the dentist" if visibility == "everyone" else "")
+        cat.no_event("presence", within=0.3)  # presence pushes only ever go to friends

@@ -37,11 +37,28 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _private_sqlite_file(path: str) -> None:
+    """The database holds password hashes and every message: only its owner may read
+    it. A folder made here is 0700; the file is created (or narrowed to) 0600 before
+    SQLite opens it, and SQLite gives its -wal and -shm files the file's permissions."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    elif os.stat(folder).st_mode & 0o007:
+        logger.warning("the database folder {} is open to all users; chmod o-rwx it", folder)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def make_engine(settings: Settings) -> Engine:
     url = make_url(settings.with_db_password())
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
+            _private_sqlite_file(url.database)
         engine = create_engine(
             url,
             connect_args={"timeout": 15, "check_same_thread": False},

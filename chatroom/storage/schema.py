@@ -121,11 +121,12 @@ messages = Table(
     Column("sender_id", BigInteger, nullable=False),
     Column("text", Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), nullable=False),
     Column("created_at", BigInteger, nullable=False),
-    # The sender's own id for the message: a retried send with the same client_id
-    # returns the stored message instead of storing it twice.
-    Column("client_id", String(64), nullable=True),
+    # The sender's own id for the message: a retried send with the same client_id to
+    # the same conversation returns the stored message instead of storing it twice.
+    # Compared byte for byte: 'a1' and 'A1' are two messages.
+    Column("client_id", _binary_string(64), nullable=True),
     UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
-    UniqueConstraint("sender_id", "client_id", name="uq_messages_sender_client"),
+    UniqueConstraint("sender_id", "room_id", "client_id", name="uq_messages_sender_room_client"),
     **MYSQL_TABLE_ARGS,
 )
 

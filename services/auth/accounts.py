@@ -6,6 +6,10 @@ import unicodedata
 
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode
+from chatroom.storage.schema import users
+
+USERNAME_CHARS = users.c.username.type.length
+USERNAME_KEY_CHARS = users.c.username_key.type.length
 
 # Letters, marks and digits of any script (Chinese works), plus a few separators.
 _ALLOWED_PUNCTUATION = set("_-.")
@@ -27,6 +31,13 @@ def normalise_username(raw: str, max_chars: int) -> str:
                 ErrorCode.INVALID_USERNAME,
                 "usernames may contain letters, digits and _ - . only",
             )
+    # Case folding can lengthen a name ('ß' -> 'ss', 'ﬃ' -> 'ffi'); its key must still
+    # fit the key column.
+    if len(username_key(name)) > USERNAME_KEY_CHARS or len(name) > USERNAME_CHARS:
+        raise ServiceError(
+            ErrorCode.INVALID_USERNAME,
+            "that username is too long once its letters are case-folded (ß becomes ss)",
+        )
     return name
 
 

@@ -23,6 +23,7 @@ from chatroom.storage.schema import sessions, users
 KICK_MESSAGES = {
     ErrorCode.KICKED: "an operator ended your session; log in again",
     ErrorCode.ACCOUNT_DISABLED: "this account was disabled by an operator",
+    ErrorCode.LOGGED_OUT: "this session was logged out on another connection; log in again",
 }
 USERS_PAGE_MAX = 1000
 
@@ -30,6 +31,12 @@ USERS_PAGE_MAX = 1000
 def kick_event(code: str) -> dict[str, Any]:
     """A `closing` push the edges deliver and then close the user's connections (_kick)."""
     return {"event": "closing", "code": code, "message": KICK_MESSAGES[code], "_kick": True}
+
+
+def logout_event(session_id: int, origin: str | None) -> dict[str, Any]:
+    """Closes the connections using one session (one token) except `origin`, the one
+    that logged out (it stays open, logged out)."""
+    return {**kick_event(ErrorCode.LOGGED_OUT), "_session": session_id, "_origin": origin}
 
 
 class AdminHandlers:

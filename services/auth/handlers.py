@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import RequestContext
+from chatroom.runtime import RequestContext, user_topic
 from chatroom.services.auth.accounts import check_password, normalise_username, username_key
-from chatroom.services.auth.admin import AdminHandlers
+from chatroom.services.auth.admin import AdminHandlers, logout_event
 from chatroom.services.auth.resume import TokenResumer, token_hash
 from chatroom.services.auth.throttle import Throttle
 from chatroom.storage.db import now_ms
@@ -161,5 +161,7 @@ class AuthHandlers:
                 .where(sessions.c.id == ctx.session_id, sessions.c.user_id == user_id)
                 .values(revoked_at=now_ms())
             )
+        # Every connection resumed with the same token loses its login too.
+        ctx.publish(user_topic(user_id), logout_event(ctx.session_id, ctx.conn))
         logger.info("user {} logged out of session {}", user_id, ctx.session_id)
         return {}

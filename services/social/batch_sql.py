@@ -85,7 +85,8 @@ class NotMember(Refused):
 
 
 class AlreadyStored(Refused):
-    """A retried send: a message with this client_id from this sender is stored."""
+    """A retried send: a message with this client_id from this sender to this
+    conversation is stored."""
 
 
 def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Refused]:
@@ -189,10 +190,10 @@ class _Checks:
         for sql_text, columns, pairs in (
             (FRIENDS, FRIEND_PAIR, {(p.sender_id, p.friend_of_sender) for p in self.direct}),
             (MEMBERS, MEMBER_PAIR, {(p.room_id, p.sender_id) for p in self.grouped}),
-            (EARLIER, EARLIER_PAIR, {(p.sender_id, p.client_id) for p in self.retried}),
+            (EARLIER, EARLIER_KEY, {_earlier_key(p) for p in self.retried}),
         ):
             if pairs:
-                where = sql.pair_in(*columns, len(pairs))
+                where = sql.tuple_in(columns, len(pairs))
                 self.statements.append((sql_text + where, tuple(v for pair in pairs for v in pair)))
 
     def refusals(self, results: list[list[tuple]]) -> dict[int, Refused]:
@@ -210,13 +211,19 @@ class _Checks:
                 if (p.room_id, p.sender_id) not in members:
                     refused[id(p)] = NotMember()
         if self.retried:
-            earlier = {(a, b) for a, b in next(rows)}
+            earlier = {tuple(row) for row in next(rows)}
             for p in self.retried:
-                key = (p.sender_id, p.client_id)
+                key = _earlier_key(p)
                 if key in earlier:
                     refused.setdefault(id(p), AlreadyStored())
                 earlier.add(key)  # a second copy in this very batch is a retry too
         return refused
+
+
+def _earlier_key(p: Outgoing) -> tuple[int, int, str | None]:
+    # A client_id names one message of one sender in one conversation: reused in
+    # another conversation it is another message (it must not answer with this one).
+    return (p.sender_id, p.room_id, p.client_id)
 
 
 # Each check looks up exact (a, b) pairs of a two-column key. Not "a IN (...) AND b IN
@@ -226,8 +233,8 @@ FRIENDS = "SELECT user_id, friend_id FROM friendships WHERE "
 FRIEND_PAIR = ("user_id", "friend_id")
 MEMBERS = "SELECT room_id, user_id FROM room_members WHERE "
 MEMBER_PAIR = ("room_id", "user_id")
-EARLIER = "SELECT sender_id, client_id FROM messages WHERE "
-EARLIER_PAIR = ("sender_id", "client_id")
+EARLIER = "SELECT sender_id, room_id, client_id FROM messages WHERE "
+EARLIER_KEY = ("sender_id", "room_id", "client_id")
 WHEN = "WHEN {m} THEN {m}"
 SEQ_SPAN = "(m.room_id = {m} AND m.seq BETWEEN {m} AND {m})"
 STORED_MESSAGES = (
@@ -250,13 +257,15 @@ class Marks:
     def repeat(self, template: str, count: int, separator: str = " ") -> str:
         return separator.join([template.format(m=self.mark)] * count)
 
-    def pair_in(self, first: str, second: str, count: int) -> str:
-        """A condition matching `count` exact (first, second) pairs, each an index
+    def tuple_in(self, columns: tuple[str, ...], count: int) -> str:
+        """A condition matching `count` exact tuples of `columns`, each an index
         lookup: a row-constructor IN on MySQL/MariaDB; on SQLite (whose row IN takes
         only a subquery, which it would scan) the equivalent ORs, each an index search."""
         if self.row_in:
-            return f"({first}, {second}) IN ({self.repeat('({m}, {m})', count, ', ')})"
-        return "(" + self.repeat(f"({first} = {{m}} AND {second} = {{m}})", count, " OR ") + ")"
+            row = "(" + ", ".join(["{m}"] * len(columns)) + ")"
+            return f"({', '.join(columns)}) IN ({self.repeat(row, count, ', ')})"
+        each = " AND ".join(f"{column} = {{m}}" for column in columns)
+        return "(" + self.repeat(f"({each})", count, " OR ") + ")"
 
 
 # ---------------------------------------------------------------------- round trips

@@ -101,6 +101,15 @@ def user_entries(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
     ]
 
 
+def hide_status_from_strangers(
+    conn: Connection, viewer_id: int, entries: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Blank the status of everyone in `entries` who is neither the viewer nor one of
+    their friends (CHAT_STATUS_VISIBILITY=friends)."""
+    shown = {viewer_id, *presence.friend_ids(conn, viewer_id)}
+    return [e if e["id"] in shown else {**e, "status": ""} for e in entries]
+
+
 def _befriend(conn: Connection, a: int, b: int) -> None:
     now = now_ms()
     conn.execute(

@@ -8,6 +8,7 @@ publishes them after the commit.
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import INT64_MAX, ErrorCode
 from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topic
 from chatroom.services.social import direct, friends, presence, rooms
 from chatroom.services.social.batch_sql import NotFriends
@@ -48,6 +49,7 @@ class SocialHandlers:
         self.writer.start()
         self.sessions = SessionOpener(engine)
         self._profiles_seen: set[int] = set()
+        self._reap_gate = presence.ReapGate(settings.edge_heartbeat_s, settings.edge_dead_after_s)
 
     def service(self) -> Service:
         handlers = {
@@ -184,6 +186,8 @@ class SocialHandlers:
         return len(offline)
 
     def reap_dead_edges(self, ctx: RequestContext) -> None:
+        if not self._reap_gate.may_reap(time.monotonic()):
+            return  # just back from a stall: heartbeats first
         dead_after_ms = int(self.settings.edge_dead_after_s * 1000)
         with self.engine.connect() as conn:
             stale = presence.stale_edges(conn, dead_after_ms)
@@ -305,6 +309,8 @@ class SocialHandlers:
         with self.engine.connect() as conn:
             ids = rooms.member_ids(conn, room, self.settings.room_members_max)
             members = friends.user_entries(conn, ids)
+            if self.settings.status_visibility == "friends":
+                members = friends.hide_status_from_strangers(conn, user_id, members)
         return {"room": room.name, "members": members}
 
     # ------------------------------------------------------------------ messages
@@ -425,15 +431,27 @@ class SocialHandlers:
 
 
 def _parse_cursors(raw: dict[str, Any]) -> dict[int, int]:
+    """Room id (ASCII digits) -> seq, both 0 .. 2^63-1; anything else is bad_request."""
     cursors = {}
     for key, value in raw.items():
-        if (
-            not (isinstance(key, str) and key.isdigit())
-            or isinstance(value, bool)
-            or not (isinstance(value, int) and value >= 0)
-        ):
+        if not (_is_int64_digits(key) and _is_seq(value)):
             raise bad_request(
                 "cursors", 'cursors maps room ids to the last seq you have, e.g. {"1": 42}'
             )
         cursors[int(key)] = value
     return cursors
+
+
+def _is_int64_digits(key: Any) -> bool:
+    # Not str.isdigit alone: it accepts '²' and '٣', which int() refuses or reads.
+    return (
+        isinstance(key, str)
+        and 0 < len(key) <= 19
+        and key.isascii()
+        and key.isdigit()
+        and int(key) <= INT64_MAX
+    )
+
+
+def _is_seq(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT64_MAX

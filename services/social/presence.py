@@ -182,6 +182,30 @@ def set_status(conn: Connection, user_id: int, status: str) -> None:
     )
 
 
+class ReapGate:
+    """Whether the reaper may judge edges by their heartbeats now.
+
+    After this process was frozen (SIGSTOP, swapping, a paused VM) past the dead-edge
+    timeout, the heartbeats that queued meanwhile are dropped as expired, so every edge
+    looks dead and all their users would flap offline and back. A reaper run that comes
+    much later than its period means we were the ones stalled: wait one dead-edge
+    timeout for fresh heartbeats before judging again. `now` is time.monotonic()."""
+
+    STALL_FACTOR = 3  # a run this many periods late means we were stalled
+
+    def __init__(self, period_s: float, dead_after_s: float) -> None:
+        self.period_s = period_s
+        self.dead_after_s = dead_after_s
+        self.last_run: float | None = None
+        self.not_before = 0.0
+
+    def may_reap(self, now: float) -> bool:
+        if self.last_run is not None and now - self.last_run > self.STALL_FACTOR * self.period_s:
+            self.not_before = now + self.dead_after_s
+        self.last_run = now
+        return now >= self.not_before
+
+
 def stale_edges(conn: Connection, dead_after_ms: int) -> list[str]:
     """Edges that stopped heartbeating, and edges that have sessions but no heartbeat row
     (an edge killed before its first heartbeat)."""

@@ -26,10 +26,12 @@ from chatroom.storage.schema import (
     rooms,
     users,
 )
+from chatroom.visible import shows_something
 
 PUBLIC = "public"  # everyone is a member (the lobby)
 GROUP = "group"  # explicit members, anyone may join
 DIRECT = "direct"  # the private conversation of two friends
+ROOM_KEY_CHARS = rooms.c.name_key.type.length
 
 
 def room_key(name: str) -> str:
@@ -54,8 +56,25 @@ def ensure_lobby(engine: Engine) -> None:
 def find_room(conn: Connection, name: str) -> Any:
     row = _room_row(conn, name)
     if row is None:
-        raise ServiceError(ErrorCode.NOT_FOUND, f"there is no room called '{name[:64]}'")
+        raise no_such_room(name)
     return row
+
+
+def no_such_room(name: str) -> ServiceError:
+    return ServiceError(ErrorCode.NOT_FOUND, f"there is no room called '{name[:64]}'")
+
+
+def not_direct(room: Any, name: str) -> Any:
+    """The room.* ops' rule: a direct conversation is not a room. It is reached only
+    through dm.* (whose writes check the friendship), never by its name 'dm:a:b', so
+    the answer is the same as for a room that does not exist, whoever asks."""
+    if room is not None and room.kind == DIRECT:
+        raise no_such_room(name)
+    return room
+
+
+def find_group_or_public(conn: Connection, name: str) -> Any:
+    return not_direct(find_room(conn, name), name)
 
 
 class RoomIdentity(NamedTuple):
@@ -191,8 +210,12 @@ def check_room_name(raw: str) -> str:
         raise bad_request("room", "a room name is 1 to 64 characters long")
     if any(unicodedata.category(ch)[0] == "C" for ch in name):
         raise bad_request("room", "a room name cannot contain control characters")
-    if room_key(name).startswith("dm:"):
+    key = room_key(name)
+    if key.startswith("dm:"):
         raise bad_request("room", "room names starting with 'dm:' are reserved")
+    # Case folding can lengthen a name ('ß' -> 'ss', 'ﬃ' -> 'ffi'): the key must fit.
+    if len(key) > ROOM_KEY_CHARS:
+        raise bad_request("room", "that room name is too long once case-folded (ß becomes ss)")
     return name
 
 
@@ -218,7 +241,7 @@ def create_room(conn: Connection, raw_name: str, user_id: int) -> Any:
 
 def join_room(conn: Connection, name: str, user_id: int) -> tuple[Any, bool]:
     """Join a group room; returns the room and whether this was a new membership."""
-    room = find_room(conn, name)
+    room = find_group_or_public(conn, name)
     if room.kind != GROUP:
         raise ServiceError(ErrorCode.FORBIDDEN, f"'{room.name}' cannot be joined or left")
     if is_member(conn, room, user_id):
@@ -228,7 +251,7 @@ def join_room(conn: Connection, name: str, user_id: int) -> tuple[Any, bool]:
 
 
 def leave_room(conn: Connection, name: str, user_id: int) -> Any:
-    room = find_room(conn, name)
+    room = find_group_or_public(conn, name)
     if room.kind != GROUP:
         raise ServiceError(ErrorCode.FORBIDDEN, f"'{room.name}' cannot be joined or left")
     removed = conn.execute(
@@ -304,6 +327,10 @@ def select_messages():  # noqa: ANN201 - a SQLAlchemy Select
 def check_text(text: str, max_chars: int) -> None:
     if not text.strip():
         raise bad_request("text", "a message cannot be empty")
+    if not shows_something(text):
+        # Zero-width spaces, joiners, BOMs, variation selectors, tags, controls only:
+        # a message that looks empty (and a way to ping a room unseen).
+        raise bad_request("text", "a message needs at least one visible character")
     if len(text) > max_chars:
         raise bad_request("text", f"a message is at most {max_chars} characters long")
 
@@ -350,9 +377,13 @@ async def store_message(
         # batch at the same moment): answer with the stored copy.
         if client_id is None:
             raise
-        earlier = await asyncio.to_thread(_find_by_client_id, engine, sender_id, client_id)
+        earlier = await asyncio.to_thread(_find_by_client_id, engine, sender_id, room.id, client_id)
         if earlier is None:
-            raise
+            # Only a database made before client_ids were per conversation (its
+            # constraint is still per sender) gets here.
+            raise ServiceError(
+                ErrorCode.CONFLICT, "this client_id names another message; use a new one"
+            ) from None
         return earlier, False
     return message_dict(row, room.name), True
 
@@ -368,16 +399,18 @@ class _Resolver:
 
 
 def member_room(name: str, user_id: int) -> RoomResolver:
-    """A resolver for a room the user must be a member of."""
+    """A resolver for a room (public or group, never a direct conversation) the user
+    must be a member of. Used by every room.* op that reads or writes messages or
+    members; the group commit checks membership again in the write's transaction."""
 
     def resolve(engine: Engine) -> RoomIdentity:
-        room = room_identity(engine, name)
+        room = not_direct(room_identity(engine, name), name)
         if room.kind != PUBLIC:
             with engine.connect() as conn:
                 require_member(conn, room, user_id)
         return room
 
-    return _Resolver(resolve, lambda: cached_room(name), member=True)
+    return _Resolver(resolve, lambda: not_direct(cached_room(name), name), member=True)
 
 
 def known_room(room: RoomIdentity) -> RoomResolver:
@@ -385,13 +418,19 @@ def known_room(room: RoomIdentity) -> RoomResolver:
     return _Resolver(lambda _engine: room, lambda: room, member=False)
 
 
-def _find_by_client_id(engine: Engine, sender_id: int, client_id: str) -> dict | None:
+def _find_by_client_id(engine: Engine, sender_id: int, room_id: int, client_id: str) -> dict | None:
     with engine.connect() as conn:
         row = conn.execute(
             select_messages()
             .add_columns(rooms.c.name.label("room_name"))
             .join(rooms, rooms.c.id == messages.c.room_id)
-            .where(and_(messages.c.sender_id == sender_id, messages.c.client_id == client_id))
+            .where(
+                and_(
+                    messages.c.sender_id == sender_id,
+                    messages.c.room_id == room_id,
+                    messages.c.client_id == client_id,
+                )
+            )
         ).first()
     return message_dict(row, row.room_name) if row else None
 

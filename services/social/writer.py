@@ -74,7 +74,7 @@ class GroupWriter:
         committed, or the error that stopped it. The checks are made in the write's own
         transaction: with `friend_of_sender` that user must be the sender's friend
         (NotFriends), with `member_check` the sender a member of the room (NotMember);
-        a client_id already stored for the sender gives AlreadyStored."""
+        a client_id already stored for the sender in this room gives AlreadyStored."""
         pending = PendingMessage(
             room_id, sender_id, text, client_id, friend_of_sender, member_check
         )

@@ -46,6 +46,8 @@ RATE_LIMIT_MESSAGES = {
     "message": "you are sending messages too fast",
     "friend_request": "you are sending friend requests too fast",
     "avatar": "you are changing your avatar too often",
+    "room_create": "you are creating rooms too often",
+    "presence": "you are changing your status too often",
     "login_ip": "too many login attempts from your address",
 }
 EDGE_RATED_ACTIONS = tuple(RATE_LIMIT_MESSAGES)
@@ -362,9 +364,17 @@ class Edge:
         joined, left = event.pop("_join", None), event.pop("_leave", None)
         ack = event.pop("_ack", None)
         if event.pop("_kick", None):
-            # An operator ended this user's sessions (chatroom admin): what was queued
-            # for them before goes out first.
+            # An operator ended this user's sessions (chatroom admin), or one session
+            # was logged out (_session: its other connections): what was queued for
+            # them before goes out first.
+            only_session = event.pop("_session", None)
             for conn in list(targets):
+                if only_session is not None and (
+                    conn.conn_id == origin
+                    or conn.session is None
+                    or conn.session.session_id != only_session
+                ):
+                    continue
                 frames = outbox.pop(conn, None)
                 if frames:
                     conn.send_frame(b"".join(frames))
