@@ -129,7 +129,7 @@ class BusGuard:
         for role in ROLES:
             path = keys / f"{role}.key"
             if path.exists():
-                self.roles[zmq.auth.load_certificate(path)[0]] = role
+                self.roles[_load(path)[0]] = role
             else:
                 logger.warning("no {} in {}: that role cannot connect", path.name, keys)
 
