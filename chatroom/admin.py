@@ -1,8 +1,9 @@
 """``chatroom admin``: operator commands against a running system.
 
-They go over the bus to auth (accounts, sessions) and social (who is online), like the
-edge's requests, so they need the same CHAT_BUS_* settings as a service: run them where
-a service runs, e.g. ``docker compose exec auth chatroom admin online``.
+They go over the bus to auth (accounts, sessions) and social (who is online) on the
+operators' path, which only the admin CURVE key may enter (chatroom/buskeys.py): run them
+where that key and the CHAT_BUS_* settings are, e.g.
+``docker compose exec auth chatroom admin online``.
 """
 
 from __future__ import annotations
@@ -78,10 +79,10 @@ async def _call(settings: config.Settings, service: str, op: str, request: dict,
     from chatroom.bus_client import BusClient
 
     zctx = zmq.asyncio.Context()
-    client = BusClient(settings, f"admin:{os.getpid()}", zctx)
+    client = BusClient(settings, f"admin:{os.getpid()}", zctx, admin=True)
     client.start()
     try:
-        return await client.call(service, op, request, {"admin": True}, timeout_ms=timeout_ms)
+        return await client.call(service, op, request, timeout_ms=timeout_ms)
     finally:
         client.close()
         zctx.term()

@@ -4,6 +4,10 @@ One DEALER socket per service, connected to that service's ROUTER on the bus, so
 requests are spread across all replicas and replies find their way back by id.
 A request that gets no reply in time is retried (if it is safe to) and then answered
 with service_unavailable: a caller never hangs on a dead or paused service.
+
+An edge (and anything asking as one: health checks, the test harness) connects with the
+edge's CURVE key; ``chatroom admin`` connects with the admin key to the operators' path
+(<service>.admin.front), the only one on which services serve admin.* ops.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from chatroom.config import BACKEND_SERVICES, Settings
+from chatroom import buskeys
+from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode, dumps, loads
 from chatroom.runtime import PING_OP
@@ -27,19 +32,24 @@ REPLY_BURST = 256
 
 
 class BusClient:
-    def __init__(self, settings: Settings, name: str, zctx: zmq.asyncio.Context) -> None:
+    def __init__(
+        self, settings: Settings, name: str, zctx: zmq.asyncio.Context, *, admin: bool = False
+    ) -> None:
         self.settings = settings
         self.name = name
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future] = {}
         self._sockets: dict[str, zmq.asyncio.Socket] = {}
         self._readers: list[asyncio.Task] = []
-        for service in BACKEND_SERVICES:
+        keys = buskeys.client_keys(settings, buskeys.ADMIN_ROLE if admin else buskeys.EDGE_ROLE)
+        for service in ADMIN_SERVICES if admin else BACKEND_SERVICES:
             sock = zctx.socket(zmq.DEALER)
+            buskeys.secure_client(sock, keys)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
-            sock.connect(settings.bus_connect(f"{service}.front"))
+            front = f"{service}.admin.front" if admin else f"{service}.front"
+            sock.connect(settings.bus_connect(front))
             self._sockets[service] = sock
 
     def start(self) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from chatroom import admin, config, logs
+from chatroom import admin, buskeys, config, logs
 
 SERVICES = ("bus", "auth", "social", "media", "tcp_edge")
 
@@ -38,6 +38,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    if settings.bus_curve:
+        created = buskeys.ensure_keys(settings.bus_keys_dir)
+        if created:
+            logger.info("created bus keys in {}: {}", settings.bus_keys_dir, ", ".join(created))
     logger.info("database: {}", settings.db_url if "@" not in settings.db_url else "(MySQL)")
     for service in SERVICES:
         start(service)
@@ -65,6 +69,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
+    return 0
+
+
+def cmd_bus_keys(args: argparse.Namespace) -> int:
+    """Create the bus's CURVE key pairs that do not exist yet (used by scripts/deploy.sh)."""
+    directory = args.directory or config.load().bus_keys_dir
+    created = buskeys.ensure_keys(directory)
+    print(f"{directory}: created {', '.join(created) if created else 'nothing (all exist)'}")
     return 0
 
 
@@ -121,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="run bus, auth, social, media and tcp_edge locally").set_defaults(
         func=cmd_up
     )
+    keys = sub.add_parser("bus-keys", help="create missing CURVE key pairs for the bus")
+    keys.add_argument("directory", nargs="?", help="default: CHAT_BUS_KEYS_DIR")
+    keys.set_defaults(func=cmd_bus_keys)
     sub.add_parser("schema", help="print db/init.sql for MySQL").set_defaults(func=cmd_schema)
     ping = sub.add_parser("ping", help="health-check one service through the bus")
     ping.add_argument("service", choices=("auth", "social", "media"))

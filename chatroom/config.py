@@ -36,6 +36,10 @@ class Settings:
     bus_host: str = "127.0.0.1"
     bus_bind_host: str = "127.0.0.1"
     bus_port_base: int = 5550
+    # CURVE keys of the bus and of every role that connects to it (chatroom/buskeys.py).
+    bus_keys_dir: str = "var/bus-keys"
+    # Authentication and encryption on the bus. "off" only to measure what they cost.
+    bus_curve: bool = True
 
     # Edge.
     edge_host: str = "127.0.0.1"
@@ -191,8 +195,15 @@ BUS_PORT_OFFSETS = {
     "media.back": 5,
     "events.in": 6,
     "events.out": 7,
+    # Operator ops (chatroom admin) have a path of their own that only the admin key
+    # may enter (see chatroom/buskeys.py).
+    "auth.admin.front": 8,
+    "auth.admin.back": 9,
+    "social.admin.front": 10,
+    "social.admin.back": 11,
 }
 BACKEND_SERVICES = ("auth", "social", "media")
+ADMIN_SERVICES = ("auth", "social")
 RATED_ACTIONS = (
     "message",
     "friend_request",

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 
+from chatroom import buskeys
 from chatroom.config import Settings
 from chatroom.protocol import FrameDecoder, encode_frame, loads, parse_payload
 
@@ -51,7 +52,9 @@ def check_bus(settings: Settings, timeout_s: float) -> dict:
     zctx = zmq.Context()
     sub = zctx.socket(zmq.SUB)
     pub = zctx.socket(zmq.PUB)
+    keys = buskeys.client_keys(settings, buskeys.SERVER_ROLE)  # the bus's own key
     for sock in (sub, pub):
+        buskeys.secure_client(sock, keys)
         sock.setsockopt(zmq.LINGER, 0)
     try:
         sub.connect(settings.bus_connect("events.out"))

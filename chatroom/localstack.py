@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from chatroom import config
+from chatroom import buskeys, config
 
 SERVICE_MODULES = {
     "bus": "chatroom.services.bus",
@@ -56,7 +56,7 @@ def free_port() -> int:
     return free_port_block(1)
 
 
-def free_port_block(size: int = 8) -> int:
+def free_port_block(size: int = len(config.BUS_PORT_OFFSETS)) -> int:
     """A base port with `size` consecutive free ports after it, below the kernel's
     ephemeral range: client sockets (and their TIME_WAIT leftovers after a load test)
     never occupy those."""
@@ -119,8 +119,11 @@ class Stack:
                 "CHAT_DB_URL": db_url,
                 "CHAT_BUS_PORT_BASE": str(free_port_block()),
                 "CHAT_EDGE_PORT": str(free_port()),
+                # Every stack has keys of its own: tests and benchmarks run with CURVE.
+                "CHAT_BUS_KEYS_DIR": str(workdir / "bus-keys"),
             }
         )
+        buskeys.ensure_keys(workdir / "bus-keys")
         self.env.update(TEST_DEFAULTS if defaults is None else defaults)
         self.env.update({config.env_name(k): str(v) for k, v in overrides.items()})
         self.procs: dict[str, subprocess.Popen] = {}
@@ -183,7 +186,7 @@ class Stack:
             import zmq.asyncio
 
             zctx = zmq.asyncio.Context()
-            client = BusClient(self.settings, "harness", zctx)
+            client = BusClient(self.settings, "harness", zctx)  # with the edge's key
             client.start()
             try:
                 deadline = time.monotonic() + timeout

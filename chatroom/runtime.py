@@ -35,6 +35,7 @@ import zmq.asyncio
 from loguru import logger
 from sqlalchemy.exc import OperationalError
 
+from chatroom import buskeys
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
 from chatroom.logs import RepeatedErrors, request_context
@@ -42,6 +43,9 @@ from chatroom.protocol import ErrorCode, dumps, loads
 from chatroom.zmq_io import BurstReceiver
 
 PING_OP = "_ping"
+# Operator ops (chatroom admin) are served only when they arrive on the admin path, which
+# only the admin key can enter (chatroom/buskeys.py); never on the ordinary one.
+ADMIN_OP_PREFIX = "admin."
 # Events queued per peer before ZeroMQ drops them (live delivery is best effort, sync
 # closes gaps, but a burst of fan-out should not be cut at libzmq's default of 1,000).
 # Subscription messages, flowing the other way, are never limited: losing one would
@@ -170,13 +174,16 @@ class ServiceRuntime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         zctx = zmq.asyncio.Context()
-        self._sock = zctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 1000)
-        self._sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
-        self._sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        keys = buskeys.client_keys(self.settings, self.name)
         backend = self.settings.bus_connect(f"{self.name}.back")
-        self._sock.connect(backend)
+        self._sock = self._dealer(zctx, keys, backend)
+        # The operators' path, for a service that has operator ops.
+        admin_backend = None
+        if any(op.startswith(ADMIN_OP_PREFIX) for op in self.handlers):
+            admin_backend = self.settings.bus_connect(f"{self.name}.admin.back")
+            self._admin_sock = self._dealer(zctx, keys, admin_backend)
         self._pub = zctx.socket(zmq.PUB)
+        buskeys.secure_client(self._pub, keys)
         self._pub.setsockopt(zmq.LINGER, 1000)
         self._pub.setsockopt(zmq.SNDHWM, EVENT_HWM)
         self._pub.setsockopt(zmq.RCVHWM, 0)
@@ -187,14 +194,18 @@ class ServiceRuntime:
         # cost a future and a loop callback per event: 3-4 us, twice per direct message.
         self._pub_now = zmq.Socket.shadow(self._pub.underlying)
         logger.info("{} replica {} serving on {}", self.name, self.replica, backend)
-        receiver = asyncio.create_task(self._receive_loop())
+        receivers = [asyncio.create_task(self._receive_loop(self._sock, admin=False))]
+        if admin_backend is not None:
+            receivers.append(asyncio.create_task(self._receive_loop(self._admin_sock, admin=True)))
         job_tasks = [asyncio.create_task(self._repeat(job)) for job in self.jobs]
         if self.settings.health_port:
             job_tasks.append(asyncio.create_task(self._serve_health(zctx)))
         await self._stopping.wait()
         logger.info("stopping: no new requests, draining {} in flight", len(self._inflight))
         self._sock.disconnect(backend)  # the bus stops routing requests to this replica
-        background = [receiver, *job_tasks]
+        if admin_backend is not None:
+            self._admin_sock.disconnect(admin_backend)
+        background = [*receivers, *job_tasks]
         for task in background:
             task.cancel()
         # Wait for the cancelled tasks so their sockets are closed before term().
@@ -202,13 +213,26 @@ class ServiceRuntime:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=self.settings.drain_timeout_s)
         self._sock.close(linger=1000)
+        if admin_backend is not None:
+            self._admin_sock.close(linger=1000)
         self._pub.close(linger=1000)
         zctx.term()
         self._executor.shutdown(wait=False, cancel_futures=True)
         logger.info("stopped after {} requests", self.handled)
 
-    async def _receive_loop(self) -> None:
-        requests = BurstReceiver(self._sock)
+    def _dealer(
+        self, zctx: zmq.asyncio.Context, keys: buskeys.ClientKeys | None, address: str
+    ) -> zmq.asyncio.Socket:
+        sock = zctx.socket(zmq.DEALER)
+        buskeys.secure_client(sock, keys)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        sock.connect(address)
+        return sock
+
+    async def _receive_loop(self, sock: zmq.asyncio.Socket, admin: bool) -> None:
+        requests = BurstReceiver(sock)
         while True:
             while self._in_progress >= self._max_in_progress:
                 self._slot_freed.clear()
@@ -216,16 +240,16 @@ class ServiceRuntime:
             free = self._max_in_progress - self._in_progress
             for frames in await requests.receive(min(RECEIVE_BURST, free)):
                 self._in_progress += 1
-                task = asyncio.create_task(self._serve(frames))
+                task = asyncio.create_task(self._serve(sock, frames, admin))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
 
-    async def _serve(self, frames: list[bytes]) -> None:
+    async def _serve(self, sock: zmq.asyncio.Socket, frames: list[bytes], admin: bool) -> None:
         try:
             routing, raw = frames[:-1], frames[-1]
-            reply, events = await self._dispatch(raw)
+            reply, events = await self._dispatch(raw, admin)
             if reply is not None:
-                await self._sock.send_multipart([*routing, dumps(reply)])
+                await sock.send_multipart([*routing, dumps(reply)])
             await self._publish(events)
         except Exception:
             logger.exception("failed to serve a request")
@@ -233,7 +257,7 @@ class ServiceRuntime:
             self._in_progress -= 1
             self._slot_freed.set()
 
-    async def _dispatch(self, raw: bytes) -> tuple[dict | None, list]:
+    async def _dispatch(self, raw: bytes, admin: bool = False) -> tuple[dict | None, list]:
         try:
             body = loads(raw)
             op = body["op"]
@@ -251,6 +275,15 @@ class ServiceRuntime:
             return {"rid": rid, "ok": True, "result": self._health()}, []
         ctx = RequestContext.from_envelope(body)
         handler = self.handlers.get(op)
+        if handler is not None and op.startswith(ADMIN_OP_PREFIX) != admin:
+            logger.warning("refused {} on the {} path", op, "admin" if admin else "ordinary")
+            err = ServiceError(
+                ErrorCode.FORBIDDEN,
+                "operator ops need the admin key (chatroom admin)"
+                if not admin
+                else "the admin path serves operator ops only",
+            )
+            return {"rid": rid, "ok": False, "error": err.to_dict()}, []
         if handler is None:
             err = ServiceError(ErrorCode.UNKNOWN_OP, f"{self.name} has no op '{op}'")
             return {"rid": rid, "ok": False, "error": err.to_dict()}, []

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Deploy ChatRoom with Docker Compose on this host: create the database secrets once
-# (random, 0600, in secrets/), then build and start the stack and wait until healthy.
+# Deploy ChatRoom with Docker Compose on this host: create the database secrets and the
+# bus's CURVE keys once (in secrets/), then build and start the stack and wait until
+# healthy.
 # Extra arguments go to `docker compose up` (e.g. --scale social=3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +23,13 @@ if [ -f secrets/tls/server.pem ] && [ -f secrets/tls/server.key ]; then
   echo "TLS: on port ${CHAT_TLS_PUBLISHED_PORT:-2020} with secrets/tls/server.pem" >&2
 fi
 COMPOSE=${CHATROOM_COMPOSE:-docker compose}
+# The bus's CURVE keys, one pair per role (chatroom/buskeys.py): made by the server image
+# (it has pyzmq), as this user; existing keys are kept. Delete a pair to rotate it.
+$COMPOSE build
+mkdir -p secrets/bus-keys
+docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/secrets/bus-keys:/keys" \
+  "chatroom-server:${CHATROOM_VERSION:-latest}" chatroom bus-keys /keys >&2
+# As for the passwords: the containers' non-root users read the mounted files.
+chmod 644 secrets/bus-keys/*
 $COMPOSE up -d --build --wait "$@"
 $COMPOSE ps

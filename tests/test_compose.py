@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from chatroom import buskeys
+
 from harness import free_port
 from test_social import befriend
 from wire import WireClient
@@ -141,6 +143,11 @@ def _ensure_secrets() -> None:
         path = secrets / name
         if not path.exists() or not path.read_text().strip():
             path.write_text(os.urandom(18).hex())
+        path.chmod(0o644)
+    # The bus's CURVE keys, as scripts/deploy.sh makes them.
+    keys = secrets / "bus-keys"
+    buskeys.ensure_keys(keys)
+    for path in keys.iterdir():
         path.chmod(0o644)
 
 

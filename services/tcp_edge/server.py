@@ -21,6 +21,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
+from chatroom import buskeys
 from chatroom.bus_client import BusClient
 from chatroom.config import ConfigError, Settings
 from chatroom.errors import ServiceError, rate_limited
@@ -121,6 +122,7 @@ class Edge:
         self.zctx = zmq.asyncio.Context()
         self.bus = BusClient(settings, self.edge_id, self.zctx)
         sub = self.zctx.socket(zmq.SUB)
+        buskeys.secure_client(sub, buskeys.client_keys(settings, buskeys.EDGE_ROLE))
         sub.setsockopt(zmq.LINGER, 0)
         # Subscriptions travel as messages towards the bus: a burst of logins or logouts
         # beyond the default 1,000-message limit would silently drop some, and the edge
