@@ -62,7 +62,6 @@ def parse_rate(text: str) -> Rate | None:
 def address_key(ip: str) -> str:
     """The key per-address limits count under: an IPv4 address as it is, an IPv6 one by
     its /64 (an IPv4-mapped IPv6 address as the IPv4 address it maps)."""
-    # The edge's services/tcp_edge/admission.py has the same function; one is to go.
     try:
         address = ipaddress.ip_address(ip.split("%", 1)[0])  # drop a zone (fe80::1%eth0)
     except ValueError:

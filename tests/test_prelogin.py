@@ -12,7 +12,8 @@ import struct
 import pytest
 
 from chatroom.protocol import PRELOGIN_MAX_FRAME_BYTES, longest_request_bytes
-from chatroom.services.tcp_edge.admission import PreloginBudget, address_key
+from chatroom.ratelimit import address_key
+from chatroom.services.tcp_edge.admission import PreloginBudget
 
 from images import noisy_png
 from wire import WireClient

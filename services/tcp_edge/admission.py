@@ -1,32 +1,14 @@
-"""Who may hold a connection on this edge: per-address keys and the pre-login budget.
+"""Who may hold a connection on this edge: the pre-login budget. (Per-address limits
+key IPv6 clients by their /64: chatroom.ratelimit.address_key, shared with auth.)
 
-Sans-IO: nothing here touches a socket, so both are unit-tested without a server
-(tests/test_prelogin.py). The edge applies what they decide.
+Sans-IO: nothing here touches a socket, so it is unit-tested without a server
+(tests/test_prelogin.py). The edge applies what it decides.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-
-# One IPv6 subscriber usually gets a whole /64 (RFC 6177) and can use any address in
-# it: counted per address, one machine would be 2^64 clients.
-IPV6_CLIENT_PREFIX = 64
-
-
-def address_key(ip: str) -> str:
-    """The key per-address limits count under: an IPv4 address as it is, an IPv6 one by
-    its /64 (an IPv4-mapped IPv6 address as the IPv4 address it maps)."""
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])  # drop a zone (fe80::1%eth0)
-    except ValueError:
-        return ip  # not an IP (a Unix socket, "?"): the peer name is all there is
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
-    return str(address)
 
 
 class PreloginBudget:

@@ -28,7 +28,7 @@ from chatroom.protocol import (
     request_id_of,
     validate_request,
 )
-from chatroom.services.tcp_edge.admission import address_key
+from chatroom.ratelimit import address_key
 
 SESSION_OPS = frozenset({"login", "logout"})
 
