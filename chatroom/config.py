@@ -107,6 +107,9 @@ class Settings:
     # every friend), so a script must not be able to loop on them.
     rate_room_create: str = "10/h"
     rate_presence: str = "30/m"
+    # Joining and leaving rooms, answering and removing friends: each a write and a push
+    # to others; generous for people, a stop for a script that loops on them.
+    rate_membership: str = "60/m"
     rate_login_ip: str = "30/m"
     # Wrong passwords (counted before the check): per account from one address (IPv6:
     # its /64); per address over all accounts and per account over all addresses, these
@@ -210,6 +213,7 @@ RATED_ACTIONS = (
     "avatar",
     "room_create",
     "presence",
+    "membership",
     "login_ip",
     "login_failed_account_ip",
     "login_failed_ip",

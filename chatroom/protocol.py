@@ -256,13 +256,14 @@ OPS: dict[str, Op] = {
         "social", {"status": Field(str, max_len=1000)}, idempotent=True, rate="presence"
     ),
     "friend.request": Op("social", {"username": _NAME}, idempotent=True, rate="friend_request"),
-    "friend.accept": Op("social", {"username": _NAME}),
-    "friend.reject": Op("social", {"username": _NAME}),
-    "friend.remove": Op("social", {"username": _NAME}),
+    # Answering, removing, joining and leaving each write and push to others.
+    "friend.accept": Op("social", {"username": _NAME}, rate="membership"),
+    "friend.reject": Op("social", {"username": _NAME}, rate="membership"),
+    "friend.remove": Op("social", {"username": _NAME}, rate="membership"),
     "friend.list": Op("social", idempotent=True),
     "room.create": Op("social", {"room": _NAME}, rate="room_create"),
-    "room.join": Op("social", {"room": _NAME}, idempotent=True),
-    "room.leave": Op("social", {"room": _NAME}),
+    "room.join": Op("social", {"room": _NAME}, idempotent=True, rate="membership"),
+    "room.leave": Op("social", {"room": _NAME}, rate="membership"),
     "room.list": Op("social", idempotent=True),
     "room.members": Op("social", {"room": _NAME}, idempotent=True),
     "room.send": Op(

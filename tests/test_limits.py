@@ -58,8 +58,9 @@ def test_avatar_changes_are_rate_limited(make_stack, sqlite_url):
     [
         ("rate_room_create", "room.create", lambda i: {"room": f"room {i}"}),
         ("rate_presence", "presence.set", lambda i: {"status": f"status {i}"}),
+        ("rate_membership", "room.join", lambda i: {"room": "lobby2" if i % 2 else "lobby3"}),
     ],
-    ids=["room_create", "presence"],
+    ids=["room_create", "presence", "membership"],
 )
 def test_room_creation_and_status_changes_are_rate_limited(
     make_stack, sqlite_url, setting, op, fields
@@ -68,6 +69,9 @@ def test_room_creation_and_status_changes_are_rate_limited(
     with WireClient(stack.port) as c, WireClient(stack.port) as other:
         c.register_and_login("eve")
         other.register_and_login("fay")
+        if op == "room.join":
+            other.call("room.create", room="lobby2")
+            other.call("room.create", room="lobby3")
         c.call(op, **fields(1))
         c.call(op, **fields(2))
         err = c.error_of(op, **fields(3))
