@@ -171,7 +171,15 @@ def ensure_keys(directory: str | os.PathLike) -> list[str]:
     """Create the key pair of every role that has none in `directory`; return their
     names. Existing keys are kept (delete a role's two files to rotate it)."""
     keys = Path(directory)
-    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Every folder made here is private, the parents too (mkdir's mode covers only the
+    # last one): var/ also holds the SQLite database, which warns about an open folder.
+    missing = []
+    while not keys.exists() and keys != keys.parent:
+        missing.append(keys)
+        keys = keys.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    keys = Path(directory)
     created = []
     for role in ROLES:
         if not (keys / f"{role}.key_secret").exists():
