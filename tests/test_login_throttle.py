@@ -13,7 +13,6 @@ from sqlalchemy import insert
 
 from chatroom.config import load
 from chatroom.errors import ServiceError
-from chatroom.ratelimit import address_key
 from chatroom.services.auth.throttle import Throttle, known_address
 from chatroom.storage.db import create_schema, make_engine, now_ms
 from chatroom.storage.schema import sessions, users
@@ -119,21 +118,6 @@ def test_right_passwords_do_not_use_up_the_buckets(make_stack, sqlite_url):
         assert c.error_of("login", username="often", password="wrong")["code"] == (
             "bad_credentials"
         )
-
-
-@pytest.mark.parametrize(
-    ("ip", "key"),
-    [
-        ("203.0.113.9", "203.0.113.9"),
-        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
-        ("2001:db8:1:2:bbbb::2", "2001:db8:1:2::/64"),
-        ("::ffff:203.0.113.9", "203.0.113.9"),
-        ("fe80::1%eth0", "fe80::/64"),
-        ("?", "?"),
-    ],
-)
-def test_address_keys(ip, key):
-    assert address_key(ip) == key
 
 
 def test_ipv6_addresses_count_by_their_64(db_url):
