@@ -17,7 +17,7 @@ SERVICES = ("bus", "auth", "social", "media", "tcp_edge")
 
 
 def module_of(service: str) -> str:
-    return f"chatroom.services.{service}"
+    return f"services.{service}"
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -20,11 +20,11 @@ from pathlib import Path
 from chatroom import buskeys, config
 
 SERVICE_MODULES = {
-    "bus": "chatroom.services.bus",
-    "auth": "chatroom.services.auth",
-    "social": "chatroom.services.social",
-    "media": "chatroom.services.media",
-    "edge": "chatroom.services.tcp_edge",
+    "bus": "services.bus",
+    "auth": "services.auth",
+    "social": "services.social",
+    "media": "services.media",
+    "edge": "services.tcp_edge",
 }
 
 

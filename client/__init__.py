@@ -1,1 +1,1 @@
-"""The ChatRoom desktop client (PySide6). Installed as chatroom.client."""
+"""The ChatRoom desktop client (PySide6). Imported as `client` (its folder)."""

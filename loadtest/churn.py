@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chatroom.services.media import images
 from loadtest import servers
 from loadtest.aclient import AsyncChat, ChatError, run_async
 from loadtest.bench import (
@@ -32,6 +31,7 @@ from loadtest.bench import (
     save,
     timeline_of,
 )
+from services.media import images
 
 
 class Watch:

@@ -21,6 +21,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${EXTRAS//,/-}"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/pip install -q -e ".[$EXTRAS]"
+  # compat: a static path in a .pth file rather than an import hook, so mypy, pyright
+  # and IDEs resolve the same import names Python does.
+  .venv/bin/pip install -q -e ".[$EXTRAS]" --config-settings editable_mode=compat
   touch "$stamp"
 fi

@@ -65,7 +65,7 @@ if [ ! -x "$venv/bin/python" ]; then
   fi
   "$venv/bin/pip" install -q --upgrade pip
 fi
-# Not editable: the bundle takes the installed package (chatroom.client, chatroom.protocol);
+# Not editable: the bundle takes the installed package (client, chatroom.protocol);
 # uninstalled first so that a rebuild takes the current sources (same version number).
 "$venv/bin/pip" uninstall -q -y chatroom >/dev/null 2>&1 || true
 "$venv/bin/pip" install -q "$ROOT[client]" "$PYINSTALLER_SPEC"
@@ -73,14 +73,14 @@ fi
 cat > "$WORK/chatroom-client.py" <<'PY'
 import sys
 
-from chatroom.client.app import main
+from client.app import main
 
 sys.exit(main())
 PY
 
 "$venv/bin/pyinstaller" --noconfirm --clean --log-level WARN \
   --name chatroom-client \
-  --collect-submodules chatroom.client \
+  --collect-submodules client \
   --distpath "$DIST" --workpath "$WORK/pyinstaller" --specpath "$WORK" \
   "$WORK/chatroom-client.py"
 

@@ -141,9 +141,9 @@ class Tour:
 
     def run(self) -> None:
         c, Qt = self.c, self.Qt
-        from chatroom.client.dialogs import RoomDialog, SwitcherDialog
-        from chatroom.client.profile_dialog import ProfileDialog
-        from chatroom.client.state import dm_key, room_key
+        from client.dialogs import RoomDialog, SwitcherDialog
+        from client.profile_dialog import ProfileDialog
+        from client.state import dm_key, room_key
 
         port = self.stack.port
         ming, alice, sam = (c.new_app(self.tmp, n) for n in ("ming", "alice", "sam"))

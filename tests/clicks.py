@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from chatroom.client.app import App
+from client.app import App
 
 WAIT_S = 15.0
 PASSWORD = "correct horse"

@@ -4,7 +4,7 @@ import pytest
 
 from chatroom.errors import ServiceError
 from chatroom.protocol import NameRefused, check_room_name, name_key
-from chatroom.services.auth.accounts import check_password, normalise_username, username_key
+from services.auth.accounts import check_password, normalise_username, username_key
 
 from wire import WireClient
 

@@ -23,11 +23,11 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from chatroom.client.dialogs import RoomDialog, SwitcherDialog  # noqa: E402
-from chatroom.client.net import DISCONNECTED, ONLINE, RECONNECTING  # noqa: E402
-from chatroom.client.profile_dialog import ProfileDialog  # noqa: E402
-from chatroom.client.state import FAILED, PENDING, SENT, dm_key, room_key  # noqa: E402
-from chatroom.client.widgets import CONTACT_ROLE  # noqa: E402
+from client.dialogs import RoomDialog, SwitcherDialog  # noqa: E402
+from client.net import DISCONNECTED, ONLINE, RECONNECTING  # noqa: E402
+from client.profile_dialog import ProfileDialog  # noqa: E402
+from client.state import FAILED, PENDING, SENT, dm_key, room_key  # noqa: E402
+from client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
     answer_confirm,
@@ -112,7 +112,7 @@ def test_on_click_calls_the_action_with_no_arguments(qtbot):
     (False) to a slot with an optional parameter. Through on_click it gets nothing."""
     from PySide6.QtWidgets import QPushButton
 
-    from chatroom.client.ui import on_click
+    from client.ui import on_click
 
     received = []
 
@@ -135,7 +135,7 @@ def test_dark_theme_when_asked(apps, monkeypatch):
     from PySide6.QtGui import QPalette
     from PySide6.QtWidgets import QApplication
 
-    from chatroom.client import theme
+    from client import theme
 
     monkeypatch.setenv(theme.THEME_ENV, "dark")
     app = apps("night")

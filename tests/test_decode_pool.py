@@ -11,7 +11,7 @@ import pytest
 
 from chatroom.errors import ServiceError
 from chatroom.runtime import DeadlinePassed
-from chatroom.services.media.decoding import DecodePool
+from services.media.decoding import DecodePool
 
 WAIT_S = 10
 

@@ -13,9 +13,9 @@ from sqlalchemy import insert
 
 from chatroom.config import load
 from chatroom.errors import ServiceError
-from chatroom.services.auth.throttle import Throttle, known_address
 from chatroom.storage.db import create_schema, make_engine, now_ms
 from chatroom.storage.schema import sessions, users
+from services.auth.throttle import Throttle, known_address
 
 from wire import WireClient
 

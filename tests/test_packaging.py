@@ -1,4 +1,4 @@
-"""The client side must not need server packages; installed names stay namespaced."""
+"""The client side must not need server packages; import names are the folders."""
 
 from __future__ import annotations
 
@@ -22,18 +22,26 @@ def test_protocol_imports_without_server_packages():
 def test_server_code_does_not_import_qt():
     code = (
         "import sys\nsys.modules['PySide6'] = None\n"
-        "import chatroom.services.tcp_edge.server, chatroom.services.auth.handlers\n"
-        "import chatroom.services.social.handlers, chatroom.cli\nprint('ok')"
+        "import services.tcp_edge.server, services.auth.handlers\n"
+        "import services.social.handlers, chatroom.cli\nprint('ok')"
     )
     result = run(code)
     assert result.returncode == 0, result.stderr
 
 
-def test_no_generic_top_level_packages_installed():
-    # From the repository root the folders are importable as plain directories, so look
-    # from elsewhere: the installed distribution maps them under chatroom.*.
-    code = "import importlib.util as u; print(u.find_spec('services'), u.find_spec('client'))"
+def test_import_names_are_the_folders_from_anywhere():
+    # Outside the repository (no "." on sys.path) the installed distribution must still
+    # give each module under the name its path shows: services/auth/handlers.py is
+    # services.auth.handlers, client/state.py is client.state.
+    code = (
+        "import services.auth.handlers as a, client.state as c, chatroom.protocol as p\n"
+        "print(a.__file__); print(c.__file__); print(p.__file__)"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/"
     )
-    assert proc.stdout.strip() == "None None", proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    handlers, state, protocol = proc.stdout.split()
+    assert handlers.endswith("services/auth/handlers.py")
+    assert state.endswith("client/state.py")
+    assert protocol.endswith("chatroom/protocol.py")

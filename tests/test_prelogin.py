@@ -13,7 +13,7 @@ import pytest
 
 from chatroom.protocol import PRELOGIN_MAX_FRAME_BYTES, longest_request_bytes
 from chatroom.ratelimit import address_key
-from chatroom.services.tcp_edge.admission import PreloginBudget
+from services.tcp_edge.admission import PreloginBudget
 
 from images import noisy_png
 from wire import WireClient

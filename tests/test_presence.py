@@ -116,7 +116,7 @@ def test_no_presence_flap_after_social_stalls(make_stack, sqlite_url):
 
 
 def test_reap_gate_waits_for_fresh_heartbeats_after_a_stall():
-    from chatroom.services.social.presence import ReapGate
+    from services.social.presence import ReapGate
 
     gate = ReapGate(period_s=5, dead_after_s=15, now=95)
     assert gate.may_reap(now=100) and gate.may_reap(now=105)  # on time: judge

@@ -67,7 +67,7 @@ def test_edge_refuses_to_start_with_a_bad_certificate(tmp_path, sqlite_url):
         tls_key_file=tmp_path / "missing.key",
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "chatroom.services.tcp_edge"],
+        [sys.executable, "-m", "services.tcp_edge"],
         env=stack.env,
         capture_output=True,
         text=True,

@@ -16,9 +16,9 @@ from sqlalchemy import Connection, Engine, func, select, update
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext, user_topic
-from chatroom.services.auth.accounts import check_password, username_key
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
+from services.auth.accounts import check_password, username_key
 
 KICK_MESSAGES = {
     ErrorCode.KICKED: "an operator ended your session; log in again",

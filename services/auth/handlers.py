@@ -16,12 +16,12 @@ from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext, user_topic
-from chatroom.services.auth.accounts import check_password, normalise_username, username_key
-from chatroom.services.auth.admin import AdminHandlers, logout_event
-from chatroom.services.auth.resume import TokenResumer, token_hash
-from chatroom.services.auth.throttle import Throttle, known_address
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
+from services.auth.accounts import check_password, normalise_username, username_key
+from services.auth.admin import AdminHandlers, logout_event
+from services.auth.resume import TokenResumer, token_hash
+from services.auth.throttle import Throttle, known_address
 
 BAD_CREDENTIALS = "wrong username or password"
 

@@ -1,10 +1,10 @@
-"""python -m chatroom.services.bus"""
+"""python -m services.bus"""
 
 import signal
 import threading
 
 from chatroom import config, logs
-from chatroom.services.bus.switchboard import Switchboard
+from services.bus.switchboard import Switchboard
 
 
 def main() -> None:

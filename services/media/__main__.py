@@ -1,8 +1,8 @@
-"""python -m chatroom.services.media"""
+"""python -m services.media"""
 
 from chatroom.service_main import serve
-from chatroom.services.media.decoding import return_large_blocks_promptly
-from chatroom.services.media.handlers import MediaHandlers
+from services.media.decoding import return_large_blocks_promptly
+from services.media.handlers import MediaHandlers
 
 if __name__ == "__main__":
     return_large_blocks_promptly()

@@ -16,10 +16,10 @@ from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import RequestContext, Service, user_topic
-from chatroom.services.media import images
-from chatroom.services.media.decoding import DecodePool
 from chatroom.storage.db import now_ms, upsert
 from chatroom.storage.schema import avatar_images, avatars, friendships
+from services.media import images
+from services.media.decoding import DecodePool
 
 DEFAULT = "default"
 NO_SUCH_AVATAR = "no avatar with this hash that you may see (only your own and your friends')"

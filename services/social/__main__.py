@@ -1,13 +1,13 @@
-"""python -m chatroom.services.social"""
+"""python -m services.social"""
 
 from sqlalchemy import Engine
 
 from chatroom.config import Settings
 from chatroom.runtime import Service
 from chatroom.service_main import serve
-from chatroom.services.social.handlers import SocialHandlers
-from chatroom.services.social.rooms import ensure_lobby, room_identity
 from chatroom.storage.schema import LOBBY
+from services.social.handlers import SocialHandlers
+from services.social.rooms import ensure_lobby, room_identity
 
 
 def build(engine: Engine, settings: Settings) -> Service:

@@ -9,8 +9,10 @@ from sqlalchemy.exc import IntegrityError
 
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode
-from chatroom.services.social.friends import are_friends, find_user, username_key
-from chatroom.services.social.rooms import (
+from chatroom.storage.db import now_ms
+from chatroom.storage.schema import room_members, rooms, users
+from services.social.friends import are_friends, find_user, username_key
+from services.social.rooms import (
     DIRECT,
     Remembered,
     RoomIdentity,
@@ -19,8 +21,6 @@ from chatroom.services.social.rooms import (
     room_identity,
     room_identity_if_any,
 )
-from chatroom.storage.db import now_ms
-from chatroom.storage.schema import room_members, rooms, users
 
 
 def direct_name(a: int, b: int) -> str:

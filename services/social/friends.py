@@ -12,7 +12,6 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, upda
 
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode, name_key
-from chatroom.services.social import presence
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import (
     avatars,
@@ -22,6 +21,7 @@ from chatroom.storage.schema import (
     profiles,
     users,
 )
+from services.social import presence
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 UserEvents = list[tuple[int, dict[str, Any]]]

@@ -20,13 +20,13 @@ from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import INT64_MAX, ErrorCode
 from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topic
-from chatroom.services.social import direct, friends, presence, rooms
-from chatroom.services.social.batch_sql import NotFriends
-from chatroom.services.social.friends import UserEvents, user_ref
-from chatroom.services.social.reply_budget import ReplyBudget
-from chatroom.services.social.sessions import SessionOpener
-from chatroom.services.social.writer import GroupWriter
 from chatroom.storage.db import now_ms
+from services.social import direct, friends, presence, rooms
+from services.social.batch_sql import NotFriends
+from services.social.friends import UserEvents, user_ref
+from services.social.reply_budget import ReplyBudget
+from services.social.sessions import SessionOpener
+from services.social.writer import GroupWriter
 
 
 def _me(ctx: RequestContext) -> SimpleNamespace:

@@ -13,9 +13,6 @@ from sqlalchemy.exc import IntegrityError
 from chatroom import protocol
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
-from chatroom.services.social.batch_sql import AlreadyStored, NotMember
-from chatroom.services.social.reply_budget import ReplyBudget, encoded_size
-from chatroom.services.social.writer import GroupWriter
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import (
     LOBBY,
@@ -27,6 +24,9 @@ from chatroom.storage.schema import (
     users,
 )
 from chatroom.visible import shows_something
+from services.social.batch_sql import AlreadyStored, NotMember
+from services.social.reply_budget import ReplyBudget, encoded_size
+from services.social.writer import GroupWriter
 
 PUBLIC = "public"  # everyone is a member (the lobby)
 GROUP = "group"  # explicit members, anyone may join

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine
 
 from chatroom.batching import Batcher, Queued
-from chatroom.services.social import direct, friends, presence, rooms
+from services.social import direct, friends, presence, rooms
 
 MAX_BATCH = 200
 

@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from chatroom.batching import Batcher, Queued
-from chatroom.services.social.batch_sql import WriterConnection, store_batch
+from services.social.batch_sql import WriterConnection, store_batch
 
 MAX_BATCH = 500
 

@@ -1,4 +1,4 @@
-"""python -m chatroom.services.tcp_edge
+"""python -m services.tcp_edge
 
 With CHAT_EDGE_WORKERS=N > 1 the process forks N workers that share the port through
 SO_REUSEPORT (the kernel spreads connections), so the edge can use every core.
@@ -17,7 +17,7 @@ from loguru import logger
 
 from chatroom import config, logs
 from chatroom.config import Settings
-from chatroom.services.tcp_edge.server import Edge, tls_context
+from services.tcp_edge.server import Edge, tls_context
 
 
 def run_worker(settings: Settings) -> None:

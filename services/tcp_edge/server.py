@@ -37,9 +37,9 @@ from chatroom.protocol import (
 )
 from chatroom.ratelimit import Buckets
 from chatroom.runtime import EVENT_HWM, room_topic, user_topic
-from chatroom.services.tcp_edge.admission import PreloginBudget
-from chatroom.services.tcp_edge.connection import Connection, Session
 from chatroom.zmq_io import BurstReceiver
+from services.tcp_edge.admission import PreloginBudget
+from services.tcp_edge.connection import Connection, Session
 
 SERVER_NAME = "chatroom"
 RATE_LIMIT_MESSAGES = {
