@@ -43,6 +43,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if created:
             logger.info("created bus keys in {}: {}", settings.bus_keys_dir, ", ".join(created))
     logger.info("database: {}", settings.db_url if "@" not in settings.db_url else "(MySQL)")
+    if migrate_database(settings) != 0:
+        return 2
     for service in SERVICES:
         start(service)
         if service == "bus":
@@ -84,6 +86,42 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from chatroom.storage.initsql import render_init_sql
 
     sys.stdout.write(render_init_sql())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the database schema to this release's (compose runs it as a one-shot
+    before the services); --check only reports, and exits 1 when an upgrade is due."""
+    settings = config.load()
+    logs.setup("migrate", settings)
+    return migrate_database(settings, check_only=args.check)
+
+
+def migrate_database(settings: config.Settings, check_only: bool = False) -> int:
+    from loguru import logger
+
+    from chatroom.storage.db import make_engine, wait_for_database
+    from chatroom.storage.migrate import SchemaError, current_revision, head_revision, upgrade
+
+    engine = make_engine(settings)
+    try:
+        wait_for_database(engine)
+        if check_only:
+            with engine.connect() as conn:
+                current = current_revision(conn)
+            head = head_revision()
+            print(f"database schema: {current or 'empty'}; this release: {head}")
+            return 0 if current == head else 1
+        before, after = upgrade(engine)
+    except SchemaError as exc:
+        logger.error("cannot migrate: {}", exc)
+        return 2
+    finally:
+        engine.dispose()
+    if before == after:
+        logger.info("database schema is at {}: nothing to do", after)
+    else:
+        logger.info("database schema upgraded from {} to {}", before or "empty", after)
     return 0
 
 
@@ -137,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_argument("directory", nargs="?", help="default: CHAT_BUS_KEYS_DIR")
     keys.set_defaults(func=cmd_bus_keys)
     sub.add_parser("schema", help="print db/init.sql for MySQL").set_defaults(func=cmd_schema)
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to this release's")
+    migrate.add_argument("--check", action="store_true", help="only say whether one is due")
+    migrate.set_defaults(func=cmd_migrate)
     ping = sub.add_parser("ping", help="health-check one service through the bus")
     ping.add_argument("service", choices=("auth", "social", "media"))
     ping.add_argument("--timeout-ms", type=int, default=2000)

@@ -31,6 +31,11 @@ class Settings:
     db_url: str = "sqlite:///var/chatroom.db"
     db_password: str = ""
     db_pool_size: int = 8
+    # What a service does with a database whose schema is older than its code: "auto"
+    # upgrades it (one process at a time; the embedded default and `chatroom up`),
+    # "check" refuses to start and names the command (compose runs a one-shot
+    # `migrate` service first). A schema newer than the code is refused either way.
+    db_migrate: str = "auto"
 
     # ZeroMQ bus. Services and edges connect; only the bus binds.
     bus_host: str = "127.0.0.1"
@@ -220,6 +225,7 @@ RATED_ACTIONS = (
     "login_failed_account",
     "register_ip",
 )
+DB_MIGRATE_MODES = ("auto", "check")
 VISIBILITY = ("friends", "everyone")  # whose avatars / status a user may see
 # max_reply_bytes may use at most this fraction of a frame: the rest is room for the
 # reply's envelope and for the one message a reply always carries even if it is larger.
@@ -323,6 +329,8 @@ def _check(s: Settings) -> None:
             s.rate(action)
         except ValueError as exc:
             raise ConfigError(f"{env_name('rate_' + action)}: {exc}") from None
+    if s.db_migrate not in DB_MIGRATE_MODES:
+        raise ConfigError(f"{env_name('db_migrate')} must be one of {', '.join(DB_MIGRATE_MODES)}")
     for name in ("avatar_visibility", "status_visibility"):
         if getattr(s, name) not in VISIBILITY:
             raise ConfigError(f"{env_name(name)} must be one of {', '.join(VISIBILITY)}")

@@ -141,3 +141,10 @@ CREATE TABLE sessions (
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
 CREATE INDEX ix_sessions_user ON sessions (user_id);
+
+CREATE TABLE alembic_version (
+	version_num VARCHAR(32) NOT NULL, 
+	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+
+INSERT INTO alembic_version (version_num) VALUES ('0002');
