@@ -22,8 +22,7 @@ def module_of(service: str) -> str:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start every service as its own process; restart any that dies; Ctrl-C stops all."""
-    settings = config.load()
-    logs.setup("up", settings)
+    settings = logs.configure("up")
     from loguru import logger
 
     procs: dict[str, subprocess.Popen] = {}
@@ -92,8 +91,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the database schema to this release's (compose runs it as a one-shot
     before the services); --check only reports, and exits 1 when an upgrade is due."""
-    settings = config.load()
-    logs.setup("migrate", settings)
+    settings = logs.configure("migrate")
     return migrate_database(settings, check_only=args.check)
 
 

@@ -8,6 +8,7 @@ all; a test keeps it in step with this file.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -226,6 +227,29 @@ RATED_ACTIONS = (
     "register_ip",
 )
 DB_MIGRATE_MODES = ("auto", "check")
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+# CHAT_* names read by something other than the server processes' settings: compose
+# files, scripts, the desktop client, the tests and benchmarks. Not warned about.
+OTHER_NAMES = frozenset(
+    {
+        "CHAT_ENV_FILE",
+        "CHAT_PUBLISH_ADDR",
+        "CHAT_PUBLISHED_PORT",
+        "CHAT_TLS_DIR",
+        "CHAT_TLS_PUBLISHED_PORT",
+        "CHAT_CLIENT_THEME",
+        "CHAT_BUILD_DIR",
+        "CHAT_DIST_DIR",
+        "CHAT_PYINSTALLER",
+        "CHAT_TEST_MYSQL_URL",
+        "CHAT_TEST_MYSQL_DIR",
+        "CHAT_TEST_MYSQL_PORT",
+        "CHAT_BENCH_MYSQL_URL",
+        "CHAT_REQUIRE_COMPOSE",
+        "CHAT_FUZZ_EXAMPLES",
+        "CHAT_FUZZ_OPS_EXAMPLES",
+    }
+)
 VISIBILITY = ("friends", "everyone")  # whose avatars / status a user may see
 # max_reply_bytes may use at most this fraction of a frame: the rest is room for the
 # reply's envelope and for the one message a reply always carries even if it is larger.
@@ -275,6 +299,20 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     _check(settings)
     return settings
+
+
+def unknown_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A sentence for each CHAT_* variable that nothing reads (a typo is otherwise
+    silently ignored), with the closest setting's name when there is one."""
+    env = os.environ if environ is None else environ
+    settings = [env_name(f.name) for f in dataclasses.fields(Settings)]
+    known = set(settings) | {name + "_FILE" for name in settings} | OTHER_NAMES
+    found = []
+    for name in sorted(n for n in env if n.startswith(PREFIX) and n not in known):
+        guess = difflib.get_close_matches(name.removesuffix("_FILE"), settings, n=1, cutoff=0.8)
+        hint = f" (did you mean {guess[0]}?)" if guess else " (see .env.example)"
+        found.append(f"{name} is not a ChatRoom setting and is ignored{hint}")
+    return found
 
 
 def _check(s: Settings) -> None:
@@ -329,6 +367,10 @@ def _check(s: Settings) -> None:
             s.rate(action)
         except ValueError as exc:
             raise ConfigError(f"{env_name('rate_' + action)}: {exc}") from None
+    if s.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(
+            f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"
+        )
     if s.db_migrate not in DB_MIGRATE_MODES:
         raise ConfigError(f"{env_name('db_migrate')} must be one of {', '.join(DB_MIGRATE_MODES)}")
     for name in ("avatar_visibility", "status_visibility"):

@@ -17,8 +17,7 @@ ServiceFactory = Callable[[Engine, config.Settings], Service]
 
 
 def serve(name: str, build: ServiceFactory) -> None:
-    settings = config.load()
-    logs.setup(name, settings)
+    settings = logs.configure(name)
     engine = make_engine(settings)
     logger.info("{} starting; database {}", name, engine.url.render_as_string(hide_password=True))
     wait_for_database(engine)
@@ -27,7 +26,8 @@ def serve(name: str, build: ServiceFactory) -> None:
     except SchemaError as exc:
         logger.error("{} cannot start: {}", name, exc)
         raise SystemExit(2) from None
-    service = build(engine, settings)
-    service.health_check = functools.partial(database_ping, engine)
-    run_service(name, settings, service)
+    with logs.fatal_config_errors(name):
+        service = build(engine, settings)
+        service.health_check = functools.partial(database_ping, engine)
+        run_service(name, settings, service)
     engine.dispose()
