@@ -4,12 +4,7 @@ health, and operator commands (``chatroom admin``)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import signal
-import subprocess
 import sys
-import time
 
 from chatroom import admin, buskeys, config, logs
 
@@ -21,56 +16,12 @@ def module_of(service: str) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start every service as its own process; restart any that dies; Ctrl-C stops all."""
+    """Run every component locally as its own process (chatroom/up.py)."""
+    from chatroom import up
+    from chatroom.storage.migrate import migrate_database
+
     settings = logs.configure("up")
-    from loguru import logger
-
-    procs: dict[str, subprocess.Popen] = {}
-    stopping = False
-
-    def start(service: str) -> None:
-        procs[service] = subprocess.Popen([sys.executable, "-m", module_of(service)])
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    if settings.bus_curve:
-        created = buskeys.ensure_keys(settings.bus_keys_dir)
-        if created:
-            logger.info("created bus keys in {}: {}", settings.bus_keys_dir, ", ".join(created))
-    logger.info("database: {}", settings.db_url if "@" not in settings.db_url else "(MySQL)")
-    if migrate_database(settings) != 0:
-        return 2
-    for service in SERVICES:
-        start(service)
-        if service == "bus":
-            time.sleep(0.3)  # services connect lazily, but a bound bus avoids noisy retries
-    logger.info("chatroom is up: clients connect to {}:{}", settings.edge_host, settings.edge_port)
-    restarts: dict[str, float] = {}
-    while not stopping:
-        time.sleep(0.2)
-        for service, proc in list(procs.items()):
-            if proc.poll() is not None and not stopping:
-                since = time.monotonic() - restarts.get(service, 0)
-                if since < 2:
-                    continue  # crash looping: wait a moment between restarts
-                logger.error("{} exited with {}; restarting it", service, proc.returncode)
-                restarts[service] = time.monotonic()
-                start(service)
-    logger.info("stopping all services")
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return 0
+    return up.run(settings, migrate_database)
 
 
 def cmd_bus_keys(args: argparse.Namespace) -> int:
@@ -91,58 +42,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Upgrade the database schema to this release's (compose runs it as a one-shot
     before the services); --check only reports, and exits 1 when an upgrade is due."""
+    from chatroom.storage.migrate import migrate_database
+
     settings = logs.configure("migrate")
     return migrate_database(settings, check_only=args.check)
 
 
-def migrate_database(settings: config.Settings, check_only: bool = False) -> int:
-    from loguru import logger
-
-    from chatroom.storage.db import make_engine, wait_for_database
-    from chatroom.storage.migrate import SchemaError, current_revision, head_revision, upgrade
-
-    engine = make_engine(settings)
-    try:
-        wait_for_database(engine)
-        if check_only:
-            with engine.connect() as conn:
-                current = current_revision(conn)
-            head = head_revision()
-            print(f"database schema: {current or 'empty'}; this release: {head}")
-            return 0 if current == head else 1
-        before, after = upgrade(engine)
-    except SchemaError as exc:
-        logger.error("cannot migrate: {}", exc)
-        return 2
-    finally:
-        engine.dispose()
-    if before == after:
-        logger.info("database schema is at {}: nothing to do", after)
-    else:
-        logger.info("database schema upgraded from {} to {}", before or "empty", after)
-    return 0
-
-
 def cmd_ping(args: argparse.Namespace) -> int:
     """Health check: a real request through the bus to one service (used by compose)."""
-    import zmq.asyncio
-
-    from chatroom.bus_client import BusClient
-
-    settings = config.load()
-
-    async def ping() -> dict:
-        zctx = zmq.asyncio.Context()
-        client = BusClient(settings, f"health:{os.getpid()}", zctx)
-        client.start()
-        try:
-            return await client.ping(args.service, timeout_ms=args.timeout_ms)
-        finally:
-            client.close()
-            zctx.term()
+    from chatroom.health import ping_through_bus
 
     try:
-        result = asyncio.run(ping())
+        result = ping_through_bus(config.load(), args.service, args.timeout_ms)
     except Exception as exc:  # any failure means unhealthy
         print(f"{args.service}: unhealthy: {exc}", file=sys.stderr)
         return 1

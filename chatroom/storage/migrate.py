@@ -30,6 +30,9 @@ from alembic.script import ScriptDirectory
 from loguru import logger
 from sqlalchemy import Connection, Engine, inspect
 
+from chatroom.config import Settings
+from chatroom.storage.db import make_engine, wait_for_database
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 FIRST_RELEASE = "0001"
 LOCK_NAME = "chatroom_schema_migration"
@@ -132,3 +135,27 @@ def _refuse_unknown(revision: str | None) -> None:
             f"know (it knows up to {head_revision()}): a newer release has upgraded it. "
             "Run that release, or restore the backup taken before its upgrade."
         )
+
+
+def migrate_database(settings: Settings, check_only: bool = False) -> int:
+    """`chatroom migrate`: upgrade (or with check_only, report); an exit status."""
+    engine = make_engine(settings)
+    try:
+        wait_for_database(engine)
+        if check_only:
+            with engine.connect() as conn:
+                current = current_revision(conn)
+            head = head_revision()
+            print(f"database schema: {current or 'empty'}; this release: {head}")
+            return 0 if current == head else 1
+        before, after = upgrade(engine)
+    except SchemaError as exc:
+        logger.error("cannot migrate: {}", exc)
+        return 2
+    finally:
+        engine.dispose()
+    if before == after:
+        logger.info("database schema is at {}: nothing to do", after)
+    else:
+        logger.info("database schema upgraded from {} to {}", before or "empty", after)
+    return 0
