@@ -8,11 +8,16 @@ import sys
 
 from chatroom import admin, buskeys, config, logs
 
-SERVICES = ("bus", "auth", "social", "media", "tcp_edge")
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), e.g. 0.1.0."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
 
-def module_of(service: str) -> str:
-    return f"services.{service}"
+    try:
+        return dist_version("chatroom")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -76,6 +81,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chatroom", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"chatroom {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run bus, auth, social, media and tcp_edge locally").set_defaults(
         func=cmd_up

@@ -66,3 +66,16 @@ def test_names_read_elsewhere_are_not_warned_about():
 
 def test_log_level_is_case_insensitive():
     assert config.load({"CHAT_LOG_LEVEL": "debug"}).log_level == "debug"
+
+
+def test_version_is_the_distributions():
+    from importlib.metadata import version
+
+    result = subprocess.run(
+        [sys.executable, "-m", "chatroom.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"chatroom {version('chatroom')}"
