@@ -99,6 +99,10 @@ class Settings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     token_ttl_s: int = 30 * 24 * 3600
+    # A session (its token hash and the address it logged in from) is deleted this long
+    # after it expired or was logged out; until then it counts as a known device for
+    # the failed-login throttle. 0 deletes at the next hourly pass.
+    session_retention_days: float = 30.0
     min_password_chars: int = 8
     max_username_chars: int = 32
 
@@ -367,6 +371,8 @@ def _check(s: Settings) -> None:
             s.rate(action)
         except ValueError as exc:
             raise ConfigError(f"{env_name('rate_' + action)}: {exc}") from None
+    if s.session_retention_days < 0:
+        raise ConfigError(f"{env_name('session_retention_days')} must be 0 or more")
     if s.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(
             f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"

@@ -71,6 +71,9 @@ sessions = Table(
     Column("revoked_at", BigInteger, nullable=True),
     Column("ip", String(45), nullable=False),
     Index("ix_sessions_user", "user_id"),
+    # The retention job (services/auth/retention.py) deletes by these.
+    Index("ix_sessions_expires", "expires_at"),
+    Index("ix_sessions_revoked", "revoked_at"),
     **MYSQL_TABLE_ARGS,
 )
 
