@@ -300,7 +300,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                     values[f.name] = _parse(f, fh.read().strip())
             except OSError as exc:
                 raise ConfigError(f"{name}_FILE={path}: {exc.strerror}") from None
-    settings = Settings(**values)
+    settings = Settings(**values)  # type: ignore[arg-type]  # _parse gave each its type
     _check(settings)
     return settings
 

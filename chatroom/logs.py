@@ -12,15 +12,18 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from chatroom import config
 from chatroom.config import Settings
 
+if TYPE_CHECKING:
+    from loguru import Record
 
-def _human_format(record: dict) -> str:
+
+def _human_format(record: Record) -> str:
     extra = record["extra"]
     context = " ".join(f"{key}={{extra[{key}]}}" for key in extra if key != "service")
     line = (

@@ -93,14 +93,16 @@ def upsert(
         return
     if conn.dialect.name == "sqlite":
         keys = [c.name for c in table.primary_key.columns]
-        stmt = sqlite_insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+        lite = sqlite_insert(table)
+        conn.execute(
+            lite.on_conflict_do_update(
+                index_elements=keys, set_={c: lite.excluded[c] for c in update}
+            ),
+            rows,
         )
     else:
-        stmt = mysql_insert(table)
-        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
-    conn.execute(stmt, rows)
+        my = mysql_insert(table)
+        conn.execute(my.on_duplicate_key_update({c: my.inserted[c] for c in update}), rows)
 
 
 def database_ping(engine: Engine) -> None:

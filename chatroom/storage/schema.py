@@ -11,6 +11,8 @@ the same way.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -30,7 +32,7 @@ from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
 
-MYSQL_TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 # SQLite's INTEGER PRIMARY KEY is its rowid alias; BIGINT would not autoincrement there.
 Id = BigInteger().with_variant(Integer(), "sqlite")
