@@ -75,3 +75,14 @@ def noisy_png(width: int = 200, height: int = 150, seed: int = 7) -> bytes:
     out = io.BytesIO()
     Image.frombytes("RGB", (width, height), pixels).save(out, "PNG")
     return out.getvalue()
+
+
+def jpeg_scan_bomb(side: int = 4096, size: int = 500_000) -> bytes:
+    """A progressive JPEG within the byte and pixel limits whose smallest scan is repeated
+    until it is `size` bytes long: ~13,000 scans, each a pass over every block."""
+    data = _save(Image.new("L", (side, side), 128), "JPEG", progressive=True, quality=50)
+    starts = [i for i in range(len(data) - 1) if data[i : i + 2] == b"\xff\xda"]
+    end = data.rindex(b"\xff\xd9")
+    scans = [data[a:b] for a, b in zip(starts, [*starts[1:], end], strict=True)]
+    smallest = min(scans[1:], key=len)
+    return data[:end] + smallest * ((size - len(data)) // len(smallest)) + data[end:]

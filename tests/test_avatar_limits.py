@@ -67,6 +67,27 @@ def test_bombs_are_refused_before_they_cost_memory(make_stack, sqlite_url, name)
         assert bo.call("avatar.set", image=b64(images.png()))["hash"]  # still works
 
 
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(make_stack, sqlite_url):
+    """Found by an outside recheck: 500 KB of repeated progressive scans at 4096 x 4096
+    (within both limits) cost 65 s of CPU in the one decode worker; everyone's avatar.set
+    got service_unavailable for two minutes."""
+    stack = make_stack(sqlite_url)
+    bomb = images.jpeg_scan_bomb()
+    assert len(bomb) <= stack.settings.avatar_max_bytes
+    with users(stack, "bo", "vi") as (bo, vi):
+        start = time.monotonic()
+        err = bo.error_of("avatar.set", image=b64(bomb))
+        assert err["code"] == "invalid_image", err
+        assert "scans" in err["message"], err
+        assert vi.call("avatar.set", image=b64(images.png()))["hash"]
+        assert time.monotonic() - start < 3
+        # An ordinary progressive JPEG (libjpeg's own scan script) is still accepted.
+        progressive = images._save(
+            images.Image.new("RGB", (640, 480), (9, 90, 200)), "JPEG", progressive=True
+        )
+        assert vi.call("avatar.set", image=b64(progressive))["hash"]
+
+
 def test_one_users_upload_flood_neither_exhausts_media_nor_holds_up_others(make_stack, sqlite_url):
     stack = make_stack(sqlite_url)
     media = stack.procs["media"].pid

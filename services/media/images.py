@@ -27,6 +27,13 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
 SIZES = (256, 64)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SOI = b"\xff\xd8"
+JPEG_SOS = b"\xff\xda"  # cannot occur inside entropy-coded data (an 0xFF there is stuffed)
+# Scans a JPEG may have. libjpeg walks every block of the picture once per scan, so a
+# progressive JPEG repeating a 33-byte scan 13,000 times (500 KB, 4096 x 4096) kept the
+# decode worker, and so every user's avatar.set, busy for two minutes. Encoders write
+# at most about 10 per picture (libjpeg's progressive script), a thumbnail as many again.
+MAX_JPEG_SCANS = 64
 PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 # Text chunks (comments, XMP) in a PNG, as stored: real pictures carry a few KB; all of
 # it is dropped anyway.
@@ -99,7 +106,8 @@ def normalise(data: bytes, max_bytes: int, max_pixels: int) -> Avatar:
 
 def check_headers(data: bytes, max_pixels: int) -> None:
     """What Pillow would act on before we see the size: WebP allocates its canvas when
-    the file is opened; PNG inflates text chunks found before the pixels."""
+    the file is opened; PNG inflates text chunks found before the pixels. And what the
+    size does not bound: the work of a JPEG with thousands of scans."""
     if data.startswith(PNG_SIGNATURE):
         text_bytes = sum(length for kind, length in _png_chunks(data) if kind in PNG_TEXT_CHUNKS)
         if text_bytes > MAX_PNG_TEXT_BYTES:
@@ -107,6 +115,10 @@ def check_headers(data: bytes, max_pixels: int) -> None:
                 f"the image carries {text_bytes} bytes of text chunks; "
                 f"the limit is {MAX_PNG_TEXT_BYTES}"
             )
+    elif data.startswith(JPEG_SOI):
+        scans = data.count(JPEG_SOS)
+        if scans > MAX_JPEG_SCANS:
+            raise _refuse(f"the image has {scans} JPEG scans; the limit is {MAX_JPEG_SCANS}")
     elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         size = webp_canvas_size(data)
         if size is None:

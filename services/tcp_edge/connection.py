@@ -31,6 +31,14 @@ from chatroom.protocol import (
 from chatroom.ratelimit import address_key
 
 SESSION_OPS = frozenset({"login", "logout"})
+# Unread replies a connection that has not logged in may leave the edge holding before it
+# is cut as a slow reader: plenty for its few small replies (a ping's is 40 bytes, an
+# error's under 1 KB), where the logged-in limit (CHAT_OUTBOUND_QUEUE_BYTES, 2 MiB) would
+# let thousands of hostile connections that never read make the edge hold gigabytes.
+PRELOGIN_OUTBOUND_QUEUE_BYTES = 16 * 1024
+# How long a closed connection may take to read what is still queued for it; then it is
+# aborted, so a peer that never reads cannot keep the memory and its address's slot.
+CLOSE_FLUSH_S = 5.0
 
 
 class Session:
@@ -62,6 +70,8 @@ class Connection(asyncio.Protocol):
         "closing",
         "tasks",
         "barrier",
+        "outbound_limit",
+        "lost",
     )
 
     def __init__(self, edge: Any, conn_id: str) -> None:
@@ -78,6 +88,8 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.barrier = False
         self.closing = False
+        self.lost = False
+        self.outbound_limit = PRELOGIN_OUTBOUND_QUEUE_BYTES
         self.tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ asyncio hooks
@@ -90,7 +102,7 @@ class Connection(asyncio.Protocol):
         self.edge.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
+        self.closing = self.lost = True
         for task in self.tasks:
             task.cancel()
         self.edge.connection_closed(self)
@@ -120,10 +132,14 @@ class Connection(asyncio.Protocol):
     def logged_in(self, session: Session) -> None:
         self.session = session
         self.decoder.max_frame_bytes = self.edge.settings.max_frame_bytes
+        self.outbound_limit = self.edge.settings.outbound_queue_bytes
 
     def logged_out(self) -> None:
         self.session = None
         self.decoder.max_frame_bytes = PRELOGIN_MAX_FRAME_BYTES
+        # What was queued while logged in may still drain; nothing more piles up.
+        queued = self.transport.get_write_buffer_size() if self.transport else 0
+        self.outbound_limit = queued + PRELOGIN_OUTBOUND_QUEUE_BYTES
         # The socket may log in again: it gets the full login timeout from now, not
         # from when it was opened (else the sweeper would close it at once).
         self.opened_at = time.monotonic()
@@ -196,7 +212,7 @@ class Connection(asyncio.Protocol):
         if self.closing or self.transport is None:
             return
         self.transport.write(frame)
-        if self.transport.get_write_buffer_size() > self.edge.settings.outbound_queue_bytes:
+        if self.transport.get_write_buffer_size() > self.outbound_limit:
             # A client that does not read would make us buffer without bound: cut it.
             # It can log in again with its token and sync what it missed.
             logger.warning("disconnecting slow reader {} from {}", self.conn_id, self.ip)
@@ -211,6 +227,15 @@ class Connection(asyncio.Protocol):
         if self.transport and not self.closing:
             self.closing = True
             self.transport.close()
+            if self.transport.get_write_buffer_size():
+                asyncio.get_running_loop().call_later(CLOSE_FLUSH_S, self._abort_unflushed)
+
+    def _abort_unflushed(self) -> None:
+        if not self.lost:
+            logger.info(
+                "aborting {} from {}: its last replies were never read", self.conn_id, self.ip
+            )
+            self.abort()
 
     def abort(self) -> None:
         if self.transport:
