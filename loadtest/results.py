@@ -139,10 +139,23 @@ def _commit() -> str:
     return proc.stdout.strip()
 
 
+def private_folder(path: Path) -> Path:
+    """`path`, made with its missing parents readable by its owner only: var/ also
+    holds SQLite databases and bus keys, which warn about a folder open to all."""
+    missing = []
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
 def save(out: Path, name: str, results: list[Result], notes: dict[str, Any] | None = None) -> Path:
     """<out>/<name>.json (every result's summary, the commit, the machine) and
     <out>/<name>.png (latency CDF and throughput over time)."""
-    out.mkdir(parents=True, exist_ok=True)
+    private_folder(out)
     doc = {
         "scenario": name,
         "commit": _commit(),

@@ -8,7 +8,8 @@ processes are started again at once, as compose's restart policy would. After ea
 fault: every message the server acknowledged is readable via sync exactly once; every
 other send ended in an error the sender saw (no hang); presence converges to the
 connections that really exist; recovery time is recorded. The table goes to
-docs/results/fault-injection.json (and docs/security.md).
+var/results/fault-injection.json (ignored by git: a test run changes no tracked file);
+the published run is copied in docs/results/ and docs/security.md.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from test_social import befriend
 from wire import ConnectionClosed, WireClient
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "docs" / "results" / "fault-injection.json"
+RESULTS = ROOT / "var" / "results" / "fault-injection.json"
 SENDERS = 4
 SEND_INTERVAL_S = 0.03  # per sender: ~100 messages/s in all
 REQUEST_TIMEOUT_MS = 2000
