@@ -4,6 +4,7 @@ set) and real stacks of service processes."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -43,12 +44,7 @@ def _mysql_database() -> Iterator[str]:
         server.dispose()
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """One fresh, empty database per test, on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/chat.db"
-        return
+def _mysql_for(request: pytest.FixtureRequest) -> Iterator[str]:
     if not MYSQL_URL:
         pytest.skip("CHAT_TEST_MYSQL_URL is not set")
     for url in _mysql_database():
@@ -56,6 +52,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         # Stop this test's services before the database is dropped under them.
         for stack in getattr(request.node, "stacks", []):
             stack.stop()
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One fresh, empty database per test, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/chat.db"
+        return
+    yield from _mysql_for(request)
+
+
+@pytest.fixture
+def mysql_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """One fresh, empty MariaDB/MySQL database, for a test about that backend only
+    (skipped when CHAT_TEST_MYSQL_URL is not set)."""
+    yield from _mysql_for(request)
 
 
 @pytest.fixture
@@ -88,6 +100,36 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
 @pytest.fixture
 def stack(make_stack, db_url: str) -> Stack:
     return make_stack(db_url)
+
+
+def _admin(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "chatroom.cli", "admin", *args],
+        env=stack.env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def _admin_json(stack: Stack, *args: str) -> dict:
+    proc = _admin(stack, "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def admin() -> Callable[..., subprocess.CompletedProcess]:
+    """admin(stack, *args, stdin=None): `chatroom admin` run as operators run it, a
+    process talking to the live stack over the bus."""
+    return _admin
+
+
+@pytest.fixture
+def admin_json() -> Callable[..., dict]:
+    """admin_json(stack, *args): `chatroom admin --json ...`, which must succeed, parsed."""
+    return _admin_json
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -156,7 +198,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     if rewritten:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        message = "the test run changed files git tracks: " + ", ".join(rewritten)
+        message = (
+            "the test run changed files git tracks (tests and benchmarks write to var/; "
+            "if you edited these during the run, run again): " + ", ".join(rewritten)
+        )
         if reporter is not None:
             reporter.write("\n")
             reporter.write_sep("!", message, red=True)
