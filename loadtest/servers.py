@@ -3,12 +3,15 @@ MariaDB (or SQLite), and ngIRCd as the peer."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from chatroom.config import RATED_ACTIONS
@@ -74,16 +77,19 @@ def drop_database(url: str) -> None:
     engine.dispose()
 
 
-OVERRIDES: dict[str, str] = {}  # --set on the command line
-
-
 def start_chatroom(
-    workdir: Path, db: str = "mariadb", cheap_hashing: bool = True, **settings: object
+    workdir: Path,
+    db: str = "mariadb",
+    cheap_hashing: bool = True,
+    overrides: Iterable[tuple[str, str]] = (),
+    **settings: object,
 ) -> tuple[Stack, str]:
+    """A started stack on a fresh database. `overrides` (the command line's --set)
+    win over the scenario's `settings`, which win over BENCH_DEFAULTS."""
     workdir.mkdir(parents=True, exist_ok=True)
     url = fresh_database(mariadb_url()) if db == "mariadb" else f"sqlite:///{workdir}/chat.db"
     defaults = {**BENCH_DEFAULTS, **(CHEAP_ARGON2 if cheap_hashing else {})}
-    stack = Stack(workdir, url, defaults=defaults, **{**settings, **OVERRIDES})
+    stack = Stack(workdir, url, defaults=defaults, **{**settings, **dict(overrides)})
     stack.start()
     return stack, url
 
@@ -92,6 +98,31 @@ def stop_chatroom(stack: Stack, url: str) -> None:
     stack.stop()
     if url.startswith("mysql"):
         drop_database(url)
+
+
+@contextlib.contextmanager
+def chatroom(
+    db: str = "mariadb", overrides: Iterable[tuple[str, str]] = (), **settings: object
+) -> Iterator[tuple[Stack, str]]:
+    """start_chatroom in a temporary folder; stopped, its database dropped and the
+    folder removed however the block ends."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stack, url = start_chatroom(Path(tmp) / "chatroom", db, overrides=overrides, **settings)
+        try:
+            yield stack, url
+        finally:
+            stop_chatroom(stack, url)
+
+
+def persisted_count(url: str) -> int:
+    """Messages stored in the stack's database."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        count = conn.execute(text("SELECT COUNT(*) FROM messages")).scalar_one()
+    engine.dispose()
+    return count
 
 
 NGIRCD_CONF = """\
@@ -121,6 +152,17 @@ NGIRCD_CONF = """\
 """
 
 
+@contextlib.contextmanager
+def ngircd() -> Iterator[Ngircd]:
+    """ngIRCd in a temporary folder, stopped however the block ends."""
+    with tempfile.TemporaryDirectory() as tmp:
+        irc = Ngircd(Path(tmp) / "ngircd")
+        try:
+            yield irc
+        finally:
+            irc.stop()
+
+
 class Ngircd:
     def __init__(self, workdir: Path) -> None:
         if not shutil.which("ngircd") and not Path("/usr/sbin/ngircd").exists():
@@ -146,24 +188,3 @@ class Ngircd:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def process_tree_rss_kib(pid: int) -> int:
-    """RSS of a process and its children (an edge with worker processes)."""
-    total = rss_kib(pid)
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    return total + sum(process_tree_rss_kib(int(c)) for c in children)

@@ -3,13 +3,16 @@ set) and real stacks of service processes."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
+import subprocess
 
 # Before anything imports Qt: the client tests render offscreen.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import Stack  # noqa: E402
 
 MYSQL_URL = os.environ.get("CHAT_TEST_MYSQL_URL", "")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -40,12 +44,7 @@ def _mysql_database() -> Iterator[str]:
         server.dispose()
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """One fresh, empty database per test, on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/chat.db"
-        return
+def _mysql_for(request: pytest.FixtureRequest) -> Iterator[str]:
     if not MYSQL_URL:
         pytest.skip("CHAT_TEST_MYSQL_URL is not set")
     for url in _mysql_database():
@@ -53,6 +52,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         # Stop this test's services before the database is dropped under them.
         for stack in getattr(request.node, "stacks", []):
             stack.stop()
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One fresh, empty database per test, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/chat.db"
+        return
+    yield from _mysql_for(request)
+
+
+@pytest.fixture
+def mysql_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """One fresh, empty MariaDB/MySQL database, for a test about that backend only
+    (skipped when CHAT_TEST_MYSQL_URL is not set)."""
+    yield from _mysql_for(request)
 
 
 @pytest.fixture
@@ -87,8 +102,109 @@ def stack(make_stack, db_url: str) -> Stack:
     return make_stack(db_url)
 
 
+def _admin(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "chatroom.cli", "admin", *args],
+        env=stack.env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def _admin_json(stack: Stack, *args: str) -> dict:
+    proc = _admin(stack, "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def admin() -> Callable[..., subprocess.CompletedProcess]:
+    """admin(stack, *args, stdin=None): `chatroom admin` run as operators run it, a
+    process talking to the live stack over the bus."""
+    return _admin
+
+
+@pytest.fixture
+def admin_json() -> Callable[..., dict]:
+    """admin_json(stack, *args): `chatroom admin --json ...`, which must succeed, parsed."""
+    return _admin_json
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+# ----------------------------------------------------------------------------- tracked files
+# A test run must not rewrite a file git tracks (results go to var/, which git ignores).
+# The tracked files that differ from HEAD are noted when the run starts, with a digest of
+# each; when it ends, any tracked file that differs and was not in that list, or whose
+# digest moved, fails the run. A developer's own uncommitted edits are left out that way.
+
+
+_TRACKED = pytest.StashKey[dict[str, str] | None]()
+
+
+def tracked_changes(root: Path = ROOT) -> dict[str, str] | None:
+    """Tracked files that differ from HEAD -> a digest of their content (None: no git)."""
+    try:
+        proc = subprocess.run(
+            ["git", "status", "--porcelain=v1", "-z", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    changed = {}
+    entries = iter(proc.stdout.decode(errors="replace").split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        status, name = entry[:2], entry[3:]  # "XY path"
+        if "R" in status or "C" in status:
+            next(entries, None)  # a rename's or copy's source path follows
+        path = root / name
+        data = path.read_bytes() if path.is_file() else b"(gone)"
+        changed[name] = hashlib.sha256(data).hexdigest()
+    return changed
+
+
+@pytest.fixture
+def tracked_files() -> Callable[[], dict[str, str] | None]:
+    """A function listing the tracked files that differ from HEAD, with a digest of each:
+    for a test that checks what a command leaves behind."""
+    return tracked_changes
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TRACKED] = tracked_changes()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_TRACKED, None)
+    after = tracked_changes()
+    if before is None or after is None:
+        return
+    rewritten = sorted(
+        {path for path, digest in after.items() if before.get(path) != digest}
+        | (set(before) - set(after))  # an edit undone is a change too
+    )
+    if rewritten:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = (
+            "the test run changed files git tracks (tests and benchmarks write to var/; "
+            "if you edited these during the run, run again): " + ", ".join(rewritten)
+        )
+        if reporter is not None:
+            reporter.write("\n")
+            reporter.write_sep("!", message, red=True)
+        else:
+            sys.stderr.write(message + "\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

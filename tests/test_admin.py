@@ -4,31 +4,10 @@ cannot reach these ops."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 from wire import WireClient
 
 
-def admin(stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "chatroom.cli", "admin", *args],
-        env=stack.env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
-def admin_json(stack, *args: str) -> dict:
-    proc = admin(stack, "--json", *args)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def test_admin_commands(make_stack, db_url):
+def test_admin_commands(make_stack, db_url, admin, admin_json):
     stack = make_stack(db_url)
     with (
         WireClient(stack.port) as alice,
@@ -84,7 +63,7 @@ def test_admin_commands(make_stack, db_url):
         c.login("alice", "new secret 1")
 
 
-def test_admin_errors_and_clients_cannot_call_admin_ops(make_stack, sqlite_url):
+def test_admin_errors_and_clients_cannot_call_admin_ops(make_stack, sqlite_url, admin):
     stack = make_stack(sqlite_url)
     out = admin(stack, "kick", "nobody")
     assert out.returncode == 1 and "not_found" in out.stderr

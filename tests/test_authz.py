@@ -13,8 +13,7 @@ import pytest
 from chatroom.protocol import OPS
 
 from images import png
-from test_social import befriend, users
-from wire import WireClient
+from wire import WireClient, befriend, users
 
 ROOT = Path(__file__).resolve().parents[1]
 LEFT_OUT = "left_out"  # sync: the conversation is simply not in the reply

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import images
-from test_social import users
+from wire import users
 
 MIB = 1024
 # A refused bomb may cost media a little (the request, Pillow's header parsing), never

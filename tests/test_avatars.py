@@ -7,7 +7,7 @@ import base64
 import pytest
 
 import images
-from test_social import befriend, users
+from wire import befriend, users
 
 
 def b64(data: bytes) -> str:

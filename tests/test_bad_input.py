@@ -11,7 +11,7 @@ import pytest
 
 from chatroom.protocol import encode_frame
 
-from wire import ConnectionClosed, WireClient
+from wire import ConnectionClosed, WireClient, answers_ping, wait_until
 
 
 def frame(payload: bytes) -> bytes:
@@ -20,11 +20,12 @@ def frame(payload: bytes) -> bytes:
 
 @pytest.fixture
 def edge(make_stack, sqlite_url):
-    stack = make_stack(sqlite_url)
-    yield stack
-    # Whatever was thrown at it, the edge is alive and serving a well-behaved client.
-    with WireClient(stack.port) as other:
-        assert other.call("ping")["ok"]
+    return make_stack(sqlite_url)
+
+
+def assert_edge_still_serves(stack) -> None:
+    """Whatever was thrown at it, the edge is alive and serving a well-behaved client."""
+    wait_until(lambda: answers_ping(stack.port), 10, "a newcomer served")
     assert stack.procs["edge#0"].poll() is None
     assert "Traceback" not in stack.logs("edge#0")
 
@@ -44,6 +45,7 @@ def test_untrustworthy_stream_is_answered_then_closed(edge, name, data, code):
         c.send_raw(data)
         frames = c.wait_closed()
         assert frames and frames[0]["ok"] is False and frames[0]["error"]["code"] == code
+    assert_edge_still_serves(edge)
 
 
 RECOVERABLE = [
@@ -68,13 +70,17 @@ def test_bad_frame_gets_error_and_connection_stays(edge, name, payload):
         assert reply["id"] is None and reply["ok"] is False
         assert reply["error"]["code"] == "bad_frame" and reply["error"]["message"]
         assert c.call("ping")["ok"]
+    assert_edge_still_serves(edge)
 
 
-def test_truncated_frame_then_close(edge):
-    s = socket.create_connection(("127.0.0.1", edge.port), timeout=5)
+def test_truncated_frame_then_close(make_stack, sqlite_url):
+    # One connection per address: the next one is admitted only once the edge has let
+    # go of the truncated one.
+    stack = make_stack(sqlite_url, max_conns_per_ip=1)
+    s = socket.create_connection(("127.0.0.1", stack.port), timeout=5)
     s.sendall(struct.pack(">I", 100) + b'{"op":"pi')
     s.close()
-    time.sleep(0.2)
+    assert_edge_still_serves(stack)
 
 
 def test_ten_thousand_frames_in_one_write(edge):
@@ -82,6 +88,7 @@ def test_ten_thousand_frames_in_one_write(edge):
         c.send_raw(b"".join(encode_frame({"op": "ping", "id": i}) for i in range(10_000)))
         ids = [c.read_frame()["id"] for _ in range(10_000)]
         assert ids == list(range(10_000))
+    assert_edge_still_serves(edge)
 
 
 def test_many_service_requests_in_one_write_respect_inflight_limit(edge):
@@ -97,6 +104,7 @@ def test_many_service_requests_in_one_write_respect_inflight_limit(edge):
         replies = [c.read_frame() for _ in range(n)]
         assert sorted(r["id"] for r in replies) == [1000 + i for i in range(n)]
         assert all(r["ok"] for r in replies)
+    assert_edge_still_serves(edge)
 
 
 def test_frame_split_into_single_bytes(edge):
@@ -107,6 +115,7 @@ def test_frame_split_into_single_bytes(edge):
             c.send_raw(data[i : i + 1])
         reply = c.read_frame()
         assert reply["id"] == 5 and reply["ok"] and reply["user"]["username"] == "字节"
+    assert_edge_still_serves(edge)
 
 
 def test_pre_login_timeout(make_stack, sqlite_url):
@@ -124,9 +133,12 @@ def test_logout_then_login_again_on_an_old_connection(make_stack, sqlite_url):
     stack = make_stack(sqlite_url, login_timeout_s=2)
     with WireClient(stack.port) as c:
         c.register_and_login("again")
-        time.sleep(3)  # older than the login timeout, but logged in
+        # Deliberate waits, the subject of the test: the socket outlives the login
+        # timeout while logged in, then stays logged out while the sweeper (every
+        # second) looks at it at least once. Nothing happens that a condition could see.
+        time.sleep(3)
         c.call("logout")
-        time.sleep(1.2)  # the sweeper (every second) has looked at least once
+        time.sleep(1.2)
         c.login("again", "correct horse")
         assert c.call("ping")["ok"]
 
@@ -137,9 +149,9 @@ def test_idle_timeout(make_stack, sqlite_url):
         idle.register_and_login("idler")
         active.register_and_login("pinger")
         deadline = time.monotonic() + 3.5
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # longer than the idle timeout
             active.call("ping")
-            time.sleep(0.5)
+            time.sleep(0.5)  # the pinger's period (a deliberate pace, not a wait)
         frames = idle.wait_closed(timeout=5)
         assert any(f.get("code") == "idle_timeout" for f in frames)
         assert active.call("ping")["ok"]  # pinging keeps a connection open
@@ -167,10 +179,9 @@ def test_slow_reader_is_disconnected(make_stack, sqlite_url):
             slow.sendall(
                 encode_frame({"op": "room.history", "id": 2 + i, "room": "lobby", "limit": 100})
             )
-        deadline = time.monotonic() + 20
-        while "slow reader" not in stack.logs("edge#0") and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert "disconnecting slow reader" in stack.logs("edge#0")
+        wait_until(
+            lambda: "disconnecting slow reader" in stack.logs("edge#0"), 20, "slow reader cut"
+        )
         with pytest.raises((ConnectionClosed, ConnectionResetError)):
             while True:
                 if not slow.recv(1 << 20):

@@ -23,9 +23,11 @@ class Refused(Exception):
 def test_each_item_gets_its_own_outcome_and_items_queued_meanwhile_share_a_batch():
     batches: list[list[int]] = []
     release = threading.Event()
+    first_taken = threading.Event()
 
     def handle(batch: list[Item]) -> list[object]:
         batches.append([item.value for item in batch])
+        first_taken.set()
         if len(batches) == 1:
             release.wait(5)  # hold the first batch while the rest queue up
         return [Refused(item.value) if item.value % 2 else item.value * 10 for item in batch]
@@ -33,8 +35,7 @@ def test_each_item_gets_its_own_outcome_and_items_queued_meanwhile_share_a_batch
     async def main() -> list[object]:
         batcher: Batcher[Item] = Batcher("test", handle, max_batch=100)
         first = batcher.submit(Item(0))
-        while not batches:
-            await asyncio.sleep(0.001)
+        assert await asyncio.to_thread(first_taken.wait, 5), "the first batch never ran"
         rest = [batcher.submit(Item(n)) for n in range(1, 6)]
         release.set()
         return await asyncio.wait_for(

@@ -19,7 +19,6 @@ import pytest
 import zmq
 import zmq.asyncio
 import zmq.auth
-from test_admin import admin_json
 
 from chatroom import buskeys
 from chatroom.bus_client import BusClient
@@ -118,7 +117,7 @@ def test_intruder_cannot_pose_as_an_auth_replica(make_stack, sqlite_url, zctx, k
         assert not fake.poll(50), "a fake auth replica received a login request"
 
 
-def test_admin_ops_need_the_admin_key(make_stack, sqlite_url, zctx):
+def test_admin_ops_need_the_admin_key(make_stack, sqlite_url, zctx, admin_json):
     stack = make_stack(sqlite_url)
     with WireClient(stack.port) as c:
         c.register_and_login("dave")

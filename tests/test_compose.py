@@ -22,14 +22,13 @@ import pytest
 from chatroom import buskeys
 
 from harness import free_port
-from test_social import befriend
-from wire import WireClient
+from wire import WireClient, befriend
 
 pytestmark = pytest.mark.compose
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "chatroom-test"
-RESULTS = ROOT / "docs" / "results" / "compose-timings.json"
+RESULTS = ROOT / "var" / "results" / "compose-timings.json"  # docs/ quotes a copy
 
 
 def docker_available() -> bool:
@@ -114,7 +113,7 @@ class Compose:
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError("the stack did not recover in time")
-            time.sleep(1)
+            time.sleep(1)  # the poll interval of this wait (each try is a new connection)
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +233,7 @@ def test_scaled_social_spreads_load_and_survives_a_kill(compose):
                     break
                 assert reply["error"]["code"] == "service_unavailable", reply
                 retryable += 1  # the client retries with the same client_id: no duplicate
-            time.sleep(0.01)
+            time.sleep(0.01)  # the writer's pace while the killer works
         killer.join()
         assert len(acknowledged) == 400
         got = []

@@ -8,7 +8,8 @@ processes are started again at once, as compose's restart policy would. After ea
 fault: every message the server acknowledged is readable via sync exactly once; every
 other send ended in an error the sender saw (no hang); presence converges to the
 connections that really exist; recovery time is recorded. The table goes to
-docs/results/fault-injection.json (and docs/security.md).
+var/results/fault-injection.json (ignored by git: a test run changes no tracked file);
+the published run is copied in docs/results/ and docs/security.md.
 """
 
 from __future__ import annotations
@@ -30,11 +31,10 @@ from sqlalchemy import create_engine, text
 
 from chatroom.localstack import Stack, free_port, wait_for_port
 
-from test_social import befriend
-from wire import ConnectionClosed, WireClient
+from wire import ConnectionClosed, WireClient, befriend, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "docs" / "results" / "fault-injection.json"
+RESULTS = ROOT / "var" / "results" / "fault-injection.json"
 SENDERS = 4
 SEND_INTERVAL_S = 0.03  # per sender: ~100 messages/s in all
 REQUEST_TIMEOUT_MS = 2000
@@ -69,14 +69,7 @@ class PrivateMariaDB:
             return
         pid = int(pid_file.read_text())
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
-        raise TimeoutError("MariaDB did not stop in 60 s")
+        wait_until(lambda: not _alive(pid), 60, "MariaDB stopped")
 
     def remove(self) -> None:
         self.resume()
@@ -154,20 +147,19 @@ class Sender(threading.Thread):
                 if self.conn is not None:
                     self.conn.close()
                 self.conn = None
-                time.sleep(0.1)
+                time.sleep(0.1)  # a client's pause before it reconnects
             self.log.append((sent_at, cid, outcome, time.monotonic()))
-            time.sleep(SEND_INTERVAL_S)
+            time.sleep(SEND_INTERVAL_S)  # the load's pace
         if self.conn is not None:
             self.conn.close()
 
 
-def _wait(predicate, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -240,7 +232,7 @@ def test_requests_whose_deadline_passed_in_the_queue_are_not_carried_out(private
             db.resume()
         # The first to reach auth held the thread (it may still finish: it started in
         # time); the two behind it are dropped, whichever they are.
-        _wait(
+        wait_until(
             lambda: stack.logs("auth").count("its deadline passed in the queue") >= 2,
             30,
             "queued registrations dropped",
@@ -289,7 +281,7 @@ def _run_suite(stack: Stack, db: PrivateMariaDB) -> None:
 
     def recovered_after(t: float) -> float:
         """Seconds from t until every sender had a send, started after t, acknowledged."""
-        _wait(lambda: acked_since(t) == {s.name_ for s in senders}, 60, "recovery")
+        wait_until(lambda: acked_since(t) == {s.name_ for s in senders}, 60, "recovery")
         firsts = []
         for s in senders:
             firsts.append(min(d for (at, _c, out, d) in list(s.log) if at >= t and out == "acked"))
@@ -308,7 +300,7 @@ def _run_suite(stack: Stack, db: PrivateMariaDB) -> None:
         wait_for_port(ports[1])
         for s in senders:
             s.rehome.set()
-        _wait(
+        wait_until(
             lambda: all(s.conn_port == s.ports[0] for s in senders),
             30,
             "senders back on their own edges",
@@ -332,7 +324,7 @@ def _run_suite(stack: Stack, db: PrivateMariaDB) -> None:
 
     def pause_social() -> None:
         stack.kill("social", signal.SIGSTOP)
-        time.sleep(REQUEST_TIMEOUT_MS / 1000 + 1.5)
+        time.sleep(REQUEST_TIMEOUT_MS / 1000 + 1.5)  # the fault: frozen past the timeout
         stack.kill("social", signal.SIGCONT)
 
     faults = [
@@ -345,7 +337,7 @@ def _run_suite(stack: Stack, db: PrivateMariaDB) -> None:
         ("SIGSTOP a social replica past the request timeout", pause_social),
     ]
     phases = []
-    time.sleep(STEADY_S)
+    time.sleep(STEADY_S)  # steady load before the first fault (the load is the test)
     for name, inject in faults:
         started = time.monotonic()
         inject()
@@ -354,14 +346,14 @@ def _run_suite(stack: Stack, db: PrivateMariaDB) -> None:
         print(f"{name}: recovered in {recovery:.2f} s")
         if "edge" in name:
             back_home()
-        time.sleep(STEADY_S)
+        time.sleep(STEADY_S)  # steady load again before the next fault
     stop.set()
     for s in senders:
         s.join(timeout=30)
         assert not s.is_alive(), f"{s.name_} hangs"
 
     # Presence converges: social lists exactly the connections that exist.
-    presence_s = _wait(
+    presence_s = wait_until(
         lambda: _online_connections(stack) == {"watcher": 1},
         30,
         "presence converged",

@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from chatroom.protocol import OPS, Field
 
-from test_social import befriend
-from wire import WireClient
+from wire import WireClient, befriend
 
 EXAMPLES = int(os.environ.get("CHAT_FUZZ_OPS_EXAMPLES", "100"))
 

@@ -7,8 +7,7 @@ import time
 
 from chatroom import config
 
-from test_social import befriend
-from wire import WireClient
+from wire import WireClient, befriend
 
 
 def wait_for_event(watcher: WireClient, name: str, timeout: float, **match) -> dict:
@@ -109,7 +108,7 @@ def test_no_presence_flap_after_social_stalls(make_stack, sqlite_url):
         while time.monotonic() < deadline:
             ann.call("ping")  # answered by the edge: ann stays connected
             ben.call("ping")
-            time.sleep(0.2)
+            time.sleep(0.2)  # the clients' pace while time passes: the freeze is the test
         stack.kill("social", signal.SIGCONT)
         no_event(ann, "presence", seconds=4, online=False)
         assert ann.call("friend.list")["friends"][0]["online"] is True

@@ -8,8 +8,7 @@ import pytest
 from chatroom.config import Settings
 from chatroom.protocol import dumps
 
-from test_social import befriend
-from wire import WireClient
+from wire import WireClient, befriend
 
 MAX_REPLY_BYTES = Settings.max_reply_bytes
 ENVELOPE_BYTES = 1024  # id, ok, has_more, the room's name: what is not messages

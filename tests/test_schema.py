@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from chatroom.storage.initsql import render_init_sql
 
-from conftest import MYSQL_URL
 from wire import WireClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,37 +23,27 @@ def test_init_sql_avoids_mysql_only_or_mariadb_only_syntax():
         assert forbidden not in sql
 
 
-def test_services_run_on_a_database_created_by_init_sql(make_stack):
-    if not MYSQL_URL:
-        pytest.skip("CHAT_TEST_MYSQL_URL is not set")
+def test_services_run_on_a_database_created_by_init_sql(make_stack, mysql_url):
     import pymysql
     from sqlalchemy.engine import make_url
 
-    from conftest import _mysql_database
-
-    gen = _mysql_database()
-    url = next(gen)
-    try:
-        parsed = make_url(url)
-        conn = pymysql.connect(
-            host=parsed.host,
-            port=parsed.port,
-            user=parsed.username,
-            password=parsed.password,
-            database=parsed.database,
-            charset="utf8mb4",
-            client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS,
-        )
-        with conn.cursor() as cur:
-            cur.execute((ROOT / "db" / "init.sql").read_text())
-            while cur.nextset():
-                pass
-        conn.commit()
-        conn.close()
-        stack = make_stack(url)
-        with WireClient(stack.port) as c:
-            c.register_and_login("schema-user")
-            c.call("room.send", room="lobby", text="init.sql works")
-        stack.stop()
-    finally:
-        next(gen, None)
+    parsed = make_url(mysql_url)
+    conn = pymysql.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+        charset="utf8mb4",
+        client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS,
+    )
+    with conn.cursor() as cur:
+        cur.execute((ROOT / "db" / "init.sql").read_text())
+        while cur.nextset():
+            pass
+    conn.commit()
+    conn.close()
+    stack = make_stack(mysql_url)
+    with WireClient(stack.port) as c:
+        c.register_and_login("schema-user")
+        c.call("room.send", room="lobby", text="init.sql works")

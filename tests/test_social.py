@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
 import time
 
 import pytest
 
-from wire import WireClient
-
-
-@contextlib.contextmanager
-def users(stack, *names: str):
-    clients = [WireClient(stack.port) for _ in names]
-    try:
-        for client, name in zip(clients, names, strict=True):
-            client.register_and_login(name)
-        yield clients
-    finally:
-        for client in clients:
-            client.close()
-
-
-def befriend(a: WireClient, b: WireClient) -> None:
-    a.call("friend.request", username=b.user["username"])
-    b.call("friend.accept", username=a.user["username"])
-    a.event("friend.accepted")
-    b.event("friend.accepted")
+from wire import WireClient, befriend, users, wait_until
 
 
 def test_original_friend_flow(stack):
@@ -121,14 +101,19 @@ def test_friend_request_rules(make_stack, db_url):
         assert hal.error_of("friend.remove", username="jon")["code"] == "not_found"
 
 
-def test_presence_with_two_sessions_and_status(stack):
+def test_presence_with_two_sessions_and_status(stack, admin_json):
+    def neds_connections() -> int:
+        online = {u["username"]: u for u in admin_json(stack, "online")["online"]}
+        return online["ned"]["connections"] if "ned" in online else 0
+
     with users(stack, "max", "ned") as (mx, ned):
         befriend(mx, ned)
         with WireClient(stack.port) as ned_phone:
             ned_phone.call("login", token=ned.token)
             mx.no_event("presence")  # already online: a second session changes nothing
             ned_phone.close()
-            time.sleep(0.5)
+            # Once social has closed the phone's session, Ned is still online: no push.
+            wait_until(lambda: neds_connections() == 1, 10, "the phone's session closed")
             mx.no_event("presence")
             assert mx.call("friend.list")["friends"][0]["online"] is True
         ned.call("presence.set", status="在开会 📅")

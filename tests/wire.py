@@ -1,4 +1,6 @@
-"""A small blocking client for tests: speaks the protocol through chatroom.protocol."""
+"""A small blocking client for tests: speaks the protocol through chatroom.protocol;
+with the few steps many tests share (users logged in, friends made, waiting until
+something holds)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import itertools
 import socket
 import ssl
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from chatroom.protocol import FrameDecoder, encode_frame, parse_payload
@@ -127,3 +130,51 @@ class WireClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ----------------------------------------------------------------------------- shared steps
+
+
+@contextlib.contextmanager
+def users(stack: Any, *names: str) -> Iterator[list[WireClient]]:
+    """One registered, logged-in client per name on the stack's first edge; all closed
+    at the end of the block."""
+    clients = [WireClient(stack.port) for _ in names]
+    try:
+        for client, name in zip(clients, names, strict=True):
+            client.register_and_login(name)
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+
+
+def befriend(a: WireClient, b: WireClient) -> None:
+    """a asks, b accepts, and both have been told."""
+    a.call("friend.request", username=b.user["username"])
+    b.call("friend.accept", username=a.user["username"])
+    a.event("friend.accepted")
+    b.event("friend.accepted")
+
+
+def answers_ping(port: int, source: str | None = None) -> bool:
+    """Whether a new connection is admitted and answers a ping within a second (False
+    when the edge refuses or closes it)."""
+    try:
+        with WireClient(port, source=source) as client:
+            return client.request("ping", timeout=1).get("ok") is True
+    except (ConnectionClosed, OSError):  # OSError: refused, reset, timed out
+        return False
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> float:
+    """Poll condition() until it is truthy; returns the seconds it took. Fails the test
+    with `what` if it does not hold within timeout_s (a sleep of fixed length would
+    either wait too long or, on a busy machine, not long enough)."""
+    started = time.monotonic()
+    while True:
+        if condition():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what}: not within {timeout_s:g} s")
+        time.sleep(0.05)

@@ -1,4 +1,6 @@
-"""Soak: steady open-loop load for a set time while every process's memory is sampled.
+"""soak: steady open-loop load for a set time while every process's memory is sampled.
+
+    python -m loadtest soak --connections 10000 --rooms 100 --rate 1000 --seconds 600
 
 --connections members spread over --rooms group rooms (member i is in room i % rooms),
 held by --processes generator processes; 4 sender connections post --rate messages per
@@ -13,30 +15,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import multiprocessing as mp
-import subprocess
-import tempfile
 import time
-from pathlib import Path
+from multiprocessing.connection import Connection
 from typing import Any
 
 from chatroom.config import Settings
-from loadtest import servers
+from loadtest import measure, servers
 from loadtest.aclient import AsyncChat, run_async
-from loadtest.bench import (
+from loadtest.generator import (
     PASSWORD,
-    Result,
-    _pcts,
     collect_parts,
-    merge_latencies,
     parse_stamp,
-    persisted_count,
-    print_table,
-    progress,
     raise_file_limit,
-    save,
+    spawn,
     stamp,
+    wait_for,
+    wait_ready,
 )
+from loadtest.results import Result, merge_latencies, pcts, print_table, progress, save
 
 SENDERS = 4
 SAMPLE_EVERY_S = 5.0
@@ -88,7 +84,7 @@ def latency_sample(hist: list[int], most: int = 200_000) -> list[float]:
     return [float(ms) for ms, n in enumerate(hist) for _ in range(n // scale)]
 
 
-def _member_main(conn: Any, port: int, members: list[int], rooms: int, total: int) -> None:
+def _member_main(conn: Connection, port: int, members: list[int], rooms: int, total: int) -> None:
     """One generator process: its members log in, join their rooms, count deliveries."""
 
     async def run() -> None:
@@ -122,9 +118,7 @@ def _member_main(conn: Any, port: int, members: list[int], rooms: int, total: in
         loop = asyncio.get_running_loop()
         sent = await loop.run_in_executor(None, conn.recv)  # messages sent, at the end
         expected = sum(len(range(i % rooms, sent, rooms)) for i in members)
-        end = time.monotonic() + 60
-        while collector.count < expected and time.monotonic() < end:
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: collector.count >= expected, 60, 0.05)
         conn.send(
             {
                 "count": collector.count,
@@ -172,65 +166,48 @@ def _merged_counts(counts: Any) -> dict[str, int]:
     return merged
 
 
-def _memory(pids: dict[str, int], t: float) -> dict[str, Any]:
-    """RSS (KiB) of each watched process at run time t (0: gone)."""
-    return {"t": round(t, 1), **{name: servers.rss_kib(pid) for name, pid in pids.items()}}
+def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "soak",
+        parents=[server, out],
+        help="steady open-loop load into rooms while every process's memory is sampled",
+    )
+    p.add_argument("--connections", type=int, default=10_000, help="members")
+    p.add_argument("--rooms", type=int, default=100)
+    p.add_argument("--rate", type=float, default=1000, help="messages per second")
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--processes", type=int, default=2, help="generator processes")
+    p.set_defaults(run=run)
 
 
-def _watched_pids(stack: Any, workers: list[Any]) -> dict[str, int]:
-    pids = {name: proc.pid for name, proc in stack.procs.items()}
-    mariadb = subprocess.run(["pgrep", "-o", "mariadbd"], capture_output=True, text=True)
-    if mariadb.stdout.strip():
-        pids["mariadb"] = int(mariadb.stdout.split()[0])
-    for n, proc in enumerate(workers):
-        pids[f"generator#{n}"] = proc.pid
-    return pids
-
-
-def scenario_soak(args: argparse.Namespace) -> list[Result]:
+def run(args: argparse.Namespace) -> list[Result]:
     raise_file_limit()
     members = args.connections
-    with tempfile.TemporaryDirectory() as tmp:
-        # The production idle timeout: the members ping (see _keep_alive).
-        stack, url = servers.start_chatroom(
-            Path(tmp) / "chatroom",
-            db=args.db,
-            max_inflight_per_conn=256,
-            idle_timeout_s=Settings.idle_timeout_s,
+    total = int(args.rate * args.seconds)
+    # The production idle timeout: the members ping (see _keep_alive).
+    with servers.chatroom(
+        args.db, args.set, max_inflight_per_conn=256, idle_timeout_s=Settings.idle_timeout_s
+    ) as (stack, url):
+        run_async(_create_rooms(stack.port, args.rooms))
+        pipes, procs = spawn(
+            _member_main,
+            [
+                (stack.port, list(range(p, members, args.processes)), args.rooms, total)
+                for p in range(args.processes)
+            ],
         )
-        try:
-            run_async(_create_rooms(stack.port, args.rooms))
-            ctx = mp.get_context("fork")
-            pipes, procs = [], []
-            for p in range(args.processes):
-                parent, child = ctx.Pipe()
-                share = list(range(p, members, args.processes))
-                total = int(args.rate * args.seconds)
-                proc = ctx.Process(
-                    target=_member_main,
-                    args=(child, stack.port, share, args.rooms, total),
-                    daemon=True,
-                )
-                proc.start()
-                pipes.append(parent)
-                procs.append(proc)
-            setup = time.monotonic()
-            for pipe in pipes:
-                if not pipe.poll(900):
-                    raise TimeoutError("soak members did not connect in time")
-                pipe.recv()
-            print(
-                f"soak: {members} members in {args.rooms} rooms ready in "
-                f"{time.monotonic() - setup:.0f} s"
-            )
-            pids = _watched_pids(stack, procs)
-            result = run_async(_send(stack.port, args, pids))
-            for pipe in pipes:
-                pipe.send(result.sent)
-            parts = collect_parts(pipes, procs, 180, "soak members")
-            persisted = persisted_count(url)
-        finally:
-            servers.stop_chatroom(stack, url)
+        setup = time.monotonic()
+        wait_ready(pipes, 900, "soak members")
+        print(
+            f"soak: {members} members in {args.rooms} rooms ready in "
+            f"{time.monotonic() - setup:.0f} s"
+        )
+        pids = measure.stack_pids(stack.procs, procs)
+        result = run_async(_send(stack.port, args, pids))
+        for pipe in pipes:
+            pipe.send(result.sent)
+        parts = collect_parts(pipes, procs, 180, "soak members")
+        persisted = servers.persisted_count(url)
     result.expected = sum(p["expected"] for p in parts)
     result.delivered = sum(p["count"] for p in parts)
     hist = [sum(col) for col in zip(*(p["hist"] for p in parts), strict=True)]
@@ -253,7 +230,7 @@ def scenario_soak(args: argparse.Namespace) -> list[Result]:
         f"members connected at the end: {result.extra['members_connected_at_end']};"
         f" closed by the server: {result.extra['members_closed_by_server'] or 'none'}"
     )
-    save("soak", [result])
+    save(args.out, "soak", [result])
     return [result]
 
 
@@ -295,7 +272,7 @@ async def _send(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Re
     for seq in range(total):
         now = time.monotonic()
         if now >= next_sample:
-            samples.append(_memory(pids, now - started))
+            samples.append(measure.snapshot(pids, now - started))
             next_sample += SAMPLE_EVERY_S
         delay = started + seq / args.rate - now
         if delay > 0:
@@ -321,7 +298,7 @@ async def _send(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Re
     progress("soak sending", total, total, started)
     if pending:
         await asyncio.wait(set(pending), timeout=60)
-    samples.append(_memory(pids, time.monotonic() - started))
+    samples.append(measure.snapshot(pids, time.monotonic() - started))
     result.duration_s = round(time.monotonic() - started, 3)
     result.errors = errors
     warm = max(30.0, args.seconds / 10)
@@ -329,7 +306,7 @@ async def _send(port: int, args: argparse.Namespace, pids: dict[str, int]) -> Re
     last = samples[-1]
     result.extra.update(
         acked=len(acks),
-        ack_ms=_pcts(acks),
+        ack_ms=pcts(acks),
         memory_samples_kib=samples,
         memory_growth_pct={
             n: round((last[n] - base[n]) * 100 / base[n], 1)

@@ -1,6 +1,6 @@
 """avatarbomb: the worst avatars a user may upload, and the bombs they may not.
 
-    .venv/bin/python -m loadtest.bench avatarbomb --rounds 3 --users 4
+    python -m loadtest avatarbomb --users 4 --rounds 3 --db sqlite
 
 Every upload is either a worst allowed picture (4096 x 4096, the default pixel limit, of
 one colour, in PNG, GIF, WebP and JPEG: 1-260 KB on the wire, up to ~16 bytes per pixel
@@ -24,31 +24,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from loadtest import hostile_images, servers
+from loadtest import hostile_images, plots, servers
 from loadtest.aclient import AsyncChat, run_async
-from loadtest.bench import PASSWORD, RESULTS, Result, _pcts, print_table, save, timeline_of
+from loadtest.generator import PASSWORD
+from loadtest.measure import RssWatch, mib
+from loadtest.results import Result, pcts, print_table, save, timeline_of
 
 # compose.yaml: x-backend deploy.resources.limits.memory (media is a backend).
 MEDIA_MEMORY_LIMIT_MIB = 512
 SAMPLE_EVERY_S = 0.02
 SETTLE_S = 10.0
 REPLY_TIMEOUT_S = 120.0
-
-
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _mib(kib: int) -> float:
-    return round(kib / 1024, 1)
 
 
 def uploads() -> dict[str, str]:
@@ -66,47 +56,6 @@ def uploads() -> dict[str, str]:
         bomb_png_text=hostile_images.png_huge_text(),
     )
     return {name: base64.b64encode(data).decode() for name, data in files.items()}
-
-
-class RssWatch:
-    """Samples a process's RSS until stopped; kills it past `abort_kib`."""
-
-    def __init__(self, pid: int, abort_kib: int, kill: Any) -> None:
-        self.pid, self.abort_kib, self.kill = pid, abort_kib, kill
-        self.samples: list[tuple[float, float]] = []  # (s since start, MiB)
-        self.aborted = False
-        self.started = time.monotonic()
-
-    def reset_peak(self) -> None:
-        Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-
-    def rss_kib(self) -> int:
-        return _status_kib(self.pid, "VmRSS")
-
-    def peak_kib(self) -> int:
-        return _status_kib(self.pid, "VmHWM")
-
-    async def run(self) -> None:
-        while not self.aborted:
-            rss = self.rss_kib()
-            self.samples.append((round(time.monotonic() - self.started, 3), _mib(rss)))
-            if rss > self.abort_kib:
-                print(f"\nmedia passed {_mib(self.abort_kib)} MiB: killing it")
-                self.aborted = True
-                self.kill()
-                return
-            await asyncio.sleep(SAMPLE_EVERY_S)
-
-    async def settled_kib(self) -> int:
-        """RSS once it stops falling for 1 s (or after SETTLE_S)."""
-        end = time.monotonic() + SETTLE_S
-        low, low_since = self.rss_kib(), time.monotonic()
-        while time.monotonic() < end and time.monotonic() - low_since < 1.0:
-            await asyncio.sleep(0.1)
-            rss = self.rss_kib()
-            if rss < low - 256:
-                low, low_since = rss, time.monotonic()
-        return min(low, self.rss_kib())
 
 
 async def _phase(
@@ -168,25 +117,25 @@ async def _phase(
     await asyncio.gather(*(user(i, c) for i, c in enumerate(clients)))
     result.duration_s = round(time.monotonic() - started, 3)
     peak = watch.peak_kib() if not watch.aborted else watch.abort_kib
-    settled = await watch.settled_kib() if not watch.aborted else 0
+    settled = await watch.settled_kib(SETTLE_S) if not watch.aborted else 0
     result.sent = result.expected = rounds * len(files) * len(clients)
     result.delivered = sum(sum(codes.values()) for codes in outcomes.values())
     result.errors = errors
     result.latencies_ms = latencies
     result.timeline = timeline_of(bins)
     result.extra.update(
-        idle_rss_mib=_mib(idle),
-        peak_rss_mib=_mib(peak),
-        settled_rss_mib=_mib(settled),
+        idle_rss_mib=mib(idle),
+        peak_rss_mib=mib(peak),
+        settled_rss_mib=mib(settled),
         budget_mib=MEDIA_MEMORY_LIMIT_MIB,
         within_budget=not watch.aborted and peak <= MEDIA_MEMORY_LIMIT_MIB * 1024,
         aborted=watch.aborted,
-        reply_ms=_pcts(latencies),
+        reply_ms=pcts(latencies),
         outcomes=outcomes,
     )
     print(
-        f"{label}: media idle {_mib(idle)} MiB, peak {_mib(peak)} MiB, settled "
-        f"{_mib(settled)} MiB (budget {MEDIA_MEMORY_LIMIT_MIB} MiB) in {result.duration_s} s"
+        f"{label}: media idle {mib(idle)} MiB, peak {mib(peak)} MiB, settled "
+        f"{mib(settled)} MiB (budget {MEDIA_MEMORY_LIMIT_MIB} MiB) in {result.duration_s} s"
     )
     for name, codes in outcomes.items():
         print(f"    {name:<18} {codes}")
@@ -196,7 +145,9 @@ async def _phase(
 async def _scenario(stack: Any, args: argparse.Namespace) -> tuple[list[Result], list]:
     files = uploads()
     media = stack.procs["media"].pid
-    watch = RssWatch(media, args.rss_abort_mib * 1024, lambda: stack.kill("media"))
+    watch = RssWatch(
+        "media", media, args.rss_abort_mib * 1024, lambda: stack.kill("media"), SAMPLE_EVERY_S
+    )
     sampler = asyncio.create_task(watch.run())
     clients = []
     for i in range(max(1, args.users)):
@@ -221,36 +172,36 @@ async def _scenario(stack: Any, args: argparse.Namespace) -> tuple[list[Result],
     return results, watch.samples
 
 
-def plot_rss(results: list[Result], samples: list[tuple[float, float]]) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, axis = plt.subplots(figsize=(9, 4))
-    axis.plot([t for t, _ in samples], [m for _, m in samples], label="media RSS")
-    axis.axhline(MEDIA_MEMORY_LIMIT_MIB, color="red", linestyle="--", label="compose limit")
-    axis.set_xlabel("seconds")
-    axis.set_ylabel("MiB")
+def plot_rss(path: Path, results: list[Result], samples: list[tuple[float, float]]) -> None:
     peaks = ", ".join(f"{r.system}: {r.extra['peak_rss_mib']}" for r in results)
-    axis.set_title(f"avatarbomb: media RSS (peaks {peaks})", fontsize=9)
-    axis.grid(True, alpha=0.3)
-    axis.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "avatarbomb-rss.png", dpi=90)
-    plt.close(fig)
+    plots.memory(
+        path,
+        samples,
+        label="media RSS",
+        limit_mib=MEDIA_MEMORY_LIMIT_MIB,
+        limit_label="compose limit",
+        ylabel="MiB",
+        title=f"avatarbomb: media RSS (peaks {peaks})",
+        title_size=9,
+    )
 
 
-def scenario_avatarbomb(args: argparse.Namespace) -> list[Result]:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack, url = servers.start_chatroom(Path(tmp) / "chatroom", db=args.db)
-        try:
-            results, samples = run_async(_scenario(stack, args))
-        finally:
-            servers.stop_chatroom(stack, url)
+def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "avatarbomb",
+        parents=[server, out],
+        help="the worst allowed avatars and the bombs: media's memory",
+    )
+    p.add_argument("--users", type=int, default=200, help="users of the last phase")
+    p.add_argument("--rounds", type=int, default=10, help="pipelined rounds of uploads")
+    p.add_argument("--rss-abort-mib", type=int, default=3072, help="kill media past this")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    with servers.chatroom(args.db, args.set) as (stack, _url):
+        results, samples = run_async(_scenario(stack, args))
     print_table(results)
-    save("avatarbomb", results, {"rss_samples_mib": samples[::5]})
-    plot_rss(results, samples)
+    save(args.out, "avatarbomb", results, {"rss_samples_mib": samples[::5]})
+    plot_rss(args.out / "avatarbomb-rss.png", results, samples)
     return results

@@ -1,6 +1,6 @@
 """Pre-login flood: what hostile connections that never log in cost one edge worker.
 
-    .venv/bin/python -m loadtest.bench prelogin --connections 10000 --seconds 12
+    python -m loadtest prelogin --connections 10000 --seconds 12
 
 N connections from many loopback addresses (at most CHAT_MAX_CONNS_PER_IP = 256 each,
 the production cap) each send a length prefix of --frame-bytes (default: the largest
@@ -15,26 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import multiprocessing as mp
-import tempfile
-import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from chatroom.protocol import HEADER, PRELOGIN_MAX_FRAME_BYTES, FrameDecoder, parse_payload
-from loadtest import servers
+from loadtest import measure, plots, servers
 from loadtest.aclient import AsyncChat, run_async
-from loadtest.bench import (
-    PASSWORD,
-    RESULTS,
-    Result,
-    _pcts,
-    print_table,
-    raise_file_limit,
-    save,
-    timeline_of,
-)
+from loadtest.generator import PASSWORD, raise_file_limit, spawn
+from loadtest.results import Result, pcts, print_table, save, timeline_of
 
 EDGE_RSS_BUDGET_MIB = 256
 PER_ADDRESS = 250  # below the production CHAT_MAX_CONNS_PER_IP (256)
@@ -82,7 +72,9 @@ async def _hostile(
     return ended
 
 
-def _attacker(conn: Any, port: int, sources: list[str], frame_bytes: int, seconds: float) -> None:
+def _attacker(
+    conn: Connection, port: int, sources: list[str], frame_bytes: int, seconds: float
+) -> None:
     """A process opening PER_ADDRESS connections from each of its addresses."""
 
     async def run() -> dict[str, int]:
@@ -105,35 +97,7 @@ def _attacker(conn: Any, port: int, sources: list[str], frame_bytes: int, second
     conn.send(run_async(run()))
 
 
-# ----------------------------------------------------------------------------- measuring
-
-
-class RssSampler(threading.Thread):
-    """The edge worker's resident memory every SAMPLE_EVERY_S, until stopped."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.samples: list[tuple[float, int]] = []  # (seconds since start, KiB)
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        started = time.monotonic()
-        while not self.stopped.wait(SAMPLE_EVERY_S):
-            self.samples.append((time.monotonic() - started, servers.rss_kib(self.pid)))
-
-    @property
-    def peak_kib(self) -> int:
-        return max((kib for _, kib in self.samples), default=0)
-
-
-def peak_rss_kib(pid: int) -> int:
-    """VmHWM: the most the process has ever had resident."""
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+# ----------------------------------------------------------------------------- users
 
 
 async def _users_during(port: int, seconds: float, result: Result) -> dict[str, int]:
@@ -192,31 +156,42 @@ async def _users_during(port: int, seconds: float, result: Result) -> dict[str, 
     return newcomers
 
 
-def plot_rss(samples: list[tuple[float, int]], label: str) -> None:
-    try:
-        import matplotlib
+def plot_rss(path: Path, samples: list[tuple[float, int]], label: str) -> None:
+    plots.memory(
+        path,
+        [(t, kib / 1024) for t, kib in samples],
+        label=label,
+        limit_mib=EDGE_RSS_BUDGET_MIB,
+        limit_label="budget",
+        ylabel="edge worker RSS (MiB)",
+        title="prelogin flood: edge memory",
+        size=(7, 4),
+    )
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, axis = plt.subplots(figsize=(7, 4))
-    axis.plot([t for t, _ in samples], [kib / 1024 for _, kib in samples], label=label)
-    axis.axhline(EDGE_RSS_BUDGET_MIB, color="red", linestyle="--", label="budget")
-    axis.set_xlabel("seconds")
-    axis.set_ylabel("edge worker RSS (MiB)")
-    axis.set_title("prelogin flood: edge memory")
-    axis.grid(True, alpha=0.3)
-    axis.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "prelogin-rss.png", dpi=90)
-    plt.close(fig)
+
+def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "prelogin",
+        parents=[server, out],
+        help="a flood of connections that never log in: edge memory",
+    )
+    p.add_argument("--connections", type=int, default=10_000, help="hostile connections")
+    p.add_argument("--seconds", type=float, default=10, help="how long the flood lasts")
+    p.add_argument(
+        "--frame-bytes",
+        type=int,
+        default=0,
+        help="the length prefix hostile clients send (default: the largest the edge "
+        "accepts before login)",
+    )
+    p.add_argument("--processes", type=int, default=2, help="attacking processes")
+    p.set_defaults(run=run)
 
 
 # ----------------------------------------------------------------------------- scenario
 
 
-def scenario_prelogin(args: argparse.Namespace) -> list[Result]:
+def run(args: argparse.Namespace) -> list[Result]:
     frame_bytes = args.frame_bytes or PRELOGIN_MAX_FRAME_BYTES
     addresses = [f"127.0.0.{FIRST_ADDRESS + i}" for i in range(-(-args.connections // PER_ADDRESS))]
     if FIRST_ADDRESS + len(addresses) > 255:
@@ -227,51 +202,39 @@ def scenario_prelogin(args: argparse.Namespace) -> list[Result]:
         "chatroom",
         {"connections": len(addresses) * PER_ADDRESS, "frame_bytes": frame_bytes},
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        # The production per-address cap: the flood comes from many addresses instead.
-        stack, url = servers.start_chatroom(
-            Path(tmp) / "chatroom", db=args.db, max_conns_per_ip=256
+    # The production per-address cap: the flood comes from many addresses instead.
+    with servers.chatroom(args.db, args.set, max_conns_per_ip=256) as (stack, _url):
+        edge_pid = stack.procs["edge#0"].pid
+        before_kib = measure.rss_kib(edge_pid)
+        sampler = measure.RssSampler(edge_pid, SAMPLE_EVERY_S)
+        sampler.start()
+        pipes, procs = spawn(
+            _attacker,
+            [
+                (stack.port, addresses[i :: args.processes], frame_bytes, args.seconds)
+                for i in range(args.processes)
+            ],
         )
-        try:
-            edge_pid = stack.procs["edge#0"].pid
-            before_kib = servers.rss_kib(edge_pid)
-            sampler = RssSampler(edge_pid)
-            sampler.start()
-            ctx = mp.get_context("fork")
-            pipes, procs = [], []
-            for i in range(args.processes):
-                parent, child = ctx.Pipe()
-                mine = addresses[i :: args.processes]
-                proc = ctx.Process(
-                    target=_attacker,
-                    args=(child, stack.port, mine, frame_bytes, args.seconds),
-                    daemon=True,
-                )
-                proc.start()
-                pipes.append(parent)
-                procs.append(proc)
-            print(
-                f"flood: {result.params['connections']} connections from {len(addresses)} "
-                f"addresses, {frame_bytes}-byte frames, {args.seconds:g} s; edge RSS "
-                f"{before_kib / 1024:.0f} MiB"
-            )
-            started = time.monotonic()
-            for pipe in pipes:
-                pipe.send("go")
-            newcomers = run_async(_users_during(stack.port, args.seconds, result))
-            outcomes: dict[str, int] = {}
-            for pipe in pipes:
-                if pipe.poll(args.seconds + 120):
-                    for end, n in pipe.recv().items():
-                        outcomes[end] = outcomes.get(end, 0) + n
-            result.duration_s = round(time.monotonic() - started, 2)
-            for proc in procs:
-                proc.join(30)
-            sampler.stopped.set()
-            sampler.join()
-            hwm_kib = peak_rss_kib(edge_pid)
-        finally:
-            servers.stop_chatroom(stack, url)
+        print(
+            f"flood: {result.params['connections']} connections from {len(addresses)} "
+            f"addresses, {frame_bytes}-byte frames, {args.seconds:g} s; edge RSS "
+            f"{before_kib / 1024:.0f} MiB"
+        )
+        started = time.monotonic()
+        for pipe in pipes:
+            pipe.send("go")
+        newcomers = run_async(_users_during(stack.port, args.seconds, result))
+        outcomes: dict[str, int] = {}
+        for pipe in pipes:
+            if pipe.poll(args.seconds + 120):
+                for end, n in pipe.recv().items():
+                    outcomes[end] = outcomes.get(end, 0) + n
+        result.duration_s = round(time.monotonic() - started, 2)
+        for proc in procs:
+            proc.join(30)
+        sampler.stopped.set()
+        sampler.join()
+        hwm_kib = measure.peak_rss_kib(edge_pid)
     peak_mib = max(sampler.peak_kib, hwm_kib) / 1024
     result.extra = {
         "edge_rss_before_kib": before_kib,
@@ -281,7 +244,7 @@ def scenario_prelogin(args: argparse.Namespace) -> list[Result]:
         "within_budget": peak_mib <= EDGE_RSS_BUDGET_MIB,
         "hostile_outcomes": outcomes,
         "newcomers": newcomers,
-        "user_latency_ms": _pcts(result.latencies_ms),
+        "user_latency_ms": pcts(result.latencies_ms),
     }
     print_table([result])
     print(f"hostile connections ended: {outcomes}")
@@ -291,6 +254,7 @@ def scenario_prelogin(args: argparse.Namespace) -> list[Result]:
         f"(budget {EDGE_RSS_BUDGET_MIB} MiB: "
         f"{'within' if peak_mib <= EDGE_RSS_BUDGET_MIB else 'OVER'})"
     )
-    save("prelogin", [result])
-    plot_rss(sampler.samples, f"{result.params['connections']} hostile connections")
+    save(args.out, "prelogin", [result])
+    label = f"{result.params['connections']} hostile connections"
+    plot_rss(args.out / "prelogin-rss.png", sampler.samples, label)
     return [result]

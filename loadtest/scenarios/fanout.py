@@ -1,0 +1,209 @@
+"""fanout and openloop: one sender posts to the lobby, every member receives.
+
+    python -m loadtest fanout   --members 100 --messages 5000 --inflight 32
+    python -m loadtest openloop --members 100 --rate 1000 --seconds 10
+
+members-2 receivers spread over --processes processes, one probe member and one sender
+in the generator's own process. Closed loop (fanout): at most --inflight messages sent
+but not yet seen by the probe, the same rule for both servers (IRC has no acks). Open
+loop (openloop): --rate messages per second regardless. Runs against ChatRoom and
+ngIRCd (--systems), and reports the ratios between them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from loadtest import servers
+from loadtest.aclient import run_async
+from loadtest.generator import (
+    CHANNEL,
+    PAYLOAD_BYTES,
+    Collector,
+    ReceiverPool,
+    connect_members,
+    connect_sender,
+    no_gc_pauses,
+    stamp,
+    wait_for,
+)
+from loadtest.results import Result, add_bins, pcts, print_table, progress, save, timeline_of
+
+SYSTEMS = ["chatroom", "ngircd"]
+
+
+def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
+    for name, run, summary in (
+        ("fanout", run_fanout, "lobby fan-out, closed loop: deliveries per second"),
+        ("openloop", run_openloop, "lobby fan-out at a set rate: latency"),
+    ):
+        p = sub.add_parser(name, parents=[server, out], help=summary)
+        p.add_argument("--members", type=int, default=100)
+        if name == "fanout":
+            p.add_argument("--messages", type=int, default=5000)
+            p.add_argument("--inflight", type=int, default=32)
+        else:
+            p.add_argument("--rate", type=float, default=1000, help="messages per second")
+            p.add_argument("--seconds", type=float, default=10)
+        p.add_argument("--processes", type=int, default=2, help="receiving processes")
+        p.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
+        p.set_defaults(run=run)
+
+
+def run_fanout(args: argparse.Namespace) -> list[Result]:
+    return _scenario(args, "fanout", args.messages, args.inflight, rate=None)
+
+
+def run_openloop(args: argparse.Namespace) -> list[Result]:
+    # The window is unused in open loop; the old single CLI's default is recorded.
+    return _scenario(args, "openloop", int(args.rate * args.seconds), 32, rate=args.rate)
+
+
+async def _probe(system: str, port: int, name: str, on_seq: Any) -> tuple[Any, Collector]:
+    """A member in the generator's own process: the sender's flow control watches it."""
+    collector = Collector()
+    original = collector.record
+
+    def record(who: int, seq: int, sent: int, now: int) -> None:
+        original(who, seq, sent, now)
+        on_seq(seq)
+
+    collector.record = record  # type: ignore[method-assign]
+    clients = await connect_members(system, port, [name], collector, "lobby")
+    return clients[0], collector
+
+
+def fanout_once(
+    system: str,
+    port: int,
+    members: int,
+    messages: int,
+    inflight: int,
+    rate: float | None,
+    processes: int,
+    label: str,
+) -> Result:
+    """members-1 receivers over `processes` processes, 1 probe, 1 sender. Closed loop:
+    at most `inflight` messages sent but not yet seen by the probe. Open loop: `rate`
+    messages per second regardless."""
+    receivers = members - 2
+    pool = ReceiverPool(system, port, receivers, messages, processes)
+    pool.wait_ready()
+    result = Result(
+        "fanout" if rate is None else "openloop",
+        system,
+        {
+            "members": members,
+            "messages": messages,
+            "inflight": inflight,
+            "rate": rate,
+            "payload_bytes": PAYLOAD_BYTES,
+        },
+    )
+    probe_collector = Collector()
+
+    async def run() -> None:
+        nonlocal probe_collector
+        probe_seen = asyncio.Event()
+        state = {"probe": 0}
+
+        def on_seq(_seq: int) -> None:
+            state["probe"] += 1
+            probe_seen.set()
+
+        sender = await connect_sender(system, port, "sender0")
+        probe, probe_collector = await _probe(system, port, "probe0", on_seq)
+        acks: list[float] = []
+        errors = 0
+        pool.go()
+        await asyncio.sleep(0.2)  # the receivers' "go" has arrived
+        started = time.monotonic()
+        pending: set[asyncio.Future] = set()
+        for seq in range(messages):
+            if rate is None:
+                while seq - state["probe"] >= inflight:
+                    probe_seen.clear()
+                    try:
+                        await asyncio.wait_for(probe_seen.wait(), 10)
+                    except TimeoutError:
+                        break
+            else:
+                delay = started + seq / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            text = stamp(seq)
+            if system == "chatroom":
+                sent_at = time.monotonic()
+                fut = sender.send_nowait("room.send", room="lobby", text=text)
+
+                def acked(f: asyncio.Future, t0: float = sent_at) -> None:
+                    nonlocal errors
+                    if f.exception() is None and f.result().get("ok"):
+                        acks.append((time.monotonic() - t0) * 1000)
+                    else:
+                        errors += 1
+
+                fut.add_done_callback(acked)
+                pending.add(fut)
+            else:
+                sender.privmsg(CHANNEL, text)
+            result.sent += 1
+            if seq % 250 == 0:
+                progress(f"{label} sending", seq, messages, started)
+        progress(f"{label} sending", messages, messages, started)
+        await wait_for(lambda: state["probe"] >= messages, 60, 0.01)
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+        result.errors = errors
+        result.extra["ack_ms"] = pcts(acks)
+        await sender.close()
+        await probe.close()
+
+    with no_gc_pauses():
+        run_async(run())
+    merged = pool.collect(timeout=120)
+    result.expected = messages * (receivers + 1)
+    result.delivered = merged["count"] + probe_collector.count
+    result.latencies_ms = merged["latencies"] + probe_collector.latencies
+    bins = add_bins(dict(merged["bins"]), probe_collector.bins)
+    result.timeline = timeline_of(bins)
+    result.duration_s = round(len(result.timeline) / 10, 2) or 0.1
+    result.extra["duplicates"] = merged["duplicates"] + probe_collector.duplicates
+    return result
+
+
+def _scenario(
+    args: argparse.Namespace, name: str, messages: int, inflight: int, rate: float | None
+) -> list[Result]:
+    results = []
+    for system in args.systems:
+
+        def measure(port: int, system: str = system) -> Result:
+            label = f"{name} {system}"
+            return fanout_once(
+                system, port, args.members, messages, inflight, rate, args.processes, label
+            )
+
+        if system == "chatroom":
+            with servers.chatroom(args.db, args.set) as (stack, url):
+                result = measure(stack.port)
+                result.extra["persisted"] = servers.persisted_count(url)
+        else:
+            with servers.ngircd() as irc:
+                result = measure(irc.port)
+                result.extra["persisted"] = 0
+        results.append(result)
+    print_table(results)
+    notes = {}
+    if len(results) == 2:
+        ours, peer = results
+        notes["ratio_rate"] = round(ours.rate / peer.rate, 3) if peer.rate else None
+        p_ours, p_peer = ours.percentiles(), peer.percentiles()
+        if p_ours and p_peer:
+            notes["ratio_p99"] = round(p_ours["p99"] / p_peer["p99"], 3)
+        print(f"ratios (chatroom / ngircd): {notes}")
+    save(args.out, name, results, notes)
+    return results
