@@ -37,6 +37,7 @@ from chatroom.config import (
     ConfigError,
     Settings,
 )
+from chatroom.files import private_folder
 
 SERVER_ROLE = "bus"
 EDGE_ROLE = "edge"
@@ -176,16 +177,7 @@ class BusGuard:
 def ensure_keys(directory: str | os.PathLike) -> list[str]:
     """Create the key pair of every role that has none in `directory`; return their
     names. Existing keys are kept (delete a role's two files to rotate it)."""
-    keys = Path(directory)
-    # Every folder made here is private, the parents too (mkdir's mode covers only the
-    # last one): var/ also holds the SQLite database, which warns about an open folder.
-    missing = []
-    while not keys.exists() and keys != keys.parent:
-        missing.append(keys)
-        keys = keys.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
-    keys = Path(directory)
+    keys = private_folder(directory)
     created = []
     for role in ROLES:
         if not (keys / f"{role}.key_secret").exists():

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chatroom.files import private_folder
 from loadtest import plots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,19 +138,6 @@ def _commit() -> str:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     )
     return proc.stdout.strip()
-
-
-def private_folder(path: Path) -> Path:
-    """`path`, made with its missing parents readable by its owner only: var/ also
-    holds SQLite databases and bus keys, which warn about a folder open to all."""
-    missing = []
-    folder = path
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    for folder in reversed(missing):
-        folder.mkdir(mode=0o700, exist_ok=True)
-    return path
 
 
 def save(out: Path, name: str, results: list[Result], notes: dict[str, Any] | None = None) -> Path:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from chatroom.config import Settings
+from chatroom.files import private_folder
 
 
 def now_ms() -> int:
@@ -42,7 +43,7 @@ def _private_sqlite_file(path: str) -> None:
     SQLite opens it, and SQLite gives its -wal and -shm files the file's permissions."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+        private_folder(folder)
     elif os.stat(folder).st_mode & 0o007:
         logger.warning("the database folder {} is open to all users; chmod o-rwx it", folder)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
