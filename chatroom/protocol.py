@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatroom.visible import is_default_ignorable
+from chatroom.visible import draws_nothing
 
 try:  # optional: several times faster; the standard library's json is the fallback
     import orjson
@@ -495,7 +495,7 @@ def _check_name_characters(name: str, what: str) -> None:
         category = unicodedata.category(ch)
         if category == "Cn":
             raise NameRefused(f"a {what} cannot contain unassigned characters (U+{ord(ch):04X})")
-        if is_default_ignorable(ch):  # "ali\u200bce" would look like "alice"
+        if draws_nothing(ch):  # "ali\u200bce" would look like "alice"
             raise NameRefused(f"a {what} cannot contain invisible characters (U+{ord(ch):04X})")
         if category[0] == "C" or category in ("Zl", "Zp"):
             raise NameRefused(f"a {what} cannot contain control or format characters")

@@ -32,6 +32,9 @@ _IGNORABLE_RANGES = (
     (0xE0000, 0xE0FFF),
 )
 _STARTS = [start for start, _ in _IGNORABLE_RANGES]
+# Assigned, not ignorable, but drawn as nothing by every font: the Braille blank (a
+# favourite for "empty" names and messages) and the musical null notehead.
+BLANK_GLYPHS = frozenset({"\u2800", "\U0001d159"})
 
 
 def is_default_ignorable(ch: str) -> bool:
@@ -39,11 +42,16 @@ def is_default_ignorable(ch: str) -> bool:
     return i >= 0 and ord(ch) <= _IGNORABLE_RANGES[i][1]
 
 
+def draws_nothing(ch: str) -> bool:
+    """Default-ignorable, or a blank glyph: "ali\u200bce" would look like "alice"."""
+    return is_default_ignorable(ch) or ch in BLANK_GLYPHS
+
+
 def is_invisible(ch: str) -> bool:
     """Shows nothing by itself: white space, a control or format character, a
     default-ignorable code point, or one not assigned (or a private-use one a font
     may not have is still shown as something, so it counts as visible)."""
-    if ch.isspace() or is_default_ignorable(ch):
+    if ch.isspace() or draws_nothing(ch):
         return True
     return unicodedata.category(ch) in ("Cc", "Cf", "Cn", "Cs", "Zl", "Zp", "Zs")
 

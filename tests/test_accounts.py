@@ -77,7 +77,10 @@ def test_valid_room_names(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["l\u043ebby", "lob\u200bby", "lobby\ufe0f", "x\u0378", "ß" * 40, "a\nb", " ", "x" * 65],
+    [
+        *("l\u043ebby", "lob\u200bby", "lobby\ufe0f", "x\u0378", "ß" * 40, "a\nb", " ", "x" * 65),
+        *("\u2800", "lob\u2800by"),  # the Braille blank draws nothing
+    ],
 )
 def test_invalid_room_names(name):
     with pytest.raises(NameRefused):

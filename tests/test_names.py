@@ -36,6 +36,7 @@ LOOKALIKES = [
     ("al\u034fice", "invisible"),  # combining grapheme joiner (a mark)
     ("alice\ufe0f", "invisible"),  # variation selector (a mark)
     ("\u3164alice", "invisible"),  # Hangul filler (a letter)
+    ("ali\u2800ce", "invisible"),  # Braille blank (a symbol drawn as nothing)
     ("alice\U000e0041", "invisible"),  # tag character
     ("alice\u0378", "unassigned"),
     ("alice\U0003ffff", "unassigned"),

@@ -53,6 +53,12 @@ INVALID_REQUESTS = [
         "text",
     ),
     (
+        "text_only_braille_blanks",  # assigned, visible category, but drawn as nothing
+        {"op": "room.send", "id": 1, "room": "lobby", "text": "\u2800\u2800 \U0001d159"},
+        "bad_request",
+        "text",
+    ),
+    (
         "text_only_variation_selectors",
         {"op": "room.send", "id": 1, "room": "lobby", "text": "\ufe0f\ufe0e" * 3},
         "bad_request",
