@@ -23,6 +23,7 @@ Keys are files in ``CHAT_BUS_KEYS_DIR`` in zmq.auth's format: ``<role>.key`` (pu
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from chatroom.config import (
     Settings,
 )
 from chatroom.files import private_folder
+from chatroom.logs import RepeatedErrors
 
 SERVER_ROLE = "bus"
 EDGE_ROLE = "edge"
@@ -123,6 +125,7 @@ class BusGuard:
         self.enabled = settings.bus_curve
         self.zctx = zctx
         self.authenticator: zmq.auth.thread.ThreadAuthenticator | None = None
+        self.refusals = RepeatedErrors(window_s=60.0)  # of refused handshakes, for the log
         if not self.enabled:
             warn_if_off(settings)
             return
@@ -157,8 +160,13 @@ class BusGuard:
         role = self.roles.get(client_key)
         allowed = role is not None and role in ENDPOINT_ROLES.get(domain, ())
         if not allowed:
-            # A warning, not an error: anything on the network can knock.
-            logger.warning("bus refused a {} key on {}", role or "unknown", domain)
+            # A warning, not an error: anything on the network can knock, as often as it
+            # likes, so once per kind a minute with a count of those left out.
+            kind = (role or "unknown", domain)
+            log_it, left_out = self.refusals.should_log(kind, time.monotonic())
+            if log_it:
+                more = f" ({left_out} more refused in the last minute)" if left_out else ""
+                logger.warning("bus refused a {} key on {}{}", kind[0], domain, more)
         return allowed
 
     def secure_server(self, sock: zmq.Socket, endpoint: str) -> None:

@@ -25,7 +25,7 @@ from chatroom.bus_client import BusClient
 from chatroom.errors import ServiceError
 from chatroom.runtime import PING_OP
 
-from wire import WireClient
+from wire import WireClient, wait_until
 
 # What a process holding no key of this bus can try.
 INTRUDERS = ["no_key", "unknown_key"]
@@ -88,6 +88,25 @@ def test_intruder_gets_no_reply_from_a_service(make_stack, sqlite_url, zctx, key
     asker = intruder_socket(zctx, stack, zmq.DEALER, "auth.front", key)
     send_ping(asker, "intruder:1")
     assert not asker.poll(int(QUIET_S * 1000)), "an intruder got a reply"
+
+
+def test_knocking_cannot_flood_the_bus_log(make_stack, sqlite_url, zctx):
+    # Each refused handshake used to be a warning: 48 sockets wrote 387 lines in 2.5 s.
+    stack = make_stack(sqlite_url)
+    knockers = [
+        intruder_socket(zctx, stack, zmq.DEALER, "auth.front", "unknown_key") for _ in range(40)
+    ]
+    for number, sock in enumerate(knockers):
+        send_ping(sock, f"knock:{number}")
+    refused = "bus refused a unknown key on auth.front"
+
+    def warnings() -> list[str]:
+        return [line for line in stack.logs("bus").splitlines() if refused in line]
+
+    wait_until(lambda: warnings(), timeout_s=20, what="the first refusal in the bus log")
+    # The knockers keep retrying their handshakes meanwhile (ZeroMQ reconnects).
+    time.sleep(QUIET_S)  # the quiet spell is the point: nothing more may be logged
+    assert len(warnings()) == 1, warnings()
 
 
 def test_the_edge_key_gets_replies(make_stack, sqlite_url, zctx):
