@@ -1,0 +1,65 @@
+"""The argon2 gate (services/auth/hashing.py) on its own: bounded hashes at once, a
+slot kept for known devices, strangers refused fast once their queue is full."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chatroom.errors import ServiceError
+from services.auth.hashing import HashGate
+
+
+async def hold(gate: HashGate, known: bool, release: asyncio.Event, log: list[str], name: str):
+    async with gate.slot(known, wait_s=5):
+        log.append(name)
+        await release.wait()
+
+
+def test_strangers_cannot_take_the_known_devices_slot():
+    async def scenario() -> None:
+        gate = HashGate(slots=2, reserved=1, max_waiting=2)
+        release = asyncio.Event()
+        started: list[str] = []
+        tasks = [
+            asyncio.create_task(hold(gate, False, release, started, f"stranger{i}"))
+            for i in range(3)
+        ]
+        await asyncio.sleep(0)  # a scheduling yield: let them all reach the gate
+        assert started == ["stranger0"]  # one running, two queued
+        with pytest.raises(ServiceError) as refused:
+            async with gate.slot(False, wait_s=5):
+                pass
+        assert refused.value.code == "rate_limited"
+        assert refused.value.extra["retry_after_ms"] == 2000
+        owner = asyncio.create_task(hold(gate, True, release, started, "owner"))
+        await asyncio.sleep(0)
+        assert started == ["stranger0", "owner"]  # straight in, past the queue
+        release.set()
+        await asyncio.gather(*tasks, owner)
+        assert sorted(started) == ["owner", "stranger0", "stranger1", "stranger2"]
+        assert gate.running == 0 and gate.waiting_strangers == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_wait_that_outlasts_its_time_is_refused():
+    async def scenario() -> None:
+        gate = HashGate(slots=1, reserved=0, max_waiting=5)
+        release = asyncio.Event()
+        holder = asyncio.create_task(hold(gate, True, release, [], "holder"))
+        await asyncio.sleep(0)
+        with pytest.raises(ServiceError):
+            async with gate.slot(True, wait_s=0.05):
+                pass
+        assert gate.waiting_strangers == 0
+        release.set()
+        await holder
+
+    asyncio.run(scenario())
+
+
+def test_at_least_one_slot_is_for_everyone():
+    with pytest.raises(ValueError):
+        HashGate(slots=1, reserved=1, max_waiting=1)
