@@ -92,7 +92,11 @@ class Connection(asyncio.Protocol):
 
     def send_frame(self, frame: bytes) -> None:
         """Queue encoded frames (a fan-out push) for the client."""
-        self._apply([Send(frame)])
+        if self._open and self.transport is not None:
+            self.transport.write(frame)
+            cut = self.core.wrote(self.transport.get_write_buffer_size())
+            if cut:
+                self._apply(cut)
 
     def say_goodbye(self, code: str, message: str) -> None:
         """Tell the client why it is being disconnected, then close after the flush."""
@@ -132,9 +136,7 @@ class Connection(asyncio.Protocol):
         for action in actions:
             match action:
                 case Send(frame):
-                    if self._open and self.transport is not None:
-                        self.transport.write(frame)
-                        self._apply(self.core.wrote(self.transport.get_write_buffer_size()))
+                    self.send_frame(frame)
                 case Close(reason):
                     if reason is not None:
                         logger.info("closing {} from {}: {}", self.conn_id, self.ip, reason)
