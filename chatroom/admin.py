@@ -18,15 +18,16 @@ import sys
 from typing import Any
 
 from chatroom import config
+from chatroom.bus_contract import AdminOp
 
 # command -> (service, op)
 COMMANDS = {
-    "users": ("auth", "admin.users"),
-    "disable": ("auth", "admin.disable"),
-    "enable": ("auth", "admin.enable"),
-    "reset-password": ("auth", "admin.reset_password"),
-    "kick": ("auth", "admin.kick"),
-    "online": ("social", "admin.online"),
+    "users": ("auth", AdminOp.USERS),
+    "disable": ("auth", AdminOp.DISABLE),
+    "enable": ("auth", AdminOp.ENABLE),
+    "reset-password": ("auth", AdminOp.RESET_PASSWORD),
+    "kick": ("auth", AdminOp.KICK),
+    "online": ("social", AdminOp.ONLINE),
 }
 
 

@@ -22,10 +22,10 @@ import zmq.asyncio
 from loguru import logger
 
 from chatroom import buskeys
+from chatroom.bus_contract import PING_OP, request
 from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode, dumps, loads
-from chatroom.runtime import PING_OP
 from chatroom.zmq_io import BurstReceiver
 
 REPLY_BURST = 256
@@ -94,7 +94,7 @@ class BusClient:
         attempts = self.settings.request_attempts if retry else 1
         per_attempt = timeout_s / attempts
         rid = f"{self.name}:{next(self._ids)}"
-        body = {"rid": rid, "op": op, "args": args or {}, "ctx": ctx or {}}
+        body = request(rid, op, args or {}, ctx or {})
         loop = asyncio.get_running_loop()
         try:
             for attempt in range(1, attempts + 1):

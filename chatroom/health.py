@@ -14,6 +14,7 @@ import socket
 import time
 
 from chatroom import buskeys
+from chatroom.bus_contract import HEALTH_TOPIC_PREFIX, event_frames
 from chatroom.config import Settings
 from chatroom.protocol import FrameDecoder, encode_frame, loads, parse_payload
 
@@ -49,7 +50,7 @@ def check_service(settings: Settings, timeout_s: float) -> dict:
 def check_bus(settings: Settings, timeout_s: float) -> dict:
     import zmq
 
-    topic = f"_health:{os.getpid()}:{time.monotonic_ns()}|".encode()
+    topic = f"{HEALTH_TOPIC_PREFIX}{os.getpid()}:{time.monotonic_ns()}|".encode()
     zctx = zmq.Context()
     sub = zctx.socket(zmq.SUB)
     pub = zctx.socket(zmq.PUB)
@@ -64,7 +65,7 @@ def check_bus(settings: Settings, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
         # The subscription takes a moment to travel through the proxy: keep publishing.
         while time.monotonic() < deadline:
-            pub.send_multipart([topic, b"{}"])
+            pub.send_multipart(event_frames(topic, {}))
             if sub.poll(100):
                 sub.recv_multipart()
                 return {"ok": True, "service": "bus"}

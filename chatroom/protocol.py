@@ -24,6 +24,10 @@ try:  # optional: several times faster; the standard library's json is the fallb
 except ImportError:  # pragma: no cover - the client may run without it
     orjson = None
 
+# The version of this protocol, announced in every login reply (server.protocol).
+PROTOCOL_VERSION = 1
+SERVER_NAME = "chatroom"  # the login reply's server.name
+
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
@@ -59,7 +63,29 @@ class ErrorCode:
     SHUTTING_DOWN = "shutting_down"
     KICKED = "kicked"  # an operator ended the session (in a closing push)
     LOGGED_OUT = "logged_out"  # the session was logged out on another connection (closing)
+    LOGIN_TIMEOUT = "login_timeout"  # not logged in within login_timeout_s (closing)
+    IDLE_TIMEOUT = "idle_timeout"  # nothing received for idle_timeout_s (closing)
     INTERNAL = "internal"
+    # Made up by a client library, never sent by the server: the request got no reply in
+    # time, or the connection was not there to send it on / broke before the reply.
+    TIMEOUT = "timeout"
+    DISCONNECTED = "disconnected"
+
+
+# The codes a `closing` push (the server's goodbye before it closes the socket) carries.
+# (A frame the edge cannot read gets an error reply with id null instead, then the close.)
+CLOSING_CODES = frozenset(
+    {
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.SERVER_BUSY,
+        ErrorCode.SHUTTING_DOWN,
+        ErrorCode.KICKED,
+        ErrorCode.LOGGED_OUT,
+        ErrorCode.ACCOUNT_DISABLED,
+        ErrorCode.LOGIN_TIMEOUT,
+        ErrorCode.IDLE_TIMEOUT,
+    }
+)
 
 
 class FrameError(Exception):
@@ -201,6 +227,11 @@ def push(event: str, **fields: Any) -> dict[str, Any]:
     return {"event": event, **fields}
 
 
+def closing_push(code: str, message: str) -> dict[str, Any]:
+    """The goodbye the server sends before it closes a connection."""
+    return push(CLOSING_EVENT, code=code, message=message)
+
+
 # --------------------------------------------------------------------------- op schema
 
 
@@ -225,6 +256,9 @@ class Op:
     idempotent: bool = False
     # The token bucket it spends from (a key of Settings.rate(); checked by the edge).
     rate: str | None = None
+    # Changes who is logged in on the connection (login, logout): requests pipelined
+    # after it wait until it is done, so they run as the user it logged in.
+    changes_session: bool = False
 
 
 _TEXT = Field(str, max_len=100_000)  # the real limit is a server setting (max_text_chars)
@@ -250,8 +284,9 @@ OPS: dict[str, Op] = {
         },
         needs_login=False,
         rate="login_ip",
+        changes_session=True,
     ),
-    "logout": Op("auth"),
+    "logout": Op("auth", changes_session=True),
     "presence.set": Op(
         "social", {"status": Field(str, max_len=1000)}, idempotent=True, rate="presence"
     ),
@@ -320,9 +355,10 @@ PRELOGIN_MAX_FRAME_BYTES = max(
 )
 
 # Events the edge pushes (documented in docs/protocol.md).
+CLOSING_EVENT = "closing"  # the server's goodbye: a code of CLOSING_CODES and a message
 EVENTS = (
     "message",
-    "closing",
+    CLOSING_EVENT,
     "presence",
     "friend.request",
     "friend.accepted",
@@ -463,9 +499,20 @@ def check_username(raw: str, max_chars: int) -> str:
     name = _clean_name(raw, max_chars, "username")
     _check_name_characters(name, "username")
     for ch in name:
-        if unicodedata.category(ch)[0] not in "LMN" and ch not in USERNAME_PUNCTUATION:
+        if not is_username_char(ch):
             raise NameRefused("usernames may contain letters, digits and _ - . only")
     return name
+
+
+def is_username_char(ch: str) -> bool:
+    """A character a username may contain (besides the script rules): a letter, a mark,
+    a digit or one of _ - . (the client uses it to find where an @mention ends)."""
+    return unicodedata.category(ch)[0] in "LMN" or ch in USERNAME_PUNCTUATION
+
+
+def username_key(name: str) -> str:
+    """The identity of a username as typed: 'Alice', ' ALICE' and 'Ａｌｉｃｅ' are one account."""
+    return name_key(name.strip())
 
 
 def check_room_name(raw: str, max_chars: int = MAX_NAME_CHARS) -> str:

@@ -2,15 +2,12 @@
 
 It owns the ZeroMQ sockets, the request/reply envelope, error mapping, logging context,
 health pings, the thread pool for blocking work and graceful shutdown on SIGTERM.
+What travels on the bus (the envelope, topics, control fields) is chatroom.bus_contract.
 Handlers are plain functions ``handler(ctx, args) -> dict`` that know nothing of this;
 they run in the thread pool. A handler may instead be a coroutine function: it then runs
 on the event loop and must hand its blocking work to the pool itself
 (``asyncio.to_thread`` uses the runtime's pool) - the message hot path does this so a
 send waiting for its group commit does not hold a thread.
-
-Internal envelope (edge -> service), one JSON frame after ZeroMQ's routing frames:
-  {"rid": "e1a2:17", "op": "room.send", "args": {...}, "ctx": {...}, "deadline_ms": 1700000000000}
-Reply: {"rid": ..., "ok": true, "result": {...}} or {"rid": ..., "ok": false, "error": {...}}
 """
 
 from __future__ import annotations
@@ -36,21 +33,20 @@ from loguru import logger
 from sqlalchemy.exc import OperationalError
 
 from chatroom import buskeys
+from chatroom.bus_contract import (
+    ADMIN_OP_PREFIX,
+    EVENT_HWM,
+    PING_OP,
+    event_frames,
+    reply_error,
+    reply_ok,
+)
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
 from chatroom.logs import RepeatedErrors, request_context
 from chatroom.protocol import ErrorCode, dumps, loads
 from chatroom.zmq_io import BurstReceiver
 
-PING_OP = "_ping"
-# Operator ops (chatroom admin) are served only when they arrive on the admin path, which
-# only the admin key can enter (chatroom/buskeys.py); never on the ordinary one.
-ADMIN_OP_PREFIX = "admin."
-# Events queued per peer before ZeroMQ drops them (live delivery is best effort, sync
-# closes gaps, but a burst of fan-out should not be cut at libzmq's default of 1,000).
-# Subscription messages, flowing the other way, are never limited: losing one would
-# silently deafen an edge.
-EVENT_HWM = 100_000
 # A crash's traceback is logged once per (op, exception type) per this many seconds.
 CRASH_LOG_WINDOW_S = 60.0
 # Requests taken off the socket in one go when several are waiting.
@@ -59,15 +55,6 @@ RECEIVE_BURST = 64
 
 def replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def user_topic(user_id: int) -> bytes:
-    # The trailing '|' stops prefix matching: a subscription to u:1| must not match u:12|.
-    return f"u:{user_id}|".encode()
-
-
-def room_topic(room_id: int) -> bytes:
-    return f"r:{room_id}|".encode()
 
 
 # MySQL/MariaDB: 1213 deadlock, 1205 lock wait timeout; SQLite: "database is locked".
@@ -272,7 +259,7 @@ class ServiceRuntime:
             logger.info("dropping request {} for {}: its deadline passed", rid, op)
             return None, []
         if op == PING_OP:
-            return {"rid": rid, "ok": True, "result": self._health()}, []
+            return reply_ok(rid, self._health()), []
         ctx = RequestContext.from_envelope(body)
         handler = self.handlers.get(op)
         if handler is not None and op.startswith(ADMIN_OP_PREFIX) != admin:
@@ -283,31 +270,31 @@ class ServiceRuntime:
                 if not admin
                 else "the admin path serves operator ops only",
             )
-            return {"rid": rid, "ok": False, "error": err.to_dict()}, []
+            return reply_error(rid, err.to_dict()), []
         if handler is None:
             err = ServiceError(ErrorCode.UNKNOWN_OP, f"{self.name} has no op '{op}'")
-            return {"rid": rid, "ok": False, "error": err.to_dict()}, []
+            return reply_error(rid, err.to_dict()), []
         with request_context(op=op, rid=rid, user=ctx.user_id):
             try:
                 result = await self._run_with_retry(handler, ctx, body.get("args") or {})
                 self.handled += 1
-                return {"rid": rid, "ok": True, "result": result}, ctx.events
+                return reply_ok(rid, result), ctx.events
             except DeadlinePassed:
                 logger.info("dropping request {} for {}: its deadline passed in the queue", rid, op)
                 return None, []
             except ServiceError as exc:
                 logger.info("{} refused: {}", op, exc.code)
-                return {"rid": rid, "ok": False, "error": exc.to_dict()}, []
+                return reply_error(rid, exc.to_dict()), []
             except OperationalError as exc:
                 logger.error("{} failed: database unavailable ({})", op, exc.orig)
                 err = ServiceError(
                     ErrorCode.SERVICE_UNAVAILABLE, "the database is unavailable; try again"
                 )
-                return {"rid": rid, "ok": False, "error": err.to_dict()}, []
+                return reply_error(rid, err.to_dict()), []
             except Exception as exc:
                 self._log_crash(op, exc)
                 err = ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged")
-                return {"rid": rid, "ok": False, "error": err.to_dict()}, []
+                return reply_error(rid, err.to_dict()), []
 
     def _log_crash(self, op: str, exc: Exception) -> None:
         """A bug: its traceback, but only the first per (op, exception type) a minute."""
@@ -332,7 +319,7 @@ class ServiceRuntime:
 
     async def _publish(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
         for topic, event in events:
-            frames = [topic, dumps(event)]
+            frames = event_frames(topic, event)
             try:
                 self._pub_now.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:  # not expected of PUB; never drop an event for it

@@ -9,6 +9,8 @@ from PySide6.QtCore import QSettings, QStandardPaths
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from chatroom.protocol import ErrorCode
+
 from . import theme
 from .avatars import AvatarCache
 from .login_window import LoginWindow
@@ -81,7 +83,7 @@ class App:
 
     def _resume_failed(self, reply: dict) -> None:
         error = reply["error"]
-        if error["code"] == "bad_credentials":  # ended or expired: sign in again
+        if error["code"] == ErrorCode.BAD_CREDENTIALS:  # ended or expired: sign in again
             self.tokens.forget(self.account)
             self.login_window.show_problem("Your session has ended. Sign in again.")
         else:

@@ -16,15 +16,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from chatroom.protocol import ErrorCode
+
 from . import theme
 from .net import ChatClient
 from .ui import button
 
 FRIENDLY = {
-    "bad_credentials": "Wrong username or password. New here? Click “Create account”.",
-    "username_taken": "That username is taken. Choose another one.",
-    "timeout": "The server did not answer. Try again in a moment.",
-    "service_unavailable": "The server is busy or restarting. Try again in a moment.",
+    ErrorCode.BAD_CREDENTIALS: "Wrong username or password. New here? Click “Create account”.",
+    ErrorCode.USERNAME_TAKEN: "That username is taken. Choose another one.",
+    ErrorCode.TIMEOUT: "The server did not answer. Try again in a moment.",
+    ErrorCode.SERVICE_UNAVAILABLE: "The server is busy or restarting. Try again in a moment.",
 }
 
 
@@ -131,10 +133,10 @@ class LoginWindow(QWidget):
         self.show_problem(FRIENDLY.get(error["code"], error["message"]))
         # Back to the field to fix: the password after a wrong one, the name if taken.
         field = {
-            "bad_credentials": self.password,
-            "invalid_password": self.password,
-            "username_taken": self.username,
-            "invalid_username": self.username,
+            ErrorCode.BAD_CREDENTIALS: self.password,
+            ErrorCode.INVALID_PASSWORD: self.password,
+            ErrorCode.USERNAME_TAKEN: self.username,
+            ErrorCode.INVALID_USERNAME: self.username,
         }.get(error["code"])
         if field is not None:
             field.setFocus()

@@ -16,7 +16,15 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, SignalInstance
 from PySide6.QtNetwork import QAbstractSocket, QSslCertificate, QSslSocket, QTcpSocket
 
-from chatroom.protocol import FrameDecoder, FrameError, MessageError, encode_frame, parse_payload
+from chatroom.protocol import (
+    CLOSING_EVENT,
+    ErrorCode,
+    FrameDecoder,
+    FrameError,
+    MessageError,
+    encode_frame,
+    parse_payload,
+)
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -26,7 +34,13 @@ ONLINE = "online"
 RECONNECTING = "reconnecting"
 
 # Errors after which sending the same request again may succeed.
-RETRYABLE = {"service_unavailable", "timeout", "disconnected", "shutting_down", "rate_limited"}
+RETRYABLE = {
+    ErrorCode.SERVICE_UNAVAILABLE,
+    ErrorCode.TIMEOUT,
+    ErrorCode.DISCONNECTED,
+    ErrorCode.SHUTTING_DOWN,
+    ErrorCode.RATE_LIMITED,
+}
 BACKOFF_S = (0.5, 1, 2, 4, 8, 15)
 # The backoff starts over only after a session has held this long: a connection that
 # logs in and then breaks at once (say, on a reply it cannot read) backs off instead of
@@ -146,7 +160,9 @@ class ChatClient(QObject):
             or self._socket.state() != QAbstractSocket.SocketState.ConnectedState
         ):
             if done:
-                QTimer.singleShot(0, lambda: done(error_reply("disconnected", "not connected")))
+                QTimer.singleShot(
+                    0, lambda: done(error_reply(ErrorCode.DISCONNECTED, "not connected"))
+                )
             return request_id
         timer = QTimer(self)
         timer.setSingleShot(True)
@@ -238,12 +254,12 @@ class ChatClient(QObject):
             sock.blockSignals(True)
             sock.abort()
             sock.deleteLater()
-        self._fail_pending("disconnected", "the connection was lost")
+        self._fail_pending(ErrorCode.DISCONNECTED, "the connection was lost")
         self._keepalive.stop()
         self._stable.stop()
 
     def _socket_lost(self) -> None:
-        self._fail_pending("disconnected", "the connection was lost")
+        self._fail_pending(ErrorCode.DISCONNECTED, "the connection was lost")
         self._keepalive.stop()
         self._stable.stop()
         if self._wanted:
@@ -272,7 +288,7 @@ class ChatClient(QObject):
                 self._handle_reply(frame)
 
     def _handle_event(self, frame: dict[str, Any]) -> None:
-        if frame["event"] == "closing" and frame.get("code") == "shutting_down":
+        if frame["event"] == CLOSING_EVENT and frame.get("code") == ErrorCode.SHUTTING_DOWN:
             self._attempt = 0  # a restart, not a failure: come back quickly
         self.eventReceived.emit(frame)
 
@@ -289,7 +305,7 @@ class ChatClient(QObject):
     def _timed_out(self, request_id: int) -> None:
         entry = self._pending.pop(request_id, None)
         if entry and entry[0]:
-            entry[0](error_reply("timeout", "the server did not answer in time"))
+            entry[0](error_reply(ErrorCode.TIMEOUT, "the server did not answer in time"))
 
     def _fail_pending(self, code: str, message: str) -> None:
         pending, self._pending = self._pending, {}
@@ -321,7 +337,7 @@ class ChatClient(QObject):
 
     def _ping(self) -> None:
         def answered(reply: dict[str, Any]) -> None:
-            if reply.get("ok") is False and reply["error"]["code"] == "timeout":
+            if reply.get("ok") is False and reply["error"]["code"] == ErrorCode.TIMEOUT:
                 self.drop_connection()
 
         self.request("ping", {}, answered)

@@ -18,6 +18,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 
+from chatroom.protocol import ErrorCode, is_username_char
+
 from .net import RETRYABLE, ChatClient
 
 Callback = Any  # Callable[[dict], None]
@@ -119,7 +121,7 @@ def mentions(text: str, username: str) -> bool:
     start = folded.find(needle)
     while start != -1:
         end = start + len(needle)
-        if end == len(folded) or not (folded[end].isalnum() or folded[end] in "_-."):
+        if end == len(folded) or not is_username_char(folded[end]):
             return True
         start = folded.find(needle, end)
     return False
@@ -519,7 +521,7 @@ class ChatState(QObject):
 
         def done(reply: dict[str, Any]) -> None:
             if not reply.get("ok"):
-                if reply["error"]["code"] in ("not_found", "forbidden"):
+                if reply["error"]["code"] in (ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN):
                     conv.has_more = False  # no messages with this friend yet
                 return
             conv.has_more = reply["has_more"]
@@ -645,7 +647,7 @@ class ChatState(QObject):
                     self.mark_read(conv)
             else:
                 error = reply["error"]
-                if error["code"] == "rate_limited" and local["attempts"] < MAX_RATE_LIMITED:
+                if error["code"] == ErrorCode.RATE_LIMITED and local["attempts"] < MAX_RATE_LIMITED:
                     # Not a failure, just "later": it does not use up the normal retries.
                     QTimer.singleShot(error.get("retry_after_ms", 1000), lambda: self._retry(local))
                     return

@@ -22,8 +22,8 @@ import zmq.auth
 
 from chatroom import buskeys
 from chatroom.bus_client import BusClient
+from chatroom.bus_contract import PING_OP
 from chatroom.errors import ServiceError
-from chatroom.runtime import PING_OP
 
 from wire import WireClient, wait_until
 

@@ -1,13 +1,15 @@
 """Account rules: what a valid username and password are, and how usernames compare.
 
-The username rule itself is chatroom.protocol's (check_username, name_key), shared with
+The username rule itself is chatroom.protocol's (check_username, username_key), shared with
 every service that looks a user up by name; this module gives it auth's error codes.
 """
 
 from __future__ import annotations
 
 from chatroom.errors import ServiceError
-from chatroom.protocol import ErrorCode, NameRefused, check_username, name_key
+from chatroom.protocol import ErrorCode, NameRefused, check_username, username_key
+
+__all__ = ["check_password", "normalise_username", "username_key"]
 
 
 def normalise_username(raw: str, max_chars: int) -> str:
@@ -16,11 +18,6 @@ def normalise_username(raw: str, max_chars: int) -> str:
         return check_username(raw, max_chars)
     except NameRefused as exc:
         raise ServiceError(ErrorCode.INVALID_USERNAME, str(exc)) from None
-
-
-def username_key(name: str) -> str:
-    """Identity of a username: 'Alice', 'ALICE' and 'Ａｌｉｃｅ' are one account."""
-    return name_key(name.strip())
 
 
 def check_password(password: str, min_chars: int) -> None:

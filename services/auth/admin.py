@@ -13,9 +13,10 @@ from typing import Any
 from loguru import logger
 from sqlalchemy import Connection, Engine, func, select, update
 
+from chatroom.bus_contract import AdminOp, Control, user_topic
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import ErrorCode
-from chatroom.runtime import RequestContext, user_topic
+from chatroom.protocol import ErrorCode, closing_push
+from chatroom.runtime import RequestContext
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
 from services.auth.accounts import check_password, username_key
@@ -30,13 +31,13 @@ USERS_PAGE_MAX = 1000
 
 def kick_event(code: str) -> dict[str, Any]:
     """A `closing` push the edges deliver and then close the user's connections (_kick)."""
-    return {"event": "closing", "code": code, "message": KICK_MESSAGES[code], "_kick": True}
+    return {**closing_push(code, KICK_MESSAGES[code]), Control.KICK: True}
 
 
 def logout_event(session_id: int, origin: str | None) -> dict[str, Any]:
     """Closes the connections using one session (one token) except `origin`, the one
     that logged out (it stays open, logged out)."""
-    return {**kick_event(ErrorCode.LOGGED_OUT), "_session": session_id, "_origin": origin}
+    return {**kick_event(ErrorCode.LOGGED_OUT), Control.SESSION: session_id, Control.ORIGIN: origin}
 
 
 class AdminHandlers:
@@ -47,11 +48,11 @@ class AdminHandlers:
 
     def table(self) -> dict[str, Any]:
         return {
-            "admin.users": self.list_users,
-            "admin.disable": self.disable,
-            "admin.enable": self.enable,
-            "admin.reset_password": self.reset_password,
-            "admin.kick": self.kick,
+            AdminOp.USERS: self.list_users,
+            AdminOp.DISABLE: self.disable,
+            AdminOp.ENABLE: self.enable,
+            AdminOp.RESET_PASSWORD: self.reset_password,
+            AdminOp.KICK: self.kick,
         }
 
     def list_users(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:

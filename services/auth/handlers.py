@@ -12,10 +12,11 @@ from loguru import logger
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from chatroom.bus_contract import user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import RequestContext, user_topic
+from chatroom.runtime import RequestContext
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
 from services.auth.accounts import check_password, normalise_username, username_key

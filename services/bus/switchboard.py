@@ -17,9 +17,9 @@ import threading
 import zmq
 from loguru import logger
 
+from chatroom.bus_contract import EVENT_HWM
 from chatroom.buskeys import BusGuard
 from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, BUS_PORT_OFFSETS, Settings
-from chatroom.runtime import EVENT_HWM
 
 
 def _bind(
@@ -79,7 +79,7 @@ class Switchboard:
             back = _bind(self.guard, s, zmq.DEALER, f"{queue}.back")
             pairs.append((queue, front, back))
         # Events flow XSUB -> XPUB; subscriptions flow back XPUB -> XSUB and must never
-        # be dropped (see chatroom.runtime.EVENT_HWM).
+        # be dropped (see chatroom.bus_contract.EVENT_HWM).
         events_in = _bind(self.guard, s, zmq.XSUB, "events.in", sndhwm=0, rcvhwm=EVENT_HWM)
         events_out = _bind(self.guard, s, zmq.XPUB, "events.out", sndhwm=EVENT_HWM, rcvhwm=0)
         pairs.append(("events", events_in, events_out))

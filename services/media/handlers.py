@@ -12,10 +12,11 @@ from loguru import logger
 from sqlalchemy import Connection, Engine, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from chatroom.bus_contract import user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import RequestContext, Service, user_topic
+from chatroom.runtime import RequestContext, Service
 from chatroom.storage.db import now_ms, upsert
 from chatroom.storage.schema import avatar_images, avatars, friendships
 from services.media import images

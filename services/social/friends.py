@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
+from chatroom.bus_contract import Control, InternalOp
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import ErrorCode, name_key
+from chatroom.protocol import ErrorCode, username_key
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import (
     avatars,
@@ -25,11 +26,6 @@ from services.social import presence
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 UserEvents = list[tuple[int, dict[str, Any]]]
-
-
-def username_key(username: str) -> str:
-    """The same identity as auth's usernames (chatroom.protocol.name_key)."""
-    return name_key(username.strip())
 
 
 def find_user(conn: Connection, username: str) -> Any:
@@ -209,7 +205,11 @@ def reject(conn: Connection, me: Any, requester: Any) -> tuple[dict, UserEvents]
         "event": "friend.rejected",
         "request_id": row.id,
         "by": user_ref(me),
-        "_ack": {"service": "social", "op": "notice.delivered", "args": {"request_id": row.id}},
+        Control.ACK: {
+            "service": "social",
+            "op": InternalOp.NOTICE_DELIVERED,
+            "args": {"request_id": row.id},
+        },
     }
     closed = {"event": "friend.request.closed", "from": user_ref(requester)}
     return {"status": REJECTED}, [(requester.id, event), (me.id, closed)]

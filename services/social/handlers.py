@@ -16,10 +16,11 @@ from loguru import logger
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
+from chatroom.bus_contract import AdminOp, Control, InternalOp, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import INT64_MAX, ErrorCode
-from chatroom.runtime import Job, RequestContext, Service, room_topic, user_topic
+from chatroom.runtime import Job, RequestContext, Service
 from chatroom.storage.db import now_ms
 from services.social import direct, friends, presence, rooms
 from services.social.batch_sql import NotFriends
@@ -55,18 +56,18 @@ class SocialHandlers:
 
     def service(self) -> Service:
         handlers = {
-            "session.open": self.session_open,
-            "session.close": self.session_close,
-            "edge.heartbeat": self.edge_heartbeat,
-            "edge.gone": self.edge_gone,
-            "edge.resync": self.edge_resync,
+            InternalOp.SESSION_OPEN: self.session_open,
+            InternalOp.SESSION_CLOSE: self.session_close,
+            InternalOp.EDGE_HEARTBEAT: self.edge_heartbeat,
+            InternalOp.EDGE_GONE: self.edge_gone,
+            InternalOp.EDGE_RESYNC: self.edge_resync,
             "presence.set": self.presence_set,
             "friend.request": self.friend_request,
             "friend.accept": self.friend_accept,
             "friend.reject": self.friend_reject,
             "friend.remove": self.friend_remove,
             "friend.list": self.friend_list,
-            "notice.delivered": self.notice_delivered,
+            InternalOp.NOTICE_DELIVERED: self.notice_delivered,
             "room.create": self.room_create,
             "room.join": self.room_join,
             "room.leave": self.room_leave,
@@ -79,7 +80,7 @@ class SocialHandlers:
             "sync": self.sync,
             # Operators only (chatroom admin; not in the client protocol, so the edge
             # never forwards it).
-            "admin.online": self.admin_online,
+            AdminOp.ONLINE: self.admin_online,
         }
         reaper = Job("reap-dead-edges", self.settings.edge_heartbeat_s, self.reap_dead_edges)
         return Service(handlers, [reaper])
@@ -155,7 +156,7 @@ class SocialHandlers:
             if conn_id in known:
                 continue
             session_ctx = RequestContext(
-                op="session.open",
+                op=InternalOp.SESSION_OPEN,
                 rid=ctx.rid,
                 user_id=user_id,
                 username=username,
@@ -263,7 +264,7 @@ class SocialHandlers:
     ) -> None:
         # Control fields (_join/_leave) tell every edge holding a session of this user
         # to start or stop delivering the room's messages to it.
-        control = {"_join": room.id} if joined else {"_leave": room.id}
+        control = {Control.JOIN: room.id} if joined else {Control.LEAVE: room.id}
         name = "room.joined" if joined else "room.left"
         ctx.publish(user_topic(user_id), {"event": name, "room": rooms.room_ref(room), **control})
         ctx.publish(
@@ -341,7 +342,7 @@ class SocialHandlers:
             )
             ctx.publish(
                 room_topic(message["room_id"]),
-                {"event": "message", **message, "_origin": ctx.conn},
+                {"event": "message", **message, Control.ORIGIN: ctx.conn},
             )
         return {"message": message}
 
@@ -379,7 +380,7 @@ class SocialHandlers:
         message = {**message, "to": user_ref(peer)}
         if is_new:
             logger.info("stored direct message {} ({} chars)", message["id"], len(args["text"]))
-            event = {"event": "message", **message, "direct": True, "_origin": ctx.conn}
+            event = {"event": "message", **message, "direct": True, Control.ORIGIN: ctx.conn}
             ctx.publish(user_topic(peer.id), event)
             ctx.publish(user_topic(me.id), event)  # the sender's other sessions
         return {"message": message}

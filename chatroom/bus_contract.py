@@ -1,0 +1,146 @@
+"""The internal bus contract: what edges, the bus and the services say to each other.
+
+The client never sees any of this (its contract is chatroom.protocol). Every string the
+processes behind the edge agree on is spelled here once, and this module imports only
+the standard library and chatroom.protocol, so the edge and the bus get the contract
+without SQLAlchemy.
+
+Requests (edge -> service, through <service>.front / .back), one JSON frame after
+ZeroMQ's routing frames:
+  {"rid": "e1a2:17", "op": "room.send", "args": {...}, "ctx": {...}, "deadline_ms": 1700000000000}
+Replies: {"rid": ..., "ok": true, "result": {...}} or {"rid": ..., "ok": false, "error": {...}}
+
+Events (service -> every edge that subscribed, through events.in / events.out), three
+frames: [topic, control, event]. `event` is the push exactly as clients get it, so an
+edge frames and forwards its bytes without decoding them; `control` is a JSON object of
+instructions for the edge (CONTROL_FIELDS), or empty.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatroom.protocol import dumps, loads
+
+# --------------------------------------------------------------------------- requests
+
+# A health ping every service answers itself (not a handler): its replica, its count.
+PING_OP = "_ping"
+# Operator ops (chatroom admin) are served only when they arrive on the admin path, which
+# only the admin key can enter (chatroom/buskeys.py); never on the ordinary one.
+ADMIN_OP_PREFIX = "admin."
+
+
+class InternalOp:
+    """Ops only edges send (never a client: chatroom.protocol.OPS has none of them)."""
+
+    SESSION_OPEN = "session.open"  # social: a login; returns the snapshot
+    SESSION_CLOSE = "session.close"  # social: a connection's session ended
+    EDGE_HEARTBEAT = "edge.heartbeat"  # social: this edge is alive; how many sessions?
+    EDGE_GONE = "edge.gone"  # social: this edge is shutting down, all its users left
+    EDGE_RESYNC = "edge.resync"  # social: here are all this edge's sessions
+    NOTICE_DELIVERED = "notice.delivered"  # social: a must-deliver push reached its user
+
+
+class AdminOp:
+    """Operator ops (chatroom admin), each served by one service on its admin path."""
+
+    USERS = "admin.users"  # auth
+    DISABLE = "admin.disable"  # auth
+    ENABLE = "admin.enable"  # auth
+    RESET_PASSWORD = "admin.reset_password"  # auth
+    KICK = "admin.kick"  # auth
+    ONLINE = "admin.online"  # social
+
+
+def request(
+    rid: str, op: str, args: dict[str, Any], ctx: dict[str, Any], deadline_ms: int | None = None
+) -> dict[str, Any]:
+    """The envelope of one request. `ctx` says who asks (the edge fills it from the
+    connection's session, never from the client's request); `deadline_ms` (wall clock)
+    is when the asker stops waiting: a service drops the request after it."""
+    body: dict[str, Any] = {"rid": rid, "op": op, "args": args, "ctx": ctx}
+    if deadline_ms is not None:
+        body["deadline_ms"] = deadline_ms
+    return body
+
+
+def reply_ok(rid: Any, result: dict[str, Any]) -> dict[str, Any]:
+    return {"rid": rid, "ok": True, "result": result}
+
+
+def reply_error(rid: Any, error: dict[str, Any]) -> dict[str, Any]:
+    """`error` is {"code", "message", ...extra}: chatroom.errors.ServiceError.to_dict()."""
+    return {"rid": rid, "ok": False, "error": error}
+
+
+# --------------------------------------------------------------------------- events
+
+
+def user_topic(user_id: int) -> bytes:
+    """Events for every session of one user."""
+    # The trailing '|' stops prefix matching: a subscription to u:1| must not match u:12|.
+    return f"u:{user_id}|".encode()
+
+
+def room_topic(room_id: int) -> bytes:
+    """Events for every member of one room."""
+    return f"r:{room_id}|".encode()
+
+
+# Topics of the bus health check (chatroom.health): no edge subscribes to them.
+HEALTH_TOPIC_PREFIX = "_health:"
+
+
+class Control:
+    """What an event tells the edges besides the push itself (the control frame)."""
+
+    ORIGIN = "_origin"  # conn id: the connection that caused it already knows; skip it
+    JOIN = "_join"  # room id: the user joined it; their sessions start hearing it
+    LEAVE = "_leave"  # room id: the user left it; their sessions stop hearing it
+    ACK = "_ack"  # {"service", "op", "args"}: call it once the push reached a session
+    KICK = "_kick"  # true: deliver the push (a closing push), then close the connections
+    SESSION = "_session"  # with KICK: only the connections of this session id
+
+
+# Handlers put these keys in the events they publish; the runtime moves them to the
+# control frame before publishing, so no client ever sees one.
+CONTROL_FIELDS = (
+    Control.ORIGIN,
+    Control.JOIN,
+    Control.LEAVE,
+    Control.ACK,
+    Control.KICK,
+    Control.SESSION,
+)
+
+
+def event_frames(topic: bytes, event: dict[str, Any]) -> list[bytes]:
+    """The frames publishing `event` on `topic`: its control fields move to their own
+    frame (empty when there are none), the rest is the push clients get."""
+    control = {}
+    for key in CONTROL_FIELDS:
+        if key in event:
+            if not control:
+                event = dict(event)  # the caller's dict is left as it was
+            control[key] = event.pop(key)
+    return [topic, dumps(control) if control else b"", dumps(event)]
+
+
+def parse_control(frame: bytes) -> dict[str, Any]:
+    """The control frame of an event; raises ValueError if it is not a JSON object."""
+    if not frame:
+        return {}
+    control = loads(frame)
+    if not isinstance(control, dict):
+        raise ValueError("the control frame must be a JSON object")
+    return control
+
+
+# --------------------------------------------------------------------------- queues
+
+# Events queued per peer before ZeroMQ drops them (live delivery is best effort, sync
+# closes gaps, but a burst of fan-out should not be cut at libzmq's default of 1,000).
+# Subscription messages, flowing the other way, are never limited: losing one would
+# silently deafen an edge.
+EVENT_HWM = 100_000

@@ -1,0 +1,114 @@
+"""Login orchestration at the edge: a login asks auth who it is, then social to open
+the session (the snapshot a client starts from); a logout or a closed socket ends it.
+
+The edge dispatches the `login` and `logout` ops here; everything else goes to the
+services as it came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from chatroom.bus_client import BusClient
+from chatroom.bus_contract import InternalOp
+from chatroom.errors import ServiceError
+from chatroom.protocol import PROTOCOL_VERSION, SERVER_NAME, ErrorCode, reply_ok
+from services.tcp_edge.core import Request, Session
+
+if TYPE_CHECKING:
+    from services.tcp_edge.connection import Connection
+
+
+def bus_context(edge_id: str, conn: Connection, session: Session | None) -> dict[str, Any]:
+    """Who asks, for a request the edge makes for a connection: from its session, never
+    from the client's request, so a client cannot act as another user."""
+    ctx: dict[str, Any] = {"ip": conn.ip, "edge": edge_id, "conn": conn.conn_id}
+    if session is not None:
+        ctx.update(
+            user_id=session.user_id,
+            username=session.username,
+            session_id=session.session_id,
+        )
+    return ctx
+
+
+class Logins:
+    def __init__(
+        self,
+        bus: BusClient,
+        edge_id: str,
+        limits: dict[str, Any],
+        on_login: Callable[[Connection], None],
+        on_logout: Callable[[Connection], None],
+    ) -> None:
+        self.bus = bus
+        self.edge_id = edge_id
+        self.limits = limits  # what every login reply announces
+        self._on_login = on_login  # the connection no longer counts as not logged in
+        self._on_logout = on_logout  # it counts again
+
+    def context(self, conn: Connection) -> dict[str, Any]:
+        return bus_context(self.edge_id, conn, conn.session)
+
+    async def login(self, conn: Connection, request: Request) -> list[dict[str, Any]]:
+        """The reply, then the pushes saved for the user while they were away."""
+        if conn.session is not None:
+            raise ServiceError(ErrorCode.ALREADY_AUTHENTICATED, "already logged in; log out first")
+        auth = await self.bus.call(
+            "auth", request.op_name, request.args, bus_context(self.edge_id, conn, None)
+        )
+        user = auth["user"]
+        session = Session(user["id"], user["username"], auth["session_id"], set())
+        snapshot = await self.bus.call(
+            "social",
+            InternalOp.SESSION_OPEN,
+            ctx=bus_context(self.edge_id, conn, session),
+            retry=True,
+        )
+        if not conn.is_open:
+            return [reply_ok(request.request_id)]
+        if conn.session is not None:  # a concurrent login on the same socket won
+            raise ServiceError(ErrorCode.ALREADY_AUTHENTICATED, "already logged in; log out first")
+        session.room_ids = {room["id"] for room in snapshot["rooms"]}
+        conn.log_in(session)
+        self._on_login(conn)
+        pending = snapshot.pop("pending_events", [])
+        reply = reply_ok(
+            request.request_id,
+            user=user,
+            token=auth["token"],
+            expires_at=auth["expires_at"],
+            server={"name": SERVER_NAME, "protocol": PROTOCOL_VERSION},
+            limits=self.limits,
+            **snapshot,
+        )
+        return [reply, *pending]
+
+    async def logout(self, conn: Connection, request: Request) -> list[dict[str, Any]]:
+        session = conn.session
+        assert session is not None  # needs_login is checked before dispatch
+        await self.bus.call(
+            "auth", request.op_name, ctx=bus_context(self.edge_id, conn, session), retry=True
+        )
+        await self.close_session(conn)
+        conn.log_out()
+        self._on_logout(conn)
+        return [reply_ok(request.request_id)]
+
+    async def close_session(self, conn: Connection) -> None:
+        """The session on `conn` ends (logout, or the socket closed): tell social."""
+        session = conn.end_session()
+        if session is None:
+            return
+        try:
+            await self.bus.call(
+                "social",
+                InternalOp.SESSION_CLOSE,
+                ctx=bus_context(self.edge_id, conn, session),
+                retry=True,
+            )
+        except ServiceError as exc:
+            logger.warning("could not close session {}: {}", session.session_id, exc.code)
