@@ -118,7 +118,7 @@ CONTROL_FIELDS = (
 def event_frames(topic: bytes, event: dict[str, Any]) -> list[bytes]:
     """The frames publishing `event` on `topic`: its control fields move to their own
     frame (empty when there are none), the rest is the push clients get."""
-    control = {}
+    control: dict[str, Any] = {}
     for key in CONTROL_FIELDS:
         if key in event:
             if not control:

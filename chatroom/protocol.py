@@ -22,7 +22,7 @@ from chatroom.visible import draws_nothing
 try:  # optional: several times faster; the standard library's json is the fallback
     import orjson
 except ImportError:  # pragma: no cover - the client may run without it
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 # The version of this protocol, announced in every login reply (server.protocol).
 PROTOCOL_VERSION = 1

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+# Whatever the edge keeps per connection; only used as a key here.
+Conn = TypeVar("Conn", bound=Hashable)
 
 
-class PreloginBudget:
+class PreloginBudget(Generic[Conn]):
     """Connections that have not logged in yet, and the bytes of unfinished frames they
     make the edge hold, kept within `max_conns` and `max_bytes`.
 
@@ -24,32 +28,32 @@ class PreloginBudget:
     newcomer itself is the one dropped.
     """
 
-    def __init__(self, max_conns: int, max_bytes: int, busy: Callable[[Hashable], bool]) -> None:
+    def __init__(self, max_conns: int, max_bytes: int, busy: Callable[[Conn], bool]) -> None:
         self.max_conns = max_conns
         self.max_bytes = max_bytes
         self._busy = busy
         # Connection -> bytes it makes us hold; least recently active first.
-        self._held: OrderedDict[Hashable, int] = OrderedDict()
+        self._held: OrderedDict[Conn, int] = OrderedDict()
         self.buffered_bytes = 0
 
     def __len__(self) -> int:
         return len(self._held)
 
-    def __contains__(self, conn: Hashable) -> bool:
+    def __contains__(self, conn: Conn) -> bool:
         return conn in self._held
 
-    def admit(self, conn: Hashable) -> list[Hashable]:
+    def admit(self, conn: Conn) -> list[Conn]:
         """Count a connection that is (again) not logged in; return those to drop, which
         may include `conn` itself."""
         self._held[conn] = 0
         return self._shed()
 
-    def active(self, conn: Hashable) -> None:
+    def active(self, conn: Conn) -> None:
         """`conn` sent a complete request: it moves to the back of the queue."""
         if conn in self._held:
             self._held.move_to_end(conn)
 
-    def holding(self, conn: Hashable, nbytes: int) -> list[Hashable]:
+    def holding(self, conn: Conn, nbytes: int) -> list[Conn]:
         """`conn` now makes us hold `nbytes` of unfinished frames; return those to drop."""
         before = self._held.get(conn)
         if before is None:
@@ -58,11 +62,11 @@ class PreloginBudget:
         self.buffered_bytes += nbytes - before
         return self._shed()
 
-    def release(self, conn: Hashable) -> None:
+    def release(self, conn: Conn) -> None:
         """`conn` logged in or closed."""
         self.buffered_bytes -= self._held.pop(conn, 0)
 
-    def _shed(self) -> list[Hashable]:
+    def _shed(self) -> list[Conn]:
         dropped = []
         while len(self._held) > self.max_conns or self.buffered_bytes > self.max_bytes:
             victim = self._victim(need_bytes=len(self._held) <= self.max_conns)
@@ -72,7 +76,7 @@ class PreloginBudget:
             dropped.append(victim)
         return dropped
 
-    def _victim(self, need_bytes: bool) -> Hashable | None:
+    def _victim(self, need_bytes: bool) -> Conn | None:
         # Scans past connections with a request in progress (and, when it is bytes that
         # are over, those holding none): few, since a request moves its connection to
         # the back and the login rate limit bounds how many are in progress.

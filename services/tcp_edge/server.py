@@ -78,7 +78,7 @@ class Edge:
         self.limits = Limits.from_settings(settings)
         self.connections: set[Connection] = set()
         self.conns_per_ip: Counter[str] = Counter()  # by Connection.ip_key
-        self.prelogin = PreloginBudget(
+        self.prelogin: PreloginBudget[Connection] = PreloginBudget(
             settings.max_prelogin_conns, settings.max_prelogin_bytes, busy=lambda c: c.busy
         )
         self.buckets = {action: Buckets(settings.rate(action)) for action in EDGE_RATED_ACTIONS}
