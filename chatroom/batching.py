@@ -23,6 +23,8 @@ from typing import Any, Generic, TypeVar
 
 from loguru import logger
 
+from chatroom import metrics
+
 Item = TypeVar("Item", bound="Queued")
 
 
@@ -40,12 +42,14 @@ class Batcher(Generic[Item]):
         handle: Callable[[list[Item]], list[Any]],
         max_batch: int,
         warm_up: Callable[[], None] | None = None,
+        done: Any = None,
     ) -> None:
         """`handle` returns an outcome per item, in order: an exception instance
         becomes that item's error, anything else its result; if `handle` raises, every
         item of the batch gets that exception. `warm_up`
         runs first in the thread (e.g. opening its database connection), so the first
-        item after start does not wait for it."""
+        item after start does not wait for it. `done`, a metric (e.g. messages stored),
+        counts the items that did not fail."""
         self.name = name
         self._handle = handle
         self._warm_up = warm_up
@@ -53,6 +57,8 @@ class Batcher(Generic[Item]):
         self._queue: deque[Item] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._sizes = metrics.get().write_batch_size.labels(name)
+        self._done = done
 
     def start(self) -> None:
         with self._ready:
@@ -85,6 +91,9 @@ class Batcher(Generic[Item]):
                 outcomes = self._handle(batch)
             except Exception as exc:  # noqa: BLE001 - every submitter must hear back
                 outcomes = [exc] * len(batch)
+            self._sizes.observe(take)
+            if self._done is not None:
+                self._done.inc(sum(not isinstance(o, BaseException) for o in outcomes))
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Item, Any]]] = {}
             for item, outcome in zip(batch, outcomes, strict=True):
                 by_loop.setdefault(item.result.get_loop(), []).append((item, outcome))

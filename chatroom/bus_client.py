@@ -21,7 +21,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from chatroom import buskeys
+from chatroom import buskeys, metrics
 from chatroom.bus_contract import PING_OP, request
 from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
@@ -42,7 +42,10 @@ class BusClient:
         self._sockets: dict[str, zmq.asyncio.Socket] = {}
         self._readers: list[asyncio.Task] = []
         keys = buskeys.client_keys(settings, buskeys.ADMIN_ROLE if admin else buskeys.EDGE_ROLE)
-        for service in ADMIN_SERVICES if admin else BACKEND_SERVICES:
+        services = ADMIN_SERVICES if admin else BACKEND_SERVICES
+        timeouts = metrics.get().bus_timeouts
+        self._timeouts = {service: timeouts.labels(service) for service in services}
+        for service in services:
             sock = zctx.socket(zmq.DEALER)
             buskeys.secure_client(sock, keys)
             sock.setsockopt(zmq.LINGER, 0)
@@ -112,6 +115,7 @@ class BusClient:
                     timer.cancel()
                 if reply is not None:
                     break
+                self._timeouts[service].inc()
                 logger.warning(
                     "{} {} got no reply within {:.1f}s (attempt {}/{})",
                     service,

@@ -148,6 +148,12 @@ class Settings:
     # Port on 127.0.0.1 where a service answers `chatroom health` (0: off).
     health_port: int = 0
 
+    # Prometheus metrics at http://HOST:PORT/metrics, per process. "auto": the
+    # component's own default (edge 9120, auth 9121, social 9122, media 9123, bus 9124,
+    # chatroom.metrics.DEFAULT_PORTS); 0 or "off": none; else the port.
+    metrics_port: str = "auto"
+    metrics_host: str = "127.0.0.1"
+
     # Logging.
     log_level: str = "INFO"
     log_json: bool = False
@@ -371,6 +377,11 @@ def _check(s: Settings) -> None:
             s.rate(action)
         except ValueError as exc:
             raise ConfigError(f"{env_name('rate_' + action)}: {exc}") from None
+    port = s.metrics_port.strip().lower()
+    if port not in ("auto", "off") and not (port.isdigit() and int(port) < 65536):
+        raise ConfigError(
+            f"{env_name('metrics_port')} must be auto, off or a TCP port, got {s.metrics_port!r}"
+        )
     if s.session_retention_days < 0:
         raise ConfigError(f"{env_name('session_retention_days')} must be 0 or more")
     if s.log_level.upper() not in LOG_LEVELS:

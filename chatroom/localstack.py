@@ -110,8 +110,13 @@ class Stack:
         workdir: Path,
         db_url: str,
         defaults: dict[str, str] | None = None,
+        *,
+        serve_metrics: bool = False,
         **overrides: object,
     ) -> None:
+        """`serve_metrics`: each process serves /metrics on a free port of its own
+        (`metrics_ports`); otherwise none does, so that stacks running side by side do
+        not all reach for the components' default ports."""
         self.workdir = workdir
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
         self.env.update(
@@ -121,6 +126,7 @@ class Stack:
                 "CHAT_EDGE_PORT": str(free_port()),
                 # Every stack has keys of its own: tests and benchmarks run with CURVE.
                 "CHAT_BUS_KEYS_DIR": str(workdir / "bus-keys"),
+                "CHAT_METRICS_PORT": "0",
             }
         )
         buskeys.ensure_keys(workdir / "bus-keys")
@@ -129,6 +135,8 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.proc_env: dict[str, dict[str, str]] = {}
         self.edge_ports: list[int] = []
+        self.serve_metrics = serve_metrics
+        self.metrics_ports: dict[str, int] = {}  # by process name, with serve_metrics
 
     @property
     def settings(self) -> config.Settings:
@@ -143,6 +151,9 @@ class Stack:
 
     def start_service(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         module = SERVICE_MODULES[name.split("#")[0]]
+        if self.serve_metrics and name not in self.metrics_ports:
+            self.metrics_ports[name] = free_port()
+            env = dict(env or self.env, CHAT_METRICS_PORT=str(self.metrics_ports[name]))
         log = open(self.log_path(name), "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
             [sys.executable, "-m", module],

@@ -32,7 +32,7 @@ import zmq.asyncio
 from loguru import logger
 from sqlalchemy.exc import OperationalError
 
-from chatroom import buskeys
+from chatroom import buskeys, metrics
 from chatroom.bus_contract import (
     ADMIN_OP_PREFIX,
     EVENT_HWM,
@@ -151,6 +151,8 @@ class ServiceRuntime:
         self._slot_freed = asyncio.Event()
         self._executor = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix=name)
         self._crashes = RepeatedErrors(CRASH_LOG_WINDOW_S)
+        # chatroom_requests_total / chatroom_request_duration_seconds of this service.
+        self._meter = metrics.RequestMeter(name, service.handlers)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -274,25 +276,32 @@ class ServiceRuntime:
         if handler is None:
             err = ServiceError(ErrorCode.UNKNOWN_OP, f"{self.name} has no op '{op}'")
             return reply_error(rid, err.to_dict()), []
+        meter = self._meter
+        started = time.perf_counter()
         with request_context(op=op, rid=rid, user=ctx.user_id):
             try:
                 result = await self._run_with_retry(handler, ctx, body.get("args") or {})
                 self.handled += 1
+                meter.ok(op, time.perf_counter() - started)
                 return reply_ok(rid, result), ctx.events
             except DeadlinePassed:
                 logger.info("dropping request {} for {}: its deadline passed in the queue", rid, op)
+                meter.failed(op, "expired", time.perf_counter() - started)
                 return None, []
             except ServiceError as exc:
                 logger.info("{} refused: {}", op, exc.code)
+                meter.failed(op, exc.code, time.perf_counter() - started)
                 return reply_error(rid, exc.to_dict()), []
             except OperationalError as exc:
                 logger.error("{} failed: database unavailable ({})", op, exc.orig)
+                meter.failed(op, ErrorCode.SERVICE_UNAVAILABLE, time.perf_counter() - started)
                 err = ServiceError(
                     ErrorCode.SERVICE_UNAVAILABLE, "the database is unavailable; try again"
                 )
                 return reply_error(rid, err.to_dict()), []
             except Exception as exc:
                 self._log_crash(op, exc)
+                meter.failed(op, ErrorCode.INTERNAL, time.perf_counter() - started)
                 err = ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged")
                 return reply_error(rid, err.to_dict()), []
 

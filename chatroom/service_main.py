@@ -8,7 +8,7 @@ from collections.abc import Callable
 from loguru import logger
 from sqlalchemy import Engine
 
-from chatroom import config, logs
+from chatroom import config, logs, metrics
 from chatroom.runtime import Service, run_service
 from chatroom.storage.db import database_ping, make_engine, wait_for_database
 from chatroom.storage.migrate import SchemaError, ensure_schema
@@ -19,6 +19,8 @@ ServiceFactory = Callable[[Engine, config.Settings], Service]
 def serve(name: str, build: ServiceFactory) -> None:
     settings = logs.configure(name)
     engine = make_engine(settings)
+    metrics.instrument_engine(engine)
+    metrics.serve(name, settings)
     logger.info("{} starting; database {}", name, engine.url.render_as_string(hide_password=True))
     wait_for_database(engine)
     try:

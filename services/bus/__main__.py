@@ -3,7 +3,7 @@
 import signal
 import threading
 
-from chatroom import logs
+from chatroom import logs, metrics
 from services.bus.switchboard import Switchboard
 
 
@@ -15,6 +15,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     board.start()
+    metrics.serve("bus", settings)  # the process's own (CPU, memory, open files)
     stop.wait()
     board.stop()
 

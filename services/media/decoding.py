@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from loguru import logger
 
+from chatroom import metrics
 from chatroom.errors import ServiceError, rate_limited
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import DeadlinePassed
@@ -37,6 +38,10 @@ RETRY_AFTER_MS = 1000
 # Uploads of other users waiting for a decode slot, per slot: a worst-case decode takes
 # ~0.3 s, so those at the back of the queue still finish within the request timeout.
 QUEUE_PER_WORKER = 8
+# chatroom_avatar_decodes_total{outcome}: decoded; refused by the decoder (not an image,
+# over the pixel limit); failed (a bug); expired in the queue; turned away because the
+# user already had one in progress, or the queue was full.
+DECODE_OUTCOMES = ("ok", "refused", "failed", "expired", "user_busy", "pool_busy")
 
 
 class DecodePool:
@@ -44,25 +49,39 @@ class DecodePool:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
         self._users: set[int] = set()  # with a decode in progress or queued
         self._max_users = workers + (QUEUE_PER_WORKER * workers if queue_max is None else queue_max)
+        decodes = metrics.get().avatar_decodes
+        self._outcomes = {outcome: decodes.labels(outcome) for outcome in DECODE_OUTCOMES}
 
     async def run(self, user_id: int, deadline_ms: int | None, decode: Callable[[], T]) -> T:
         if user_id in self._users:
+            self._outcomes["user_busy"].inc()
             raise rate_limited(
                 "your previous avatar upload is still being processed", RETRY_AFTER_MS
             )
         if len(self._users) >= self._max_users:
+            self._outcomes["pool_busy"].inc()
             raise ServiceError(
                 ErrorCode.SERVICE_UNAVAILABLE, "the media service is busy; try again shortly"
             )
         self._users.add(user_id)
+        outcome = "failed"
         try:
             # copy_context carries the request's log context into the decode thread.
             call = functools.partial(
                 contextvars.copy_context().run, _unless_expired, deadline_ms, decode
             )
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            outcome = "ok"
+            return result
+        except DeadlinePassed:
+            outcome = "expired"
+            raise
+        except ServiceError:
+            outcome = "refused"  # not a picture, too many pixels, ...
+            raise
         finally:
             self._users.discard(user_id)
+            self._outcomes[outcome].inc()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

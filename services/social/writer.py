@@ -26,6 +26,7 @@ from loguru import logger
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from chatroom import metrics
 from chatroom.batching import Batcher, Queued
 from services.social.batch_sql import WriterConnection, store_batch
 
@@ -54,7 +55,11 @@ class GroupWriter:
     def __init__(self, engine: Engine) -> None:
         self._db = WriterConnection(engine)
         self._batcher: Batcher[PendingMessage] = Batcher(
-            "message-writer", self._serve, MAX_BATCH, warm_up=self._db.connect
+            "message-writer",
+            self._serve,
+            MAX_BATCH,
+            warm_up=self._db.connect,
+            done=metrics.get().messages_stored,
         )
 
     def start(self) -> None:

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import gc
 import os
+import shutil
 import signal
 import sys
 
 from loguru import logger
 
-from chatroom import logs
+from chatroom import logs, metrics
 from chatroom.config import Settings
 from services.tcp_edge.server import Edge, tls_context
 
@@ -37,6 +38,9 @@ def run_worker(settings: Settings) -> None:
 
 
 def run_workers(settings: Settings) -> int:
+    # Each worker writes its metrics to files of its own; this process serves their sum.
+    made_dir = metrics.MULTIPROC_ENV not in os.environ
+    metrics_dir = metrics.use_multiprocess()
     children: list[int] = []
     for index in range(settings.edge_workers):
         pid = os.fork()
@@ -61,12 +65,17 @@ def run_workers(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    # After the fork: a child must not inherit the server's thread.
+    metrics.serve_aggregate("tcp_edge", settings, metrics_dir)
     status = 0
     for _ in children:
         pid, wait_status = os.wait()
+        metrics.worker_gone(pid, metrics_dir)
         if code := os.waitstatus_to_exitcode(wait_status):
             logger.error("edge worker {} exited with status {}", pid, code)
             status = 1
+    if made_dir:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
 
 
@@ -76,6 +85,7 @@ def main() -> None:
         if settings.tls_port:
             tls_context(settings)  # fail at start, with the reason, not in every worker
         if settings.edge_workers == 1:
+            metrics.serve("tcp_edge", settings)
             run_worker(settings)
             return
     sys.exit(run_workers(settings))

@@ -61,6 +61,11 @@ class Connection(asyncio.Protocol):
         return self._open
 
     @property
+    def queued_bytes(self) -> int:
+        """Written to the socket and not yet sent."""
+        return self.transport.get_write_buffer_size() if self._open and self.transport else 0
+
+    @property
     def busy(self) -> bool:
         """A request is in progress."""
         return self.core.inflight > 0
@@ -90,13 +95,18 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ what the edge asks
 
-    def send_frame(self, frame: bytes) -> None:
-        """Queue encoded frames (a fan-out push) for the client."""
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue encoded frames (a fan-out push) for the client. False when they will not
+        reach it: the connection is closing, or this write made it a slow reader."""
         if self._open and self.transport is not None:
             self.transport.write(frame)
             cut = self.core.wrote(self.transport.get_write_buffer_size())
             if cut:
+                self.edge.slow_reader_cuts.inc()
                 self._apply(cut)
+                return False
+            return True
+        return False
 
     def say_goodbye(self, code: str, message: str) -> None:
         """Tell the client why it is being disconnected, then close after the flush."""

@@ -16,6 +16,7 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
+from chatroom import metrics
 from chatroom.bus_client import BusClient
 from chatroom.bus_contract import Control, parse_control
 from chatroom.errors import ServiceError
@@ -68,6 +69,10 @@ class EventDelivery:
         self.subs = Subscriptions(sub)
         self.bus = bus
         self._context = context  # the bus ctx of a request made for a connection
+        pushes = metrics.get().pushes
+        self._delivered = pushes.labels("delivered")
+        self._dropped = pushes.labels("dropped")
+        self._closing = 0  # pushes skipped in a burst: their connection was closing
 
     async def run(self) -> None:
         """Deliver pushed events to local sockets, in bursts: after each event, every
@@ -79,8 +84,18 @@ class EventDelivery:
             outbox: dict[Connection, list[bytes]] = {}
             for parts in await events.receive(EVENT_BURST):
                 self.handle(parts, outbox)
+            delivered = dropped = 0
             for conn, frames in outbox.items():
-                conn.send_frame(frames[0] if len(frames) == 1 else b"".join(frames))
+                if conn.send_frame(frames[0] if len(frames) == 1 else b"".join(frames)):
+                    delivered += len(frames)
+                else:
+                    dropped += len(frames)
+            # One update per burst, not per frame.
+            if delivered:
+                self._delivered.inc(delivered)
+            if dropped or self._closing:
+                self._dropped.inc(dropped + self._closing)
+                self._closing = 0
 
     def handle(self, parts: list[bytes], outbox: dict[Connection, list[bytes]]) -> None:
         try:
@@ -110,9 +125,12 @@ class EventDelivery:
                     conn.leave_room(left)
         delivered_to = None
         for conn in list(targets):
-            if conn.conn_id != origin and conn.is_open:
-                outbox.setdefault(conn, []).append(frame)
-                delivered_to = conn
+            if conn.conn_id != origin:
+                if conn.is_open:
+                    outbox.setdefault(conn, []).append(frame)
+                    delivered_to = conn
+                else:
+                    self._closing += 1
         ack = control.get(Control.ACK)
         if ack and delivered_to is not None:
             asyncio.get_running_loop().create_task(self._acknowledge(ack, delivered_to))

@@ -22,13 +22,13 @@ import zmq
 import zmq.asyncio
 from loguru import logger
 
-from chatroom import buskeys
+from chatroom import buskeys, metrics
 from chatroom.bus_client import BusClient
 from chatroom.bus_contract import EVENT_HWM, InternalOp
 from chatroom.config import ConfigError, Settings
 from chatroom.errors import ServiceError, rate_limited
 from chatroom.logs import request_context
-from chatroom.protocol import ErrorCode, reply_error, reply_ok
+from chatroom.protocol import OPS, ErrorCode, reply_error, reply_ok
 from chatroom.ratelimit import Buckets
 from services.tcp_edge.admission import PreloginBudget
 from services.tcp_edge.connection import Connection
@@ -111,6 +111,15 @@ class Edge:
             "logout": self.logins.logout,
         }
         self.servers: list[asyncio.Server] = []
+        # Metrics (chatroom.metrics), their children bound here once.
+        m = metrics.get()
+        self.meter = metrics.RequestMeter("edge", OPS)
+        self.open_connections = m.connections
+        self.outbound_queued = m.outbound_queued_bytes
+        self.slow_reader_cuts = m.slow_reader_cuts
+        self.logins_by_outcome = {
+            outcome: m.logins.labels(outcome) for outcome in ("ok", "failed", "throttled")
+        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -194,6 +203,7 @@ class Edge:
             return
         self.conns_per_ip[conn.ip_key] += 1
         self.connections.add(conn)
+        self.open_connections.inc()
         self._drop_prelogin(self.prelogin.admit(conn))
 
     def prelogin_activity(self, conn: Connection, held_bytes: int, completed: bool) -> None:
@@ -220,6 +230,7 @@ class Edge:
         if conn not in self.connections:
             return  # refused at the per-IP cap
         self.connections.remove(conn)
+        self.open_connections.dec()
         self.prelogin.release(conn)
         self.conns_per_ip[conn.ip_key] -= 1
         if not self.conns_per_ip[conn.ip_key]:
@@ -238,8 +249,11 @@ class Edge:
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            queued = 0
             for conn in list(self.connections):
                 conn.check_timeouts(now)
+                queued += conn.queued_bytes
+            self.outbound_queued.set(queued)
 
     # ------------------------------------------------------------------ sessions at social
 
@@ -293,14 +307,24 @@ class Edge:
 
     async def dispatch(self, conn: Connection, request: Request) -> list[dict[str, Any]]:
         """Run one request; return the reply followed by any pushes that go after it."""
+        op = request.op_name
+        started = time.perf_counter()
         try:
-            with request_context(op=request.op_name, conn=conn.conn_id):
+            with request_context(op=op, conn=conn.conn_id):
                 if request.op.rate is not None:
                     self._spend(conn, request.op.rate)
-                handler = self.local_ops.get(request.op_name, self._forward)
-                return await handler(conn, request)
+                handler = self.local_ops.get(op, self._forward)
+                replies = await handler(conn, request)
         except ServiceError as exc:
+            self.meter.failed(op, exc.code, time.perf_counter() - started)
+            if op == "login":
+                throttled = exc.code == ErrorCode.RATE_LIMITED
+                self.logins_by_outcome["throttled" if throttled else "failed"].inc()
             return [reply_error(request.request_id, exc.code, exc.message, **exc.extra)]
+        self.meter.ok(op, time.perf_counter() - started)
+        if op == "login":
+            self.logins_by_outcome["ok"].inc()
+        return replies
 
     async def _forward(self, conn: Connection, request: Request) -> list[dict[str, Any]]:
         """An op a service answers: sent as it came, with who asks."""
