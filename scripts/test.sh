@@ -50,5 +50,5 @@ if [ -x ../shared/containers/up.sh ] || [ -f ../shared/containers/up.sh ]; then
   export CHAT_REQUIRE_COMPOSE=1
 fi
 .venv/bin/ruff check .
-.venv/bin/hadolint Dockerfile
+.venv/bin/hadolint Dockerfile deploy/monitoring/prometheus-image/Dockerfile
 .venv/bin/pytest -p no:cacheprovider "$@"
