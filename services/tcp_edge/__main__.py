@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import resource
 import signal
 import sys
 
@@ -62,7 +63,16 @@ def run_workers(settings: Settings) -> int:
     return status
 
 
+def raise_open_files_limit() -> None:
+    """One descriptor per connection: take the soft limit up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> None:
+    raise_open_files_limit()
     settings = config.load()
     logs.setup("tcp_edge", settings)
     if settings.tls_port:
