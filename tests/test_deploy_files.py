@@ -143,3 +143,101 @@ def test_drain_fits_in_the_stop_grace_period(stack):
     for service in SERVER_SERVICES:
         grace = stack["services"][service]["stop_grace_period"]
         assert float(str(grace).rstrip("s")) > drain, service
+
+
+# --- Kubernetes (deploy/k8s, rendered by kubectl kustomize) ----------------------------
+
+SCALED = ("auth", "social", "media")
+SERVER_WORKLOADS = ("bus", "auth", "social", "media", "tcp-edge")
+
+
+@pytest.fixture(scope="module")
+def k8s() -> dict[tuple[str, str], dict]:
+    yaml = pytest.importorskip("yaml")
+    _need("kubectl")
+    proc = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "deploy" / "k8s")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def _workloads(k8s: dict) -> dict[str, dict]:
+    return {name: doc for (kind, name), doc in k8s.items() if kind in ("Deployment", "StatefulSet")}
+
+
+def _command(probe: dict) -> list:
+    return probe.get("exec", {}).get("command") or [f"tcp:{probe.get('tcpSocket')}"]
+
+
+def test_k8s_has_every_component(k8s):
+    assert set(_workloads(k8s)) == {"db", *SERVER_WORKLOADS}
+    assert k8s[("Service", "tcp-edge")]["spec"]["type"] == "LoadBalancer"
+    assert ("Service", "bus") in k8s and ("Service", "db") in k8s
+
+
+def test_k8s_probes_tell_alive_from_ready(k8s):
+    """A database outage must take replicas out of service, not restart them: liveness
+    never runs the readiness check that includes the database round trip."""
+    for name, doc in _workloads(k8s).items():
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            ready, live = c["readinessProbe"], c["livenessProbe"]
+            if name in SCALED:
+                assert _command(live) != _command(ready), name
+                assert "health" not in _command(live), name
+                # Alive if the replica's event loop answers at all, within a DB timeout.
+                assert live["timeoutSeconds"] * live["failureThreshold"] >= 30, name
+
+
+def test_k8s_resources_security_and_grace(k8s):
+    config_map = k8s[("ConfigMap", "chatroom-config")]["data"]
+    drain = float(config_map.get("CHAT_DRAIN_TIMEOUT_S", config.Settings().drain_timeout_s))
+    for name, doc in _workloads(k8s).items():
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] > drain, name
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        for c in pod["containers"]:
+            res = c["resources"]
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(res[kind]), (name, kind)
+            sec = c["securityContext"]
+            assert sec["readOnlyRootFilesystem"] is True, name
+            assert sec["allowPrivilegeEscalation"] is False, name
+            assert sec["capabilities"]["drop"] == ["ALL"], name
+    auth = k8s[("Deployment", "auth")]["spec"]["template"]["spec"]["containers"][0]
+    s = config.Settings()
+    peak = PROCESS_BASE_BYTES + s.worker_threads * s.argon2_memory_kib * 1024
+    limit = auth["resources"]["limits"]["memory"]
+    assert _bytes(limit.replace("Mi", "m").replace("Gi", "g")) >= peak
+
+
+def test_k8s_disruption_budgets_and_autoscalers(k8s):
+    budgets = {
+        doc["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for (kind, _), doc in k8s.items()
+        if kind == "PodDisruptionBudget"
+    }
+    assert {"auth", "social", "media", "tcp-edge", "db"} <= budgets
+    scaled = {
+        doc["spec"]["scaleTargetRef"]["name"]
+        for (kind, _), doc in k8s.items()
+        if kind == "HorizontalPodAutoscaler"
+    }
+    assert scaled == set(SCALED)
+    for name in SCALED:
+        hpa = k8s[("HorizontalPodAutoscaler", name)]["spec"]
+        assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] > hpa["minReplicas"]
+
+
+def test_k8s_pods_hold_only_their_own_bus_key(k8s):
+    for name in ("auth", "social", "media", "tcp-edge"):
+        pod = k8s[("Deployment", name)]["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "bus-keys")
+        secrets = {i["key"] for i in volume["secret"]["items"] if i["key"].endswith("_secret")}
+        role = "edge" if name == "tcp-edge" else name
+        extra = {"admin.key_secret"} if name == "auth" else set()
+        assert secrets == {f"{role}.key_secret", *extra}, name
