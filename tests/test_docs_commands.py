@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import ssl
 import stat
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from test_compose import Compose, docker_available
 
 from chatroom.protocol import FrameDecoder, encode_frame, parse_payload
 
@@ -182,17 +182,7 @@ class Operator:
 
     def wait_for_service(self, timeout: float = 120) -> None:
         """Until a request that needs auth and its database gets its answer."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with self.client(timeout=10) as c:
-                    reply = c.request("login", username="nobody-at-all", password="x" * 8)
-                    if reply.get("error", {}).get("code") == "bad_credentials":
-                        return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the stack did not answer in time"
-            time.sleep(1)
+        Compose.wait_for_login_service(self, timeout)  # it uses only self.client()
 
 
 def tls_ping(port: int, ca: Path) -> dict:
@@ -322,10 +312,7 @@ AFTER = {
 
 @pytest.mark.compose
 def test_operator_runs_the_documented_commands(tmp_path):
-    if (
-        not shutil.which("docker")
-        or subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode
-    ):
+    if not docker_available():
         if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
             pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
         pytest.skip("no Docker engine")
