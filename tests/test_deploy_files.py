@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,13 @@ def _bytes(value: int | str) -> int:
     return int(match[1]) * {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}[match[2]]
 
 
-def _need(tool: str) -> None:
-    if not shutil.which(tool):
-        pytest.skip(f"{tool} is not installed (scripts/test.sh installs it)")
+def _need(tool: str) -> str:
+    """The tool's path: on PATH, or in this venv (scripts/test.sh puts kubectl there
+    where the machine has none)."""
+    found = shutil.which(tool) or shutil.which(tool, path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.skip(f"{tool} is not installed (scripts/test.sh installs kubectl)")
+    return found
 
 
 def render_compose(workdir: Path, *files: str, dotenv: bool = True) -> dict:
@@ -154,9 +159,8 @@ SERVER_WORKLOADS = ("bus", "auth", "social", "media", "tcp-edge")
 @pytest.fixture(scope="module")
 def k8s() -> dict[tuple[str, str], dict]:
     yaml = pytest.importorskip("yaml")
-    _need("kubectl")
     proc = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "deploy" / "k8s")],
+        [_need("kubectl"), "kustomize", str(ROOT / "deploy" / "k8s")],
         capture_output=True,
         text=True,
         timeout=60,
