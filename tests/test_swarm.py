@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_compose import Compose, docker_available, image_settings
+from test_compose import docker_available, image_settings
 
 from chatroom import buskeys
 
 from harness import free_port
-from wire import WireClient
+from wire import ConnectionClosed, WireClient
 
 pytestmark = pytest.mark.compose
 
@@ -67,12 +67,20 @@ def test_stack_config_accepts_the_stack_file(tmp_path):
         assert f"\n  {service}:\n" in rendered, service
 
 
-class SwarmStack:
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    def client(self, timeout: float = 15) -> WireClient:
-        return WireClient(self.port, timeout=timeout)
+def wait_for_login_service(port: int, timeout: float) -> None:
+    """Until auth answers a login through the published port. Swarm publishes the port
+    before the edge inside can serve: early connections may be closed at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with WireClient(port, timeout=10) as c:
+                reply = c.request("login", username="nobody-at-all", password="x" * 8)
+                if reply.get("error", {}).get("code") == "bad_credentials":
+                    return
+        except (OSError, ConnectionClosed):
+            pass
+        assert time.monotonic() < deadline, "the swarm stack did not answer in time"
+        time.sleep(1)
 
 
 def _engine_nofile() -> str:
@@ -114,7 +122,7 @@ def test_single_node_swarm_serves_logins(tmp_path):
     docker("swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377")
     try:
         docker("stack", "deploy", "--resolve-image", "never", "-c", str(stack), STACK, env=env)
-        Compose.wait_for_login_service(SwarmStack(port), 240)
+        wait_for_login_service(port, 240)
         with WireClient(port, timeout=15) as ann:
             ann.register_and_login("ann")
             ann.call("room.send", room="lobby", text="hello from the swarm")
