@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from loguru import logger
@@ -94,7 +94,7 @@ class Batcher(Generic[Item]):
                     loop.call_soon_threadsafe(_settle, settled)
 
 
-def _settle(settled: list[tuple[Queued, Any]]) -> None:
+def _settle(settled: Sequence[tuple[Queued, Any]]) -> None:
     for item, outcome in settled:
         if item.result.done():  # the submitter gave up (cancelled)
             continue

@@ -30,7 +30,13 @@ import zmq
 import zmq.auth
 from loguru import logger
 
-from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, BUS_PORT_OFFSETS, Settings
+from chatroom.config import (
+    ADMIN_SERVICES,
+    BACKEND_SERVICES,
+    BUS_PORT_OFFSETS,
+    ConfigError,
+    Settings,
+)
 
 SERVER_ROLE = "bus"
 EDGE_ROLE = "edge"
@@ -58,8 +64,8 @@ def _endpoint_roles() -> dict[str, frozenset[str]]:
 ENDPOINT_ROLES = _endpoint_roles()
 
 
-class BusKeyError(RuntimeError):
-    """A key file is missing or unreadable."""
+class BusKeyError(ConfigError):
+    """A key file is missing or unreadable: the process cannot start until it is there."""
 
 
 @dataclass(frozen=True)

@@ -4,72 +4,29 @@ health, and operator commands (``chatroom admin``)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import signal
-import subprocess
 import sys
-import time
 
 from chatroom import admin, buskeys, config, logs
 
-SERVICES = ("bus", "auth", "social", "media", "tcp_edge")
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), e.g. 0.1.0."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
 
-def module_of(service: str) -> str:
-    return f"services.{service}"
+    try:
+        return dist_version("chatroom")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start every service as its own process; restart any that dies; Ctrl-C stops all."""
-    settings = config.load()
-    logs.setup("up", settings)
-    from loguru import logger
+    """Run every component locally as its own process (chatroom/up.py)."""
+    from chatroom import up
+    from chatroom.storage.migrate import migrate_database
 
-    procs: dict[str, subprocess.Popen] = {}
-    stopping = False
-
-    def start(service: str) -> None:
-        procs[service] = subprocess.Popen([sys.executable, "-m", module_of(service)])
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    if settings.bus_curve:
-        created = buskeys.ensure_keys(settings.bus_keys_dir)
-        if created:
-            logger.info("created bus keys in {}: {}", settings.bus_keys_dir, ", ".join(created))
-    logger.info("database: {}", settings.db_url if "@" not in settings.db_url else "(MySQL)")
-    for service in SERVICES:
-        start(service)
-        if service == "bus":
-            time.sleep(0.3)  # services connect lazily, but a bound bus avoids noisy retries
-    logger.info("chatroom is up: clients connect to {}:{}", settings.edge_host, settings.edge_port)
-    restarts: dict[str, float] = {}
-    while not stopping:
-        time.sleep(0.2)
-        for service, proc in list(procs.items()):
-            if proc.poll() is not None and not stopping:
-                since = time.monotonic() - restarts.get(service, 0)
-                if since < 2:
-                    continue  # crash looping: wait a moment between restarts
-                logger.error("{} exited with {}; restarting it", service, proc.returncode)
-                restarts[service] = time.monotonic()
-                start(service)
-    logger.info("stopping all services")
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return 0
+    settings = logs.configure("up")
+    return up.run(settings, migrate_database)
 
 
 def cmd_bus_keys(args: argparse.Namespace) -> int:
@@ -87,26 +44,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the database schema to this release's (compose runs it as a one-shot
+    before the services); --check only reports, and exits 1 when an upgrade is due."""
+    from chatroom.storage.migrate import migrate_database
+
+    settings = logs.configure("migrate")
+    return migrate_database(settings, check_only=args.check)
+
+
 def cmd_ping(args: argparse.Namespace) -> int:
     """Health check: a real request through the bus to one service (used by compose)."""
-    import zmq.asyncio
-
-    from chatroom.bus_client import BusClient
-
-    settings = config.load()
-
-    async def ping() -> dict:
-        zctx = zmq.asyncio.Context()
-        client = BusClient(settings, f"health:{os.getpid()}", zctx)
-        client.start()
-        try:
-            return await client.ping(args.service, timeout_ms=args.timeout_ms)
-        finally:
-            client.close()
-            zctx.term()
+    from chatroom.health import ping_through_bus
 
     try:
-        result = asyncio.run(ping())
+        result = ping_through_bus(config.load(), args.service, args.timeout_ms)
     except Exception as exc:  # any failure means unhealthy
         print(f"{args.service}: unhealthy: {exc}", file=sys.stderr)
         return 1
@@ -129,6 +81,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chatroom", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"chatroom {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run bus, auth, social, media and tcp_edge locally").set_defaults(
         func=cmd_up
@@ -137,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_argument("directory", nargs="?", help="default: CHAT_BUS_KEYS_DIR")
     keys.set_defaults(func=cmd_bus_keys)
     sub.add_parser("schema", help="print db/init.sql for MySQL").set_defaults(func=cmd_schema)
+    migrate = sub.add_parser("migrate", help="upgrade the database schema to this release's")
+    migrate.add_argument("--check", action="store_true", help="only say whether one is due")
+    migrate.set_defaults(func=cmd_migrate)
     ping = sub.add_parser("ping", help="health-check one service through the bus")
     ping.add_argument("service", choices=("auth", "social", "media"))
     ping.add_argument("--timeout-ms", type=int, default=2000)

@@ -8,6 +8,7 @@ lists them all; a test keeps it in step with this file.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,11 @@ class Settings:
     db_url: str = "sqlite:///var/chatroom.db"
     db_password: str = ""
     db_pool_size: int = 8
+    # What a service does with a database whose schema is older than its code: "auto"
+    # upgrades it (one process at a time; the embedded default and `chatroom up`),
+    # "check" refuses to start and names the command (compose runs a one-shot
+    # `migrate` service first). A schema newer than the code is refused either way.
+    db_migrate: str = "auto"
 
     # ZeroMQ bus. Services and edges connect; only the bus binds.
     bus_host: str = "127.0.0.1"
@@ -93,6 +99,10 @@ class Settings:
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
     token_ttl_s: int = 30 * 24 * 3600
+    # A session (its token hash and the address it logged in from) is deleted this long
+    # after it expired or was logged out; until then it counts as a known device for
+    # the failed-login throttle. 0 deletes at the next hourly pass.
+    session_retention_days: float = 30.0
     min_password_chars: int = 8
     max_username_chars: int = 32
 
@@ -220,6 +230,33 @@ RATED_ACTIONS = (
     "login_failed_account",
     "register_ip",
 )
+DB_MIGRATE_MODES = ("auto", "check")
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+# CHAT_* names read by something other than the server processes' settings: compose
+# files, scripts, the desktop client, the tests and benchmarks. Not warned about.
+OTHER_NAMES = frozenset(
+    {
+        "CHAT_ENV_FILE",
+        "CHAT_PUBLISH_ADDR",
+        "CHAT_PUBLISHED_PORT",
+        "CHAT_TLS_DIR",
+        "CHAT_TLS_PUBLISHED_PORT",
+        "CHAT_EDGE_NOFILE",
+        "CHAT_SWARM_ENDPOINT_MODE",
+        "CHAT_SWARM_PUBLISH_MODE",
+        "CHAT_CLIENT_THEME",
+        "CHAT_BUILD_DIR",
+        "CHAT_DIST_DIR",
+        "CHAT_PYINSTALLER",
+        "CHAT_TEST_MYSQL_URL",
+        "CHAT_TEST_MYSQL_DIR",
+        "CHAT_TEST_MYSQL_PORT",
+        "CHAT_BENCH_MYSQL_URL",
+        "CHAT_REQUIRE_COMPOSE",
+        "CHAT_FUZZ_EXAMPLES",
+        "CHAT_FUZZ_OPS_EXAMPLES",
+    }
+)
 VISIBILITY = ("friends", "everyone")  # whose avatars / status a user may see
 # max_reply_bytes may use at most this fraction of a frame: the rest is room for the
 # reply's envelope and for the one message a reply always carries even if it is larger.
@@ -268,9 +305,23 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                     values[f.name] = _parse(f, fh.read().strip())
             except OSError as exc:
                 raise ConfigError(f"{name}_FILE={path}: {exc.strerror}") from None
-    settings = Settings(**values)
+    settings = Settings(**values)  # type: ignore[arg-type]  # _parse gave each its type
     _check(settings)
     return settings
+
+
+def unknown_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A sentence for each CHAT_* variable that nothing reads (a typo is otherwise
+    silently ignored), with the closest setting's name when there is one."""
+    env = os.environ if environ is None else environ
+    settings = [env_name(f.name) for f in dataclasses.fields(Settings)]
+    known = set(settings) | {name + "_FILE" for name in settings} | OTHER_NAMES
+    found = []
+    for name in sorted(n for n in env if n.startswith(PREFIX) and n not in known):
+        guess = difflib.get_close_matches(name.removesuffix("_FILE"), settings, n=1, cutoff=0.8)
+        hint = f" (did you mean {guess[0]}?)" if guess else " (see .env.example)"
+        found.append(f"{name} is not a ChatRoom setting and is ignored{hint}")
+    return found
 
 
 def _check(s: Settings) -> None:
@@ -325,6 +376,14 @@ def _check(s: Settings) -> None:
             s.rate(action)
         except ValueError as exc:
             raise ConfigError(f"{env_name('rate_' + action)}: {exc}") from None
+    if s.session_retention_days < 0:
+        raise ConfigError(f"{env_name('session_retention_days')} must be 0 or more")
+    if s.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(
+            f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"
+        )
+    if s.db_migrate not in DB_MIGRATE_MODES:
+        raise ConfigError(f"{env_name('db_migrate')} must be one of {', '.join(DB_MIGRATE_MODES)}")
     for name in ("avatar_visibility", "status_visibility"):
         if getattr(s, name) not in VISIBILITY:
             raise ConfigError(f"{env_name(name)} must be one of {', '.join(VISIBILITY)}")

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -89,6 +90,25 @@ def check_edge(settings: Settings, timeout_s: float) -> dict:
                         return {"ok": True, "service": "tcp_edge"}
     except OSError as exc:
         raise Unhealthy(f"edge not answering on port {settings.edge_port}: {exc}") from None
+
+
+def ping_through_bus(settings: Settings, service: str, timeout_ms: int) -> dict:
+    """One request to `service` through the bus (what `chatroom ping` does)."""
+    import zmq.asyncio
+
+    from chatroom.bus_client import BusClient
+
+    async def ping() -> dict:
+        zctx = zmq.asyncio.Context()
+        client = BusClient(settings, f"health:{os.getpid()}", zctx)
+        client.start()
+        try:
+            return await client.ping(service, timeout_ms=timeout_ms)
+        finally:
+            client.close()
+            zctx.term()
+
+    return asyncio.run(ping())
 
 
 CHECKS = {

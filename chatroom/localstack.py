@@ -28,7 +28,7 @@ SERVICE_MODULES = {
 }
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the service gets SIGTERM if the process that started it dies (a crashed
     test run must not leave services behind)."""
     try:
@@ -150,7 +150,7 @@ class Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
         log.close()
         self.procs[name] = proc

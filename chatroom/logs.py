@@ -8,16 +8,22 @@ handlers log ids and sizes, not content.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from chatroom import config
 from chatroom.config import Settings
 
+if TYPE_CHECKING:
+    from loguru import Record
 
-def _human_format(record: dict) -> str:
+
+def _human_format(record: Record) -> str:
     extra = record["extra"]
     context = " ".join(f"{key}={{extra[{key}]}}" for key in extra if key != "service")
     line = (
@@ -59,15 +65,41 @@ def _add_request(record: Any) -> None:
         record["extra"].update(fields)
 
 
+def configure(service: str) -> Settings:
+    """A process's start: its settings from the environment, then logging. A bad setting
+    is one line on stderr and exit status 2 (no traceback); a CHAT_* name that nothing
+    reads is a warning naming the setting it probably meant."""
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        sys.stderr.write(f"{service}: configuration error: {exc}\n")
+        raise SystemExit(2) from None
+    setup(service, settings)
+    for warning in config.unknown_names():
+        logger.warning("{}", warning)
+    return settings
+
+
+@contextlib.contextmanager
+def fatal_config_errors(service: str) -> Iterator[None]:
+    """Around a process's start-up: a configuration problem found there (a missing key
+    file, a bad certificate) is one error line and exit status 2, not a traceback."""
+    try:
+        yield
+    except config.ConfigError as exc:
+        logger.error("{} cannot start: {}", service, exc)
+        raise SystemExit(2) from None
+
+
 def setup(service: str, settings: Settings) -> None:
     logger.remove()
     logger.configure(extra={"service": service}, patcher=_add_request)
     if settings.log_json:
-        logger.add(sys.stderr, level=settings.log_level, serialize=True, diagnose=False)
+        logger.add(sys.stderr, level=settings.log_level.upper(), serialize=True, diagnose=False)
     else:
         logger.add(
             sys.stderr,
-            level=settings.log_level,
+            level=settings.log_level.upper(),
             format=_human_format,
             colorize=sys.stderr.isatty(),
             backtrace=False,

@@ -10,19 +10,24 @@ from sqlalchemy import Engine
 
 from chatroom import config, logs
 from chatroom.runtime import Service, run_service
-from chatroom.storage.db import create_schema, database_ping, make_engine, wait_for_database
+from chatroom.storage.db import database_ping, make_engine, wait_for_database
+from chatroom.storage.migrate import SchemaError, ensure_schema
 
 ServiceFactory = Callable[[Engine, config.Settings], Service]
 
 
 def serve(name: str, build: ServiceFactory) -> None:
-    settings = config.load()
-    logs.setup(name, settings)
+    settings = logs.configure(name)
     engine = make_engine(settings)
     logger.info("{} starting; database {}", name, engine.url.render_as_string(hide_password=True))
     wait_for_database(engine)
-    create_schema(engine)
-    service = build(engine, settings)
-    service.health_check = functools.partial(database_ping, engine)
-    run_service(name, settings, service)
+    try:
+        ensure_schema(engine, settings.db_migrate)
+    except SchemaError as exc:
+        logger.error("{} cannot start: {}", name, exc)
+        raise SystemExit(2) from None
+    with logs.fatal_config_errors(name):
+        service = build(engine, settings)
+        service.health_check = functools.partial(database_ping, engine)
+        run_service(name, settings, service)
     engine.dispose()

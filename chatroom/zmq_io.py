@@ -22,7 +22,7 @@ class BurstReceiver:
     def __init__(self, sock: zmq.asyncio.Socket) -> None:
         self.sock = sock
         # A plain (blocking-API) view of the same libzmq socket, used with NOBLOCK only.
-        self._now = zmq.Socket.shadow(sock.underlying)
+        self._now: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
 
     async def receive(self, limit: int) -> list[list[bytes]]:
         """Wait for one message, then take up to `limit` in all that are already queued."""

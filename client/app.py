@@ -19,7 +19,7 @@ from .state import ChatState
 
 
 def default_data_dir() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.AppDataLocation) or "."
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation) or "."
     return Path(base)
 
 
@@ -49,7 +49,7 @@ class App:
 
     def _follow_theme(self) -> None:
         app = QApplication.instance()
-        if app is None:
+        if not isinstance(app, QApplication):
             return
         theme.apply(app, theme.wanted_scheme())
         hints = QGuiApplication.styleHints()
@@ -57,7 +57,9 @@ class App:
             hints.colorSchemeChanged.connect(lambda _scheme: self.restyle())
 
     def restyle(self) -> None:
-        theme.apply(QApplication.instance(), theme.wanted_scheme())
+        app = QApplication.instance()
+        assert isinstance(app, QApplication)
+        theme.apply(app, theme.wanted_scheme())
         self.login_window.restyle()
         if self.main_window is not None:
             self.main_window.restyle()

@@ -16,7 +16,7 @@ DEFAULT = "default"
 
 
 def cache_dir() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.CacheLocation) or "."
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation) or "."
     path = Path(base) / "avatars"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -24,14 +24,21 @@ def cache_dir() -> Path:
 
 def round_pixmap(source: QPixmap, size: int) -> QPixmap:
     out = QPixmap(size, size)
-    out.fill(Qt.transparent)
+    out.fill(Qt.GlobalColor.transparent)
     painter = QPainter(out)
-    painter.setRenderHint(QPainter.Antialiasing)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     path = QPainterPath()
     path.addEllipse(QRectF(0, 0, size, size))
     painter.setClipPath(path)
     painter.drawPixmap(
-        0, 0, source.scaled(size, size, Qt.KeepAspectRatioByExpanding, Qt.SmoothTransformation)
+        0,
+        0,
+        source.scaled(
+            size,
+            size,
+            Qt.AspectRatioMode.KeepAspectRatioByExpanding,
+            Qt.TransformationMode.SmoothTransformation,
+        ),
     )
     painter.end()
     return out
@@ -41,18 +48,20 @@ def initials_pixmap(name: str, size: int) -> QPixmap:
     """Placeholder while an avatar loads: the first letter on a colour from the name."""
     hue = int(hashlib.sha256(name.encode()).hexdigest()[:4], 16) % 360
     out = QPixmap(size, size)
-    out.fill(Qt.transparent)
+    out.fill(Qt.GlobalColor.transparent)
     painter = QPainter(out)
-    painter.setRenderHint(QPainter.Antialiasing)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     painter.setBrush(QColor.fromHsl(hue, 140, 150))
-    painter.setPen(Qt.NoPen)
+    painter.setPen(Qt.PenStyle.NoPen)
     painter.drawEllipse(0, 0, size, size)
     font = QFont()
     font.setPixelSize(int(size * 0.45))
     font.setBold(True)
     painter.setFont(font)
-    painter.setPen(Qt.white)
-    painter.drawText(QRectF(0, 0, size, size), Qt.AlignCenter, (name[:1] or "?").upper())
+    painter.setPen(Qt.GlobalColor.white)
+    painter.drawText(
+        QRectF(0, 0, size, size), Qt.AlignmentFlag.AlignCenter, (name[:1] or "?").upper()
+    )
     painter.end()
     return out
 

@@ -35,7 +35,7 @@ class ActivityDialog(QDialog):
         self.list = HintListWidget()
         self.list.hint = "Nothing yet. Friend requests and their answers show up here."
         self.list.setWordWrap(True)
-        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
         layout.addWidget(self.list)
         self.resize(380, 420)
@@ -70,7 +70,7 @@ class SwitcherDialog(QDialog):
         self.query.setPlaceholderText("Room or friend…")
         self.list = HintListWidget()
         self.list.hint = "No conversation matches."
-        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
         layout.addWidget(self.query)
         layout.addWidget(self.list)
@@ -78,7 +78,7 @@ class SwitcherDialog(QDialog):
         self.query.textChanged.connect(self.refresh)
         self.query.returnPressed.connect(self.choose)
         self.list.itemActivated.connect(lambda _item: self.choose())
-        self.setAttribute(Qt.WA_DeleteOnClose)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.refresh()
 
     def _candidates(self) -> list[tuple[str, tuple[str, str]]]:
@@ -98,7 +98,7 @@ class SwitcherDialog(QDialog):
         for label, key in self._candidates():
             if wanted in label.casefold():
                 item = QListWidgetItem(label)
-                item.setData(Qt.UserRole, key)
+                item.setData(Qt.ItemDataRole.UserRole, key)
                 self.list.addItem(item)
         if self.list.count():
             self.list.setCurrentRow(0)
@@ -106,7 +106,7 @@ class SwitcherDialog(QDialog):
     def choose(self) -> None:
         item = self.list.currentItem()
         if item is not None:
-            self.open_key(item.data(Qt.UserRole))
+            self.open_key(item.data(Qt.ItemDataRole.UserRole))
             self.accept()
 
 
@@ -132,9 +132,9 @@ class RoomDialog(QDialog):
         self.list = HintListWidget()
         self.list.setObjectName("room_list")
         self.list.hint = "Loading rooms…"
-        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.join_button = button("Join", self.join, "join")
-        self.create_button = button("Create", self.create, "create")
+        self.create_button = button("Create", self.create_room, "create")
         self.message = QLabel("")
         self.message.setWordWrap(True)
         buttons = QHBoxLayout()
@@ -146,7 +146,7 @@ class RoomDialog(QDialog):
         layout.addWidget(self.list)
         layout.addLayout(buttons)
         self.resize(380, 360)
-        self.setAttribute(Qt.WA_DeleteOnClose)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.query.textChanged.connect(self.refresh)
         self.query.returnPressed.connect(self._enter)
         self.list.itemActivated.connect(lambda _item: self.join())
@@ -169,7 +169,7 @@ class RoomDialog(QDialog):
             if wanted in room["name"].casefold():
                 joined = " · joined" if room.get("joined") else ""
                 item = QListWidgetItem(f"{room['name']}  ({room.get('members', 0)}{joined})")
-                item.setData(Qt.UserRole, room["name"])
+                item.setData(Qt.ItemDataRole.UserRole, room["name"])
                 self.list.addItem(item)
         if self.list.count():
             self.list.setCurrentRow(0)
@@ -199,9 +199,9 @@ class RoomDialog(QDialog):
     def join(self) -> None:
         item = self.list.currentItem()
         if item is not None:
-            self.state.join_room(item.data(Qt.UserRole), self._done)
+            self.state.join_room(item.data(Qt.ItemDataRole.UserRole), self._done)
 
-    def create(self) -> None:
+    def create_room(self) -> None:
         name = self.query.text().strip()
         if name:
             self.state.create_room(name, self._done)

@@ -46,7 +46,7 @@ class LoginWindow(QWidget):
         self.host = QLineEdit(str(settings.value("server/host", "localhost")))
         self.port = QSpinBox()
         self.port.setRange(1, 65535)
-        self.port.setValue(int(settings.value("server/port", 2019)))
+        self.port.setValue(int(str(settings.value("server/port", 2019))))
         server_row = QHBoxLayout()
         server_row.addWidget(self.host, 1)
         server_row.addWidget(self.port)
@@ -66,7 +66,7 @@ class LoginWindow(QWidget):
         self.username = QLineEdit(str(settings.value("login/username", "")))
         self.username.setPlaceholderText("e.g. 小明 or alice")
         self.password = QLineEdit()
-        self.password.setEchoMode(QLineEdit.Password)
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
         self.password.returnPressed.connect(self.sign_in)
 
         form = QFormLayout()
@@ -81,7 +81,7 @@ class LoginWindow(QWidget):
         # Room for a two-line message from the start: an error must not resize the
         # window (it used to grow, and focus jumped to the Server field).
         self.error.setMinimumHeight(2 * self.error.fontMetrics().lineSpacing() + 4)
-        self.error.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self.error.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.sign_in_button = button("Sign in", self.sign_in, "sign_in")
         self.sign_in_button.setDefault(True)
         self.register_button = button("Create account", self.create_account, "create_account")
@@ -207,7 +207,7 @@ class LoginWindow(QWidget):
 
         self.client.open(
             str(self.settings.value("server/host", "localhost")),
-            int(self.settings.value("server/port", 2019)),
+            int(str(self.settings.value("server/port", 2019))),
             lambda: self.client.login_with_token(token, done),
             done,
             tls=self.settings.value("server/tls", "false") in (True, "true"),
@@ -215,6 +215,6 @@ class LoginWindow(QWidget):
         )
 
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802
-        if event.key() == Qt.Key_Escape:
+        if event.key() == Qt.Key.Key_Escape:
             self.close()
         super().keyPressEvent(event)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -62,7 +63,7 @@ class RequestRow(QFrame):
         super().__init__()
         self.setObjectName("requestRow")
         # Never squeezed: in a short window the lists around it give up the room.
-        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.setToolTip(f"{username} wants to be your friend")
         c = theme.colors()
         self.setStyleSheet(
@@ -139,7 +140,7 @@ class MainWindow(QMainWindow):
             listing.setMinimumHeight(56)
             listing.setItemDelegate(ContactDelegate(avatars, listing))
             listing.setMouseTracking(True)
-            listing.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+            listing.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
             listing.currentItemChanged.connect(self._picked)
         self.join_room_button = button("+", self.join_room, "join_room", "Join or create a room")
         self.join_room_button.setFixedWidth(28)
@@ -159,8 +160,8 @@ class MainWindow(QMainWindow):
         self.requests_area = QScrollArea()
         self.requests_area.setWidget(cards)
         self.requests_area.setWidgetResizable(True)
-        self.requests_area.setFrameShape(QFrame.NoFrame)
-        self.requests_area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.requests_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.requests_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.requests_area.hide()
         self._request_rows: dict[str, RequestRow] = {}
         left = QWidget()
@@ -214,8 +215,8 @@ class MainWindow(QMainWindow):
         self.find_edit = QLineEdit()
         self.find_edit.setObjectName("find")
         self.find_edit.setPlaceholderText("Find in this conversation (Enter: older match)")
-        self.find_edit.textChanged.connect(lambda _text: self.find(restart=True))
-        self.find_edit.returnPressed.connect(self.find)
+        self.find_edit.textChanged.connect(lambda _text: self.find_next(restart=True))
+        self.find_edit.returnPressed.connect(self.find_next)
         self.find_count = QLabel()
         self.find_close = button("×", self.hide_find, "find_close", "Close (Esc)")
         self.find_close.setFlat(True)
@@ -239,17 +240,17 @@ class MainWindow(QMainWindow):
                 avatars, self._avatar_of, lambda: state.me.get("username", ""), self.view
             )
         )
-        self.view.setVerticalScrollMode(QListView.ScrollPerPixel)
-        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.view.setSelectionMode(QListView.NoSelection)
+        self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.view.setWordWrap(True)
         self.view.setUniformItemSizes(False)
-        self.view.setResizeMode(QListView.Adjust)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
         self.view.verticalScrollBar().valueChanged.connect(self._scrolled)
         self.members = QListWidget()
         self.members.setObjectName("member_list")
         self.members.setItemDelegate(ContactDelegate(avatars, self.members))
-        self.members.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.members.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.members.setMinimumWidth(120)
         self.members.hide()
         middle = QSplitter()
@@ -355,12 +356,12 @@ class MainWindow(QMainWindow):
         self._count()
         self._repaint()
 
-    def closeEvent(self, event: QEvent) -> None:  # noqa: N802
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         super().closeEvent(event)
         self.notifier.close()
         self.closed.emit()
 
-    def resizeEvent(self, event: QEvent) -> None:  # noqa: N802
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)
         # A short window keeps its room for the conversation.
         self.compose.setFixedHeight(70 if self.height() >= 520 else 44)
@@ -368,7 +369,7 @@ class MainWindow(QMainWindow):
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802
         super().changeEvent(event)
-        if event.type() in (QEvent.ActivationChange, QEvent.WindowStateChange):
+        if event.type() in (QEvent.Type.ActivationChange, QEvent.Type.WindowStateChange):
             self.state.set_watching(self.isActiveWindow() and not self.isMinimized())
 
     # ------------------------------------------------------------------ refresh
@@ -399,11 +400,11 @@ class MainWindow(QMainWindow):
         listing.clear()
         for key, contact in rows:
             item = QListWidgetItem(contact["name"])
-            item.setData(Qt.UserRole, key)
+            item.setData(Qt.ItemDataRole.UserRole, key)
             item.setData(CONTACT_ROLE, contact)
             item.setToolTip(contact.get("tooltip", contact["name"]))
             if contact.get("pending"):
-                item.setFlags(Qt.ItemIsEnabled)  # nothing to open until they answer
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled)  # nothing to open until they answer
             listing.addItem(item)
             if key == current_key:
                 listing.setCurrentItem(item)
@@ -528,7 +529,7 @@ class MainWindow(QMainWindow):
             self.title.setText(("# " if key[0] == "room" else "@ ") + key[1])
         is_room = key is not None and key[0] == "room"
         self.members_button.setVisible(is_room)
-        self.leave_button.setVisible(is_room and key[1] != "lobby")
+        self.leave_button.setVisible(key is not None and is_room and key[1] != "lobby")
         self.remove_friend_button.setVisible(
             key is not None and key[0] == "dm" and key[1] in self.state.friends
         )
@@ -576,7 +577,7 @@ class MainWindow(QMainWindow):
 
     def _picked(self, item: QListWidgetItem | None, _previous: Any = None) -> None:
         if item is not None:
-            self.open(item.data(Qt.UserRole))
+            self.open(item.data(Qt.ItemDataRole.UserRole))
 
     def open(self, key: tuple[str, str]) -> None:
         self.state.open_conversation(key)
@@ -615,7 +616,9 @@ class MainWindow(QMainWindow):
             # Older messages came in above: keep the one we were looking at in place.
             for row, message in enumerate(self.model.messages):
                 if message.get("id") == first_id:
-                    self.view.scrollTo(self.model.index(row), QListView.PositionAtTop)
+                    self.view.scrollTo(
+                        self.model.index(row), QAbstractItemView.ScrollHint.PositionAtTop
+                    )
                     break
         self._loading_older = False
 
@@ -657,7 +660,7 @@ class MainWindow(QMainWindow):
         self.model.set_found(-1)
         self.find_count.setText("")
 
-    def find(self, restart: bool = False) -> None:
+    def find_next(self, restart: bool = False) -> None:
         """Jump to the newest match, then (Enter) to each older one in turn."""
         wanted = self.find_edit.text().casefold()
         if restart or not self._matches:
@@ -674,7 +677,7 @@ class MainWindow(QMainWindow):
         self._match = (self._match - 1) % len(self._matches)
         row = self._matches[self._match]
         self.model.set_found(row)
-        self.view.scrollTo(self.model.index(row), QListView.PositionAtCenter)
+        self.view.scrollTo(self.model.index(row), QAbstractItemView.ScrollHint.PositionAtCenter)
         self.find_count.setText(f"{self._match + 1} of {len(self._matches)}")
 
     # ------------------------------------------------------------------ actions
@@ -788,7 +791,7 @@ class MainWindow(QMainWindow):
     def toggle_members(self) -> None:
         key = self.state.active
         self._place_members()
-        if self.members.isVisible():
+        if key is not None and self.members.isVisible():
             self._refresh_members(key)
             self.state.load_members(key)
 

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal, SignalInstance
 from PySide6.QtNetwork import QAbstractSocket, QSslCertificate, QSslSocket, QTcpSocket
 
 from chatroom.protocol import FrameDecoder, FrameError, MessageError, encode_frame, parse_payload
@@ -94,7 +94,10 @@ class ChatClient(QObject):
         With `tls`, the server's certificate must verify against the system's CAs, or
         only against those in `ca_file` (PEM) when given."""
         target = (host, port, tls, ca_file or None)
-        if self._socket is not None and self._socket.state() == QAbstractSocket.ConnectedState:
+        if (
+            self._socket is not None
+            and self._socket.state() == QAbstractSocket.SocketState.ConnectedState
+        ):
             if target == (self.host, self.port, self.tls, self.ca_file):
                 then()
                 return
@@ -138,7 +141,10 @@ class ChatClient(QObject):
 
     def request(self, op: str, fields: dict[str, Any], done: Callback | None = None) -> int:
         request_id = next(self._ids)
-        if self._socket is None or self._socket.state() != QAbstractSocket.ConnectedState:
+        if (
+            self._socket is None
+            or self._socket.state() != QAbstractSocket.SocketState.ConnectedState
+        ):
             if done:
                 QTimer.singleShot(0, lambda: done(error_reply("disconnected", "not connected")))
             return request_id
@@ -295,7 +301,7 @@ class ChatClient(QObject):
 
     # ------------------------------------------------------------------ session
 
-    def _login(self, fields: dict[str, Any], done: Callback, announce: Signal) -> None:
+    def _login(self, fields: dict[str, Any], done: Callback, announce: SignalInstance) -> None:
         def finished(reply: dict[str, Any]) -> None:
             if reply.get("ok"):
                 self.user, self.token = reply["user"], reply["token"]

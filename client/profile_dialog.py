@@ -37,8 +37,9 @@ def square_crop(image: QImage) -> QImage:
 def png_bytes(image: QImage) -> bytes:
     data = QByteArray()
     buffer = QBuffer(data)
-    buffer.open(QIODevice.WriteOnly)
-    image.save(buffer, "PNG")
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    # The stubs say bytes, but this PySide6 takes only str here.
+    image.save(buffer, "PNG")  # type: ignore[call-overload]
     return bytes(data.data())
 
 
@@ -55,7 +56,7 @@ class ProfileDialog(QDialog):
         self.state = state
         self.setWindowTitle("Your profile")
         self.setObjectName("profile")
-        self.setAttribute(Qt.WA_DeleteOnClose)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.image: QImage | None = None
         self.preview = QLabel()
         self.preview.setFixedSize(PREVIEW, PREVIEW)
@@ -102,10 +103,10 @@ class ProfileDialog(QDialog):
             self, "Choose a picture", "", "Images (*.png *.jpg *.jpeg *.gif *.webp)"
         )
         chooser.setObjectName("picture_chooser")
-        chooser.setFileMode(QFileDialog.ExistingFile)
-        pictures = QStandardPaths.writableLocation(QStandardPaths.PicturesLocation)
+        chooser.setFileMode(QFileDialog.FileMode.ExistingFile)
+        pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
         chooser.setDirectory(pictures if Path(pictures).is_dir() else str(Path.home()))
-        chooser.setAttribute(Qt.WA_DeleteOnClose)
+        chooser.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         chooser.fileSelected.connect(self.use_file)
         chooser.open()
 
@@ -119,7 +120,10 @@ class ProfileDialog(QDialog):
             self.message.setText("That file is not an image this app can read.")
             return False
         self.image = square_crop(image).scaled(
-            UPLOAD_SIDE, UPLOAD_SIDE, Qt.KeepAspectRatio, Qt.SmoothTransformation
+            UPLOAD_SIDE,
+            UPLOAD_SIDE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
         )
         self.preview.setPixmap(round_pixmap(QPixmap.fromImage(self.image), PREVIEW))
         self.message.setText("")

@@ -21,6 +21,7 @@ Every wait is on a condition, with a deadline (--timeout seconds).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
 import time
@@ -124,6 +125,7 @@ def flood(args: argparse.Namespace, workdir: Path) -> int:
         say(f"timeout: not signed in ({login.error.text()!r})")
         return 2
     window = app.main_window
+    assert window is not None  # wait_until saw it
     counter = PaintCounter()
     window.view.viewport().installEventFilter(counter)
 
@@ -134,7 +136,7 @@ def flood(args: argparse.Namespace, workdir: Path) -> int:
     sizes = parse_sizes(args.sizes)
     steps = [args.expect * k // 4 for k in (1, 2, 3, 4)]
     for index, target in enumerate(steps):
-        if not wait_until(lambda t=target: shown() >= t, args.timeout):
+        if not wait_until(lambda t=target: shown() >= t, args.timeout):  # type: ignore[misc]
             say(f"timeout: {shown()} of {args.expect} messages shown (waited for {target})")
             return 2
         width, height = sizes[index % len(sizes)]
@@ -148,7 +150,7 @@ def flood(args: argparse.Namespace, workdir: Path) -> int:
         before = counter.paints
         window.view.viewport().update()
         if not wait_until(
-            lambda w=width, h=height, b=before: (
+            lambda w=width, h=height, b=before: (  # type: ignore[misc]
                 window.size().width() == w and window.size().height() == h and counter.paints > b
             ),
             args.timeout,
@@ -172,7 +174,7 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--sizes", default=DEFAULT_SIZES)
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
-    if sys.stdout is not None:  # None in a windowed (no console) Windows build
+    if isinstance(sys.stdout, io.TextIOWrapper):  # None in a windowed Windows build
         sys.stdout.reconfigure(encoding="utf-8", errors="backslashreplace")
     qt_app = QApplication.instance() or QApplication([sys.argv[0]])
     qt_app.setApplicationName("ChatRoom")

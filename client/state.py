@@ -350,9 +350,11 @@ class ChatState(QObject):
             self.tell(f"You and {friend['username']} are now friends")
 
     def _event_friend_rejected(self, event: dict[str, Any]) -> None:
-        if event.get("request_id") in self._seen_rejections:
+        request_id = event.get("request_id")
+        if request_id in self._seen_rejections:
             return
-        self._seen_rejections.add(event.get("request_id"))
+        if request_id is not None:
+            self._seen_rejections.add(request_id)
         who = event["by"]["username"]
         self.outgoing = [r for r in self.outgoing if r["user"]["username"] != who]
         self.requestsChanged.emit()

@@ -110,24 +110,28 @@ def apply(app: QApplication, scheme: str) -> Colors:
     app.setStyle("Fusion")
     palette = QPalette()
     roles = {
-        QPalette.Window: c.window,
-        QPalette.WindowText: c.text,
-        QPalette.Base: c.base,
-        QPalette.AlternateBase: c.hover,
-        QPalette.Text: c.text,
-        QPalette.Button: c.base,
-        QPalette.ButtonText: c.text,
-        QPalette.Highlight: c.accent,
-        QPalette.HighlightedText: "#ffffff",
-        QPalette.ToolTipBase: c.base,
-        QPalette.ToolTipText: c.text,
-        QPalette.PlaceholderText: c.muted,
-        QPalette.Link: c.accent,
+        QPalette.ColorRole.Window: c.window,
+        QPalette.ColorRole.WindowText: c.text,
+        QPalette.ColorRole.Base: c.base,
+        QPalette.ColorRole.AlternateBase: c.hover,
+        QPalette.ColorRole.Text: c.text,
+        QPalette.ColorRole.Button: c.base,
+        QPalette.ColorRole.ButtonText: c.text,
+        QPalette.ColorRole.Highlight: c.accent,
+        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.ToolTipBase: c.base,
+        QPalette.ColorRole.ToolTipText: c.text,
+        QPalette.ColorRole.PlaceholderText: c.muted,
+        QPalette.ColorRole.Link: c.accent,
     }
     for role, color in roles.items():
         palette.setColor(role, QColor(color))
-    for role in (QPalette.Text, QPalette.ButtonText, QPalette.WindowText):
-        palette.setColor(QPalette.Disabled, role, QColor(c.muted))
+    for role in (
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+    ):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor(c.muted))
     app.setPalette(palette)
     return c
 
@@ -138,9 +142,9 @@ def app_icon() -> QIcon:
     icon = QIcon()
     for size in (16, 32, 64, 128, 256):
         pixmap = QPixmap(size, size)
-        pixmap.fill(Qt.transparent)
+        pixmap.fill(Qt.GlobalColor.transparent)
         painter = QPainter(pixmap)
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         s = size / 64
         bubble = QPainterPath()
         bubble.addRoundedRect(QRectF(4 * s, 6 * s, 56 * s, 40 * s), 12 * s, 12 * s)
@@ -150,7 +154,7 @@ def app_icon() -> QIcon:
         tail.lineTo(30 * s, 44 * s)
         painter.fillPath(bubble.united(tail), QColor("#2f6fed"))
         painter.setBrush(QColor("#ffffff"))
-        painter.setPen(Qt.NoPen)
+        painter.setPen(Qt.PenStyle.NoPen)
         for x in (20, 32, 44):
             painter.drawEllipse(QRectF((x - 4) * s, 22 * s, 8 * s, 8 * s))
         painter.end()

@@ -55,8 +55,8 @@ def ask_text(
     dialog.setObjectName(name)
     dialog.setWindowTitle(title)
     dialog.setLabelText(label)
-    dialog.setInputMode(QInputDialog.TextInput)
-    dialog.setAttribute(Qt.WA_DeleteOnClose)
+    dialog.setInputMode(QInputDialog.InputMode.TextInput)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
     def done(text: str) -> None:
         if text.strip():
@@ -75,11 +75,11 @@ def confirm(
     box.setObjectName(name)
     box.setWindowTitle(title)
     box.setText(text)
-    box.setIcon(QMessageBox.Question)
-    yes_button = box.addButton(yes, QMessageBox.DestructiveRole)
+    box.setIcon(QMessageBox.Icon.Question)
+    yes_button = box.addButton(yes, QMessageBox.ButtonRole.DestructiveRole)
     yes_button.setObjectName("yes")
-    box.addButton(QMessageBox.Cancel).setObjectName("no")
-    box.setAttribute(Qt.WA_DeleteOnClose)
+    box.addButton(QMessageBox.StandardButton.Cancel).setObjectName("no")
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
     def finished() -> None:
         if box.clickedButton() is yes_button:
@@ -97,7 +97,7 @@ class ElidedLabel(QLabel):
     def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._full = ""
-        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setMinimumWidth(20)
         self.setText(text)
 
@@ -111,7 +111,9 @@ class ElidedLabel(QLabel):
 
     def _elide(self) -> None:
         metrics = QFontMetrics(self.font())
-        shown = metrics.elidedText(self._full.replace("\n", " "), Qt.ElideRight, self.width())
+        shown = metrics.elidedText(
+            self._full.replace("\n", " "), Qt.TextElideMode.ElideRight, self.width()
+        )
         super().setText(shown)
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
@@ -123,7 +125,11 @@ def _paint_hint(view: QListView, hint: str) -> None:
     painter = QPainter(view.viewport())
     painter.setPen(theme.colors().muted)
     rect = view.viewport().rect().adjusted(16, 16, -16, -16)
-    painter.drawText(rect, Qt.AlignHCenter | Qt.AlignTop | Qt.TextWordWrap, hint)
+    painter.drawText(
+        rect,
+        Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
+        hint,
+    )
     painter.end()
 
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QPen
 from PySide6.QtWidgets import QPlainTextEdit, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
@@ -14,10 +22,12 @@ from . import theme
 from .avatars import AvatarCache
 from .state import FAILED, PENDING, mentions
 
-MESSAGE_ROLE = Qt.UserRole + 1
-MINE_ROLE = Qt.UserRole + 2
-CONTACT_ROLE = Qt.UserRole + 3
-LAYOUT_ROLE = Qt.UserRole + 4  # RowLayout: date separator? header? found?
+# What Qt hands a model or delegate as an index (the overridden methods accept both).
+AnyIndex = QModelIndex | QPersistentModelIndex
+MESSAGE_ROLE = Qt.ItemDataRole.UserRole + 1
+MINE_ROLE = Qt.ItemDataRole.UserRole + 2
+CONTACT_ROLE = Qt.ItemDataRole.UserRole + 3
+LAYOUT_ROLE = Qt.ItemDataRole.UserRole + 4  # RowLayout: date separator? header? found?
 
 AVATAR = 36
 PAD = 10
@@ -129,7 +139,9 @@ class MessageModel(QAbstractListModel):
                 or message.get("state") != previous.get("state")
                 or (ts or 0) - (previous.get("ts") or 0) > GROUP_GAP_MS
             )
-            out.append(RowLayout(format_day(ts) if new_day else "", header, row == self.found_row))
+            out.append(
+                RowLayout(format_day(ts or 0) if new_day else "", header, row == self.found_row)
+            )
             previous = message
         return out
 
@@ -141,14 +153,14 @@ class MessageModel(QAbstractListModel):
                 index = self.index(changed)
                 self.dataChanged.emit(index, index)
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(self.messages)
 
-    def data(self, index: QModelIndex, role: int = Qt.DisplayRole) -> Any:
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         message = self.messages[index.row()]
-        if role == Qt.DisplayRole:
+        if role == Qt.ItemDataRole.DisplayRole:
             return message["text"]
         if role == MESSAGE_ROLE:
             return message
@@ -174,9 +186,9 @@ class MessageDelegate(QStyledItemDelegate):
     def _text_rect(self, option: QStyleOptionViewItem, text: str) -> QRect:
         width = max(120, int(option.rect.width() * 0.66) - AVATAR)
         metrics = QFontMetrics(option.font)
-        return metrics.boundingRect(QRect(0, 0, width, 100_000), Qt.TextWordWrap, text)
+        return metrics.boundingRect(QRect(0, 0, width, 100_000), Qt.TextFlag.TextWordWrap, text)
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+    def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:  # noqa: N802
         # The view asks for every row's size whenever it lays out (a row added, a
         # resize); measuring wrapped text is the costly part, so sizes are kept.
         layout: RowLayout = index.data(LAYOUT_ROLE)
@@ -215,15 +227,15 @@ class MessageDelegate(QStyledItemDelegate):
         left_end = band.center().x() - label_w // 2
         painter.drawLine(band.left() + PAD, middle, left_end, middle)
         painter.drawLine(left_end + label_w, middle, band.right() - PAD, middle)
-        painter.drawText(band, Qt.AlignCenter, day)
+        painter.drawText(band, Qt.AlignmentFlag.AlignCenter, day)
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
         c = theme.colors()
         message = index.data(MESSAGE_ROLE)
         mine = index.data(MINE_ROLE)
         layout: RowLayout = index.data(LAYOUT_ROLE)
         painter.save()
-        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         if layout.found:
             painter.fillRect(option.rect, QColor(c.selected))
         rect = option.rect.adjusted(PAD, 4 if layout.header else 1, -PAD, -2)
@@ -261,8 +273,12 @@ class MessageDelegate(QStyledItemDelegate):
             header_rect = QRect(bubble_x, rect.top(), header_w, header_h)
             if mine:
                 header_rect.moveRight(bubble_x + bubble_w)
-            elided = QFontMetrics(small).elidedText(header, Qt.ElideRight, header_w)
-            painter.drawText(header_rect, Qt.AlignRight if mine else Qt.AlignLeft, elided)
+            elided = QFontMetrics(small).elidedText(header, Qt.TextElideMode.ElideRight, header_w)
+            painter.drawText(
+                header_rect,
+                Qt.AlignmentFlag.AlignRight if mine else Qt.AlignmentFlag.AlignLeft,
+                elided,
+            )
 
         bubble = QRect(bubble_x, rect.top() + header_h + 2, bubble_w, bubble_h)
         if state == FAILED:
@@ -271,14 +287,14 @@ class MessageDelegate(QStyledItemDelegate):
             color = QColor(c.mention)
         else:
             color = QColor(c.mine_bubble if mine else c.their_bubble)
-        painter.setPen(Qt.NoPen)
+        painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(color)
         painter.drawRoundedRect(bubble, 10, 10)
         painter.setFont(option.font)
         painter.setPen(QColor(c.muted if state == PENDING else c.text))
         painter.drawText(
             bubble.adjusted(BUBBLE_PAD, BUBBLE_PAD, -BUBBLE_PAD, -BUBBLE_PAD),
-            Qt.TextWordWrap,
+            Qt.TextFlag.TextWordWrap,
             message["text"],
         )
         painter.restore()
@@ -292,17 +308,17 @@ class ContactDelegate(QStyledItemDelegate):
         super().__init__(parent)
         self.avatars = avatars
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+    def sizeHint(self, option: QStyleOptionViewItem, index: AnyIndex) -> QSize:  # noqa: N802
         return QSize(max(60, option.rect.width()), 52)
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: AnyIndex) -> None:
         c = theme.colors()
         contact = index.data(CONTACT_ROLE)
         painter.save()
-        painter.setRenderHint(QPainter.Antialiasing)
-        if option.state & QStyle.State_Selected:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if option.state & QStyle.StateFlag.State_Selected:
             painter.fillRect(option.rect, QColor(c.selected))
-        elif option.state & QStyle.State_MouseOver:
+        elif option.state & QStyle.StateFlag.State_MouseOver:
             painter.fillRect(option.rect, QColor(c.hover))
         rect = option.rect.adjusted(8, 8, -8, -8)
         size = rect.height()
@@ -316,11 +332,13 @@ class ContactDelegate(QStyledItemDelegate):
             painter.setBrush(QColor(c.online if contact.get("online") else c.offline))
             painter.drawEllipse(rect.left() + size - 11, rect.top() + size - 11, 11, 11)
         else:
-            painter.setPen(Qt.NoPen)
+            painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(c.hover))
             painter.drawRoundedRect(QRect(rect.left(), rect.top(), size, size), 8, 8)
             painter.setPen(QColor(c.muted))
-            painter.drawText(QRect(rect.left(), rect.top(), size, size), Qt.AlignCenter, "#")
+            painter.drawText(
+                QRect(rect.left(), rect.top(), size, size), Qt.AlignmentFlag.AlignCenter, "#"
+            )
         text_left = rect.left() + size + 8
         badge_w = 0
         metrics = QFontMetrics(option.font)
@@ -330,11 +348,11 @@ class ContactDelegate(QStyledItemDelegate):
                 label = "@ " + label
             badge_w = max(20, metrics.horizontalAdvance(label) + 10)
             badge = QRect(rect.right() - badge_w, rect.center().y() - 10, badge_w, 20)
-            painter.setPen(Qt.NoPen)
+            painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(c.accent))
             painter.drawRoundedRect(badge, 10, 10)
-            painter.setPen(Qt.white)
-            painter.drawText(badge, Qt.AlignCenter, label)
+            painter.setPen(Qt.GlobalColor.white)
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)
         name_font = QFont(option.font)
         name_font.setBold(bool(contact.get("unread")))
         painter.setFont(name_font)
@@ -342,15 +360,19 @@ class ContactDelegate(QStyledItemDelegate):
         text_w = max(0, rect.right() - badge_w - 6 - text_left)
         subtitle = contact.get("subtitle", "").replace("\n", " ")
         name_rect = QRect(text_left, rect.top(), text_w, size // 2 if subtitle else size)
-        name = QFontMetrics(name_font).elidedText(contact["name"], Qt.ElideRight, text_w)
-        painter.drawText(name_rect, Qt.AlignVCenter | Qt.AlignLeft, name)
+        name = QFontMetrics(name_font).elidedText(
+            contact["name"], Qt.TextElideMode.ElideRight, text_w
+        )
+        painter.drawText(
+            name_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, name
+        )
         if subtitle:
             painter.setFont(option.font)
             painter.setPen(QColor(c.muted))
-            elided = metrics.elidedText(subtitle, Qt.ElideRight, text_w)
+            elided = metrics.elidedText(subtitle, Qt.TextElideMode.ElideRight, text_w)
             painter.drawText(
                 QRect(text_left, rect.top() + size // 2, text_w, size // 2),
-                Qt.AlignVCenter | Qt.AlignLeft,
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
                 elided,
             )
         painter.restore()
@@ -362,8 +384,8 @@ class ComposeBox(QPlainTextEdit):
     sendRequested = Signal(str)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and not (
-            event.modifiers() & Qt.ShiftModifier
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
         ):
             text = self.toPlainText()
             if text.strip():

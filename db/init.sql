@@ -140,4 +140,15 @@ CREATE TABLE sessions (
 	UNIQUE (token_hash)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
+CREATE INDEX ix_sessions_expires ON sessions (expires_at);
+
+CREATE INDEX ix_sessions_revoked ON sessions (revoked_at);
+
 CREATE INDEX ix_sessions_user ON sessions (user_id);
+
+CREATE TABLE alembic_version (
+	version_num VARCHAR(32) NOT NULL, 
+	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+
+INSERT INTO alembic_version (version_num) VALUES ('0003');

@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # Start a private MariaDB for the test suite (idempotent) and print the URL tests use.
+# --stop stops it; --running exits 0 when it is up.
 # Installs Debian's mariadb-server first when it is missing. Listens on 127.0.0.1 only.
 set -euo pipefail
 PORT=${CHAT_TEST_MYSQL_PORT:-13306}
 DIR=${CHAT_TEST_MYSQL_DIR:-/var/tmp/chatroom-test-mariadb}
 SOCK=$DIR/mysqld.sock
 URL="mysql+pymysql://chat_test:chat_test@127.0.0.1:$PORT/"
+
+if [ "${1:-}" = "--stop" ]; then
+  # Stop the private server (scripts/test.sh does this when it started it).
+  if mariadb-admin --socket="$SOCK" -uroot ping >/dev/null 2>&1; then
+    mariadb-admin --socket="$SOCK" -uroot shutdown
+    echo "stopped the test MariaDB on 127.0.0.1:$PORT" >&2
+  fi
+  exit 0
+fi
+if [ "${1:-}" = "--running" ]; then
+  mariadb-admin --socket="$SOCK" -uroot ping >/dev/null 2>&1
+  exit
+fi
 
 if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
   echo "installing mariadb-server" >&2

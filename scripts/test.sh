@@ -16,13 +16,36 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
 fi
+# What this run starts it also stops at the end (CHAT_TEST_KEEP_SERVICES=1 keeps them
+# for the next run, and says how to stop them); what was already running is left alone.
+started=()
+stop_started() {
+  local status=$?
+  for what in "${started[@]}"; do
+    if [ "${CHAT_TEST_KEEP_SERVICES:-}" = 1 ]; then
+      case $what in
+        mariadb) echo "left running: the test MariaDB (stop: scripts/test-mariadb.sh --stop)" >&2 ;;
+        docker) echo "left running: dockerd (stop: ../shared/containers/down.sh)" >&2 ;;
+      esac
+    else
+      case $what in
+        mariadb) scripts/test-mariadb.sh --stop || true ;;
+        docker) bash ../shared/containers/down.sh >&2 || true ;;
+      esac
+    fi
+  done
+  exit "$status"
+}
+trap stop_started EXIT
 if [ -z "${CHAT_TEST_MYSQL_URL:-}" ]; then
+  scripts/test-mariadb.sh --running 2>/dev/null || started+=(mariadb)
   CHAT_TEST_MYSQL_URL=$(scripts/test-mariadb.sh)
   export CHAT_TEST_MYSQL_URL
 fi
 # Machines that cannot pull images get an engine and local stand-ins for the official
 # base images from ../shared/containers (see its README); elsewhere the official ones.
 if [ -x ../shared/containers/up.sh ] || [ -f ../shared/containers/up.sh ]; then
+  docker info >/dev/null 2>&1 || started+=(docker)
   eval "$(bash ../shared/containers/up.sh)"
   export CHAT_REQUIRE_COMPOSE=1
 fi

@@ -19,7 +19,7 @@ import pytest
 from chatroom import config
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_SERVICES = ("bus", "auth", "social", "media", "tcp_edge")
+SERVER_SERVICES = ("migrate", "bus", "auth", "social", "media", "tcp_edge")
 MIB = 1024 * 1024
 # What one server process holds besides its work (measured: ~45-50 MiB of RSS).
 PROCESS_BASE_BYTES = 64 * MIB

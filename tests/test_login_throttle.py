@@ -13,7 +13,8 @@ from sqlalchemy import insert
 
 from chatroom.config import load
 from chatroom.errors import ServiceError
-from chatroom.storage.db import create_schema, make_engine, now_ms
+from chatroom.storage.db import make_engine, now_ms
+from chatroom.storage.migrate import upgrade
 from chatroom.storage.schema import sessions, users
 from services.auth.throttle import Throttle, known_address
 
@@ -131,7 +132,7 @@ def test_ipv6_addresses_count_by_their_64(db_url):
         }
     )
     engine = make_engine(settings)
-    create_schema(engine)
+    upgrade(engine)
     throttle = Throttle(engine, settings)
     throttle.reserve_login("2001:db8::1", "victim", known=False)
     throttle.reserve_login("2001:db8::ffff:2", "victim", known=False)

@@ -374,11 +374,12 @@ def test_sqlite_database_is_private_to_its_owner(tmp_path):
     from sqlalchemy import text
 
     from chatroom.config import load
-    from chatroom.storage.db import create_schema, make_engine
+    from chatroom.storage.db import make_engine
+    from chatroom.storage.migrate import upgrade
 
     folder = tmp_path / "data"
     engine = make_engine(load({"CHAT_DB_URL": f"sqlite:///{folder}/chat.db"}))
-    create_schema(engine)
+    upgrade(engine)
     with engine.begin() as conn:
         conn.execute(text("SELECT count(*) FROM users"))
     files = [folder / "chat.db", *folder.glob("chat.db-*")]

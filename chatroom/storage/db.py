@@ -11,10 +11,9 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from chatroom.config import Settings
-from chatroom.storage.schema import metadata
 
 
 def now_ms() -> int:
@@ -94,28 +93,16 @@ def upsert(
         return
     if conn.dialect.name == "sqlite":
         keys = [c.name for c in table.primary_key.columns]
-        stmt = sqlite_insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=keys, set_={c: stmt.excluded[c] for c in update}
+        lite = sqlite_insert(table)
+        conn.execute(
+            lite.on_conflict_do_update(
+                index_elements=keys, set_={c: lite.excluded[c] for c in update}
+            ),
+            rows,
         )
     else:
-        stmt = mysql_insert(table)
-        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update})
-    conn.execute(stmt, rows)
-
-
-def create_schema(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables. Services starting together race to create them; a loser
-    gets "already exists" and simply checks again."""
-    for attempt in range(1, attempts + 1):
-        try:
-            metadata.create_all(engine, checkfirst=True)
-            return
-        except (OperationalError, DBAPIError) as exc:
-            if attempt == attempts:
-                raise
-            logger.warning("schema creation attempt {} failed ({}); retrying", attempt, exc.orig)
-            time.sleep(0.5 * attempt)
+        my = mysql_insert(table)
+        conn.execute(my.on_duplicate_key_update({c: my.inserted[c] for c in update}), rows)
 
 
 def database_ping(engine: Engine) -> None:

@@ -1,10 +1,12 @@
-"""Render db/init.sql (MySQL DDL) from the schema in chatroom.storage.schema."""
+"""Render db/init.sql (MySQL DDL) from the schema in chatroom.storage.schema, stamped
+with the head migration so `chatroom migrate` finds nothing to do on a database it made."""
 
 from __future__ import annotations
 
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from chatroom.storage.migrate import head_revision
 from chatroom.storage.schema import metadata
 
 HEADER = """\
@@ -23,4 +25,9 @@ def render_init_sql() -> str:
         parts.append(ddl + ";\n")
         for index in sorted(table.indexes, key=lambda i: i.name or ""):
             parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
+    parts.append(
+        "CREATE TABLE alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, \n"
+        "\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n);\n"
+    )
+    parts.append(f"INSERT INTO alembic_version (version_num) VALUES ('{head_revision()}');\n")
     return "\n".join(parts)

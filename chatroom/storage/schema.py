@@ -11,6 +11,8 @@ the same way.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -30,7 +32,7 @@ from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
 
-MYSQL_TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 # SQLite's INTEGER PRIMARY KEY is its rowid alias; BIGINT would not autoincrement there.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -71,6 +73,9 @@ sessions = Table(
     Column("revoked_at", BigInteger, nullable=True),
     Column("ip", String(45), nullable=False),
     Index("ix_sessions_user", "user_id"),
+    # The retention job (services/auth/retention.py) deletes by these.
+    Index("ix_sessions_expires", "expires_at"),
+    Index("ix_sessions_revoked", "revoked_at"),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -3,14 +3,14 @@
 import signal
 import threading
 
-from chatroom import config, logs
+from chatroom import logs
 from services.bus.switchboard import Switchboard
 
 
 def main() -> None:
-    settings = config.load()
-    logs.setup("bus", settings)
-    board = Switchboard(settings)
+    settings = logs.configure("bus")
+    with logs.fatal_config_errors("bus"):
+        board = Switchboard(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -16,7 +16,7 @@ import sys
 
 from loguru import logger
 
-from chatroom import config, logs
+from chatroom import logs
 from chatroom.config import Settings
 from services.tcp_edge.server import Edge, tls_context
 
@@ -42,9 +42,17 @@ def run_workers(settings: Settings) -> int:
     for index in range(settings.edge_workers):
         pid = os.fork()
         if pid == 0:
-            logs.setup(f"edge.{index}", settings)
-            run_worker(settings)
-            os._exit(0)
+            # The child must never return into the parent's loop, whatever happens.
+            status = 1
+            try:
+                logs.setup(f"edge.{index}", settings)
+                with logs.fatal_config_errors(f"edge.{index}"):
+                    run_worker(settings)
+                status = 0
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                os._exit(status)
         children.append(pid)
 
     def forward(signum: int, _frame: object) -> None:
@@ -56,8 +64,8 @@ def run_workers(settings: Settings) -> int:
     signal.signal(signal.SIGINT, forward)
     status = 0
     for _ in children:
-        pid, code = os.wait()
-        if code:
+        pid, wait_status = os.wait()
+        if code := os.waitstatus_to_exitcode(wait_status):
             logger.error("edge worker {} exited with status {}", pid, code)
             status = 1
     return status
@@ -73,18 +81,14 @@ def raise_open_files_limit() -> None:
 
 def main() -> None:
     raise_open_files_limit()
-    settings = config.load()
-    logs.setup("tcp_edge", settings)
-    if settings.tls_port:
-        try:  # fail at start, with the reason, rather than in every worker
-            tls_context(settings)
-        except config.ConfigError as exc:
-            logger.error("{}", exc)
-            sys.exit(2)
-    if settings.edge_workers == 1:
-        run_worker(settings)
-    else:
-        sys.exit(run_workers(settings))
+    settings = logs.configure("tcp_edge")
+    with logs.fatal_config_errors("tcp_edge"):
+        if settings.tls_port:
+            tls_context(settings)  # fail at start, with the reason, not in every worker
+        if settings.edge_workers == 1:
+            run_worker(settings)
+            return
+    sys.exit(run_workers(settings))
 
 
 if __name__ == "__main__":

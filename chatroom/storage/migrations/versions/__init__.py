@@ -1,0 +1,1 @@
+"""Migration scripts; Alembic loads them by file, not by import."""
