@@ -128,10 +128,17 @@ def test_single_node_swarm_serves_logins(tmp_path):
             ann.call("room.send", room="lobby", text="hello from the swarm")
             texts = [m["text"] for m in ann.call("room.history", room="lobby")["messages"]]
             assert "hello from the swarm" in texts
+        # Every replica becomes healthy (a login needs only one of each).
+        deadline = time.monotonic() + 120
         for service in ("auth", "social", "media"):
-            replicas = docker(
-                "service", "ls", "--filter", f"name={STACK}_{service}", "--format", "{{.Replicas}}"
-            )
+            while True:
+                replicas = docker(
+                    "service", "ls", "--filter", f"name={STACK}_{service}", "--format",
+                    "{{.Replicas}}",
+                )  # fmt: skip
+                if replicas == "2/2" or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
             assert replicas == "2/2", (service, replicas)
     finally:
         logs = docker("stack", "ps", STACK, "--no-trunc", check=False)
