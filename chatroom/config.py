@@ -1,8 +1,8 @@
 """Settings, read only from ``CHAT_*`` environment variables.
 
 Every setting has a default that works for local mode. A variable ``CHAT_X_FILE`` (for
-compose/Docker secrets) is read when ``CHAT_X`` is not set. ``.env.example`` lists them
-all; a test keeps it in step with this file.
+compose/Docker secrets) is read when ``CHAT_X`` is not set or is empty. ``.env.example``
+lists them all; a test keeps it in step with this file.
 """
 
 from __future__ import annotations
@@ -247,6 +247,9 @@ OTHER_NAMES = frozenset(
         "CHAT_PUBLISHED_PORT",
         "CHAT_TLS_DIR",
         "CHAT_TLS_PUBLISHED_PORT",
+        "CHAT_EDGE_NOFILE",
+        "CHAT_SWARM_ENDPOINT_MODE",
+        "CHAT_SWARM_PUBLISH_MODE",
         "CHAT_CLIENT_THEME",
         "CHAT_BUILD_DIR",
         "CHAT_DIST_DIR",
@@ -297,9 +300,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     values: dict[str, object] = {}
     for f in dataclasses.fields(Settings):
         name = env_name(f.name)
-        if name in env:
+        # An empty CHAT_X counts as unset when CHAT_X_FILE names a file: a `.env` copied
+        # from .env.example (CHAT_DB_PASSWORD=) must not hide compose's secret file.
+        if name in env and (env[name] != "" or not env.get(name + "_FILE")):
             values[f.name] = _parse(f, env[name])
-        elif name + "_FILE" in env:
+        elif env.get(name + "_FILE"):
             path = env[name + "_FILE"]
             try:
                 with open(path, encoding="utf-8") as fh:

@@ -6,30 +6,71 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 umask 077
+COMPOSE=${CHATROOM_COMPOSE:-docker compose}
+# The server containers run as this user (Dockerfile): it owns the secret files it reads.
+SERVER_UID=10001
+
+# set_env NAME VALUE: keep NAME=VALUE in .env, so that every later `docker compose ...`
+# (from any shell) sees what this run saw.
+set_env() {
+  touch .env
+  if grep -q "^$1=" .env; then
+    sed -i "s|^$1=.*|$1=$2|" .env
+  else
+    printf '%s=%s\n' "$1" "$2" >> .env
+  fi
+}
+# Base images given in the environment (e.g. by ../shared/containers/up.sh on a machine
+# that cannot pull the official ones).
+for name in PYTHON_IMAGE MYSQL_IMAGE; do
+  if [ -n "${!name:-}" ]; then
+    set_env "$name" "${!name}"
+  fi
+done
+
 mkdir -p secrets
+chmod 700 secrets
 for name in db_password db_root_password; do
   if [ ! -s "secrets/$name" ]; then
     head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "secrets/$name"
     echo "created secrets/$name" >&2
   fi
 done
-# The containers run as non-root users that must read the mounted secret files.
-chmod 644 secrets/db_password secrets/db_root_password
-# TLS on port 2020 when a certificate is there (see compose.tls.yaml). Compose mounts
-# file secrets as they are, so the key must be readable by the edge's user.
+# TLS on port 2020 when a certificate is there (see compose.tls.yaml); kept in .env so
+# that later compose commands keep the TLS port.
+tls_files=""
 if [ -f secrets/tls/server.pem ] && [ -f secrets/tls/server.key ]; then
-  chmod 644 secrets/tls/server.pem secrets/tls/server.key
   export COMPOSE_FILE=compose.yaml:compose.tls.yaml
+  set_env COMPOSE_FILE "$COMPOSE_FILE"
+  tls_files="/secrets/tls/server.pem /secrets/tls/server.key"
   echo "TLS: on port ${CHAT_TLS_PUBLISHED_PORT:-2020} with secrets/tls/server.pem" >&2
 fi
-COMPOSE=${CHATROOM_COMPOSE:-docker compose}
-# The bus's CURVE keys, one pair per role (chatroom/buskeys.py): made by the server image
-# (it has pyzmq), as this user; existing keys are kept. Delete a pair to rotate it.
+
 $COMPOSE build
+# The edge asks for 65,536 open files (compose.yaml); an engine whose own limit is lower
+# cannot start it, so use that limit then (and keep it in .env).
+if [ -z "${CHAT_EDGE_NOFILE:-}" ] && ! grep -q '^CHAT_EDGE_NOFILE=' .env 2>/dev/null; then
+  hard=$(docker run --rm --network none "chatroom-server:${CHATROOM_VERSION:-latest}" \
+    sh -c 'ulimit -Hn')
+  if [ "$hard" != unlimited ] && [ "$hard" -lt 65536 ]; then
+    set_env CHAT_EDGE_NOFILE "$hard"
+    echo "the engine allows $hard open files per container: CHAT_EDGE_NOFILE=$hard in .env" >&2
+  fi
+fi
+# In the server image, as root: make the bus's CURVE keys that are missing, one pair per
+# role (chatroom/buskeys.py; delete a pair to rotate it), and hand each secret file to
+# the user that reads it, mode 0600, in 0700 folders. Compose mounts file secrets as
+# they are, so the server user must own its files; db_root_password stays root's (the
+# database entrypoint reads it as root). Done in a container so that it works for an
+# operator who is not root, and with user-namespace remapping.
 mkdir -p secrets/bus-keys
-docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/secrets/bus-keys:/keys" \
-  "chatroom-server:${CHATROOM_VERSION:-latest}" chatroom bus-keys /keys >&2
-# As for the passwords: the containers' non-root users read the mounted files.
-chmod 644 secrets/bus-keys/*
+docker run --rm --user 0 --network none -v "$PWD/secrets:/secrets" \
+  "chatroom-server:${CHATROOM_VERSION:-latest}" sh -euc "
+    chatroom bus-keys /secrets/bus-keys >&2
+    chown $SERVER_UID:$SERVER_UID /secrets/db_password /secrets/bus-keys/* $tls_files
+    chown 0:0 /secrets/db_root_password
+    chmod 600 /secrets/db_password /secrets/db_root_password /secrets/bus-keys/* $tls_files
+    chmod 700 /secrets /secrets/bus-keys $([ -z "$tls_files" ] || echo /secrets/tls)
+  "
 $COMPOSE up -d --build --wait "$@"
 $COMPOSE ps

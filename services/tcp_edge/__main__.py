@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -79,7 +80,16 @@ def run_workers(settings: Settings) -> int:
     return status
 
 
+def raise_open_files_limit() -> None:
+    """One descriptor per connection: take the soft limit up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> None:
+    raise_open_files_limit()
     settings = logs.configure("tcp_edge")
     with logs.fatal_config_errors("tcp_edge"):
         if settings.tls_port:
