@@ -278,7 +278,7 @@ def after_backup(op: Operator) -> None:
 
 def before_restore(op: Operator) -> None:
     # "Another host": the same clone and dump, but no containers and no data volume.
-    op.compose("down", "-v")
+    op.compose("--profile", "monitoring", "down", "-v")
 
 
 def after_restore(op: Operator) -> None:
@@ -342,6 +342,6 @@ def test_operator_runs_the_documented_commands(tmp_path):
         log = "\n".join(op.log)
         if op.clone.exists():
             log += "\n" + op.compose("logs", "--no-color", "--tail", "200", check=False)
-            op.compose("down", "-v", "--remove-orphans", check=False)
+            op.compose("--profile", "monitoring", "down", "-v", "--remove-orphans", check=False)
         (ROOT / "var" / "docs-commands.log").write_text(log)
         subprocess.run(["docker", "image", "rm", f"chatroom-server:{VERSION}"], capture_output=True)

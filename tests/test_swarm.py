@@ -91,7 +91,7 @@ def _engine_nofile() -> str:
         "none",
         "--entrypoint",
         "sh",
-        image_settings().get("PYTHON_IMAGE", "python:3.12-slim"),
+        os.environ.get("PYTHON_IMAGE") or image_settings().get("PYTHON_IMAGE", "python:3.12-slim"),
         "-c",
         "ulimit -Hn",
     )
@@ -114,7 +114,7 @@ def test_single_node_swarm_serves_logins(tmp_path):
         CHAT_SWARM_ENDPOINT_MODE="dnsrr",
         CHAT_SWARM_PUBLISH_MODE="host",
         CHAT_PUBLISHED_PORT=str(port),
-        CHAT_EDGE_NOFILE=nofile if nofile.isdigit() and int(nofile) < 65536 else "65536",
+        CHAT_EDGE_NOFILE=nofile if nofile.isdigit() and int(nofile) < 20000 else "20000",
     )
     env.pop("COMPOSE_FILE", None)
     # The server image, as compose builds it.
