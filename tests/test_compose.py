@@ -22,7 +22,7 @@ import pytest
 from chatroom import buskeys
 
 from harness import free_port
-from wire import WireClient, befriend
+from wire import ConnectionClosed, WireClient, befriend
 
 pytestmark = pytest.mark.compose
 
@@ -109,8 +109,8 @@ class Compose:
                     reply = c.request("login", username="nobody-at-all", password="x" * 8)
                     if reply.get("error", {}).get("code") == "bad_credentials":
                         return
-            except OSError:
-                pass
+            except (OSError, ConnectionClosed):
+                pass  # not listening yet (Docker's port proxy accepts, then closes)
             if time.monotonic() > deadline:
                 raise TimeoutError("the stack did not recover in time")
             time.sleep(1)  # the poll interval of this wait (each try is a new connection)
