@@ -12,12 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from chatroom.config import Settings, load
 from chatroom.runtime import RequestContext
 from chatroom.storage.db import make_engine
 from chatroom.storage.migrate import upgrade
+from chatroom.storage.schema import users
 
 
 def sqlite_settings(tmp_path: Path, **env: str) -> Settings:
@@ -51,3 +52,15 @@ def call(handler: Callable[..., Any], ctx: RequestContext, args: dict[str, Any])
 
 def events_to(ctx: RequestContext, topic: bytes) -> list[dict[str, Any]]:
     return [event for t, event in ctx.events if t == topic]
+
+
+def add_users(engine: Engine, *names: str) -> list[RequestContext]:
+    """Accounts (as auth would have registered them, ids 1, 2, ...), each as the
+    context of a logged-in connection of theirs."""
+    people = [as_user(user_id, name) for user_id, name in enumerate(names, start=1)]
+    with engine.begin() as conn:
+        for ctx in people:
+            name = ctx.username
+            row = {"id": ctx.user_id, "username": name, "username_key": name, "created_at": 0}
+            conn.execute(insert(users).values(**row, password_hash="-", disabled=False))
+    return people
