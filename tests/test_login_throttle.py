@@ -16,6 +16,7 @@ from chatroom.errors import ServiceError
 from chatroom.storage.db import make_engine, now_ms
 from chatroom.storage.migrate import upgrade
 from chatroom.storage.schema import sessions, users
+from services.auth.store import AuthStore
 from services.auth.throttle import Throttle, known_address
 
 from wire import WireClient
@@ -133,7 +134,8 @@ def test_ipv6_addresses_count_by_their_64(db_url):
     )
     engine = make_engine(settings)
     upgrade(engine)
-    throttle = Throttle(engine, settings)
+    store = AuthStore(engine)
+    throttle = Throttle(store.buckets, settings)
     throttle.reserve_login("2001:db8::1", "victim", known=False)
     throttle.reserve_login("2001:db8::ffff:2", "victim", known=False)
     with pytest.raises(ServiceError) as refused:
@@ -156,6 +158,7 @@ def test_ipv6_addresses_count_by_their_64(db_url):
                 ip="2001:db8::1",
             )
         )
-        assert known_address(conn, 1, "2001:db8::99", 0)
-        assert not known_address(conn, 1, "2001:db8:0:1::1", 0)
+    _, recent = store.account_for_login("victim", 0)
+    assert known_address(recent, "2001:db8::99")
+    assert not known_address(recent, "2001:db8:0:1::1")
     engine.dispose()

@@ -11,6 +11,7 @@ from chatroom.storage.migrate import upgrade
 from chatroom.storage.schema import sessions, users
 from services.auth.__main__ import build
 from services.auth.retention import DAY_MS, forget_old_sessions
+from services.auth.store import AuthStore
 
 NOW = 1_800_000_000_000
 
@@ -47,12 +48,13 @@ def test_old_sessions_are_forgotten_and_current_ones_kept(sqlite_url: str):
                     **times,
                 )
             )
-    assert forget_old_sessions(engine, NOW, retention_days=30) == 2
+    store = AuthStore(engine)
+    assert forget_old_sessions(store, NOW, retention_days=30) == 2
     with engine.connect() as conn:
         left = set(conn.execute(select(sessions.c.token_hash)).scalars())
     assert left == {"live", "expired-yesterday", "logged-out-today"}
     # Retention 0: whatever has ended goes at the next pass.
-    assert forget_old_sessions(engine, NOW, retention_days=0) == 2
+    assert forget_old_sessions(store, NOW, retention_days=0) == 2
     with engine.connect() as conn:
         assert list(conn.execute(select(sessions.c.token_hash)).scalars()) == ["live"]
     engine.dispose()

@@ -1,23 +1,17 @@
-"""python -m services.auth"""
+"""python -m services.auth: settings -> store -> handlers -> serve."""
 
 from sqlalchemy import Engine
 
 from chatroom.config import Settings
-from chatroom.runtime import Job, Service
+from chatroom.runtime import Service
 from chatroom.service_main import serve
-from chatroom.storage.db import now_ms
 from services.auth.handlers import AuthHandlers
-from services.auth.retention import RETENTION_PASS_S, forget_old_sessions
+from services.auth.store import AuthStore
 
 
 def build(engine: Engine, settings: Settings) -> Service:
-    def retention(_ctx: object) -> None:
-        forget_old_sessions(engine, now_ms(), settings.session_retention_days)
-
-    return Service(
-        AuthHandlers(engine, settings).table(),
-        jobs=[Job("forget-old-sessions", RETENTION_PASS_S, retention)],
-    )
+    handlers = AuthHandlers(AuthStore(engine), settings)
+    return Service(handlers.ops(), handlers.jobs())
 
 
 if __name__ == "__main__":

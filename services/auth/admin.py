@@ -11,15 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import Connection, Engine, func, select, update
 
 from chatroom.bus_contract import AdminOp, Control, user_topic
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode, closing_push
-from chatroom.runtime import RequestContext
-from chatroom.storage.db import now_ms
-from chatroom.storage.schema import sessions, users
+from chatroom.runtime import Handler, RequestContext
 from services.auth.accounts import check_password, username_key
+from services.auth.store import AuthStore
 
 KICK_MESSAGES = {
     ErrorCode.KICKED: "an operator ended your session; log in again",
@@ -41,12 +39,12 @@ def logout_event(session_id: int, origin: str | None) -> dict[str, Any]:
 
 
 class AdminHandlers:
-    def __init__(self, engine: Engine, hash_password: Any, min_password_chars: int) -> None:
-        self.engine = engine
+    def __init__(self, store: AuthStore, hash_password: Any, min_password_chars: int) -> None:
+        self.store = store
         self.hash_password = hash_password
         self.min_password_chars = min_password_chars
 
-    def table(self) -> dict[str, Any]:
+    def ops(self) -> dict[str, Handler]:
         return {
             AdminOp.USERS: self.list_users,
             AdminOp.DISABLE: self.disable,
@@ -59,39 +57,10 @@ class AdminHandlers:
         limit = args.get("limit", 100)
         if not isinstance(limit, int) or not 1 <= limit <= USERS_PAGE_MAX:
             raise bad_request("limit", f"limit must be 1..{USERS_PAGE_MAX}")
-        now = now_ms()
-        active = (
-            select(sessions.c.user_id, func.count().label("n"))
-            .where(sessions.c.revoked_at.is_(None), sessions.c.expires_at > now)
-            .group_by(sessions.c.user_id)
-            .subquery()
-        )
-        query = (
-            select(users.c.id, users.c.username, users.c.disabled, users.c.created_at, active.c.n)
-            .outerjoin(active, active.c.user_id == users.c.id)
-            .order_by(users.c.id)
-            .limit(limit)
-        )
         match = args.get("match")
-        if match:
-            if not isinstance(match, str) or len(match) > 64:
-                raise bad_request("match", "match must be a string of at most 64 characters")
-            # A bound parameter (never SQL text), with LIKE's wildcards escaped.
-            query = query.where(users.c.username_key.contains(username_key(match), autoescape=True))
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return {
-            "users": [
-                {
-                    "id": r.id,
-                    "username": r.username,
-                    "disabled": bool(r.disabled),
-                    "created_at": r.created_at,
-                    "tokens": r.n or 0,
-                }
-                for r in rows
-            ]
-        }
+        if match and (not isinstance(match, str) or len(match) > 64):
+            raise bad_request("match", "match must be a string of at most 64 characters")
+        return {"users": self.store.list_users(limit, username_key(match) if match else None)}
 
     def disable(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         result = self._change(ctx, args, {"disabled": True}, ErrorCode.ACCOUNT_DISABLED)
@@ -127,33 +96,18 @@ class AdminHandlers:
         values: dict[str, Any],
         end_sessions: str | None = None,
     ) -> dict[str, Any]:
-        """Update the named user's row and, with a closing code, end their sessions."""
-        with self.engine.begin() as conn:
-            user_id = self._user_id(conn, args)
-            if values:
-                conn.execute(update(users).where(users.c.id == user_id).values(**values))
-            if end_sessions is None:
-                return {"user_id": user_id}
-            ended = self._end_sessions(conn, ctx, user_id, end_sessions)
-        return {"user_id": user_id, "sessions_ended": ended}
-
-    def _user_id(self, conn: Connection, args: dict[str, Any]) -> int:
+        """Update the named user's row and, with a closing code, end their sessions:
+        revoke every resume token and close their live connections."""
         name = args.get("username")
         if not isinstance(name, str) or not name.strip():
             raise bad_request("username", "give a username")
-        row = conn.execute(
-            select(users.c.id).where(users.c.username_key == username_key(name.strip()))
-        ).first()
-        if row is None:
+        changed = self.store.change_user(
+            username_key(name.strip()), values, end_sessions is not None
+        )
+        if changed is None:
             raise ServiceError(ErrorCode.NOT_FOUND, f"no user named '{name[:64]}'")
-        return row.id
-
-    def _end_sessions(self, conn: Connection, ctx: RequestContext, user_id: int, code: str) -> int:
-        """Revoke every resume token of the user and close their live connections."""
-        ended = conn.execute(
-            update(sessions)
-            .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
-            .values(revoked_at=now_ms())
-        ).rowcount
-        ctx.publish(user_topic(user_id), kick_event(code))
-        return ended
+        user_id, ended = changed
+        if end_sessions is None:
+            return {"user_id": user_id}
+        ctx.publish(user_topic(user_id), kick_event(end_sessions))
+        return {"user_id": user_id, "sessions_ended": ended}

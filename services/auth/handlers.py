@@ -9,27 +9,26 @@ from typing import Any
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from loguru import logger
-from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from chatroom.bus_contract import user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import RequestContext
+from chatroom.runtime import Handler, Job, RequestContext
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import sessions, users
 from services.auth.accounts import check_password, normalise_username, username_key
 from services.auth.admin import AdminHandlers, logout_event
 from services.auth.resume import TokenResumer, token_hash
+from services.auth.retention import RETENTION_PASS_S, forget_old_sessions
+from services.auth.store import AuthStore
 from services.auth.throttle import Throttle, known_address
 
 BAD_CREDENTIALS = "wrong username or password"
 
 
 class AuthHandlers:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
+    def __init__(self, store: AuthStore, settings: Settings) -> None:
+        self.store = store
         self.settings = settings
         self.hasher = PasswordHasher(
             time_cost=settings.argon2_time_cost,
@@ -40,38 +39,34 @@ class AuthHandlers:
         # Verified against when the username is unknown, so that answer takes as long
         # as a wrong password and does not reveal which accounts exist.
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
-        self.throttle = Throttle(engine, settings)
-        self.resumer = TokenResumer(engine)
+        self.throttle = Throttle(store.buckets, settings)
+        self.resumer = TokenResumer(store)
+        self.admin = AdminHandlers(store, self.hasher.hash, settings.min_password_chars)
 
-    def table(self) -> dict[str, Any]:
-        admin = AdminHandlers(self.engine, self.hasher.hash, self.settings.min_password_chars)
+    def ops(self) -> dict[str, Handler]:
         return {
             "register": self.register,
             "login": self.login,
             "logout": self.logout,
-            **admin.table(),
+            **self.admin.ops(),
         }
+
+    def jobs(self) -> list[Job]:
+        def retention(_ctx: RequestContext) -> None:
+            forget_old_sessions(self.store, now_ms(), self.settings.session_retention_days)
+
+        return [Job("forget-old-sessions", RETENTION_PASS_S, retention)]
 
     def register(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         name = normalise_username(args["username"], self.settings.max_username_chars)
         check_password(args["password"], self.settings.min_password_chars)
         self.throttle.before_register(ctx.ip or "?")
         password_hash = self.hasher.hash(args["password"])
-        try:
-            with self.engine.begin() as conn:
-                user_id = conn.execute(
-                    insert(users).values(
-                        username=name,
-                        username_key=username_key(name),
-                        password_hash=password_hash,
-                        disabled=False,
-                        created_at=now_ms(),
-                    )
-                ).inserted_primary_key[0]
-        except IntegrityError:
+        user_id = self.store.create_user(name, username_key(name), password_hash)
+        if user_id is None:
             raise ServiceError(
                 ErrorCode.USERNAME_TAKEN, f"the username '{name}' is taken; choose another"
-            ) from None
+            )
         logger.info("registered user {} from {}", user_id, ctx.ip)
         return {"user": {"id": user_id, "username": name}}
 
@@ -88,14 +83,9 @@ class AuthHandlers:
 
     def _password_login(self, ctx: RequestContext, username: str, password: str) -> dict:
         ip, key = ctx.ip or "?", username_key(username)
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(users.c.id, users.c.username, users.c.password_hash, users.c.disabled).where(
-                    users.c.username_key == key
-                )
-            ).first()
-            since = now_ms() - self.settings.token_ttl_s * 1000
-            known = row is not None and known_address(conn, row.id, ip, since)
+        since = now_ms() - self.settings.token_ttl_s * 1000
+        row, recent_addresses = self.store.account_for_login(key, since)
+        known = row is not None and known_address(recent_addresses, ip)
         reserved = self.throttle.reserve_login(ip, key, known)
         stored = row.password_hash if row else self._dummy_hash
         try:
@@ -110,29 +100,16 @@ class AuthHandlers:
         if row.disabled:
             raise ServiceError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
         if self.hasher.check_needs_rehash(row.password_hash):
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(users)
-                    .where(users.c.id == row.id)
-                    .values(password_hash=self.hasher.hash(password))
-                )
+            self.store.set_password_hash(row.id, self.hasher.hash(password))
         return self._new_session(ctx, row.id, row.username)
 
     def _new_session(self, ctx: RequestContext, user_id: int, username: str) -> dict:
         token = secrets.token_urlsafe(32)
         now = now_ms()
         expires = now + self.settings.token_ttl_s * 1000
-        with self.engine.begin() as conn:
-            session_id = conn.execute(
-                insert(sessions).values(
-                    user_id=user_id,
-                    token_hash=token_hash(token),
-                    created_at=now,
-                    last_used_at=now,
-                    expires_at=expires,
-                    ip=(ctx.ip or "")[:45],
-                )
-            ).inserted_primary_key[0]
+        session_id = self.store.create_session(
+            user_id, token_hash(token), now, expires, ctx.ip or ""
+        )
         logger.info("user {} logged in from {} (session {})", user_id, ctx.ip, session_id)
         return {
             "user": {"id": user_id, "username": username},
@@ -158,12 +135,7 @@ class AuthHandlers:
 
     def logout(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(sessions)
-                .where(sessions.c.id == ctx.session_id, sessions.c.user_id == user_id)
-                .values(revoked_at=now_ms())
-            )
+        self.store.revoke_session(ctx.session_id, user_id)
         # Every connection resumed with the same token loses its login too.
         ctx.publish(user_topic(user_id), logout_event(ctx.session_id, ctx.conn))
         logger.info("user {} logged out of session {}", user_id, ctx.session_id)

@@ -12,13 +12,10 @@ import hashlib
 from asyncio import Future
 from typing import Any
 
-from sqlalchemy import Engine, select, update
-
 from chatroom.batching import Batcher, Queued
 from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode
-from chatroom.storage.db import now_ms
-from chatroom.storage.schema import sessions, users
+from services.auth.store import AuthStore
 
 MAX_BATCH = 500
 # last_used_at is kept to the hour: a reconnect storm then costs reads, not writes.
@@ -36,8 +33,8 @@ class Resume(Queued):
 
 
 class TokenResumer:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, store: AuthStore) -> None:
+        self.store = store
         self._batcher: Batcher[Resume] = Batcher("token-resumer", self._lookup, MAX_BATCH)
 
     def submit(self, token: str) -> Future:
@@ -47,30 +44,7 @@ class TokenResumer:
         return self._batcher.submit(Resume(token))
 
     def _lookup(self, batch: list[Resume]) -> list[Any]:
-        now = now_ms()
-        with self.engine.begin() as conn:
-            rows = conn.execute(
-                select(
-                    sessions.c.id,
-                    sessions.c.user_id,
-                    sessions.c.token_hash,
-                    sessions.c.expires_at,
-                    sessions.c.last_used_at,
-                    users.c.username,
-                    users.c.disabled,
-                )
-                .join(users, users.c.id == sessions.c.user_id)
-                .where(
-                    sessions.c.token_hash.in_(sorted({r.token_hash for r in batch})),
-                    sessions.c.revoked_at.is_(None),
-                    sessions.c.expires_at > now,
-                )
-            ).all()
-            stale = [r.id for r in rows if now - r.last_used_at > LAST_USED_PRECISION_MS]
-            if stale:
-                conn.execute(
-                    update(sessions).where(sessions.c.id.in_(stale)).values(last_used_at=now)
-                )
+        rows = self.store.live_sessions([r.token_hash for r in batch], LAST_USED_PRECISION_MS)
         live = {row.token_hash: row for row in rows}
         outcomes: list[Any] = []
         for resume in batch:

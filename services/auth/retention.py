@@ -5,37 +5,19 @@ retention period (CHAT_SESSION_RETENTION_DAYS) has passed."""
 from __future__ import annotations
 
 from loguru import logger
-from sqlalchemy import Engine, delete
 
-from chatroom.storage.schema import sessions
+from services.auth.store import AuthStore
 
 RETENTION_PASS_S = 3600.0
 DELETE_BATCH = 5000  # rows per statement: a big backlog never holds locks for long
 DAY_MS = 24 * 3600 * 1000
 
 
-def forget_old_sessions(engine: Engine, now_ms: int, retention_days: float) -> int:
+def forget_old_sessions(store: AuthStore, now_ms: int, retention_days: float) -> int:
     """Delete sessions that expired, or were logged out, before the retention period;
     returns how many."""
     cutoff = now_ms - int(retention_days * DAY_MS)
-    total = 0
-    for ended in (sessions.c.expires_at < cutoff, sessions.c.revoked_at < cutoff):
-        while True:
-            with engine.begin() as conn:
-                ids = [
-                    row.id
-                    for row in conn.execute(
-                        sessions.select()
-                        .with_only_columns(sessions.c.id)
-                        .where(ended)
-                        .limit(DELETE_BATCH)
-                    )
-                ]
-                if ids:
-                    conn.execute(delete(sessions).where(sessions.c.id.in_(ids)))
-            total += len(ids)
-            if len(ids) < DELETE_BATCH:
-                break
+    total = store.forget_sessions_ended_before(cutoff, DELETE_BATCH)
     if total:
         logger.info("deleted {} sessions that ended over {:g} days ago", total, retention_days)
     return total

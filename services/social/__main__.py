@@ -1,4 +1,4 @@
-"""python -m services.social"""
+"""python -m services.social: settings -> store -> handlers -> serve."""
 
 from sqlalchemy import Engine
 
@@ -7,13 +7,16 @@ from chatroom.runtime import Service
 from chatroom.service_main import serve
 from chatroom.storage.schema import LOBBY
 from services.social.handlers import SocialHandlers
-from services.social.rooms import ensure_lobby, room_identity
+from services.social.store import SocialStore
 
 
 def build(engine: Engine, settings: Settings) -> Service:
-    ensure_lobby(engine)
-    room_identity(engine, LOBBY)  # known before the first send
-    return SocialHandlers(engine, settings).service()
+    store = SocialStore(engine)
+    store.ensure_lobby()
+    store.room_identity(LOBBY)  # known before the first send
+    store.start()
+    handlers = SocialHandlers(store, settings)
+    return Service(handlers.ops(), handlers.jobs())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Every message still gets its seq under its room's row lock and is committed befo
 sender is answered (persist, then acknowledge). But instead of one transaction per
 message, one writer thread commits everything queued (any rooms, direct chats included)
 in one transaction: one UPDATE of the rooms' seq counters, one multi-row INSERT, one
-commit, sent in as few round trips as the driver allows (batch_sql.py). Under load
+commit, sent in as few round trips as the driver allows (batch_sql.py, roundtrips.py). Under load
 batches grow by themselves; with no load a batch is one message and nothing waits.
 
 Senders do not wait in a thread of their own: `submit` queues the message and returns a
@@ -28,7 +28,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from chatroom import metrics
 from chatroom.batching import Batcher, Queued
-from services.social.batch_sql import WriterConnection, store_batch
+from services.social.store.batch_sql import store_batch
+from services.social.store.roundtrips import WriterConnection
 
 MAX_BATCH = 500
 

@@ -12,12 +12,12 @@ the batch size.
 from __future__ import annotations
 
 from asyncio import Future
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine
-
 from chatroom.batching import Batcher, Queued
-from services.social import direct, friends, presence, rooms
+from services.social.store.queries import Tx
 
 MAX_BATCH = 200
 
@@ -33,8 +33,8 @@ class Opening(Queued):
 
 
 class SessionOpener:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, transaction: Callable[[], AbstractContextManager[Tx]]) -> None:
+        self.transaction = transaction
         self._batcher: Batcher[Opening] = Batcher("session-opener", self._open, MAX_BATCH)
 
     def submit(self, user_id: int, edge_id: str, conn_id: str) -> Future:
@@ -43,19 +43,19 @@ class SessionOpener:
         return self._batcher.submit(Opening(user_id, edge_id, conn_id))
 
     def _open(self, batch: list[Opening]) -> list[Opened]:
-        with self.engine.begin() as conn:
-            return open_batch(conn, batch)
+        with self.transaction() as tx:
+            return open_batch(tx, batch)
 
 
-def open_batch(conn: Connection, batch: list[Opening]) -> list[Opened]:
+def open_batch(tx: Tx, batch: list[Opening]) -> list[Opened]:
     user_ids = sorted({o.user_id for o in batch})
-    statuses = presence.lock_profiles(conn, set(user_ids))
-    avatars = presence.avatars_of(conn, user_ids)
-    came_online = presence.open_sessions(conn, [(o.user_id, o.edge_id, o.conn_id) for o in batch])
-    rooms_of = rooms.rooms_of_many(conn, user_ids)
-    direct_of = direct.conversations_of_many(conn, user_ids)
+    statuses = tx.lock_profiles(set(user_ids))
+    avatars = tx.avatars_of(user_ids)
+    came_online = tx.open_sessions([(o.user_id, o.edge_id, o.conn_id) for o in batch])
+    rooms_of = tx.rooms_of_many(user_ids)
+    direct_of = tx.direct_conversations_of_many(user_ids)
     # With pending_events, pushed by the edge right after the login reply.
-    lists = friends.friend_lists(conn, user_ids, at_login=True)
+    lists = tx.friend_lists(user_ids, at_login=True)
     return [
         Opened(
             {

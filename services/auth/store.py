@@ -1,0 +1,310 @@
+"""All of auth's SQL: accounts, sessions (resume tokens) and the rate buckets.
+
+Plain values in and out; each method is one transaction (or one read), so the handlers
+decide the rules (who may log in, what an operator may change, when to throttle) and
+the store only how the rows are read and written.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, case, delete, func, insert, literal, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from chatroom.ratelimit import Rate
+from chatroom.storage.db import now_ms
+from chatroom.storage.schema import rate_buckets, sessions, users
+
+# Past logins looked at to decide whether an address is known to an account.
+KNOWN_ADDRESSES_LOOKED_AT = 50
+
+
+class AuthStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.buckets = RateBuckets(engine)
+
+    # ------------------------------------------------------------------ accounts
+
+    def create_user(self, name: str, key: str, password_hash: str) -> int | None:
+        """The new user's id, or None if the username (its key) is taken."""
+        try:
+            with self.engine.begin() as conn:
+                return conn.execute(
+                    insert(users).values(
+                        username=name,
+                        username_key=key,
+                        password_hash=password_hash,
+                        disabled=False,
+                        created_at=now_ms(),
+                    )
+                ).inserted_primary_key[0]
+        except IntegrityError:
+            return None
+
+    def account_for_login(self, key: str, since_ms: int) -> tuple[Any, list[str]]:
+        """The account (id, username, password_hash, disabled) or None, and the
+        addresses it logged in from since then (newest first), read on one connection."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(users.c.id, users.c.username, users.c.password_hash, users.c.disabled).where(
+                    users.c.username_key == key
+                )
+            ).first()
+            if row is None:
+                return None, []
+            addresses = conn.execute(
+                select(sessions.c.ip)
+                .where(sessions.c.user_id == row.id, sessions.c.created_at >= since_ms)
+                .order_by(sessions.c.created_at.desc())
+                .limit(KNOWN_ADDRESSES_LOOKED_AT)
+            )
+            return row, [r.ip for r in addresses]
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+            )
+
+    # ------------------------------------------------------------------ sessions
+
+    def create_session(
+        self, user_id: int, token_hash: str, now: int, expires_at: int, ip: str
+    ) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(
+                insert(sessions).values(
+                    user_id=user_id,
+                    token_hash=token_hash,
+                    created_at=now,
+                    last_used_at=now,
+                    expires_at=expires_at,
+                    ip=ip[:45],
+                )
+            ).inserted_primary_key[0]
+
+    def revoke_session(self, session_id: int | None, user_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(sessions)
+                .where(sessions.c.id == session_id, sessions.c.user_id == user_id)
+                .values(revoked_at=now_ms())
+            )
+
+    def live_sessions(self, token_hashes: list[str], refresh_after_ms: int) -> list[Any]:
+        """The unrevoked, unexpired sessions of these tokens (id, user_id, token_hash,
+        expires_at, username, disabled); last_used_at is written for those not used for
+        `refresh_after_ms`, in the same transaction (one statement for all)."""
+        now = now_ms()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(
+                    sessions.c.id,
+                    sessions.c.user_id,
+                    sessions.c.token_hash,
+                    sessions.c.expires_at,
+                    sessions.c.last_used_at,
+                    users.c.username,
+                    users.c.disabled,
+                )
+                .join(users, users.c.id == sessions.c.user_id)
+                .where(
+                    sessions.c.token_hash.in_(sorted(set(token_hashes))),
+                    sessions.c.revoked_at.is_(None),
+                    sessions.c.expires_at > now,
+                )
+            ).all()
+            stale = [r.id for r in rows if now - r.last_used_at > refresh_after_ms]
+            if stale:
+                conn.execute(
+                    update(sessions).where(sessions.c.id.in_(stale)).values(last_used_at=now)
+                )
+        return rows
+
+    def forget_sessions_ended_before(self, cutoff_ms: int, batch: int) -> int:
+        """Delete the sessions that expired, or were logged out, before then, at most
+        `batch` rows a transaction (a big backlog never holds locks for long); how many."""
+        total = 0
+        for ended in (sessions.c.expires_at < cutoff_ms, sessions.c.revoked_at < cutoff_ms):
+            while True:
+                with self.engine.begin() as conn:
+                    ids = [
+                        row.id
+                        for row in conn.execute(
+                            sessions.select()
+                            .with_only_columns(sessions.c.id)
+                            .where(ended)
+                            .limit(batch)
+                        )
+                    ]
+                    if ids:
+                        conn.execute(delete(sessions).where(sessions.c.id.in_(ids)))
+                total += len(ids)
+                if len(ids) < batch:
+                    break
+        return total
+
+    # ------------------------------------------------------------------ operators
+
+    def list_users(self, limit: int, key_contains: str | None) -> list[dict[str, Any]]:
+        """Users in id order, with their count of live resume tokens; `key_contains`
+        matched against the username key as a bound parameter, LIKE wildcards escaped."""
+        now = now_ms()
+        active = (
+            select(sessions.c.user_id, func.count().label("n"))
+            .where(sessions.c.revoked_at.is_(None), sessions.c.expires_at > now)
+            .group_by(sessions.c.user_id)
+            .subquery()
+        )
+        query = (
+            select(users.c.id, users.c.username, users.c.disabled, users.c.created_at, active.c.n)
+            .outerjoin(active, active.c.user_id == users.c.id)
+            .order_by(users.c.id)
+            .limit(limit)
+        )
+        if key_contains:
+            query = query.where(users.c.username_key.contains(key_contains, autoescape=True))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {
+                "id": r.id,
+                "username": r.username,
+                "disabled": bool(r.disabled),
+                "created_at": r.created_at,
+                "tokens": r.n or 0,
+            }
+            for r in rows
+        ]
+
+    def change_user(
+        self, key: str, values: dict[str, Any], end_sessions: bool
+    ) -> tuple[int, int] | None:
+        """In one transaction: set `values` on the user's row and, with `end_sessions`,
+        revoke every resume token they hold. (user id, tokens revoked), or None if no
+        user has that key."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(users.c.id).where(users.c.username_key == key)).first()
+            if row is None:
+                return None
+            if values:
+                conn.execute(update(users).where(users.c.id == row.id).values(**values))
+            if not end_sessions:
+                return row.id, 0
+            ended = conn.execute(
+                update(sessions)
+                .where(sessions.c.user_id == row.id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now_ms())
+            ).rowcount
+            return row.id, ended
+
+
+class Counted(Protocol):
+    key: str  # the rate_buckets row, at most 200 characters
+    rate: Rate
+
+
+def _refilled(rate: Rate, now: int):  # noqa: ANN202 - an SQL expression
+    """The row's tokens refilled up to `now`, capped at the burst, as SQL."""
+    elapsed = now - rate_buckets.c.updated_at
+    tokens = rate_buckets.c.tokens + case((elapsed > 0, elapsed), else_=0) * (rate.per_s / 1000)
+    return case((tokens > rate.limit, literal(float(rate.limit))), else_=tokens)
+
+
+class RateBuckets:
+    """Token buckets as rows (table rate_buckets), shared by every auth replica; the
+    arithmetic is chatroom.ratelimit's, done inside one UPDATE so taking is atomic."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def take_all(self, buckets: list[Counted], now: int) -> tuple[Counted, float] | None:
+        """Take one token from every bucket, or from none. None if taken, else the
+        refusing bucket and the tokens it has."""
+        buckets = sorted(buckets, key=lambda b: b.key)  # one lock order: no deadlocks
+        refused = self._refused_without_locking(buckets, now)
+        if refused is not None:
+            return refused
+        for _attempt in range(2):
+            with self.engine.connect() as conn, conn.begin() as transaction:
+                for bucket in buckets:
+                    if self._take_one(conn, bucket, now):
+                        continue
+                    tokens = conn.execute(
+                        select(_refilled(bucket.rate, now)).where(
+                            rate_buckets.c.bucket == bucket.key
+                        )
+                    ).scalar_one_or_none()
+                    transaction.rollback()  # nothing taken; a refusal writes nothing
+                    if tokens is not None:
+                        return bucket, tokens
+                    break  # a bucket never used yet (or forgotten): create them, try again
+                else:
+                    return None
+            self._create_missing(buckets, now)
+        raise RuntimeError("rate buckets vanished while being created")
+
+    def _refused_without_locking(
+        self, buckets: list[Counted], now: int
+    ) -> tuple[Counted, float] | None:
+        # A flood is refused by this one read, without taking a lock or writing: an empty
+        # bucket only fills with time, so the refusal stands even if the read is a little
+        # old. A bucket that looks full is then taken from under the lock.
+        with self.engine.connect() as conn:
+            for bucket in buckets:
+                tokens = conn.execute(
+                    select(_refilled(bucket.rate, now)).where(rate_buckets.c.bucket == bucket.key)
+                ).scalar_one_or_none()
+                if tokens is not None and tokens < 1:
+                    return bucket, tokens
+        return None
+
+    @staticmethod
+    def _take_one(conn: Any, bucket: Counted, now: int) -> bool:
+        # Checks and spends in one statement, under the row's write lock: two replicas
+        # cannot both spend the last token. (MySQL assigns SET clauses in order: tokens
+        # is computed from the old updated_at.)
+        refilled = _refilled(bucket.rate, now)
+        taken = conn.execute(
+            update(rate_buckets)
+            .where(rate_buckets.c.bucket == bucket.key, refilled >= 1)
+            .values(tokens=refilled - 1, updated_at=now)
+        )
+        return taken.rowcount > 0
+
+    def _create_missing(self, buckets: list[Counted], now: int) -> None:
+        # A transaction of its own: in MySQL an INSERT that meets an existing row takes a
+        # shared lock on it, which the UPDATE would then have to upgrade; two requests
+        # doing that at once deadlock.
+        rows = [
+            {"bucket": b.key, "tokens": float(b.rate.limit), "updated_at": now} for b in buckets
+        ]
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.execute(sqlite_insert(rate_buckets).on_conflict_do_nothing(), rows)
+            else:
+                conn.execute(mysql_insert(rate_buckets).prefix_with("IGNORE"), rows)
+
+    def give_back(self, buckets: list[Counted]) -> None:
+        """Return one token to each bucket (up to its burst)."""
+        with self.engine.begin() as conn:
+            for bucket in sorted(buckets, key=lambda b: b.key):
+                refunded = rate_buckets.c.tokens + 1
+                conn.execute(
+                    update(rate_buckets)
+                    .where(rate_buckets.c.bucket == bucket.key)
+                    .values(
+                        tokens=case(
+                            (refunded > bucket.rate.limit, bucket.rate.limit), else_=refunded
+                        )
+                    )
+                )
+
+    def forget_idle(self, before_ms: int) -> None:
+        """Delete the buckets untouched since then (full again: the same as no row)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(rate_buckets).where(rate_buckets.c.updated_at < before_ms))

@@ -1,0 +1,77 @@
+"""All of media's SQL: stored pictures (content-addressed) and who uses which.
+
+Plain values in and out; each method is one transaction (or one read). The rules (who
+may see a picture, what an upload must be) are the handlers'.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from chatroom.storage.db import now_ms, upsert
+from chatroom.storage.schema import avatar_images, avatars, friendships
+
+
+class MediaStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def store_images(self, avatar_hash: str, pngs: dict[int, bytes]) -> None:
+        """Content-addressed: an image already stored (same hash) is not stored again."""
+        with self.engine.connect() as conn:
+            if conn.execute(
+                select(avatar_images.c.hash).where(avatar_images.c.hash == avatar_hash)
+            ).first():
+                return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(avatar_images),
+                    [
+                        {"hash": avatar_hash, "size": size, "data": png, "created_at": now_ms()}
+                        for size, png in pngs.items()
+                    ],
+                )
+        except IntegrityError:
+            pass  # the same picture was stored concurrently
+
+    def set_avatar(self, user_id: int, avatar_hash: str) -> list[int]:
+        """Make the picture the user's avatar; returns the user's friends' ids, read in
+        the same transaction (they are told)."""
+        with self.engine.begin() as conn:
+            upsert(
+                conn,
+                avatars,
+                {"user_id": user_id, "hash": avatar_hash, "updated_at": now_ms()},
+                ("hash", "updated_at"),
+            )
+            return [
+                r.friend_id
+                for r in conn.execute(
+                    select(friendships.c.friend_id).where(friendships.c.user_id == user_id)
+                )
+            ]
+
+    def avatar_png(self, avatar_hash: str, size: int, shown_to: int | None) -> bytes | None:
+        """The picture's PNG at that size, or None if there is none. With `shown_to` (a
+        user id), also None unless the picture is the current avatar of that user or of
+        one of their friends (both read on one connection)."""
+        with self.engine.connect() as conn:
+            if shown_to is not None:
+                friends = select(friendships.c.friend_id).where(friendships.c.user_id == shown_to)
+                owner = conn.execute(
+                    select(avatars.c.user_id)
+                    .where(
+                        avatars.c.hash == avatar_hash,
+                        or_(avatars.c.user_id == shown_to, avatars.c.user_id.in_(friends)),
+                    )
+                    .limit(1)
+                ).first()
+                if owner is None:
+                    return None
+            return conn.execute(
+                select(avatar_images.c.data).where(
+                    avatar_images.c.hash == avatar_hash, avatar_images.c.size == size
+                )
+            ).scalar()

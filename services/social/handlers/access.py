@@ -1,0 +1,130 @@
+"""Who may reach which conversation, and what a name or a message must be: the rules
+the social handlers share, with their errors (docs/security.md, Authorisation)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from chatroom import protocol
+from chatroom.errors import ServiceError, bad_request
+from chatroom.protocol import ErrorCode
+from chatroom.visible import shows_something
+from services.social.store import SocialStore
+from services.social.store.queries import Tx
+from services.social.store.rooms import DIRECT, PUBLIC, RoomIdentity, room_key
+
+
+def no_such_room(name: str) -> ServiceError:
+    return ServiceError(ErrorCode.NOT_FOUND, f"there is no room called '{name[:64]}'")
+
+
+def not_direct(room: Any, name: str) -> Any:
+    """The room.* ops' rule: a direct conversation is not a room. It is reached only
+    through dm.* (whose writes check the friendship), never by its name 'dm:a:b', so
+    the answer is the same as for a room that does not exist, whoever asks."""
+    if room is not None and room.kind == DIRECT:
+        raise no_such_room(name)
+    return room
+
+
+def existing_room(room: Any, name: str) -> Any:
+    if room is None:
+        raise no_such_room(name)
+    return room
+
+
+def not_member(room: Any) -> ServiceError:
+    return ServiceError(
+        ErrorCode.FORBIDDEN, f"you are not a member of '{room.name}'; join it first"
+    )
+
+
+def not_friends(peer: Any) -> ServiceError:
+    return ServiceError(
+        ErrorCode.FORBIDDEN, f"you can only message friends; send {peer.username} a request"
+    )
+
+
+def existing_user(user: Any, username: str) -> Any:
+    if user is None:
+        raise ServiceError(ErrorCode.NOT_FOUND, f"there is no user called '{username[:64]}'")
+    return user
+
+
+def find_user(tx: Tx, username: str) -> Any:
+    """The user (id, username) called `username`; raises not_found."""
+    return existing_user(tx.user_named(username), username)
+
+
+def user_ref(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "username": row.username}
+
+
+def check_room_name(raw: str) -> str:
+    """The name to store (the rule is chatroom.protocol's); bad_request if refused."""
+    try:
+        name = protocol.check_room_name(raw)
+    except protocol.NameRefused as exc:
+        raise bad_request("room", str(exc)) from None
+    if room_key(name).startswith("dm:"):
+        raise bad_request("room", "room names starting with 'dm:' are reserved")
+    return name
+
+
+def check_text(text: str, max_chars: int) -> None:
+    if not text.strip():
+        raise bad_request("text", "a message cannot be empty")
+    if not shows_something(text):
+        # Zero-width spaces, joiners, BOMs, variation selectors, tags, controls only:
+        # a message that looks empty (and a way to ping a room unseen).
+        raise bad_request("text", "a message needs at least one visible character")
+    if len(text) > max_chars:
+        raise bad_request("text", f"a message is at most {max_chars} characters long")
+
+
+class RoomResolver(Protocol):
+    """Finds the room a message goes to (or is read from) and checks the sender may."""
+
+    # The full lookup and check, in a worker thread.
+    def __call__(self, store: SocialStore) -> RoomIdentity: ...
+
+    # The room without the database when this process knows it, else None; the group
+    # commit then checks membership if `must_be_member`.
+    def cached(self, store: SocialStore) -> RoomIdentity | None: ...
+
+    must_be_member: bool
+
+
+class _Resolver:
+    def __init__(
+        self,
+        resolve: Callable[[SocialStore], RoomIdentity],
+        cached: Callable[[SocialStore], Any],
+        member: bool,
+    ) -> None:
+        self._resolve, self.cached, self.must_be_member = resolve, cached, member
+
+    def __call__(self, store: SocialStore) -> RoomIdentity:
+        return self._resolve(store)
+
+
+def member_room(name: str, user_id: int) -> RoomResolver:
+    """A resolver for a room (public or group, never a direct conversation) the user
+    must be a member of. Used by every room.* op that reads or writes messages or
+    members; the group commit checks membership again in the write's transaction."""
+
+    def resolve(store: SocialStore) -> RoomIdentity:
+        room = not_direct(existing_room(store.room_identity(name), name), name)
+        if room.kind != PUBLIC:
+            with store.reading() as tx:
+                if not tx.is_member(room, user_id):
+                    raise not_member(room)
+        return room
+
+    return _Resolver(resolve, lambda store: not_direct(store.cached_room(name), name), True)
+
+
+def known_room(room: RoomIdentity) -> RoomResolver:
+    """A resolver for a room the caller has already found and authorised."""
+    return _Resolver(lambda _store: room, lambda _store: room, member=False)

@@ -1,0 +1,119 @@
+"""Rooms: creating, joining, leaving, listing them and their members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+from sqlalchemy.exc import IntegrityError
+
+from chatroom.bus_contract import Control, room_topic, user_topic
+from chatroom.config import Settings
+from chatroom.errors import ServiceError
+from chatroom.protocol import ErrorCode
+from chatroom.runtime import Handler, RequestContext
+from services.social.handlers.access import (
+    check_room_name,
+    existing_room,
+    member_room,
+    not_direct,
+)
+from services.social.store import SocialStore
+from services.social.store.queries import Tx
+from services.social.store.rooms import GROUP, room_ref
+
+
+def _joinable(tx: Tx, name: str) -> Any:
+    room = not_direct(existing_room(tx.room_named(name), name), name)
+    if room.kind != GROUP:
+        raise ServiceError(ErrorCode.FORBIDDEN, f"'{room.name}' cannot be joined or left")
+    return room
+
+
+class RoomHandlers:
+    def __init__(self, store: SocialStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def ops(self) -> dict[str, Handler]:
+        return {
+            "room.create": self.room_create,
+            "room.join": self.room_join,
+            "room.leave": self.room_leave,
+            "room.list": self.room_list,
+            "room.members": self.room_members,
+        }
+
+    def _membership_changed(
+        self, ctx: RequestContext, room: Any, user_id: int, joined: bool
+    ) -> None:
+        # Control fields (_join/_leave) tell every edge holding a session of this user
+        # to start or stop delivering the room's messages to it.
+        control = {Control.JOIN: room.id} if joined else {Control.LEAVE: room.id}
+        name = "room.joined" if joined else "room.left"
+        ctx.publish(user_topic(user_id), {"event": name, "room": room_ref(room), **control})
+        ctx.publish(
+            room_topic(room.id),
+            {
+                "event": "room.member",
+                "room": room.name,
+                "user": {"id": user_id, "username": ctx.username},
+                "joined": joined,
+            },
+        )
+
+    def room_create(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = ctx.require_user()
+        try:
+            with self.store.transaction() as tx:
+                name = check_room_name(args["room"])
+                if tx.room_named(name) is not None:
+                    raise ServiceError(
+                        ErrorCode.CONFLICT, f"a room called '{name}' exists; join it instead"
+                    )
+                tx.create_group(name, user_id)
+                room = tx.room_named(name)
+        except IntegrityError:  # created by someone else between our check and insert
+            raise ServiceError(
+                ErrorCode.CONFLICT, f"a room called '{args['room'][:64]}' exists; join it"
+            ) from None
+        logger.info("user {} created room {}", user_id, room.id)
+        self._membership_changed(ctx, room, user_id, True)
+        return {"room": room_ref(room)}
+
+    def room_join(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """Join a group room; only a new membership is announced."""
+        user_id = ctx.require_user()
+        with self.store.transaction() as tx:
+            room = _joinable(tx, args["room"])
+            is_new = not tx.is_member(room, user_id)
+            if is_new:
+                tx.add_member(room.id, user_id)
+        if is_new:
+            self._membership_changed(ctx, room, user_id, True)
+        return {"room": room_ref(room)}
+
+    def room_leave(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = ctx.require_user()
+        with self.store.transaction() as tx:
+            room = _joinable(tx, args["room"])
+            if not tx.remove_member(room.id, user_id):
+                raise ServiceError(ErrorCode.NOT_FOUND, f"you are not a member of '{room.name}'")
+        self._membership_changed(ctx, room, user_id, False)
+        return {"room": room_ref(room)}
+
+    def room_list(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        with self.store.reading() as tx:
+            return {"rooms": tx.list_rooms(ctx.require_user())}
+
+    def room_members(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = ctx.require_user()
+        room = member_room(args["room"], user_id)(self.store)
+        with self.store.reading() as tx:
+            ids = tx.member_ids(room, self.settings.room_members_max)
+            members = tx.user_entries(ids)
+            if self.settings.status_visibility == "friends":
+                # Strangers' statuses are blanked: only the viewer's and their friends'.
+                shown = {user_id, *tx.friend_ids(user_id)}
+                members = [m if m["id"] in shown else {**m, "status": ""} for m in members]
+        return {"room": room.name, "members": members}

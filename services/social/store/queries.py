@@ -1,0 +1,17 @@
+"""A transaction's (or a read's) queries: one object on one connection."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from services.social.store.friends import FriendQueries
+from services.social.store.presence import PresenceQueries
+from services.social.store.rooms import RoomQueries
+
+
+class Tx(PresenceQueries, FriendQueries, RoomQueries):
+    """What SocialStore.transaction() and reading() give: every query of the service,
+    run on that one connection (so in that one transaction)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn

@@ -1,0 +1,290 @@
+"""Rooms', memberships', direct conversations' and messages' SQL (reads; messages are
+written by the group commit, writer.py)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, and_, delete, func, insert, select
+
+from chatroom import protocol
+from chatroom.storage.db import now_ms
+from chatroom.storage.schema import (
+    LOBBY,
+    avatars,
+    live_sessions,
+    messages,
+    room_members,
+    rooms,
+    users,
+)
+
+PUBLIC = "public"  # everyone is a member (the lobby)
+GROUP = "group"  # explicit members, anyone may join
+DIRECT = "direct"  # the private conversation of two friends
+
+
+class RoomIdentity(NamedTuple):
+    id: int
+    name: str
+    kind: str
+
+
+def room_key(name: str) -> str:
+    """Rooms are named like users: one key for 'Lobby', 'LOBBY' and 'Ｌｏｂｂｙ'."""
+    return protocol.name_key(name.strip())
+
+
+def direct_name(a: int, b: int) -> str:
+    low, high = sorted((a, b))
+    return f"dm:{low}:{high}"
+
+
+def room_ref(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "kind": row.kind, "last_seq": row.last_seq}
+
+
+def message_dict(row: Any, room_name: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "room": room_name,
+        "room_id": row.room_id,
+        "seq": row.seq,
+        # The sender's avatar hash as of now (None: the default), for the message list.
+        "from": {"id": row.sender_id, "username": row.username, "avatar": row.avatar},
+        "text": row.text,
+        "ts": row.created_at,
+        "client_id": row.client_id,
+    }
+
+
+_MESSAGE_COLUMNS = (
+    messages.c.id,
+    messages.c.room_id,
+    messages.c.seq,
+    messages.c.sender_id,
+    messages.c.text,
+    messages.c.created_at,
+    messages.c.client_id,
+    users.c.username,
+    avatars.c.hash.label("avatar"),
+)
+
+
+def select_messages():  # noqa: ANN201 - a SQLAlchemy Select
+    return (
+        select(*_MESSAGE_COLUMNS)
+        .join(users, users.c.id == messages.c.sender_id)
+        .outerjoin(avatars, avatars.c.user_id == messages.c.sender_id)
+    )
+
+
+class RoomQueries:
+    """Methods of a transaction (store.Tx) on its connection."""
+
+    conn: Connection
+
+    def room_named(self, name: str) -> Any:
+        """The room (id, name, kind, last_seq) with that name (by its key), or None."""
+        return self.conn.execute(
+            select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq).where(
+                rooms.c.name_key == room_key(name)
+            )
+        ).first()
+
+    def create_lobby_unless_exists(self) -> None:
+        """The public room every user belongs to (IntegrityError if another replica
+        creates it at the same moment)."""
+        exists = self.conn.execute(select(rooms.c.id).where(rooms.c.name_key == LOBBY)).first()
+        if not exists:
+            self.conn.execute(
+                insert(rooms).values(
+                    name=LOBBY, name_key=LOBBY, kind=PUBLIC, created_at=now_ms(), last_seq=0
+                )
+            )
+
+    def create_group(self, name: str, user_id: int) -> None:
+        """A group room named `name`, with its creator as its first member."""
+        now = now_ms()
+        room_id = self.conn.execute(
+            insert(rooms).values(
+                name=name,
+                name_key=room_key(name),
+                kind=GROUP,
+                created_by=user_id,
+                created_at=now,
+                last_seq=0,
+            )
+        ).inserted_primary_key[0]
+        self.add_member(room_id, user_id, now)
+
+    def create_direct(self, a: int, b: int) -> int:
+        """The pair's conversation, both of them members; its id."""
+        name = direct_name(a, b)
+        now = now_ms()
+        room_id = self.conn.execute(
+            insert(rooms).values(name=name, name_key=name, kind=DIRECT, created_at=now, last_seq=0)
+        ).inserted_primary_key[0]
+        self.conn.execute(
+            insert(room_members),
+            [
+                {"room_id": room_id, "user_id": a, "joined_at": now},
+                {"room_id": room_id, "user_id": b, "joined_at": now},
+            ],
+        )
+        return room_id
+
+    def is_member(self, room: Any, user_id: int) -> bool:
+        if room.kind == PUBLIC:
+            return True
+        found = self.conn.execute(
+            select(room_members.c.user_id).where(
+                room_members.c.room_id == room.id, room_members.c.user_id == user_id
+            )
+        ).first()
+        return found is not None
+
+    def add_member(self, room_id: int, user_id: int, now: int | None = None) -> None:
+        self.conn.execute(
+            insert(room_members).values(
+                room_id=room_id, user_id=user_id, joined_at=now_ms() if now is None else now
+            )
+        )
+
+    def remove_member(self, room_id: int, user_id: int) -> bool:
+        """False if the user was not a member."""
+        removed = self.conn.execute(
+            delete(room_members).where(
+                room_members.c.room_id == room_id, room_members.c.user_id == user_id
+            )
+        ).rowcount
+        return bool(removed)
+
+    def conversations_of(self, user_id: int, with_direct: bool = True) -> list[Any]:
+        """Every room a user hears: public rooms, groups they joined, their direct chats."""
+        return self.conversations_of_many([user_id], with_direct)[user_id]
+
+    def conversations_of_many(
+        self, user_ids: list[int], with_direct: bool = True
+    ) -> dict[int, list[Any]]:
+        """conversations_of for several users at once (two queries for any number)."""
+        columns = (rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq)
+        public = self.conn.execute(select(*columns).where(rooms.c.kind == PUBLIC)).all()
+        joined = (
+            select(room_members.c.user_id, *columns)
+            .join(rooms, rooms.c.id == room_members.c.room_id)
+            .where(room_members.c.user_id.in_(sorted(set(user_ids))), rooms.c.kind != PUBLIC)
+        )
+        if not with_direct:
+            joined = joined.where(rooms.c.kind != DIRECT)
+        heard: dict[int, list[Any]] = {user_id: list(public) for user_id in user_ids}
+        for row in self.conn.execute(joined):
+            heard[row.user_id].append(row)
+        for user_rooms in heard.values():
+            user_rooms.sort(key=lambda room: room.id)
+        return heard
+
+    def rooms_of_many(self, user_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """The rooms (not direct chats) each user belongs to, as the client lists them."""
+        heard = self.conversations_of_many(user_ids, with_direct=False)
+        return {user_id: [room_ref(r) for r in rooms_] for user_id, rooms_ in heard.items()}
+
+    def list_rooms(self, user_id: int) -> list[dict[str, Any]]:
+        """Every room but direct chats, with its member count and whether the user is in."""
+        counts = (
+            select(room_members.c.room_id, func.count().label("members"))
+            .group_by(room_members.c.room_id)
+            .subquery()
+        )
+        mine = {r.id for r in self.conversations_of(user_id, with_direct=False)}
+        rows = self.conn.execute(
+            select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq, counts.c.members)
+            .outerjoin(counts, counts.c.room_id == rooms.c.id)
+            .where(rooms.c.kind != DIRECT)
+            .order_by(rooms.c.kind.desc(), rooms.c.name_key)
+        ).all()
+        return [{**room_ref(r), "members": r.members or 0, "joined": r.id in mine} for r in rows]
+
+    def member_ids(self, room: Any, limit: int) -> list[int]:
+        """Members of a group; for a public room, the users online now."""
+        if room.kind == PUBLIC:
+            query = select(live_sessions.c.user_id).distinct()
+        else:
+            query = select(room_members.c.user_id).where(room_members.c.room_id == room.id)
+        return [r[0] for r in self.conn.execute(query.limit(limit))]
+
+    def peers_of(self, me_id: int, room_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """For direct rooms: room id -> the other person."""
+        if not room_ids:
+            return {}
+        rows = self.conn.execute(
+            select(room_members.c.room_id, users.c.id, users.c.username)
+            .join(users, users.c.id == room_members.c.user_id)
+            .where(room_members.c.room_id.in_(room_ids), room_members.c.user_id != me_id)
+        )
+        return {r.room_id: {"id": r.id, "username": r.username} for r in rows}
+
+    def direct_conversations_of_many(self, user_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """Each user's private conversations as the login reply lists them: the room
+        id, the other person and the last seq (so a client can count what arrived while
+        it was away). One query for any number of users."""
+        mine, theirs = room_members.alias("mine"), room_members.alias("theirs")
+        rows = self.conn.execute(
+            select(
+                mine.c.user_id.label("owner"),
+                rooms.c.id,
+                rooms.c.last_seq,
+                users.c.id.label("peer_id"),
+                users.c.username,
+            )
+            .select_from(
+                mine.join(rooms, rooms.c.id == mine.c.room_id)
+                .join(
+                    theirs,
+                    and_(theirs.c.room_id == rooms.c.id, theirs.c.user_id != mine.c.user_id),
+                )
+                .join(users, users.c.id == theirs.c.user_id)
+            )
+            .where(mine.c.user_id.in_(sorted(set(user_ids))), rooms.c.kind == DIRECT)
+            .order_by(rooms.c.id)
+        )
+        listed: dict[int, list[dict[str, Any]]] = {user_id: [] for user_id in user_ids}
+        for r in rows:
+            peer = {"id": r.peer_id, "username": r.username}
+            listed[r.owner].append({"id": r.id, "with": peer, "last_seq": r.last_seq})
+        return listed
+
+    def messages_before(self, room_id: int, before: int | None, limit: int) -> list[Any]:
+        """Up to `limit` messages of the room before seq `before` (None: the newest),
+        newest first."""
+        query = select_messages().where(messages.c.room_id == room_id)
+        if before is not None:
+            query = query.where(messages.c.seq < before)
+        return self.conn.execute(query.order_by(messages.c.seq.desc()).limit(limit)).all()
+
+    def messages_after(self, room_id: int, since: int, limit: int) -> list[Any]:
+        """Up to `limit` messages of the room after seq `since`, oldest first."""
+        return self.conn.execute(
+            select_messages()
+            .where(messages.c.room_id == room_id, messages.c.seq > since)
+            .order_by(messages.c.seq)
+            .limit(limit)
+        ).all()
+
+    def message_by_client_id(
+        self, sender_id: int, room_id: int, client_id: str
+    ) -> dict[str, Any] | None:
+        """The sender's message with this client_id in this conversation, if stored."""
+        row = self.conn.execute(
+            select_messages()
+            .add_columns(rooms.c.name.label("room_name"))
+            .join(rooms, rooms.c.id == messages.c.room_id)
+            .where(
+                and_(
+                    messages.c.sender_id == sender_id,
+                    messages.c.room_id == room_id,
+                    messages.c.client_id == client_id,
+                )
+            )
+        ).first()
+        return message_dict(row, row.room_name) if row else None

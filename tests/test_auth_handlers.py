@@ -1,0 +1,143 @@
+"""Auth's handlers in-process, against a store on a temp SQLite file (no ZeroMQ):
+register, log in (password and resume token), wrong passwords, logout, the operator
+ops, and bad input as typed errors. The end-to-end account tests (test_accounts.py,
+test_admin.py, test_login_throttle.py) go through the edge and the bus."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatroom.bus_contract import user_topic
+from chatroom.errors import ServiceError
+from services.auth.handlers import AuthHandlers
+from services.auth.store import AuthStore
+
+from inproc import as_user, call, events_to, sqlite_engine, sqlite_settings
+
+PASSWORD = "correct horse battery"
+CHEAP_HASHING = {"argon2_time_cost": "1", "argon2_memory_kib": "1024", "argon2_parallelism": "1"}
+
+
+@pytest.fixture
+def auth(tmp_path):
+    settings = sqlite_settings(tmp_path, **CHEAP_HASHING)
+    engine = sqlite_engine(settings)
+    yield AuthHandlers(AuthStore(engine), settings)
+    engine.dispose()
+
+
+def _refused(handler, ctx, args) -> ServiceError:
+    with pytest.raises(ServiceError) as refused:
+        call(handler, ctx, args)
+    return refused.value
+
+
+def _register(auth: AuthHandlers, name: str = "Alice") -> dict:
+    return call(auth.register, as_user(None), {"username": name, "password": PASSWORD})
+
+
+def test_register_then_log_in(auth):
+    user = _register(auth)["user"]
+    assert user["username"] == "Alice"
+    # Usernames compare by their key: any case logs in to the one account.
+    login = call(auth.login, as_user(None), {"username": "ALICE", "password": PASSWORD})
+    assert login["user"] == user
+    assert login["token"] and login["session_id"] and login["expires_at"]
+
+
+def test_a_username_is_taken_whatever_its_case(auth):
+    _register(auth)
+    assert _refused(
+        auth.register, as_user(None), {"username": "alice", "password": PASSWORD}
+    ).code == ("username_taken")
+
+
+def test_wrong_password_and_unknown_user_get_one_answer(auth):
+    _register(auth)
+    wrong = _refused(auth.login, as_user(None), {"username": "Alice", "password": "nope nope"})
+    unknown = _refused(auth.login, as_user(None), {"username": "Bob", "password": PASSWORD})
+    assert wrong.code == unknown.code == "bad_credentials"
+    assert wrong.message == unknown.message
+
+
+def test_a_token_resumes_until_logout(auth):
+    user = _register(auth)["user"]
+    login = call(auth.login, as_user(None), {"username": "Alice", "password": PASSWORD})
+    resumed = call(auth.login, as_user(None), {"token": login["token"]})
+    assert (resumed["user"], resumed["session_id"]) == (user, login["session_id"])
+    me = as_user(user["id"], "Alice", session_id=login["session_id"])
+    assert call(auth.logout, me, {}) == {}
+    kick = events_to(me, user_topic(user["id"]))[0]
+    assert kick["code"] == "logged_out" and kick["_session"] == login["session_id"]
+    assert _refused(auth.login, as_user(None), {"token": login["token"]}).code == "bad_credentials"
+
+
+def test_disabled_account_cannot_log_in_and_loses_its_sessions(auth):
+    user = _register(auth)["user"]
+    login = call(auth.login, as_user(None), {"username": "Alice", "password": PASSWORD})
+    operator = as_user(None)
+    assert call(auth.admin.disable, operator, {"username": "alice"}) == {
+        "user_id": user["id"],
+        "sessions_ended": 1,
+    }
+    assert events_to(operator, user_topic(user["id"]))[0]["code"] == "account_disabled"
+    args = {"username": "Alice", "password": PASSWORD}
+    assert _refused(auth.login, as_user(None), args).code == "account_disabled"
+    assert _refused(auth.login, as_user(None), {"token": login["token"]}).code == "bad_credentials"
+    call(auth.admin.enable, operator, {"username": "Alice"})
+    assert call(auth.login, as_user(None), args)["user"] == user
+
+
+def test_operators_list_and_reset(auth):
+    _register(auth, "Alice")
+    _register(auth, "Bob")
+    listed = call(auth.admin.list_users, as_user(None), {"match": "b"})["users"]
+    assert [u["username"] for u in listed] == ["Bob"]
+    new = "a brand new password"
+    call(auth.admin.reset_password, as_user(None), {"username": "Bob", "password": new})
+    assert call(auth.login, as_user(None), {"username": "Bob", "password": new})
+    missing = _refused(auth.admin.kick, as_user(None), {"username": "Carol"})
+    assert missing.code == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "code"),
+    [
+        ("register", {"username": "Alice", "password": "short"}, "invalid_password"),
+        ("register", {"username": "a\u200bb", "password": PASSWORD}, "invalid_username"),
+        ("login", {"username": "Alice"}, "bad_request"),
+        ("logout", {}, "not_authenticated"),
+    ],
+)
+def test_bad_input_is_a_typed_error(auth, op, args, code):
+    assert _refused(getattr(auth, op), as_user(None), args).code == code
+
+
+@pytest.mark.parametrize(
+    ("op", "args"),
+    [
+        ("list_users", {"limit": 0}),
+        ("list_users", {"match": 5}),
+        ("kick", {"username": " "}),
+        ("reset_password", {"username": "Alice"}),
+    ],
+)
+def test_bad_operator_input_is_bad_request(auth, op, args):
+    assert _refused(getattr(auth.admin, op), as_user(None), args).code == "bad_request"
+
+
+def test_failed_logins_are_throttled_per_account_and_address(tmp_path):
+    settings = sqlite_settings(
+        tmp_path, rate_login_failed_account_ip="2/15m", rate_login_failed_ip="off", **CHEAP_HASHING
+    )
+    engine = sqlite_engine(settings)
+    auth = AuthHandlers(AuthStore(engine), settings)
+    _register(auth)
+    guess = {"username": "Alice", "password": "a wrong guess"}
+    for _ in range(2):
+        assert _refused(auth.login, as_user(None), guess).code == "bad_credentials"
+    throttled = _refused(auth.login, as_user(None), guess)
+    assert throttled.code == "rate_limited" and throttled.extra["retry_after_ms"] > 0
+    other_address = as_user(None, ip="198.51.100.7")
+    assert call(auth.login, other_address, {"username": "Alice", "password": PASSWORD})
+    engine.dispose()

@@ -1,0 +1,186 @@
+"""Social's handlers in-process, against a store on a temp SQLite file (no ZeroMQ):
+friend requests, rooms and their messages, direct messages, sync, sessions and
+presence, and bad input as typed errors. The end-to-end tests (test_social.py,
+test_authz.py, test_presence.py, ...) go through the edge and the bus."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from chatroom.bus_contract import room_topic, user_topic
+from chatroom.errors import ServiceError
+from chatroom.storage.schema import LOBBY
+from services.social.handlers import SocialHandlers
+from services.social.store import SocialStore
+
+from inproc import add_users, call, events_to, sqlite_engine, sqlite_settings
+
+
+@pytest.fixture
+def w(tmp_path):
+    """The handlers (the store as __main__ builds it) and alice, bob and carol."""
+    settings = sqlite_settings(tmp_path)
+    engine = sqlite_engine(settings)
+    alice, bob, carol = add_users(engine, "alice", "bob", "carol")
+    store = SocialStore(engine)
+    store.ensure_lobby()
+    handlers = SocialHandlers(store, settings)
+    yield SimpleNamespace(ops=handlers.ops(), alice=alice, bob=bob, carol=carol)
+    engine.dispose()
+
+
+def _refused(w, op: str, ctx, args) -> str:
+    with pytest.raises(ServiceError) as refused:
+        call(w.ops[op], ctx, args)
+    return refused.value.code
+
+
+def _befriend(w, a, b) -> None:
+    call(w.ops["friend.request"], a, {"username": b.username})
+    call(w.ops["friend.accept"], b, {"username": a.username})
+
+
+def test_friend_request_then_accept(w):
+    asked = call(w.ops["friend.request"], w.alice, {"username": "BOB"})
+    assert asked == {"status": "pending", "to": {"id": 2, "username": "bob"}}
+    assert events_to(w.alice, user_topic(2))[0]["event"] == "friend.request"
+    incoming = call(w.ops["friend.list"], w.bob, {})["incoming"]
+    assert [r["user"]["username"] for r in incoming] == ["alice"]
+    accepted = call(w.ops["friend.accept"], w.bob, {"username": "alice"})
+    assert accepted["status"] == "accepted" and accepted["friend"]["username"] == "alice"
+    assert {t for t, _ in w.bob.events} == {user_topic(1), user_topic(2)}
+    friends = call(w.ops["friend.list"], w.alice, {})["friends"]
+    assert [f["username"] for f in friends] == ["bob"]
+
+
+def test_asking_back_is_accepting(w):
+    call(w.ops["friend.request"], w.alice, {"username": "bob"})
+    assert call(w.ops["friend.request"], w.bob, {"username": "alice"})["status"] == "accepted"
+
+
+def test_friend_reject_is_told_once(w):
+    call(w.ops["friend.request"], w.alice, {"username": "bob"})
+    assert call(w.ops["friend.reject"], w.bob, {"username": "alice"}) == {"status": "rejected"}
+    (told,) = events_to(w.bob, user_topic(1))
+    assert told["event"] == "friend.rejected" and told["_ack"]["op"] == "notice.delivered"
+    assert _refused(w, "friend.accept", w.bob, {"username": "alice"}) == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("op", "who", "code"),
+    [
+        ("friend.request", "alice", "bad_request"),  # herself
+        ("friend.request", "nobody", "not_found"),
+        ("friend.accept", "bob", "not_found"),  # nothing pending
+        ("friend.remove", "bob", "not_found"),  # not friends
+    ],
+)
+def test_friend_refusals(w, op, who, code):
+    assert _refused(w, op, w.alice, {"username": who}) == code
+
+
+def test_already_friends_is_a_conflict_and_remove_ends_it(w):
+    _befriend(w, w.alice, w.bob)
+    assert _refused(w, "friend.request", w.alice, {"username": "bob"}) == "conflict"
+    assert call(w.ops["friend.remove"], w.alice, {"username": "bob"}) == {}
+    assert events_to(w.alice, user_topic(2))[0]["event"] == "friend.removed"
+
+
+def test_room_create_join_send_history(w):
+    created = call(w.ops["room.create"], w.alice, {"room": "Books"})["room"]
+    assert created["kind"] == "group"
+    assert events_to(w.alice, user_topic(1))[0]["_join"] == created["id"]
+    assert _refused(w, "room.create", w.bob, {"room": "BOOKS"}) == "conflict"
+    assert _refused(w, "room.send", w.bob, {"room": "Books", "text": "hi"}) == "forbidden"
+    call(w.ops["room.join"], w.bob, {"room": "books"})
+    assert events_to(w.bob, room_topic(created["id"]))[0]["joined"] is True
+    for n in range(3):
+        sent = call(w.ops["room.send"], w.bob, {"room": "Books", "text": f"m{n}"})["message"]
+        assert sent["seq"] == n + 1
+        assert events_to(w.bob, room_topic(created["id"]))[0]["text"] == f"m{n}"
+    page = call(w.ops["room.history"], w.alice, {"room": "Books", "limit": 2})
+    assert [m["text"] for m in page["messages"]] == ["m1", "m2"] and page["has_more"]
+    older = call(w.ops["room.history"], w.alice, {"room": "Books", "before": 2})
+    assert [m["text"] for m in older["messages"]] == ["m0"] and not older["has_more"]
+    call(w.ops["room.leave"], w.bob, {"room": "Books"})
+    assert _refused(w, "room.history", w.bob, {"room": "Books"}) == "forbidden"
+    assert _refused(w, "room.leave", w.bob, {"room": "Books"}) == "not_found"
+
+
+def test_a_retried_send_is_stored_once(w):
+    args = {"room": LOBBY, "text": "once", "client_id": "c-1"}
+    first = call(w.ops["room.send"], w.alice, args)["message"]
+    again = call(w.ops["room.send"], w.alice, args)["message"]
+    assert again == first and not w.alice.events  # the copy is not pushed again
+
+
+def test_rooms_listed_and_the_lobby_cannot_be_left(w):
+    call(w.ops["room.create"], w.alice, {"room": "Books"})
+    listed = {r["name"]: r for r in call(w.ops["room.list"], w.bob, {})["rooms"]}
+    assert listed["Books"]["members"] == 1 and not listed["Books"]["joined"]
+    assert listed[LOBBY]["kind"] == "public"
+    assert _refused(w, "room.leave", w.alice, {"room": LOBBY}) == "forbidden"
+
+
+def test_direct_messages_between_friends_only(w):
+    assert _refused(w, "dm.send", w.alice, {"to": "bob", "text": "hi"}) == "forbidden"
+    _befriend(w, w.alice, w.bob)
+    sent = call(w.ops["dm.send"], w.alice, {"to": "bob", "text": "hi"})["message"]
+    assert sent["to"] == {"id": 2, "username": "bob"}
+    assert events_to(w.alice, user_topic(2))[0]["direct"] is True
+    history = call(w.ops["dm.history"], w.bob, {"with": "alice"})
+    assert [m["text"] for m in history["messages"]] == ["hi"]
+    # The conversation is not a room: its name gets the answer of a room that is not.
+    assert _refused(w, "room.join", w.bob, {"room": sent["room"]}) == "not_found"
+    call(w.ops["friend.remove"], w.bob, {"username": "alice"})
+    # Checked in the write's transaction, though this process knows the conversation.
+    assert _refused(w, "dm.send", w.alice, {"to": "bob", "text": "still?"}) == "forbidden"
+    assert _refused(w, "dm.history", w.carol, {"with": "alice"}) == "not_found"
+
+
+def test_sync_after_cursors(w):
+    _befriend(w, w.alice, w.bob)
+    dm = call(w.ops["dm.send"], w.alice, {"to": "bob", "text": "a"})["message"]
+    lobby = call(w.ops["room.send"], w.alice, {"room": LOBBY, "text": "b"})["message"]
+    synced = call(w.ops["sync"], w.bob, {"cursors": {str(lobby["room_id"]): 1}})
+    (only,) = synced["conversations"]
+    assert only["id"] == dm["room_id"] and only["with"]["username"] == "alice"
+    assert [m["text"] for m in only["messages"]] == ["a"] and not synced["has_more"]
+
+
+def test_sessions_open_and_close_tell_friends(w):
+    _befriend(w, w.alice, w.bob)
+    snapshot = call(w.ops["session.open"], w.alice, {})
+    assert [f["username"] for f in snapshot["friends"]] == ["bob"]
+    assert {r["name"] for r in snapshot["rooms"]} == {LOBBY}
+    assert events_to(w.alice, user_topic(2))[0]["online"] is True
+    call(w.ops["presence.set"], w.alice, {"status": " reading "})
+    assert events_to(w.alice, user_topic(2))[0]["status"] == "reading"
+    assert call(w.ops["edge.heartbeat"], w.alice, {}) == {"sessions": 1}
+    call(w.ops["session.close"], w.alice, {})
+    (offline,) = events_to(w.alice, user_topic(2))
+    assert offline["online"] is False and offline["last_seen"]
+
+
+def test_a_gone_edge_takes_its_users_offline(w):
+    _befriend(w, w.alice, w.bob)
+    call(w.ops["session.open"], w.alice, {})
+    assert call(w.ops["edge.gone"], w.bob, {}) == {"offline": 1}  # the same edge-1
+    assert events_to(w.bob, user_topic(2))[0]["online"] is False
+
+
+@pytest.mark.parametrize(
+    ("op", "args"),
+    [
+        ("room.create", {"room": "dm:1:2"}),
+        ("room.send", {"room": LOBBY, "text": "   "}),
+        ("room.send", {"room": LOBBY, "text": "\u200b\u200b"}),
+        ("presence.set", {"status": "x" * 1000}),
+        ("sync", {"cursors": {"one": 1}}),
+        ("sync", {"cursors": {"1": -1}}),
+    ],
+)
+def test_bad_input_is_bad_request(w, op, args):
+    assert _refused(w, op, w.alice, args) == "bad_request"
