@@ -111,6 +111,23 @@ class RequestContext:
             raise ServiceError(ErrorCode.NOT_AUTHENTICATED, "log in first")
         return self.user_id
 
+    def require_session(self) -> int:
+        if self.session_id is None:
+            raise ServiceError(ErrorCode.NOT_AUTHENTICATED, "log in first")
+        return self.session_id
+
+    def require_edge(self) -> str:
+        """The edge an internal op came from (only edges send those)."""
+        if self.edge is None:
+            raise ServiceError(ErrorCode.BAD_REQUEST, "an edge's op without its edge")
+        return self.edge
+
+    def require_conn(self) -> str:
+        """The client connection an edge's per-session op is about."""
+        if self.conn is None:
+            raise ServiceError(ErrorCode.BAD_REQUEST, "an edge's op without its connection")
+        return self.conn
+
 
 Handler = Callable[[RequestContext, dict[str, Any]], Any]  # a dict, or a coroutine of one
 

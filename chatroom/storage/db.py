@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -78,6 +78,13 @@ def make_engine(settings: Settings) -> Engine:
         pool_recycle=3600,
         connect_args={"charset": "utf8mb4", "connect_timeout": 5},
     )
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key an INSERT of one row gave it."""
+    key = result.inserted_primary_key
+    assert key is not None, "not an INSERT of one row"
+    return int(key[0])
 
 
 def upsert(

@@ -134,9 +134,9 @@ class AuthHandlers:
         }
 
     def logout(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        user_id = ctx.require_user()
-        self.store.revoke_session(ctx.session_id, user_id)
+        user_id, session_id = ctx.require_user(), ctx.require_session()
+        self.store.revoke_session(session_id, user_id)
         # Every connection resumed with the same token loses its login too.
-        ctx.publish(user_topic(user_id), logout_event(ctx.session_id, ctx.conn))
-        logger.info("user {} logged out of session {}", user_id, ctx.session_id)
+        ctx.publish(user_topic(user_id), logout_event(session_id, ctx.conn))
+        logger.info("user {} logged out of session {}", user_id, session_id)
         return {}

@@ -7,7 +7,8 @@ the store only how the rows are read and written.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -15,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.ratelimit import Rate
-from chatroom.storage.db import now_ms
+from chatroom.storage.db import inserted_id, now_ms
 from chatroom.storage.schema import rate_buckets, sessions, users
 
 # Past logins looked at to decide whether an address is known to an account.
@@ -33,15 +34,17 @@ class AuthStore:
         """The new user's id, or None if the username (its key) is taken."""
         try:
             with self.engine.begin() as conn:
-                return conn.execute(
-                    insert(users).values(
-                        username=name,
-                        username_key=key,
-                        password_hash=password_hash,
-                        disabled=False,
-                        created_at=now_ms(),
+                return inserted_id(
+                    conn.execute(
+                        insert(users).values(
+                            username=name,
+                            username_key=key,
+                            password_hash=password_hash,
+                            disabled=False,
+                            created_at=now_ms(),
+                        )
                     )
-                ).inserted_primary_key[0]
+                )
         except IntegrityError:
             return None
 
@@ -76,16 +79,18 @@ class AuthStore:
         self, user_id: int, token_hash: str, now: int, expires_at: int, ip: str
     ) -> int:
         with self.engine.begin() as conn:
-            return conn.execute(
-                insert(sessions).values(
-                    user_id=user_id,
-                    token_hash=token_hash,
-                    created_at=now,
-                    last_used_at=now,
-                    expires_at=expires_at,
-                    ip=ip[:45],
+            return inserted_id(
+                conn.execute(
+                    insert(sessions).values(
+                        user_id=user_id,
+                        token_hash=token_hash,
+                        created_at=now,
+                        last_used_at=now,
+                        expires_at=expires_at,
+                        ip=ip[:45],
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
 
     def revoke_session(self, session_id: int | None, user_id: int) -> None:
         with self.engine.begin() as conn:
@@ -123,7 +128,7 @@ class AuthStore:
                 conn.execute(
                     update(sessions).where(sessions.c.id.in_(stale)).values(last_used_at=now)
                 )
-        return rows
+        return list(rows)
 
     def forget_sessions_ended_before(self, cutoff_ms: int, batch: int) -> int:
         """Delete the sessions that expired, or were logged out, before then, at most
@@ -204,8 +209,14 @@ class AuthStore:
 
 
 class Counted(Protocol):
-    key: str  # the rate_buckets row, at most 200 characters
-    rate: Rate
+    @property
+    def key(self) -> str: ...  # the rate_buckets row, at most 200 characters
+
+    @property
+    def rate(self) -> Rate: ...
+
+
+C = TypeVar("C", bound=Counted)  # a caller's bucket type, given back as it came
 
 
 def _refilled(rate: Rate, now: int):  # noqa: ANN202 - an SQL expression
@@ -222,7 +233,7 @@ class RateBuckets:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def take_all(self, buckets: list[Counted], now: int) -> tuple[Counted, float] | None:
+    def take_all(self, buckets: Sequence[C], now: int) -> tuple[C, float] | None:
         """Take one token from every bucket, or from none. None if taken, else the
         refusing bucket and the tokens it has."""
         buckets = sorted(buckets, key=lambda b: b.key)  # one lock order: no deadlocks
@@ -248,9 +259,7 @@ class RateBuckets:
             self._create_missing(buckets, now)
         raise RuntimeError("rate buckets vanished while being created")
 
-    def _refused_without_locking(
-        self, buckets: list[Counted], now: int
-    ) -> tuple[Counted, float] | None:
+    def _refused_without_locking(self, buckets: Sequence[C], now: int) -> tuple[C, float] | None:
         # A flood is refused by this one read, without taking a lock or writing: an empty
         # bucket only fills with time, so the refusal stands even if the read is a little
         # old. A bucket that looks full is then taken from under the lock.
@@ -276,7 +285,7 @@ class RateBuckets:
         )
         return taken.rowcount > 0
 
-    def _create_missing(self, buckets: list[Counted], now: int) -> None:
+    def _create_missing(self, buckets: Sequence[Counted], now: int) -> None:
         # A transaction of its own: in MySQL an INSERT that meets an existing row takes a
         # shared lock on it, which the UPDATE would then have to upgrade; two requests
         # doing that at once deadlock.
@@ -289,7 +298,7 @@ class RateBuckets:
             else:
                 conn.execute(mysql_insert(rate_buckets).prefix_with("IGNORE"), rows)
 
-    def give_back(self, buckets: list[Counted]) -> None:
+    def give_back(self, buckets: Sequence[Counted]) -> None:
         """Return one token to each bucket (up to its burst)."""
         with self.engine.begin() as conn:
             for bucket in sorted(buckets, key=lambda b: b.key):

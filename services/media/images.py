@@ -178,7 +178,9 @@ def _squares(image: Image.Image) -> Avatar:
     pngs = {}
     for size in SIZES:
         out = io.BytesIO()
-        resized = square if size == SIZES[0] else square.resize((size, size), Image.LANCZOS)
+        resized = (
+            square if size == SIZES[0] else square.resize((size, size), Image.Resampling.LANCZOS)
+        )
         resized.save(out, "PNG", optimize=True)
         pngs[size] = out.getvalue()
     return Avatar(hashlib.sha256(pngs[SIZES[0]]).hexdigest(), pngs)

@@ -85,6 +85,7 @@ class MessageHandlers:
             # First message of this pair seen by this process: check the friendship
             # before the conversation is created.
             peer, room = await asyncio.to_thread(self._friend_and_conversation, me.id, args["to"])
+        assert room is not None and peer is not None  # found in the cache, or just above
         try:
             message, is_new = await self._store_message(
                 known_room(room), me.id, args["text"], args.get("client_id"), peer.id

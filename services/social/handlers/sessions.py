@@ -60,10 +60,10 @@ class SessionHandlers:
         user_id = ctx.require_user()
         if not self.store.profile_known(user_id):
             await asyncio.to_thread(self.store.ensure_profile, user_id)
-        opened = await self.store.open_session(user_id, ctx.edge, ctx.conn)
+        opened = await self.store.open_session(user_id, ctx.require_edge(), ctx.require_conn())
         snapshot = opened.snapshot
         if opened.came_online:  # the friend list and the status at hand: no more queries
-            event = presence.event(user_id, ctx.username, True, snapshot["status"])
+            event = presence.event(user_id, ctx.username or "", True, snapshot["status"])
             for friend in snapshot["friends"]:
                 ctx.publish(user_topic(friend["id"]), event)
         return snapshot
@@ -71,7 +71,7 @@ class SessionHandlers:
     def session_close(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
         with self.store.transaction() as tx:
-            if tx.close_session(user_id, ctx.conn):
+            if tx.close_session(user_id, ctx.require_conn()):
                 self._announce(ctx, tx, user_id, False)
         return {}
 
@@ -83,8 +83,8 @@ class SessionHandlers:
         """An edge is alive. Returns how many sessions we hold for it so that an edge
         that was wrongly declared dead (paused, partitioned) notices and re-registers."""
         with self.store.transaction() as tx:
-            tx.touch_edge(ctx.edge)
-            return {"sessions": tx.edge_session_count(ctx.edge)}
+            tx.touch_edge(ctx.require_edge())
+            return {"sessions": tx.edge_session_count(ctx.require_edge())}
 
     def edge_resync(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """An edge's full list of sessions, [[conn_id, user_id, username], ...]: add the
@@ -93,7 +93,7 @@ class SessionHandlers:
         few lost closes costs a few transactions, not one per session of the edge."""
         listed = {conn_id: (user_id, name) for conn_id, user_id, name in args["sessions"]}
         with self.store.reading() as tx:
-            known = tx.edge_sessions(ctx.edge)
+            known = tx.edge_sessions(ctx.require_edge())
         settled = now_ms() - RESYNC_SETTLED_MS
         removed = added = 0
         for conn_id, (user_id, opened_at) in known.items():
@@ -117,7 +117,7 @@ class SessionHandlers:
             self.store.ensure_profile(user_id)
             with self.store.transaction() as tx:
                 tx.lock_profile(user_id)
-                if tx.open_session(user_id, ctx.edge, conn_id):
+                if tx.open_session(user_id, ctx.require_edge(), conn_id):
                     self._announce(session_ctx, tx, user_id, True)
             ctx.events.extend(session_ctx.events)
             added += 1
@@ -130,7 +130,7 @@ class SessionHandlers:
     def edge_gone(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """An edge is shutting down cleanly: its users go offline now, not after the
         heartbeat timeout."""
-        return {"offline": self._drop_edge(ctx, ctx.edge)}
+        return {"offline": self._drop_edge(ctx, ctx.require_edge())}
 
     def _drop_edge(self, ctx: RequestContext, edge_id: str) -> int:
         with self.store.transaction() as tx:

@@ -163,7 +163,9 @@ class SocialStore:
                 room_id = tx.create_direct(a, b)
         except IntegrityError:
             # Both friends wrote first at the same moment; the other one created it.
-            return self.direct_room(a, b)
+            room = self.direct_room(a, b)
+            assert room is not None, "the conflicting insert committed it"
+            return room
         return self._remember(RoomIdentity(room_id, direct_name(a, b), DIRECT))
 
     def user_named(self, tx: Tx, username: str) -> Any:

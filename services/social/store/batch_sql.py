@@ -21,6 +21,7 @@ as driver parameters; only this module's own constant SQL text is joined togethe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from chatroom.storage.db import now_ms
@@ -79,7 +80,7 @@ class AlreadyStored(Refused):
     conversation is stored."""
 
 
-def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Refused]:
+def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage | Refused]:
     """Store the batch in one transaction: the stored row per message, or why not. The
     checks (friendship, membership, an earlier copy) are made in the same transaction
     as the write, so nothing changes between them.
@@ -144,7 +145,7 @@ def store_batch(trips: Trips, batch: list[Outgoing]) -> list[StoredMessage | Ref
     return [refused[id(p)] if id(p) in refused else next(in_order) for p in batch]
 
 
-def _count_by_room(messages: list[Outgoing]) -> dict[int, int]:
+def _count_by_room(messages: Sequence[Outgoing]) -> dict[int, int]:
     counts: dict[int, int] = {}
     for message in messages:
         counts[message.room_id] = counts.get(message.room_id, 0) + 1
@@ -172,7 +173,7 @@ class _Checks:
     """The checks a batch needs (statements sent with the first round trip), and the
     messages they refuse, each with the reason."""
 
-    def __init__(self, sql: Marks, batch: list[Outgoing]) -> None:
+    def __init__(self, sql: Marks, batch: Sequence[Outgoing]) -> None:
         self.direct = [p for p in batch if p.friend_of_sender is not None]
         self.grouped = [p for p in batch if p.member_check]
         self.retried = [p for p in batch if p.client_id is not None]

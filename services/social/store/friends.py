@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
@@ -25,6 +26,7 @@ class FriendQueries:
     """Methods of a transaction (store.Tx) on its connection."""
 
     conn: Connection  # with PresenceQueries' methods (online) on the same Tx
+    online: Callable[[list[int]], set[int]]  # PresenceQueries.online, beside it in Tx
 
     def user_named(self, username: str) -> Any:
         """The user (id, username) with that name (compared by its key), or None."""

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, and_, delete, func, insert, select
 
 from chatroom import protocol
-from chatroom.storage.db import now_ms
+from chatroom.storage.db import inserted_id, now_ms
 from chatroom.storage.schema import (
     LOBBY,
     avatars,
@@ -106,25 +106,31 @@ class RoomQueries:
     def create_group(self, name: str, user_id: int) -> None:
         """A group room named `name`, with its creator as its first member."""
         now = now_ms()
-        room_id = self.conn.execute(
-            insert(rooms).values(
-                name=name,
-                name_key=room_key(name),
-                kind=GROUP,
-                created_by=user_id,
-                created_at=now,
-                last_seq=0,
+        room_id = inserted_id(
+            self.conn.execute(
+                insert(rooms).values(
+                    name=name,
+                    name_key=room_key(name),
+                    kind=GROUP,
+                    created_by=user_id,
+                    created_at=now,
+                    last_seq=0,
+                )
             )
-        ).inserted_primary_key[0]
+        )
         self.add_member(room_id, user_id, now)
 
     def create_direct(self, a: int, b: int) -> int:
         """The pair's conversation, both of them members; its id."""
         name = direct_name(a, b)
         now = now_ms()
-        room_id = self.conn.execute(
-            insert(rooms).values(name=name, name_key=name, kind=DIRECT, created_at=now, last_seq=0)
-        ).inserted_primary_key[0]
+        room_id = inserted_id(
+            self.conn.execute(
+                insert(rooms).values(
+                    name=name, name_key=name, kind=DIRECT, created_at=now, last_seq=0
+                )
+            )
+        )
         self.conn.execute(
             insert(room_members),
             [
@@ -260,16 +266,18 @@ class RoomQueries:
         query = select_messages().where(messages.c.room_id == room_id)
         if before is not None:
             query = query.where(messages.c.seq < before)
-        return self.conn.execute(query.order_by(messages.c.seq.desc()).limit(limit)).all()
+        return list(self.conn.execute(query.order_by(messages.c.seq.desc()).limit(limit)))
 
     def messages_after(self, room_id: int, since: int, limit: int) -> list[Any]:
         """Up to `limit` messages of the room after seq `since`, oldest first."""
-        return self.conn.execute(
-            select_messages()
-            .where(messages.c.room_id == room_id, messages.c.seq > since)
-            .order_by(messages.c.seq)
-            .limit(limit)
-        ).all()
+        return list(
+            self.conn.execute(
+                select_messages()
+                .where(messages.c.room_id == room_id, messages.c.seq > since)
+                .order_by(messages.c.seq)
+                .limit(limit)
+            )
+        )
 
     def message_by_client_id(
         self, sender_id: int, room_id: int, client_id: str

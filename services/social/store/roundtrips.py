@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from pymysql.constants import CLIENT
 from sqlalchemy import Connection, Engine, create_engine
@@ -131,7 +131,11 @@ class WriterConnection:
         except BaseException as exc:
             dialect = self.engine.dialect
             dbapi_error = isinstance(exc, dialect.loaded_dbapi.Error)
-            lost = dbapi_error and dialect.is_disconnect(exc, conn.dbapi_connection, cursor)
+            lost = dbapi_error and dialect.is_disconnect(
+                cast(Any, exc),
+                conn.dbapi_connection,
+                cursor,  # a DB-API error: checked above
+            )
             try:
                 if not lost:
                     conn.rollback()
