@@ -98,6 +98,11 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # Hashes at once per auth process (each holds argon2_memory_kib): one of them is kept
+    # for sign-ins from a known device; sign-ins from strangers wait at most
+    # argon2_queue deep, then get rate_limited at once (services/auth/hashing.py).
+    argon2_concurrency: int = 2
+    argon2_queue: int = 64
     token_ttl_s: int = 30 * 24 * 3600
     # A session (its token hash and the address it logged in from) is deleted this long
     # after it expired or was logged out; until then it counts as a known device for
@@ -343,6 +348,8 @@ def _check(s: Settings) -> None:
         "edge_workers",
         "max_reply_bytes",
         "max_prelogin_conns",
+        "argon2_concurrency",
+        "argon2_queue",
     )
     for name in positive:
         if getattr(s, name) <= 0:

@@ -63,3 +63,37 @@ def test_a_wait_that_outlasts_its_time_is_refused():
 def test_at_least_one_slot_is_for_everyone():
     with pytest.raises(ValueError):
         HashGate(slots=1, reserved=1, max_waiting=1)
+
+
+def test_strangers_guessing_at_once_cannot_keep_the_owner_out(make_stack, sqlite_url):
+    """The attacker's run: 40 addresses guessing once each at once made 33 logins
+    service_unavailable, the owner's too. Real argon2 cost here (64 MiB, 3 passes)."""
+    import concurrent.futures
+
+    from wire import WireClient
+
+    stack = make_stack(
+        sqlite_url,
+        argon2_time_cost=3,
+        argon2_memory_kib=65536,
+        argon2_parallelism=4,
+        argon2_concurrency=2,
+        argon2_queue=4,
+        request_timeout_ms=5000,
+    )
+    with WireClient(stack.port, timeout=30) as owner:
+        owner.register_and_login("owner")  # 127.0.0.1 is now a known device of "owner"
+
+    def guess(n: int) -> str:
+        with WireClient(stack.port, timeout=30, source=f"127.0.0.{n + 2}") as c:
+            reply = c.request("login", username=f"nobody{n}", password="wrong guess")
+            return reply["error"]["code"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=30) as pool:
+        guesses = [pool.submit(guess, n) for n in range(30)]
+        with WireClient(stack.port, timeout=30) as owner:
+            reply = owner.request("login", username="owner", password="correct horse")
+        codes = [g.result(timeout=60) for g in guesses]
+    assert reply["ok"], reply
+    assert set(codes) <= {"bad_credentials", "rate_limited"}, codes
+    assert "rate_limited" in codes, codes  # refused at once, not timed out

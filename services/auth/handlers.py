@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -18,12 +18,22 @@ from chatroom.runtime import Handler, Job, RequestContext
 from chatroom.storage.db import now_ms
 from services.auth.accounts import check_password, normalise_username, username_key
 from services.auth.admin import AdminHandlers, logout_event
+from services.auth.hashing import GateBusy, HashGate
 from services.auth.resume import TokenResumer, token_hash
 from services.auth.retention import RETENTION_PASS_S, forget_old_sessions
 from services.auth.store import AuthStore
-from services.auth.throttle import Throttle, known_address
+from services.auth.throttle import Bucket, Throttle, known_address
 
 BAD_CREDENTIALS = "wrong username or password"
+
+
+class LoginAttempt(NamedTuple):
+    """A password login between its phases: looked up and throttled, then checked."""
+
+    ip: str
+    row: Any  # the account (id, username, password_hash, disabled), or None
+    known: bool  # from an address this account logged in from before
+    reserved: list[Bucket]  # failed-login tokens taken, given back if it succeeds
 
 
 class AuthHandlers:
@@ -42,6 +52,12 @@ class AuthHandlers:
         self.throttle = Throttle(store.buckets, settings)
         self.resumer = TokenResumer(store)
         self.admin = AdminHandlers(store, self.hasher.hash, settings.min_password_chars)
+        slots = settings.argon2_concurrency
+        self.gate = HashGate(
+            slots, reserved=1 if slots > 1 else 0, max_waiting=settings.argon2_queue
+        )
+        # Give up on a slot well before the edge gives up on the reply.
+        self._gate_wait_s = settings.request_timeout_ms / 1000 * 0.6
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -57,12 +73,15 @@ class AuthHandlers:
 
         return [Job("forget-old-sessions", RETENTION_PASS_S, retention)]
 
-    def register(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+    async def register(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         name = normalise_username(args["username"], self.settings.max_username_chars)
         check_password(args["password"], self.settings.min_password_chars)
-        self.throttle.before_register(ctx.ip or "?")
-        password_hash = self.hasher.hash(args["password"])
-        user_id = self.store.create_user(name, username_key(name), password_hash)
+        await asyncio.to_thread(self.throttle.before_register, ctx.ip or "?")
+        async with self.gate.slot(known=False, wait_s=self._gate_wait_s):
+            password_hash = await asyncio.to_thread(self.hasher.hash, args["password"])
+        user_id = await asyncio.to_thread(
+            self.store.create_user, name, username_key(name), password_hash
+        )
         if user_id is None:
             raise ServiceError(
                 ErrorCode.USERNAME_TAKEN, f"the username '{name}' is taken; choose another"
@@ -72,36 +91,52 @@ class AuthHandlers:
 
     async def login(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         # On the event loop: a resume waits for its batch without a thread; a password
-        # login (argon2) takes a worker thread.
+        # login waits for the argon2 gate without one, then hashes in a worker thread.
         if args.get("token"):
             return await self._resume(ctx, args["token"])
         if not args.get("username") or "password" not in args:
             raise bad_request("password", "give username and password, or a token")
-        return await asyncio.to_thread(
-            self._password_login, ctx, args["username"], args["password"]
-        )
+        attempt = await asyncio.to_thread(self._begin_login, ctx.ip or "?", args["username"])
+        try:
+            async with self.gate.slot(attempt.known, self._gate_wait_s):
+                verified = await asyncio.to_thread(self._check, attempt, args["password"])
+        except GateBusy:
+            # Not a guess: the attempt was never checked, so it costs no failed-login token.
+            await asyncio.to_thread(self.throttle.login_succeeded, attempt.reserved)
+            raise
+        return await asyncio.to_thread(self._finish_login, ctx, attempt, verified)
 
-    def _password_login(self, ctx: RequestContext, username: str, password: str) -> dict:
-        ip, key = ctx.ip or "?", username_key(username)
+    def _begin_login(self, ip: str, username: str) -> LoginAttempt:
+        key = username_key(username)
         since = now_ms() - self.settings.token_ttl_s * 1000
         row, recent_addresses = self.store.account_for_login(key, since)
         known = row is not None and known_address(recent_addresses, ip)
         reserved = self.throttle.reserve_login(ip, key, known)
-        stored = row.password_hash if row else self._dummy_hash
+        return LoginAttempt(ip, row, known, reserved)
+
+    def _check(self, attempt: LoginAttempt, password: str) -> bool:
+        """argon2, inside the gate: the password against the account's hash (against a
+        dummy one for an unknown name, which takes as long), re-hashed when the cost
+        settings changed."""
+        row = attempt.row
         try:
-            self.hasher.verify(stored, password)
-            verified = row is not None
+            self.hasher.verify(row.password_hash if row else self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
-            verified = False
-        if not verified:
-            logger.info("login refused from {}: bad credentials", ip)
-            raise ServiceError(ErrorCode.BAD_CREDENTIALS, BAD_CREDENTIALS)
-        self.throttle.login_succeeded(reserved)
-        if row.disabled:
-            raise ServiceError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
+            return False
+        if row is None:
+            return False
         if self.hasher.check_needs_rehash(row.password_hash):
             self.store.set_password_hash(row.id, self.hasher.hash(password))
-        return self._new_session(ctx, row.id, row.username)
+        return True
+
+    def _finish_login(self, ctx: RequestContext, attempt: LoginAttempt, verified: bool) -> dict:
+        if not verified:
+            logger.info("login refused from {}: bad credentials", attempt.ip)
+            raise ServiceError(ErrorCode.BAD_CREDENTIALS, BAD_CREDENTIALS)
+        self.throttle.login_succeeded(attempt.reserved)
+        if attempt.row.disabled:
+            raise ServiceError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
+        return self._new_session(ctx, attempt.row.id, attempt.row.username)
 
     def _new_session(self, ctx: RequestContext, user_id: int, username: str) -> dict:
         token = secrets.token_urlsafe(32)

@@ -68,5 +68,10 @@ class HashGate:
                 self._changed.notify_all()
 
 
-def busy() -> ServiceError:
-    return rate_limited(BUSY_MESSAGE, RETRY_AFTER_MS)
+class GateBusy(ServiceError):
+    """No hashing slot: rate_limited with a retry time (nothing was checked)."""
+
+
+def busy() -> GateBusy:
+    refusal = rate_limited(BUSY_MESSAGE, RETRY_AFTER_MS)
+    return GateBusy(refusal.code, refusal.message, **refusal.extra)
