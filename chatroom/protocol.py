@@ -267,6 +267,8 @@ _CLIENT_ID = Field(str, required=False, max_len=64)
 _BEFORE = Field(int, required=False, min_value=1)
 _LIMIT = Field(int, required=False, min_value=1, max_value=10_000)
 
+ROOM_LIST_LIMIT = 200  # rooms in a room.list reply when the client gives no limit
+
 OPS: dict[str, Op] = {
     "ping": Op("edge", needs_login=False, idempotent=True),
     "register": Op(
@@ -299,7 +301,17 @@ OPS: dict[str, Op] = {
     "room.create": Op("social", {"room": _NAME}, rate="room_create"),
     "room.join": Op("social", {"room": _NAME}, idempotent=True, rate="membership"),
     "room.leave": Op("social", {"room": _NAME}, rate="membership"),
-    "room.list": Op("social", idempotent=True),
+    # A search: rooms whose name contains `query` (folded like names), at most `limit`
+    # (ROOM_LIST_LIMIT when not given), and has_more; a server can have more rooms than
+    # one reply may carry.
+    "room.list": Op(
+        "social",
+        {
+            "query": Field(str, required=False, max_len=256),
+            "limit": Field(int, False, None, 1, 500),
+        },
+        idempotent=True,
+    ),
     "room.members": Op("social", {"room": _NAME}, idempotent=True),
     "room.send": Op(
         "social", {"room": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}, rate="message"

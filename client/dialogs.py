@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (
 from .state import ChatState
 from .ui import HintListWidget, button
 from .widgets import format_time
+
+SEARCH_PAUSE_MS = 250  # typing pause after which the room chooser asks the server
 
 
 class ActivityDialog(QDialog):
@@ -126,6 +128,7 @@ class RoomDialog(QDialog):
         self.state = state
         self.joined = joined
         self.rooms: list[dict[str, Any]] = []
+        self.more = False  # the server has more matching rooms than it sent
         self.query = QLineEdit()
         self.query.setObjectName("room_query")
         self.query.setPlaceholderText("Room name…")
@@ -147,18 +150,37 @@ class RoomDialog(QDialog):
         layout.addLayout(buttons)
         self.resize(380, 360)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.query.textChanged.connect(self.refresh)
+        # The server searches (a server may have more rooms than one reply carries):
+        # the list filters at once as you type, and asks again once typing pauses.
+        self.listed_for: str | None = None  # the query the rooms below answer
+        self._ask = QTimer(self)
+        self._ask.setSingleShot(True)
+        self._ask.setInterval(SEARCH_PAUSE_MS)
+        self._ask.timeout.connect(self._search)
+        self.query.textChanged.connect(self._typed)
         self.query.returnPressed.connect(self._enter)
         self.list.itemActivated.connect(lambda _item: self.join())
         self.list.currentItemChanged.connect(lambda *_: self._buttons())
-        state.list_rooms(self._listed)
+        self._search()
         self.refresh()
 
-    def _listed(self, reply: dict[str, Any]) -> None:
+    def _typed(self) -> None:
+        self.refresh()
+        self._ask.start()
+
+    def _search(self) -> None:
+        query = self.query.text().strip()
+        self.state.list_rooms(query, lambda reply: self._listed(query, reply))
+
+    def _listed(self, query: str, reply: dict[str, Any]) -> None:
+        if query != self.query.text().strip():
+            return  # an answer to what was typed before; a newer one is coming
         if not reply.get("ok"):
             self.list.hint = reply["error"]["message"]
             return
         self.rooms = sorted(reply["rooms"], key=lambda r: r["name"].casefold())
+        self.listed_for = query
+        self.more = bool(reply.get("has_more"))
         self.list.hint = "No room matches: Create makes one with this name."
         self.refresh()
 
@@ -173,6 +195,7 @@ class RoomDialog(QDialog):
                 self.list.addItem(item)
         if self.list.count():
             self.list.setCurrentRow(0)
+        self.message.setText("More rooms match: type more of the name." if self.more else "")
         self._buttons()
 
     def _exists(self, name: str) -> bool:

@@ -569,8 +569,10 @@ class ChatState(QObject):
 
         self.client.request("friend.remove", {"username": username}, removed)
 
-    def list_rooms(self, done: Callback) -> None:
-        self.client.request("room.list", {}, done)
+    def list_rooms(self, query: str, done: Callback) -> None:
+        """Rooms whose name contains `query` (all of them for ""), as many as one reply
+        carries: the reply says has_more when there are others."""
+        self.client.request("room.list", {"query": query} if query else {}, done)
 
     def join_room(self, name: str, done: Callback) -> None:
         self.client.request("room.join", {"room": name}, self._entered(done))

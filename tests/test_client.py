@@ -358,7 +358,7 @@ def test_rooms_create_join_members_and_leave(apps, make_stack, sqlite_url):
     click(sam.main_window.join_room_button)
     rooms = dialog(RoomDialog, "rooms_dialog")
     type_into(rooms.query, "book clubb")  # a typo finds nothing (and creates nothing)
-    wait(lambda: rooms.rooms)
+    wait(lambda: rooms.listed_for == "book clubb")
     assert rooms.list.count() == 0 and not rooms.join_button.isEnabled()
     for _ in range(len("b")):
         press(rooms.query, Qt.Key_Backspace)

@@ -124,6 +124,28 @@ def test_rooms_listed_and_the_lobby_cannot_be_left(w):
     assert _refused(w, "room.leave", w.alice, {"room": LOBBY}) == "forbidden"
 
 
+def test_room_list_is_a_bounded_search(w):
+    # 3,000 rooms with long names made one room.list reply 959 KB; now it is a search
+    # with a limit and says when more matched.
+    for name in ("Book Club", "Bookworms", "Chess", "50% off", "Ｂｏｏｋ　ｓｗａｐ"):
+        call(w.ops["room.create"], w.alice, {"room": name})
+    found = call(w.ops["room.list"], w.bob, {"query": "BOOK"})
+    # (names are stored NFKC: the fullwidth one is "Book swap")
+    assert [r["name"] for r in found["rooms"]] == ["Book Club", "Book swap", "Bookworms"]
+    assert found["has_more"] is False
+    exact = call(w.ops["room.list"], w.bob, {"query": "bookworms", "limit": 1})
+    assert [r["name"] for r in exact["rooms"]] == ["Bookworms"]  # the exact name first
+    assert exact["has_more"] is False
+    first = call(w.ops["room.list"], w.bob, {"query": "o", "limit": 2})
+    assert len(first["rooms"]) == 2 and first["has_more"] is True
+    # LIKE's wildcards are plain characters in a query.
+    assert [r["name"] for r in call(w.ops["room.list"], w.bob, {"query": "%"})["rooms"]] == [
+        "50% off"
+    ]
+    everything = call(w.ops["room.list"], w.bob, {})
+    assert everything["rooms"][0]["name"] == LOBBY and len(everything["rooms"]) == 6
+
+
 def test_direct_messages_between_friends_only(w):
     assert _refused(w, "dm.send", w.alice, {"to": "bob", "text": "hi"}) == "forbidden"
     _befriend(w, w.alice, w.bob)

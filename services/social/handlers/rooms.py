@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import ROOM_LIST_LIMIT, ErrorCode
 from chatroom.runtime import Handler, RequestContext
 from services.social.handlers.access import (
     check_room_name,
@@ -20,7 +20,7 @@ from services.social.handlers.access import (
 )
 from services.social.store import SocialStore
 from services.social.store.queries import Tx
-from services.social.store.rooms import GROUP, room_ref
+from services.social.store.rooms import GROUP, room_key, room_ref
 
 
 def _joinable(tx: Tx, name: str) -> Any:
@@ -103,8 +103,13 @@ class RoomHandlers:
         return {"room": room_ref(room)}
 
     def room_list(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """A server may have more rooms than a reply can carry: the client searches
+        (`query`, folded like names) and gets at most `limit`, with has_more."""
+        key_part = room_key(args.get("query") or "")
+        limit = args.get("limit") or ROOM_LIST_LIMIT
         with self.store.reading() as tx:
-            return {"rooms": tx.list_rooms(ctx.require_user())}
+            found, more = tx.list_rooms(ctx.require_user(), key_part, limit)
+        return {"rooms": found, "has_more": more}
 
     def room_members(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()

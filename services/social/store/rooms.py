@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, func, insert, select
+from sqlalchemy import Connection, and_, case, delete, func, insert, select
 
 from chatroom import protocol
 from chatroom.storage.db import inserted_id, now_ms
@@ -195,21 +195,36 @@ class RoomQueries:
         heard = self.conversations_of_many(user_ids, with_direct=False)
         return {user_id: [room_ref(r) for r in rooms_] for user_id, rooms_ in heard.items()}
 
-    def list_rooms(self, user_id: int) -> list[dict[str, Any]]:
-        """Every room but direct chats, with its member count and whether the user is in."""
-        counts = (
-            select(room_members.c.room_id, func.count().label("members"))
-            .group_by(room_members.c.room_id)
-            .subquery()
+    def list_rooms(
+        self, user_id: int, key_part: str, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Rooms but direct chats whose name key contains `key_part` (the exact name
+        first, then the lobby, then by name), at most `limit`, each with its member
+        count and whether the user is in; and whether more matched."""
+        rows = self.conn.execute(
+            select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq)
+            .where(rooms.c.kind != DIRECT, rooms.c.name_key.contains(key_part, autoescape=True))
+            .order_by(
+                case((rooms.c.name_key == key_part, 0), else_=1),
+                rooms.c.kind.desc(),
+                rooms.c.name_key,
+            )
+            .limit(limit + 1)
+        ).all()
+        listed = rows[:limit]
+        ids = [r.id for r in listed]
+        counts: dict[int, int] = dict(
+            self.conn.execute(
+                select(room_members.c.room_id, func.count())
+                .where(room_members.c.room_id.in_(ids))
+                .group_by(room_members.c.room_id)
+            ).all()
         )
         mine = {r.id for r in self.conversations_of(user_id, with_direct=False)}
-        rows = self.conn.execute(
-            select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq, counts.c.members)
-            .outerjoin(counts, counts.c.room_id == rooms.c.id)
-            .where(rooms.c.kind != DIRECT)
-            .order_by(rooms.c.kind.desc(), rooms.c.name_key)
-        ).all()
-        return [{**room_ref(r), "members": r.members or 0, "joined": r.id in mine} for r in rows]
+        found = [
+            {**room_ref(r), "members": counts.get(r.id, 0), "joined": r.id in mine} for r in listed
+        ]
+        return found, len(rows) > limit
 
     def member_ids(self, room: Any, limit: int) -> list[int]:
         """Members of a group; for a public room, the users online now."""
