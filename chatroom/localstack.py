@@ -49,6 +49,13 @@ def _probe_socket() -> socket.socket:
     return s
 
 
+# Ports this process handed out lately. A port is free when picked but only taken when
+# its server binds, later: a Stack picks the bus's block and then the edge's port before
+# either binds, and the two once overlapped (the client then spoke to a ZeroMQ socket).
+_GIVEN: dict[int, float] = {}
+GIVEN_HOLD_S = 300.0
+
+
 def free_port() -> int:
     """A free port below the kernel's ephemeral range. (Port 0's pick is in that range,
     where any client socket opened before the server binds may take it: seen as a
@@ -60,14 +67,21 @@ def free_port_block(size: int = len(config.BUS_PORT_OFFSETS)) -> int:
     """A base port with `size` consecutive free ports after it, below the kernel's
     ephemeral range: client sockets (and their TIME_WAIT leftovers after a load test)
     never occupy those."""
+    now = time.monotonic()
+    for port, given_at in list(_GIVEN.items()):
+        if now - given_at > GIVEN_HOLD_S:
+            del _GIVEN[port]
     for _ in range(500):
         base = random.randrange(20_000, 32_000 - size)
+        if any(port in _GIVEN for port in range(base, base + size)):
+            continue
         held: list[socket.socket] = []
         try:
             for port in range(base, base + size):
                 s = _probe_socket()
                 held.append(s)
                 s.bind(("127.0.0.1", port))
+            _GIVEN.update(dict.fromkeys(range(base, base + size), now))
             return base
         except OSError:
             continue

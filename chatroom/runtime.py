@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 import zmq.asyncio
@@ -129,6 +129,7 @@ class RequestContext:
         return self.conn
 
 
+T = TypeVar("T")
 Handler = Callable[[RequestContext, dict[str, Any]], Any]  # a dict, or a coroutine of one
 
 
@@ -418,6 +419,19 @@ def _start_unless_expired(handler: Handler, ctx: RequestContext | None, args: di
     if ctx.deadline_ms is not None and ctx.deadline_ms < time.time() * 1000:
         raise DeadlinePassed
     return handler(ctx, args)
+
+
+async def in_thread(ctx: RequestContext, fn: Callable[..., T], *args: Any) -> T:
+    """An async handler's blocking step (asyncio.to_thread, on the runtime's pool), not
+    started once the request's deadline has passed: the same rule as a plain handler
+    waiting in the pool's queue (_start_unless_expired)."""
+
+    def unless_expired() -> T:
+        if ctx.deadline_ms is not None and ctx.deadline_ms < time.time() * 1000:
+            raise DeadlinePassed
+        return fn(*args)
+
+    return await asyncio.to_thread(unless_expired)
 
 
 def run_service(name: str, settings: Settings, service: Service) -> None:

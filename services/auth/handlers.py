@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any, NamedTuple
 
 from argon2 import PasswordHasher, Type
@@ -14,7 +15,7 @@ from chatroom.bus_contract import user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import Handler, Job, RequestContext
+from chatroom.runtime import DeadlinePassed, Handler, Job, RequestContext, in_thread
 from chatroom.storage.db import now_ms
 from services.auth.accounts import check_password, normalise_username, username_key
 from services.auth.admin import AdminHandlers, logout_event
@@ -25,6 +26,14 @@ from services.auth.store import AuthStore
 from services.auth.throttle import Bucket, Throttle, known_address
 
 BAD_CREDENTIALS = "wrong username or password"
+
+
+def _time_left_s(ctx: RequestContext) -> float:
+    """How long a request may wait for a hashing slot: until the edge stops waiting for
+    its reply (then the edge has answered service_unavailable, and nothing is done)."""
+    if ctx.deadline_ms is None:
+        return 10.0
+    return max(0.0, ctx.deadline_ms / 1000 - time.time())
 
 
 class LoginAttempt(NamedTuple):
@@ -56,8 +65,6 @@ class AuthHandlers:
         self.gate = HashGate(
             slots, reserved=1 if slots > 1 else 0, max_waiting=settings.argon2_queue
         )
-        # Give up on a slot well before the edge gives up on the reply.
-        self._gate_wait_s = settings.request_timeout_ms / 1000 * 0.6
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -76,11 +83,11 @@ class AuthHandlers:
     async def register(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         name = normalise_username(args["username"], self.settings.max_username_chars)
         check_password(args["password"], self.settings.min_password_chars)
-        await asyncio.to_thread(self.throttle.before_register, ctx.ip or "?")
-        async with self.gate.slot(known=False, wait_s=self._gate_wait_s):
-            password_hash = await asyncio.to_thread(self.hasher.hash, args["password"])
-        user_id = await asyncio.to_thread(
-            self.store.create_user, name, username_key(name), password_hash
+        await in_thread(ctx, self.throttle.before_register, ctx.ip or "?")
+        async with self.gate.slot(known=False, wait_s=_time_left_s(ctx)):
+            password_hash = await in_thread(ctx, self.hasher.hash, args["password"])
+        user_id = await in_thread(
+            ctx, self.store.create_user, name, username_key(name), password_hash
         )
         if user_id is None:
             raise ServiceError(
@@ -96,15 +103,15 @@ class AuthHandlers:
             return await self._resume(ctx, args["token"])
         if not args.get("username") or "password" not in args:
             raise bad_request("password", "give username and password, or a token")
-        attempt = await asyncio.to_thread(self._begin_login, ctx.ip or "?", args["username"])
+        attempt = await in_thread(ctx, self._begin_login, ctx.ip or "?", args["username"])
         try:
-            async with self.gate.slot(attempt.known, self._gate_wait_s):
-                verified = await asyncio.to_thread(self._check, attempt, args["password"])
-        except GateBusy:
+            async with self.gate.slot(attempt.known, _time_left_s(ctx)):
+                verified = await in_thread(ctx, self._check, attempt, args["password"])
+        except (GateBusy, DeadlinePassed):
             # Not a guess: the attempt was never checked, so it costs no failed-login token.
             await asyncio.to_thread(self.throttle.login_succeeded, attempt.reserved)
             raise
-        return await asyncio.to_thread(self._finish_login, ctx, attempt, verified)
+        return await in_thread(ctx, self._finish_login, ctx, attempt, verified)
 
     def _begin_login(self, ip: str, username: str) -> LoginAttempt:
         key = username_key(username)

@@ -10,7 +10,8 @@ login times out, the account owner's too (an attacker's test: 33 of 40 logins
   logged in from before: services/auth/throttle.py), so a crowd of strangers cannot keep
   the owner out;
 - strangers queue at most `max_waiting` deep; one more is told `rate_limited` at once,
-  with a retry time, instead of holding a request until it times out.
+  with a retry time, instead of holding a request until it times out. One that waits
+  past its request's deadline is dropped (the edge has answered it already).
 The gate lives on the event loop: waiting costs no worker thread.
 """
 
@@ -21,6 +22,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from chatroom.errors import ServiceError, rate_limited
+from chatroom.runtime import DeadlinePassed
 
 RETRY_AFTER_MS = 2000
 BUSY_MESSAGE = "too many sign-ins are being checked right now"
@@ -43,8 +45,8 @@ class HashGate:
     @contextlib.asynccontextmanager
     async def slot(self, known: bool, wait_s: float) -> AsyncIterator[None]:
         """Hold one hashing slot for the body; `known`: the sign-in comes from a device
-        the account used before. Raises rate_limited when strangers' queue is full or
-        no slot came free within wait_s."""
+        the account used before. Raises GateBusy (rate_limited) when strangers' queue is
+        full, DeadlinePassed when no slot came free within wait_s."""
         async with self._changed:
             if self.running >= self._limit(known):
                 if not known and self.waiting_strangers >= self.max_waiting:
@@ -56,7 +58,9 @@ class HashGate:
                         wait_s,
                     )
                 except TimeoutError:
-                    raise busy() from None
+                    # The edge has answered it service_unavailable by now: dropped, like
+                    # a request whose deadline passes in the thread pool's queue.
+                    raise DeadlinePassed from None
                 finally:
                     self.waiting_strangers -= not known
             self.running += 1
