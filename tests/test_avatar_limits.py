@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import time
-from pathlib import Path
 
 import pytest
+
+from loadtest.measure import reset_peak, status_kib
 
 import images
 from wire import users
@@ -26,17 +27,6 @@ MEDIA_PEAK_BUDGET_KIB = 512 * MIB
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
 
 
 BOMBS = {
