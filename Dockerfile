@@ -25,6 +25,11 @@ RUN pip install --no-deps . \
     && rm -rf build chatroom services chatroom.egg-info \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin chat
 
+# The release this image was built from (scripts/image-tag.sh), also its tag.
+ARG CHATROOM_VERSION=unknown
+LABEL org.opencontainers.image.title="chatroom-server" \
+      org.opencontainers.image.version="${CHATROOM_VERSION}"
+
 USER 10001
 # Every component reads CHAT_* settings; compose sets them per service.
 CMD ["python", "-m", "services.tcp_edge"]

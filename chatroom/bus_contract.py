@@ -90,6 +90,10 @@ def room_topic(room_id: int) -> bytes:
 
 # Topics of the bus health check (chatroom.health): no edge subscribes to them.
 HEALTH_TOPIC_PREFIX = "_health:"
+# A service replica's own health socket (CHAT_HEALTH_PORT, 127.0.0.1 only) takes one of
+# these requests: ready = can serve (a database round trip); live = the event loop answers.
+HEALTH_READY = b"ping"
+HEALTH_LIVE = b"live"
 
 
 class Control:

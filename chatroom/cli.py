@@ -71,7 +71,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     from chatroom.health import CHECKS, Unhealthy
 
     try:
-        result = CHECKS[args.component](config.load(), args.timeout)
+        result = CHECKS[args.component](config.load(), args.timeout, live=args.live)
     except Unhealthy as exc:
         print(f"{args.component}: unhealthy: {exc}", file=sys.stderr)
         return 1
@@ -100,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     health = sub.add_parser("health", help="container health check of one component")
     health.add_argument("component", choices=("bus", "auth", "social", "media", "tcp_edge"))
     health.add_argument("--timeout", type=float, default=3.0)
+    health.add_argument(
+        "--live",
+        action="store_true",
+        help="alive rather than ready: a service's event loop answers, database or not",
+    )
     health.set_defaults(func=cmd_health)
     admin.add_parser(sub)
     args = parser.parse_args(argv)

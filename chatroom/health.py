@@ -1,7 +1,8 @@
 """Container health checks: real requests, not "the process exists".
 
 - a service (auth, social, media): a ZeroMQ request to the replica's own health socket on
-  127.0.0.1:CHAT_HEALTH_PORT, answered by its event loop after a database round trip;
+  127.0.0.1:CHAT_HEALTH_PORT, answered by its event loop after a database round trip
+  (ready); with ``live``, answered by the event loop alone (alive, whatever the database);
 - the bus: an event published into its XSUB side must come back out of its XPUB side;
 - the edge: a framed `ping` over TCP to its own port must get its reply.
 """
@@ -14,7 +15,7 @@ import socket
 import time
 
 from chatroom import buskeys
-from chatroom.bus_contract import HEALTH_TOPIC_PREFIX, event_frames
+from chatroom.bus_contract import HEALTH_LIVE, HEALTH_READY, HEALTH_TOPIC_PREFIX, event_frames
 from chatroom.config import Settings
 from chatroom.protocol import FrameDecoder, encode_frame, loads, parse_payload
 
@@ -23,7 +24,7 @@ class Unhealthy(Exception):
     pass
 
 
-def check_service(settings: Settings, timeout_s: float) -> dict:
+def check_service(settings: Settings, timeout_s: float, live: bool = False) -> dict:
     import zmq
 
     if not settings.health_port:
@@ -34,7 +35,7 @@ def check_service(settings: Settings, timeout_s: float) -> dict:
     sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
     try:
         sock.connect(f"tcp://127.0.0.1:{settings.health_port}")
-        sock.send(b"ping")
+        sock.send(HEALTH_LIVE if live else HEALTH_READY)
         try:
             reply = loads(sock.recv())
         except zmq.Again:
@@ -47,7 +48,8 @@ def check_service(settings: Settings, timeout_s: float) -> dict:
     return reply
 
 
-def check_bus(settings: Settings, timeout_s: float) -> dict:
+def check_bus(settings: Settings, timeout_s: float, live: bool = False) -> dict:
+    """Alive and ready are one check: the bus depends on nothing else."""
     import zmq
 
     topic = f"{HEALTH_TOPIC_PREFIX}{os.getpid()}:{time.monotonic_ns()}|".encode()
@@ -76,7 +78,8 @@ def check_bus(settings: Settings, timeout_s: float) -> dict:
         zctx.term()
 
 
-def check_edge(settings: Settings, timeout_s: float) -> dict:
+def check_edge(settings: Settings, timeout_s: float, live: bool = False) -> dict:
+    """Alive and ready are one check: the edge answers `ping` itself."""
     try:
         with socket.create_connection(("127.0.0.1", settings.edge_port), timeout=timeout_s) as s:
             s.sendall(encode_frame({"op": "ping", "id": "health"}))

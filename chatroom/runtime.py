@@ -36,6 +36,7 @@ from chatroom import buskeys, metrics
 from chatroom.bus_contract import (
     ADMIN_OP_PREFIX,
     EVENT_HWM,
+    HEALTH_LIVE,
     PING_OP,
     event_frames,
     reply_error,
@@ -381,24 +382,47 @@ class ServiceRuntime:
 
     async def _serve_health(self, zctx: zmq.asyncio.Context) -> None:
         """Answer container health checks on 127.0.0.1 (this replica, not any replica).
-        Healthy means: the event loop answers, the thread pool runs, the database
-        answers."""
-        rep = zctx.socket(zmq.REP)
-        rep.setsockopt(zmq.LINGER, 0)
-        rep.bind(f"tcp://127.0.0.1:{self.settings.health_port}")
+        Ready (``ping``, the default): the event loop answers, the thread pool runs, the
+        database answers. Alive (``live``): the event loop answers - nothing else, so a
+        database outage takes replicas out of service without getting them restarted.
+        A ROUTER, not a REP: a liveness probe must not queue behind a readiness check
+        that hangs on the database; concurrent readiness checks share one round trip."""
+        router = zctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.bind(f"tcp://127.0.0.1:{self.settings.health_port}")
+        ready_check: asyncio.Task | None = None
+        answers: set[asyncio.Task] = set()
+
+        async def answer(envelope: list[bytes], check: asyncio.Task | None) -> None:
+            reply = {"ok": True, "live": True, **self._health()}
+            if check is not None:
+                reply = await check
+            await router.send_multipart([*envelope, dumps(reply)])
+
         try:
             while True:
-                await rep.recv()
-                try:
-                    if self.health_check is not None:
-                        check = functools.partial(_call_check, self.health_check)
-                        await self._run_blocking(check, None, {})
-                    reply = {"ok": True, **self._health()}
-                except Exception as exc:
-                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-                await rep.send(dumps(reply))
+                *envelope, request = await router.recv_multipart()
+                check = None
+                if request != HEALTH_LIVE:
+                    if ready_check is None or ready_check.done():
+                        ready_check = asyncio.create_task(self._check_ready())
+                    check = ready_check
+                task = asyncio.create_task(answer(envelope, check))
+                answers.add(task)
+                task.add_done_callback(answers.discard)
         finally:
-            rep.close()
+            for task in answers:
+                task.cancel()
+            router.close()
+
+    async def _check_ready(self) -> dict[str, Any]:
+        try:
+            if self.health_check is not None:
+                check = functools.partial(_call_check, self.health_check)
+                await self._run_blocking(check, None, {})
+            return {"ok": True, **self._health()}
+        except Exception as exc:
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def _call_check(check: Callable[[], None], _ctx: object, _args: object) -> None:

@@ -28,6 +28,11 @@ for name in PYTHON_IMAGE MYSQL_IMAGE; do
   fi
 done
 
+# The image is tagged with this release (pyproject version and commit), kept in .env.
+CHATROOM_VERSION=$(scripts/image-tag.sh)
+export CHATROOM_VERSION
+echo "server image: chatroom-server:$CHATROOM_VERSION" >&2
+
 mkdir -p secrets
 chmod 700 secrets
 for name in db_password db_root_password; do
@@ -51,7 +56,7 @@ $COMPOSE build
 # Docker's defaults allows; one whose own limit is lower cannot start it, so use that
 # limit then (and keep it in .env). More clients per edge: raise CHAT_EDGE_NOFILE.
 if [ -z "${CHAT_EDGE_NOFILE:-}" ] && ! grep -q '^CHAT_EDGE_NOFILE=' .env 2>/dev/null; then
-  hard=$(docker run --rm --network none "chatroom-server:${CHATROOM_VERSION:-latest}" \
+  hard=$(docker run --rm --network none "chatroom-server:$CHATROOM_VERSION" \
     sh -c 'ulimit -Hn')
   if [ "$hard" != unlimited ] && [ "$hard" -lt 20000 ]; then
     set_env CHAT_EDGE_NOFILE "$hard"
@@ -66,7 +71,7 @@ fi
 # operator who is not root, and with user-namespace remapping.
 mkdir -p secrets/bus-keys
 docker run --rm --user 0 --network none -v "$PWD/secrets:/secrets" \
-  "chatroom-server:${CHATROOM_VERSION:-latest}" sh -euc "
+  "chatroom-server:$CHATROOM_VERSION" sh -euc "
     chatroom bus-keys /secrets/bus-keys >&2
     chown $SERVER_UID:$SERVER_UID /secrets/db_password /secrets/bus-keys/* $tls_files
     chown 0:0 /secrets/db_root_password

@@ -8,6 +8,7 @@ docs-commands test deploys).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from chatroom import config
+from chatroom.cli import version as chatroom_version
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_SERVICES = ("migrate", "bus", "auth", "social", "media", "tcp_edge")
@@ -191,9 +193,9 @@ def test_k8s_probes_tell_alive_from_ready(k8s):
         for c in doc["spec"]["template"]["spec"]["containers"]:
             ready, live = c["readinessProbe"], c["livenessProbe"]
             if name in SCALED:
-                assert _command(live) != _command(ready), name
-                assert "health" not in _command(live), name
-                # Alive if the replica's event loop answers at all, within a DB timeout.
+                assert _command(ready) == ["chatroom", "health", name], name
+                # Alive: the replica's event loop answers; the database is not asked.
+                assert _command(live)[:4] == [*_command(ready)[:3], "--live"], name
                 assert live["timeoutSeconds"] * live["failureThreshold"] >= 30, name
 
 
@@ -245,3 +247,48 @@ def test_k8s_pods_hold_only_their_own_bus_key(k8s):
         role = "edge" if name == "tcp-edge" else name
         extra = {"admin.key_secret"} if name == "auth" else set()
         assert secrets == {f"{role}.key_secret", *extra}, name
+
+
+def _release_checkout(tmp_path: Path) -> Path:
+    """A git checkout holding what scripts/image-tag.sh reads (the script and pyproject)."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "image-tag.sh", tmp_path / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "release"], check=True)
+    return tmp_path
+
+
+def _image_tag(checkout: Path, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k != "CHATROOM_VERSION"}
+    return subprocess.run(
+        ["bash", str(checkout / "scripts" / "image-tag.sh")],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_image_tag_names_the_release_and_keeps_it_in_env(tmp_path):
+    checkout = _release_checkout(tmp_path)
+    commit = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short=7", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (checkout / ".env").write_text("CHAT_EDGE_WORKERS=2\nCHATROOM_VERSION=0.0.1-gold\n")
+    for _ in range(2):  # idempotent: one line, replaced
+        run = _image_tag(checkout)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == f"{chatroom_version()}-g{commit}"
+    lines = (checkout / ".env").read_text().splitlines()
+    assert lines == ["CHAT_EDGE_WORKERS=2", f"CHATROOM_VERSION={chatroom_version()}-g{commit}"]
+    # An operator's own name wins; a name Docker would refuse is refused with the rule.
+    assert _image_tag(checkout, CHATROOM_VERSION="site-2").stdout.strip() == "site-2"
+    bad = _image_tag(checkout, CHATROOM_VERSION="1.0 beta")
+    assert bad.returncode == 2 and "not a valid image tag" in bad.stderr
+    assert "CHATROOM_VERSION=site-2" in (checkout / ".env").read_text()

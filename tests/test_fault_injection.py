@@ -429,3 +429,42 @@ def _stored_texts(reader: WireClient) -> list[str]:
         if not conv["has_more"]:
             break
     return texts
+
+
+@pytest.mark.mysql
+def test_a_hung_database_makes_replicas_unready_but_not_dead(private_db, tmp_path):
+    """What orchestrators restart on (`chatroom health <svc> --live`, Swarm and the
+    Kubernetes liveness probe) must not depend on the database; what takes a replica out
+    of service (`chatroom health <svc>`, readiness) must."""
+    db, url = private_db
+    stack = Stack(tmp_path, url, request_timeout_ms=1500, log_level="INFO")
+    health_port = free_port()
+    try:
+        stack.start()
+        stack.start_service("social#1", dict(stack.env, CHAT_HEALTH_PORT=str(health_port)))
+        env = dict(stack.env, CHAT_HEALTH_PORT=str(health_port))
+
+        def health(*flags: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-m", "chatroom.cli", "health", "social", "--timeout=3", *flags],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+
+        wait_until(lambda: health().returncode == 0, 30, "the new replica ready")
+        assert health("--live").returncode == 0
+        db.pause()
+        try:
+            ready, live = health(), health("--live")
+        finally:
+            db.resume()
+        assert ready.returncode == 1 and "unhealthy" in ready.stderr, ready
+        assert live.returncode == 0 and "healthy" in live.stdout, live
+        wait_until(lambda: health().returncode == 0, 30, "ready again once the database is back")
+    except BaseException:
+        print(stack.logs()[-20000:])
+        raise
+    finally:
+        stack.stop()
