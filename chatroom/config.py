@@ -122,6 +122,8 @@ class Settings:
     # every friend), so a script must not be able to loop on them.
     rate_room_create: str = "10/h"
     rate_presence: str = "30/m"
+    # Typing hints forwarded to others (the edge drops renewals within 3 s first).
+    rate_typing: str = "60/m"
     # Joining and leaving rooms, answering and removing friends: each a write and a push
     # to others; generous for people, a stop for a script that loops on them.
     rate_membership: str = "60/m"
@@ -234,6 +236,7 @@ RATED_ACTIONS = (
     "avatar",
     "room_create",
     "presence",
+    "typing",
     "membership",
     "login_ip",
     "login_failed_account_ip",

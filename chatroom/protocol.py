@@ -268,6 +268,11 @@ _BEFORE = Field(int, required=False, min_value=1)
 _LIMIT = Field(int, required=False, min_value=1, max_value=10_000)
 
 ROOM_LIST_LIMIT = 200  # rooms in a room.list reply when the client gives no limit
+# Typing indicators: a client renews `typing on` while the user types; the edge forwards
+# at most one renewal per TYPING_RENEW_S (services/tcp_edge/typing_hints.py), and a
+# `typing` push shows for TYPING_EXPIRES_MS unless renewed (two renewals may be lost).
+TYPING_RENEW_S = 3.0
+TYPING_EXPIRES_MS = 8_000
 
 OPS: dict[str, Op] = {
     "ping": Op("edge", needs_login=False, idempotent=True),
@@ -322,6 +327,13 @@ OPS: dict[str, Op] = {
         idempotent=True,
     ),
     "dm.send": Op("social", {"to": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}, rate="message"),
+    # In a room (`room`) or to a friend (`to`): exactly one of them. Coalesced by the
+    # edge, which spends from the "typing" bucket only for what it forwards.
+    "typing": Op(
+        "social",
+        {"room": Field(str, False, 256), "to": Field(str, False, 256), "on": Field(bool)},
+        idempotent=True,
+    ),
     "dm.history": Op(
         "social",
         {"with": _NAME, "before": _BEFORE, "limit": Field(int, False, None, 1, 200)},

@@ -84,6 +84,15 @@ class World:
             "dm.history": [{"with": "ann"}],
             "sync": [{"cursors": {str(self.dm_id): 0}}],
             "avatar.get": [{"hash": self.avatar_hash}],
+            "typing": [
+                {**target, "on": True}
+                for target in {
+                    "non-member": [{"room": "den"}],
+                    "stranger": on_dm,
+                    "ex-friend": [{"to": "ann"}],
+                    "self": [{"to": "ann"}],
+                }.get(caller, [])
+            ],
         }
         return [(client, fields) for fields in table[op]]
 
@@ -125,4 +134,4 @@ def test_every_op_needing_a_login_refuses_before_one(stack):
                 assert anonymous.error_of(name, **fields)["code"] == "not_authenticated", name
 
 
-PLAIN = {str: "x", int: 1, dict: {}}
+PLAIN = {str: "x", int: 1, bool: True, dict: {}}

@@ -35,6 +35,7 @@ from services.tcp_edge.connection import Connection
 from services.tcp_edge.core import Limits, Request
 from services.tcp_edge.delivery import EventDelivery
 from services.tcp_edge.login import Logins, bus_context
+from services.tcp_edge.typing_hints import TypingCoalescer
 
 # A request the edge answers itself: the reply, then any pushes that go after it.
 LocalHandler = Callable[[Connection, Request], Awaitable[list[dict[str, Any]]]]
@@ -45,6 +46,7 @@ RATE_LIMIT_MESSAGES = {
     "avatar": "you are changing your avatar too often",
     "room_create": "you are creating rooms too often",
     "presence": "you are changing your status too often",
+    "typing": "typing indicators are being sent too often",
     "membership": "you are joining, leaving or answering too often",
     "login_ip": "too many login attempts from your address",
 }
@@ -109,7 +111,9 @@ class Edge:
         self.local_ops: dict[str, LocalHandler] = {
             "login": self.logins.login,
             "logout": self.logins.logout,
+            "typing": self._typing,
         }
+        self.typing = TypingCoalescer()
         self.servers: list[asyncio.Server] = []
         # Metrics (chatroom.metrics), their children bound here once.
         m = metrics.get()
@@ -232,6 +236,7 @@ class Edge:
         self.connections.remove(conn)
         self.open_connections.dec()
         self.prelogin.release(conn)
+        self.typing.forget(conn)
         self.conns_per_ip[conn.ip_key] -= 1
         if not self.conns_per_ip[conn.ip_key]:
             del self.conns_per_ip[conn.ip_key]
@@ -333,6 +338,17 @@ class Edge:
         ctx = bus_context(self.edge_id, conn, conn.session)
         result = await self.bus.call(op.service, request.op_name, args, ctx, retry=retry)
         return [reply_ok(request.request_id, **result)]
+
+    async def _typing(self, conn: Connection, request: Request) -> list[dict[str, Any]]:
+        """Forward a typing hint only when it changes what the others see
+        (typing_hints.py); the rest are answered here, forwarded: false."""
+        session = conn.session
+        if session is None or not self.typing.should_forward(conn, session.user_id, request.args):
+            return [reply_ok(request.request_id, forwarded=False)]
+        self._spend(conn, "typing")
+        replies = await self._forward(conn, request)
+        self.typing.forwarded(conn, session.user_id, request.args)
+        return replies
 
     def _spend(self, conn: Connection, action: str) -> None:
         """Take a token from the action's bucket (per IP before login, else per user);

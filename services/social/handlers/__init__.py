@@ -14,6 +14,7 @@ from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
 from services.social.handlers.rooms import RoomHandlers
 from services.social.handlers.sessions import SessionHandlers
+from services.social.handlers.typing import TypingHandlers
 from services.social.store import SocialStore
 
 
@@ -25,6 +26,7 @@ class SocialHandlers:
         self.friends = FriendHandlers(store, settings)
         self.rooms = RoomHandlers(store, settings)
         self.messages = MessageHandlers(store, settings)
+        self.typing = TypingHandlers(store, settings)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -32,6 +34,7 @@ class SocialHandlers:
             **self.friends.ops(),
             **self.rooms.ops(),
             **self.messages.ops(),
+            **self.typing.ops(),
         }
 
     def jobs(self) -> list[Job]:

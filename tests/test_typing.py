@@ -1,0 +1,116 @@
+"""Typing indicators through the real system (edge, bus, social; SQLite and MariaDB):
+who is told, what the edge keeps to itself, and the bad requests."""
+
+from __future__ import annotations
+
+from services.tcp_edge.typing_hints import REMEMBERED_PER_CONNECTION, TypingCoalescer
+
+from wire import WireClient, befriend, users
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_edge_forwards_only_what_changes_what_others_see():
+    clock, conn = Clock(), object()
+    hints = TypingCoalescer(clock)
+
+    def send(on: bool, room: str = "lobby", user: int = 1) -> bool:
+        args = {"room": room, "on": on}
+        forward = hints.should_forward(conn, user, args)
+        if forward:
+            hints.forwarded(conn, user, args)
+        return forward
+
+    assert send(False) is False  # never shown: nothing to stop
+    assert send(True) is True
+    clock.now += 2.9
+    assert send(True) is False  # renewal too soon
+    clock.now += 0.2
+    assert send(True) is True  # renewal due (3 s)
+    assert send(False) is True and send(False) is False
+    assert send(True, user=2) is True  # another user on the connection starts afresh
+    for index in range(REMEMBERED_PER_CONNECTION + 5):  # memory per connection is bounded
+        send(True, room=f"room{index}", user=2)
+    assert len(hints._sent[conn][1]) == REMEMBERED_PER_CONNECTION
+    hints.forget(conn)
+    assert conn not in hints._sent
+
+
+def _typing_events(client: WireClient, until_on: bool) -> list[dict]:
+    """The typing pushes `client` gets, up to and including the first with on=until_on."""
+    seen = [client.event("typing", timeout=10)]
+    while seen[-1]["on"] is not until_on:
+        seen.append(client.event("typing", timeout=10))
+    return seen
+
+
+def test_room_members_see_typing_start_and_stop_once(make_stack, db_url):
+    stack = make_stack(db_url, edges=2)
+    ann = WireClient(stack.edge_ports[0])
+    bob = WireClient(stack.edge_ports[1])  # the hint crosses edges through the bus
+    try:
+        ann.register_and_login("ann")
+        bob.register_and_login("bob")
+        ann.call("room.create", room="Book Club")
+        bob.call("room.join", room="book club")
+        first = ann.call("typing", room="Book Club", on=True)
+        assert first["forwarded"] is True
+        # Keystrokes within the renewal interval change nothing for bob: not forwarded.
+        for _ in range(5):
+            assert ann.call("typing", room="Book Club", on=True)["forwarded"] is False
+        assert ann.call("typing", room="Book Club", on=False)["forwarded"] is True
+        # Stopping twice: bob already sees nobody typing.
+        assert ann.call("typing", room="Book Club", on=False)["forwarded"] is False
+        on, off = _typing_events(bob, until_on=False)
+        assert on["on"] is True and on["user"]["username"] == "ann"
+        assert on["room"] == "Book Club" and on["room_id"] == off["room_id"]
+        assert 0 < on["expires_ms"] <= 10_000  # the issue: expires within 10 s
+        assert "_origin" not in on  # control fields never reach a client
+    finally:
+        ann.close()
+        bob.close()
+
+
+def test_friends_see_typing_in_their_conversation_and_strangers_cannot_send_it(make_stack, db_url):
+    stack = make_stack(db_url)
+    with users(stack, "ann", "bob", "eve") as (ann, bob, eve):
+        befriend(ann, bob)
+        assert ann.call("typing", to="bob", on=True)["forwarded"] is True
+        hint = bob.event("typing", timeout=10)
+        assert hint["direct"] is True and hint["user"]["username"] == "ann" and hint["on"] is True
+        # Not friends: the same answer as for a message, and bob hears nothing of it.
+        assert eve.error_of("typing", to="bob", on=True)["code"] == "forbidden"
+        assert eve.error_of("typing", to="nobody-here", on=True)["code"] == "not_found"
+        assert ann.call("typing", to="bob", on=False)["forwarded"] is True
+        assert bob.event("typing", timeout=10)["user"]["username"] == "ann"
+
+
+def test_typing_needs_membership_and_one_conversation(make_stack, db_url):
+    stack = make_stack(db_url)
+    with users(stack, "ann", "eve") as (ann, eve):
+        ann.call("room.create", room="Private-ish")
+        assert eve.error_of("typing", room="Private-ish", on=True)["code"] == "forbidden"
+        assert eve.error_of("typing", room="no such room", on=True)["code"] == "not_found"
+        both = ann.error_of("typing", room="Private-ish", to="eve", on=True)
+        assert both["code"] == "bad_request"
+        assert ann.error_of("typing", on=True)["code"] == "bad_request"
+        assert ann.error_of("typing", room="Private-ish", on=1)["code"] == "bad_request"
+        assert ann.error_of("typing", room="Private-ish")["code"] == "bad_request"
+
+
+def test_forwarded_hints_are_rate_limited(make_stack, sqlite_url):
+    stack = make_stack(sqlite_url, rate_typing="3/m")
+    with users(stack, "ann") as (ann,):
+        ann.call("room.create", room="Chatter")
+        for on in (True, False, True):  # each changes what others see: forwarded
+            assert ann.call("typing", room="Chatter", on=on)["forwarded"] is True
+        limited = ann.error_of("typing", room="Chatter", on=False)
+        assert limited["code"] == "rate_limited" and limited["retry_after_ms"] > 0
+        # A renewal the edge keeps to itself costs nothing, even now.
+        assert ann.call("typing", room="Chatter", on=True)["forwarded"] is False
