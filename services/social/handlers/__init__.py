@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from chatroom.config import Settings
 from chatroom.runtime import Handler, Job
+from services.social.handlers.accounts import AccountHandlers
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
 from services.social.handlers.rooms import RoomHandlers
@@ -25,6 +26,7 @@ class SocialHandlers:
         self.friends = FriendHandlers(store, settings)
         self.rooms = RoomHandlers(store, settings)
         self.messages = MessageHandlers(store, settings)
+        self.accounts = AccountHandlers(store)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -32,6 +34,7 @@ class SocialHandlers:
             **self.friends.ops(),
             **self.rooms.ops(),
             **self.messages.ops(),
+            **self.accounts.ops(),
         }
 
     def jobs(self) -> list[Job]:
