@@ -428,14 +428,18 @@ class RateBuckets:
                 )
 
     def states(self, keys: list[str]) -> list[dict[str, Any]]:
-        """These buckets as stored (kind, tokens, updated_at); the hashed part of a key
-        is left out. Buckets never used (or full and forgotten) have no row."""
+        """These buckets as stored (kind, attempts_left, updated_at); the hashed part of
+        a key is left out. Buckets never used (or full and forgotten) have no row."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(rate_buckets).where(rate_buckets.c.bucket.in_(sorted(keys)))
             ).all()
         return [
-            {"kind": r.bucket.split(":")[0], "tokens": r.tokens, "updated_at": r.updated_at}
+            {
+                "kind": r.bucket.split(":")[0],
+                "attempts_left": r.tokens,  # as of updated_at; it refills with time
+                "updated_at": r.updated_at,
+            }
             for r in rows
         ]
 
