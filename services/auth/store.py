@@ -56,11 +56,7 @@ class AuthStore:
         """The account (id, username, password_hash, disabled) or None, and the
         addresses it logged in from since then (newest first), read on one connection."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(users.c.id, users.c.username, users.c.password_hash, users.c.disabled).where(
-                    users.c.username_key == key, LIVE
-                )
-            ).first()
+            row = _live_account(conn, key, users.c.password_hash, users.c.disabled)
             if row is None:
                 return None, []
             addresses = conn.execute(
@@ -220,11 +216,7 @@ class AuthStore:
         account and every session (when, from which address; not the token hashes), or
         None."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(users.c.id, users.c.username, users.c.disabled, users.c.created_at).where(
-                    users.c.username_key == key, LIVE
-                )
-            ).first()
+            row = _live_account(conn, key, users.c.disabled, users.c.created_at)
             if row is None:
                 return None
             rows = conn.execute(
@@ -320,6 +312,13 @@ class AuthStore:
                 .values(username=DELETED_USER, password_hash=ERASED_HASH, disabled=True)
             )
         return {"sessions_deleted": forgotten, "buckets_deleted": buckets}
+
+
+def _live_account(conn: Any, key: str, *columns: Any) -> Any:
+    """The (id, username, *columns) of the account with that name key, unless erased."""
+    return conn.execute(
+        select(users.c.id, users.c.username, *columns).where(users.c.username_key == key, LIVE)
+    ).first()
 
 
 class Counted(Protocol):

@@ -68,6 +68,10 @@ class AccountQueries:
         )
         return {r.room_id: f"direct with {r.username}" for r in rows}
 
+    def _rows(self, where: Any, order: Any, *columns: Any) -> list[Any]:
+        """`columns` (and `order`) of the rows matching `where`, in `order`."""
+        return list(self.conn.execute(select(*columns, order).where(where).order_by(order)))
+
     def export_of(self, user_id: int) -> dict[str, Any]:
         """Everything social keeps about the user but their messages (messages_of):
         status, last seen, friends, friend requests both ways, the conversations they
@@ -78,11 +82,9 @@ class AccountQueries:
         seen = self.conn.execute(
             select(last_seen.c.ts).where(last_seen.c.user_id == user_id)
         ).scalar()
-        friend_rows = self.conn.execute(
-            select(friendships.c.friend_id, friendships.c.since)
-            .where(friendships.c.user_id == user_id)
-            .order_by(friendships.c.since)
-        ).all()
+        friend_rows = self._rows(
+            friendships.c.user_id == user_id, friendships.c.since, friendships.c.friend_id
+        )
         request_rows = self.conn.execute(
             select(friend_requests)
             .where(or_(friend_requests.c.from_id == user_id, friend_requests.c.to_id == user_id))
@@ -98,16 +100,12 @@ class AccountQueries:
             .order_by(rooms.c.id)
         ).all()
         peers = self._peer_names(user_id, [r.id for r in member_rows if r.kind == DIRECT])
-        created = self.conn.execute(
-            select(rooms.c.name, rooms.c.created_at)
-            .where(rooms.c.created_by == user_id)
-            .order_by(rooms.c.id)
-        ).all()
-        connections = self.conn.execute(
-            select(live_sessions.c.edge_id, live_sessions.c.opened_at)
-            .where(live_sessions.c.user_id == user_id)
-            .order_by(live_sessions.c.opened_at)
-        ).all()
+        created = self._rows(
+            rooms.c.created_by == user_id, rooms.c.id, rooms.c.name, rooms.c.created_at
+        )
+        connections = self._rows(
+            live_sessions.c.user_id == user_id, live_sessions.c.opened_at, live_sessions.c.edge_id
+        )
 
         def request(r: Any) -> dict[str, Any]:
             other = r.to_id if r.from_id == user_id else r.from_id
