@@ -343,6 +343,7 @@ AFTER = {
 
 
 @pytest.mark.compose
+@pytest.mark.timeout(900)  # every documented step, builds included: ~5 min on 2 busy cores
 def test_operator_runs_the_documented_commands(tmp_path):
     if not docker_available():
         if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
