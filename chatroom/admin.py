@@ -1,9 +1,9 @@
 """``chatroom admin``: operator commands against a running system.
 
-They go over the bus to auth (accounts, sessions) and social (who is online) on the
-operators' path, which only the admin CURVE key may enter (chatroom/buskeys.py): run them
-where that key and the CHAT_BUS_* settings are, e.g.
-``docker compose exec auth chatroom admin online``.
+They go over the bus to auth (accounts, sessions), social (who is online) and, for
+export and erase, to all three services, on the operators' path, which only the admin
+CURVE key may enter (chatroom/buskeys.py): run them where that key and the CHAT_BUS_*
+settings are, e.g. ``docker compose exec auth chatroom admin online``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chatroom import config
@@ -29,6 +30,11 @@ COMMANDS = {
     "kick": ("auth", AdminOp.KICK),
     "online": ("social", AdminOp.ONLINE),
 }
+# Commands that ask several services (chatroom.admin's own functions below).
+MULTI_STEP = ("export", "erase")
+# The export's own format version (bump when its shape changes).
+EXPORT_FORMAT = 1
+Call = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +60,90 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                 help="read the new password from standard input instead of prompting",
             )
     cmds.add_parser("online", help="who is connected now")
+    export = cmds.add_parser("export", help="everything stored about a user, as JSON")
+    export.add_argument("username")
+    export.add_argument("--output", metavar="FILE", help="write it to FILE (0600), not stdout")
+    erase = cmds.add_parser(
+        "erase", help='delete an account and its data; others see its messages as "deleted user"'
+    )
+    erase.add_argument("username")
+    erase.add_argument("--yes", action="store_true", help="do not ask to type the username")
     admin.set_defaults(func=run)
+
+
+async def _export(call: Call, username: str) -> dict[str, Any]:
+    """auth's part (by name), then social's (by the id auth gave; its messages page by
+    page) and media's, as one object."""
+    auth = await call("auth", AdminOp.EXPORT, {"username": username})
+    user_id = auth["account"]["id"]
+    social: dict[str, Any] = {}
+    sent: list[dict[str, Any]] = []
+    while True:
+        after = sent[-1]["id"] if sent else 0
+        page = await call("social", AdminOp.EXPORT, {"user_id": user_id, "messages_after": after})
+        sent += page.pop("messages")
+        more = page.pop("has_more")
+        social = social or page
+        if not more:
+            break
+    social.pop("user_id", None)
+    media = await call("media", AdminOp.EXPORT, {"user_id": user_id})
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": _when(int(dt.datetime.now(dt.UTC).timestamp() * 1000)),
+        **auth,
+        **social,
+        "messages_sent": sent,
+        "avatar": media["avatar"],
+    }
+
+
+ERASE_STEPS = (
+    # (service, op, what it does), in order: no new data once auth has marked the
+    # account; the account itself goes last, so a failed step can be run again.
+    ("social", AdminOp.ERASE, "friends, requests, rooms, status"),
+    ("media", AdminOp.ERASE, "avatar"),
+    ("auth", AdminOp.ERASE_FINISH, "sessions, password, name"),
+)
+
+
+async def _erase(call: Call, username: str) -> dict[str, Any]:
+    begun = await call("auth", AdminOp.ERASE, {"username": username})
+    user_id = begun["user_id"]
+    done: dict[str, Any] = {"auth_begin": begun}
+    for service, op, _what in ERASE_STEPS:
+        try:
+            done[op.removeprefix("admin.") + f"_{service}"] = await call(
+                service, op, {"user_id": user_id}
+            )
+        except Exception as exc:
+            exc.add_note(  # run() says how far it got
+                f"user {user_id} is disabled and marked erased, but its {service} data is not"
+                " all gone: run the same command again to finish"
+            )
+            raise
+    return done
+
+
+def _confirmed(username: str) -> bool:
+    print(
+        f"This deletes the account '{username}' and its personal data for good; its messages"
+        ' stay in others\' conversations as "deleted user".',
+        file=sys.stderr,
+    )
+    try:
+        typed = input("Type the username to confirm: ")
+    except EOFError:
+        return False
+    return typed.strip() == username.strip()
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write `text` to `path`, readable by its owner only (0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(fd, 0o600)
+        out.write(text)
 
 
 def _request_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,7 +163,10 @@ def _request_args(args: argparse.Namespace) -> dict[str, Any]:
     return request
 
 
-async def _call(settings: config.Settings, service: str, op: str, request: dict, timeout_ms: int):
+async def _over_the_bus(
+    settings: config.Settings, timeout_ms: int, work: Callable[[Call], Awaitable[Any]]
+) -> Any:
+    """Run `work` with a call(service, op, request) that asks over the admin path."""
     import zmq.asyncio
 
     from chatroom.bus_client import BusClient
@@ -82,8 +174,12 @@ async def _call(settings: config.Settings, service: str, op: str, request: dict,
     zctx = zmq.asyncio.Context()
     client = BusClient(settings, f"admin:{os.getpid()}", zctx, admin=True)
     client.start()
-    try:
+
+    async def call(service: str, op: str, request: dict[str, Any]) -> dict[str, Any]:
         return await client.call(service, op, request, timeout_ms=timeout_ms)
+
+    try:
+        return await work(call)
     finally:
         client.close()
         zctx.term()
@@ -110,6 +206,16 @@ def _show(command: str, result: dict[str, Any]) -> None:
         rows = [dict(u, since=_when(u["since"])) for u in result["online"]]
         _print_table(rows, ["id", "username", "connections", "edges", "since"])
         print(f"{len(rows)} users online")
+    elif command == "erase":
+        begun = result["auth_begin"]
+        again = " (it was being erased already: finished now)" if begun["erased_before"] else ""
+        social, media = result["erase_social"], result["erase_media"]
+        print(
+            f"erase: done (user id {begun['user_id']}{again}): {begun['sessions_ended']} sessions"
+            f" ended; {social['friendships_deleted']} friends, {social['requests_deleted']}"
+            f" friend requests, {social['rooms_left']} rooms left; {media['avatars_deleted']}"
+            ' avatar; its messages now show as "deleted user"'
+        )
     else:
         ended = result.get("sessions_ended")
         tail = f"; {ended} sessions ended" if ended is not None else ""
@@ -120,13 +226,42 @@ def run(args: argparse.Namespace) -> int:
     from chatroom.errors import ServiceError
 
     settings = config.load()
-    service, op = COMMANDS[args.admin_command]
-    request = _request_args(args)
+    command = args.admin_command
+    work: Callable[[Call], Awaitable[Any]]
+    if command in MULTI_STEP:
+        username = args.username.strip()
+        if not username:
+            print(f"{command}: give a username", file=sys.stderr)
+            return 2
+        if command == "erase" and not args.yes and not _confirmed(username):
+            print("erase: not confirmed; nothing changed", file=sys.stderr)
+            return 1
+        steps = _export if command == "export" else _erase
+
+        def work(call: Call) -> Awaitable[Any]:
+            return steps(call, username)
+    else:
+        service, op = COMMANDS[command]
+        request = _request_args(args)
+
+        def work(call: Call) -> Awaitable[Any]:
+            return call(service, op, request)
+
     try:
-        result = asyncio.run(_call(settings, service, op, request, args.timeout_ms))
+        result = asyncio.run(_over_the_bus(settings, args.timeout_ms, work))
     except ServiceError as exc:
-        print(f"{args.admin_command}: {exc.code}: {exc.message}", file=sys.stderr)
+        print(f"{command}: {exc.code}: {exc.message}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", []):
+            print(f"{command}: {note}", file=sys.stderr)
         return 1
+    if command == "export":
+        text = json.dumps(result, ensure_ascii=False, indent=2) + "\n"
+        if args.output:
+            _write_private(args.output, text)
+            print(f"export: wrote {args.output} ({len(result['messages_sent'])} messages)")
+        else:
+            sys.stdout.write(text)
+        return 0
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:

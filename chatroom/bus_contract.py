@@ -43,7 +43,7 @@ class InternalOp:
 
 
 class AdminOp:
-    """Operator ops (chatroom admin), each served by one service on its admin path."""
+    """Operator ops (chatroom admin), served on the admin path of the service named."""
 
     USERS = "admin.users"  # auth
     DISABLE = "admin.disable"  # auth
@@ -51,6 +51,13 @@ class AdminOp:
     RESET_PASSWORD = "admin.reset_password"  # auth
     KICK = "admin.kick"  # auth
     ONLINE = "admin.online"  # social
+    # auth, social, media: what that service keeps about one user (auth by username,
+    # the others by the user id auth's reply gives).
+    EXPORT = "admin.export"
+    # Erasing a user, in this order: auth (mark erased, disable, kick), social, media
+    # (their data; they refuse a user auth has not marked), auth's ERASE_FINISH last.
+    ERASE = "admin.erase"
+    ERASE_FINISH = "admin.erase_finish"  # auth
 
 
 def request(

@@ -227,9 +227,11 @@ BUS_PORT_OFFSETS = {
     "auth.admin.back": 9,
     "social.admin.front": 10,
     "social.admin.back": 11,
+    "media.admin.front": 12,
+    "media.admin.back": 13,
 }
 BACKEND_SERVICES = ("auth", "social", "media")
-ADMIN_SERVICES = ("auth", "social")
+ADMIN_SERVICES = ("auth", "social", "media")
 RATED_ACTIONS = (
     "message",
     "friend_request",

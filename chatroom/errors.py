@@ -23,6 +23,14 @@ def bad_request(field: str, message: str) -> ServiceError:
     return ServiceError(ErrorCode.BAD_REQUEST, message, field=field)
 
 
+def user_id_arg(args: dict[str, Any]) -> int:
+    """The `user_id` of an operator op that names a user by id; bad_request otherwise."""
+    user_id = args.get("user_id")
+    if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id < 2**63:
+        raise bad_request("user_id", "give the user's id (a positive integer)")
+    return user_id
+
+
 def rate_limited(message: str, wait_ms: int) -> ServiceError:
     """A refusal by a rate limit, saying when to try again (also in retry_after_ms)."""
     seconds = max(1, math.ceil(wait_ms / 1000))

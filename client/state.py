@@ -367,6 +367,9 @@ class ChatState(QObject):
         who = event["user"]["username"]
         if self.friends.pop(who, None) is not None:
             self.tell(f"{who} is no longer your friend")
+        # An erased account also closes the requests sent to it.
+        self.outgoing = [r for r in self.outgoing if r["user"]["username"] != who]
+        self.requestsChanged.emit()
         if self.active == dm_key(who):
             self.active = None
         self.friendsChanged.emit()

@@ -98,6 +98,7 @@ CREATE TABLE users (
 	password_hash VARCHAR(255) NOT NULL, 
 	disabled BOOL NOT NULL, 
 	created_at BIGINT NOT NULL, 
+	erased_at BIGINT, 
 	PRIMARY KEY (id), 
 	UNIQUE (username_key)
 )ENGINE=InnoDB CHARSET=utf8mb4;
@@ -151,4 +152,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0003');
+INSERT INTO alembic_version (version_num) VALUES ('0004');

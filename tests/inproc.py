@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 
 from chatroom.config import Settings, load
 from chatroom.runtime import RequestContext
@@ -64,3 +64,9 @@ def add_users(engine: Engine, *names: str) -> list[RequestContext]:
             row = {"id": ctx.user_id, "username": name, "username_key": name, "created_at": 0}
             conn.execute(insert(users).values(**row, password_hash="-", disabled=False))
     return people
+
+
+def mark_erased(engine: Engine, user_id: int) -> None:
+    """What auth's admin.erase does first, before social and media erase their data."""
+    with engine.begin() as conn:
+        conn.execute(update(users).where(users.c.id == user_id).values(erased_at=1, disabled=True))

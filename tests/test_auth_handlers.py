@@ -100,6 +100,49 @@ def test_operators_list_and_reset(auth):
     assert missing.code == "not_found"
 
 
+def test_export_then_erase_in_steps(auth):
+    user = _register(auth)["user"]
+    login = call(auth.login, as_user(None), {"username": "Alice", "password": PASSWORD})
+    operator = as_user(None)
+    exported = call(auth.admin.export, operator, {"username": "ALICE"})
+    assert exported["account"]["username"] == "Alice"
+    assert [s["ip"] for s in exported["sessions"]] == ["192.0.2.1"]
+    assert {b["kind"] for b in exported["failed_logins"]} == {
+        "login-failed-pair",
+        "login-failed-user",
+    }
+    assert "hash" not in str(exported) and "token" not in str(exported)  # no secrets
+
+    # The first step: marked, disabled, tokens revoked, connections kicked.
+    begun = call(auth.admin.erase, operator, {"username": "alice"})
+    assert begun == {"user_id": user["id"], "sessions_ended": 1, "erased_before": False}
+    assert events_to(operator, user_topic(user["id"]))[0]["code"] == "account_disabled"
+    args = {"username": "Alice", "password": PASSWORD}
+    wrong = _refused(auth.login, as_user(None), args)
+    unknown = _refused(auth.login, as_user(None), {**args, "username": "nobody"})
+    assert (wrong.code, wrong.message) == (unknown.code, unknown.message)
+    assert _refused(auth.login, as_user(None), {"token": login["token"]}).code == "bad_credentials"
+    for op in (auth.admin.export, auth.admin.kick, auth.admin.enable):
+        assert _refused(op, operator, {"username": "alice"}).code == "not_found"
+    assert call(auth.admin.list_users, operator, {})["users"] == []
+
+    # The last step: sessions and buckets gone, the row the tombstone; safe again.
+    done = call(auth.admin.erase_finish, operator, {"user_id": user["id"]})
+    assert done == {"user_id": user["id"], "sessions_deleted": 1, "buckets_deleted": 2}
+    again = call(auth.admin.erase, operator, {"username": "alice"})
+    assert again["erased_before"] is True and again["sessions_ended"] == 0
+    assert call(auth.admin.erase_finish, operator, {"user_id": user["id"]})["sessions_deleted"] == 0
+    # The name stays taken: nobody can pose as the author of the old messages.
+    assert _refused(auth.register, as_user(None), args).code == "username_taken"
+
+
+def test_erase_finish_only_after_erase(auth):
+    user = _register(auth)["user"]
+    refused = _refused(auth.admin.erase_finish, as_user(None), {"user_id": user["id"]})
+    assert refused.code == "not_found"
+    assert call(auth.login, as_user(None), {"username": "Alice", "password": PASSWORD})
+
+
 @pytest.mark.parametrize(
     ("op", "args", "code"),
     [
@@ -120,6 +163,11 @@ def test_bad_input_is_a_typed_error(auth, op, args, code):
         ("list_users", {"match": 5}),
         ("kick", {"username": " "}),
         ("reset_password", {"username": "Alice"}),
+        ("export", {"username": ""}),
+        ("erase", {}),
+        ("erase_finish", {"user_id": "1"}),
+        ("erase_finish", {"user_id": True}),
+        ("erase_finish", {"user_id": 0}),
     ],
 )
 def test_bad_operator_input_is_bad_request(auth, op, args):

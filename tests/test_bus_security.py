@@ -158,13 +158,18 @@ def test_admin_ops_need_the_admin_key(make_stack, sqlite_url, zctx, admin_json):
         ("auth", "admin.kick"),
         ("auth", "admin.users"),
         ("social", "admin.online"),
+        ("auth", "admin.erase"),
+        ("social", "admin.erase"),
+        ("media", "admin.erase"),
+        ("media", "admin.export"),
     ):
         assert asyncio.run(refusal_as_edge(service, op)).code == "forbidden"
     # Any key but the admin key: the operators' path does not even hand-shake.
     for key in ("no_key", "unknown_key", "edge", "auth"):
-        asker = intruder_socket(zctx, stack, zmq.DEALER, "auth.admin.front", key)
-        send_ping(asker, "x:1")
-        assert not asker.poll(500), f"the admin path answered a {key}"
+        for front in ("auth.admin.front", "media.admin.front"):
+            asker = intruder_socket(zctx, stack, zmq.DEALER, front, key)
+            send_ping(asker, "x:1")
+            assert not asker.poll(500), f"{front} answered a {key}"
     # With the admin key (chatroom admin): served.
     assert [u["username"] for u in admin_json(stack, "users")["users"]] == ["dave"]
 

@@ -17,6 +17,7 @@ set, so that the stack and its image tag are this test's own on a shared engine.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -48,6 +49,7 @@ CHECKED_STEPS = {
     "deploy",
     "tls",
     "admin",
+    "admin-erase",
     "scale",
     "upgrade",
     "backup",
@@ -255,6 +257,35 @@ def after_admin(op: Operator) -> None:
         alice.login("alice", new_password)  # reset, disabled, enabled again
 
 
+def before_admin_erase(op: Operator) -> None:
+    with op.client() as mallory, op.client() as ben:
+        mallory.register_and_login("mallory")
+        ben.login("ben", "correct horse")
+        befriend(mallory, ben)
+        mallory.call("dm.send", to="ben", text="for ben only")
+        mallory.call("room.send", room="lobby", text="mallory was here")
+
+
+def after_admin_erase(op: Operator) -> None:
+    exported = op.clone / "mallory.json"
+    private(exported)
+    data = json.loads(exported.read_text())
+    sent = [(m["conversation"], m["text"]) for m in data["messages_sent"]]
+    assert sent == [("direct with ben", "for ben only"), ("lobby", "mallory was here")], sent
+    assert [f["username"] for f in data["friends"]] == ["ben"]
+    with op.client() as mallory, op.client() as ben:
+        assert mallory.error_of("login", username="mallory", password="correct horse")["code"] == (
+            "bad_credentials"
+        )
+        reply = ben.login("ben", "correct horse")
+        assert [f["username"] for f in reply["friends"]] == ["ann"]
+        assert [d["with"]["username"] for d in reply["direct"]] == ["deleted user"]
+        lobby = ben.call("room.history", room="lobby")["messages"]
+        assert ("deleted user", "mallory was here") in [
+            (m["from"]["username"], m["text"]) for m in lobby
+        ]
+
+
 def after_scale(op: Operator) -> None:
     counts = {s: len(op.compose("ps", "-q", s).split()) for s in ("auth", "social", "media")}
     assert counts == {"auth": 2, "social": 3, "media": 2}, counts
@@ -297,11 +328,12 @@ def after_readme_deploy(op: Operator) -> None:
         ann.login("ann", "correct horse")
 
 
-BEFORE = {"admin": before_admin, "restore": before_restore}
+BEFORE = {"admin": before_admin, "admin-erase": before_admin_erase, "restore": before_restore}
 AFTER = {
     "deploy": after_deploy,
     "tls": after_tls,
     "admin": after_admin,
+    "admin-erase": after_admin_erase,
     "scale": after_scale,
     "upgrade": after_upgrade,
     "backup": after_backup,
@@ -311,6 +343,7 @@ AFTER = {
 
 
 @pytest.mark.compose
+@pytest.mark.timeout(900)  # every documented step, builds included: ~5 min on 2 busy cores
 def test_operator_runs_the_documented_commands(tmp_path):
     if not docker_available():
         if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":

@@ -17,7 +17,15 @@ from services.media.handlers import MediaHandlers
 from services.media.store import MediaStore
 
 from images import decode, png
-from inproc import add_users, as_user, call, events_to, sqlite_engine, sqlite_settings
+from inproc import (
+    add_users,
+    as_user,
+    call,
+    events_to,
+    mark_erased,
+    sqlite_engine,
+    sqlite_settings,
+)
 
 
 def _media(tmp_path, **env: str) -> SimpleNamespace:
@@ -101,3 +109,29 @@ def test_login_first(w):
     assert _refused(w.handlers.avatar_get, as_user(None), {"hash": "default"}) == (
         "not_authenticated"
     )
+
+
+def test_export_then_erase_the_avatar(w):
+    mine = _upload(w.handlers, w.alice, png(300, 200))["hash"]
+    shared = _upload(w.handlers, w.bob, png(300, 200, color=(0, 90, 200)))["hash"]
+    _upload(w.handlers, w.carol, png(300, 200, color=(0, 90, 200)))  # the same picture
+    admin = as_user(None)
+    exported = call(w.handlers.admin_export, admin, {"user_id": 1})["avatar"]
+    assert exported["hash"] == mine
+    assert decode(base64.b64decode(exported["pngs"]["64"])).size == (64, 64)
+    assert call(w.handlers.admin_export, admin, {"user_id": 3})["avatar"]["hash"] == shared
+
+    assert _refused(w.handlers.admin_erase, admin, {"user_id": 1}) == "conflict"
+    for user_id in (1, 2):
+        mark_erased(w.engine, user_id)
+    done = call(w.handlers.admin_erase, admin, {"user_id": 1})
+    assert done["avatars_deleted"] == 1 and done["images_deleted"] > 0
+    assert _refused(w.handlers.avatar_get, w.alice, {"hash": mine}) == "not_found"
+    # A picture someone else still uses stays.
+    assert call(w.handlers.admin_erase, admin, {"user_id": 2})["images_deleted"] == 0
+    assert call(w.handlers.avatar_get, w.carol, {"hash": shared})["hash"] == shared
+    # Again: nothing left to do. An erased user has nothing to export.
+    assert call(w.handlers.admin_erase, admin, {"user_id": 1})["avatars_deleted"] == 0
+    assert _refused(w.handlers.admin_export, admin, {"user_id": 1}) == "not_found"
+    assert _refused(w.handlers.admin_export, admin, {"user_id": 99}) == "not_found"
+    assert _refused(w.handlers.admin_erase, admin, {"user_id": "1"}) == "bad_request"

@@ -15,7 +15,15 @@ from chatroom.storage.schema import LOBBY
 from services.social.handlers import SocialHandlers
 from services.social.store import SocialStore
 
-from inproc import add_users, call, events_to, sqlite_engine, sqlite_settings
+from inproc import (
+    add_users,
+    as_user,
+    call,
+    events_to,
+    mark_erased,
+    sqlite_engine,
+    sqlite_settings,
+)
 
 
 @pytest.fixture
@@ -27,7 +35,7 @@ def w(tmp_path):
     store = SocialStore(engine)
     store.ensure_lobby()
     handlers = SocialHandlers(store, settings)
-    yield SimpleNamespace(ops=handlers.ops(), alice=alice, bob=bob, carol=carol)
+    yield SimpleNamespace(ops=handlers.ops(), alice=alice, bob=bob, carol=carol, engine=engine)
     engine.dispose()
 
 
@@ -206,3 +214,57 @@ def test_a_gone_edge_takes_its_users_offline(w):
 )
 def test_bad_input_is_bad_request(w, op, args):
     assert _refused(w, op, w.alice, args) == "bad_request"
+
+
+def test_export_then_erase_keeps_others_conversations(w):
+    _befriend(w, w.alice, w.bob)
+    call(w.ops["friend.request"], w.carol, {"username": "alice"})
+    books_id = call(w.ops["room.create"], w.alice, {"room": "Books"})["room"]["id"]
+    call(w.ops["room.join"], w.bob, {"room": "books"})
+    call(w.ops["room.send"], w.alice, {"room": "books", "text": "chapter one"})
+    call(w.ops["dm.send"], w.alice, {"to": "bob", "text": "psst"})
+    call(w.ops["presence.set"], w.alice, {"status": "reading"})
+    admin = as_user(None)  # an operator: no user
+
+    exported = call(w.ops["admin.export"], admin, {"user_id": 1, "limit": 1})
+    assert [m["text"] for m in exported["messages"]] == ["chapter one"]
+    assert exported["has_more"] is True
+    page2 = call(w.ops["admin.export"], admin, {"user_id": 1, "messages_after": 1})
+    assert [(m["conversation"], m["text"]) for m in page2["messages"]] == [
+        ("direct with bob", "psst")
+    ]
+    assert [f["username"] for f in exported["friends"]] == ["bob"]
+    assert [r["user"] for r in exported["friend_requests_received"]] == ["carol"]
+    assert [r["name"] for r in exported["rooms_created"]] == ["Books"]
+    assert exported["profile"]["status"] == "reading"
+
+    # Only once auth has marked the account.
+    assert _refused(w, "admin.erase", admin, {"user_id": 1}) == "conflict"
+    mark_erased(w.engine, 1)
+    assert _refused(w, "admin.export", admin, {"user_id": 1}) == "not_found"
+    done = call(w.ops["admin.erase"], admin, {"user_id": 1})
+    assert done == {
+        "user_id": 1,
+        "friendships_deleted": 1,
+        "requests_deleted": 2,
+        "rooms_left": 1,
+    }
+    removed = [e["event"] for e in events_to(admin, user_topic(2))]
+    assert removed == ["friend.removed"]
+    assert [e["event"] for e in events_to(admin, user_topic(3))] == ["friend.removed"]
+    member = events_to(admin, room_topic(books_id))
+    assert [(e["event"], e["joined"]) for e in member] == [("room.member", False)]
+
+    # The friend keeps what was said, in the group and in their direct conversation.
+    assert call(w.ops["friend.list"], w.bob, {})["friends"] == []
+    books = call(w.ops["room.history"], w.bob, {"room": "books"})["messages"]
+    assert [m["text"] for m in books] == ["chapter one"]
+    synced = call(w.ops["sync"], w.bob, {"cursors": {}})["conversations"]
+    direct = [c for c in synced if c["kind"] == "direct"]
+    assert [[m["text"] for m in c["messages"]] for c in direct] == [["psst"]]
+    # Nobody reaches the erased account by name any more; again is safe.
+    assert _refused(w, "friend.request", w.carol, {"username": "alice"}) == "not_found"
+    again = call(w.ops["admin.erase"], admin, {"user_id": 1})
+    assert again["friendships_deleted"] == again["requests_deleted"] == again["rooms_left"] == 0
+    assert _refused(w, "admin.erase", admin, {"user_id": 99}) == "not_found"
+    assert _refused(w, "admin.export", admin, {"user_id": 2, "limit": 0}) == "bad_request"

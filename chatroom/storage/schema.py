@@ -57,6 +57,11 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
+    # Set when an operator erases the account (chatroom admin erase): from then on it
+    # does not exist for logins, lookups and operator commands. The row stays as a
+    # tombstone: the author of the messages it wrote, shown as "deleted user", and its
+    # username_key keeps the name from being registered again (docs/operations.md).
+    Column("erased_at", BigInteger, nullable=True),
     **MYSQL_TABLE_ARGS,
 )
 
@@ -229,3 +234,6 @@ avatar_images = Table(
 )
 
 LOBBY = "lobby"
+# The name an erased account's row is given: the author of its messages as everyone sees
+# them. No one can register it (a username has no spaces).
+DELETED_USER = "deleted user"

@@ -17,10 +17,14 @@ from sqlalchemy.exc import IntegrityError
 
 from chatroom.ratelimit import Rate
 from chatroom.storage.db import inserted_id, now_ms
-from chatroom.storage.schema import rate_buckets, sessions, users
+from chatroom.storage.schema import DELETED_USER, rate_buckets, sessions, users
 
 # Past logins looked at to decide whether an address is known to an account.
 KNOWN_ADDRESSES_LOOKED_AT = 50
+# An erased account's password hash: no argon2 hash, so nothing verifies against it.
+ERASED_HASH = "!erased"
+# An account exists (for logins, lookups, operators) until it is erased.
+LIVE = users.c.erased_at.is_(None)
 
 
 class AuthStore:
@@ -52,11 +56,7 @@ class AuthStore:
         """The account (id, username, password_hash, disabled) or None, and the
         addresses it logged in from since then (newest first), read on one connection."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(users.c.id, users.c.username, users.c.password_hash, users.c.disabled).where(
-                    users.c.username_key == key
-                )
-            ).first()
+            row = _live_account(conn, key, users.c.password_hash, users.c.disabled)
             if row is None:
                 return None, []
             addresses = conn.execute(
@@ -121,6 +121,7 @@ class AuthStore:
                     sessions.c.token_hash.in_(sorted(set(token_hashes))),
                     sessions.c.revoked_at.is_(None),
                     sessions.c.expires_at > now,
+                    LIVE,
                 )
             ).all()
             stale = [r.id for r in rows if now - r.last_used_at > refresh_after_ms]
@@ -168,6 +169,7 @@ class AuthStore:
         query = (
             select(users.c.id, users.c.username, users.c.disabled, users.c.created_at, active.c.n)
             .outerjoin(active, active.c.user_id == users.c.id)
+            .where(LIVE)
             .order_by(users.c.id)
             .limit(limit)
         )
@@ -193,7 +195,7 @@ class AuthStore:
         revoke every resume token they hold. (user id, tokens revoked), or None if no
         user has that key."""
         with self.engine.begin() as conn:
-            row = conn.execute(select(users.c.id).where(users.c.username_key == key)).first()
+            row = conn.execute(select(users.c.id).where(users.c.username_key == key, LIVE)).first()
             if row is None:
                 return None
             if values:
@@ -206,6 +208,117 @@ class AuthStore:
                 .values(revoked_at=now_ms())
             ).rowcount
             return row.id, ended
+
+    # ------------------------------------------------------------------ export, erase
+
+    def export_account(self, key: str) -> dict[str, Any] | None:
+        """Everything auth keeps about the user with that name key (not erased): the
+        account and every session (when, from which address; not the token hashes), or
+        None."""
+        with self.engine.connect() as conn:
+            row = _live_account(conn, key, users.c.disabled, users.c.created_at)
+            if row is None:
+                return None
+            rows = conn.execute(
+                select(
+                    sessions.c.id,
+                    sessions.c.created_at,
+                    sessions.c.last_used_at,
+                    sessions.c.expires_at,
+                    sessions.c.revoked_at,
+                    sessions.c.ip,
+                )
+                .where(sessions.c.user_id == row.id)
+                .order_by(sessions.c.id)
+            ).all()
+        return {
+            "account": {
+                "id": row.id,
+                "username": row.username,
+                "disabled": bool(row.disabled),
+                "created_at": row.created_at,
+            },
+            "sessions": [
+                {
+                    "id": r.id,
+                    "created_at": r.created_at,
+                    "last_used_at": r.last_used_at,
+                    "expires_at": r.expires_at,
+                    "revoked_at": r.revoked_at,
+                    "ip": r.ip,
+                }
+                for r in rows
+            ],
+        }
+
+    def begin_erase(self, key: str) -> dict[str, Any] | None:
+        """The first step of erasing the account with that name key, in one transaction:
+        mark it erased (from now on it does not exist for logins, lookups and operators),
+        disable it and revoke every resume token. Finds an account already (partly)
+        erased too, so an erase that stopped half-way can be run again. None: no such
+        name. {user_id, username_key, sessions_ended, erased_before}"""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(users.c.id, users.c.erased_at).where(users.c.username_key == key)
+            ).first()
+            if row is None:
+                return None
+            if row.erased_at is None:
+                conn.execute(
+                    update(users)
+                    .where(users.c.id == row.id)
+                    .values(erased_at=now_ms(), disabled=True)
+                )
+            ended = conn.execute(
+                update(sessions)
+                .where(sessions.c.user_id == row.id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now_ms())
+            ).rowcount
+        return {
+            "user_id": row.id,
+            "sessions_ended": ended,
+            "erased_before": row.erased_at is not None,
+        }
+
+    def erased_account(self, user_id: int) -> tuple[str, list[str]] | None:
+        """An account marked erased: its name key and every address its sessions came
+        from (to find its failed-login buckets); None if it is not marked erased."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(users.c.username_key).where(
+                    users.c.id == user_id, users.c.erased_at.is_not(None)
+                )
+            ).first()
+            if row is None:
+                return None
+            ips = conn.execute(
+                select(sessions.c.ip).where(sessions.c.user_id == user_id).distinct()
+            )
+            return row.username_key, [r.ip for r in ips]
+
+    def finish_erase(self, user_id: int, bucket_keys: list[str]) -> dict[str, int]:
+        """The last step, for an account marked erased (begin_erase), in one transaction:
+        its sessions and these failed-login buckets deleted, its row made the tombstone
+        (name DELETED_USER, no password; the id stays the author of its messages and the
+        name key stays taken). Safe to run again."""
+        with self.engine.begin() as conn:
+            forgotten = conn.execute(delete(sessions).where(sessions.c.user_id == user_id)).rowcount
+            buckets = conn.execute(
+                delete(rate_buckets).where(rate_buckets.c.bucket.in_(sorted(bucket_keys)))
+            ).rowcount
+            conn.execute(
+                update(users)
+                .where(users.c.id == user_id, users.c.erased_at.is_not(None))
+                .values(username=DELETED_USER, password_hash=ERASED_HASH, disabled=True)
+            )
+        return {"sessions_deleted": forgotten, "buckets_deleted": buckets}
+
+
+def _live_account(conn: Any, key: str, *columns: Any) -> Any:
+    """The (id, username, *columns) of the account with that name key, unless erased."""
+    return conn.execute(
+        select(users.c.id, users.c.username, *columns).where(users.c.username_key == key, LIVE)
+    ).first()
 
 
 class Counted(Protocol):
@@ -312,6 +425,22 @@ class RateBuckets:
                         )
                     )
                 )
+
+    def states(self, keys: list[str]) -> list[dict[str, Any]]:
+        """These buckets as stored (kind, attempts_left, updated_at); the hashed part of
+        a key is left out. Buckets never used (or full and forgotten) have no row."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(rate_buckets).where(rate_buckets.c.bucket.in_(sorted(keys)))
+            ).all()
+        return [
+            {
+                "kind": r.bucket.split(":")[0],
+                "attempts_left": r.tokens,  # as of updated_at; it refills with time
+                "updated_at": r.updated_at,
+            }
+            for r in rows
+        ]
 
     def forget_idle(self, before_ms: int) -> None:
         """Delete the buckets untouched since then (full again: the same as no row)."""

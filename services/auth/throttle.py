@@ -52,6 +52,14 @@ def _hashed(kind: str, *parts: str) -> str:
     return f"{kind}:{digest}"
 
 
+def account_bucket_keys(username_key: str, addresses: list[str]) -> list[str]:
+    """The failed-login buckets that name this account: its own, and its pairs with
+    these addresses (those it is known to have used; a pair bucket of an address it never
+    logged in from cannot be found again, being a hash, and goes when it is idle)."""
+    pairs = {_hashed("login-failed-pair", username_key, address_key(ip)) for ip in addresses}
+    return [_hashed("login-failed-user", username_key), *sorted(pairs)]
+
+
 def known_address(recent_addresses: list[str], ip: str) -> bool:
     """Whether `ip` (its /64 for IPv6) is one of the account's recent login addresses
     (AuthStore.account_for_login)."""

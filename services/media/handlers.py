@@ -1,4 +1,4 @@
-"""Media handlers: set and fetch avatars."""
+"""Media handlers: set and fetch avatars; for operators, export and erase a user's."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 from loguru import logger
 
-from chatroom.bus_contract import user_topic
+from chatroom.bus_contract import AdminOp, user_topic
 from chatroom.config import Settings
-from chatroom.errors import ServiceError, bad_request
+from chatroom.errors import ServiceError, bad_request, user_id_arg
 from chatroom.protocol import ErrorCode
 from chatroom.runtime import Handler, RequestContext
 from services.media import images
@@ -32,7 +32,13 @@ class MediaHandlers:
         store.store_images(self.default.hash, self.default.pngs)
 
     def ops(self) -> dict[str, Handler]:
-        return {"avatar.set": self.avatar_set, "avatar.get": self.avatar_get}
+        return {
+            "avatar.set": self.avatar_set,
+            "avatar.get": self.avatar_get,
+            # Operators only (chatroom admin; served on media's admin path).
+            AdminOp.EXPORT: self.admin_export,
+            AdminOp.ERASE: self.admin_erase,
+        }
 
     async def avatar_set(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         # On the event loop: the upload waits for a decode slot without holding a worker
@@ -89,3 +95,35 @@ class MediaHandlers:
             "mime": "image/png",
             "image": base64.b64encode(data).decode("ascii"),
         }
+
+    # ------------------------------------------------------------------ operators
+
+    def admin_export(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """The user's avatar as stored (each size a base64 PNG); null: the default."""
+        user_id = user_id_arg(args)
+        state = self.store.user_state(user_id)
+        if state is None or state.erased_at is not None:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no user with id {user_id}")
+        avatar = self.store.export_avatar(user_id)
+        if avatar is not None:
+            avatar["pngs"] = {
+                str(size): base64.b64encode(png).decode("ascii")
+                for size, png in avatar["pngs"].items()
+            }
+        return {"user_id": user_id, "avatar": avatar}
+
+    def admin_erase(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """Forget the avatar of a user auth has marked erased (admin.erase first), and
+        its pictures unless someone else uses the same one. Safe to run again."""
+        user_id = user_id_arg(args)
+        state = self.store.user_state(user_id)
+        if state is None:
+            raise ServiceError(ErrorCode.NOT_FOUND, f"no user with id {user_id}")
+        if state.erased_at is None:
+            raise ServiceError(
+                ErrorCode.CONFLICT,
+                f"user {user_id} is not marked erased: run admin.erase at auth first",
+            )
+        done = self.store.erase_avatar(user_id, keep_hash=self.default.hash)
+        logger.info("admin: erased the avatar of user {} ({})", user_id, done)
+        return {"user_id": user_id, **done}

@@ -6,11 +6,13 @@ may see a picture, what an upload must be) are the handlers'.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, insert, or_, select
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.storage.db import now_ms, upsert
-from chatroom.storage.schema import avatar_images, avatars, friendships
+from chatroom.storage.schema import avatar_images, avatars, friendships, users
 
 
 class MediaStore:
@@ -75,3 +77,50 @@ class MediaStore:
                     avatar_images.c.hash == avatar_hash, avatar_images.c.size == size
                 )
             ).scalar()
+
+    # ------------------------------------------------------------------ one user's data
+
+    def user_state(self, user_id: int) -> Any:
+        """The user's (erased_at) row, or None if there is no such user."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(users.c.erased_at).where(users.c.id == user_id)).first()
+
+    def export_avatar(self, user_id: int) -> dict[str, Any] | None:
+        """The user's avatar: its hash, when it was set, and the stored PNG of each size;
+        None with the default picture."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(avatars.c.hash, avatars.c.updated_at).where(avatars.c.user_id == user_id)
+            ).first()
+            if row is None:
+                return None
+            pngs = conn.execute(
+                select(avatar_images.c.size, avatar_images.c.data)
+                .where(avatar_images.c.hash == row.hash)
+                .order_by(avatar_images.c.size)
+            ).all()
+        return {
+            "hash": row.hash,
+            "updated_at": row.updated_at,
+            "pngs": {p.size: p.data for p in pngs},
+        }
+
+    def erase_avatar(self, user_id: int, keep_hash: str) -> dict[str, int]:
+        """Forget the user's avatar and, unless another user has the same picture (or it
+        is `keep_hash`, the default), its stored images. Safe to run again."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(avatars.c.hash).where(avatars.c.user_id == user_id).with_for_update()
+            ).first()
+            if row is None:
+                return {"avatars_deleted": 0, "images_deleted": 0}
+            conn.execute(delete(avatars).where(avatars.c.user_id == user_id))
+            shared = conn.execute(
+                select(func.count()).select_from(avatars).where(avatars.c.hash == row.hash)
+            ).scalar_one()
+            images = 0
+            if not shared and row.hash != keep_hash:
+                images = conn.execute(
+                    delete(avatar_images).where(avatar_images.c.hash == row.hash)
+                ).rowcount
+        return {"avatars_deleted": 1, "images_deleted": images}

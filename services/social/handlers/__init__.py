@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from chatroom.config import Settings
 from chatroom.runtime import Handler, Job
+from services.social.handlers.accounts import AccountHandlers
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
 from services.social.handlers.rooms import RoomHandlers
@@ -27,6 +28,7 @@ class SocialHandlers:
         self.rooms = RoomHandlers(store, settings)
         self.messages = MessageHandlers(store, settings)
         self.typing = TypingHandlers(store, settings)
+        self.accounts = AccountHandlers(store)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -35,6 +37,7 @@ class SocialHandlers:
             **self.rooms.ops(),
             **self.messages.ops(),
             **self.typing.ops(),
+            **self.accounts.ops(),
         }
 
     def jobs(self) -> list[Job]:

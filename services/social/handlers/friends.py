@@ -57,6 +57,10 @@ class FriendHandlers:
             self.store.ensure_profile(user_id)
         with self.store.transaction() as tx:
             tx.lock_profiles({me.id, other.id})
+            if tx.erased_among({other.id}):  # erased since it was looked up
+                raise ServiceError(
+                    ErrorCode.NOT_FOUND, f"there is no user called '{username[:64]}'"
+                )
             result, events = action(tx, me, other, *extra)
         for user_id, event in events:
             ctx.publish(user_topic(user_id), event)

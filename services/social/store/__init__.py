@@ -4,7 +4,8 @@
   whose methods are the queries (presence.py, friends.py, rooms.py). A handler that
   checks and then writes does both on the one Tx, so the check holds for the write.
 - Methods of the store itself run on their own connection: identities remembered for
-  the life of the process (rooms and users are never renamed or deleted), profiles,
+  the life of the process (rooms and users are never renamed; an erased user's row
+  stays, see store/accounts.py), profiles,
   the lobby, and the two batched paths: messages through the group commit (writer.py,
   batch_sql.py, roundtrips.py) and logins through the session opener (sessions.py).
 """
@@ -170,7 +171,8 @@ class SocialStore:
 
     def user_named(self, tx: Tx, username: str) -> Any:
         """The user (id, username) called `username`, or None; remembered once found
-        (usernames never change and accounts are never deleted, only disabled)."""
+        (usernames never change; an account erased since is refused where it matters,
+        in the write's transaction: friendships are gone, friend ops check again)."""
         return self._users.load(username_key(username), lambda: tx.user_named(username))
 
     def cached_user(self, username: str) -> Any:

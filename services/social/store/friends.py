@@ -29,10 +29,11 @@ class FriendQueries:
     online: Callable[[list[int]], set[int]]  # PresenceQueries.online, beside it in Tx
 
     def user_named(self, username: str) -> Any:
-        """The user (id, username) with that name (compared by its key), or None."""
+        """The user (id, username) with that name (compared by its key), or None (also
+        for an erased account, whose name stays taken)."""
         return self.conn.execute(
             select(users.c.id, users.c.username).where(
-                users.c.username_key == username_key(username)
+                users.c.username_key == username_key(username), users.c.erased_at.is_(None)
             )
         ).first()
 

@@ -1,0 +1,105 @@
+"""One user's data in social, for operators (chatroom admin export / erase): the
+handlers over the store's AccountQueries (store/accounts.py). Both name the user by id,
+the one auth's reply gave; a client-facing export or delete would call the same store
+methods with the caller's own id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from chatroom.bus_contract import AdminOp, room_topic, user_topic
+from chatroom.errors import ServiceError, bad_request, user_id_arg
+from chatroom.protocol import ErrorCode
+from chatroom.runtime import Handler, RequestContext
+from services.social.store import SocialStore
+from services.social.store.queries import Tx
+
+EXPORT_PAGE = 1000  # messages in one export reply, by default
+EXPORT_PAGE_MAX = 5000
+
+
+def not_being_erased(user_id: int) -> ServiceError:
+    return ServiceError(
+        ErrorCode.CONFLICT,
+        f"user {user_id} is not marked erased: run admin.erase at auth first",
+    )
+
+
+def no_user(user_id: int) -> ServiceError:
+    return ServiceError(ErrorCode.NOT_FOUND, f"no user with id {user_id}")
+
+
+class AccountHandlers:
+    def __init__(self, store: SocialStore) -> None:
+        self.store = store
+
+    def ops(self) -> dict[str, Handler]:
+        return {AdminOp.EXPORT: self.admin_export, AdminOp.ERASE: self.admin_erase}
+
+    def admin_export(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """What social keeps about the user, with one page of the messages they sent
+        (ids after `messages_after`, at most `limit`; has_more: ask for the next)."""
+        user_id = user_id_arg(args)
+        after = args.get("messages_after", 0)
+        limit = args.get("limit", EXPORT_PAGE)
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
+            raise bad_request(
+                "messages_after", "messages_after is a message id (0: from the start)"
+            )
+        if (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 1 <= limit <= EXPORT_PAGE_MAX
+        ):
+            raise bad_request("limit", f"limit must be 1..{EXPORT_PAGE_MAX}")
+        with self.store.reading() as tx:
+            _exported_user(tx, user_id)
+            found = tx.export_of(user_id)
+            sent = tx.messages_of(user_id, after, limit + 1)
+        return {
+            "user_id": user_id,
+            **found,
+            "messages": sent[:limit],
+            "has_more": len(sent) > limit,
+        }
+
+    def admin_erase(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """Delete what social keeps about a user auth has marked erased (admin.erase),
+        keeping their messages (author: the tombstone) and direct conversations for the
+        other person. Friends, and users who asked them, get friend.removed (the client
+        drops them from friends and outgoing requests), users they asked
+        friend.request.closed, the groups they were in room.member (left). Safe to run
+        again."""
+        user_id = user_id_arg(args)
+        with self.store.transaction() as tx:
+            state = tx.account_state(user_id)
+            if state is None:
+                raise no_user(user_id)
+            if state.erased_at is None:
+                raise not_being_erased(user_id)
+            tx.lock_profiles({user_id})
+            erased = tx.erase_of(user_id)
+        them = {"id": user_id, "username": state.username}
+        for friend_id in sorted({*erased["friends"], *erased["askers"]}):
+            ctx.publish(user_topic(friend_id), {"event": "friend.removed", "user": them})
+        for asked_id in erased["asked"]:
+            ctx.publish(user_topic(asked_id), {"event": "friend.request.closed", "from": them})
+        for room in erased["groups"]:
+            event = {"event": "room.member", "room": room.name, "user": them, "joined": False}
+            ctx.publish(room_topic(room.id), event)
+        done = {
+            "user_id": user_id,
+            "friendships_deleted": len(erased["friends"]),
+            "requests_deleted": erased["requests_deleted"],
+            "rooms_left": len(erased["groups"]),
+        }
+        logger.info("admin: erased social data of user {} ({})", user_id, done)
+        return done
+
+
+def _exported_user(tx: Tx, user_id: int) -> None:
+    state = tx.account_state(user_id)
+    if state is None or state.erased_at is not None:
+        raise no_user(user_id)
