@@ -23,10 +23,11 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from client.conversations import FAILED, PENDING, SENT, dm_key, room_key  # noqa: E402
 from client.dialogs import RoomDialog, SwitcherDialog  # noqa: E402
 from client.net import DISCONNECTED, ONLINE, RECONNECTING  # noqa: E402
 from client.profile_dialog import ProfileDialog  # noqa: E402
-from client.state import FAILED, PENDING, SENT, dm_key, room_key  # noqa: E402
+from client.side_panel import RequestRow  # noqa: E402
 from client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
@@ -252,13 +253,13 @@ def test_send_by_enter_and_by_button(apps, make_stack, sqlite_url):
     wait(lambda: "你好 😀 from 小明" in shown(alice))
     sent = alice.state.conversation(room_key("lobby")).messages[-1]
     assert sent["state"] == SENT and sent["id"]
-    assert alice.main_window.compose.toPlainText() == ""
+    assert alice.main_window.chat.compose.toPlainText() == ""
     # Two in a row by one sender: one header, the second grouped under it; a date line
     # above the first message of the day.
     send(alice, "and a second line")
     send(alice, "and a third")
     wait(lambda: "and a third" in shown(bob))
-    layouts = bob.main_window.model.layouts
+    layouts = bob.main_window.chat.model.layouts
     assert layouts[0].date == "Today" and layouts[0].header
     assert [layout.header for layout in layouts[-2:]] == [True, False]
     assert all(not layout.date for layout in layouts[1:])
@@ -270,27 +271,27 @@ def test_friend_request_accept_reject_dm_and_remove(apps, make_stack, sqlite_url
     sign_up(alice, stack.port, "alice")
     sign_up(bob, stack.port, "小明")
     sign_up(carol, stack.port, "carol")
-    assert bob.main_window.friends.count() == 0  # and its hint says what to do
-    assert "Add friend" in bob.main_window.friends.hint
+    assert bob.main_window.side.friends.count() == 0  # and its hint says what to do
+    assert "Add friend" in bob.main_window.side.friends.hint
 
     # Add friend: click, type the name in the dialog, OK; 小明 clicks Accept.
     befriend(alice, bob)
-    assert "You and 小明 are now friends" in alice.main_window.notice.text()
-    assert alice.main_window.friends.count() == 1 and alice.state.friends["小明"]["online"]
+    assert "You and 小明 are now friends" in alice.main_window.chat.notice.text()
+    assert alice.main_window.side.friends.count() == 1 and alice.state.friends["小明"]["online"]
 
     # Carol asks 小明 (her friend list shows the request waiting), who clicks Reject:
     # Carol is told, and it stays in her activity.
     click(carol.main_window.add_friend_button)
     answer_text("add_friend_dialog", "小明")
-    wait(lambda: carol.main_window.friends.count() == 1)
-    waiting = carol.main_window.friends.item(0).data(CONTACT_ROLE)
+    wait(lambda: carol.main_window.side.friends.count() == 1)
+    waiting = carol.main_window.side.friends.item(0).data(CONTACT_ROLE)
     assert waiting["name"] == "小明" and waiting["subtitle"] == "friend request sent"
-    wait(lambda: "carol wants to be your friend" in bob.main_window.notice.text())
+    wait(lambda: "carol wants to be your friend" in bob.main_window.chat.notice.text())
     click_button(bob.main_window, "reject:carol")
-    wait(lambda: "小明 rejected your friend request" in carol.main_window.notice.text())
-    assert carol.main_window.friends.count() == 0
-    click(carol.main_window.notice_close)
-    assert not carol.main_window.notice_bar.isVisible()
+    wait(lambda: "小明 rejected your friend request" in carol.main_window.chat.notice.text())
+    assert carol.main_window.side.friends.count() == 0
+    click(carol.main_window.chat.notice_close)
+    assert not carol.main_window.chat.notice_bar.isVisible()
     assert carol.main_window.activity_button.text() == "Activity (1)"
     click(carol.main_window.activity_button)
     assert carol.main_window.activity_dialog.texts()[0].endswith(
@@ -317,10 +318,10 @@ def test_friend_request_accept_reject_dm_and_remove(apps, make_stack, sqlite_url
     assert "just between us" not in texts(carol, dm_key("alice"))
 
     # Remove friend: the button in the conversation header, then confirm.
-    click(bob.main_window.remove_friend_button)
+    click(bob.main_window.chat.remove_friend_button)
     answer_confirm("confirm_remove_friend", yes=False)
     assert "alice" in bob.state.friends
-    click(bob.main_window.remove_friend_button)
+    click(bob.main_window.chat.remove_friend_button)
     answer_confirm("confirm_remove_friend")
     wait(lambda: "alice" not in bob.state.friends)
     wait(lambda: "小明" not in alice.state.friends)
@@ -343,19 +344,19 @@ def test_rooms_create_join_members_and_leave(apps, make_stack, sqlite_url):
     rae, sam = apps("rae"), apps("sam")
     sign_up(rae, stack.port, "rae")
     sign_up(sam, stack.port, "sam")
-    assert not rae.main_window.leave_button.isVisible()  # nobody leaves the lobby
+    assert not rae.main_window.chat.leave_button.isVisible()  # nobody leaves the lobby
 
     # "+": the rooms there are, filtered as you type; a new name can be created.
-    click(rae.main_window.join_room_button)
+    click(rae.main_window.side.join_room_button)
     rooms = dialog(RoomDialog, "rooms_dialog")
     type_into(rooms.query, "Book Club")
     wait(lambda: rooms.create_button.isEnabled())
     assert rooms.list.count() == 0 and not rooms.join_button.isEnabled()
     click(rooms.create_button)
     wait(lambda: rae.state.active == room_key("Book Club"))
-    assert rae.main_window.title.full_text() == "# Book Club"
+    assert rae.main_window.chat.title.full_text() == "# Book Club"
 
-    click(sam.main_window.join_room_button)
+    click(sam.main_window.side.join_room_button)
     rooms = dialog(RoomDialog, "rooms_dialog")
     type_into(rooms.query, "book clubb")  # a typo finds nothing (and creates nothing)
     wait(lambda: rooms.listed_for == "book clubb")
@@ -369,21 +370,21 @@ def test_rooms_create_join_members_and_leave(apps, make_stack, sqlite_url):
     send(sam, "first!")
     wait(lambda: "first!" in shown(rae))
 
-    click(rae.main_window.members_button)
-    wait(lambda: rae.main_window.members.count() == 2)
-    assert {rae.main_window.members.item(i).text() for i in range(2)} == {"rae", "sam"}
+    click(rae.main_window.chat.members_button)
+    wait(lambda: rae.main_window.chat.members.count() == 2)
+    assert {rae.main_window.chat.members.item(i).text() for i in range(2)} == {"rae", "sam"}
     # In a narrow window the member list takes the conversation's place, not a sliver.
     rae.main_window.resize(420, 360)
-    wait(lambda: not rae.main_window.view.isVisible())
-    assert rae.main_window.members.isVisible()
+    wait(lambda: not rae.main_window.chat.view.isVisible())
+    assert rae.main_window.chat.members.isVisible()
     rae.main_window.resize(980, 660)
-    wait(lambda: rae.main_window.view.isVisible() and rae.main_window.members.isVisible())
+    wait(lambda: rae.main_window.chat.view.isVisible() and rae.main_window.chat.members.isVisible())
 
-    click(sam.main_window.leave_button)
+    click(sam.main_window.chat.leave_button)
     answer_confirm("confirm_leave_room")
     wait(lambda: room_key("Book Club") not in sam.state.conversations)
     assert sam.state.active == room_key("lobby")
-    wait(lambda: rae.main_window.members.count() == 1)
+    wait(lambda: rae.main_window.chat.members.count() == 1)
 
 
 def test_profile_picture_and_status_by_clicking(apps, make_stack, sqlite_url, tmp_path):
@@ -450,12 +451,12 @@ def test_unread_counts_include_what_arrived_while_offline(apps, make_stack, sqli
     wait(lambda: later.state.conversation(dm_key("alice")).unread == 3)
     assert later.main_window.windowTitle() == "ChatRoom (3)"
     # The DM row shows the last message as its preview and a badge.
-    rows = later.main_window.friends
+    rows = later.main_window.side.friends
     contact = rows.item(0).data(CONTACT_ROLE)
     assert contact["unread"] == 3 and contact["subtitle"] == "while you were away 2"
     # The lobby's row previews its last message although nothing there is unread.
-    wait(lambda: later.main_window.rooms.item(0).data(CONTACT_ROLE)["subtitle"])
-    lobby_row = later.main_window.rooms.item(0).data(CONTACT_ROLE)
+    wait(lambda: later.main_window.side.rooms.item(0).data(CONTACT_ROLE)["subtitle"])
+    lobby_row = later.main_window.side.rooms.item(0).data(CONTACT_ROLE)
     assert lobby_row["subtitle"] == "alice: lobby news" and lobby_row["unread"] == 0
     # The lobby (open at start) is read; opening the DM reads it, and it stays read.
     open_conversation(later, dm_key("alice"))
@@ -513,7 +514,7 @@ def test_shortcuts_switch_find_and_escape(apps, make_stack, sqlite_url):
     # Ctrl+K, type part of a name, Enter: the conversation opens.
     open_conversation(alice, dm_key("bob"))
     for query, key in (("lob", room_key("lobby")), ("bo", dm_key("bob"))):
-        press(window.compose, Qt.Key_K, Qt.ControlModifier)
+        press(window.chat.compose, Qt.Key_K, Qt.ControlModifier)
         switcher = dialog(SwitcherDialog, "switcher")
         type_into(switcher.query, query)
         press(switcher.query, Qt.Key_Return)
@@ -525,16 +526,16 @@ def test_shortcuts_switch_find_and_escape(apps, make_stack, sqlite_url):
     open_conversation(alice, room_key("lobby"))
 
     # Ctrl+F, type: the newest match is found; Enter goes to the older one; Esc closes.
-    press(window.compose, Qt.Key_F, Qt.ControlModifier)
-    assert window.find_bar.isVisible() and window.find_edit.hasFocus()
-    type_into(window.find_edit, "apples")
-    assert window.find_count.text() == "1 of 2" or window.find_count.text() == "2 of 2"
-    found = window.model.messages[window.model.found_row]["text"]
+    press(window.chat.compose, Qt.Key_F, Qt.ControlModifier)
+    assert window.chat.find_bar.isVisible() and window.chat.find_edit.hasFocus()
+    type_into(window.chat.find_edit, "apples")
+    assert window.chat.find_count.text() == "1 of 2" or window.chat.find_count.text() == "2 of 2"
+    found = window.chat.model.messages[window.chat.model.found_row]["text"]
     assert found == "more apples"
-    press(window.find_edit, Qt.Key_Return)
-    assert window.model.messages[window.model.found_row]["text"] == "apples"
-    press(window.find_edit, Qt.Key_Escape)
-    assert not window.find_bar.isVisible() and window.model.found_row == -1
+    press(window.chat.find_edit, Qt.Key_Return)
+    assert window.chat.model.messages[window.chat.model.found_row]["text"] == "apples"
+    press(window.chat.find_edit, Qt.Key_Escape)
+    assert not window.chat.find_bar.isVisible() and window.chat.model.found_row == -1
 
 
 # ---------------------------------------------------------------------- presence
@@ -556,10 +557,10 @@ def test_vanished_friend_goes_offline_with_last_seen(apps, make_stack, sqlite_ur
         # The ghost says nothing more, and its socket stays open: like a closed lid.
         wait(lambda: not alice.state.friends["ghost"]["online"], timeout=10)
         assert alice.client.state == ONLINE  # alice pings, so she stays
-        line = alice.main_window.friends.item(0).data(CONTACT_ROLE)["subtitle"]
+        line = alice.main_window.side.friends.item(0).data(CONTACT_ROLE)["subtitle"]
         assert line.startswith("last seen")
         open_conversation(alice, dm_key("ghost"))
-        assert alice.main_window.presence_line.full_text().startswith("last seen")
+        assert alice.main_window.chat.presence_line.full_text().startswith("last seen")
 
 
 # ---------------------------------------------------------------------- layout
@@ -590,10 +591,10 @@ def test_long_status_and_narrow_windows_keep_their_shape(apps, make_stack, sqlit
     for size in ((420, 360), (1600, 1000), (980, 660), (420, 360)):
         window.resize(*size)
         pump(0.1)
-        row = wait(lambda: window.findChild(type(window._request_rows.get("bob")), "requestRow"))
+        row = wait(lambda: window.findChild(RequestRow, "requestRow"))
         assert row.height() < 2 * 30 + 16, size  # two short lines
         assert window.width() <= max(size[0], window.minimumWidth()), size
-        for listing in (window.rooms, window.friends, window.view):
+        for listing in (window.side.rooms, window.side.friends, window.chat.view):
             assert not listing.horizontalScrollBar().isVisible(), size
         assert window.add_friend_button.geometry().right() <= window.width(), size
 
@@ -661,8 +662,8 @@ def test_send_refused_by_server_is_marked_failed(apps, make_stack, sqlite_url):
     sign_up(app, stack.port, "dora")
     # The window refuses an over-long text up front and says why.
     send(app, "y" * 11)
-    assert "at most 10 characters" in app.main_window.notice.text()
-    assert app.main_window.counter.text() == "11 / 10"
+    assert "at most 10 characters" in app.main_window.chat.notice.text()
+    assert app.main_window.chat.counter.text() == "11 / 10"
 
 
 def test_older_history_loads_when_scrolled_to_top(apps, make_stack, sqlite_url):
@@ -677,7 +678,7 @@ def test_older_history_loads_when_scrolled_to_top(apps, make_stack, sqlite_url):
     sign_up(app, stack.port, "reader")
     wait(lambda: len(shown(app)) == 50)
     assert shown(app)[-1] == "old message 119"
-    view = app.main_window.view
+    view = app.main_window.chat.view
     for expected in (100, 120):
         wait(lambda: view.verticalScrollBar().maximum() > 0)
         view.verticalScrollBar().setValue(0)  # the scroll a person does with the wheel
