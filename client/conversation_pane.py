@@ -145,10 +145,6 @@ class ConversationPane(QWidget):
         self.compose.textChanged.connect(self.count)
         self.counter = QLabel()
         self.send_button = button("Send", lambda: self.send(self.compose.toPlainText()), "send")
-        bottom = QHBoxLayout()
-        bottom.addWidget(self.counter)
-        bottom.addStretch(1)
-        bottom.addWidget(self.send_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 0, 0, 0)
         layout.addWidget(self.notice_bar)
@@ -156,7 +152,11 @@ class ConversationPane(QWidget):
         layout.addWidget(self.find_bar)
         layout.addWidget(middle, 1)
         layout.addWidget(self.compose)
+        bottom = QHBoxLayout()
         layout.addLayout(bottom)
+        bottom.addWidget(self.counter)
+        bottom.addStretch(1)
+        bottom.addWidget(self.send_button)
         self._loading_older = False
 
     def restyle(self) -> None:

@@ -216,3 +216,19 @@ def open_conversation(app: App, key: tuple[str, str]) -> None:
     listing = app.main_window.side.rooms if key[0] == "room" else app.main_window.side.friends
     click_row(listing, key[1])
     wait(lambda: app.state.active == key, what=f"{key} open")
+
+
+def texts(app: App, key: tuple[str, str]) -> list[str]:
+    """What the app holds for a conversation, shown or not."""
+    return [m["text"] for m in app.state.conversation(key).messages]
+
+
+def befriend(asker: App, answerer: App) -> None:
+    """`asker` clicks Add friend and types the name; `answerer` clicks Accept."""
+    assert asker.main_window is not None and answerer.main_window is not None
+    click(asker.main_window.add_friend_button)
+    answer_text("add_friend_dialog", answerer.state.me["username"])
+    name = asker.state.me["username"]
+    click_button(answerer.main_window, f"accept:{name}")
+    wait(lambda: answerer.state.me["username"] in asker.state.friends)
+    wait(lambda: name in answerer.state.friends)
