@@ -378,22 +378,27 @@ PRELOGIN_MAX_FRAME_BYTES = max(
     longest_request_bytes(name) for name, op in OPS.items() if not op.needs_login
 )
 
+
 # Events the edge pushes (documented in docs/protocol.md).
-CLOSING_EVENT = "closing"  # the server's goodbye: a code of CLOSING_CODES and a message
-EVENTS = (
-    "message",
-    CLOSING_EVENT,
-    "presence",
-    "friend.request",
-    "friend.accepted",
-    "friend.rejected",
-    "friend.removed",
-    "friend.request.closed",
-    "room.joined",
-    "room.left",
-    "room.member",
-    "avatar",
-)
+class Event:
+    """Push names: a push is ``{"event": <one of these>, ...}``."""
+
+    MESSAGE = "message"
+    CLOSING = "closing"  # the server's goodbye: a code of CLOSING_CODES and a message
+    PRESENCE = "presence"
+    FRIEND_REQUEST = "friend.request"
+    FRIEND_ACCEPTED = "friend.accepted"
+    FRIEND_REJECTED = "friend.rejected"
+    FRIEND_REMOVED = "friend.removed"
+    FRIEND_REQUEST_CLOSED = "friend.request.closed"
+    ROOM_JOINED = "room.joined"
+    ROOM_LEFT = "room.left"
+    ROOM_MEMBER = "room.member"
+    AVATAR = "avatar"
+
+
+CLOSING_EVENT = Event.CLOSING
+EVENTS = tuple(value for name, value in vars(Event).items() if name.isupper())
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:

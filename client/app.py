@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 from chatroom.protocol import ErrorCode
 
 from . import theme
+from .actions import ChatActions
 from .avatars import AvatarCache
 from .login_window import LoginWindow
 from .main_window import MainWindow
@@ -26,8 +27,9 @@ def default_data_dir() -> Path:
 
 
 class App:
-    """Wires the layers together: network -> state -> windows; keeps the session token
-    (stay signed in) and the look (light/dark, following the system)."""
+    """Wires the layers together: network -> state (and the actions on it) -> windows;
+    keeps the session token (stay signed in) and the look (light/dark, following the
+    system)."""
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class App:
         self.tokens = TokenStore((data_dir or default_data_dir()) / "session")
         self.client = ChatClient()
         self.state = ChatState(self.client, self.settings)
+        self.actions = ChatActions(self.state)
         self.avatars = AvatarCache(self.client, cache_dir)
         self._follow_theme()
         self.login_window = LoginWindow(self.client, self.settings)
@@ -94,7 +97,7 @@ class App:
 
     def _show_main(self) -> None:
         if self.main_window is None:
-            self.main_window = MainWindow(self.client, self.state, self.avatars)
+            self.main_window = MainWindow(self.client, self.state, self.actions, self.avatars)
             self.main_window.signOutRequested.connect(self.sign_out)
             self.main_window.closed.connect(self.client.close)
         self.main_window.start()

@@ -1,6 +1,6 @@
 """Small windows of the main window: the activity list, the conversation switcher
-(Ctrl+K) and the room chooser. They are non-modal and go through ChatState; none of
-them touches the socket."""
+(Ctrl+K) and the room chooser. They are non-modal, read ChatState and act through
+ChatActions; none of them touches the socket."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .actions import ChatActions
 from .state import ChatState
 from .ui import HintListWidget, button
 from .widgets import format_time
@@ -118,14 +119,14 @@ class RoomDialog(QDialog):
 
     def __init__(
         self,
-        state: ChatState,
+        actions: ChatActions,
         joined: Callable[[dict[str, Any]], None],
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("rooms_dialog")
         self.setWindowTitle("Join or create a room")
-        self.state = state
+        self.chat_actions = actions
         self.joined = joined
         self.rooms: list[dict[str, Any]] = []
         self.more = False  # the server has more matching rooms than it sent
@@ -170,7 +171,7 @@ class RoomDialog(QDialog):
 
     def _search(self) -> None:
         query = self.query.text().strip()
-        self.state.list_rooms(query, lambda reply: self._listed(query, reply))
+        self.chat_actions.list_rooms(query, lambda reply: self._listed(query, reply))
 
     def _listed(self, query: str, reply: dict[str, Any]) -> None:
         if query != self.query.text().strip():
@@ -222,9 +223,9 @@ class RoomDialog(QDialog):
     def join(self) -> None:
         item = self.list.currentItem()
         if item is not None:
-            self.state.join_room(item.data(Qt.ItemDataRole.UserRole), self._done)
+            self.chat_actions.join_room(item.data(Qt.ItemDataRole.UserRole), self._done)
 
     def create_room(self) -> None:
         name = self.query.text().strip()
         if name:
-            self.state.create_room(name, self._done)
+            self.chat_actions.create_room(name, self._done)

@@ -127,10 +127,10 @@ def flood(args: argparse.Namespace, workdir: Path) -> int:
     window = app.main_window
     assert window is not None  # wait_until saw it
     counter = PaintCounter()
-    window.view.viewport().installEventFilter(counter)
+    window.chat.view.viewport().installEventFilter(counter)
 
     def shown() -> int:
-        return sum(1 for m in window.model.messages if m["from"]["username"] == args.sender)
+        return sum(1 for m in window.chat.model.messages if m["from"]["username"] == args.sender)
 
     say("ready")
     sizes = parse_sizes(args.sizes)
@@ -146,9 +146,9 @@ def flood(args: argparse.Namespace, workdir: Path) -> int:
     # All shown: every size once more, scrolled to the end, painted at each size.
     for width, height in sizes:
         window.resize(width, height)
-        window.view.scrollToBottom()
+        window.chat.view.scrollToBottom()
         before = counter.paints
-        window.view.viewport().update()
+        window.chat.view.viewport().update()
         if not wait_until(
             lambda w=width, h=height, b=before: (  # type: ignore[misc]
                 window.size().width() == w and window.size().height() == h and counter.paints > b

@@ -1,179 +1,36 @@
-"""What the client knows, fed by the network layer's signals; views read it and listen.
+"""What the client knows, fed by the network layer's replies and pushes; views read it
+and listen to its signals. What the user asks the server for goes through
+`client.actions.ChatActions`.
 
-Conversations, friends, rooms, pending friend requests, the activity list and the
-outbox live here. Every message has a stable server id, so the same message arriving
-from a push, a sync and a history page is stored once. Per-conversation cursors (last
-seq seen) drive `sync` after a (re)connect, so nothing sent while we were away is
-missed; per-conversation read markers (kept on this device) make what arrived while we
-were offline count as unread.
+Conversations, friends, rooms, pending friend requests and the activity list live here.
+Every message has a stable server id, so the same message arriving from a push, a sync
+and a history page is stored once. Per-conversation cursors (last seq seen) drive `sync`
+after a (re)connect, so nothing sent while we were away is missed; per-conversation read
+markers (kept on this device) make what arrived while we were offline count as unread.
+Pushes are handled through one table (`_pushes`, push name -> method); a push not in it
+is ignored.
 """
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, QTimer, Signal
+from PySide6.QtCore import QObject, QSettings, Signal
 
-from chatroom.protocol import ErrorCode, is_username_char
+from chatroom.protocol import Event
 
-from .net import RETRYABLE, ChatClient
+from .conversations import SENT, Conversation, dm_key, mentions, now_ms, room_key
+from .memory import DeviceMemory
+from .net import ChatClient
 
-Callback = Any  # Callable[[dict], None]
-
-PENDING, SENT, FAILED = "pending", "sent", "failed"
-MAX_SEND_ATTEMPTS = 5
-MAX_RATE_LIMITED = 100  # a message waits its turn this many times before it fails
 # At login, at most this many missed messages per conversation are fetched (and
 # counted as unread); older ones load when the conversation is scrolled up.
 SYNC_BACKLOG = 200
 SYNC_PAGE = 200
 MAX_ACTIVITY = 200
 
-
-def room_key(name: str) -> tuple[str, str]:
-    return ("room", name)
-
-
-def dm_key(username: str) -> tuple[str, str]:
-    return ("dm", username)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def client_key(message: dict[str, Any]) -> tuple:
-    return ("client", message["from"]["username"], message["client_id"])
-
-
-@dataclass
-class Conversation:
-    key: tuple[str, str]
-    title: str
-    room_id: int | None = None
-    messages: list[dict[str, Any]] = field(default_factory=list)  # oldest first
-    unread: int = 0
-    mentions: int = 0  # unread messages that mention us
-    has_more: bool = True  # older history may exist on the server
-    # The sync cursor: we hold every message up to here (from where we started). It
-    # only moves over an unbroken run: a history page of the newest messages must not
-    # make sync skip what lies between.
-    last_seq: int = 0
-    read_seq: int = 0  # the newest seq we have shown the user
-    members: list[dict[str, Any]] | None = None  # room.members, once asked for
-    seqs: set[int] = field(default_factory=set)
-    # Messages by ("id", id) and by sender and client_id: a repeat is found at once.
-    _known: dict[tuple, dict[str, Any]] = field(default_factory=dict, repr=False)
-
-    def add(self, message: dict[str, Any]) -> bool:
-        """Insert in seq order; False if we already had it (same id or client_id)."""
-        existing = self._known.get(("id", message.get("id"))) if message.get("id") else None
-        if existing is None and message.get("client_id"):
-            existing = self._known.get(client_key(message))
-        if existing is not None:
-            merged = {**existing, **message}
-            self.messages[self.messages.index(existing)] = merged
-            if merged.get("seq") and not existing.get("seq"):
-                self._sort()  # stored now: from the pending ones at the end to its place
-            self._remember(merged)
-            self._held(message.get("seq"))
-            return False
-        seq = message.get("seq")
-        before = self.messages[-1] if self.messages else None
-        self.messages.append(message)
-        # Appending keeps the order for the usual newest message; an older one (a
-        # history page) or one stored while pending ones wait at the end sorts.
-        if seq and before is not None and (before.get("seq") or seq + 1) > seq:
-            self._sort()
-        self._remember(message)
-        self._held(seq)
-        return True
-
-    def _sort(self) -> None:
-        self.messages.sort(key=lambda m: (m.get("seq") is None, m.get("seq") or 0))
-
-    def _remember(self, message: dict[str, Any]) -> None:
-        if message.get("id"):
-            self._known[("id", message["id"])] = message
-        if message.get("client_id"):
-            self._known[client_key(message)] = message
-
-    def _held(self, seq: int | None) -> None:
-        if seq:
-            self.seqs.add(seq)
-            while self.last_seq + 1 in self.seqs:
-                self.last_seq += 1
-
-    @property
-    def last_message(self) -> dict[str, Any] | None:
-        return self.messages[-1] if self.messages else None
-
-
-def mentions(text: str, username: str) -> bool:
-    """`@username` anywhere in the text, ignoring case, not inside a longer name."""
-    if not username:
-        return False
-    folded, needle = text.casefold(), "@" + username.casefold()
-    start = folded.find(needle)
-    while start != -1:
-        end = start + len(needle)
-        if end == len(folded) or not is_username_char(folded[end]):
-            return True
-        start = folded.find(needle, end)
-    return False
-
-
-class DeviceMemory:
-    """What this device remembers per server and account, in QSettings, so that it
-    survives a restart of the app: the newest seq shown per conversation (unread counts
-    include what arrived while the app was closed) and the activity list. (Server-side
-    read markers shared by all devices are a later protocol addition.)"""
-
-    def __init__(self, settings: QSettings | None) -> None:
-        self.settings = settings
-        self.prefix = ""
-
-    def use_account(self, server: str, user_id: int) -> bool:
-        """Select the account; True if it was used on this device before."""
-        self.prefix = f"account/{server.replace('/', '_')}/{user_id}"
-        if self.settings is None:
-            return False
-        known = self.settings.value(f"{self.prefix}/known", "false") in (True, "true")
-        self.settings.setValue(f"{self.prefix}/known", "true")
-        return known
-
-    def _get(self, name: str) -> Any:
-        if self.settings is None or not self.prefix:
-            return None
-        return self.settings.value(f"{self.prefix}/{name}")
-
-    def _put(self, name: str, value: Any) -> None:
-        if self.settings is not None and self.prefix:
-            self.settings.setValue(f"{self.prefix}/{name}", value)
-
-    def marker(self, room_id: int) -> int | None:
-        value = self._get(f"read/{room_id}")
-        return int(value) if value is not None else None
-
-    def put_marker(self, room_id: int, seq: int) -> None:
-        self._put(f"read/{room_id}", seq)
-
-    def activity(self) -> tuple[list[dict[str, Any]], int]:
-        """The kept activity list and how many of its entries the user has seen."""
-        try:
-            entries = json.loads(self._get("activity") or "[]")
-            seen = int(self._get("activity_seen") or 0)
-        except (TypeError, ValueError):
-            return [], 0
-        return [e for e in entries if isinstance(e, dict)], seen
-
-    def put_activity(self, entries: list[dict[str, Any]], seen: int) -> None:
-        self._put("activity", json.dumps(entries, ensure_ascii=False))
-        self._put("activity_seen", seen)
+Push = Callable[[dict[str, Any]], None]
 
 
 class ChatState(QObject):
@@ -188,6 +45,7 @@ class ChatState(QObject):
     membersChanged = Signal(object)  # key
     unreadChanged = Signal(int)  # total
     profileChanged = Signal()
+    resumed = Signal()  # the session is back and syncing
 
     def __init__(self, client: ChatClient, settings: QSettings | None = None) -> None:
         super().__init__(client)
@@ -206,12 +64,26 @@ class ChatState(QObject):
         self.watching = False
         self.activity: list[dict[str, Any]] = []  # newest last: {"ts", "text", "mine"}
         self.activity_seen = 0  # entries the user has looked at in the activity list
-        self._accepting: set[str] = set()  # requests we accepted, awaiting the push
-        self.outbox: list[dict[str, Any]] = []
+        self.accepting: set[str] = set()  # requests we accepted, awaiting the push
         self._seen_rejections: set[int] = set()
         self._last_total = 0
         client.loggedIn.connect(self._on_login)
         client.resumed.connect(self._on_resume)
+        # The pushes this client acts on, by name (chatroom.protocol.Event); `closing`
+        # is the network layer's (client.net).
+        self._pushes: dict[str, Push] = {
+            Event.MESSAGE: self._push_message,
+            Event.PRESENCE: self._push_presence,
+            Event.FRIEND_REQUEST: self._push_friend_request,
+            Event.FRIEND_REQUEST_CLOSED: self._push_friend_request_closed,
+            Event.FRIEND_ACCEPTED: self._push_friend_accepted,
+            Event.FRIEND_REJECTED: self._push_friend_rejected,
+            Event.FRIEND_REMOVED: self._push_friend_removed,
+            Event.AVATAR: self._push_avatar,
+            Event.ROOM_JOINED: self.joined_room,
+            Event.ROOM_LEFT: self.left_room,
+            Event.ROOM_MEMBER: self._push_room_member,
+        }
         client.eventReceived.connect(self._on_event)
 
     # ------------------------------------------------------------------ session
@@ -232,7 +104,7 @@ class ChatState(QObject):
     def _on_resume(self, reply: dict[str, Any]) -> None:
         self._apply_snapshot(reply)
         self.sync()
-        self.flush_outbox()
+        self.resumed.emit()  # then the outbox goes out (ChatActions)
 
     def _apply_snapshot(
         self, reply: dict[str, Any], first: bool = False, known_device: bool = False
@@ -305,11 +177,11 @@ class ChatState(QObject):
     # ------------------------------------------------------------------ events
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        handler = getattr(self, "_event_" + event["event"].replace(".", "_"), None)
+        handler = self._pushes.get(event["event"])
         if handler is not None:
             handler(event)
 
-    def _event_message(self, message: dict[str, Any]) -> None:
+    def _push_message(self, message: dict[str, Any]) -> None:
         conv = self.conversation(self.key_of(message))
         conv.room_id = message.get("room_id", conv.room_id)
         gap = conv.last_seq and message.get("seq", 0) > conv.last_seq + 1
@@ -317,7 +189,7 @@ class ChatState(QObject):
         if gap:
             self.sync()  # we missed something between our cursor and this message
 
-    def _event_presence(self, event: dict[str, Any]) -> None:
+    def _push_presence(self, event: dict[str, Any]) -> None:
         friend = self.friends.get(event["user"]["username"])
         if friend is not None:
             friend.update(online=event["online"], status=event.get("status", ""))
@@ -327,7 +199,7 @@ class ChatState(QObject):
             self.my_status = event.get("status", "")
             self.profileChanged.emit()
 
-    def _event_friend_request(self, event: dict[str, Any]) -> None:
+    def _push_friend_request(self, event: dict[str, Any]) -> None:
         who = event["from"]["username"]
         if not any(r["user"]["username"] == who for r in self.incoming):
             self.incoming.append({"user": event["from"], "ts": event.get("ts")})
@@ -335,23 +207,23 @@ class ChatState(QObject):
             self.alert.emit("Friend request", f"{who} wants to be your friend", None)
         self.requestsChanged.emit()
 
-    def _event_friend_request_closed(self, event: dict[str, Any]) -> None:
-        self._drop_incoming(event["from"]["username"])
+    def _push_friend_request_closed(self, event: dict[str, Any]) -> None:
+        self.drop_incoming(event["from"]["username"])
 
-    def _event_friend_accepted(self, event: dict[str, Any]) -> None:
+    def _push_friend_accepted(self, event: dict[str, Any]) -> None:
         friend = event["friend"]
         self.friends[friend["username"]] = friend
         self.conversation(dm_key(friend["username"]))
-        self._drop_incoming(friend["username"])
+        self.drop_incoming(friend["username"])
         self.outgoing = [r for r in self.outgoing if r["user"]["username"] != friend["username"]]
         self.friendsChanged.emit()
         self.conversationsChanged.emit()
-        if friend["username"] in self._accepting:
-            self._accepting.discard(friend["username"])  # our own click: already recorded
+        if friend["username"] in self.accepting:
+            self.accepting.discard(friend["username"])  # our own click: already recorded
         else:
             self.tell(f"You and {friend['username']} are now friends")
 
-    def _event_friend_rejected(self, event: dict[str, Any]) -> None:
+    def _push_friend_rejected(self, event: dict[str, Any]) -> None:
         request_id = event.get("request_id")
         if request_id in self._seen_rejections:
             return
@@ -363,7 +235,7 @@ class ChatState(QObject):
         self.friendsChanged.emit()
         self.tell(f"{who} rejected your friend request")
 
-    def _event_friend_removed(self, event: dict[str, Any]) -> None:
+    def _push_friend_removed(self, event: dict[str, Any]) -> None:
         who = event["user"]["username"]
         if self.friends.pop(who, None) is not None:
             self.tell(f"{who} is no longer your friend")
@@ -375,7 +247,7 @@ class ChatState(QObject):
         self.friendsChanged.emit()
         self.conversationsChanged.emit()
 
-    def _event_avatar(self, event: dict[str, Any]) -> None:
+    def _push_avatar(self, event: dict[str, Any]) -> None:
         who = event["user"]["username"]
         if who in self.friends:
             self.friends[who]["avatar"] = event["hash"]
@@ -385,12 +257,14 @@ class ChatState(QObject):
             self.profileChanged.emit()
         self.avatarChanged.emit(who, event["hash"])
 
-    def _event_room_joined(self, event: dict[str, Any]) -> None:
+    def joined_room(self, event: dict[str, Any]) -> None:
+        """A room.joined push, or our own join's reply: {"room": {"name", "id"}}."""
         conv = self.conversation(room_key(event["room"]["name"]))
         conv.room_id = event["room"]["id"]
         self.conversationsChanged.emit()
 
-    def _event_room_left(self, event: dict[str, Any]) -> None:
+    def left_room(self, event: dict[str, Any]) -> None:
+        """A room.left push, or our own leave's reply: {"room": {"name"}}."""
         key = room_key(event["room"]["name"])
         self.conversations.pop(key, None)
         if self.active == key:
@@ -398,7 +272,7 @@ class ChatState(QObject):
         self.conversationsChanged.emit()
         self._unread_total_changed()
 
-    def _event_room_member(self, event: dict[str, Any]) -> None:
+    def _push_room_member(self, event: dict[str, Any]) -> None:
         key = room_key(event["room"])
         conv = self.conversations.get(key)
         if conv is None or conv.members is None:
@@ -408,7 +282,7 @@ class ChatState(QObject):
             conv.members.append({"online": True, "status": "", **event["user"]})
         self.membersChanged.emit(key)
 
-    def _drop_incoming(self, username: str) -> None:
+    def drop_incoming(self, username: str) -> None:
         self.incoming = [r for r in self.incoming if r["user"]["username"] != username]
         self.requestsChanged.emit()
 
@@ -498,179 +372,3 @@ class ChatState(QObject):
         self.activity_seen = len(self.activity)
         self.memory.put_activity(self.activity, self.activity_seen)
         self.activityChanged.emit()
-
-    # ------------------------------------------------------------------ actions
-
-    def open_conversation(self, key: tuple[str, str]) -> None:
-        self.active = key
-        conv = self.conversation(key)
-        self.mark_read(conv)  # the user just picked it: what is there is seen
-        if len(conv.messages) < 30 and conv.has_more:
-            self.load_older(key)
-        self.conversationChanged.emit(key)
-
-    def load_older(self, key: tuple[str, str]) -> None:
-        conv = self.conversation(key)
-        if not conv.has_more:
-            return
-        seqs = [m["seq"] for m in conv.messages if m.get("seq")]
-        fields: dict[str, Any] = {"limit": 50}
-        if seqs:
-            fields["before"] = min(seqs)
-        if key[0] == "room":
-            op, fields["room"] = "room.history", key[1]
-        else:
-            op, fields["with"] = "dm.history", key[1]
-
-        def done(reply: dict[str, Any]) -> None:
-            if not reply.get("ok"):
-                if reply["error"]["code"] in (ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN):
-                    conv.has_more = False  # no messages with this friend yet
-                return
-            conv.has_more = reply["has_more"]
-            for message in reply["messages"]:
-                conv.add({**message, "state": SENT})
-            self.conversationChanged.emit(key)
-
-        self.client.request(op, fields, done)
-
-    def request_friend(self, username: str, done: Callback) -> None:
-        def asked(reply: dict[str, Any]) -> None:
-            if reply.get("ok") and reply.get("status") == "pending":
-                who = reply["to"]["username"]
-                if not any(r["user"]["username"] == who for r in self.outgoing):
-                    self.outgoing.append({"user": reply["to"], "ts": now_ms()})
-                self.friendsChanged.emit()
-            done(reply)
-
-        self.client.request("friend.request", {"username": username}, asked)
-
-    def answer_request(self, username: str, accept: bool, done: Callback) -> None:
-        def answered(reply: dict[str, Any]) -> None:
-            if reply.get("ok"):
-                self._drop_incoming(username)
-                verb = "accepted" if accept else "rejected"
-                self.record(f"You {verb} {username}'s friend request", mine=True)
-            else:
-                self._accepting.discard(username)
-            done(reply)
-
-        if accept:
-            self._accepting.add(username)
-        op = "friend.accept" if accept else "friend.reject"
-        self.client.request(op, {"username": username}, answered)
-
-    def remove_friend(self, username: str, done: Callback) -> None:
-        def removed(reply: dict[str, Any]) -> None:
-            if reply.get("ok") and self.friends.pop(username, None) is not None:
-                self.record(f"You removed {username} from your friends", mine=True)
-                if self.active == dm_key(username):
-                    self.active = None
-                self.friendsChanged.emit()
-                self.conversationsChanged.emit()
-            done(reply)
-
-        self.client.request("friend.remove", {"username": username}, removed)
-
-    def list_rooms(self, query: str, done: Callback) -> None:
-        """Rooms whose name contains `query` (all of them for ""), as many as one reply
-        carries: the reply says has_more when there are others."""
-        self.client.request("room.list", {"query": query} if query else {}, done)
-
-    def join_room(self, name: str, done: Callback) -> None:
-        self.client.request("room.join", {"room": name}, self._entered(done))
-
-    def create_room(self, name: str, done: Callback) -> None:
-        self.client.request("room.create", {"room": name}, self._entered(done))
-
-    def _entered(self, done: Callback) -> Callback:
-        def entered(reply: dict[str, Any]) -> None:
-            if reply.get("ok"):
-                self._event_room_joined({"room": reply["room"]})
-            done(reply)
-
-        return entered
-
-    def leave_room(self, name: str, done: Callback) -> None:
-        def left(reply: dict[str, Any]) -> None:
-            if reply.get("ok"):
-                self._event_room_left({"room": {"name": name}})
-            done(reply)
-
-        self.client.request("room.leave", {"room": name}, left)
-
-    def load_members(self, key: tuple[str, str]) -> None:
-        conv = self.conversation(key)
-
-        def done(reply: dict[str, Any]) -> None:
-            if reply.get("ok"):
-                conv.members = reply["members"]
-                self.membersChanged.emit(key)
-
-        self.client.request("room.members", {"room": key[1]}, done)
-
-    def send(self, key: tuple[str, str], text: str) -> dict[str, Any]:
-        """Show the message at once as pending; it is sent now or after a reconnect and
-        is marked failed only when the server refuses it."""
-        local = {
-            "id": None,
-            "client_id": uuid.uuid4().hex,
-            "from": dict(self.me),
-            "text": text,
-            "ts": None,
-            "state": PENDING,
-            "attempts": 0,
-            "key": key,
-        }
-        self.conversation(key).add(local)
-        self.outbox.append(local)
-        self.conversationChanged.emit(key)
-        self._send_one(local)
-        return local
-
-    def flush_outbox(self) -> None:
-        for local in list(self.outbox):
-            self._send_one(local)
-
-    def _send_one(self, local: dict[str, Any]) -> None:
-        if self.client.state != "online":
-            return  # stays pending; flushed after the reconnect
-        key = local["key"]
-        local["attempts"] += 1
-        fields = {"text": local["text"], "client_id": local["client_id"]}
-        if key[0] == "room":
-            op, fields["room"] = "room.send", key[1]
-        else:
-            op, fields["to"] = "dm.send", key[1]
-
-        def done(reply: dict[str, Any]) -> None:
-            conv = self.conversation(key)
-            if reply.get("ok"):
-                self._finish(local)
-                conv.add({**reply["message"], "state": SENT})
-                if conv.key == self.active and self.watching:
-                    self.mark_read(conv)
-            else:
-                error = reply["error"]
-                if error["code"] == ErrorCode.RATE_LIMITED and local["attempts"] < MAX_RATE_LIMITED:
-                    # Not a failure, just "later": it does not use up the normal retries.
-                    QTimer.singleShot(error.get("retry_after_ms", 1000), lambda: self._retry(local))
-                    return
-                if error["code"] in RETRYABLE and local["attempts"] < MAX_SEND_ATTEMPTS:
-                    # Kept pending and sent again with the same client_id (the server
-                    # keeps one copy) after a short backoff, or after the reconnect.
-                    QTimer.singleShot(1000 * local["attempts"], lambda: self._retry(local))
-                    return
-                self._finish(local)
-                conv.add({**local, "state": FAILED, "error": error["message"]})
-            self.conversationChanged.emit(key)
-
-        self.client.request(op, fields, done)
-
-    def _retry(self, local: dict[str, Any]) -> None:
-        if local in self.outbox:
-            self._send_one(local)
-
-    def _finish(self, local: dict[str, Any]) -> None:
-        if local in self.outbox:
-            self.outbox.remove(local)

@@ -5,7 +5,7 @@ The one rule for buttons: connect them with `on_click`. Qt's `clicked(bool)` and
 `triggered(bool)` pass `checked` to the slot, and a slot with an optional parameter
 (`add_friend(username=None)`) then receives False instead of its default: that made
 "Add friend" and "+" do nothing. `on_click` calls the action with no arguments, always.
-tests/test_client_ui.py fails if any view connects `clicked`/`triggered` another way.
+tests/test_client_account.py fails if any view connects `clicked`/`triggered` another way.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QPlainTextEdit, QStyle, QStyledItemDelegate, QStyl
 
 from . import theme
 from .avatars import AvatarCache
-from .state import FAILED, PENDING, mentions
+from .conversations import FAILED, PENDING, mentions
 
 # What Qt hands a model or delegate as an index (the overridden methods accept both).
 AnyIndex = QModelIndex | QPersistentModelIndex

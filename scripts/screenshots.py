@@ -141,9 +141,9 @@ class Tour:
 
     def run(self) -> None:
         c, Qt = self.c, self.Qt
+        from client.conversations import dm_key, room_key
         from client.dialogs import RoomDialog, SwitcherDialog
         from client.profile_dialog import ProfileDialog
-        from client.state import dm_key, room_key
 
         port = self.stack.port
         ming, alice, sam = (c.new_app(self.tmp, n) for n in ("ming", "alice", "sam"))
@@ -207,7 +207,7 @@ class Tour:
         sam.main_window.activity_dialog.close()
 
         # The lobby, then a private conversation (with unread on the other side).
-        c.click_row(alice.main_window.rooms, "lobby")
+        c.click_row(alice.main_window.side.rooms, "lobby")
         self.save(alice.main_window, "lobby")
         c.open_conversation(ming, dm_key("alice"))
         c.send(ming, "周末一起去爬山吗？")
@@ -225,13 +225,13 @@ class Tour:
         self.save(alice.main_window, "private")
 
         # A room with its member list.
-        c.click(alice.main_window.join_room_button)
+        c.click(alice.main_window.side.join_room_button)
         rooms = c.dialog(RoomDialog, "rooms_dialog")
         c.type_into(rooms.query, "Book Club 读书会")
         c.wait(lambda: rooms.create_button.isEnabled())
         c.click(rooms.create_button)
         c.wait(lambda: alice.state.active == room_key("Book Club 读书会"))
-        c.click(sam.main_window.join_room_button)
+        c.click(sam.main_window.side.join_room_button)
         rooms = c.dialog(RoomDialog, "rooms_dialog")
         c.type_into(rooms.query, "book")
         c.wait(lambda: rooms.list.count() == 1)
@@ -240,13 +240,13 @@ class Tour:
         c.wait(lambda: sam.state.active == room_key("Book Club 读书会"))
         c.send(sam, "What are we reading next?")
         c.wait(lambda: "What are we reading next?" in c.shown(alice))
-        c.click(alice.main_window.members_button)
-        c.wait(lambda: alice.main_window.members.count() == 2)
+        c.click(alice.main_window.chat.members_button)
+        c.wait(lambda: alice.main_window.chat.members.count() == 2)
         self.save(alice.main_window, "room-members")
-        c.click(alice.main_window.members_button)
+        c.click(alice.main_window.chat.members_button)
 
         # Ctrl+K: the switcher.
-        c.press(alice.main_window.compose, Qt.Key_K, Qt.ControlModifier)
+        c.press(alice.main_window.chat.compose, Qt.Key_K, Qt.ControlModifier)
         switcher = c.dialog(SwitcherDialog, "switcher")
         c.type_into(switcher.query, "l")
         self.save_dialog(switcher, "switcher")

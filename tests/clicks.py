@@ -199,20 +199,36 @@ def sign_in(app: App, port: int, username: str, password: str = PASSWORD) -> Non
 
 def send(app: App, text: str, by_button: bool = False) -> None:
     """Type a message into the compose box; Enter (or the Send button) sends it."""
-    box = app.main_window.compose
+    box = app.main_window.chat.compose
     type_into(box, text)
     if by_button:
-        click(app.main_window.send_button)
+        click(app.main_window.chat.send_button)
     else:
         press(box, Qt.Key_Return)
 
 
 def shown(app: App) -> list[str]:
     """The texts in the open conversation, as the message view has them."""
-    return [m["text"] for m in app.main_window.model.messages]
+    return [m["text"] for m in app.main_window.chat.model.messages]
 
 
 def open_conversation(app: App, key: tuple[str, str]) -> None:
-    listing = app.main_window.rooms if key[0] == "room" else app.main_window.friends
+    listing = app.main_window.side.rooms if key[0] == "room" else app.main_window.side.friends
     click_row(listing, key[1])
     wait(lambda: app.state.active == key, what=f"{key} open")
+
+
+def texts(app: App, key: tuple[str, str]) -> list[str]:
+    """What the app holds for a conversation, shown or not."""
+    return [m["text"] for m in app.state.conversation(key).messages]
+
+
+def befriend(asker: App, answerer: App) -> None:
+    """`asker` clicks Add friend and types the name; `answerer` clicks Accept."""
+    assert asker.main_window is not None and answerer.main_window is not None
+    click(asker.main_window.add_friend_button)
+    answer_text("add_friend_dialog", answerer.state.me["username"])
+    name = asker.state.me["username"]
+    click_button(answerer.main_window, f"accept:{name}")
+    wait(lambda: answerer.state.me["username"] in asker.state.friends)
+    wait(lambda: name in answerer.state.friends)

@@ -1,5 +1,5 @@
 """Fixtures: real databases (SQLite always, MariaDB/MySQL when CHAT_TEST_MYSQL_URL is
-set) and real stacks of service processes."""
+set), real stacks of service processes, and desktop client apps (`apps`)."""
 
 from __future__ import annotations
 
@@ -100,6 +100,29 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
 @pytest.fixture
 def stack(make_stack, db_url: str) -> Stack:
     return make_stack(db_url)
+
+
+@pytest.fixture
+def apps(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable]:
+    """The desktop client (tests/test_client_*.py): new(name) -> App, each its own
+    "computer" (settings, avatar cache, kept session under tmp_path, never the
+    developer's own keyring); every window is closed at the end."""
+    from clicks import new_app  # needs PySide6, which server-only runs lack
+
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    made = []
+
+    def new(name: str):
+        app = new_app(tmp_path, name)
+        qtbot.addWidget(app.login_window)
+        made.append(app)
+        return app
+
+    yield new
+    for app in made:
+        if app.main_window is not None:
+            app.main_window.notifier.close()
+            app.main_window.close()
 
 
 def _admin(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -1,0 +1,209 @@
+"""What the user asks the server for: opening a conversation and its older history,
+friend requests and answers, rooms, member lists, and sending messages (the outbox).
+The replies update `ChatState`; views read the state and act through these.
+
+A message is shown at once as pending; it is sent now or after a reconnect (the outbox
+goes out when the session resumes), always with the same client_id, so the server keeps
+one copy, and it is marked failed only when the server refuses it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer
+
+from chatroom.protocol import ErrorCode
+
+from .conversations import FAILED, PENDING, SENT, dm_key, now_ms
+from .net import RETRYABLE
+from .state import ChatState
+
+Callback = Any  # Callable[[dict], None]
+
+MAX_SEND_ATTEMPTS = 5
+MAX_RATE_LIMITED = 100  # a message waits its turn this many times before it fails
+
+
+class ChatActions(QObject):
+    def __init__(self, state: ChatState) -> None:
+        super().__init__(state)
+        self.state = state
+        self.client = state.client
+        self.outbox: list[dict[str, Any]] = []
+        state.resumed.connect(self.flush_outbox)
+
+    def open_conversation(self, key: tuple[str, str]) -> None:
+        self.state.active = key
+        conv = self.state.conversation(key)
+        self.state.mark_read(conv)  # the user just picked it: what is there is seen
+        if len(conv.messages) < 30 and conv.has_more:
+            self.load_older(key)
+        self.state.conversationChanged.emit(key)
+
+    def load_older(self, key: tuple[str, str]) -> None:
+        conv = self.state.conversation(key)
+        if not conv.has_more:
+            return
+        seqs = [m["seq"] for m in conv.messages if m.get("seq")]
+        fields: dict[str, Any] = {"limit": 50}
+        if seqs:
+            fields["before"] = min(seqs)
+        if key[0] == "room":
+            op, fields["room"] = "room.history", key[1]
+        else:
+            op, fields["with"] = "dm.history", key[1]
+
+        def done(reply: dict[str, Any]) -> None:
+            if not reply.get("ok"):
+                if reply["error"]["code"] in (ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN):
+                    conv.has_more = False  # no messages with this friend yet
+                return
+            conv.has_more = reply["has_more"]
+            for message in reply["messages"]:
+                conv.add({**message, "state": SENT})
+            self.state.conversationChanged.emit(key)
+
+        self.client.request(op, fields, done)
+
+    def request_friend(self, username: str, done: Callback) -> None:
+        def asked(reply: dict[str, Any]) -> None:
+            if reply.get("ok") and reply.get("status") == "pending":
+                who = reply["to"]["username"]
+                if not any(r["user"]["username"] == who for r in self.state.outgoing):
+                    self.state.outgoing.append({"user": reply["to"], "ts": now_ms()})
+                self.state.friendsChanged.emit()
+            done(reply)
+
+        self.client.request("friend.request", {"username": username}, asked)
+
+    def answer_request(self, username: str, accept: bool, done: Callback) -> None:
+        def answered(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                self.state.drop_incoming(username)
+                verb = "accepted" if accept else "rejected"
+                self.state.record(f"You {verb} {username}'s friend request", mine=True)
+            else:
+                self.state.accepting.discard(username)
+            done(reply)
+
+        if accept:
+            self.state.accepting.add(username)
+        op = "friend.accept" if accept else "friend.reject"
+        self.client.request(op, {"username": username}, answered)
+
+    def remove_friend(self, username: str, done: Callback) -> None:
+        def removed(reply: dict[str, Any]) -> None:
+            if reply.get("ok") and self.state.friends.pop(username, None) is not None:
+                self.state.record(f"You removed {username} from your friends", mine=True)
+                if self.state.active == dm_key(username):
+                    self.state.active = None
+                self.state.friendsChanged.emit()
+                self.state.conversationsChanged.emit()
+            done(reply)
+
+        self.client.request("friend.remove", {"username": username}, removed)
+
+    def list_rooms(self, query: str, done: Callback) -> None:
+        """Rooms whose name contains `query` (all of them for ""), as many as one reply
+        carries: the reply says has_more when there are others."""
+        self.client.request("room.list", {"query": query} if query else {}, done)
+
+    def join_room(self, name: str, done: Callback) -> None:
+        self.client.request("room.join", {"room": name}, self._entered(done))
+
+    def create_room(self, name: str, done: Callback) -> None:
+        self.client.request("room.create", {"room": name}, self._entered(done))
+
+    def _entered(self, done: Callback) -> Callback:
+        def entered(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                self.state.joined_room({"room": reply["room"]})
+            done(reply)
+
+        return entered
+
+    def leave_room(self, name: str, done: Callback) -> None:
+        def left(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                self.state.left_room({"room": {"name": name}})
+            done(reply)
+
+        self.client.request("room.leave", {"room": name}, left)
+
+    def load_members(self, key: tuple[str, str]) -> None:
+        conv = self.state.conversation(key)
+
+        def done(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                conv.members = reply["members"]
+                self.state.membersChanged.emit(key)
+
+        self.client.request("room.members", {"room": key[1]}, done)
+
+    def send(self, key: tuple[str, str], text: str) -> dict[str, Any]:
+        """Show the message at once as pending; it is sent now or after a reconnect and
+        is marked failed only when the server refuses it."""
+        local = {
+            "id": None,
+            "client_id": uuid.uuid4().hex,
+            "from": dict(self.state.me),
+            "text": text,
+            "ts": None,
+            "state": PENDING,
+            "attempts": 0,
+            "key": key,
+        }
+        self.state.conversation(key).add(local)
+        self.outbox.append(local)
+        self.state.conversationChanged.emit(key)
+        self._send_one(local)
+        return local
+
+    def flush_outbox(self) -> None:
+        for local in list(self.outbox):
+            self._send_one(local)
+
+    def _send_one(self, local: dict[str, Any]) -> None:
+        if self.client.state != "online":
+            return  # stays pending; flushed after the reconnect
+        key = local["key"]
+        local["attempts"] += 1
+        fields = {"text": local["text"], "client_id": local["client_id"]}
+        if key[0] == "room":
+            op, fields["room"] = "room.send", key[1]
+        else:
+            op, fields["to"] = "dm.send", key[1]
+
+        def done(reply: dict[str, Any]) -> None:
+            conv = self.state.conversation(key)
+            if reply.get("ok"):
+                self._finish(local)
+                conv.add({**reply["message"], "state": SENT})
+                if conv.key == self.state.active and self.state.watching:
+                    self.state.mark_read(conv)
+            else:
+                error = reply["error"]
+                if error["code"] == ErrorCode.RATE_LIMITED and local["attempts"] < MAX_RATE_LIMITED:
+                    # Not a failure, just "later": it does not use up the normal retries.
+                    QTimer.singleShot(error.get("retry_after_ms", 1000), lambda: self._retry(local))
+                    return
+                if error["code"] in RETRYABLE and local["attempts"] < MAX_SEND_ATTEMPTS:
+                    # Kept pending and sent again with the same client_id (the server
+                    # keeps one copy) after a short backoff, or after the reconnect.
+                    QTimer.singleShot(1000 * local["attempts"], lambda: self._retry(local))
+                    return
+                self._finish(local)
+                conv.add({**local, "state": FAILED, "error": error["message"]})
+            self.state.conversationChanged.emit(key)
+
+        self.client.request(op, fields, done)
+
+    def _retry(self, local: dict[str, Any]) -> None:
+        if local in self.outbox:
+            self._send_one(local)
+
+    def _finish(self, local: dict[str, Any]) -> None:
+        if local in self.outbox:
+            self.outbox.remove(local)

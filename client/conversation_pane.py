@@ -1,0 +1,343 @@
+"""The main window's right side: the notice banner, the open conversation's header
+(title, presence, Members / Leave / Remove friend), the find bar (Ctrl+F), the messages
+(older history loads when scrolled to the top) beside the member list, and the compose
+box with its length counter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import theme
+from .actions import ChatActions
+from .avatars import AvatarCache
+from .net import ONLINE, ChatClient
+from .side_panel import presence_text
+from .state import ChatState
+from .ui import ElidedLabel, HintListView, button
+from .widgets import CONTACT_ROLE, ComposeBox, ContactDelegate, MessageDelegate, MessageModel
+
+NOTICE_MS = 8000
+NARROW_FOR_MEMBERS = 760  # px of window below which the member list replaces the messages
+
+Key = tuple[str, str]
+
+
+class ConversationPane(QWidget):
+    def __init__(
+        self,
+        client: ChatClient,
+        state: ChatState,
+        actions: ChatActions,
+        avatars: AvatarCache,
+        leave_room: Callable[[], None],
+        remove_friend: Callable[[], None],
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.state = state
+        self.chat_actions = actions
+        self.setMinimumWidth(220)
+
+        self.notice = ElidedLabel()
+        self.notice.setObjectName("notice")
+        self.notice_close = button("×", self.hide_notice, "notice_close", "Dismiss")
+        self.notice_close.setFlat(True)
+        self.notice_close.setFixedWidth(24)
+        self.notice_bar = QFrame()
+        self.notice_bar.setObjectName("noticeBar")
+        notice_layout = QHBoxLayout(self.notice_bar)
+        notice_layout.setContentsMargins(8, 2, 2, 2)
+        notice_layout.addWidget(self.notice, 1)
+        notice_layout.addWidget(self.notice_close)
+        self.notice_bar.hide()
+        self._notice_timer = QTimer(self)
+        self._notice_timer.setSingleShot(True)
+        self._notice_timer.timeout.connect(self.hide_notice)
+
+        self.title = ElidedLabel()
+        self.title.setObjectName("title")
+        self.members_button = button("Members", self.toggle_members, "members")
+        self.members_button.setCheckable(True)
+        self.leave_button = button("Leave", leave_room, "leave_room", "Leave this room")
+        self.remove_friend_button = button(
+            "Remove friend", remove_friend, "remove_friend", "Remove from your friends"
+        )
+        self.presence_line = ElidedLabel()
+        self.presence_line.setObjectName("presence_line")
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        titles.addWidget(self.title)
+        titles.addWidget(self.presence_line)
+        header = QHBoxLayout()
+        header.addLayout(titles, 1)
+        header.addWidget(self.members_button)
+        header.addWidget(self.leave_button)
+        header.addWidget(self.remove_friend_button)
+
+        self.find_edit = QLineEdit()
+        self.find_edit.setObjectName("find")
+        self.find_edit.setPlaceholderText("Find in this conversation (Enter: older match)")
+        self.find_edit.textChanged.connect(lambda _text: self.find_next(restart=True))
+        self.find_edit.returnPressed.connect(self.find_next)
+        self.find_count = QLabel()
+        self.find_close = button("×", self.hide_find, "find_close", "Close (Esc)")
+        self.find_close.setFlat(True)
+        self.find_close.setFixedWidth(24)
+        self.find_bar = QWidget()
+        find_layout = QHBoxLayout(self.find_bar)
+        find_layout.setContentsMargins(0, 0, 0, 0)
+        find_layout.addWidget(self.find_edit, 1)
+        find_layout.addWidget(self.find_count)
+        find_layout.addWidget(self.find_close)
+        self.find_bar.hide()
+        self._matches: list[int] = []
+        self._match = -1
+
+        self.model = MessageModel()
+        self.view = HintListView()
+        self.view.hint = "No messages yet. Say hello!"
+        self.view.setModel(self.model)
+        self.view.setItemDelegate(
+            MessageDelegate(
+                avatars, self._avatar_of, lambda: state.me.get("username", ""), self.view
+            )
+        )
+        self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.view.setWordWrap(True)
+        self.view.setUniformItemSizes(False)
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.view.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.members = QListWidget()
+        self.members.setObjectName("member_list")
+        self.members.setItemDelegate(ContactDelegate(avatars, self.members))
+        self.members.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.members.setMinimumWidth(120)
+        self.members.hide()
+        middle = QSplitter()
+        middle.setChildrenCollapsible(False)
+        middle.addWidget(self.view)
+        middle.addWidget(self.members)
+        middle.setStretchFactor(0, 1)
+
+        self.compose = ComposeBox()
+        self.compose.setObjectName("compose")
+        self.compose.setPlaceholderText("Write a message…")
+        self.compose.setToolTip("Enter sends, Shift+Enter starts a new line")
+        self.compose.setFixedHeight(70)
+        self.compose.sendRequested.connect(self.send)
+        self.compose.textChanged.connect(self.count)
+        self.counter = QLabel()
+        self.send_button = button("Send", lambda: self.send(self.compose.toPlainText()), "send")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 0, 0, 0)
+        layout.addWidget(self.notice_bar)
+        layout.addLayout(header)
+        layout.addWidget(self.find_bar)
+        layout.addWidget(middle, 1)
+        layout.addWidget(self.compose)
+        bottom = QHBoxLayout()
+        layout.addLayout(bottom)
+        bottom.addWidget(self.counter)
+        bottom.addStretch(1)
+        bottom.addWidget(self.send_button)
+        self._loading_older = False
+
+    def restyle(self) -> None:
+        c = theme.colors()
+        self.notice_bar.setStyleSheet(
+            f"#noticeBar {{ background: {c.card}; border: 1px solid {c.card_border};"
+            " border-radius: 8px; }"
+        )
+        self.title.setStyleSheet("font-size: 16px; font-weight: 600; padding: 4px 0;")
+        self.presence_line.setStyleSheet(f"color: {c.muted};")
+        self.view.setStyleSheet(f"QListView {{ border: none; background: {c.base}; }}")
+
+    def fit_height(self, window_height: int) -> None:
+        # A short window keeps its room for the conversation.
+        self.compose.setFixedHeight(70 if window_height >= 520 else 44)
+        self.place_members()
+
+    def _avatar_of(self, username: str) -> str | None:
+        if username == self.state.me.get("username"):
+            return self.state.my_avatar
+        return self.state.friends.get(username, {}).get("avatar")
+
+    # ------------------------------------------------------------------ header
+
+    def refresh_header(self) -> None:
+        key = self.state.active
+        if key is None:
+            self.title.setText("")
+        else:
+            self.title.setText(("# " if key[0] == "room" else "@ ") + key[1])
+        is_room = key is not None and key[0] == "room"
+        self.members_button.setVisible(is_room)
+        self.leave_button.setVisible(key is not None and is_room and key[1] != "lobby")
+        self.remove_friend_button.setVisible(
+            key is not None and key[0] == "dm" and key[1] in self.state.friends
+        )
+        if not is_room and self.members.isVisible():
+            self.members_button.setChecked(False)
+            self.place_members()
+        self.refresh_presence_line()
+
+    def refresh_presence_line(self) -> None:
+        key = self.state.active
+        friend = self.state.friends.get(key[1]) if key and key[0] == "dm" else None
+        online = self.client.state == ONLINE
+        self.presence_line.setText(presence_text(friend, online) if friend else "")
+        self.presence_line.setVisible(friend is not None)
+
+    def refresh_members(self, key: Key) -> None:
+        if key != self.state.active:
+            return
+        self.members.clear()
+        members = self.state.conversation(key).members or []
+        for member in sorted(
+            members, key=lambda m: (not m.get("online"), m["username"].casefold())
+        ):
+            item = QListWidgetItem(member["username"])
+            item.setData(
+                CONTACT_ROLE,
+                {
+                    "kind": "friend",
+                    "name": member["username"],
+                    "online": member.get("online"),
+                    "avatar": member.get("avatar"),
+                    "subtitle": member.get("status") or ("online" if member.get("online") else ""),
+                },
+            )
+            item.setToolTip(member["username"])
+            self.members.addItem(item)
+
+    def toggle_members(self) -> None:
+        key = self.state.active
+        self.place_members()
+        if key is not None and self.members.isVisible():
+            self.refresh_members(key)
+            self.chat_actions.load_members(key)
+
+    def place_members(self) -> None:
+        """Beside the conversation when there is room; in a narrow window instead of it
+        (the conversation squeezed to a sliver is unreadable)."""
+        key = self.state.active
+        show = self.members_button.isChecked() and key is not None and key[0] == "room"
+        narrow = self.window().width() < NARROW_FOR_MEMBERS
+        self.members.setVisible(show)
+        self.view.setVisible(not (show and narrow))
+
+    # ------------------------------------------------------------------ messages
+
+    def show_messages(self, key: Key, scroll_to_end: bool = False) -> None:
+        bar = self.view.verticalScrollBar()
+        at_end = scroll_to_end or bar.value() >= bar.maximum() - 4
+        first_id = self.model.messages[0].get("id") if self.model.messages else None
+        self.model.set_messages(
+            self.state.conversation(key).messages, self.state.me.get("username", "")
+        )
+        if at_end:
+            self.view.scrollToBottom()
+            QTimer.singleShot(0, self.view.scrollToBottom)
+        elif self._loading_older and first_id is not None:
+            # Older messages came in above: keep the one we were looking at in place.
+            for row, message in enumerate(self.model.messages):
+                if message.get("id") == first_id:
+                    self.view.scrollTo(
+                        self.model.index(row), QAbstractItemView.ScrollHint.PositionAtTop
+                    )
+                    break
+        self._loading_older = False
+
+    def _scrolled(self, value: int) -> None:
+        if value == 0 and self.state.active and self.model.messages:
+            self._loading_older = True
+            self.chat_actions.load_older(self.state.active)
+
+    def count(self) -> None:
+        limit = self.client.limits.get("max_text_chars", 4000)
+        used = len(self.compose.toPlainText())
+        self.counter.setText(f"{used} / {limit}")
+        c = theme.colors()
+        self.counter.setStyleSheet(f"color: {c.error if used > limit else c.muted};")
+
+    def send(self, text: str) -> None:
+        limit = self.client.limits.get("max_text_chars", 4000)
+        if not text.strip() or self.state.active is None:
+            return
+        if len(text) > limit:
+            self.show_notice(f"A message is at most {limit} characters; shorten it.")
+            return
+        self.chat_actions.send(self.state.active, text)
+        self.compose.clear()
+        self.view.scrollToBottom()
+
+    # ------------------------------------------------------------------ find (Ctrl+F)
+
+    def show_find(self) -> None:
+        self.find_bar.show()
+        self.find_edit.setFocus()
+        self.find_edit.selectAll()
+
+    def hide_find(self) -> None:
+        if self.find_bar.isVisible():
+            self.find_bar.hide()
+            self.compose.setFocus()
+        self._matches, self._match = [], -1
+        self.model.set_found(-1)
+        self.find_count.setText("")
+
+    def find_next(self, restart: bool = False) -> None:
+        """Jump to the newest match, then (Enter) to each older one in turn."""
+        wanted = self.find_edit.text().casefold()
+        if restart or not self._matches:
+            self._matches = [
+                row
+                for row, message in enumerate(self.model.messages)
+                if wanted and wanted in message["text"].casefold()
+            ]
+            self._match = len(self._matches)
+        if not self._matches:
+            self.model.set_found(-1)
+            self.find_count.setText("no match" if wanted else "")
+            return
+        self._match = (self._match - 1) % len(self._matches)
+        row = self._matches[self._match]
+        self.model.set_found(row)
+        self.view.scrollTo(self.model.index(row), QAbstractItemView.ScrollHint.PositionAtCenter)
+        self.find_count.setText(f"{self._match + 1} of {len(self._matches)}")
+
+    # ------------------------------------------------------------------ banner, Esc
+
+    def escape(self) -> None:
+        if self.find_bar.isVisible():
+            self.hide_find()
+        elif self.notice_bar.isVisible():
+            self.hide_notice()
+        elif self.members.isVisible():
+            self.members_button.setChecked(False)
+            self.place_members()
+
+    def show_notice(self, text: str) -> None:
+        self.notice.setText(text)
+        self.notice_bar.show()
+        self._notice_timer.start(NOTICE_MS)
+
+    def hide_notice(self) -> None:
+        self.notice_bar.hide()

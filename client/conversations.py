@@ -1,0 +1,106 @@
+"""The client's model of a conversation: its messages in seq order, each stored once
+(a push, a sync and a history page may all bring the same message), its sync cursor and
+read marker, and the keys conversations go by."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatroom.protocol import is_username_char
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"  # a message's "state" in the client
+
+
+def room_key(name: str) -> tuple[str, str]:
+    return ("room", name)
+
+
+def dm_key(username: str) -> tuple[str, str]:
+    return ("dm", username)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def client_key(message: dict[str, Any]) -> tuple:
+    return ("client", message["from"]["username"], message["client_id"])
+
+
+@dataclass
+class Conversation:
+    key: tuple[str, str]
+    title: str
+    room_id: int | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    unread: int = 0
+    mentions: int = 0  # unread messages that mention us
+    has_more: bool = True  # older history may exist on the server
+    # The sync cursor: we hold every message up to here (from where we started). It
+    # only moves over an unbroken run: a history page of the newest messages must not
+    # make sync skip what lies between.
+    last_seq: int = 0
+    read_seq: int = 0  # the newest seq we have shown the user
+    members: list[dict[str, Any]] | None = None  # room.members, once asked for
+    seqs: set[int] = field(default_factory=set)
+    # Messages by ("id", id) and by sender and client_id: a repeat is found at once.
+    _known: dict[tuple, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def add(self, message: dict[str, Any]) -> bool:
+        """Insert in seq order; False if we already had it (same id or client_id)."""
+        existing = self._known.get(("id", message.get("id"))) if message.get("id") else None
+        if existing is None and message.get("client_id"):
+            existing = self._known.get(client_key(message))
+        if existing is not None:
+            merged = {**existing, **message}
+            self.messages[self.messages.index(existing)] = merged
+            if merged.get("seq") and not existing.get("seq"):
+                self._sort()  # stored now: from the pending ones at the end to its place
+            self._remember(merged)
+            self._held(message.get("seq"))
+            return False
+        seq = message.get("seq")
+        before = self.messages[-1] if self.messages else None
+        self.messages.append(message)
+        # Appending keeps the order for the usual newest message; an older one (a
+        # history page) or one stored while pending ones wait at the end sorts.
+        if seq and before is not None and (before.get("seq") or seq + 1) > seq:
+            self._sort()
+        self._remember(message)
+        self._held(seq)
+        return True
+
+    def _sort(self) -> None:
+        self.messages.sort(key=lambda m: (m.get("seq") is None, m.get("seq") or 0))
+
+    def _remember(self, message: dict[str, Any]) -> None:
+        if message.get("id"):
+            self._known[("id", message["id"])] = message
+        if message.get("client_id"):
+            self._known[client_key(message)] = message
+
+    def _held(self, seq: int | None) -> None:
+        if seq:
+            self.seqs.add(seq)
+            while self.last_seq + 1 in self.seqs:
+                self.last_seq += 1
+
+    @property
+    def last_message(self) -> dict[str, Any] | None:
+        return self.messages[-1] if self.messages else None
+
+
+def mentions(text: str, username: str) -> bool:
+    """`@username` anywhere in the text, ignoring case, not inside a longer name."""
+    if not username:
+        return False
+    folded, needle = text.casefold(), "@" + username.casefold()
+    start = folded.find(needle)
+    while start != -1:
+        end = start + len(needle)
+        if end == len(folded) or not is_username_char(folded[end]):
+            return True
+        start = folded.find(needle, end)
+    return False

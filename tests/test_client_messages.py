@@ -1,0 +1,214 @@
+"""Messages in the desktop client: sending (Enter, the Send button, the length limit,
+rate limits), older history, unread counts and notifications, and the keyboard (Ctrl+K,
+Ctrl+F, Esc); clicked and typed as a person does (tests/clicks.py) in apps talking to
+real local services (`apps`, tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from client.conversations import FAILED, SENT, dm_key, room_key  # noqa: E402
+from client.dialogs import SwitcherDialog  # noqa: E402
+from client.widgets import CONTACT_ROLE  # noqa: E402
+
+from clicks import (  # noqa: E402
+    answer_text,
+    befriend,
+    click,
+    click_button,
+    dialog,
+    open_conversation,
+    press,
+    send,
+    shown,
+    sign_up,
+    texts,
+    type_into,
+    wait,
+)
+
+# ---------------------------------------------------------------------- messages
+
+
+def test_send_by_enter_and_by_button(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    alice, bob = apps("alice"), apps("bob")
+    sign_up(alice, stack.port, "alice")
+    sign_up(bob, stack.port, "小明")
+    send(alice, "hello lobby")
+    wait(lambda: "hello lobby" in shown(bob))
+    send(bob, "你好 😀 from 小明", by_button=True)
+    wait(lambda: "你好 😀 from 小明" in shown(alice))
+    sent = alice.state.conversation(room_key("lobby")).messages[-1]
+    assert sent["state"] == SENT and sent["id"]
+    assert alice.main_window.chat.compose.toPlainText() == ""
+    # Two in a row by one sender: one header, the second grouped under it; a date line
+    # above the first message of the day.
+    send(alice, "and a second line")
+    send(alice, "and a third")
+    wait(lambda: "and a third" in shown(bob))
+    layouts = bob.main_window.chat.model.layouts
+    assert layouts[0].date == "Today" and layouts[0].header
+    assert [layout.header for layout in layouts[-2:]] == [True, False]
+    assert all(not layout.date for layout in layouts[1:])
+
+
+def test_send_refused_by_server_is_marked_failed(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url, max_text_chars=10)
+    app = apps("dora")
+    sign_up(app, stack.port, "dora")
+    # The window refuses an over-long text up front and says why.
+    send(app, "y" * 11)
+    assert "at most 10 characters" in app.main_window.chat.notice.text()
+    assert app.main_window.chat.counter.text() == "11 / 10"
+
+
+def test_rate_limited_sends_are_retried_when_the_server_says(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url, rate_message="2/2s")
+    app = apps("quick")
+    sign_up(app, stack.port, "quick")
+    for i in range(5):
+        send(app, f"fast {i}")
+    conv = app.state.conversation(room_key("lobby"))
+    wait(lambda: [m["state"] for m in conv.messages] == [SENT] * 5)
+    assert sorted(texts(app, room_key("lobby"))) == [f"fast {i}" for i in range(5)]
+    assert FAILED not in [m["state"] for m in conv.messages]
+
+
+def test_older_history_loads_when_scrolled_to_top(apps, make_stack, sqlite_url):
+    from wire import WireClient
+
+    stack = make_stack(sqlite_url)
+    with WireClient(stack.port) as writer:
+        writer.register_and_login("writer")
+        for i in range(120):
+            writer.call("room.send", room="lobby", text=f"old message {i}")
+    app = apps("reader")
+    sign_up(app, stack.port, "reader")
+    wait(lambda: len(shown(app)) == 50)
+    assert shown(app)[-1] == "old message 119"
+    view = app.main_window.chat.view
+    for expected in (100, 120):
+        wait(lambda: view.verticalScrollBar().maximum() > 0)
+        view.verticalScrollBar().setValue(0)  # the scroll a person does with the wheel
+        wait(lambda expected=expected: len(shown(app)) == expected)
+    assert shown(app) == [f"old message {i}" for i in range(120)]
+
+
+# ---------------------------------------------------------------------- unread, alerts
+
+
+def test_unread_counts_include_what_arrived_while_offline(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    alice, bob = apps("alice"), apps("bob")
+    sign_up(alice, stack.port, "alice")
+    sign_up(bob, stack.port, "bob")
+    befriend(alice, bob)
+    bob.main_window.close()  # bob quits the app (his kept session stays on his computer)
+    wait(lambda: not alice.state.friends["bob"]["online"])
+
+    open_conversation(alice, dm_key("bob"))
+    for i in range(3):
+        send(alice, f"while you were away {i}")
+    open_conversation(alice, room_key("lobby"))
+    send(alice, "lobby news")
+    wait(lambda: all(m["state"] == SENT for m in alice.state.conversation(dm_key("bob")).messages))
+    wait(lambda: alice.state.conversation(room_key("lobby")).messages[-1]["state"] == SENT)
+
+    later = apps("bob")  # bob's computer, the app started again: the session resumes
+    later.show()
+    wait(lambda: later.main_window is not None and later.main_window.isVisible())
+    wait(lambda: later.state.conversation(dm_key("alice")).unread == 3)
+    assert later.main_window.windowTitle() == "ChatRoom (3)"
+    # The DM row shows the last message as its preview and a badge.
+    rows = later.main_window.side.friends
+    contact = rows.item(0).data(CONTACT_ROLE)
+    assert contact["unread"] == 3 and contact["subtitle"] == "while you were away 2"
+    # The lobby's row previews its last message although nothing there is unread.
+    wait(lambda: later.main_window.side.rooms.item(0).data(CONTACT_ROLE)["subtitle"])
+    lobby_row = later.main_window.side.rooms.item(0).data(CONTACT_ROLE)
+    assert lobby_row["subtitle"] == "alice: lobby news" and lobby_row["unread"] == 0
+    # The lobby (open at start) is read; opening the DM reads it, and it stays read.
+    open_conversation(later, dm_key("alice"))
+    assert later.main_window.windowTitle() == "ChatRoom"
+    assert shown(later)[-3:] == [f"while you were away {i}" for i in range(3)]
+
+
+def test_notifications_while_the_window_is_not_focused(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    alice, bob = apps("alice"), apps("bob")
+    sign_up(alice, stack.port, "alice")
+    sign_up(bob, stack.port, "bob")
+    alice.main_window.activateWindow()
+    wait(lambda: not bob.main_window.isActiveWindow())
+    click(alice.main_window.add_friend_button)
+    answer_text("add_friend_dialog", "bob")
+    wait(
+        lambda: (
+            ("Friend request", "alice wants to be your friend") in bob.main_window.notifier.history
+        )
+    )
+    click_button(bob.main_window, "accept:alice")
+    wait(lambda: "bob" in alice.state.friends)
+    alice.main_window.activateWindow()
+    wait(lambda: alice.main_window.isActiveWindow())
+    open_conversation(alice, dm_key("bob"))
+    send(alice, "psst")
+    wait(lambda: ("alice", "psst") in bob.main_window.notifier.history)
+    open_conversation(alice, room_key("lobby"))
+    send(alice, "hey @bob look")
+    send(alice, "no mention of bobby here")
+    wait(lambda: ("alice in #lobby", "hey @bob look") in bob.main_window.notifier.history)
+    wait(lambda: "no mention of bobby here" in texts(bob, room_key("lobby")))
+    lobby = bob.state.conversation(room_key("lobby"))
+    assert lobby.mentions >= 1
+    assert all("bobby" not in body for _title, body in bob.main_window.notifier.history)
+    # The focused window is not notified of its own conversation.
+    assert alice.main_window.notifier.history == []
+
+
+# ---------------------------------------------------------------------- keyboard
+
+
+def test_shortcuts_switch_find_and_escape(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    alice, bob = apps("alice"), apps("bob")
+    sign_up(alice, stack.port, "alice")
+    sign_up(bob, stack.port, "bob")
+    befriend(alice, bob)
+    for text in ("apples", "pears", "more apples", "plums"):
+        send(alice, text)
+    wait(lambda: alice.state.conversation(room_key("lobby")).messages[-1]["state"] == SENT)
+    window = alice.main_window
+
+    # Ctrl+K, type part of a name, Enter: the conversation opens.
+    open_conversation(alice, dm_key("bob"))
+    for query, key in (("lob", room_key("lobby")), ("bo", dm_key("bob"))):
+        press(window.chat.compose, Qt.Key_K, Qt.ControlModifier)
+        switcher = dialog(SwitcherDialog, "switcher")
+        type_into(switcher.query, query)
+        press(switcher.query, Qt.Key_Return)
+        wait(lambda key=key: alice.state.active == key)
+        if key == room_key("lobby"):
+            # A click on bob's row opens his DM again: the row must not still count
+            # as selected from the click before the switch.
+            open_conversation(alice, dm_key("bob"))
+    open_conversation(alice, room_key("lobby"))
+
+    # Ctrl+F, type: the newest match is found; Enter goes to the older one; Esc closes.
+    press(window.chat.compose, Qt.Key_F, Qt.ControlModifier)
+    assert window.chat.find_bar.isVisible() and window.chat.find_edit.hasFocus()
+    type_into(window.chat.find_edit, "apples")
+    assert window.chat.find_count.text() == "1 of 2" or window.chat.find_count.text() == "2 of 2"
+    found = window.chat.model.messages[window.chat.model.found_row]["text"]
+    assert found == "more apples"
+    press(window.chat.find_edit, Qt.Key_Return)
+    assert window.chat.model.messages[window.chat.model.found_row]["text"] == "apples"
+    press(window.chat.find_edit, Qt.Key_Escape)
+    assert not window.chat.find_bar.isVisible() and window.chat.model.found_row == -1
