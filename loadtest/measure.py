@@ -315,3 +315,40 @@ def db_counters(url: str) -> dict[str, int]:
 
 def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {name: after[name] - before.get(name, 0) for name in after}
+
+
+class CommitWatch:
+    """The group commit over a measured window: the sizes of social's message-writer
+    batches (one transaction each) from its /metrics, and the database's commits and
+    fsyncs (global counters: the benchmarks' private MariaDB serves only the run)."""
+
+    BATCHER = "message-writer"
+
+    def __init__(self, url: str, social_metrics_port: int | None) -> None:
+        self.url, self.port = url, social_metrics_port
+        self._metrics: dict[str, Any] = {}
+        self._db: dict[str, int] = {}
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._metrics = scrape(self.port) if self.port else {}
+        self._db = db_counters(self.url)
+        self._t0 = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        seconds = time.monotonic() - self._t0
+        after = scrape(self.port) if self.port else {}
+        batches = histogram_delta(
+            self._metrics, after, "chatroom_write_batch_size", {"batcher": self.BATCHER}
+        )
+        db = counters_delta(self._db, db_counters(self.url))
+        out: dict[str, Any] = {"batches": batches, "db": db, "seconds": round(seconds, 2)}
+        if batches["count"]:
+            out["batches_per_s"] = round(batches["count"] / seconds, 1)
+        if db.get("Binlog_group_commits"):
+            out["binlog_commits_per_group"] = round(
+                db["Binlog_commits"] / db["Binlog_group_commits"], 2
+            )
+        if batches["count"] and "Syncs" in db:
+            out["syncs_per_batch"] = round(db["Syncs"] / batches["count"], 2)
+        return out

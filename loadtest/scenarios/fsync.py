@@ -62,9 +62,7 @@ def sync_loop(folder: Path, call: str, block: int, count: int, seconds: float) -
 
 
 def run(args: argparse.Namespace) -> list[Result]:
-    results = [
-        sync_loop(args.dir, call, args.block, args.count, args.seconds) for call in SYNCS
-    ]
+    results = [sync_loop(args.dir, call, args.block, args.count, args.seconds) for call in SYNCS]
     print_table(results)
     for r in results:
         print(f"{r.system}: {r.rate:,.0f} syncs/s on {args.dir} ({args.block} B writes)")

@@ -1,0 +1,131 @@
+"""The durability sitting's table: `python -m loadtest.durability [DIR]`.
+
+Reads what scripts/bench-durability.sh wrote (DIR, default var/results/durability/):
+<mode>/dm-<n>/dm.json and <mode>/fanout-<n>/fanout.json per InnoDB/binlog setting and
+run, and fsync/fsync.json; prints the medians per setting as a Markdown table, writes
+DIR/durability.json and a bar chart DIR/durability.png.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from loadtest import plots
+from loadtest.results import DEFAULT_OUT
+
+
+def _runs(folder: Path, scenario: str) -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(folder.glob(f"{scenario}-*/{scenario}.json")):
+        doc = json.loads(path.read_text())
+        docs.append({"database": doc.get("database", {}), **doc["results"][0]})
+    return docs
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 1) if values else None
+
+
+def _mode(folder: Path) -> dict[str, Any]:
+    dms, fans = _runs(folder, "dm"), _runs(folder, "fanout")
+    database = (dms or fans or [{}])[0].get("database", {})
+
+    def commit(run: dict[str, Any], key: str) -> Any:
+        watch = run["extra"].get("group_commit", {})
+        return watch.get("batches", {}).get("mean") if key == "mean" else watch.get(key)
+
+    return {
+        "innodb_flush_log_at_trx_commit": database.get("innodb_flush_log_at_trx_commit"),
+        "sync_binlog": database.get("sync_binlog"),
+        "log_bin": database.get("log_bin"),
+        "dm_persisted_per_s": [r["extra"]["persisted_per_s"] for r in dms],
+        "dm_ack_p99_ms": [r["extra"]["ack_ms"].get("p99") for r in dms],
+        "dm_batch_mean": [commit(r, "mean") for r in dms],
+        "dm_batches_per_s": [commit(r, "batches_per_s") for r in dms],
+        "dm_syncs_per_batch": [commit(r, "syncs_per_batch") for r in dms],
+        "dm_lost": [r["lost"] for r in dms],
+        "fanout_deliveries_per_s": [r["rate_per_s"] for r in fans],
+        "fanout_p99_ms": [r.get("p99") for r in fans],
+        "fanout_batch_mean": [commit(r, "mean") for r in fans],
+        "fanout_batches_per_s": [commit(r, "batches_per_s") for r in fans],
+        "fanout_lost": [r["lost"] for r in fans],
+    }
+
+
+def summarize(folder: Path) -> dict[str, Any]:
+    modes = {m.name: _mode(m) for m in sorted(folder.iterdir()) if m.is_dir() and m.name != "fsync"}
+    for mode in modes.values():
+        mode["median"] = {
+            k: _median(v)
+            for k, v in mode.items()
+            if isinstance(v, list) and k.endswith(("_s", "_ms", "mean", "batch"))
+        }
+    fsync_path = folder / "fsync" / "fsync.json"
+    fsync = {}
+    if fsync_path.exists():
+        fsync = {
+            r["system"]: r["rate_per_s"] for r in json.loads(fsync_path.read_text())["results"]
+        }
+    return {"modes": modes, "disk_syncs_per_s": fsync}
+
+
+def _n(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def table(summary: dict[str, Any]) -> str:
+    rows = [
+        "| flush / sync_binlog | DMs persisted/s (runs → median) | DM batch mean | DM batches/s"
+        " | syncs per batch | fan-out deliveries/s (runs → median) | fan-out batch mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode in summary["modes"].values():
+        med = mode["median"]
+
+        def runs(key: str, mode: dict[str, Any] = mode) -> str:
+            return ", ".join(_n(v) for v in mode[key])
+
+        rows.append(
+            f"| {mode['innodb_flush_log_at_trx_commit']} / {mode['sync_binlog']}"
+            f" | {runs('dm_persisted_per_s')} → **{_n(med['dm_persisted_per_s'])}**"
+            f" | {med['dm_batch_mean']} | {med['dm_batches_per_s']} | {med['dm_syncs_per_batch']}"
+            f" | {runs('fanout_deliveries_per_s')} → **{_n(med['fanout_deliveries_per_s'])}**"
+            f" | {med['fanout_batch_mean']} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> None:
+    folder = Path(argv[0]) if argv else DEFAULT_OUT / "durability"
+    summary = summarize(folder)
+    (folder / "durability.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(table(summary))
+    print(f"disk syncs/s: {summary['disk_syncs_per_s']}")
+    labels = [
+        f"flush={m['innodb_flush_log_at_trx_commit']}\nsync_binlog={m['sync_binlog']}"
+        for m in summary["modes"].values()
+    ]
+    plots.bars(
+        folder / "durability.png",
+        "Durable acks: medians per InnoDB / binlog setting",
+        labels,
+        {
+            "DMs persisted/s": [
+                m["median"]["dm_persisted_per_s"] or 0 for m in summary["modes"].values()
+            ],
+            "fan-out deliveries/s ÷ 100": [
+                (m["median"]["fanout_deliveries_per_s"] or 0) / 100
+                for m in summary["modes"].values()
+            ],
+        },
+    )
+    print(f"results: {folder / 'durability.json'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
