@@ -22,7 +22,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loadtest import measure, results, servers, target
+from loadtest import measure, plots, results, servers, target
 from loadtest.aclient import AsyncChat, ChatError, run_async
 from loadtest.generator import PASSWORD, raise_file_limit, spawn
 from loadtest.results import Result, print_table, save
@@ -184,4 +184,12 @@ def _measure(args: argparse.Namespace, stack: Target, edge_pid: int | None = Non
             f" {[p['open_files'] for p in after_mem['processes']]}"
         )
     save(args.out, "idle", [result])
+    if "cgroup_kib" in after_mem:
+        plots.bars(
+            args.out / "idle-memory.png",
+            f"idle: {connected:,} connections held by the edge container, KiB each",
+            [k.replace("_", " ") for k in per_conn],
+            {"KiB per connection": list(per_conn.values())},
+            fmt="%.2f",
+        )
     return [result]
