@@ -1,9 +1,11 @@
-"""The durability sitting's table: `python -m loadtest.durability [DIR]`.
+"""The durability sitting's table: `python -m loadtest.durability [--sweep] [DIR]`.
 
 Reads what scripts/bench-durability.sh wrote (DIR, default var/results/durability/):
 <mode>/dm-<n>/dm.json and <mode>/fanout-<n>/fanout.json per InnoDB/binlog setting and
 run, and fsync/fsync.json; prints the medians per setting as a Markdown table, writes
-DIR/durability.json and a bar chart DIR/durability.png.
+DIR/durability.json and a bar chart DIR/durability.png. With --sweep (DIR default
+var/results/durability-sweep/): <mode>/inflight-<n>/dm.json, one dm run per number of
+sends in flight, as a table of rate, batch size and fsyncs per batch against it.
 """
 
 from __future__ import annotations
@@ -40,9 +42,7 @@ def _mode(folder: Path) -> dict[str, Any]:
         if key == "mean":
             return watch.get("batches", {}).get("mean")
         if key == "fsyncs_per_batch":  # the binary log's (Syncs) and InnoDB's
-            db, batches = watch.get("db", {}), watch.get("batches", {}).get("count")
-            syncs = db.get("Syncs", 0) + db.get("Innodb_data_fsyncs", 0)
-            return round(syncs / batches, 2) if batches else None
+            return _fsyncs_per_batch(watch)
         return watch.get(key)
 
     return {
@@ -106,7 +106,73 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _fsyncs_per_batch(watch: dict[str, Any]) -> float | None:
+    db, batches = watch.get("db", {}), watch.get("batches", {}).get("count")
+    syncs = db.get("Syncs", 0) + db.get("Innodb_data_fsyncs", 0)
+    return round(syncs / batches, 2) if batches else None
+
+
+def sweep(folder: Path) -> dict[str, Any]:
+    """{mode: {inflight: {rate, batch mean, fsyncs per batch, ack p50/p99}}}."""
+    out: dict[str, Any] = {}
+    for path in sorted(folder.glob("*/inflight-*/dm.json")):
+        doc = json.loads(path.read_text())
+        result, database = doc["results"][0], doc.get("database", {})
+        mode = f"{database.get('innodb_flush_log_at_trx_commit')}/{database.get('sync_binlog')}"
+        watch = result["extra"].get("group_commit", {})
+        out.setdefault(mode, {})[int(path.parent.name.split("-")[1])] = {
+            "persisted_per_s": result["extra"]["persisted_per_s"],
+            "batch_mean": watch.get("batches", {}).get("mean"),
+            "batches_per_s": watch.get("batches_per_s"),
+            "fsyncs_per_batch": _fsyncs_per_batch(watch),
+            "ack_ms": result["extra"]["ack_ms"],
+            "lost": result["lost"],
+        }
+    return out
+
+
+def sweep_table(found: dict[str, Any]) -> str:
+    rows = [
+        "| in flight | flush / sync_binlog | DMs persisted/s | batch (mean msgs) | batches/s"
+        " | fsyncs per batch | ack p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    inflights = sorted({n for runs in found.values() for n in runs})
+    for n in inflights:
+        for mode, runs in found.items():
+            if n in runs:
+                r = runs[n]
+                rows.append(
+                    f"| {n} | {mode} | {_n(r['persisted_per_s'])} | {r['batch_mean']}"
+                    f" | {r['batches_per_s']} | {r['fsyncs_per_batch']}"
+                    f" | {r['ack_ms'].get('p50')} / {r['ack_ms'].get('p99')} |"
+                )
+    return "\n".join(rows)
+
+
+def main_sweep(folder: Path) -> None:
+    found = sweep(folder)
+    (folder / "sweep.json").write_text(json.dumps(found, indent=2) + "\n")
+    print(sweep_table(found))
+    inflights = sorted({n for runs in found.values() for n in runs})
+    plots.bars(
+        folder / "sweep.png",
+        "DMs persisted/s by sends in flight (the batch grows with them)",
+        [f"{n} in flight" for n in inflights],
+        {
+            f"flush / sync_binlog {mode}": [
+                runs.get(n, {}).get("persisted_per_s", 0) for n in inflights
+            ]
+            for mode, runs in found.items()
+        },
+    )
+    print(f"results: {folder / 'sweep.json'}")
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--sweep"]:
+        main_sweep(Path(argv[1]) if len(argv) > 1 else DEFAULT_OUT / "durability-sweep")
+        return
     folder = Path(argv[0]) if argv else DEFAULT_OUT / "durability"
     summary = summarize(folder)
     (folder / "durability.json").write_text(json.dumps(summary, indent=2) + "\n")
