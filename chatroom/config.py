@@ -267,6 +267,7 @@ OTHER_NAMES = frozenset(
         "CHAT_TEST_MYSQL_URL",
         "CHAT_TEST_MYSQL_DIR",
         "CHAT_TEST_MYSQL_PORT",
+        "CHAT_TEST_MYSQL_ARGS",
         "CHAT_BENCH_MYSQL_URL",
         "CHAT_REQUIRE_COMPOSE",
         "CHAT_FUZZ_EXAMPLES",

@@ -20,6 +20,7 @@ from loadtest.scenarios import (
     ceiling,
     dm,
     fanout,
+    fsync,
     idle,
     login,
     prelogin,
@@ -41,6 +42,7 @@ SCENARIOS = (
     avatarbomb,
     soak,
     prelogin,
+    fsync,
 )
 
 

@@ -1,13 +1,18 @@
 """Measuring the server's processes from the outside: resident memory read from
 /proc/PID/status, sampled by a thread (RssSampler) or on the event loop (RssWatch, which
-also stops a process that passes a limit), and snapshots of named processes."""
+also stops a process that passes a limit), and snapshots of named processes; what a
+container's cgroup is charged; histograms scraped from a process's /metrics; the
+database's durability settings and its commit and fsync counters."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,3 +141,214 @@ class RssWatch:
             if rss < low - 256:
                 low, low_since = rss, time.monotonic()
         return min(low, self.rss_kib())
+
+
+# ------------------------------------------------------------ containers (cgroups)
+
+
+def process_tree_pids(pid: int) -> list[int]:
+    """A process and all its descendants (a container's init, the edge, its workers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(p for c in children for p in process_tree_pids(int(c)))]
+
+
+def open_files(pid: int) -> int:
+    """Descriptors a process holds (0 if it is gone or not ours to read)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def cgroup_dir(pid: int) -> Path | None:
+    """The memory cgroup folder of a process (cgroup v1's memory controller, or the v2
+    unified hierarchy), as this host mounts it; None when it cannot be found."""
+    root = Path("/sys/fs/cgroup")
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        hier, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):  # v1
+            candidate = root / "memory" / path.lstrip("/")
+            if (candidate / "memory.usage_in_bytes").exists():
+                return candidate
+        if hier == "0" and not controllers:  # v2
+            candidate = root / path.lstrip("/")
+            if (candidate / "memory.current").exists():
+                return candidate
+    return None
+
+
+def cgroup_memory_kib(pid: int) -> dict[str, int]:
+    """What the kernel charges the cgroup of `pid` (a container), in KiB: `usage` (all
+    of it: process memory, page cache, kernel memory such as socket buffers), `anon`
+    (the processes' own memory), `kernel` and `sock` where this cgroup version tells."""
+    folder = cgroup_dir(pid)
+    if folder is None:
+        return {}
+
+    def read(name: str) -> int | None:
+        try:
+            return int((folder / name).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    stat = {}
+    with contextlib.suppress(OSError):
+        for line in (folder / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            stat[key] = int(value)
+    if (folder / "memory.current").exists():  # v2
+        found = {
+            "usage": read("memory.current"),
+            "anon": stat.get("anon"),
+            "kernel": stat.get("kernel"),
+            "sock": stat.get("sock"),
+        }
+    else:  # v1: kmem counts the kernel's slabs (sockets among them) when accounted
+        found = {
+            "usage": read("memory.usage_in_bytes"),
+            "anon": stat.get("rss"),
+            "kernel": read("memory.kmem.usage_in_bytes"),
+            "sock": read("memory.kmem.tcp.usage_in_bytes"),
+        }
+    return {k: v // 1024 for k, v in found.items() if v is not None}
+
+
+# ------------------------------------------------------- metrics and the database
+
+
+def scrape(port: int, host: str = "127.0.0.1", timeout: float = 5) -> dict[str, Any]:
+    """A process's /metrics, as prometheus_client's families by name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as reply:
+        text = reply.read().decode()
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def _histogram(families: dict[str, Any], name: str, labels: dict[str, str]) -> dict[str, float]:
+    """{le: cumulative count, "sum": ..., "count": ...} of one histogram child."""
+    out: dict[str, float] = {}
+    family = families.get(name)
+    for sample in family.samples if family else []:
+        if any(sample.labels.get(k) != v for k, v in labels.items()):
+            continue
+        if sample.name.endswith("_bucket"):
+            out[sample.labels["le"]] = sample.value
+        elif sample.name.endswith("_sum"):
+            out["sum"] = sample.value
+        elif sample.name.endswith("_count"):
+            out["count"] = sample.value
+    return out
+
+
+def histogram_delta(
+    before: dict[str, Any], after: dict[str, Any], name: str, labels: dict[str, str]
+) -> dict[str, Any]:
+    """What a histogram child observed between two scrapes: count, mean and the share
+    of observations per bucket upper bound ("le": fraction ≤ le)."""
+    a, b = _histogram(before, name, labels), _histogram(after, name, labels)
+    count = b.get("count", 0) - a.get("count", 0)
+    total = b.get("sum", 0) - a.get("sum", 0)
+    cumulative = {le: b[le] - a.get(le, 0) for le in b if le not in ("sum", "count")}
+    return {
+        "count": int(count),
+        "sum": int(total),
+        "mean": round(total / count, 2) if count else None,
+        "share_le": {le: round(n / count, 4) for le, n in cumulative.items() if count},
+    }
+
+
+# InnoDB's and the binary log's durability settings, and the counters that show what a
+# commit cost: `Syncs` (MariaDB's fsyncs of its own files, the binary log among them),
+# InnoDB's fsyncs and redo log writes, and commits per binlog group commit.
+DURABILITY = ("innodb_flush_log_at_trx_commit", "sync_binlog", "log_bin", "innodb_flush_method")
+DB_COUNTERS = (
+    "Syncs",
+    "Innodb_data_fsyncs",
+    "Innodb_log_writes",
+    "Binlog_commits",
+    "Binlog_group_commits",
+    "Com_commit",
+)
+
+
+def durability(url: str) -> dict[str, Any]:
+    """The server's durability settings (MySQL/MariaDB), or the engine's name."""
+    if not url.startswith("mysql"):
+        return {"engine": url.split(":", 1)[0]}
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT " + ", ".join(f"@@global.{name}" for name in DURABILITY))
+            ).one()
+            version = conn.execute(text("SELECT VERSION()")).scalar_one()
+    finally:
+        engine.dispose()
+    return {"engine": "mysql", "version": version, **dict(zip(DURABILITY, row, strict=True))}
+
+
+def db_counters(url: str) -> dict[str, int]:
+    """DB_COUNTERS now (global: meaningful when nothing else uses the server)."""
+    if not url.startswith("mysql"):
+        return {}
+    from sqlalchemy import bindparam, create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SHOW GLOBAL STATUS WHERE Variable_name IN :names").bindparams(
+                    bindparam("names", expanding=True)
+                ),
+                {"names": list(DB_COUNTERS)},
+            ).all()
+    finally:
+        engine.dispose()
+    return {name: int(value) for name, value in rows}
+
+
+def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before.get(name, 0) for name in after}
+
+
+class CommitWatch:
+    """The group commit over a measured window: the sizes of social's message-writer
+    batches (one transaction each) from its /metrics, and the database's commits and
+    fsyncs (global counters: the benchmarks' private MariaDB serves only the run)."""
+
+    BATCHER = "message-writer"
+
+    def __init__(self, url: str, social_metrics_port: int | None) -> None:
+        self.url, self.port = url, social_metrics_port
+        self._metrics: dict[str, Any] = {}
+        self._db: dict[str, int] = {}
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._metrics = scrape(self.port) if self.port else {}
+        self._db = db_counters(self.url)
+        self._t0 = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        seconds = time.monotonic() - self._t0
+        after = scrape(self.port) if self.port else {}
+        batches = histogram_delta(
+            self._metrics, after, "chatroom_write_batch_size", {"batcher": self.BATCHER}
+        )
+        db = counters_delta(self._db, db_counters(self.url))
+        out: dict[str, Any] = {"batches": batches, "db": db, "seconds": round(seconds, 2)}
+        if batches["count"]:
+            out["batches_per_s"] = round(batches["count"] / seconds, 1)
+        if db.get("Binlog_group_commits"):
+            out["binlog_commits_per_group"] = round(
+                db["Binlog_commits"] / db["Binlog_group_commits"], 2
+            )
+        if batches["count"] and "Syncs" in db:
+            out["syncs_per_batch"] = round(db["Syncs"] / batches["count"], 2)
+        return out

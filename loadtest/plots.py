@@ -87,3 +87,26 @@ def memory(
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def bars(
+    path: Path, title: str, labels: list[str], series: dict[str, list[float]], fmt: str = "%.0f"
+) -> None:
+    """Grouped bars: one group per label, one bar per series (e.g. a value per setting),
+    each labelled with its value (`fmt`)."""
+    plt = _pyplot()
+    if plt is None:
+        return
+    fig, axis = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(len(series), 1)
+    for n, (name, values) in enumerate(series.items()):
+        xs = [i + n * width for i in range(len(labels))]
+        drawn = axis.bar(xs, values, width, label=name)
+        axis.bar_label(drawn, fmt=fmt, fontsize=8)
+    axis.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels)
+    axis.set_title(title)
+    axis.grid(True, axis="y", alpha=0.3)
+    axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -23,6 +23,17 @@ from loadtest import plots
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "var" / "results"
 
+# What this run's servers ran with, written into every JSON file the run saves: the
+# stack's database and its durability settings (servers.start_chatroom, target.py).
+RUN_NOTES: dict[str, Any] = {}
+
+
+def note(**notes: Any) -> None:
+    RUN_NOTES.update(notes)
+    if "database" in notes:
+        print(f"database: {notes['database']}")
+
+
 TABLE_COLUMNS = [
     "system",
     "sent",
@@ -141,7 +152,8 @@ def _commit() -> str:
 
 
 def save(out: Path, name: str, results: list[Result], notes: dict[str, Any] | None = None) -> Path:
-    """<out>/<name>.json (every result's summary, the commit, the machine) and
+    """<out>/<name>.json (every result's summary, the commit, the machine, the
+    database's durability settings when a stack ran) and
     <out>/<name>.png (latency CDF and throughput over time)."""
     private_folder(out)
     doc = {
@@ -150,6 +162,7 @@ def save(out: Path, name: str, results: list[Result], notes: dict[str, Any] | No
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cores": os.cpu_count()},
         "results": [r.summary() for r in results],
+        **RUN_NOTES,
         **(notes or {}),
     }
     path = out / f"{name}.json"

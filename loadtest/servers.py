@@ -16,6 +16,7 @@ from pathlib import Path
 
 from chatroom.config import RATED_ACTIONS
 from chatroom.localstack import Stack, free_port, wait_for_port
+from loadtest import measure, results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,6 +89,8 @@ def start_chatroom(
     win over the scenario's `settings`, which win over BENCH_DEFAULTS."""
     workdir.mkdir(parents=True, exist_ok=True)
     url = fresh_database(mariadb_url()) if db == "mariadb" else f"sqlite:///{workdir}/chat.db"
+    # Every result states what "persisted" meant (innodb_flush_log_at_trx_commit, ...).
+    results.note(database=measure.durability(url))
     defaults = {**BENCH_DEFAULTS, **(CHEAP_ARGON2 if cheap_hashing else {})}
     stack = Stack(workdir, url, defaults=defaults, **{**settings, **dict(overrides)})
     stack.start()

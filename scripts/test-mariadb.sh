@@ -2,6 +2,10 @@
 # Start a private MariaDB for the test suite (idempotent) and print the URL tests use.
 # --stop stops it; --running exits 0 when it is up.
 # Installs Debian's mariadb-server first when it is missing. Listens on 127.0.0.1 only.
+# CHAT_TEST_MYSQL_PORT and CHAT_TEST_MYSQL_DIR give a second instance of its own;
+# CHAT_TEST_MYSQL_ARGS adds server flags at start, e.g. "--log-bin" for the durability
+# benchmarks (docs/benchmarks.md): the binary log cannot be switched on at run time, while
+# innodb_flush_log_at_trx_commit and sync_binlog can (SET GLOBAL).
 set -euo pipefail
 PORT=${CHAT_TEST_MYSQL_PORT:-13306}
 DIR=${CHAT_TEST_MYSQL_DIR:-/var/tmp/chatroom-test-mariadb}
@@ -43,7 +47,7 @@ nohup /usr/sbin/mariadbd --user=mysql --datadir="$DIR/data" --socket="$SOCK" \
   --port="$PORT" --bind-address=127.0.0.1 --pid-file="$DIR/mysqld.pid" \
   --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
   --max-connections=2000 --innodb-flush-log-at-trx-commit=2 \
-  --log-error="$DIR/error.log" >/dev/null 2>&1 &
+  --log-error="$DIR/error.log" ${CHAT_TEST_MYSQL_ARGS:-} >/dev/null 2>&1 &
 for _ in $(seq 1 100); do
   mariadb-admin --socket="$SOCK" -uroot ping >/dev/null 2>&1 && break
   sleep 0.2

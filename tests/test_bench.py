@@ -29,17 +29,68 @@ SUBCOMMANDS = {
     "avatarbomb",
     "soak",
     "prelogin",
+    "fsync",
 }
 
 
 def test_every_scenario_is_a_subcommand_with_its_own_flags():
     for name in SUBCOMMANDS:
         assert callable(parser().parse_args([name]).run)
-    assert len(SCENARIOS) == 12  # fanout/openloop and dm/dmrate share a module
+    assert len(SCENARIOS) == 13  # fanout/openloop and dm/dmrate share a module
     args = parser().parse_args(["dm", "--pairs", "3", "--set", "worker_threads=4"])
     assert (args.pairs, args.set, args.out) == (3, [("worker_threads", "4")], DEFAULT_OUT)
     with pytest.raises(SystemExit):  # a flag of another scenario is refused
         parser().parse_args(["ceiling", "--pairs", "3"])
+
+
+def test_idle_can_target_a_running_stack():
+    args = parser().parse_args(["idle", "--target", "compose:bench", "--connections", "5"])
+    assert (args.target, args.edge_container) == ("compose:bench", None)
+    args = parser().parse_args(["idle", "--target", "127.0.0.1:2019", "--edge-container", "e"])
+    assert (args.target, args.edge_container) == ("127.0.0.1:2019", "e")
+    assert parser().parse_args(["idle"]).target is None  # default: a fresh local stack
+
+
+def test_fsync_counts_synced_writes_in_the_folder_given(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest", "fsync", "--dir", str(tmp_path)]
+        + ["--count", "20", "--seconds", "5", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "fsync.json").read_text())["results"]
+    assert {r["system"]: r["delivered"] for r in results} == {"fsync": 20, "fdatasync": 20}
+    assert all(r["rate_per_s"] > 0 for r in results)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # its file is removed
+
+
+def test_histogram_delta_is_what_happened_between_two_scrapes():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from loadtest.measure import histogram_delta
+
+    def families(counts: tuple[int, int, int], total: int) -> dict:
+        text = "".join(
+            f'chatroom_write_batch_size_bucket{{batcher="message-writer",le="{le}"}} {n}\n'
+            for le, n in zip(("1.0", "4.0", "+Inf"), counts, strict=True)
+        )
+        text += f'chatroom_write_batch_size_count{{batcher="message-writer"}} {counts[-1]}\n'
+        text += f'chatroom_write_batch_size_sum{{batcher="message-writer"}} {total}\n'
+        text = "# TYPE chatroom_write_batch_size histogram\n" + text
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    delta = histogram_delta(
+        families((2, 3, 4), 10),
+        families((3, 6, 8), 30),
+        "chatroom_write_batch_size",
+        {"batcher": "message-writer"},
+    )
+    assert (delta["count"], delta["sum"], delta["mean"]) == (4, 20, 5.0)
+    assert delta["share_le"] == {"1.0": 0.25, "4.0": 0.75, "+Inf": 1.0}
 
 
 def test_the_old_command_name_still_runs():

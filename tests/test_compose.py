@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from chatroom import buskeys
+from chatroom.config import RATED_ACTIONS
 
 from harness import free_port
 from wire import ConnectionClosed, WireClient, befriend
@@ -53,9 +55,16 @@ class Compose:
     def __init__(self, port: int, workdir: Path) -> None:
         self.port = port
         self.tls_port = free_port()
-        # The defaults, except that one test sends 400 messages as fast as it can.
+        # The defaults, except that one test sends 400 messages as fast as it can and
+        # one registers and logs in 500 users at once from one address (the load
+        # generator's idle run): no rate limits or per-address cap, and cheap hashing
+        # (neither is what these tests measure).
         env_file = workdir / "chatroom.env"
-        env_file.write_text("CHAT_RATE_MESSAGE=off\n")
+        env_file.write_text(
+            "".join(f"CHAT_RATE_{action.upper()}=off\n" for action in RATED_ACTIONS)
+            + "CHAT_MAX_CONNS_PER_IP=100000\nCHAT_ARGON2_TIME_COST=1\n"
+            "CHAT_ARGON2_MEMORY_KIB=1024\nCHAT_ARGON2_PARALLELISM=1\n"
+        )
         # With TLS, as scripts/deploy.sh runs it when there is a certificate.
         self.tls_dir = workdir / "tls"
         subprocess.run(
@@ -189,6 +198,27 @@ def test_end_to_end_through_published_port(compose):
             hash_ = ann.call("avatar.set", image=image)["hash"]
             assert ben2.event("avatar")["hash"] == hash_
             assert ben2.call("avatar.get", hash=hash_, size=64)["size"] == 64
+
+
+def test_loadtest_idle_targets_the_running_stack(compose, tmp_path):
+    """`python -m loadtest idle --target compose:PROJECT` (docs/benchmarks.md): 500 users
+    log in and are held on the deployed stack, spread over the edge's workers, and the
+    edge's memory per connection is reported from its container."""
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "loadtest", "idle", "--connections", "500"]
+    cmd += ["--target", f"compose:{PROJECT}", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((out / "idle.json").read_text())
+    result = doc["results"][0]
+    assert (result["delivered"], result["lost"], result["errors"]) == (500, 0, 0)
+    per_connection = result["extra"]["kib_per_connection"]
+    assert 0 < per_connection["edge_rss"] < 64, per_connection
+    assert per_connection["cgroup_usage"] > 0, per_connection
+    held = [p["open_files"] for p in result["extra"]["edge_after"]["processes"]]
+    assert sum(held) >= 500 and sorted(held)[-2] > 50, held  # both workers hold some
+    assert doc["target"]["project"] == PROJECT
+    assert doc["database"]["innodb_flush_log_at_trx_commit"] in ("1", "2")
 
 
 def test_tls_port_and_admin_tool_in_containers(compose):

@@ -21,7 +21,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loadtest import servers
+from loadtest import measure, servers
 from loadtest.aclient import AsyncChat, ChatError, run_async
 from loadtest.generator import (
     PASSWORD,
@@ -163,7 +163,10 @@ def _dm_worker(
 def _scenario(
     args: argparse.Namespace, name: str, messages: int, inflight: int, rate: float | None
 ) -> list[Result]:
-    with servers.chatroom(args.db, args.set, max_inflight_per_conn=256) as (stack, url):
+    with servers.chatroom(args.db, args.set, serve_metrics=True, max_inflight_per_conn=256) as (
+        stack,
+        url,
+    ):
         per_proc = messages // args.processes
         proc_rate = rate / args.processes if rate else None
         window = max(1, inflight // args.processes)
@@ -183,9 +186,12 @@ def _scenario(
         )
         wait_ready(pipes, 300, "dm workers")
         print(f"{name}: {args.pairs} friend pairs ready; sending {messages} messages")
+        commits = measure.CommitWatch(url, stack.metrics_ports.get("social"))
+        commits.start()
         for pipe in pipes:
             pipe.send("go")
         parts = collect_parts(pipes, procs, 300, "dm workers")
+        group_commit = commits.stop()
         # The warm-up messages are stored too; only the measured ones count.
         persisted = servers.persisted_count(url) - sum(len(p["cold"]) for p in parts)
     result = Result(
@@ -206,6 +212,7 @@ def _scenario(
         "persisted": persisted,
         "persisted_per_s": round(persisted / result.duration_s, 1),
         "cold_first_dm_ms": pcts([c for p in parts for c in p["cold"]]),
+        "group_commit": group_commit,
     }
     print_table([result])
     print(
@@ -213,5 +220,14 @@ def _scenario(
         f"{result.rate:,.0f}/s; ack latency {result.extra['ack_ms']}; first message of"
         f" each pair (warm-up, not measured): {result.extra['cold_first_dm_ms']}"
     )
+    print(f"group commit: {_commit_line(group_commit)}")
     save(args.out, name, [result])
     return [result]
+
+
+def _commit_line(watch: dict[str, Any]) -> str:
+    batches = watch["batches"]
+    return (
+        f"{batches['count']} batches, mean {batches['mean']} messages each"
+        f" ({watch.get('batches_per_s')}/s); database: {watch['db']}"
+    )

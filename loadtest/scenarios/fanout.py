@@ -17,7 +17,7 @@ import asyncio
 import time
 from typing import Any
 
-from loadtest import servers
+from loadtest import measure, servers
 from loadtest.aclient import run_async
 from loadtest.generator import (
     CHANNEL,
@@ -181,19 +181,23 @@ def _scenario(
     results = []
     for system in args.systems:
 
-        def measure(port: int, system: str = system) -> Result:
+        def run_once(port: int, system: str = system) -> Result:
             label = f"{name} {system}"
             return fanout_once(
                 system, port, args.members, messages, inflight, rate, args.processes, label
             )
 
         if system == "chatroom":
-            with servers.chatroom(args.db, args.set) as (stack, url):
-                result = measure(stack.port)
+            with servers.chatroom(args.db, args.set, serve_metrics=True) as (stack, url):
+                # The window includes the members' logins (a few commits of their own).
+                commits = measure.CommitWatch(url, stack.metrics_ports.get("social"))
+                commits.start()
+                result = run_once(stack.port)
+                result.extra["group_commit"] = commits.stop()
                 result.extra["persisted"] = servers.persisted_count(url)
         else:
             with servers.ngircd() as irc:
-                result = measure(irc.port)
+                result = run_once(irc.port)
                 result.extra["persisted"] = 0
         results.append(result)
     print_table(results)

@@ -2,6 +2,10 @@
 
     python -m loadtest idle --connections 10000
     python -m loadtest idle --connections 50000 --set edge_workers=3
+    python -m loadtest idle --connections 20000 --target compose   # a running stack
+
+With --target (loadtest/target.py) no stack is started: the users connect to that one,
+and the edge's memory is read from its container (its processes' RSS and its cgroup).
 
 Worker processes of at most 15,000 connections each (one process may hold 20,000
 files), each connecting from its own loopback address (ephemeral ports per address).
@@ -18,10 +22,11 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loadtest import measure, servers
+from loadtest import measure, plots, results, servers, target
 from loadtest.aclient import AsyncChat, ChatError, run_async
 from loadtest.generator import PASSWORD, raise_file_limit, spawn
 from loadtest.results import Result, print_table, save
+from loadtest.target import Target
 
 ATTEMPTS = 4
 PER_PROCESS = 15_000  # below the 20,000 open files one process may hold
@@ -35,6 +40,7 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
         help="N users logged in on idle connections: edge memory per connection",
     )
     p.add_argument("--connections", type=int, default=10_000)
+    target.add_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -43,7 +49,9 @@ def _add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
         into[reason] = into.get(reason, 0) + n
 
 
-def _idle_worker(conn: Connection, port: int, first: int, count: int, source: str) -> None:
+def _idle_worker(
+    conn: Connection, host: str, port: int, first: int, count: int, source: str | None
+) -> None:
     """Users idle<first>..: each registers, logs in on its own connection and stays."""
 
     async def run() -> None:
@@ -56,7 +64,7 @@ def _idle_worker(conn: Connection, port: int, first: int, count: int, source: st
                 async with sem:
                     c = AsyncChat()
                     try:
-                        await c.connect("127.0.0.1", port, source=source)
+                        await c.connect(host, port, source=source)
                         await c.register_login(f"idle{n}", PASSWORD, timeout=120)
                         clients.append(c)
                         return
@@ -84,43 +92,70 @@ def _idle_worker(conn: Connection, port: int, first: int, count: int, source: st
 
 
 def run(args: argparse.Namespace) -> list[Result]:
+    if args.target:
+        stack = target.resolve(args.target, args.edge_container)
+        results.note(target=stack.describe(), database=stack.database())
+        return _measure(args, stack)
     # Held without a ping: an idle timeout far beyond the run (as for every scenario).
     with servers.chatroom(
         args.db, args.set, idle_timeout_s=servers.QUIET_CLIENTS_IDLE_TIMEOUT_S
-    ) as (stack, _url):
-        edge_pid = stack.procs["edge#0"].pid
-        before = measure.process_tree_rss_kib(edge_pid)
-        shares = [
-            (first, min(PER_PROCESS, args.connections - first))
-            for first in range(0, args.connections, PER_PROCESS)
-        ]
-        started = time.monotonic()
-        pipes, procs = spawn(
-            _idle_worker,
-            [
-                (stack.port, first, n, f"127.0.0.{2 + index}")
-                for index, (first, n) in enumerate(shares)
-            ],
-        )
-        connected, failures, retries = 0, {}, {}
-        for pipe in pipes:
-            if pipe.poll(900):
-                ok, reasons, retried = pipe.recv()
-                connected += ok
-                _add_counts(failures, reasons)
-                _add_counts(retries, retried)
-        elapsed = time.monotonic() - started
-        time.sleep(SETTLE_S)  # let the edge's last allocations show in its RSS
-        after = measure.process_tree_rss_kib(edge_pid)
-        for pipe in pipes:
-            pipe.send("stop")
-        for proc in procs:
-            proc.join(30)
-    per_conn = (after - before) / max(connected, 1)
+    ) as (local, _url):
+        return _measure(args, Target("127.0.0.1", local.port), local.procs["edge#0"].pid)
+
+
+def _edge_memory(stack: Target, edge_pid: int | None) -> dict[str, Any]:
+    """The edge's processes' RSS (the local edge's tree, or the container's), and with
+    a container its cgroup's charges and each process's open files."""
+    if edge_pid is not None:
+        return {"edge_rss_kib": measure.process_tree_rss_kib(edge_pid)}
+    return stack.memory()
+
+
+def _per_connection(before: dict[str, Any], after: dict[str, Any], held: int) -> dict[str, float]:
+    """KiB per held connection of every memory figure measured before and after."""
+    pairs = {"edge_rss": (before["edge_rss_kib"], after["edge_rss_kib"])}
+    for key, value in after.get("cgroup_kib", {}).items():
+        pairs[f"cgroup_{key}"] = (before["cgroup_kib"].get(key, 0), value)
+    return {k: round((b - a) / max(held, 1), 2) for k, (a, b) in pairs.items()}
+
+
+def _measure(args: argparse.Namespace, stack: Target, edge_pid: int | None = None) -> list[Result]:
+    before_mem = _edge_memory(stack, edge_pid)
+    shares = [
+        (first, min(PER_PROCESS, args.connections - first))
+        for first in range(0, args.connections, PER_PROCESS)
+    ]
+    sources = stack.sources(len(shares))
+    started = time.monotonic()
+    pipes, procs = spawn(
+        _idle_worker,
+        [
+            (stack.host, stack.port, first, n, sources[index])
+            for index, (first, n) in enumerate(shares)
+        ],
+    )
+    connected = 0
+    failures: dict[str, int] = {}
+    retries: dict[str, int] = {}
+    for pipe in pipes:
+        if pipe.poll(900):
+            ok, reasons, retried = pipe.recv()
+            connected += ok
+            _add_counts(failures, reasons)
+            _add_counts(retries, retried)
+    elapsed = time.monotonic() - started
+    time.sleep(SETTLE_S)  # let the edge's last allocations show in its RSS
+    after_mem = _edge_memory(stack, edge_pid)
+    for pipe in pipes:
+        pipe.send("stop")
+    for proc in procs:
+        proc.join(30)
+    per_conn = _per_connection(before_mem, after_mem, connected)
+    before, after = before_mem["edge_rss_kib"], after_mem["edge_rss_kib"]
     result = Result(
         "idle",
         "chatroom",
-        {"connections": args.connections},
+        {"connections": args.connections, "target": args.target},
         sent=args.connections,
         expected=args.connections,
         delivered=connected,
@@ -131,13 +166,30 @@ def run(args: argparse.Namespace) -> list[Result]:
             "retried_attempts": retries,
             "edge_rss_before_kib": before,
             "edge_rss_after_kib": after,
-            "edge_kib_per_connection": round(per_conn, 2),
+            "edge_kib_per_connection": per_conn["edge_rss"],
+            "kib_per_connection": per_conn,
+            "edge_before": before_mem,
+            "edge_after": after_mem,
         },
     )
     print_table([result])
     print(
         f"{connected} logged-in idle connections; edge RSS {before} -> {after} KiB = "
-        f"{per_conn:.2f} KiB per connection; failed attempts retried: {retries or 0}"
+        f"{per_conn['edge_rss']:.2f} KiB per connection; failed attempts retried: {retries or 0}"
     )
+    if "cgroup_kib" in after_mem:
+        print(
+            f"container cgroup {before_mem['cgroup_kib']} -> {after_mem['cgroup_kib']} KiB;"
+            f" per connection: {per_conn}; edge processes (open files each):"
+            f" {[p['open_files'] for p in after_mem['processes']]}"
+        )
     save(args.out, "idle", [result])
+    if "cgroup_kib" in after_mem:
+        plots.bars(
+            args.out / "idle-memory.png",
+            f"idle: {connected:,} connections held by the edge container, KiB each",
+            [k.replace("_", " ") for k in per_conn],
+            {"KiB per connection": list(per_conn.values())},
+            fmt="%.2f",
+        )
     return [result]
