@@ -79,6 +79,12 @@ CREATE TABLE rate_buckets (
 
 CREATE INDEX ix_rate_buckets_updated ON rate_buckets (updated_at);
 
+CREATE TABLE read_receipts (
+	user_id BIGINT NOT NULL, 
+	since BIGINT NOT NULL, 
+	PRIMARY KEY (user_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
 CREATE TABLE rooms (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	name VARCHAR(64) NOT NULL, 
@@ -113,6 +119,15 @@ CREATE TABLE messages (
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_messages_room_seq UNIQUE (room_id, seq), 
 	CONSTRAINT uq_messages_sender_room_client UNIQUE (sender_id, room_id, client_id), 
+	FOREIGN KEY(room_id) REFERENCES rooms (id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE TABLE read_markers (
+	user_id BIGINT NOT NULL, 
+	room_id BIGINT NOT NULL, 
+	seq BIGINT NOT NULL, 
+	updated_at BIGINT NOT NULL, 
+	PRIMARY KEY (user_id, room_id), 
 	FOREIGN KEY(room_id) REFERENCES rooms (id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
@@ -151,4 +166,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0003');
+INSERT INTO alembic_version (version_num) VALUES ('0004');
