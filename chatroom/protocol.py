@@ -268,6 +268,9 @@ _BEFORE = Field(int, required=False, min_value=1)
 _LIMIT = Field(int, required=False, min_value=1, max_value=10_000)
 
 ROOM_LIST_LIMIT = 200  # rooms in a room.list reply when the client gives no limit
+# Unread counts stop here: a conversation with more says unread = UNREAD_CAP and
+# unread_capped = true (a client shows "999+"), so a huge backlog costs a login little.
+UNREAD_CAP = 1000
 
 OPS: dict[str, Op] = {
     "ping": Op("edge", needs_login=False, idempotent=True),
@@ -332,6 +335,20 @@ OPS: dict[str, Op] = {
         {"cursors": Field(dict, required=False, max_len=10_000), "limit": _LIMIT},
         idempotent=True,
     ),
+    # Read markers: a conversation is a room by name (`room`) or a direct chat by the
+    # other person (`with`), exactly one of them; the marker only moves forward.
+    "read.mark": Op(
+        "social",
+        {
+            "room": Field(str, required=False, max_len=256),
+            "with": Field(str, required=False, max_len=256),
+            "seq": Field(int, min_value=0),
+        },
+        idempotent=True,
+        rate="read",
+    ),
+    # Sharing one's read markers in direct chats (off until turned on).
+    "read.receipts": Op("social", {"enabled": Field(bool)}, idempotent=True, rate="read"),
     # The image travels base64-encoded; the decoded size limit is avatar_max_bytes.
     "avatar.set": Op("media", {"image": Field(str, max_len=2 * 1024 * 1024)}, rate="avatar"),
     "avatar.get": Op(
@@ -381,6 +398,9 @@ EVENTS = (
     "room.left",
     "room.member",
     "avatar",
+    "read",  # the user's marker moved on another of their connections
+    "read.receipt",  # the other person of a direct chat read it (both share receipts)
+    "read.receipts",  # the user turned read receipts on or off on another connection
 )
 
 

@@ -12,6 +12,7 @@ from chatroom.config import Settings
 from chatroom.runtime import Handler, Job
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
+from services.social.handlers.reads import ReadHandlers
 from services.social.handlers.rooms import RoomHandlers
 from services.social.handlers.sessions import SessionHandlers
 from services.social.store import SocialStore
@@ -25,6 +26,7 @@ class SocialHandlers:
         self.friends = FriendHandlers(store, settings)
         self.rooms = RoomHandlers(store, settings)
         self.messages = MessageHandlers(store, settings)
+        self.reads = ReadHandlers(store, settings)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -32,6 +34,7 @@ class SocialHandlers:
             **self.friends.ops(),
             **self.rooms.ops(),
             **self.messages.ops(),
+            **self.reads.ops(),
         }
 
     def jobs(self) -> list[Job]:

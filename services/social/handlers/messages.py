@@ -32,6 +32,7 @@ from services.social.handlers.friends import me_of
 from services.social.reply_budget import ReplyBudget, encoded_size
 from services.social.store import SocialStore
 from services.social.store.batch_sql import AlreadyStored, NotFriends, NotMember
+from services.social.store.reads import read_list
 from services.social.store.rooms import (
     DIRECT,
     PUBLIC,
@@ -213,8 +214,12 @@ class MessageHandlers:
                     left_out = True
                     continue
                 out.append(entry)
+            # Every conversation's marker and unread count, as they are now (the same
+            # on every device), and whether the user shares receipts.
+            read = read_list(tx, user_id, convs, peers)
+            receipts = bool(tx.receipts_on([user_id]))
         has_more = left_out or any(entry["has_more"] for entry in out)
-        return {"conversations": out, "has_more": has_more}
+        return {"conversations": out, "has_more": has_more, "read": read, "read_receipts": receipts}
 
 
 def _sync_entry(

@@ -6,10 +6,11 @@ from sqlalchemy import Connection
 
 from services.social.store.friends import FriendQueries
 from services.social.store.presence import PresenceQueries
+from services.social.store.reads import ReadQueries
 from services.social.store.rooms import RoomQueries
 
 
-class Tx(PresenceQueries, FriendQueries, RoomQueries):
+class Tx(PresenceQueries, FriendQueries, RoomQueries, ReadQueries):
     """What SocialStore.transaction() and reading() give: every query of the service,
     run on that one connection (so in that one transaction)."""
 
