@@ -83,6 +83,12 @@ class World:
             "dm.send": [{"to": "ann", "text": "still there?"}],
             "dm.history": [{"with": "ann"}],
             "sync": [{"cursors": {str(self.dm_id): 0}}],
+            "read.mark": [
+                {**target, "seq": 0}
+                for target in (
+                    [{"room": "den"}] if caller == "non-member" else [{"with": "ann"}, *on_dm]
+                )
+            ],
             "avatar.get": [{"hash": self.avatar_hash}],
         }
         return [(client, fields) for fields in table[op]]
@@ -125,4 +131,4 @@ def test_every_op_needing_a_login_refuses_before_one(stack):
                 assert anonymous.error_of(name, **fields)["code"] == "not_authenticated", name
 
 
-PLAIN = {str: "x", int: 1, dict: {}}
+PLAIN = {str: "x", int: 1, dict: {}, bool: True}
