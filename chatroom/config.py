@@ -127,6 +127,9 @@ class Settings:
     # Joining and leaving rooms, answering and removing friends: each a write and a push
     # to others; generous for people, a stop for a script that loops on them.
     rate_membership: str = "60/m"
+    # read.mark and read.receipts: each a write and a push to the user's other
+    # sessions (and a receipt to a friend); a client marks as it shows new messages.
+    rate_read: str = "120/m"
     rate_login_ip: str = "30/m"
     # Wrong passwords (counted before the check): per account from one address (IPv6:
     # its /64); per address over all accounts and per account over all addresses, these
@@ -240,6 +243,7 @@ RATED_ACTIONS = (
     "presence",
     "typing",
     "membership",
+    "read",
     "login_ip",
     "login_failed_account_ip",
     "login_failed_ip",

@@ -273,6 +273,9 @@ ROOM_LIST_LIMIT = 200  # rooms in a room.list reply when the client gives no lim
 # `typing` push shows for TYPING_EXPIRES_MS unless renewed (two renewals may be lost).
 TYPING_RENEW_S = 3.0
 TYPING_EXPIRES_MS = 8_000
+# Unread counts stop here: a conversation with more says unread = UNREAD_CAP and
+# unread_capped = true (a client shows "999+"), so a huge backlog costs a login little.
+UNREAD_CAP = 1000
 
 OPS: dict[str, Op] = {
     "ping": Op("edge", needs_login=False, idempotent=True),
@@ -344,6 +347,20 @@ OPS: dict[str, Op] = {
         {"cursors": Field(dict, required=False, max_len=10_000), "limit": _LIMIT},
         idempotent=True,
     ),
+    # Read markers: a conversation is a room by name (`room`) or a direct chat by the
+    # other person (`with`), exactly one of them; the marker only moves forward.
+    "read.mark": Op(
+        "social",
+        {
+            "room": Field(str, required=False, max_len=256),
+            "with": Field(str, required=False, max_len=256),
+            "seq": Field(int, min_value=0),
+        },
+        idempotent=True,
+        rate="read",
+    ),
+    # Sharing one's read markers in direct chats (off until turned on).
+    "read.receipts": Op("social", {"enabled": Field(bool)}, idempotent=True, rate="read"),
     # The image travels base64-encoded; the decoded size limit is avatar_max_bytes.
     "avatar.set": Op("media", {"image": Field(str, max_len=2 * 1024 * 1024)}, rate="avatar"),
     "avatar.get": Op(
@@ -395,6 +412,10 @@ class Event:
     ROOM_LEFT = "room.left"
     ROOM_MEMBER = "room.member"
     AVATAR = "avatar"
+    TYPING = "typing"  # someone in one of your conversations is typing (or stopped)
+    READ = "read"  # the user's marker moved on another of their connections
+    READ_RECEIPT = "read.receipt"  # the other person of a direct chat read it (both share)
+    READ_RECEIPTS = "read.receipts"  # the user turned read receipts on/off elsewhere
 
 
 CLOSING_EVENT = Event.CLOSING

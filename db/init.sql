@@ -79,6 +79,12 @@ CREATE TABLE rate_buckets (
 
 CREATE INDEX ix_rate_buckets_updated ON rate_buckets (updated_at);
 
+CREATE TABLE read_receipts (
+	user_id BIGINT NOT NULL, 
+	since BIGINT NOT NULL, 
+	PRIMARY KEY (user_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
 CREATE TABLE rooms (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	name VARCHAR(64) NOT NULL, 
@@ -117,6 +123,15 @@ CREATE TABLE messages (
 	FOREIGN KEY(room_id) REFERENCES rooms (id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
+CREATE TABLE read_markers (
+	user_id BIGINT NOT NULL, 
+	room_id BIGINT NOT NULL, 
+	seq BIGINT NOT NULL, 
+	updated_at BIGINT NOT NULL, 
+	PRIMARY KEY (user_id, room_id), 
+	FOREIGN KEY(room_id) REFERENCES rooms (id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
 CREATE TABLE room_members (
 	room_id BIGINT NOT NULL, 
 	user_id BIGINT NOT NULL, 
@@ -152,4 +167,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0004');
+INSERT INTO alembic_version (version_num) VALUES ('0005');

@@ -83,6 +83,12 @@ class World:
             "dm.send": [{"to": "ann", "text": "still there?"}],
             "dm.history": [{"with": "ann"}],
             "sync": [{"cursors": {str(self.dm_id): 0}}],
+            "read.mark": [
+                {**target, "seq": 0}
+                for target in (
+                    [{"room": "den"}] if caller == "non-member" else [{"with": "ann"}, *on_dm]
+                )
+            ],
             "avatar.get": [{"hash": self.avatar_hash}],
             "typing": [
                 {**target, "on": True}

@@ -59,8 +59,9 @@ def test_avatar_changes_are_rate_limited(make_stack, sqlite_url):
         ("rate_room_create", "room.create", lambda i: {"room": f"room {i}"}),
         ("rate_presence", "presence.set", lambda i: {"status": f"status {i}"}),
         ("rate_membership", "room.join", lambda i: {"room": "lobby2" if i % 2 else "lobby3"}),
+        ("rate_read", "read.mark", lambda i: {"room": "lobby", "seq": 0}),
     ],
-    ids=["room_create", "presence", "membership"],
+    ids=["room_create", "presence", "membership", "read"],
 )
 def test_room_creation_and_status_changes_are_rate_limited(
     make_stack, sqlite_url, setting, op, fields

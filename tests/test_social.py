@@ -176,13 +176,18 @@ def test_login_snapshot_lists_private_conversations(stack):
         from_rex = rex.call("dm.send", to="pia", text="c")["message"]
         with WireClient(stack.port) as pia_again:
             direct = pia_again.login("pia", "correct horse")["direct"]
+        # With the read state (docs/protocol.md, Read markers): nothing marked yet, so
+        # unread is what the other one wrote.
+        unread = {"read_seq": 0, "unread_capped": False}
         assert direct == [
-            {"id": to_quin[0]["room_id"], "with": quin.user, "last_seq": 2},
-            {"id": from_rex["room_id"], "with": rex.user, "last_seq": 1},
+            {"id": to_quin[0]["room_id"], "with": quin.user, "last_seq": 2, "unread": 0, **unread},
+            {"id": from_rex["room_id"], "with": rex.user, "last_seq": 1, "unread": 1, **unread},
         ]
         with WireClient(stack.port) as quin_again:
             direct = quin_again.login("quin", "correct horse")["direct"]
-        assert direct == [{"id": to_quin[0]["room_id"], "with": pia.user, "last_seq": 2}]
+        assert direct == [
+            {"id": to_quin[0]["room_id"], "with": pia.user, "last_seq": 2, "unread": 2, **unread}
+        ]
 
 
 def test_login_reply_has_the_users_own_picture(stack):

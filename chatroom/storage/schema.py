@@ -3,8 +3,9 @@
 
 Each service owns its tables and writes only those: auth owns users, sessions and rate_buckets;
 social owns rooms, room_members, messages, friendships, friend_requests, profiles,
-edges, live_sessions and last_seen; media owns avatars and avatar_images. Services may read other
-services' tables (social shows avatar hashes, media finds who to tell of a change).
+edges, live_sessions, last_seen, read_markers and read_receipts; media owns avatars and
+avatar_images. Services may read other services' tables (social shows avatar hashes,
+media finds who to tell of a change).
 Times are integer milliseconds since the epoch (UTC) so both SQLite and MySQL store them
 the same way.
 """
@@ -206,6 +207,28 @@ last_seen = Table(
     # missing tables at start, and there are no migrations for new columns (yet).
     Column("user_id", BigInteger, primary_key=True, autoincrement=False),
     Column("ts", BigInteger, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+# How far each user has read each conversation (read.mark): the seq of the last message
+# they have seen there, moved forward only. No row: nothing read (seq 0).
+read_markers = Table(
+    "read_markers",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("room_id", BigInteger, ForeignKey("rooms.id"), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Users who share their read markers in direct chats (read.receipts on); a chat's two
+# users see each other's marker only when both have a row here.
+read_receipts = Table(
+    "read_receipts",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("since", BigInteger, nullable=False),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -48,6 +48,7 @@ RATE_LIMIT_MESSAGES = {
     "presence": "you are changing your status too often",
     "typing": "typing indicators are being sent too often",
     "membership": "you are joining, leaving or answering too often",
+    "read": "you are marking conversations read too often",
     "login_ip": "too many login attempts from your address",
 }
 EDGE_RATED_ACTIONS = tuple(RATE_LIMIT_MESSAGES)

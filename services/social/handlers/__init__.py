@@ -13,6 +13,7 @@ from chatroom.runtime import Handler, Job
 from services.social.handlers.accounts import AccountHandlers
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
+from services.social.handlers.reads import ReadHandlers
 from services.social.handlers.rooms import RoomHandlers
 from services.social.handlers.sessions import SessionHandlers
 from services.social.handlers.typing import TypingHandlers
@@ -29,6 +30,7 @@ class SocialHandlers:
         self.messages = MessageHandlers(store, settings)
         self.typing = TypingHandlers(store, settings)
         self.accounts = AccountHandlers(store)
+        self.reads = ReadHandlers(store, settings)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -38,6 +40,7 @@ class SocialHandlers:
             **self.messages.ops(),
             **self.typing.ops(),
             **self.accounts.ops(),
+            **self.reads.ops(),
         }
 
     def jobs(self) -> list[Job]:

@@ -32,6 +32,7 @@ from services.social.handlers.friends import me_of
 from services.social.reply_budget import ReplyBudget, encoded_size
 from services.social.store import SocialStore
 from services.social.store.batch_sql import AlreadyStored, NotFriends, NotMember
+from services.social.store.reads import read_list
 from services.social.store.rooms import (
     DIRECT,
     PUBLIC,
@@ -200,6 +201,12 @@ class MessageHandlers:
         with self.store.reading() as tx:
             convs = tx.conversations_of(user_id)
             peers = tx.peers_of(user_id, [r.id for r in convs if r.kind == DIRECT])
+            # Every conversation's marker and unread count, as they are now (the same on
+            # every device), and whether the user shares receipts. Their bytes count
+            # against the reply's budget (the first message still always fits).
+            read = read_list(tx, user_id, convs, peers)
+            receipts = bool(tx.receipts_on([user_id]))
+            budget.left -= encoded_size({"read": read})
             for room in convs:
                 since = cursors.get(room.id, 0)
                 if room.last_seq <= since:
@@ -214,7 +221,7 @@ class MessageHandlers:
                     continue
                 out.append(entry)
         has_more = left_out or any(entry["has_more"] for entry in out)
-        return {"conversations": out, "has_more": has_more}
+        return {"conversations": out, "has_more": has_more, "read": read, "read_receipts": receipts}
 
 
 def _sync_entry(

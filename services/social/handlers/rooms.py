@@ -89,6 +89,8 @@ class RoomHandlers:
             is_new = not tx.is_member(room, user_id)
             if is_new:
                 tx.add_member(room.id, user_id)
+                # What was said before is not unread: the marker starts at the end.
+                tx.advance_marker(user_id, room.id, room.last_seq)
         if is_new:
             self._membership_changed(ctx, room, user_id, True)
         return {"room": room_ref(room)}

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chatroom.protocol import username_key
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import profiles
+from chatroom.storage.schema import LOBBY, profiles
 from services.social.store.queries import Tx
 from services.social.store.rooms import DIRECT, RoomIdentity, direct_name, room_key
 from services.social.store.sessions import SessionOpener
@@ -114,10 +114,14 @@ class SocialStore:
             exists = found.first() is not None
         if not exists:
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(
+                with self.transaction() as tx:
+                    tx.conn.execute(
                         insert(profiles).values(user_id=user_id, status="", updated_at=now_ms())
                     )
+                    # A new user has not missed the lobby's past: nothing there is unread.
+                    lobby = tx.room_named(LOBBY)
+                    if lobby is not None:
+                        tx.advance_marker(user_id, lobby.id, lobby.last_seq)
             except IntegrityError:
                 pass  # created concurrently by another session of the same user
         if len(self._profiles_seen) < PROFILE_CACHE_MAX:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from chatroom.batching import Batcher, Queued
 from services.social.store.queries import Tx
+from services.social.store.reads import add_read_states
 
 MAX_BATCH = 200
 
@@ -54,6 +55,7 @@ def open_batch(tx: Tx, batch: list[Opening]) -> list[Opened]:
     came_online = tx.open_sessions([(o.user_id, o.edge_id, o.conn_id) for o in batch])
     rooms_of = tx.rooms_of_many(user_ids)
     direct_of = tx.direct_conversations_of_many(user_ids)
+    sharing = add_read_states(tx, rooms_of, direct_of)  # unread counts, markers
     # With pending_events, pushed by the edge right after the login reply.
     lists = tx.friend_lists(user_ids, at_login=True)
     return [
@@ -61,6 +63,7 @@ def open_batch(tx: Tx, batch: list[Opening]) -> list[Opened]:
             {
                 "rooms": rooms_of[o.user_id],
                 "direct": direct_of[o.user_id],
+                "read_receipts": o.user_id in sharing,
                 "status": statuses[o.user_id],
                 "avatar": avatars[o.user_id],
                 **lists[o.user_id],

@@ -1,0 +1,265 @@
+"""Read markers' and read receipts' SQL: how far each user has read each conversation,
+unread counts, and who shares their markers in direct chats.
+
+A marker only moves forward. Unread counts are counted, not kept: the messages after
+the marker not sent by the user, found through the (room_id, seq) index and counted
+only up to UNREAD_CAP + 1 rows per conversation, so a backlog of any size costs at most
+that many index entries (docs/protocol.md, Read markers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Select,
+    delete,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from chatroom.protocol import UNREAD_CAP
+from chatroom.storage.db import now_ms
+from chatroom.storage.schema import messages, read_markers, read_receipts
+
+# Count subqueries in one statement (SQLite allows 500 terms in a compound SELECT).
+COUNT_TERMS_PER_STATEMENT = 100
+
+
+class Unread(NamedTuple):
+    """What a user has not read of one conversation."""
+
+    read_seq: int  # the marker: seq of the last message read (0: none)
+    unread: int  # messages after it from others, counted to UNREAD_CAP + 1
+
+    @property
+    def capped(self) -> bool:
+        """More than UNREAD_CAP unread: reported as UNREAD_CAP (a client shows "999+")."""
+        return self.unread > UNREAD_CAP
+
+    def fields(self) -> dict[str, Any]:
+        """As the login reply, sync, read.mark and the read push carry them."""
+        return {
+            "read_seq": self.read_seq,
+            "unread": min(self.unread, UNREAD_CAP),
+            "unread_capped": self.capped,
+        }
+
+
+class ReadQueries:
+    """Methods of a transaction (store.Tx) on its connection."""
+
+    conn: Connection
+
+    # ------------------------------------------------------------------ markers
+
+    def markers_of(self, user_ids: Iterable[int]) -> dict[tuple[int, int], int]:
+        """(user id, room id) -> marker, for every marker these users have."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return {}
+        rows = self.conn.execute(
+            select(read_markers.c.user_id, read_markers.c.room_id, read_markers.c.seq).where(
+                read_markers.c.user_id.in_(ids)
+            )
+        )
+        return {(r.user_id, r.room_id): r.seq for r in rows}
+
+    def markers_in(self, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        """(user id, room id) -> marker for the given pairs that have one."""
+        wanted = set(pairs)
+        if not wanted:
+            return {}
+        rows = self.conn.execute(
+            select(read_markers.c.user_id, read_markers.c.room_id, read_markers.c.seq).where(
+                read_markers.c.room_id.in_(sorted({room for _, room in wanted})),
+                read_markers.c.user_id.in_(sorted({user for user, _ in wanted})),
+            )
+        )
+        return {(r.user_id, r.room_id): r.seq for r in rows if (r.user_id, r.room_id) in wanted}
+
+    def advance_marker(self, user_id: int, room_id: int, seq: int) -> tuple[int, bool]:
+        """Move the user's marker in the room forward to `seq` (never back): the marker
+        afterwards, and whether this call moved it. Two devices marking at once are
+        applied one after the other (the row's write lock), the larger seq winning."""
+        where = (read_markers.c.user_id == user_id, read_markers.c.room_id == room_id)
+        old = self.conn.execute(select(read_markers.c.seq).where(*where)).scalar_one_or_none()
+        if seq <= (old or 0):
+            return old or 0, False  # markers only grow: not past one read a moment ago
+        now = now_ms()
+        if old is not None:
+            moved = self.conn.execute(
+                update(read_markers)
+                .where(*where, read_markers.c.seq < seq)
+                .values(seq=seq, updated_at=now)
+            ).rowcount
+            if moved:
+                return seq, True
+        else:
+            # No row yet (no locking read: on InnoDB a locked gap would make two first
+            # marks deadlock): insert, or keep the larger seq if another got in first.
+            self._insert_keeping_larger(user_id, room_id, seq, now)
+        current = self.conn.execute(
+            select(read_markers.c.seq).where(*where).with_for_update()
+        ).scalar_one()
+        return int(current), old is None and current == seq
+
+    def _insert_keeping_larger(self, user_id: int, room_id: int, seq: int, now: int) -> None:
+        row = {"user_id": user_id, "room_id": room_id, "seq": seq, "updated_at": now}
+        if self.conn.dialect.name == "sqlite":
+            lite = sqlite_insert(read_markers).values(row)
+            self.conn.execute(
+                lite.on_conflict_do_update(
+                    index_elements=["user_id", "room_id"],
+                    set_={"seq": func.max(read_markers.c.seq, lite.excluded.seq)},
+                )
+            )
+        else:
+            my = mysql_insert(read_markers).values(row)
+            self.conn.execute(
+                my.on_duplicate_key_update(seq=func.greatest(read_markers.c.seq, my.inserted.seq))
+            )
+
+    # ------------------------------------------------------------------ unread counts
+
+    def unread_counts(
+        self, wanted: Iterable[tuple[int, int, int, int]]
+    ) -> dict[tuple[int, int], Unread]:
+        """For (user id, room id, marker, room's last seq) tuples: (user id, room id) ->
+        Unread. A conversation read to its end costs no query; the others are counted
+        in statements of COUNT_TERMS_PER_STATEMENT conversations, each count stopping
+        after UNREAD_CAP + 1 messages."""
+        out: dict[tuple[int, int], Unread] = {}
+        terms: list[Select[int, int, int]] = []
+        for user_id, room_id, marker, last_seq in wanted:
+            if last_seq <= marker:
+                out[(user_id, room_id)] = Unread(marker, 0)
+                continue
+            out[(user_id, room_id)] = Unread(marker, 0)
+            terms.append(_count_term(user_id, room_id, marker))
+        for start in range(0, len(terms), COUNT_TERMS_PER_STATEMENT):
+            chunk = terms[start : start + COUNT_TERMS_PER_STATEMENT]
+            statement: Executable = chunk[0] if len(chunk) == 1 else union_all(*chunk)
+            for r in self.conn.execute(statement):
+                key = (int(r.user_id), int(r.room_id))
+                out[key] = Unread(out[key].read_seq, int(r.n))
+        return out
+
+    def unread_of(self, user_id: int, room_id: int, marker: int, last_seq: int) -> Unread:
+        return self.unread_counts([(user_id, room_id, marker, last_seq)])[(user_id, room_id)]
+
+    def read_states(
+        self, conversations: dict[int, list[tuple[int, int, int | None]]]
+    ) -> dict[int, dict[int, dict[str, Any]]]:
+        """user id -> [(room id, last seq, the other person's id for a direct chat or
+        None)] to user id -> room id -> the fields the login reply and sync carry:
+        read_seq, unread, unread_capped, and peer_read_seq in a direct chat whose two
+        users both share receipts. A fixed number of statements for any number of
+        users (plus one per COUNT_TERMS_PER_STATEMENT conversations with unread)."""
+        markers = self.markers_of(conversations)
+        counts = self.unread_counts(
+            (user_id, room_id, markers.get((user_id, room_id), 0), last_seq)
+            for user_id, convs in conversations.items()
+            for room_id, last_seq, _peer in convs
+        )
+        peers = {peer for convs in conversations.values() for _r, _s, peer in convs if peer}
+        sharing = self.receipts_on(set(conversations) | peers) if peers else set()
+        shown = [
+            (peer, room_id)
+            for user_id, convs in conversations.items()
+            if user_id in sharing
+            for room_id, _s, peer in convs
+            if peer in sharing
+        ]
+        peer_markers = self.markers_in(shown)
+        out: dict[int, dict[int, dict[str, Any]]] = {}
+        for user_id, convs in conversations.items():
+            mine = out[user_id] = {}
+            for room_id, _last, peer in convs:
+                fields = counts[(user_id, room_id)].fields()
+                if peer is not None and user_id in sharing and peer in sharing:
+                    fields["peer_read_seq"] = peer_markers.get((peer, room_id), 0)
+                mine[room_id] = fields
+        return out
+
+    # ------------------------------------------------------------------ receipts
+
+    def receipts_on(self, user_ids: Iterable[int]) -> set[int]:
+        """Which of these users share their read markers in direct chats."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return set()
+        rows = self.conn.execute(
+            select(read_receipts.c.user_id).where(read_receipts.c.user_id.in_(ids))
+        )
+        return {r.user_id for r in rows}
+
+    def set_receipts(self, user_id: int, enabled: bool) -> bool:
+        """Turn the user's read receipts on or off; whether that changed anything."""
+        if not enabled:
+            removed = self.conn.execute(
+                delete(read_receipts).where(read_receipts.c.user_id == user_id)
+            ).rowcount
+            return bool(removed)
+        if self.receipts_on([user_id]):
+            return False
+        self.conn.execute(read_receipts.insert().values(user_id=user_id, since=now_ms()))
+        return True
+
+
+def _count_term(user_id: int, room_id: int, marker: int) -> Select[int, int, int]:
+    """SELECT user, room, count of at most UNREAD_CAP + 1 messages after the marker that
+    the user did not send (a range of the (room_id, seq) index)."""
+    after = (
+        select(literal(1).label("one"))
+        .where(
+            messages.c.room_id == room_id,
+            messages.c.seq > marker,
+            messages.c.sender_id != user_id,
+        )
+        .limit(UNREAD_CAP + 1)
+        .subquery()
+    )
+    return select(
+        literal(user_id).label("user_id"),
+        literal(room_id).label("room_id"),
+        func.count().label("n"),
+    ).select_from(after)
+
+
+def add_read_states(
+    tx: ReadQueries,
+    rooms_of: dict[int, list[dict[str, Any]]],
+    direct_of: dict[int, list[dict[str, Any]]],
+) -> set[int]:
+    """Put each conversation's read state (read_seq, unread, unread_capped; in a direct
+    chat where both share receipts, peer_read_seq) into the login reply's `rooms` and
+    `direct` entries of these users; returns the users who share receipts."""
+    convs = {
+        user_id: [(r["id"], r["last_seq"], None) for r in rooms]
+        + [(d["id"], d["last_seq"], d["with"]["id"]) for d in direct_of.get(user_id, [])]
+        for user_id, rooms in rooms_of.items()
+    }
+    states = tx.read_states(convs)
+    for user_id, rooms in rooms_of.items():
+        for entry in [*rooms, *direct_of.get(user_id, [])]:
+            entry.update(states[user_id][entry["id"]])
+    return tx.receipts_on(rooms_of)
+
+
+def read_list(
+    tx: ReadQueries, user_id: int, convs: list[Any], peers: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """sync's `read`: the read state of each of the user's conversations (`convs`: rows
+    with id and last_seq; `peers`: direct chat id -> the other person), by id."""
+    wanted = [(r.id, r.last_seq, peers[r.id]["id"] if r.id in peers else None) for r in convs]
+    states = tx.read_states({user_id: wanted})[user_id]
+    return [{"id": room_id, **fields} for room_id, fields in states.items()]

@@ -1,0 +1,141 @@
+"""Read markers, unread counts and read receipts through real processes and sockets, on
+SQLite and MariaDB: two sessions of one user agree (a mark on one is pushed to the
+other, never back to the one that marked; the counts after a new login and in sync are
+the same on both), markers never move back, outsiders learn nothing, receipts only
+between two people who both share them, bad input gets typed errors. In-process:
+test_read_handlers.py."""
+
+from __future__ import annotations
+
+from wire import WireClient, befriend, users
+
+
+def _state(reply: dict, room_id: int) -> tuple[int, int, bool]:
+    """(read_seq, unread, unread_capped) of a conversation in a login or sync reply."""
+    entries = reply["read"] if "read" in reply else reply["rooms"] + reply["direct"]
+    (entry,) = [e for e in entries if e["id"] == room_id]
+    return entry["read_seq"], entry["unread"], entry["unread_capped"]
+
+
+def test_two_devices_of_one_user_agree(stack):
+    with users(stack, "ann", "bob") as (ann, bob), WireClient(stack.port) as ann2:
+        ann2.login("ann", "correct horse")
+        for n in range(5):
+            sent = bob.call("room.send", room="lobby", text=f"news {n}")["message"]
+        room_id, last = sent["room_id"], sent["seq"]
+        ann.call("room.send", room="lobby", text="mine")  # not unread for ann
+        for device in (ann, ann2):
+            assert _state(device.call("sync"), room_id) == (0, 5, False)
+
+        marked = ann.call("read.mark", room="Lobby", seq=last - 2)
+        assert (marked["seq"], marked["unread"], marked["unread_capped"]) == (3, 2, False)
+        pushed = ann2.event("read", room_id=room_id)
+        assert (pushed["seq"], pushed["unread"], pushed["room"]) == (3, 2, "lobby")
+        ann.no_event("read")  # the device that marked has the reply
+        bob.no_event("read", within=0.2)  # and nobody else hears of it
+
+        # Never back: a lower seq answers the marker as it is, pushes nothing.
+        again = ann2.call("read.mark", room="lobby", seq=1)
+        assert (again["seq"], again["unread"]) == (3, 2)
+        ann.no_event("read")
+
+        # A new login on each device and sync on both say the same.
+        with WireClient(stack.port) as ann3:
+            snapshot = ann3.call("login", token=ann.token)
+            assert _state(snapshot, room_id) == (3, 2, False)
+        with WireClient(stack.port) as ann4:
+            assert _state(ann4.login("ann", "correct horse"), room_id) == (3, 2, False)
+        for device in (ann, ann2):
+            assert _state(device.call("sync", cursors={str(room_id): last + 1}), room_id) == (
+                3,
+                2,
+                False,
+            )
+
+
+def test_outsiders_learn_nothing(stack):
+    with users(stack, "cam", "dee", "eli") as (cam, dee, eli):
+        cam.call("room.create", room="den")
+        for n in range(3):
+            cam.call("room.send", room="den", text=f"secret {n}")
+        befriend(cam, dee)
+        dm = cam.call("dm.send", to="dee", text="hi dee")["message"]
+        # A non-member gets the same refusal whatever seq it tries.
+        answers = {
+            (e["code"], e["message"])
+            for seq in (0, 3, 4, 2**63 - 1)
+            for e in [eli.error_of("read.mark", room="den", seq=seq)]
+        }
+        assert len(answers) == 1 and next(iter(answers))[0] == "forbidden"
+        # Someone else's direct chat: by its name, by the other person, in any case.
+        for fields in ({"room": dm["room"]}, {"room": dm["room"].upper()}, {"with": "cam"}):
+            assert eli.error_of("read.mark", seq=0, **fields)["code"] == "not_found"
+        assert eli.error_of("read.mark", seq=0, **{"with": "eli"})["code"] == "not_found"
+        # The two of them may; the marker is theirs alone.
+        assert dee.call("read.mark", seq=1, **{"with": "cam"})["unread"] == 0
+        assert _state(cam.call("sync"), dm["room_id"]) == (0, 0, False)  # cam wrote it
+        eli.no_event("read", within=0.2)
+
+
+def test_receipts_only_when_both_share_them(stack):
+    with users(stack, "fay", "gus") as (fay, gus), WireClient(stack.port) as gus2:
+        gus2.login("gus", "correct horse")
+        befriend(fay, gus)
+        for text in ("one", "two", "three"):
+            dm = fay.call("dm.send", to="gus", text=text)["message"]
+        assert fay.call("sync")["read_receipts"] is False
+        on = fay.call("read.receipts", enabled=True)
+        assert (on["enabled"], on["receipts"]) == (True, [])
+        gus.call("read.mark", seq=1, **{"with": "fay"})
+        fay.no_event("read.receipt")  # gus does not share his
+
+        on = gus.call("read.receipts", enabled=True)
+        assert on["receipts"] == [{"room_id": dm["room_id"], "with": fay.user, "seq": 0}]
+        assert gus2.event("read.receipts")["enabled"] is True  # his other device
+        gus2.call("read.mark", seq=3, **{"with": "fay"})
+        receipt = fay.event("read.receipt")
+        assert (receipt["user"], receipt["room_id"], receipt["seq"]) == (gus.user, dm["room_id"], 3)
+        assert gus.event("read", room_id=dm["room_id"])["seq"] == 3
+        fay.call("read.mark", seq=2, **{"with": "gus"})
+        assert gus.event("read.receipt")["seq"] == 2 and gus2.event("read.receipt")["seq"] == 2
+        with WireClient(stack.port) as fay2:
+            direct = fay2.call("login", token=fay.token)["direct"]
+            assert [(d["read_seq"], d["peer_read_seq"]) for d in direct] == [(2, 3)]
+
+        gus.call("read.receipts", enabled=False)
+        fay.call("read.mark", seq=3, **{"with": "gus"})
+        gus.no_event("read.receipt")
+        assert all("peer_read_seq" not in e for e in fay.call("sync")["read"])
+
+
+# (fields of a read.mark, error code, the error's field)
+BAD_MARKS = [
+    ({"room": "lobby", "seq": -1}, "bad_request", "seq"),
+    ({"room": "lobby", "seq": "1"}, "bad_request", "seq"),
+    ({"room": "lobby", "seq": 2**63}, "bad_request", "seq"),
+    ({"room": "lobby"}, "bad_request", "seq"),
+    ({"room": "lobby", "seq": 99}, "bad_request", "seq"),  # past the last message
+    ({"seq": 0}, "bad_request", "room"),  # no conversation
+    ({"room": "lobby", "with": "hal", "seq": 0}, "bad_request", "room"),  # two
+    ({"room": 7, "seq": 0}, "bad_request", "room"),
+    ({"with": ["hal"], "seq": 0}, "bad_request", "with"),
+    ({"room": "nowhere", "seq": 0}, "not_found", None),
+    ({"with": "nobody", "seq": 0}, "not_found", None),
+]
+BAD_SETTINGS = [1, "on", [], {"on": True}]
+
+
+def test_bad_input_gets_typed_errors(stack):
+    with users(stack, "hal") as (hal,):
+        hal.call("room.send", room="lobby", text="one message")
+        for fields, code, field in BAD_MARKS:
+            error = hal.error_of("read.mark", **fields)
+            assert (error["code"], error.get("field")) == (code, field), fields
+        for enabled in BAD_SETTINGS:
+            error = hal.error_of("read.receipts", enabled=enabled)
+            assert (error["code"], error["field"]) == ("bad_request", "enabled"), enabled
+        assert hal.error_of("read.receipts")["field"] == "enabled"
+        # Nothing of it stuck: the connection works, no marker moved, receipts are off.
+        synced = hal.call("sync")
+        assert synced["read_receipts"] is False
+        assert all(e["read_seq"] == 0 for e in synced["read"])
