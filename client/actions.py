@@ -19,6 +19,7 @@ from chatroom.protocol import ErrorCode
 from .conversations import FAILED, PENDING, SENT, dm_key, now_ms
 from .net import RETRYABLE
 from .state import ChatState
+from .typing_hints import TypingSender
 
 Callback = Any  # Callable[[dict], None]
 
@@ -33,6 +34,12 @@ class ChatActions(QObject):
         self.client = state.client
         self.outbox: list[dict[str, Any]] = []
         state.resumed.connect(self.flush_outbox)
+        self.typing = TypingSender(self._send_typing)
+
+    def _send_typing(self, key: tuple[str, str], on: bool) -> None:
+        where = {"room": key[1]} if key[0] == "room" else {"to": key[1]}
+        # A hint refused or lost is of no consequence: the next keystroke renews it.
+        self.client.request("typing", {**where, "on": on}, lambda _reply: None)
 
     def open_conversation(self, key: tuple[str, str]) -> None:
         self.state.active = key

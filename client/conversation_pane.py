@@ -28,6 +28,7 @@ from .avatars import AvatarCache
 from .net import ONLINE, ChatClient
 from .side_panel import presence_text
 from .state import ChatState
+from .typing_hints import typing_text
 from .ui import ElidedLabel, HintListView, button
 from .widgets import CONTACT_ROLE, ComposeBox, ContactDelegate, MessageDelegate, MessageModel
 
@@ -143,6 +144,11 @@ class ConversationPane(QWidget):
         self.compose.setFixedHeight(70)
         self.compose.sendRequested.connect(self.send)
         self.compose.textChanged.connect(self.count)
+        self.compose.textChanged.connect(self._typed)
+        self.typing_line = QLabel()
+        self.typing_line.setObjectName("typing_line")
+        self.typing_line.hide()
+        state.typing.changed.connect(self._typists_changed)
         self.counter = QLabel()
         self.send_button = button("Send", lambda: self.send(self.compose.toPlainText()), "send")
         layout = QVBoxLayout(self)
@@ -151,6 +157,7 @@ class ConversationPane(QWidget):
         layout.addLayout(header)
         layout.addWidget(self.find_bar)
         layout.addWidget(middle, 1)
+        layout.addWidget(self.typing_line)
         layout.addWidget(self.compose)
         bottom = QHBoxLayout()
         layout.addLayout(bottom)
@@ -197,6 +204,26 @@ class ConversationPane(QWidget):
             self.members_button.setChecked(False)
             self.place_members()
         self.refresh_presence_line()
+        self.refresh_typing_line()
+
+    def refresh_typing_line(self) -> None:
+        text = typing_text(self.state.typing.who(self.state.active))
+        self.typing_line.setText(text)
+        self.typing_line.setStyleSheet(f"color: {theme.colors().muted}; font-style: italic;")
+        self.typing_line.setVisible(bool(text))
+
+    def _typists_changed(self, key: Key) -> None:
+        if key == self.state.active:
+            self.refresh_typing_line()
+
+    def _typed(self) -> None:
+        """Tell the others we are typing (or stopped: the box was emptied)."""
+        if self.state.active is None:
+            return
+        if self.compose.toPlainText().strip():
+            self.chat_actions.typing.typed(self.state.active)
+        else:
+            self.chat_actions.typing.stop(self.state.active)
 
     def refresh_presence_line(self) -> None:
         key = self.state.active
@@ -284,6 +311,7 @@ class ConversationPane(QWidget):
         if len(text) > limit:
             self.show_notice(f"A message is at most {limit} characters; shorten it.")
             return
+        self.chat_actions.typing.stop(self.state.active)
         self.chat_actions.send(self.state.active, text)
         self.compose.clear()
         self.view.scrollToBottom()

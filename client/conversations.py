@@ -42,7 +42,11 @@ class Conversation:
     # only moves over an unbroken run: a history page of the newest messages must not
     # make sync skip what lies between.
     last_seq: int = 0
-    read_seq: int = 0  # the newest seq we have shown the user
+    read_seq: int = 0  # our read marker (the server's, shared by our devices)
+    # `unread` as the server counted it covers every message up to here: only newer
+    # ones add to it (a sync fetching the backlog must not count it twice).
+    counted_through: int = 0
+    unread_capped: bool = False  # more than the server counts (chatroom.protocol.UNREAD_CAP)
     members: list[dict[str, Any]] | None = None  # room.members, once asked for
     seqs: set[int] = field(default_factory=set)
     # Messages by ("id", id) and by sender and client_id: a repeat is found at once.

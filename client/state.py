@@ -5,8 +5,9 @@ and listen to its signals. What the user asks the server for goes through
 Conversations, friends, rooms, pending friend requests and the activity list live here.
 Every message has a stable server id, so the same message arriving from a push, a sync
 and a history page is stored once. Per-conversation cursors (last seq seen) drive `sync`
-after a (re)connect, so nothing sent while we were away is missed; per-conversation read
-markers (kept on this device) make what arrived while we were offline count as unread.
+after a (re)connect, so nothing sent while we were away is missed. Read markers and
+unread counts are the server's (`read.mark`, shared by all the user's devices; this
+device's own memory of them is only used with a server that does not keep them).
 Pushes are handled through one table (`_pushes`, push name -> method); a push not in it
 is ignored.
 """
@@ -23,10 +24,9 @@ from chatroom.protocol import Event
 from .conversations import SENT, Conversation, dm_key, mentions, now_ms, room_key
 from .memory import DeviceMemory
 from .net import ChatClient
+from .read_markers import ReadMarkers
+from .typing_hints import TypingShown
 
-# At login, at most this many missed messages per conversation are fetched (and
-# counted as unread); older ones load when the conversation is scrolled up.
-SYNC_BACKLOG = 200
 SYNC_PAGE = 200
 MAX_ACTIVITY = 200
 
@@ -67,6 +67,8 @@ class ChatState(QObject):
         self.accepting: set[str] = set()  # requests we accepted, awaiting the push
         self._seen_rejections: set[int] = set()
         self._last_total = 0
+        self.typing = TypingShown()
+        self.reads = ReadMarkers(client, self.memory)
         client.loggedIn.connect(self._on_login)
         client.resumed.connect(self._on_resume)
         # The pushes this client acts on, by name (chatroom.protocol.Event); `closing`
@@ -83,6 +85,8 @@ class ChatState(QObject):
             Event.ROOM_JOINED: self.joined_room,
             Event.ROOM_LEFT: self.left_room,
             Event.ROOM_MEMBER: self._push_room_member,
+            Event.TYPING: self._push_typing,
+            Event.READ: self._push_read,
         }
         client.eventReceived.connect(self._on_event)
 
@@ -92,6 +96,7 @@ class ChatState(QObject):
         self.me = reply["user"]
         self.my_status = reply.get("status", "")
         self.conversations.clear()
+        self.typing.clear()
         self.active = None
         self.my_avatar = reply.get("avatar")
         known_device = self.memory.use_account(self.client.where, self.me["id"])
@@ -102,6 +107,7 @@ class ChatState(QObject):
         self.sync()
 
     def _on_resume(self, reply: dict[str, Any]) -> None:
+        self.typing.clear()  # hints sent while we were away have lapsed or will renew
         self._apply_snapshot(reply)
         self.sync()
         self.resumed.emit()  # then the outbox goes out (ChatActions)
@@ -116,7 +122,9 @@ class ChatState(QObject):
             conv = self.conversation(key)
             conv.room_id = entry["id"]
             if first:
-                self._start_cursor(conv, entry["last_seq"], known_device)
+                self.reads.start(conv, entry, known_device)
+            elif "read_seq" in entry:
+                self._apply_read(conv, entry, entry["last_seq"])
         for friend in self.friends.values():
             self.conversation(dm_key(friend["username"]))
         self.incoming = reply.get("incoming", [])
@@ -124,19 +132,6 @@ class ChatState(QObject):
         self.conversationsChanged.emit()
         self.friendsChanged.emit()
         self.requestsChanged.emit()
-
-    def _start_cursor(self, conv: Conversation, last_seq: int, known_device: bool) -> None:
-        """Where the login sync of a conversation starts: at our read marker, so what
-        arrived since is fetched and counted unread (at most SYNC_BACKLOG of it). On a
-        device that never saw this account, everything counts as read."""
-        assert conv.room_id is not None
-        marker = self.memory.marker(conv.room_id)
-        if marker is None:
-            marker = 0 if known_device else last_seq
-        conv.read_seq = min(marker, last_seq)
-        # One message before the marker too: the newest message is the conversation's
-        # preview in the list even when nothing is unread.
-        conv.last_seq = max(0, min(conv.read_seq, last_seq - 1), last_seq - SYNC_BACKLOG)
 
     def conversation(self, key: tuple[str, str]) -> Conversation:
         conv = self.conversations.get(key)
@@ -167,6 +162,11 @@ class ChatState(QObject):
                 for message in entry["messages"]:
                     self._store(conv, message)
                 more = more or entry["has_more"]
+            if not more:  # the counts cover every page fetched
+                for read in reply.get("read", []):
+                    known = self._by_room_id(read["id"])
+                    if known is not None:
+                        self._apply_read(known, read, known.last_seq)
             self.conversationsChanged.emit()
             self._unread_total_changed()
             if more:
@@ -188,6 +188,20 @@ class ChatState(QObject):
         self._store(conv, message, live=True)
         if gap:
             self.sync()  # we missed something between our cursor and this message
+
+    def _push_typing(self, event: dict[str, Any]) -> None:
+        who = event["user"]["username"]
+        if who == self.me.get("username"):
+            return  # our own, from another of our devices
+        key = dm_key(who) if event.get("direct") else room_key(event["room"])
+        self.typing.hint(key, who, bool(event["on"]), int(event.get("expires_ms", 0)))
+
+    def _push_read(self, event: dict[str, Any]) -> None:
+        """Read up to `seq` on another of our devices."""
+        conv = self._by_room_id(event["room_id"])
+        if conv is not None:
+            self._apply_read(conv, {**event, "read_seq": event["seq"]}, conv.last_seq)
+            self.conversationChanged.emit(conv.key)
 
     def _push_presence(self, event: dict[str, Any]) -> None:
         friend = self.friends.get(event["user"]["username"])
@@ -296,13 +310,16 @@ class ChatState(QObject):
     def _store(self, conv: Conversation, message: dict[str, Any], live: bool = False) -> None:
         message = {**message, "state": SENT}
         if conv.add(message):
+            if live:
+                self.typing.stopped(conv.key, message["from"]["username"])
             mine = message["from"]["username"] == self.me.get("username")
             seen = conv.key == self.active and self.watching
             newer = (message.get("seq") or 0) > conv.read_seq
             if seen:
                 self.mark_read(conv)
             elif not mine and newer:
-                conv.unread += 1
+                if (message.get("seq") or 0) > conv.counted_through:
+                    conv.unread += 1
                 mentioned = mentions(message["text"], self.me.get("username", ""))
                 conv.mentions += mentioned
                 if live:
@@ -331,13 +348,16 @@ class ChatState(QObject):
             self.unreadChanged.emit(total)
 
     def mark_read(self, conv: Conversation) -> None:
-        """Everything in the conversation has been seen."""
-        conv.unread = conv.mentions = 0
-        if conv.last_seq > conv.read_seq:
-            conv.read_seq = conv.last_seq
-            if conv.room_id is not None:
-                self.memory.put_marker(conv.room_id, conv.read_seq)
+        """Everything in the conversation has been seen: here, and on every device."""
+        self.reads.mark_read(conv)
         self._unread_total_changed()
+
+    def _apply_read(self, conv: Conversation, read: dict[str, Any], counted_through: int) -> None:
+        if self.reads.apply(conv, read, counted_through):
+            self._unread_total_changed()
+
+    def _by_room_id(self, room_id: int) -> Conversation | None:
+        return next((c for c in self.conversations.values() if c.room_id == room_id), None)
 
     def set_watching(self, watching: bool) -> None:
         self.watching = watching

@@ -27,6 +27,7 @@ from clicks import (  # noqa: E402
     press,
     send,
     shown,
+    sign_in,
     sign_up,
     texts,
     type_into,
@@ -128,8 +129,8 @@ def test_unread_counts_include_what_arrived_while_offline(apps, make_stack, sqli
     assert later.main_window.windowTitle() == "ChatRoom (3)"
     # The DM row shows the last message as its preview and a badge.
     rows = later.main_window.side.friends
-    contact = rows.item(0).data(CONTACT_ROLE)
-    assert contact["unread"] == 3 and contact["subtitle"] == "while you were away 2"
+    wait(lambda: rows.item(0).data(CONTACT_ROLE)["subtitle"] == "while you were away 2")
+    assert rows.item(0).data(CONTACT_ROLE)["unread"] == 3
     # The lobby's row previews its last message although nothing there is unread.
     wait(lambda: later.main_window.side.rooms.item(0).data(CONTACT_ROLE)["subtitle"])
     lobby_row = later.main_window.side.rooms.item(0).data(CONTACT_ROLE)
@@ -212,3 +213,60 @@ def test_shortcuts_switch_find_and_escape(apps, make_stack, sqlite_url):
     assert window.chat.model.messages[window.chat.model.found_row]["text"] == "apples"
     press(window.chat.find_edit, Qt.Key_Escape)
     assert not window.chat.find_bar.isVisible() and window.chat.model.found_row == -1
+
+
+# ---------------------------------------------------------------------- read and typing
+
+
+def test_reading_on_one_device_clears_the_badge_on_the_other(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    laptop, phone, bob = apps("ann-laptop"), apps("ann-phone"), apps("bob")
+    sign_up(laptop, stack.port, "ann")
+    sign_up(bob, stack.port, "bob")
+    befriend(laptop, bob)
+    sign_in(phone, stack.port, "ann")
+    open_conversation(bob, dm_key("ann"))
+    send(bob, "one")
+    send(bob, "two")
+    for device in (laptop, phone):
+        wait(lambda d=device: d.state.conversation(dm_key("bob")).unread == 2)
+    assert phone.main_window.windowTitle() == "ChatRoom (2)"
+    # Read on the laptop: the phone's badge and title clear (the server's read push).
+    open_conversation(laptop, dm_key("bob"))
+    wait(lambda: phone.state.conversation(dm_key("bob")).unread == 0, what="phone's badge")
+    wait(lambda: phone.main_window.windowTitle() == "ChatRoom")
+    wait(lambda: phone.main_window.side.friends.item(0).data(CONTACT_ROLE)["unread"] == 0)
+    # A device that never saw this account counts from the server's marker, not "all read".
+    send(bob, "three")
+    wait(lambda: "three" in texts(laptop, dm_key("bob")))
+    tablet = apps("ann-tablet")
+    sign_in(tablet, stack.port, "ann")
+    wait(lambda: tablet.state.conversation(dm_key("bob")).unread == 1, what="server's count")
+    assert tablet.main_window.windowTitle() == "ChatRoom (1)"
+
+
+def test_typing_shows_under_the_conversation_until_sent(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    ann, bob = apps("ann"), apps("bob")
+    sign_up(ann, stack.port, "ann")
+    sign_up(bob, stack.port, "bob")
+    befriend(ann, bob)
+    open_conversation(ann, dm_key("bob"))
+    open_conversation(bob, dm_key("ann"))
+    line = bob.main_window.chat.typing_line
+    assert line.isHidden()
+    type_into(ann.main_window.chat.compose, "are you there")
+    wait(lambda: not line.isHidden(), what="bob sees ann typing")
+    assert line.text() == "ann is typing…"
+    press(ann.main_window.chat.compose, Qt.Key_Return)
+    wait(lambda: "are you there" in shown(bob))
+    wait(lambda: line.isHidden(), what="typing line gone once the message arrived")
+    # In the lobby too, for everyone in it; bob does not see his own hint.
+    open_conversation(ann, room_key("lobby"))
+    open_conversation(bob, room_key("lobby"))
+    type_into(bob.main_window.chat.compose, "hm")
+    wait(lambda: ann.main_window.chat.typing_line.text() == "bob is typing…")
+    assert line.isHidden()
+    # Emptying the box stops it.
+    bob.main_window.chat.compose.clear()
+    wait(lambda: ann.main_window.chat.typing_line.isHidden(), what="stopped when emptied")

@@ -1,0 +1,82 @@
+"""Read markers and unread counts (docs/protocol.md, "Read markers").
+
+The server keeps one marker per conversation for the user, shared by all their devices,
+and counts what is unread after it: the login snapshot, `sync` and `read` pushes carry
+both, and this client sends `read.mark` when the user has seen a conversation (a burst
+of reading is one request). Markers only move forward, whatever order the server's
+answers arrive in. Against a server that keeps no markers, this device's own memory of
+them (client.memory) is used, as before the protocol had them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer
+
+from .conversations import Conversation
+from .memory import DeviceMemory
+from .net import ChatClient
+
+# At login, at most this many missed messages per conversation are fetched; older ones
+# load when the conversation is scrolled up.
+SYNC_BACKLOG = 200
+MARK_DELAY_MS = 400  # read.mark waits this long, so a burst of reading is one request
+
+
+class ReadMarkers(QObject):
+    def __init__(self, client: ChatClient, memory: DeviceMemory) -> None:
+        super().__init__(client)
+        self.client = client
+        self.memory = memory
+        self._marks: dict[tuple[str, str], int] = {}  # read.mark not yet sent
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._send)
+
+    def start(self, conv: Conversation, entry: dict[str, Any], known_device: bool) -> None:
+        """Where the login sync of a conversation starts: at our read marker, so what
+        arrived since is fetched (at most SYNC_BACKLOG of it). Without a server marker
+        this device's memory decides (a device new to the account counts all as read)."""
+        assert conv.room_id is not None
+        last_seq = entry["last_seq"]
+        if "read_seq" in entry:
+            self.apply(conv, entry, last_seq)
+        else:
+            marker = self.memory.marker(conv.room_id)
+            if marker is None:
+                marker = 0 if known_device else last_seq
+            conv.read_seq = min(marker, last_seq)
+        # One message before the marker too: the newest message is the conversation's
+        # preview in the list even when nothing is unread.
+        conv.last_seq = max(0, min(conv.read_seq, last_seq - 1), last_seq - SYNC_BACKLOG)
+
+    def apply(self, conv: Conversation, read: dict[str, Any], counted_through: int) -> bool:
+        """The server's marker and unread count, which covers every message up to
+        `counted_through`; False if it was older than what we know."""
+        if read["read_seq"] < conv.read_seq:
+            return False
+        conv.read_seq = read["read_seq"]
+        conv.unread = read["unread"]
+        conv.unread_capped = bool(read.get("unread_capped"))
+        conv.counted_through = max(conv.counted_through, counted_through)
+        if not conv.unread:
+            conv.mentions = 0
+        return True
+
+    def mark_read(self, conv: Conversation) -> None:
+        conv.unread = conv.mentions = 0
+        conv.unread_capped = False
+        if conv.last_seq > conv.read_seq:
+            conv.read_seq = conv.last_seq
+            if conv.room_id is not None:
+                self.memory.put_marker(conv.room_id, conv.read_seq)
+                self._marks[conv.key] = conv.read_seq
+                self._timer.start(MARK_DELAY_MS)
+
+    def _send(self) -> None:
+        marks, self._marks = self._marks, {}
+        for (kind, name), seq in marks.items():
+            where = {"room": name} if kind == "room" else {"with": name}
+            # A refusal (left the room meanwhile, an old server) changes nothing here.
+            self.client.request("read.mark", {**where, "seq": seq}, lambda _reply: None)
