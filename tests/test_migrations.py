@@ -112,7 +112,10 @@ def test_release_database_upgrades_in_place_with_data_kept(db_url: str, make_sta
         friends = alice.call("friend.list")
         assert "Ｂｏｂ" in repr(friends)
         # The key is NFKC now: 'bob' finds 'Ｂｏｂ', 'tea' finds 'Ｔｅａ'.
-        bob.login("bob", PASSWORD)
+        snapshot = bob.login("bob", PASSWORD)
+        # Read markers came with 0005: what was there before the upgrade is read.
+        lobby = next(r for r in snapshot["rooms"] if r["name"] == "lobby")
+        assert (lobby["read_seq"], lobby["unread"]) == (1, 0), lobby
         bob.call("room.join", room="tea")
         assert "Ｔｅａ" in repr(bob.call("room.list"))
         # client_id is byte-exact and per conversation: 'ab' is not the release's 'Ab'.

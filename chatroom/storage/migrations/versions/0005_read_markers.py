@@ -1,7 +1,8 @@
 """Read markers and read receipts (issue #17, feature 1): read_markers (how far each user
 has read each conversation) and read_receipts (who shares their markers in direct chats).
 
-Two new tables and nothing else, so this revision can be re-chained after any other.
+Two new tables, and markers for what existed before (at each conversation's last
+message: nothing from before the upgrade shows as unread).
 Checks first, like the revisions before it: a database made by create_all may have them.
 
 Revision ID: 0005
@@ -10,6 +11,8 @@ Create Date: 2026-12-01
 """
 
 from __future__ import annotations
+
+import time
 
 import sqlalchemy as sa
 from alembic import op
@@ -21,7 +24,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    inspector = sa.inspect(op.get_bind())
+    bind = op.get_bind()
+    inspector = sa.inspect(bind)
     if not inspector.has_table("read_markers"):
         op.create_table(
             "read_markers",
@@ -33,6 +37,26 @@ def upgrade() -> None:
             sa.PrimaryKeyConstraint("user_id", "room_id"),
             mysql_charset="utf8mb4",
             mysql_engine="InnoDB",
+        )
+        # What was there before the upgrade counts as read: without a marker every
+        # user would find the lobby "999+" and every direct chat unread from its start.
+        now = int(time.time() * 1000)
+        bind.execute(
+            sa.text(
+                "INSERT INTO read_markers (user_id, room_id, seq, updated_at)"
+                " SELECT m.user_id, m.room_id, r.last_seq, :now"
+                " FROM room_members m JOIN rooms r ON r.id = m.room_id"
+            ),
+            {"now": now},
+        )
+        bind.execute(
+            sa.text(
+                "INSERT INTO read_markers (user_id, room_id, seq, updated_at)"
+                " SELECT u.id, r.id, r.last_seq, :now FROM users u, rooms r"
+                " WHERE r.kind = 'public' AND NOT EXISTS (SELECT 1 FROM read_markers x"
+                " WHERE x.user_id = u.id AND x.room_id = r.id)"
+            ),
+            {"now": now},
         )
     if not inspector.has_table("read_receipts"):
         op.create_table(
