@@ -25,7 +25,8 @@ from chatroom import buskeys, metrics
 from chatroom.bus_contract import PING_OP, request
 from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
-from chatroom.protocol import ErrorCode, dumps, loads
+from chatroom.framing import dumps, loads
+from chatroom.protocol import ErrorCode
 from chatroom.zmq_io import BurstReceiver
 
 REPLY_BURST = 256

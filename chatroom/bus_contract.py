@@ -2,7 +2,7 @@
 
 The client never sees any of this (its contract is chatroom.protocol). Every string the
 processes behind the edge agree on is spelled here once, and this module imports only
-the standard library and chatroom.protocol, so the edge and the bus get the contract
+the standard library and chatroom.framing, so the edge and the bus get the contract
 without SQLAlchemy.
 
 Requests (edge -> service, through <service>.front / .back), one JSON frame after
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatroom.protocol import dumps, loads
+from chatroom.framing import dumps, loads
 
 # --------------------------------------------------------------------------- requests
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from chatroom.protocol import MAX_NAME_CHARS, PRELOGIN_MAX_FRAME_BYTES
+from chatroom.names import MAX_NAME_CHARS
+from chatroom.protocol import PRELOGIN_MAX_FRAME_BYTES
 from chatroom.ratelimit import Rate, parse_rate
 
 PREFIX = "CHAT_"

@@ -17,7 +17,7 @@ import time
 from chatroom import buskeys
 from chatroom.bus_contract import HEALTH_LIVE, HEALTH_READY, HEALTH_TOPIC_PREFIX, event_frames
 from chatroom.config import Settings
-from chatroom.protocol import FrameDecoder, encode_frame, loads, parse_payload
+from chatroom.framing import FrameDecoder, encode_frame, loads, parse_payload
 
 
 class Unhealthy(Exception):

@@ -1,36 +1,25 @@
-"""The client <-> edge wire protocol: the single place that encodes and decodes frames.
+"""The client <-> edge wire protocol: what the frames mean.
 
-A frame is a 4-byte big-endian unsigned length followed by that many bytes of UTF-8
-JSON encoding one object. Requests carry ``op`` and ``id``; replies echo ``id`` with
-``ok``; pushes carry ``event`` and no id. docs/protocol.md documents every op.
+Requests carry ``op`` and ``id``; replies echo ``id`` with ``ok``; pushes carry ``event``
+and no id. This module holds the protocol version, every error and closing code, the
+replies and pushes, the op table and the validation of a request against it.
+docs/protocol.md documents every op. The bytes of a frame are chatroom.framing; the
+rules for usernames and room names are chatroom.names.
 
 This module must stay importable with the standard library alone: the desktop client,
-the edge and the load generator all use it. (The name rules at the end need the server's
-confusable-homoglyphs package, imported only when a name is checked.)
+the edge and the load generator all use it.
 """
 
 from __future__ import annotations
 
 import json
-import struct
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
-
-from chatroom.visible import draws_nothing
-
-try:  # optional: several times faster; the standard library's json is the fallback
-    import orjson
-except ImportError:  # pragma: no cover - the client may run without it
-    orjson = None  # type: ignore[assignment]
 
 # The version of this protocol, announced in every login reply (server.protocol).
 PROTOCOL_VERSION = 1
 SERVER_NAME = "chatroom"  # the login reply's server.name
 
-HEADER = struct.Struct(">I")
-HEADER_SIZE = HEADER.size
-DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
 MAX_ID_CHARS = 64
 # Every integer field is a signed 64-bit integer (what the databases store and most
 # clients' JSON libraries read); a field's own bounds may be narrower.
@@ -88,15 +77,6 @@ CLOSING_CODES = frozenset(
 )
 
 
-class FrameError(Exception):
-    """The byte stream can no longer be trusted; the connection must be closed."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class MessageError(Exception):
     """One frame or request is unusable; the stream itself is still in sync."""
 
@@ -105,111 +85,6 @@ class MessageError(Exception):
         self.code = code
         self.message = message
         self.field = field
-
-
-# --------------------------------------------------------------------------- frames
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def dumps(obj: dict[str, Any]) -> bytes:
-    """Encode one object as compact UTF-8 JSON (not yet framed)."""
-    if orjson is not None:
-        return orjson.dumps(obj)
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def loads(data: bytes) -> Any:
-    """Decode UTF-8 JSON; NaN and Infinity are refused. Raises ValueError (which
-    includes UnicodeDecodeError) or RecursionError."""
-    if orjson is not None:
-        return orjson.loads(data)
-    return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-
-
-def encode_frame(obj: dict[str, Any]) -> bytes:
-    payload = dumps(obj)
-    return HEADER.pack(len(payload)) + payload
-
-
-def frame_payload(payload: bytes) -> bytes:
-    """Frame an already-encoded payload (lets the edge encode a fan-out push once)."""
-    return HEADER.pack(len(payload)) + payload
-
-
-def parse_payload(payload: bytes) -> dict[str, Any]:
-    """Decode one frame's payload; raise MessageError(bad_frame) if it is not an object."""
-    try:
-        obj = loads(payload)
-    except (ValueError, RecursionError) as exc:
-        raise MessageError(ErrorCode.BAD_FRAME, _why_not_json(payload, exc)) from None
-    if not isinstance(obj, dict):
-        raise MessageError(ErrorCode.BAD_FRAME, "frame must encode a JSON object")
-    return obj
-
-
-def _why_not_json(payload: bytes, exc: Exception) -> str:
-    """A precise reason, worked out only on the error path."""
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        return f"frame is not valid UTF-8 ({bad.reason})"
-    if isinstance(exc, RecursionError) or "recursion" in str(exc).lower():
-        return "JSON is nested too deeply"
-    return f"frame is not valid JSON: {exc}"
-
-
-class FrameDecoder:
-    """Sans-IO decoder: feed it bytes as they arrive, get back complete payloads.
-
-    Raises FrameError for a length of 0 or above ``max_frame_bytes``; after that the
-    decoder is poisoned because the stream's framing is lost.
-    """
-
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        self.max_frame_bytes = max_frame_bytes
-        self._buffer = bytearray()
-        self._need: int | None = None  # payload length of the frame being read
-        self._failed: FrameError | None = None
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if self._failed:
-            raise self._failed
-        self._buffer += data
-        frames: list[bytes] = []
-        buf = self._buffer
-        pos = 0
-        while True:
-            if self._need is None:
-                if len(buf) - pos < HEADER_SIZE:
-                    break
-                (length,) = HEADER.unpack_from(buf, pos)
-                pos += HEADER_SIZE
-                if length == 0:
-                    self._failed = FrameError(ErrorCode.BAD_FRAME, "frame length 0 is not allowed")
-                elif length > self.max_frame_bytes:
-                    self._failed = FrameError(
-                        ErrorCode.FRAME_TOO_LARGE,
-                        f"frame of {length} bytes exceeds the limit of {self.max_frame_bytes}",
-                    )
-                if self._failed:
-                    del buf[:]
-                    raise self._failed
-                self._need = length
-            if len(buf) - pos < self._need:
-                break
-            frames.append(bytes(buf[pos : pos + self._need]))
-            pos += self._need
-            self._need = None
-        if pos:
-            del buf[:pos]
-        return frames
 
 
 # --------------------------------------------------------------------------- messages
@@ -503,106 +378,3 @@ def validate_request(msg: dict[str, Any]) -> tuple[Op, dict[str, Any]]:
         _check_field(name, spec, msg[name])
         args[name] = msg[name]
     return op, args
-
-
-# --------------------------------------------------------------------------- names
-
-# Usernames and room names are shown as typed (in NFKC) and compared by a key, so that
-# names a reader cannot tell apart are one name: "ＡＬＩＣＥ", "𝐚𝐥𝐢𝐜𝐞" and "alice" all have
-# the key "alice" and the second one registered is "taken". A name mixing scripts the way
-# spoofers do ("lоbby" with a Cyrillic о) is refused outright (UTS #39, Highly
-# Restrictive); a name in any one script (小明, Ελένη, Иван) or in a common combination
-# (Latin + Han + kana, Latin + Han + Hangul, Latin + Han + Bopomofo) is fine.
-
-# Width of the username_key and rooms.name_key columns (chatroom/storage/schema.py), in
-# characters: a key is refused rather than truncated or overflowing ('ß' * 32 folds to
-# 64 characters, 'ﬃ' to three).
-MAX_NAME_KEY_CHARS = 64
-# Widest name the users.username and rooms.name columns hold, in characters.
-MAX_NAME_CHARS = 64
-USERNAME_PUNCTUATION = frozenset("_-.")
-
-# The script mixes UTS #39 section 5.2 allows in a Highly Restrictive identifier.
-_COMMON_SCRIPT_MIXES = (
-    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),  # Japanese
-    frozenset({"LATIN", "HAN", "BOPOMOFO"}),  # Chinese with zhuyin
-    frozenset({"LATIN", "HAN", "HANGUL"}),  # Korean
-)
-# Characters of every script: digits, punctuation, combining marks.
-_ANY_SCRIPT = frozenset({"COMMON", "INHERITED"})
-
-
-class NameRefused(ValueError):
-    """A username or room name is not acceptable; str() says why, for the user."""
-
-
-def name_key(name: str) -> str:
-    """The identity of a name: NFKC, case-folded, NFKC again (Unicode's NFKC_Casefold,
-    less the removal of default-ignorables, which check_*_name refuses). 'Alice',
-    'ALICE', 'Ａｌｉｃｅ' and '𝐀𝐥𝐢𝐜𝐞' have one key."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
-
-
-def check_username(raw: str, max_chars: int) -> str:
-    """The username to store and show (NFKC, no surrounding spaces): letters, marks and
-    digits of one script or a common mix, and _ - . Raises NameRefused."""
-    name = _clean_name(raw, max_chars, "username")
-    _check_name_characters(name, "username")
-    for ch in name:
-        if not is_username_char(ch):
-            raise NameRefused("usernames may contain letters, digits and _ - . only")
-    return name
-
-
-def is_username_char(ch: str) -> bool:
-    """A character a username may contain (besides the script rules): a letter, a mark,
-    a digit or one of _ - . (the client uses it to find where an @mention ends)."""
-    return unicodedata.category(ch)[0] in "LMN" or ch in USERNAME_PUNCTUATION
-
-
-def username_key(name: str) -> str:
-    """The identity of a username as typed: 'Alice', ' ALICE' and 'Ａｌｉｃｅ' are one account."""
-    return name_key(name.strip())
-
-
-def check_room_name(raw: str, max_chars: int = MAX_NAME_CHARS) -> str:
-    """The room name to store and show (NFKC, no surrounding spaces): any visible
-    characters, letters of one script or a common mix. Raises NameRefused."""
-    name = _clean_name(raw, max_chars, "room name")
-    _check_name_characters(name, "room name")
-    return name
-
-
-def _clean_name(raw: str, max_chars: int, what: str) -> str:
-    name = unicodedata.normalize("NFKC", raw).strip()
-    if not name:
-        raise NameRefused(f"choose a {what} (it is empty)")
-    if len(name) > max_chars:
-        raise NameRefused(f"a {what} is at most {max_chars} characters long")
-    if len(name_key(name)) > MAX_NAME_KEY_CHARS:
-        raise NameRefused(f"this {what} is too long once its letters are folded; shorten it")
-    return name
-
-
-def _check_name_characters(name: str, what: str) -> None:
-    from confusable_homoglyphs import categories  # server side only: see the docstring
-
-    scripts: set[str] = set()
-    for ch in name:
-        category = unicodedata.category(ch)
-        if category == "Cn":
-            raise NameRefused(f"a {what} cannot contain unassigned characters (U+{ord(ch):04X})")
-        if draws_nothing(ch):  # "ali\u200bce" would look like "alice"
-            raise NameRefused(f"a {what} cannot contain invisible characters (U+{ord(ch):04X})")
-        if category[0] == "C" or category in ("Zl", "Zp"):
-            raise NameRefused(f"a {what} cannot contain control or format characters")
-        script = categories.alias(ch)
-        if script is None:  # newer than the script data: unknown, so not trusted
-            raise NameRefused(f"a {what} cannot contain U+{ord(ch):04X} yet")
-        if script not in _ANY_SCRIPT:
-            scripts.add(script)
-    if len(scripts) > 1 and not any(scripts <= mix for mix in _COMMON_SCRIPT_MIXES):
-        raise NameRefused(
-            f"a {what} cannot mix the scripts {', '.join(sorted(s.title() for s in scripts))} "
-            "(lookalike letters); use one script"
-        )

@@ -44,8 +44,9 @@ from chatroom.bus_contract import (
 )
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
+from chatroom.framing import dumps, loads
 from chatroom.logs import RepeatedErrors, request_context
-from chatroom.protocol import ErrorCode, dumps, loads
+from chatroom.protocol import ErrorCode
 from chatroom.zmq_io import BurstReceiver
 
 # A crash's traceback is logged once per (op, exception type) per this many seconds.

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatroom.protocol import is_username_char
+from chatroom.names import is_username_char
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"  # a message's "state" in the client
 

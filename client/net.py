@@ -16,15 +16,8 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, SignalInstance
 from PySide6.QtNetwork import QAbstractSocket, QSslCertificate, QSslSocket, QTcpSocket
 
-from chatroom.protocol import (
-    CLOSING_EVENT,
-    ErrorCode,
-    FrameDecoder,
-    FrameError,
-    MessageError,
-    encode_frame,
-    parse_payload,
-)
+from chatroom.framing import FrameDecoder, FrameError, encode_frame, parse_payload
+from chatroom.protocol import CLOSING_EVENT, ErrorCode, MessageError
 
 Callback = Callable[[dict[str, Any]], None]
 

@@ -1,4 +1,4 @@
-"""Asyncio clients for the load generator: ours (through chatroom.protocol) and IRC."""
+"""Asyncio clients for the load generator: ours (through chatroom.framing) and IRC."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from chatroom.protocol import FrameDecoder, encode_frame, parse_payload
+from chatroom.framing import FrameDecoder, encode_frame, parse_payload
 
 T = TypeVar("T")
 EventHandler = Callable[[dict[str, Any], int], None]  # event, receive time (ns)

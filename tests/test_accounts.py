@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from chatroom.errors import ServiceError
-from chatroom.protocol import NameRefused, check_room_name, name_key
+from chatroom.names import NameRefused, check_room_name, name_key
 from services.auth.accounts import check_password, normalise_username, username_key
 
 from wire import WireClient

@@ -109,7 +109,7 @@ def test_resumes_arriving_together_are_answered_each_on_its_own(stack):
     # Resumes (and the session openings after them) are checked in batches: a bad or
     # ended token among good ones is refused alone, and every good one gets its own
     # user's snapshot, including two sessions of one user in the same batch.
-    from chatroom.protocol import encode_frame
+    from chatroom.framing import encode_frame
 
     tokens = {}
     for name in ("hana", "ivan", "jude"):
@@ -184,7 +184,7 @@ def test_retries_racing_into_one_group_commit_store_the_message_once(stack):
     # Five copies of one send (same client_id) in one write: the edge forwards them at
     # once, so they can meet in one batch of the message writer. One is stored; every
     # reply names it; the rest of the batch (another sender's message) is unharmed.
-    from chatroom.protocol import encode_frame
+    from chatroom.framing import encode_frame
 
     with WireClient(stack.port) as c, WireClient(stack.port) as other:
         c.register_and_login("ivy")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from chatroom.protocol import encode_frame
+from chatroom.framing import encode_frame
 
 from wire import ConnectionClosed, WireClient, answers_ping, wait_until
 

@@ -9,8 +9,8 @@ import io
 from loguru import logger
 
 from chatroom.config import Settings
+from chatroom.framing import dumps
 from chatroom.logs import RepeatedErrors
-from chatroom.protocol import dumps
 from chatroom.runtime import Service, ServiceRuntime
 
 

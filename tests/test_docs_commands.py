@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from test_compose import Compose, docker_available
 
-from chatroom.protocol import FrameDecoder, encode_frame, parse_payload
+from chatroom.framing import FrameDecoder, encode_frame, parse_payload
 
 from harness import free_port
 from test_social import befriend

@@ -10,7 +10,8 @@ import struct
 import pytest
 
 from chatroom.bus_contract import room_topic, user_topic
-from chatroom.protocol import PRELOGIN_MAX_FRAME_BYTES, ErrorCode, encode_frame
+from chatroom.framing import encode_frame
+from chatroom.protocol import PRELOGIN_MAX_FRAME_BYTES, ErrorCode
 from services.tcp_edge.core import (
     PRELOGIN_OUTBOUND_QUEUE_BYTES,
     Abort,

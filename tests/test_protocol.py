@@ -9,17 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatroom.protocol import (
-    OPS,
-    ErrorCode,
-    FrameDecoder,
-    FrameError,
-    MessageError,
-    encode_frame,
-    parse_payload,
-    request_id_of,
-    validate_request,
-)
+from chatroom.framing import FrameDecoder, FrameError, encode_frame, parse_payload
+from chatroom.protocol import OPS, ErrorCode, MessageError, request_id_of, validate_request
 
 # Property/fuzz budget: tens of thousands of cases per run in CI; raise it for a longer
 # hunt, e.g. CHAT_FUZZ_EXAMPLES=500000 pytest tests/test_protocol.py -k fuzz

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chatroom.config import Settings
-from chatroom.protocol import dumps
+from chatroom.framing import dumps
 
 from wire import WireClient, befriend
 

@@ -207,7 +207,7 @@ def test_login_reply_has_the_users_own_picture(stack):
 def test_friends_writing_first_at_the_same_moment_share_one_conversation(stack):
     # Both sides' first messages arrive together: the conversation is created once (the
     # other creation finds it) and all messages are in it, in one seq order.
-    from chatroom.protocol import encode_frame
+    from chatroom.framing import encode_frame
 
     with users(stack, "rue", "sol") as (rue, sol):
         befriend(rue, sol)

@@ -13,7 +13,7 @@ import struct
 import time
 from pathlib import Path
 
-from chatroom.protocol import FrameDecoder
+from chatroom.framing import FrameDecoder
 
 from wire import ConnectionClosed, WireClient
 

@@ -1,4 +1,4 @@
-"""A small blocking client for tests: speaks the protocol through chatroom.protocol;
+"""A small blocking client for tests: speaks the protocol through chatroom.framing;
 with the few steps many tests share (users logged in, friends made, waiting until
 something holds)."""
 
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from chatroom.protocol import FrameDecoder, encode_frame, parse_payload
+from chatroom.framing import FrameDecoder, encode_frame, parse_payload
 
 
 class ConnectionClosed(Exception):

@@ -52,7 +52,7 @@ users = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("username", String(64), nullable=False),
-    # NFKC case-folded username (chatroom.protocol.name_key): uniqueness ignores case
+    # NFKC case-folded username (chatroom.names.name_key): uniqueness ignores case
     # and width; at most 64 characters once folded (check_username refuses longer).
     Column("username_key", _binary_string(64), nullable=False, unique=True),
     Column("password_hash", String(255), nullable=False),

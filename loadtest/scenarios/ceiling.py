@@ -31,7 +31,7 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
 
 
 def _blast_server(port_holder: Connection, frames: int, receivers: int) -> None:
-    from chatroom.protocol import encode_frame
+    from chatroom.framing import encode_frame
 
     async def run() -> None:
         done = asyncio.Event()

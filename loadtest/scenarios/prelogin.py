@@ -20,7 +20,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from chatroom.protocol import HEADER, PRELOGIN_MAX_FRAME_BYTES, FrameDecoder, parse_payload
+from chatroom.framing import HEADER, FrameDecoder, parse_payload
+from chatroom.protocol import PRELOGIN_MAX_FRAME_BYTES
 from loadtest import measure, plots, servers
 from loadtest.aclient import AsyncChat, run_async
 from loadtest.generator import PASSWORD, raise_file_limit, spawn

@@ -1,13 +1,14 @@
 """Account rules: what a valid username and password are, and how usernames compare.
 
-The username rule itself is chatroom.protocol's (check_username, username_key), shared with
+The username rule itself is chatroom.names' (check_username, username_key), shared with
 every service that looks a user up by name; this module gives it auth's error codes.
 """
 
 from __future__ import annotations
 
 from chatroom.errors import ServiceError
-from chatroom.protocol import ErrorCode, NameRefused, check_username, username_key
+from chatroom.names import NameRefused, check_username, username_key
+from chatroom.protocol import ErrorCode
 
 __all__ = ["check_password", "normalise_username", "username_key"]
 

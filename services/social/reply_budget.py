@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from chatroom.protocol import dumps
+from chatroom.framing import dumps
 
 
 def encoded_size(obj: dict[str, Any]) -> int:

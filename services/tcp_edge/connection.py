@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from chatroom.protocol import encode_frame
+from chatroom.framing import encode_frame
 from chatroom.ratelimit import address_key
 from services.tcp_edge.core import (
     CLOSE_FLUSH_S,

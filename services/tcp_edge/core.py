@@ -21,16 +21,13 @@ from typing import Any
 
 from chatroom.bus_contract import room_topic, user_topic
 from chatroom.config import Settings
+from chatroom.framing import FrameDecoder, FrameError, encode_frame, parse_payload
 from chatroom.protocol import (
     PRELOGIN_MAX_FRAME_BYTES,
     ErrorCode,
-    FrameDecoder,
-    FrameError,
     MessageError,
     Op,
     closing_push,
-    encode_frame,
-    parse_payload,
     reply_error,
     reply_ok,
     request_id_of,

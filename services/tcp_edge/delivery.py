@@ -20,7 +20,7 @@ from chatroom import metrics
 from chatroom.bus_client import BusClient
 from chatroom.bus_contract import Control, parse_control
 from chatroom.errors import ServiceError
-from chatroom.protocol import frame_payload
+from chatroom.framing import frame_payload
 from chatroom.zmq_io import BurstReceiver
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from chatroom import protocol
+from chatroom import names
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.visible import shows_something
@@ -62,10 +62,10 @@ def user_ref(row: Any) -> dict[str, Any]:
 
 
 def check_room_name(raw: str) -> str:
-    """The name to store (the rule is chatroom.protocol's); bad_request if refused."""
+    """The name to store (the rule is chatroom.names'); bad_request if refused."""
     try:
-        name = protocol.check_room_name(raw)
-    except protocol.NameRefused as exc:
+        name = names.check_room_name(raw)
+    except names.NameRefused as exc:
         raise bad_request("room", str(exc)) from None
     if room_key(name).startswith("dm:"):
         raise bad_request("room", "room names starting with 'dm:' are reserved")

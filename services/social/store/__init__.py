@@ -20,7 +20,7 @@ from loguru import logger
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from chatroom.protocol import username_key
+from chatroom.names import username_key
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import LOBBY, profiles
 from services.social.store.queries import Tx

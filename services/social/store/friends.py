@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
-from chatroom.protocol import username_key
+from chatroom.names import username_key
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import (
     avatars,

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, case, delete, func, insert, select
 
-from chatroom import protocol
+from chatroom import names
 from chatroom.storage.db import inserted_id, now_ms
 from chatroom.storage.schema import (
     LOBBY,
@@ -32,7 +32,7 @@ class RoomIdentity(NamedTuple):
 
 def room_key(name: str) -> str:
     """Rooms are named like users: one key for 'Lobby', 'LOBBY' and 'Ｌｏｂｂｙ'."""
-    return protocol.name_key(name.strip())
+    return names.name_key(name.strip())
 
 
 def direct_name(a: int, b: int) -> str:
