@@ -2,7 +2,8 @@
 
 It owns the ZeroMQ sockets, the request/reply envelope, error mapping, logging context,
 health pings, the thread pool for blocking work and graceful shutdown on SIGTERM.
-What travels on the bus (the envelope, topics, control fields) is chatroom.bus_contract.
+What travels on the bus (the envelope, topics, control fields) is chatroom.bus_contract;
+what a handler sees (RequestContext, Job, Service, the deadline rule) is chatroom.service.
 Handlers are plain functions ``handler(ctx, args) -> dict`` that know nothing of this;
 they run in the thread pool. A handler may instead be a coroutine function: it then runs
 on the event loop and must hand its blocking work to the pool itself
@@ -24,8 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -47,6 +47,14 @@ from chatroom.errors import ServiceError
 from chatroom.framing import dumps, loads
 from chatroom.logs import RepeatedErrors, request_context
 from chatroom.protocol import ErrorCode
+from chatroom.service import (
+    DeadlinePassed,
+    Handler,
+    Job,
+    RequestContext,
+    Service,
+    start_unless_expired,
+)
 from chatroom.zmq_io import BurstReceiver
 
 # A crash's traceback is logged once per (op, exception type) per this many seconds.
@@ -69,87 +77,6 @@ def is_lock_conflict(exc: OperationalError) -> bool:
     if args and args[0] in LOCK_CONFLICT_CODES:
         return True
     return "database is locked" in str(exc.orig)
-
-
-@dataclass
-class RequestContext:
-    """Who is asking. The edge fills it from the connection's session, never from the
-    client's request, so a client cannot act as another user."""
-
-    op: str
-    rid: str
-    user_id: int | None = None
-    username: str | None = None
-    session_id: int | None = None
-    ip: str | None = None
-    edge: str | None = None
-    conn: str | None = None
-    deadline_ms: int | None = None  # when the edge stops waiting (wall clock, ms)
-    events: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
-
-    @classmethod
-    def from_envelope(cls, body: dict[str, Any]) -> RequestContext:
-        ctx = body.get("ctx") or {}
-        deadline = body.get("deadline_ms")
-        return cls(
-            op=body["op"],
-            rid=str(body.get("rid")),
-            user_id=ctx.get("user_id"),
-            username=ctx.get("username"),
-            session_id=ctx.get("session_id"),
-            ip=ctx.get("ip"),
-            edge=ctx.get("edge"),
-            conn=ctx.get("conn"),
-            deadline_ms=deadline if isinstance(deadline, int) else None,
-        )
-
-    def publish(self, topic: bytes, event: dict[str, Any]) -> None:
-        """Queue an event; the runtime publishes it after the handler has returned,
-        i.e. after its transaction committed."""
-        self.events.append((topic, event))
-
-    def require_user(self) -> int:
-        if self.user_id is None:
-            raise ServiceError(ErrorCode.NOT_AUTHENTICATED, "log in first")
-        return self.user_id
-
-    def require_session(self) -> int:
-        if self.session_id is None:
-            raise ServiceError(ErrorCode.NOT_AUTHENTICATED, "log in first")
-        return self.session_id
-
-    def require_edge(self) -> str:
-        """The edge an internal op came from (only edges send those)."""
-        if self.edge is None:
-            raise ServiceError(ErrorCode.BAD_REQUEST, "an edge's op without its edge")
-        return self.edge
-
-    def require_conn(self) -> str:
-        """The client connection an edge's per-session op is about."""
-        if self.conn is None:
-            raise ServiceError(ErrorCode.BAD_REQUEST, "an edge's op without its connection")
-        return self.conn
-
-
-T = TypeVar("T")
-Handler = Callable[[RequestContext, dict[str, Any]], Any]  # a dict, or a coroutine of one
-
-
-@dataclass
-class Job:
-    """Background work a service repeats, e.g. expiring the sessions of a dead edge."""
-
-    name: str
-    interval_s: float
-    run: Callable[[RequestContext], None]
-
-
-@dataclass
-class Service:
-    handlers: dict[str, Handler]
-    jobs: list[Job] = field(default_factory=list)
-    # Blocking check run for each health ping (e.g. SELECT 1): raises if unhealthy.
-    health_check: Callable[[], None] | None = None
 
 
 class ServiceRuntime:
@@ -374,7 +301,7 @@ class ServiceRuntime:
     async def _run_blocking(self, handler: Handler, ctx: Any, args: dict) -> Any:
         # copy_context carries the request's log context into the worker thread.
         call = functools.partial(
-            contextvars.copy_context().run, _start_unless_expired, handler, ctx, args
+            contextvars.copy_context().run, start_unless_expired, handler, ctx, args
         )
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
@@ -428,35 +355,6 @@ class ServiceRuntime:
 
 def _call_check(check: Callable[[], None], _ctx: object, _args: object) -> None:
     check()
-
-
-class DeadlinePassed(Exception):
-    """A request waited for a worker thread until after its deadline."""
-
-
-def _start_unless_expired(handler: Handler, ctx: RequestContext | None, args: dict) -> Any:
-    # The deadline is checked on receipt, but a request can then wait in the thread
-    # pool's queue behind slow ones (e.g. while the database hangs). By the time a
-    # thread is free the edge has answered service_unavailable: doing it now could only
-    # surprise the user (an account they were told was not created, a late duplicate).
-    if ctx is None:  # a health check
-        return handler(ctx, args)  # type: ignore[arg-type]
-    if ctx.deadline_ms is not None and ctx.deadline_ms < time.time() * 1000:
-        raise DeadlinePassed
-    return handler(ctx, args)
-
-
-async def in_thread(ctx: RequestContext, fn: Callable[..., T], *args: Any) -> T:
-    """An async handler's blocking step (asyncio.to_thread, on the runtime's pool), not
-    started once the request's deadline has passed: the same rule as a plain handler
-    waiting in the pool's queue (_start_unless_expired)."""
-
-    def unless_expired() -> T:
-        if ctx.deadline_ms is not None and ctx.deadline_ms < time.time() * 1000:
-            raise DeadlinePassed
-        return fn(*args)
-
-    return await asyncio.to_thread(unless_expired)
 
 
 def run_service(name: str, settings: Settings, service: Service) -> None:

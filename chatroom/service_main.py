@@ -9,7 +9,8 @@ from loguru import logger
 from sqlalchemy import Engine
 
 from chatroom import config, logs, metrics
-from chatroom.runtime import Service, run_service
+from chatroom.runtime import run_service
+from chatroom.service import Service
 from chatroom.storage.db import database_ping, make_engine, wait_for_database
 from chatroom.storage.migrate import SchemaError, ensure_schema
 

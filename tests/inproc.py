@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, update
 
 from chatroom.config import Settings, load
-from chatroom.runtime import RequestContext
+from chatroom.service import RequestContext
 from chatroom.storage.db import make_engine
 from chatroom.storage.migrate import upgrade
 from chatroom.storage.schema import users

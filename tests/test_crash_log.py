@@ -11,7 +11,8 @@ from loguru import logger
 from chatroom.config import Settings
 from chatroom.framing import dumps
 from chatroom.logs import RepeatedErrors
-from chatroom.runtime import Service, ServiceRuntime
+from chatroom.runtime import ServiceRuntime
+from chatroom.service import Service
 
 
 def test_repeated_errors_window_and_count():

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from chatroom.errors import ServiceError
-from chatroom.runtime import DeadlinePassed
+from chatroom.service import DeadlinePassed
 from services.media.decoding import DecodePool
 
 WAIT_S = 10

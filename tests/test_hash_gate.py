@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from chatroom.errors import ServiceError
-from chatroom.runtime import DeadlinePassed
+from chatroom.service import DeadlinePassed
 from services.auth.hashing import HashGate
 
 

@@ -3,7 +3,7 @@
 from sqlalchemy import Engine
 
 from chatroom.config import Settings
-from chatroom.runtime import Service
+from chatroom.service import Service
 from chatroom.service_main import serve
 from services.auth.handlers import AuthHandlers
 from services.auth.store import AuthStore

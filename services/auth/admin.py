@@ -15,7 +15,7 @@ from loguru import logger
 from chatroom.bus_contract import AdminOp, Control, user_topic
 from chatroom.errors import ServiceError, bad_request, user_id_arg
 from chatroom.protocol import ErrorCode, closing_push
-from chatroom.runtime import Handler, RequestContext
+from chatroom.service import Handler, RequestContext
 from services.auth.accounts import check_password, username_key
 from services.auth.store import AuthStore
 from services.auth.throttle import account_bucket_keys

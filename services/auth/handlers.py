@@ -15,7 +15,7 @@ from chatroom.bus_contract import user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import DeadlinePassed, Handler, Job, RequestContext, in_thread
+from chatroom.service import DeadlinePassed, Handler, Job, RequestContext, in_thread
 from chatroom.storage.db import now_ms
 from services.auth.accounts import check_password, normalise_username, username_key
 from services.auth.admin import AdminHandlers, logout_event

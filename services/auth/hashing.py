@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from chatroom.errors import ServiceError, rate_limited
-from chatroom.runtime import DeadlinePassed
+from chatroom.service import DeadlinePassed
 
 RETRY_AFTER_MS = 2000
 BUSY_MESSAGE = "too many sign-ins are being checked right now"

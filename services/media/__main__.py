@@ -3,7 +3,7 @@
 from sqlalchemy import Engine
 
 from chatroom.config import Settings
-from chatroom.runtime import Service
+from chatroom.service import Service
 from chatroom.service_main import serve
 from services.media.decoding import return_large_blocks_promptly
 from services.media.handlers import MediaHandlers

@@ -28,7 +28,7 @@ from loguru import logger
 from chatroom import metrics
 from chatroom.errors import ServiceError, rate_limited
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import DeadlinePassed
+from chatroom.service import DeadlinePassed
 
 T = TypeVar("T")
 

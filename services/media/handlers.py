@@ -14,7 +14,7 @@ from chatroom.bus_contract import AdminOp, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request, user_id_arg
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import Handler, RequestContext
+from chatroom.service import Handler, RequestContext
 from services.media import images
 from services.media.decoding import DecodePool
 from services.media.store import MediaStore

@@ -9,7 +9,7 @@ commit. The ops are grouped by what they act on, each group a class with its ops
 from __future__ import annotations
 
 from chatroom.config import Settings
-from chatroom.runtime import Handler, Job
+from chatroom.service import Handler, Job
 from services.social.handlers.accounts import AccountHandlers
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers

@@ -12,7 +12,7 @@ from loguru import logger
 from chatroom.bus_contract import AdminOp, room_topic, user_topic
 from chatroom.errors import ServiceError, bad_request, user_id_arg
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import Handler, RequestContext
+from chatroom.service import Handler, RequestContext
 from services.social.store import SocialStore
 from services.social.store.queries import Tx
 

@@ -15,7 +15,7 @@ from chatroom.bus_contract import Control, InternalOp, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
-from chatroom.runtime import Handler, RequestContext
+from chatroom.service import Handler, RequestContext
 from chatroom.storage.db import now_ms
 from services.social.handlers.access import find_user, user_ref
 from services.social.store import SocialStore

@@ -16,7 +16,7 @@ from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import INT64_MAX, ErrorCode
-from chatroom.runtime import Handler, RequestContext
+from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
     RoomResolver,
     check_text,

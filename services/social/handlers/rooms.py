@@ -11,7 +11,7 @@ from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
 from chatroom.protocol import ROOM_LIST_LIMIT, ErrorCode
-from chatroom.runtime import Handler, RequestContext
+from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
     check_room_name,
     existing_room,

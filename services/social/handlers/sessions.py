@@ -12,7 +12,7 @@ from loguru import logger
 from chatroom.bus_contract import AdminOp, InternalOp, user_topic
 from chatroom.config import Settings
 from chatroom.errors import bad_request
-from chatroom.runtime import Handler, RequestContext
+from chatroom.service import Handler, RequestContext
 from chatroom.storage.db import now_ms
 from services.social import presence
 from services.social.store import SocialStore

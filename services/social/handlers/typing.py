@@ -10,7 +10,7 @@ from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import bad_request
 from chatroom.protocol import TYPING_EXPIRES_MS
-from chatroom.runtime import Handler, RequestContext
+from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import find_user, member_room, not_friends
 from services.social.handlers.friends import me_of
 from services.social.store import SocialStore
