@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from chatroom import config
+from chatroom import config, config_env
 from chatroom.bus_contract import AdminOp
 
 # command -> (service, op)
@@ -225,7 +225,7 @@ def _show(command: str, result: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from chatroom.errors import ServiceError
 
-    settings = config.load()
+    settings = config_env.load()
     command = args.admin_command
     work: Callable[[Call], Awaitable[Any]]
     if command in MULTI_STEP:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from chatroom import admin, buskeys, config, logs
+from chatroom import admin, buskeys, config, config_env, logs
 
 
 def version() -> str:
@@ -31,7 +31,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_bus_keys(args: argparse.Namespace) -> int:
     """Create the bus's CURVE key pairs that do not exist yet (used by scripts/deploy.sh)."""
-    directory = args.directory or config.load().bus_keys_dir
+    directory = args.directory or config_env.load().bus_keys_dir
     created = buskeys.ensure_keys(directory)
     print(f"{directory}: created {', '.join(created) if created else 'nothing (all exist)'}")
     return 0
@@ -58,7 +58,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
     from chatroom.health import ping_through_bus
 
     try:
-        result = ping_through_bus(config.load(), args.service, args.timeout_ms)
+        result = ping_through_bus(config_env.load(), args.service, args.timeout_ms)
     except Exception as exc:  # any failure means unhealthy
         print(f"{args.service}: unhealthy: {exc}", file=sys.stderr)
         return 1
@@ -71,7 +71,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     from chatroom.health import CHECKS, Unhealthy
 
     try:
-        result = CHECKS[args.component](config.load(), args.timeout, live=args.live)
+        result = CHECKS[args.component](config_env.load(), args.timeout, live=args.live)
     except Unhealthy as exc:
         print(f"{args.component}: unhealthy: {exc}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from chatroom import buskeys, config
+from chatroom import buskeys, config, config_env
 
 SERVICE_MODULES = {
     "bus": "services.bus",
@@ -156,7 +156,7 @@ class Stack:
 
     @property
     def settings(self) -> config.Settings:
-        return config.load(self.env)
+        return config_env.load(self.env)
 
     @property
     def port(self) -> int:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from chatroom import config
+from chatroom import config, config_env
 from chatroom.config import Settings
 
 if TYPE_CHECKING:
@@ -70,12 +70,12 @@ def configure(service: str) -> Settings:
     is one line on stderr and exit status 2 (no traceback); a CHAT_* name that nothing
     reads is a warning naming the setting it probably meant."""
     try:
-        settings = config.load()
+        settings = config_env.load()
     except config.ConfigError as exc:
         sys.stderr.write(f"{service}: configuration error: {exc}\n")
         raise SystemExit(2) from None
     setup(service, settings)
-    for warning in config.unknown_names():
+    for warning in config_env.unknown_names():
         logger.warning("{}", warning)
     return settings
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, update
 
-from chatroom.config import Settings, load
+from chatroom.config import Settings
+from chatroom.config_env import load
 from chatroom.service import RequestContext
 from chatroom.storage.db import make_engine
 from chatroom.storage.migrate import upgrade

@@ -6,20 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from chatroom import config
+from chatroom import config, config_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_load_from_empty_environment():
-    s = config.load({})
+    s = config_env.load({})
     assert s.edge_port == 2019 and s.max_frame_bytes == 1024 * 1024
 
 
 def test_values_and_files(tmp_path):
     secret = tmp_path / "db_password"
     secret.write_text("s3cret/with@chars\n")
-    s = config.load(
+    s = config_env.load(
         {
             "CHAT_EDGE_PORT": "3000",
             "CHAT_LOG_JSON": "true",
@@ -62,7 +62,7 @@ def test_values_and_files(tmp_path):
 )
 def test_bad_values_name_the_variable(env, fragment):
     with pytest.raises(config.ConfigError, match=fragment):
-        config.load(env)
+        config_env.load(env)
 
 
 def test_env_example_lists_every_setting_with_its_default():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from chatroom import config
+from chatroom import config, config_env
 from chatroom.cli import version as chatroom_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,10 +75,10 @@ def test_empty_value_does_not_hide_its_file(tmp_path):
     secret = tmp_path / "db_password"
     secret.write_text("from-the-file\n")
     env = {"CHAT_DB_PASSWORD": "", "CHAT_DB_PASSWORD_FILE": str(secret)}
-    assert config.load(env).db_password == "from-the-file"
+    assert config_env.load(env).db_password == "from-the-file"
     # A value that is set still wins over the file; an empty one without a file is empty.
-    assert config.load({**env, "CHAT_DB_PASSWORD": "given"}).db_password == "given"
-    assert config.load({"CHAT_DB_PASSWORD": ""}).db_password == ""
+    assert config_env.load({**env, "CHAT_DB_PASSWORD": "given"}).db_password == "given"
+    assert config_env.load({"CHAT_DB_PASSWORD": ""}).db_password == ""
 
 
 def test_env_example_overrides_nothing_and_names_the_deploy_variables():

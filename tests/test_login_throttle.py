@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import insert
 
-from chatroom.config import load
+from chatroom.config_env import load
 from chatroom.errors import ServiceError
 from chatroom.storage.db import make_engine, now_ms
 from chatroom.storage.migrate import upgrade

@@ -17,7 +17,7 @@ import pytest
 from loguru import logger
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatroom import config, metrics
+from chatroom import config, config_env, metrics
 
 from harness import Stack
 from wire import WireClient, wait_until
@@ -125,7 +125,7 @@ def test_a_taken_port_is_a_warning_not_a_crash():
     lines: list[str] = []
     sink = logger.add(lines.append, level="WARNING")
     try:
-        settings = config.load({"CHAT_METRICS_PORT": str(port)})
+        settings = config_env.load({"CHAT_METRICS_PORT": str(port)})
         assert metrics.serve("auth", settings) == 0
     finally:
         logger.remove(sink)
@@ -138,12 +138,12 @@ def test_a_taken_port_is_a_warning_not_a_crash():
     [("auto", "tcp_edge", 9120), ("auto", "bus", 9124), ("0", "auth", 0), ("off", "media", 0)],
 )
 def test_metrics_port_setting(raw, component, port):
-    assert metrics.port_of(component, config.load({"CHAT_METRICS_PORT": raw})) == port
+    assert metrics.port_of(component, config_env.load({"CHAT_METRICS_PORT": raw})) == port
 
 
 def test_a_bad_metrics_port_names_the_setting():
     with pytest.raises(config.ConfigError, match="CHAT_METRICS_PORT"):
-        config.load({"CHAT_METRICS_PORT": "70000"})
+        config_env.load({"CHAT_METRICS_PORT": "70000"})
 
 
 def _referenced(text: str) -> set[str]:

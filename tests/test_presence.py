@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
-from chatroom import config
+from chatroom import config_env
 
 from wire import WireClient, befriend
 
@@ -23,7 +23,7 @@ def wait_for_event(watcher: WireClient, name: str, timeout: float, **match) -> d
 
 
 def test_default_idle_timeout_shows_a_vanished_client_offline_within_a_minute():
-    settings = config.load({})
+    settings = config_env.load({})
     assert settings.idle_timeout_s <= 60
     assert settings.limits()["idle_timeout_s"] == int(settings.idle_timeout_s)
 

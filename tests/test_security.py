@@ -379,7 +379,7 @@ def test_sqlite_database_is_private_to_its_owner(tmp_path):
 
     from sqlalchemy import text
 
-    from chatroom.config import load
+    from chatroom.config_env import load
     from chatroom.storage.db import make_engine
     from chatroom.storage.migrate import upgrade
 

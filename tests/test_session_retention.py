@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import insert, select
 
-from chatroom.config import load
+from chatroom.config_env import load
 from chatroom.storage.db import make_engine
 from chatroom.storage.migrate import upgrade
 from chatroom.storage.schema import sessions, users

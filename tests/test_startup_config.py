@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chatroom import config
+from chatroom import config_env
 
 
 def start(module: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -56,16 +56,16 @@ def test_misspelt_name_is_warned_with_a_suggestion(tmp_path):
 
 
 def test_names_read_elsewhere_are_not_warned_about():
-    env = {name: "x" for name in config.OTHER_NAMES}
+    env = {name: "x" for name in config_env.OTHER_NAMES}
     env["CHAT_DB_PASSWORD_FILE"] = "/run/secrets/db_password"
     env["CHAT_SOMETHING_ELSE"] = "1"
-    assert config.unknown_names(env) == [
+    assert config_env.unknown_names(env) == [
         "CHAT_SOMETHING_ELSE is not a ChatRoom setting and is ignored (see .env.example)"
     ]
 
 
 def test_log_level_is_case_insensitive():
-    assert config.load({"CHAT_LOG_LEVEL": "debug"}).log_level == "debug"
+    assert config_env.load({"CHAT_LOG_LEVEL": "debug"}).log_level == "debug"
 
 
 def test_version_is_the_distributions():
