@@ -354,6 +354,8 @@ class ChatState(QObject):
 
     def _apply_read(self, conv: Conversation, read: dict[str, Any], counted_through: int) -> None:
         if self.reads.apply(conv, read, counted_through):
+            if conv.key == self.active and self.watching:
+                self.reads.mark_read(conv)  # on screen: what the server counted is seen
             self._unread_total_changed()
 
     def _by_room_id(self, room_id: int) -> Conversation | None:
