@@ -201,12 +201,19 @@ class Stack:
             self.start_service(name)
         for _ in range(edges):
             self.start_edge()
-        self.wait_healthy()
+        try:
+            self.wait_healthy()
+        except TimeoutError:
+            sys.stderr.write(self.logs()[-20000:])  # why it did not come up
+            raise
         return self
 
     def wait_healthy(
-        self, services: tuple[str, ...] = ("auth", "social", "media"), timeout: float = 30.0
+        self, services: tuple[str, ...] = ("auth", "social", "media"), timeout: float = 60.0
     ) -> None:
+        """Every service answers a ping through the bus. (On a fresh database the first
+        one to start builds the schema under a lock while the others wait: on a loaded
+        2-core machine with MariaDB that alone took over 30 s.)"""
         from chatroom.bus_client import BusClient
 
         async def probe() -> None:
