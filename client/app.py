@@ -1,8 +1,7 @@
-"""chatroom-client: the desktop app."""
+"""The desktop app: `App` wires the network, state and windows (started by client.main)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
@@ -121,20 +120,3 @@ class App:
             self.main_window.hide()
         self.login_window.show_problem(f"Your session ended ({message}). Sign in again.")
         self.login_window.show()
-
-
-def main() -> int:
-    if "--smoke" in sys.argv[1:]:  # checks of an installed or bundled app: client/smoke.py
-        from .smoke import run
-
-        return run(sys.argv[1:])
-    qt_app = QApplication(sys.argv)
-    qt_app.setApplicationName("ChatRoom")
-    qt_app.setWindowIcon(theme.app_icon())
-    app = App()
-    app.show()
-    return qt_app.exec()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

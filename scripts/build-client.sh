@@ -73,7 +73,7 @@ fi
 cat > "$WORK/chatroom-client.py" <<'PY'
 import sys
 
-from client.app import main
+from client.main import main
 
 sys.exit(main())
 PY
