@@ -7,7 +7,7 @@ Starts Xvfb when there is no display (Debian: apt-get install xvfb), the service
 locally (SQLite in a temporary folder), and drives three app instances with
 tests/clicks.py (mouse clicks on the widgets, keys into the fields, dialogs answered):
 sign-up, lobby chat in Chinese and English, a friend request, a private chat, a room,
-an avatar change, the activity list, the switcher, a lost connection. Each view is
+an avatar change, the activity list, the switcher, someone typing, a lost connection. Each view is
 saved at 420×360, 980×660 and 1600×1000, in the light and the dark theme
 (CHAT_CLIENT_THEME, which otherwise follows the system), as
 docs/screenshots/<theme>-<width>x<height>-<view>.png, plus single-size dialogs.
@@ -223,6 +223,12 @@ class Tour:
         c.send(alice, "I'll bring the map 🗺")
         c.wait(lambda: len(c.shown(ming)) == 3)
         self.save(alice.main_window, "private")
+        # 小明 starts a reply: alice sees him typing under the conversation.
+        c.type_into(ming.main_window.chat.compose, "OK, see you at 8")
+        c.wait(lambda: not alice.main_window.chat.typing_line.isHidden())
+        self.save(alice.main_window, "typing", sizes=((980, 660),))
+        ming.main_window.chat.compose.clear()
+        c.wait(lambda: alice.main_window.chat.typing_line.isHidden())
 
         # A room with its member list.
         c.click(alice.main_window.side.join_room_button)
