@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Stack  # noqa: E402
+from harness import PrivateMariaDB, Stack  # noqa: E402
 
 MYSQL_URL = os.environ.get("CHAT_TEST_MYSQL_URL", "")
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,3 +231,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         else:
             sys.stderr.write(message + "\n")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def private_db():
+    """(db, url): a MariaDB of this test's own (tests/harness.py PrivateMariaDB), which
+    the test may freeze, restart or stop without disturbing any other test."""
+    from sqlalchemy import create_engine, text
+
+    db = PrivateMariaDB()
+    url = db.start()
+    name = "chat_faults"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    engine.dispose()
+    yield db, url.rstrip("/") + f"/{name}?charset=utf8mb4"
+    db.remove()

@@ -15,9 +15,6 @@ the published run is copied in docs/results/ and docs/security.md.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,10 +24,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from chatroom.localstack import Stack, free_port, wait_for_port
+from chatroom.localstack import Stack, wait_for_port
 
+from harness import PrivateMariaDB
 from wire import ConnectionClosed, WireClient, befriend, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,54 +36,6 @@ SENDERS = 4
 SEND_INTERVAL_S = 0.03  # per sender: ~100 messages/s in all
 REQUEST_TIMEOUT_MS = 2000
 STEADY_S = 3.0  # load before each fault, and after recovery before the next
-
-
-class PrivateMariaDB:
-    """A MariaDB of this test's own (scripts/test-mariadb.sh on another port and data
-    directory), so that restarting it disturbs no other test."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.dir = Path(f"/var/tmp/chatroom-faults-{secrets.token_hex(3)}")
-        self.env = dict(
-            os.environ, CHAT_TEST_MYSQL_PORT=str(self.port), CHAT_TEST_MYSQL_DIR=str(self.dir)
-        )
-
-    def start(self) -> str:
-        out = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "test-mariadb.sh")],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        return out.stdout.strip()
-
-    def stop(self) -> None:
-        pid_file = self.dir / "mysqld.pid"
-        if not pid_file.exists():
-            return
-        pid = int(pid_file.read_text())
-        os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: not _alive(pid), 60, "MariaDB stopped")
-
-    def remove(self) -> None:
-        self.resume()
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _signal(self, sig: signal.Signals) -> None:
-        pid_file = self.dir / "mysqld.pid"
-        if pid_file.exists():
-            os.kill(int(pid_file.read_text()), sig)
-
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections stay open, queries hang."""
-        self._signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self._signal(signal.SIGCONT)
 
 
 class Sender(threading.Thread):
@@ -154,27 +103,6 @@ class Sender(threading.Thread):
             self.conn.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.fixture
-def private_db():
-    db = PrivateMariaDB()
-    url = db.start()
-    name = "chat_faults"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-    engine.dispose()
-    yield db, url.rstrip("/") + f"/{name}?charset=utf8mb4"
-    db.remove()
-
-
 @pytest.mark.mysql
 def test_faults_under_load_lose_and_duplicate_nothing(private_db, tmp_path):
     db, url = private_db
@@ -195,61 +123,6 @@ def test_faults_under_load_lose_and_duplicate_nothing(private_db, tmp_path):
         print(stack.logs()[-30000:])
         raise
     finally:
-        stack.stop()
-
-
-@pytest.mark.mysql
-def test_requests_whose_deadline_passed_in_the_queue_are_not_carried_out(private_db, tmp_path):
-    """While the database hangs, the one worker thread of auth hangs in the first
-    `register` and the others wait in the pool's queue; the edge answers all of them
-    service_unavailable at the deadline. When the database is back, the queued ones
-    must not create accounts their users were told were not created."""
-    db, url = private_db
-    stack = Stack(tmp_path, url, request_timeout_ms=1500, worker_threads=1, log_level="INFO")
-    clients: list[WireClient] = []
-    try:
-        stack.start()
-        clients = [WireClient(stack.edge_ports[0], timeout=20) for _ in range(4)]
-        clients.pop().register_and_login("before")  # the stack works
-        db.pause()
-        try:
-            sent = []
-            for index, client in enumerate(clients):
-                request_id = 100 + index
-                client.send(
-                    {
-                        "op": "register",
-                        "id": request_id,
-                        "username": f"queued{index}",
-                        "password": "correct horse",
-                    }
-                )
-                sent.append(request_id)
-            for client, request_id in zip(clients, sent, strict=True):
-                reply = client.next_matching(lambda f, r=request_id: f.get("id") == r, 20)
-                assert reply["error"]["code"] == "service_unavailable", reply
-        finally:
-            db.resume()
-        # The first to reach auth held the thread (it may still finish: it started in
-        # time); the two behind it are dropped, whichever they are.
-        wait_until(
-            lambda: stack.logs("auth").count("its deadline passed in the queue") >= 2,
-            30,
-            "queued registrations dropped",
-        )
-        created = []
-        for index, client in enumerate(clients):
-            reply = client.request("register", username=f"queued{index}", password="correct horse")
-            if not reply["ok"]:
-                assert reply["error"]["code"] == "username_taken", reply
-                created.append(index)
-        assert len(created) <= 1, f"accounts created after their deadline: {created}"
-    except BaseException:
-        print(stack.logs()[-20000:])
-        raise
-    finally:
-        for client in clients:
-            client.close()
         stack.stop()
 
 
@@ -429,42 +302,3 @@ def _stored_texts(reader: WireClient) -> list[str]:
         if not conv["has_more"]:
             break
     return texts
-
-
-@pytest.mark.mysql
-def test_a_hung_database_makes_replicas_unready_but_not_dead(private_db, tmp_path):
-    """What orchestrators restart on (`chatroom health <svc> --live`, Swarm and the
-    Kubernetes liveness probe) must not depend on the database; what takes a replica out
-    of service (`chatroom health <svc>`, readiness) must."""
-    db, url = private_db
-    stack = Stack(tmp_path, url, request_timeout_ms=1500, log_level="INFO")
-    health_port = free_port()
-    try:
-        stack.start()
-        stack.start_service("social#1", dict(stack.env, CHAT_HEALTH_PORT=str(health_port)))
-        env = dict(stack.env, CHAT_HEALTH_PORT=str(health_port))
-
-        def health(*flags: str) -> subprocess.CompletedProcess:
-            return subprocess.run(
-                [sys.executable, "-m", "chatroom.cli", "health", "social", "--timeout=3", *flags],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-
-        wait_until(lambda: health().returncode == 0, 30, "the new replica ready")
-        assert health("--live").returncode == 0
-        db.pause()
-        try:
-            ready, live = health(), health("--live")
-        finally:
-            db.resume()
-        assert ready.returncode == 1 and "unhealthy" in ready.stderr, ready
-        assert live.returncode == 0 and "healthy" in live.stdout, live
-        wait_until(lambda: health().returncode == 0, 30, "ready again once the database is back")
-    except BaseException:
-        print(stack.logs()[-20000:])
-        raise
-    finally:
-        stack.stop()
