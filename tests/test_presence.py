@@ -1,13 +1,16 @@
-"""Presence as friends see it: clients that vanish, and when a friend was last online."""
+"""Presence as friends see it: clients that vanish, edges that die or freeze, when a friend
+was last online, and who sees a status."""
 
 from __future__ import annotations
 
 import signal
 import time
 
+import pytest
+
 from chatroom import config_env
 
-from wire import WireClient, befriend
+from wire import WireClient, befriend, users
 
 
 def wait_for_event(watcher: WireClient, name: str, timeout: float, **match) -> dict:
@@ -124,3 +127,72 @@ def test_reap_gate_waits_for_fresh_heartbeats_after_a_stall():
     assert gate.may_reap(now=176)  # a dead-edge timeout later: judge again
     assert not gate.still_may_reap(started=180, now=200)  # frozen during a run
     assert not ReapGate(period_s=5, dead_after_s=15, now=0).may_reap(now=60)  # before the first
+
+
+def test_killed_edge_users_go_offline_within_30s(make_stack, db_url):
+    stack = make_stack(db_url, edges=2)
+    with WireClient(stack.edge_ports[0]) as uma, WireClient(stack.edge_ports[1]) as vic:
+        uma.register_and_login("uma")
+        vic.register_and_login("vic")
+        befriend(uma, vic)
+        killed, killed_at_ms = time.monotonic(), time.time() * 1000
+        stack.kill("edge#1")  # SIGKILL: no goodbye, no session.close
+        offline = uma.event("presence", timeout=30)
+        elapsed = time.monotonic() - killed
+        assert offline["user"]["username"] == "vic" and offline["online"] is False
+        assert elapsed < 30, elapsed
+        # When the reaper dropped the edge's sessions: after the kill, before the push.
+        assert killed_at_ms <= offline["last_seen"] <= time.time() * 1000
+        (entry,) = uma.call("friend.list")["friends"]
+        assert entry["online"] is False and entry["last_seen"] == offline["last_seen"]
+
+
+@pytest.mark.timeout(120)
+def test_paused_edge_presumed_dead_re_registers_its_sessions_once(make_stack, db_url):
+    # An edge that stops heartbeating (paused, partitioned) is presumed dead: its users
+    # go offline. When it comes back it sends social its whole session list; the users
+    # come back online once each, with no flapping, and their sockets work throughout.
+    stack = make_stack(db_url, edges=2, edge_heartbeat_s=1, edge_dead_after_s=3)
+    with (
+        WireClient(stack.edge_ports[0]) as uma,
+        WireClient(stack.edge_ports[1]) as vic,
+        WireClient(stack.edge_ports[1]) as wes,
+    ):
+        uma.register_and_login("uma")
+        vic.register_and_login("vic")
+        wes.register_and_login("wes")
+        befriend(uma, vic)
+        befriend(uma, wes)
+        stack.kill("edge#1", signal.SIGSTOP)
+        try:
+            gone = {uma.event("presence", timeout=20, online=False)["user"]["username"]}
+            gone.add(uma.event("presence", timeout=5, online=False)["user"]["username"])
+            assert gone == {"vic", "wes"}
+        finally:
+            stack.kill("edge#1", signal.SIGCONT)
+        back = {uma.event("presence", timeout=20, online=True)["user"]["username"]}
+        back.add(uma.event("presence", timeout=5, online=True)["user"]["username"])
+        assert back == {"vic", "wes"}
+        uma.no_event("presence", within=4)  # later heartbeats agree: no second resync
+        assert all(f["online"] for f in uma.call("friend.list")["friends"])
+        vic.call("room.send", room="lobby", text="still here")
+        assert uma.event("message")["text"] == "still here"
+        logs = stack.logs("social")
+        assert logs.count("resync: 2 sessions added, 0 removed") == 1, logs[-2000:]
+
+
+@pytest.mark.parametrize("visibility", ["friends", "everyone"])
+def test_status_is_shown_to_friends_only_unless_configured(make_stack, sqlite_url, visibility):
+    stack = make_stack(sqlite_url, status_visibility=visibility)
+    with users(stack, "ann", "bob", "cat") as (ann, bob, cat):
+        befriend(ann, bob)
+        ann.call("presence.set", status="at the dentist")
+
+        def status_seen_by(client: WireClient) -> str:
+            members = client.call("room.members", room="lobby")["members"]
+            return next(m["status"] for m in members if m["username"] == "ann")
+
+        assert status_seen_by(ann) == "at the dentist"
+        assert status_seen_by(bob) == "at the dentist"
+        assert status_seen_by(cat) == ("at the dentist" if visibility == "everyone" else "")
+        cat.no_event("presence", within=0.3)  # presence pushes only ever go to friends
