@@ -73,6 +73,8 @@ class Settings:
 
     # Content limits (announced to clients at login).
     max_text_chars: int = 4000
+    # How long after sending its author may edit a message (deleting has no window).
+    edit_window_s: int = 48 * 3600
     history_page_max: int = 200
     # Most bytes of messages in one sync or history reply (far below max_frame_bytes: a
     # reply also carries its envelope and always at least one message).
@@ -131,6 +133,8 @@ class Settings:
     # read.mark and read.receipts: each a write and a push to the user's other
     # sessions (and a receipt to a friend); a client marks as it shows new messages.
     rate_read: str = "120/m"
+    # message.edit and message.delete: each a sequenced event pushed to the conversation.
+    rate_edit: str = "30/m"
     rate_login_ip: str = "30/m"
     # Wrong passwords (counted before the check): per account from one address (IPv6:
     # its /64); per address over all accounts and per account over all addresses, these
@@ -206,6 +210,7 @@ class Settings:
             "avatar_max_bytes": self.avatar_max_bytes,
             "avatar_max_pixels": self.avatar_max_pixels,
             "sync_page_max": self.sync_page_max,
+            "edit_window_s": self.edit_window_s,
             "rates": {
                 action: rate.describe()
                 for action in RATED_ACTIONS
@@ -245,6 +250,7 @@ RATED_ACTIONS = (
     "typing",
     "membership",
     "read",
+    "edit",
     "login_ip",
     "login_failed_account_ip",
     "login_failed_ip",

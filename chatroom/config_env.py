@@ -168,6 +168,8 @@ def _check(s: Settings) -> None:
         )
     if s.session_retention_days < 0:
         raise ConfigError(f"{env_name('session_retention_days')} must be 0 or more")
+    if s.edit_window_s < 0:
+        raise ConfigError(f"{env_name('edit_window_s')} must be 0 or more")
     if s.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(
             f"{env_name('log_level')} must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"

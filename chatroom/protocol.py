@@ -141,6 +141,10 @@ _NAME = Field(str, max_len=256)
 _CLIENT_ID = Field(str, required=False, max_len=64)
 _BEFORE = Field(int, required=False, min_value=1)
 _LIMIT = Field(int, required=False, min_value=1, max_value=10_000)
+_MESSAGE_ID = Field(int, min_value=1)
+_REPLY_TO = Field(int, required=False, min_value=1)
+# A reply carries the start of the message it answers (reply_to.text), at most this long.
+QUOTE_CHARS = 200
 
 ROOM_LIST_LIMIT = 200  # rooms in a room.list reply when the client gives no limit
 # Typing indicators: a client renews `typing on` while the user types; the edge forwards
@@ -197,14 +201,24 @@ OPS: dict[str, Op] = {
     ),
     "room.members": Op("social", {"room": _NAME}, idempotent=True),
     "room.send": Op(
-        "social", {"room": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}, rate="message"
+        "social",
+        {"room": _NAME, "text": _TEXT, "client_id": _CLIENT_ID, "reply_to": _REPLY_TO},
+        rate="message",
     ),
     "room.history": Op(
         "social",
         {"room": _NAME, "before": _BEFORE, "limit": Field(int, False, None, 1, 200)},
         idempotent=True,
     ),
-    "dm.send": Op("social", {"to": _NAME, "text": _TEXT, "client_id": _CLIENT_ID}, rate="message"),
+    "dm.send": Op(
+        "social",
+        {"to": _NAME, "text": _TEXT, "client_id": _CLIENT_ID, "reply_to": _REPLY_TO},
+        rate="message",
+    ),
+    # Changing a message of one's own by its id (any conversation): a new sequenced event
+    # in its conversation, pushed to the others and replayed by sync.
+    "message.edit": Op("social", {"message": _MESSAGE_ID, "text": _TEXT}, rate="edit"),
+    "message.delete": Op("social", {"message": _MESSAGE_ID}, rate="edit"),
     # In a room (`room`) or to a friend (`to`): exactly one of them. Coalesced by the
     # edge, which spends from the "typing" bucket only for what it forwards.
     "typing": Op(
@@ -276,6 +290,8 @@ class Event:
     """Push names: a push is ``{"event": <one of these>, ...}``."""
 
     MESSAGE = "message"
+    MESSAGE_EDITED = "message.edited"  # a message was edited (its new text)
+    MESSAGE_DELETED = "message.deleted"  # a message was deleted (a tombstone now)
     CLOSING = "closing"  # the server's goodbye: a code of CLOSING_CODES and a message
     PRESENCE = "presence"
     FRIEND_REQUEST = "friend.request"

@@ -117,6 +117,11 @@ CREATE TABLE messages (
 	text MEDIUMTEXT NOT NULL, 
 	created_at BIGINT NOT NULL, 
 	client_id VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin, 
+	kind VARCHAR(8) NOT NULL DEFAULT 'message', 
+	target_id BIGINT, 
+	reply_to BIGINT, 
+	edited_at BIGINT, 
+	deleted_at BIGINT, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_messages_room_seq UNIQUE (room_id, seq), 
 	CONSTRAINT uq_messages_sender_room_client UNIQUE (sender_id, room_id, client_id), 
@@ -167,4 +172,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0005');
+INSERT INTO alembic_version (version_num) VALUES ('0006');

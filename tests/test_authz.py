@@ -50,8 +50,13 @@ class World:
         self.ann, self.bob, self.cat = ann, bob, cat
         befriend(ann, bob)
         sent = ann.call("dm.send", to="bob", text="before the falling-out")["message"]
-        self.dm, self.dm_id = sent["room"], sent["room_id"]
+        self.dm, self.dm_id, self.dm_message = sent["room"], sent["room_id"], sent["id"]
+        self.bobs_dm = bob.call("dm.send", to="ann", text="me too")["message"]["id"]
         ann.call("room.create", room="den")
+        self.in_den = ann.call("room.send", room="den", text="den only")["message"]["id"]
+        self.in_lobby = ann.call("room.send", room="lobby", text="ann's")["message"]["id"]
+        self.deleted = ann.call("room.send", room="lobby", text="oops")["message"]["id"]
+        ann.call("message.delete", message=self.deleted)
         image = base64.b64encode(png(64, 64)).decode()
         self.avatar_hash = ann.call("avatar.set", image=image)["hash"]
         ann.call("friend.remove", username="bob")
@@ -100,6 +105,16 @@ class World:
                 }.get(caller, [])
             ],
         }
+        # edits and deletes: each caller on the message they must not change
+        target = {
+            "stranger": self.dm_message,
+            "non-member": self.in_den,
+            "ex-friend": self.bobs_dm,
+            "anyone": self.in_lobby,
+            "self": self.deleted,
+        }[caller]
+        table["message.edit"] = [{"message": target, "text": "changed"}]
+        table["message.delete"] = [{"message": target}]
         return [(client, fields) for fields in table[op]]
 
 
@@ -128,7 +143,7 @@ def test_each_caller_the_table_names_is_refused(world, op, caller, code):
         assert reply["error"]["code"] == code, (caller, op, fields, reply)
     # Whatever was tried, the direct chat holds only what was said before.
     history = world.ann.call("dm.history", **{"with": "bob"})["messages"]
-    assert [m["text"] for m in history] == ["before the falling-out"]
+    assert [m["text"] for m in history] == ["before the falling-out", "me too"]
 
 
 def test_every_op_needing_a_login_refuses_before_one(stack):

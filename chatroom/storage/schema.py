@@ -137,6 +137,17 @@ messages = Table(
     # the same conversation returns the stored message instead of storing it twice.
     # Compared byte for byte: 'a1' and 'A1' are two messages.
     Column("client_id", _binary_string(64), nullable=True),
+    # What the row is (migration 0006): "message", or a change to an earlier message of
+    # the conversation, "edit" or "delete", with that message's id in target_id. A change
+    # is a row of its own with the next seq, so sync replays it; its text is empty (the
+    # new text is in the target row).
+    Column("kind", String(8), nullable=False, server_default="message"),
+    Column("target_id", BigInteger, nullable=True),
+    # The message (same conversation, kind "message") this one answers.
+    Column("reply_to", BigInteger, nullable=True),
+    # A message's last edit; its deletion (text cleared in the same transaction).
+    Column("edited_at", BigInteger, nullable=True),
+    Column("deleted_at", BigInteger, nullable=True),
     UniqueConstraint("room_id", "seq", name="uq_messages_room_seq"),
     UniqueConstraint("sender_id", "room_id", "client_id", name="uq_messages_sender_room_client"),
     **MYSQL_TABLE_ARGS,

@@ -49,6 +49,7 @@ RATE_LIMIT_MESSAGES = {
     "typing": "typing indicators are being sent too often",
     "membership": "you are joining, leaving or answering too often",
     "read": "you are marking conversations read too often",
+    "edit": "you are editing or deleting messages too fast",
     "login_ip": "too many login attempts from your address",
 }
 EDGE_RATED_ACTIONS = tuple(RATE_LIMIT_MESSAGES)

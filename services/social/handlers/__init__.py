@@ -11,6 +11,7 @@ from __future__ import annotations
 from chatroom.config import Settings
 from chatroom.service import Handler, Job
 from services.social.handlers.accounts import AccountHandlers
+from services.social.handlers.edits import EditHandlers
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
 from services.social.handlers.reads import ReadHandlers
@@ -31,6 +32,7 @@ class SocialHandlers:
         self.typing = TypingHandlers(store, settings)
         self.accounts = AccountHandlers(store)
         self.reads = ReadHandlers(store, settings)
+        self.edits = EditHandlers(store, settings)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -41,6 +43,7 @@ class SocialHandlers:
             **self.typing.ops(),
             **self.accounts.ops(),
             **self.reads.ops(),
+            **self.edits.ops(),
         }
 
     def jobs(self) -> list[Job]:

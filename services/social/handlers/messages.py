@@ -31,12 +31,14 @@ from services.social.handlers.access import (
 from services.social.handlers.friends import me_of
 from services.social.reply_budget import ReplyBudget, encoded_size
 from services.social.store import SocialStore
-from services.social.store.batch_sql import AlreadyStored, NotFriends, NotMember
+from services.social.store.batch_sql import AlreadyStored, NoSuchReply, NotFriends, NotMember
 from services.social.store.reads import read_list
 from services.social.store.rooms import (
     DIRECT,
+    MESSAGE,
     PUBLIC,
     RoomIdentity,
+    change_dict,
     direct_name,
     message_dict,
     room_ref,
@@ -61,7 +63,11 @@ class MessageHandlers:
         user_id = ctx.require_user()
         check_text(args["text"], self.settings.max_text_chars)
         message, is_new = await self._store_message(
-            member_room(args["room"], user_id), user_id, args["text"], args.get("client_id")
+            member_room(args["room"], user_id),
+            user_id,
+            args["text"],
+            args.get("client_id"),
+            reply_to=args.get("reply_to"),
         )
         if is_new:
             logger.info(
@@ -89,7 +95,12 @@ class MessageHandlers:
         assert room is not None and peer is not None  # found in the cache, or just above
         try:
             message, is_new = await self._store_message(
-                known_room(room), me.id, args["text"], args.get("client_id"), peer.id
+                known_room(room),
+                me.id,
+                args["text"],
+                args.get("client_id"),
+                peer.id,
+                args.get("reply_to"),
             )
         except NotFriends:
             raise not_friends(peer) from None
@@ -121,21 +132,28 @@ class MessageHandlers:
         text: str,
         client_id: str | None,
         friend_of_sender: int | None = None,
+        reply_to: int | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Persist a message in the room `resolve_room` finds (and authorises), and
         return it with True; or the earlier copy with False when this client_id was
         already stored (a retried send). `friend_of_sender`: that user must be the
-        sender's friend, checked in the write's transaction (raises NotFriends)."""
+        sender's friend, checked in the write's transaction (raises NotFriends);
+        `reply_to` a message of the same conversation (else not_found)."""
         room = resolve_room.cached(self.store)
         member_check = room is not None and resolve_room.must_be_member and room.kind != PUBLIC
         if room is None:
             room = await asyncio.to_thread(resolve_room, self.store)
         try:
             row = await self.store.add_message(
-                room.id, sender_id, text, client_id, friend_of_sender, member_check
+                room.id, sender_id, text, client_id, friend_of_sender, member_check, reply_to
             )
         except NotMember:
             raise not_member(room) from None
+        except NoSuchReply:
+            # Another conversation's message gets the answer of one that does not exist.
+            raise ServiceError(
+                ErrorCode.NOT_FOUND, f"reply_to: no message {reply_to} in this conversation"
+            ) from None
         except (AlreadyStored, IntegrityError):
             # A retried send (IntegrityError: its original committed in another
             # replica's batch at the same moment): answer with the stored copy.
@@ -215,7 +233,9 @@ class MessageHandlers:
                 entry = None
                 if not budget.refused:
                     rows = tx.messages_after(room.id, since, limit + 1)
-                    entry = _sync_entry(room, rows, limit, budget, peers.get(room.id))
+                    changed = [r.target_id for r in rows[:limit] if r.kind != MESSAGE]
+                    now = tx.current_texts(changed) if changed else {}
+                    entry = _sync_entry(room, rows, limit, budget, peers.get(room.id), now)
                 if entry is None:
                     left_out = True
                     continue
@@ -225,26 +245,48 @@ class MessageHandlers:
 
 
 def _sync_entry(
-    room: Any, rows: list[Any], limit: int, budget: ReplyBudget, peer: dict[str, Any] | None
+    room: Any,
+    rows: list[Any],
+    limit: int,
+    budget: ReplyBudget,
+    peer: dict[str, Any] | None,
+    now: dict[int, tuple[str, int | None, bool]],
 ) -> dict[str, Any] | None:
-    """One conversation of a sync reply: its messages (`rows`, up to limit + 1 after the
+    """One conversation of a sync reply: its rows (`rows`, up to limit + 1 after the
     cursor), at most `limit` and as many as fit in `budget`; has_more if any were left.
-    None if not even its first message fits (the reply is full)."""
-    entry: dict[str, Any] = {**room_ref(room), "has_more": False, "messages": []}
+    None if not even its first row fits (the reply is full). Messages go in `messages`,
+    as they are now; edits and deletes in `events`, each a few fixed fields, and the
+    message's current text (`now`) only on the newest event of each message, so a
+    message edited 10,000 times costs its text once per reply, not 10,000 times."""
+    entry: dict[str, Any] = {**room_ref(room), "has_more": False, "messages": [], "events": []}
     if peer is not None:
         entry["with"] = peer
     page = rows[:limit]
     if not page:
         return entry
-    batch = (message_dict(r, room.name) for r in page)
+    newest = {r.target_id: r.seq for r in page if r.kind != MESSAGE}
+    batch = (_sync_item(r, room.name, newest, now) for r in page)
     first = next(batch)
-    # The conversation's header only goes in with at least one of its messages.
+    # The conversation's header only goes in with at least one of its rows.
     if not budget.take(encoded_size(entry) + encoded_size(first)):
         return None
     taken = [first, *budget.take_leading(batch)]
-    entry["messages"] = taken
+    entry["messages"] = [item for item in taken if "kind" not in item]
+    entry["events"] = [item for item in taken if "kind" in item]
     entry["has_more"] = len(rows) > limit or len(taken) < len(page)
     return entry
+
+
+def _sync_item(
+    row: Any, room_name: str, newest: dict[int, int], now: dict[int, tuple[str, int | None, bool]]
+) -> dict[str, Any]:
+    if row.kind == MESSAGE:
+        return message_dict(row, room_name)
+    item = change_dict(row, room_name)
+    if newest[row.target_id] == row.seq and row.target_id in now:
+        text, edited_at, deleted = now[row.target_id]
+        item.update({"deleted": True} if deleted else {"text": text, "edited_at": edited_at})
+    return item
 
 
 def _parse_cursors(raw: dict[str, Any]) -> dict[int, int]:

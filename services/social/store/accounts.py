@@ -150,7 +150,11 @@ class AccountQueries:
                 rooms.c.kind,
             )
             .join(rooms, rooms.c.id == messages.c.room_id)
-            .where(messages.c.sender_id == user_id, messages.c.id > after_id)
+            .where(
+                messages.c.sender_id == user_id,
+                messages.c.id > after_id,
+                messages.c.kind == "message",
+            )
             .order_by(messages.c.id)
             .limit(limit)
         ).all()

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+from chatroom.protocol import QUOTE_CHARS
 from chatroom.storage.db import now_ms
 
 Statement = tuple[str, tuple[Any, ...]]
@@ -39,6 +40,7 @@ class StoredMessage(NamedTuple):
     client_id: str | None
     username: str
     avatar: str | None
+    reply: dict[str, Any] | None = None  # the quoted message (reply_to), as sent
 
 
 class Outgoing(Protocol):
@@ -50,6 +52,7 @@ class Outgoing(Protocol):
     client_id: str | None
     friend_of_sender: int | None  # a direct message: this user must be the sender's friend
     member_check: bool  # the sender must be a member of the room
+    reply_to: int | None  # a message of the same conversation this one answers
 
 
 class Trips(Protocol):
@@ -73,6 +76,10 @@ class NotFriends(Refused):
 
 class NotMember(Refused):
     """A message to a room the sender is not (or no longer) a member of."""
+
+
+class NoSuchReply(Refused):
+    """reply_to names no message of this conversation (or a deleted one)."""
 
 
 class AlreadyStored(Refused):
@@ -117,12 +124,13 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
         next_seq[pending.room_id] += 1
         keys.append((pending.room_id, seq))
         values += (pending.room_id, seq, pending.sender_id, pending.text, created)
-        values.append(pending.client_id)
+        values += (pending.client_id, pending.reply_to)
     *_, stored = trips.run_and_commit(
         *give_back,
         (
-            "INSERT INTO messages (room_id, seq, sender_id, text, created_at, client_id)"
-            f" VALUES {sql.repeat(sql.marks(6), len(accepted), ', ')}",
+            "INSERT INTO messages"
+            " (room_id, seq, sender_id, text, created_at, client_id, reply_to)"
+            f" VALUES {sql.repeat(sql.marks(7), len(accepted), ', ')}",
             tuple(values),
         ),
         (
@@ -136,13 +144,28 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
     rows = []
     for p, (room, seq) in zip(accepted, keys, strict=True):
         row_id, name, avatar = chosen[(room, seq)]
+        reply = checks.quotes.get(p.reply_to) if p.reply_to is not None else None
         rows.append(
             StoredMessage(
-                row_id, room, seq, p.sender_id, p.text, created, p.client_id, name, avatar
+                row_id, room, seq, p.sender_id, p.text, created, p.client_id, name, avatar, reply
             )
         )
     in_order = iter(rows)
     return [refused[id(p)] if id(p) in refused else next(in_order) for p in batch]
+
+
+def quote(
+    row_id: int, seq: int, sender_id: int, username: str, text: str, deleted: bool = False
+) -> dict[str, Any]:
+    """What a reply shows of the message it answers: who, and the start of its text
+    (nothing of a deleted one)."""
+    return {
+        "id": row_id,
+        "seq": seq,
+        "from": {"id": sender_id, "username": username},
+        "text": "" if deleted else text[:QUOTE_CHARS],
+        "deleted": deleted,
+    }
 
 
 def _count_by_room(messages: Sequence[Outgoing]) -> dict[int, int]:
@@ -177,6 +200,8 @@ class _Checks:
         self.direct = [p for p in batch if p.friend_of_sender is not None]
         self.grouped = [p for p in batch if p.member_check]
         self.retried = [p for p in batch if p.client_id is not None]
+        self.replies = [p for p in batch if p.reply_to is not None]
+        self.quotes: dict[int, dict[str, Any]] = {}  # reply_to id -> its quote
         self.statements: list[Statement] = []
         for sql_text, columns, pairs in (
             (FRIENDS, FRIEND_PAIR, {(p.sender_id, p.friend_of_sender) for p in self.direct}),
@@ -186,6 +211,10 @@ class _Checks:
             if pairs:
                 where = sql.tuple_in(columns, len(pairs))
                 self.statements.append((sql_text + where, tuple(v for pair in pairs for v in pair)))
+        if self.replies:
+            # Only sends with a reply_to pay for this (none on the usual path).
+            ids = sorted({p.reply_to for p in self.replies if p.reply_to is not None})
+            self.statements.append((QUOTED + sql.marks(len(ids)), tuple(ids)))
 
     def refusals(self, results: list[list[tuple]]) -> dict[int, Refused]:
         """By id() of the message: why it must not be stored."""
@@ -208,6 +237,14 @@ class _Checks:
                 if key in earlier:
                     refused.setdefault(id(p), AlreadyStored())
                 earlier.add(key)  # a second copy in this very batch is a retry too
+        if self.replies:
+            rooms = {}
+            for row_id, room_id, seq, sender_id, text, username in next(rows):
+                rooms[row_id] = room_id
+                self.quotes[row_id] = quote(row_id, seq, sender_id, username, text)
+            for p in self.replies:
+                if rooms.get(p.reply_to) != p.room_id:
+                    refused.setdefault(id(p), NoSuchReply())
         return refused
 
 
@@ -226,6 +263,13 @@ MEMBERS = "SELECT room_id, user_id FROM room_members WHERE "
 MEMBER_PAIR = ("room_id", "user_id")
 EARLIER = "SELECT sender_id, room_id, client_id FROM messages WHERE "
 EARLIER_KEY = ("sender_id", "room_id", "client_id")
+# A reply's original: a message (not an edit or delete event, not deleted) by id; the
+# handler refuses it unless it is in the same conversation.
+QUOTED = (
+    "SELECT m.id, m.room_id, m.seq, m.sender_id, m.text, u.username FROM messages m"
+    " JOIN users u ON u.id = m.sender_id"
+    " WHERE m.kind = 'message' AND m.deleted_at IS NULL AND m.id IN "
+)
 WHEN = "WHEN {m} THEN {m}"
 SEQ_SPAN = "(m.room_id = {m} AND m.seq BETWEEN {m} AND {m})"
 STORED_MESSAGES = (

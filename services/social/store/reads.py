@@ -224,6 +224,7 @@ def _count_term(user_id: int, room_id: int, marker: int) -> Select[int, int, int
             messages.c.room_id == room_id,
             messages.c.seq > marker,
             messages.c.sender_id != user_id,
+            messages.c.kind == "message",  # not the edits and deletes
         )
         .limit(UNREAD_CAP + 1)
         .subquery()

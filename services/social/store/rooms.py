@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, case, delete, func, insert, select
+from sqlalchemy.orm import aliased
 
 from chatroom import names
 from chatroom.storage.db import inserted_id, now_ms
@@ -18,6 +19,7 @@ from chatroom.storage.schema import (
     rooms,
     users,
 )
+from services.social.store.batch_sql import StoredMessage, quote
 
 PUBLIC = "public"  # everyone is a member (the lobby)
 GROUP = "group"  # explicit members, anyone may join
@@ -44,8 +46,14 @@ def room_ref(row: Any) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "kind": row.kind, "last_seq": row.last_seq}
 
 
+MESSAGE = "message"  # messages.kind of a message; "edit" and "delete" rows change one
+
+
 def message_dict(row: Any, room_name: str) -> dict[str, Any]:
-    return {
+    """A message as clients get it (reply, push, history, sync): a row of
+    select_messages() or the writer's StoredMessage. Edited: edited_at; deleted: a
+    tombstone, deleted true and empty text; a reply: reply_to, the quoted original."""
+    out = {
         "id": row.id,
         "room": room_name,
         "room_id": row.room_id,
@@ -56,6 +64,45 @@ def message_dict(row: Any, room_name: str) -> dict[str, Any]:
         "ts": row.created_at,
         "client_id": row.client_id,
     }
+    if isinstance(row, StoredMessage):  # just stored: its quote came with the batch
+        if row.reply is not None:
+            out["reply_to"] = row.reply
+        return out
+    if row.reply_to is not None:
+        out["reply_to"] = quote(
+            row.reply_to,
+            row.quoted_seq,
+            row.quoted_sender,
+            row.quoted_username,
+            row.quoted_text or "",
+            row.quoted_deleted is not None,
+        )
+    if row.edited_at is not None:
+        out["edited_at"] = row.edited_at
+    if row.deleted_at is not None:
+        out["deleted"] = True
+        out["deleted_at"] = row.deleted_at
+        out["text"] = ""
+    return out
+
+
+def change_dict(row: Any, room_name: str) -> dict[str, Any]:
+    """An edit or delete event (a row whose kind is not "message") as sync lists it: which
+    message changed, by whom, when; the new text is added by the caller (once)."""
+    return {
+        "id": row.id,
+        "room": room_name,
+        "room_id": row.room_id,
+        "seq": row.seq,
+        "kind": row.kind,
+        "target": row.target_id,
+        "from": {"id": row.sender_id, "username": row.username, "avatar": row.avatar},
+        "ts": row.created_at,
+    }
+
+
+_quoted = aliased(messages, name="quoted")
+_quoted_user = aliased(users, name="quoted_user")
 
 
 _MESSAGE_COLUMNS = (
@@ -68,6 +115,16 @@ _MESSAGE_COLUMNS = (
     messages.c.client_id,
     users.c.username,
     avatars.c.hash.label("avatar"),
+    messages.c.kind,
+    messages.c.target_id,
+    messages.c.reply_to,
+    messages.c.edited_at,
+    messages.c.deleted_at,
+    _quoted.c.seq.label("quoted_seq"),
+    _quoted.c.sender_id.label("quoted_sender"),
+    _quoted.c.text.label("quoted_text"),
+    _quoted.c.deleted_at.label("quoted_deleted"),
+    _quoted_user.c.username.label("quoted_username"),
 )
 
 
@@ -76,6 +133,8 @@ def select_messages():  # noqa: ANN201 - a SQLAlchemy Select
         select(*_MESSAGE_COLUMNS)
         .join(users, users.c.id == messages.c.sender_id)
         .outerjoin(avatars, avatars.c.user_id == messages.c.sender_id)
+        .outerjoin(_quoted, _quoted.c.id == messages.c.reply_to)
+        .outerjoin(_quoted_user, _quoted_user.c.id == _quoted.c.sender_id)
     )
 
 
@@ -277,14 +336,16 @@ class RoomQueries:
 
     def messages_before(self, room_id: int, before: int | None, limit: int) -> list[Any]:
         """Up to `limit` messages of the room before seq `before` (None: the newest),
-        newest first."""
-        query = select_messages().where(messages.c.room_id == room_id)
+        newest first, each as it is now (edits and deletes are applied to it, not listed:
+        history skips their rows)."""
+        query = select_messages().where(messages.c.room_id == room_id, messages.c.kind == MESSAGE)
         if before is not None:
             query = query.where(messages.c.seq < before)
         return list(self.conn.execute(query.order_by(messages.c.seq.desc()).limit(limit)))
 
     def messages_after(self, room_id: int, since: int, limit: int) -> list[Any]:
-        """Up to `limit` messages of the room after seq `since`, oldest first."""
+        """Up to `limit` rows of the room after seq `since`, oldest first: messages as
+        they are now, and the edit and delete events (kind) sync replays."""
         return list(
             self.conn.execute(
                 select_messages()

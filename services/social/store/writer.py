@@ -43,6 +43,7 @@ class PendingMessage(Queued):
         client_id: str | None,
         friend_of_sender: int | None,
         member_check: bool,
+        reply_to: int | None,
     ) -> None:
         self.room_id = room_id
         self.sender_id = sender_id
@@ -50,6 +51,7 @@ class PendingMessage(Queued):
         self.client_id = client_id
         self.friend_of_sender = friend_of_sender  # a direct message: must be a friend
         self.member_check = member_check  # the sender must be a member of the room
+        self.reply_to = reply_to  # a message of the same conversation it answers
 
 
 class GroupWriter:
@@ -75,14 +77,16 @@ class GroupWriter:
         client_id: str | None,
         friend_of_sender: int | None = None,
         member_check: bool = False,
+        reply_to: int | None = None,
     ) -> Future:
         """Queue one message; the future gives its row (id, seq, sender name, ...) once
         committed, or the error that stopped it. The checks are made in the write's own
         transaction: with `friend_of_sender` that user must be the sender's friend
         (NotFriends), with `member_check` the sender a member of the room (NotMember);
-        a client_id already stored for the sender in this room gives AlreadyStored."""
+        a client_id already stored for the sender in this room gives AlreadyStored;
+        `reply_to` must be a message of this room (NoSuchReply)."""
         pending = PendingMessage(
-            room_id, sender_id, text, client_id, friend_of_sender, member_check
+            room_id, sender_id, text, client_id, friend_of_sender, member_check, reply_to
         )
         return self._batcher.submit(pending)
 
