@@ -149,9 +149,12 @@ class ChatActions(QObject):
 
         self.client.request("room.members", {"room": key[1]}, done)
 
-    def send(self, key: tuple[str, str], text: str) -> dict[str, Any]:
+    def send(
+        self, key: tuple[str, str], text: str, reply_to: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Show the message at once as pending; it is sent now or after a reconnect and
-        is marked failed only when the server refuses it."""
+        is marked failed only when the server refuses it. `reply_to`: the message it
+        answers (shown quoted)."""
         local = {
             "id": None,
             "client_id": uuid.uuid4().hex,
@@ -162,11 +165,36 @@ class ChatActions(QObject):
             "attempts": 0,
             "key": key,
         }
+        if reply_to is not None:
+            local["reply_to"] = {
+                "id": reply_to["id"],
+                "seq": reply_to.get("seq"),
+                "from": reply_to["from"],
+                "text": reply_to["text"][:200],
+                "deleted": False,
+            }
         self.state.conversation(key).add(local)
         self.outbox.append(local)
         self.state.conversationChanged.emit(key)
         self._send_one(local)
         return local
+
+    def change_message(
+        self, key: tuple[str, str], message: dict[str, Any], text: str | None, done: Callback
+    ) -> None:
+        """Edit the message to `text`, or delete it (None); shown changed once the server
+        has stored the change (its reply is applied like the push other devices get)."""
+
+        def changed(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                self.state.conversation(key).apply_change(reply["change"])
+                self.state.conversationChanged.emit(key)
+            done(reply)
+
+        if text is None:
+            self.client.request("message.delete", {"message": message["id"]}, changed)
+        else:
+            self.client.request("message.edit", {"message": message["id"], "text": text}, changed)
 
     def flush_outbox(self) -> None:
         for local in list(self.outbox):
@@ -178,6 +206,8 @@ class ChatActions(QObject):
         key = local["key"]
         local["attempts"] += 1
         fields = {"text": local["text"], "client_id": local["client_id"]}
+        if local.get("reply_to"):
+            fields["reply_to"] = local["reply_to"]["id"]
         if key[0] == "room":
             op, fields["room"] = "room.send", key[1]
         else:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from . import theme
 from .actions import ChatActions
 from .avatars import AvatarCache
+from .message_menu import MessageMenu
 from .net import ONLINE, ChatClient
 from .side_panel import presence_text
 from .state import ChatState
@@ -158,6 +159,8 @@ class ConversationPane(QWidget):
         layout.addWidget(self.find_bar)
         layout.addWidget(middle, 1)
         layout.addWidget(self.typing_line)
+        self.message_menu = MessageMenu(self)
+        layout.addWidget(self.message_menu.bar)
         layout.addWidget(self.compose)
         bottom = QHBoxLayout()
         layout.addLayout(bottom)
@@ -291,6 +294,7 @@ class ConversationPane(QWidget):
                     )
                     break
         self._loading_older = False
+        self.message_menu.jump()
 
     def _scrolled(self, value: int) -> None:
         if value == 0 and self.state.active and self.model.messages:
@@ -312,7 +316,7 @@ class ConversationPane(QWidget):
             self.show_notice(f"A message is at most {limit} characters; shorten it.")
             return
         self.chat_actions.typing.stop(self.state.active)
-        self.chat_actions.send(self.state.active, text)
+        self.chat_actions.send(self.state.active, text, self.message_menu.take_reply())
         self.compose.clear()
         self.view.scrollToBottom()
 

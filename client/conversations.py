@@ -91,9 +91,53 @@ class Conversation:
             while self.last_seq + 1 in self.seqs:
                 self.last_seq += 1
 
+    def apply_change(self, change: dict[str, Any]) -> bool:
+        """An edit or delete (a push, or a sync's `events`): the message it names is
+        updated in place, and so are the quotes of replies to it; its seq counts as
+        held. True if something shown changed."""
+        self._held(change.get("seq"))
+        target = change["target"]
+        changed = False
+        if "text" in change or change.get("deleted"):
+            update = (
+                {"text": "", "deleted": True}
+                if change.get("deleted")
+                else {"text": change["text"], "edited_at": change.get("edited_at")}
+            )
+            message = self._known.get(("id", target))
+            if message is not None:
+                message.update(update)
+                changed = True
+            for message in self.messages:
+                quoted = message.get("reply_to")
+                if quoted and quoted.get("id") == target:
+                    message["reply_to"] = {**quoted, **update}
+                    changed = True
+        return changed
+
+    def index_of(self, message_id: int) -> int:
+        """Where the message is in `messages`, or -1 (not loaded)."""
+        message = self._known.get(("id", message_id))
+        return self.messages.index(message) if message is not None else -1
+
     @property
     def last_message(self) -> dict[str, Any] | None:
         return self.messages[-1] if self.messages else None
+
+
+def shown_text(message: dict[str, Any]) -> str:
+    """What a message's bubble says: the quoted original of a reply on a line of its own,
+    then the text with "(edited)", or "(message deleted)" for a tombstone."""
+    lines = []
+    quoted = message.get("reply_to")
+    if quoted:
+        said = "message deleted" if quoted.get("deleted") else quoted.get("text", "")
+        lines.append(f"↪ {quoted['from']['username']}: {said.replace(chr(10), ' ')[:80]}")
+    if message.get("deleted"):
+        lines.append("(message deleted)")
+    else:
+        lines.append(message["text"] + (" (edited)" if message.get("edited_at") else ""))
+    return "\n".join(lines)
 
 
 def mentions(text: str, username: str) -> bool:

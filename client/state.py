@@ -75,6 +75,8 @@ class ChatState(QObject):
         # is the network layer's (client.net).
         self._pushes: dict[str, Push] = {
             Event.MESSAGE: self._push_message,
+            Event.MESSAGE_EDITED: self._push_change,
+            Event.MESSAGE_DELETED: self._push_change,
             Event.PRESENCE: self._push_presence,
             Event.FRIEND_REQUEST: self._push_friend_request,
             Event.FRIEND_REQUEST_CLOSED: self._push_friend_request_closed,
@@ -161,6 +163,8 @@ class ChatState(QObject):
                 conv.room_id = entry["id"]
                 for message in entry["messages"]:
                     self._store(conv, message)
+                for change in entry.get("events", []):
+                    conv.apply_change(change)
                 more = more or entry["has_more"]
             if not more:  # the counts cover every page fetched
                 for read in reply.get("read", []):
@@ -188,6 +192,15 @@ class ChatState(QObject):
         self._store(conv, message, live=True)
         if gap:
             self.sync()  # we missed something between our cursor and this message
+
+    def _push_change(self, change: dict[str, Any]) -> None:
+        """A message edited or deleted (by its author, maybe on another of our devices)."""
+        conv = self.conversation(self.key_of(change))
+        gap = conv.last_seq and change.get("seq", 0) > conv.last_seq + 1
+        conv.apply_change(change)
+        self.conversationChanged.emit(conv.key)
+        if gap:
+            self.sync()
 
     def _push_typing(self, event: dict[str, Any]) -> None:
         who = event["user"]["username"]

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QPlainTextEdit, QStyle, QStyledItemDelegate, QStyl
 
 from . import theme
 from .avatars import AvatarCache
-from .conversations import FAILED, PENDING, mentions
+from .conversations import FAILED, PENDING, mentions, shown_text
 
 # What Qt hands a model or delegate as an index (the overridden methods accept both).
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -195,7 +195,7 @@ class MessageDelegate(QStyledItemDelegate):
         message = index.data(MESSAGE_ROLE)
         key = (
             message_key(message),
-            message["text"],
+            shown_text(message),
             option.rect.width(),
             option.font.key(),
             bool(layout.date),
@@ -205,7 +205,7 @@ class MessageDelegate(QStyledItemDelegate):
         if size is None:
             if len(self._sizes) > MAX_CACHED_SIZES:
                 self._sizes.clear()
-            size = self._sizes[key] = self._measure(option, layout, message["text"])
+            size = self._sizes[key] = self._measure(option, layout, shown_text(message))
         return size
 
     def _measure(self, option: QStyleOptionViewItem, layout: RowLayout, text_: str) -> QSize:
@@ -243,7 +243,8 @@ class MessageDelegate(QStyledItemDelegate):
             self._paint_date(painter, option, layout.date)
             rect.setTop(rect.top() + DATE_H)
         sender = message["from"]["username"]
-        text_rect = self._text_rect(option, message["text"])
+        text = shown_text(message)
+        text_rect = self._text_rect(option, text)
         bubble_w = text_rect.width() + 2 * BUBBLE_PAD
         bubble_h = text_rect.height() + 2 * BUBBLE_PAD
         header_h = QFontMetrics(option.font).height() if layout.header else -2
@@ -295,7 +296,7 @@ class MessageDelegate(QStyledItemDelegate):
         painter.drawText(
             bubble.adjusted(BUBBLE_PAD, BUBBLE_PAD, -BUBBLE_PAD, -BUBBLE_PAD),
             Qt.TextFlag.TextWordWrap,
-            message["text"],
+            text,
         )
         painter.restore()
 

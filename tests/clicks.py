@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEventLoop, QSettings, Qt
+from PySide6.QtGui import QContextMenuEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLineEdit,
     QListWidget,
+    QMenu,
     QMessageBox,
     QWidget,
 )
@@ -232,3 +234,43 @@ def befriend(asker: App, answerer: App) -> None:
     click_button(answerer.main_window, f"accept:{name}")
     wait(lambda: answerer.state.me["username"] in asker.state.friends)
     wait(lambda: name in answerer.state.friends)
+
+
+def right_click_message(app: App, text: str) -> None:
+    """Right-click the message showing `text` in the open conversation (the press, and
+    the context-menu event the window system sends with it)."""
+    chat = app.main_window.chat
+    rows = wait(
+        lambda: [n for n, m in enumerate(chat.model.messages) if m["text"] == text],
+        what=f"message {text!r} shown",
+    )
+    row = rows[0]
+    chat.view.scrollTo(chat.model.index(row))
+    pump()
+    pos = chat.view.visualRect(chat.model.index(row)).center()
+    viewport = chat.view.viewport()
+    QTest.mousePress(viewport, Qt.RightButton, Qt.NoModifier, pos)
+    QApplication.sendEvent(
+        viewport, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, pos, viewport.mapToGlobal(pos))
+    )
+    QTest.mouseRelease(viewport, Qt.RightButton, Qt.NoModifier, pos)
+    pump()
+
+
+def choose_menu_item(menu_name: str, item: str) -> None:
+    """Click the item (its objectName) of the open pop-up menu."""
+    menu = dialog(QMenu, menu_name)
+    action = next(a for a in menu.actions() if a.objectName() == item)
+    QTest.mouseClick(menu, Qt.LeftButton, Qt.NoModifier, menu.actionGeometry(action).center())
+    pump()
+
+
+def click_message(app: App, text: str) -> None:
+    """A left click on the message showing `text` (e.g. a reply's quote)."""
+    chat = app.main_window.chat
+    row = next(n for n, m in enumerate(chat.model.messages) if m["text"] == text)
+    chat.view.scrollTo(chat.model.index(row))
+    pump()
+    rect = chat.view.visualRect(chat.model.index(row))
+    QTest.mouseClick(chat.view.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())
+    pump()

@@ -1,0 +1,153 @@
+"""What a person does to a message: right-click it for Reply, Edit… (their own, within
+the server's edit window) and Delete… (their own, after a confirmation); a reply is
+composed under a "Replying to …" bar and shows the original quoted; clicking a reply
+jumps to the original (loading older history until it is there)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QModelIndex, QPoint, Qt
+from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QMenu, QWidget
+
+from .ui import ElidedLabel, ask_text, button, confirm
+from .widgets import MESSAGE_ROLE
+
+if TYPE_CHECKING:
+    from .conversation_pane import ConversationPane
+
+JUMP_TRIES = 20  # history pages loaded looking for a reply's original
+
+
+class MessageMenu:
+    """The message list's context menu and the reply bar of one ConversationPane."""
+
+    def __init__(self, pane: ConversationPane) -> None:
+        self.pane = pane
+        self.replying: dict[str, Any] | None = None
+        self._jump: tuple[int, int] | None = None  # (message id, tries left)
+        view = pane.view
+        view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        view.customContextMenuRequested.connect(self.open_menu)
+        view.clicked.connect(self.clicked)
+        self.bar = QWidget()
+        self.bar.setObjectName("reply_bar")
+        row = QHBoxLayout(self.bar)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.label = ElidedLabel()
+        self.label.setObjectName("reply_label")
+        row.addWidget(QLabel("↪"))
+        row.addWidget(self.label, 1)
+        close = button("×", self.cancel_reply, "cancel_reply", "Do not reply")
+        close.setFlat(True)
+        close.setFixedWidth(24)
+        row.addWidget(close)
+        self.bar.hide()
+
+    # ------------------------------------------------------------------ the menu
+
+    def open_menu(self, pos: QPoint) -> None:
+        index = self.pane.view.indexAt(pos)
+        message = index.data(MESSAGE_ROLE) if index.isValid() else None
+        if not message or not message.get("id") or message.get("deleted"):
+            return  # pending, failed or deleted: nothing to do with it
+        menu = QMenu(self.pane.view)
+        menu.setObjectName("message_menu")
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        reply = menu.addAction("Reply")
+        reply.setObjectName("reply")
+        reply.triggered.connect(lambda: self.start_reply(message))
+        if message["from"]["username"] == self.pane.state.me.get("username"):
+            if self._editable(message):
+                edit = menu.addAction("Edit…")
+                edit.setObjectName("edit")
+                edit.triggered.connect(lambda: self.ask_edit(message))
+            delete = menu.addAction("Delete…")
+            delete.setObjectName("delete")
+            delete.triggered.connect(lambda: self.ask_delete(message))
+        menu.popup(self.pane.view.viewport().mapToGlobal(pos))
+
+    def _editable(self, message: dict[str, Any]) -> bool:
+        window_s = self.pane.client.limits.get("edit_window_s")
+        if window_s is None or not message.get("ts"):
+            return window_s is None
+        return time.time() * 1000 - message["ts"] < window_s * 1000
+
+    def ask_edit(self, message: dict[str, Any]) -> None:
+        key = self.pane.state.active
+        if key is None:
+            return
+        prompt = ask_text(
+            self.pane,
+            "Edit message",
+            "Message:",
+            lambda text: self.pane.chat_actions.change_message(key, message, text, self._done),
+            "edit_message",
+        )
+        prompt.setTextValue(message["text"])
+
+    def ask_delete(self, message: dict[str, Any]) -> None:
+        key = self.pane.state.active
+        if key is None:
+            return
+        confirm(
+            self.pane,
+            "Delete message",
+            "Delete this message for everyone? This cannot be undone.",
+            "Delete",
+            lambda: self.pane.chat_actions.change_message(key, message, None, self._done),
+            "delete_message",
+        )
+
+    def _done(self, reply: dict[str, Any]) -> None:
+        if not reply.get("ok"):
+            self.pane.show_notice(reply["error"].get("message", "that did not work"))
+
+    # ------------------------------------------------------------------ replies
+
+    def start_reply(self, message: dict[str, Any]) -> None:
+        self.replying = message
+        text = message["text"].replace("\n", " ")
+        self.label.setText(f"Replying to {message['from']['username']}: {text}")
+        self.bar.show()
+        self.pane.compose.setFocus()
+
+    def cancel_reply(self) -> None:
+        self.replying = None
+        self.bar.hide()
+
+    def take_reply(self) -> dict[str, Any] | None:
+        """The message being answered (once: the reply bar closes)."""
+        replying = self.replying
+        self.cancel_reply()
+        return replying
+
+    def clicked(self, index: QModelIndex) -> None:
+        quoted = (index.data(MESSAGE_ROLE) or {}).get("reply_to")
+        if quoted:
+            self._jump = (quoted["id"], JUMP_TRIES)
+            self.jump()
+
+    def jump(self) -> None:
+        """Scroll to the original of the reply last clicked, once it is loaded (called
+        again whenever the messages change while older pages load)."""
+        if self._jump is None or self.pane.state.active is None:
+            return
+        message_id, tries = self._jump
+        conv = self.pane.state.conversation(self.pane.state.active)
+        row = next(
+            (n for n, m in enumerate(self.pane.model.messages) if m.get("id") == message_id), -1
+        )
+        if row >= 0:
+            self._jump = None
+            self.pane.view.scrollTo(
+                self.pane.model.index(row), QAbstractItemView.ScrollHint.PositionAtCenter
+            )
+            self.pane.model.set_found(row)
+        elif tries > 0 and conv.has_more:
+            self._jump = (message_id, tries - 1)
+            self.pane.chat_actions.load_older(conv.key)
+        else:
+            self._jump = None
+            self.pane.show_notice("The original message is no longer there.")
