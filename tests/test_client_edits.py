@@ -13,6 +13,8 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from PySide6.QtWidgets import QMenu  # noqa: E402
+
 from client.conversations import room_key  # noqa: E402
 
 from clicks import (  # noqa: E402
@@ -20,6 +22,7 @@ from clicks import (  # noqa: E402
     answer_text,
     choose_menu_item,
     click_message,
+    dialog,
     right_click_message,
     send,
     shown,
@@ -35,13 +38,18 @@ def shot(app, name: str) -> None:
     app.main_window.grab().save(str(SHOTS / f"edit-{name}.png"))
 
 
+def ann_and_bob_in_the_lobby(apps, port: int, first: str):
+    """ann and bob signed up; ann has said `first` and bob sees it."""
+    people = apps("ann"), apps("bob")
+    for app, name in zip(people, ("ann", "bob"), strict=True):
+        sign_up(app, port, name)
+    send(people[0], first)
+    wait(lambda: first in shown(people[1]))
+    return people
+
+
 def test_edit_delete_and_reply_by_clicking(apps, make_stack, sqlite_url):
-    stack = make_stack(sqlite_url)
-    ann, bob = apps("ann"), apps("bob")
-    sign_up(ann, stack.port, "ann")
-    sign_up(bob, stack.port, "bob")
-    send(ann, "see you at five")
-    wait(lambda: "see you at five" in shown(bob))
+    ann, bob = ann_and_bob_in_the_lobby(apps, make_stack(sqlite_url).port, "see you at five")
 
     # ann: right-click her message, Edit..., type the new text
     right_click_message(ann, "see you at five")
@@ -89,19 +97,11 @@ def test_edit_delete_and_reply_by_clicking(apps, make_stack, sqlite_url):
 
 
 def test_delete_can_be_cancelled_and_others_messages_have_no_edit(apps, make_stack, sqlite_url):
-    stack = make_stack(sqlite_url)
-    ann, bob = apps("ann"), apps("bob")
-    sign_up(ann, stack.port, "ann")
-    sign_up(bob, stack.port, "bob")
-    send(ann, "keep this")
-    wait(lambda: "keep this" in shown(bob))
+    ann, bob = ann_and_bob_in_the_lobby(apps, make_stack(sqlite_url).port, "keep this")
     right_click_message(ann, "keep this")
     choose_menu_item("message_menu", "delete")
     answer_confirm("delete_message", yes=False)
     right_click_message(bob, "keep this")
-    from PySide6.QtWidgets import QMenu
-
-    from clicks import dialog
 
     menu = dialog(QMenu, "message_menu")
     assert [a.objectName() for a in menu.actions()] == ["reply"]

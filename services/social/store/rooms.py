@@ -115,15 +115,18 @@ _MESSAGE_COLUMNS = (
     messages.c.client_id,
     users.c.username,
     avatars.c.hash.label("avatar"),
-    messages.c.kind,
-    messages.c.target_id,
-    messages.c.reply_to,
-    messages.c.edited_at,
-    messages.c.deleted_at,
-    _quoted.c.seq.label("quoted_seq"),
-    _quoted.c.sender_id.label("quoted_sender"),
-    _quoted.c.text.label("quoted_text"),
-    _quoted.c.deleted_at.label("quoted_deleted"),
+    # what the row is, and what has happened to it (migration 0006)
+    *(messages.c[name] for name in ("kind", "target_id", "reply_to", "edited_at", "deleted_at")),
+    # the message a reply answers, as it is now: quoted_seq, quoted_sender, ...
+    *(
+        _quoted.c[column].label(f"quoted_{label}")
+        for column, label in (
+            ("seq", "seq"),
+            ("sender_id", "sender"),
+            ("text", "text"),
+            ("deleted_at", "deleted"),
+        )
+    ),
     _quoted_user.c.username.label("quoted_username"),
 )
 
