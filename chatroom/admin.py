@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import getpass
 import json
 import os
@@ -18,7 +17,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from chatroom import config, config_env
+from chatroom import account_steps, config, config_env
+from chatroom.account_steps import Call
 from chatroom.bus_contract import AdminOp
 
 # command -> (service, op)
@@ -32,9 +32,6 @@ COMMANDS = {
 }
 # Commands that ask several services (chatroom.admin's own functions below).
 MULTI_STEP = ("export", "erase")
-# The export's own format version (bump when its shape changes).
-EXPORT_FORMAT = 1
-Call = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -86,43 +83,17 @@ async def _export(call: Call, username: str) -> dict[str, Any]:
         social = social or page
         if not more:
             break
-    social.pop("user_id", None)
     media = await call("media", AdminOp.EXPORT, {"user_id": user_id})
-    return {
-        "format": EXPORT_FORMAT,
-        "exported_at": _when(int(dt.datetime.now(dt.UTC).timestamp() * 1000)),
-        **auth,
-        **social,
-        "messages_sent": sent,
-        "avatar": media["avatar"],
-    }
-
-
-ERASE_STEPS = (
-    # (service, op, what it does), in order: no new data once auth has marked the
-    # account; the account itself goes last, so a failed step can be run again.
-    ("social", AdminOp.ERASE, "friends, requests, rooms, status"),
-    ("media", AdminOp.ERASE, "avatar"),
-    ("auth", AdminOp.ERASE_FINISH, "sessions, password, name"),
-)
+    return account_steps.assembled({**auth, **social}, sent, media["avatar"])
 
 
 async def _erase(call: Call, username: str) -> dict[str, Any]:
     begun = await call("auth", AdminOp.ERASE, {"username": username})
-    user_id = begun["user_id"]
-    done: dict[str, Any] = {"auth_begin": begun}
-    for service, op, _what in ERASE_STEPS:
-        try:
-            done[op.removeprefix("admin.") + f"_{service}"] = await call(
-                service, op, {"user_id": user_id}
-            )
-        except Exception as exc:
-            exc.add_note(  # run() says how far it got
-                f"user {user_id} is disabled and marked erased, but its {service} data is not"
-                " all gone: run the same command again to finish"
-            )
-            raise
-    return done
+    again = "run the same command again to finish"
+    steps = await account_steps.erase_after_begin(
+        call, account_steps.OPERATOR, begun["user_id"], again
+    )
+    return {"auth_begin": begun, **steps}
 
 
 def _confirmed(username: str) -> bool:
@@ -185,10 +156,6 @@ async def _over_the_bus(
         zctx.term()
 
 
-def _when(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     cells = [[str(r[c]) for c in columns] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
@@ -199,11 +166,11 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 def _show(command: str, result: dict[str, Any]) -> None:
     if command == "users":
-        rows = [dict(u, created_at=_when(u["created_at"])) for u in result["users"]]
+        rows = [dict(u, created_at=account_steps.when(u["created_at"])) for u in result["users"]]
         _print_table(rows, ["id", "username", "disabled", "tokens", "created_at"])
         print(f"{len(rows)} users")
     elif command == "online":
-        rows = [dict(u, since=_when(u["since"])) for u in result["online"]]
+        rows = [dict(u, since=account_steps.when(u["since"])) for u in result["online"]]
         _print_table(rows, ["id", "username", "connections", "edges", "since"])
         print(f"{len(rows)} users online")
     elif command == "erase":

@@ -40,6 +40,12 @@ class InternalOp:
     EDGE_GONE = "edge.gone"  # social: this edge is shutting down, all its users left
     EDGE_RESYNC = "edge.resync"  # social: here are all this edge's sessions
     NOTICE_DELIVERED = "notice.delivered"  # social: a must-deliver push reached its user
+    # A user's own export and erase (account.export / account.delete), for the user of
+    # the request's ctx: the operators' admin.export / admin.erase / admin.erase_finish
+    # on the ordinary path (chatroom/account_steps.py runs them in order).
+    SELF_EXPORT = "self.export"  # auth, social, media
+    SELF_ERASE = "self.erase"  # social, media: only once auth has marked the account
+    SELF_ERASE_FINISH = "self.erase_finish"  # auth
 
 
 class AdminOp:
@@ -112,6 +118,7 @@ class Control:
     ACK = "_ack"  # {"service", "op", "args"}: call it once the push reached a session
     KICK = "_kick"  # true: deliver the push (a closing push), then close the connections
     SESSION = "_session"  # with KICK: only the connections of this session id
+    KEEP = "_keep"  # with KICK: not the connections of this session id (the asker's)
 
 
 # Handlers put these keys in the events they publish; the runtime moves them to the
@@ -123,6 +130,7 @@ CONTROL_FIELDS = (
     Control.ACK,
     Control.KICK,
     Control.SESSION,
+    Control.KEEP,
 )
 
 

@@ -135,6 +135,11 @@ class Settings:
     rate_read: str = "120/m"
     # message.edit and message.delete: each a sequenced event pushed to the conversation.
     rate_edit: str = "30/m"
+    # account.password, account.logout_others, account.delete: each checks a password
+    # or ends sessions (and pushes a goodbye to them); account.export pages: reads that
+    # may be large, one reply budget each.
+    rate_account: str = "10/m"
+    rate_export: str = "120/m"
     rate_login_ip: str = "30/m"
     # Wrong passwords (counted before the check): per account from one address (IPv6:
     # its /64); per address over all accounts and per account over all addresses, these
@@ -251,6 +256,8 @@ RATED_ACTIONS = (
     "membership",
     "read",
     "edit",
+    "account",
+    "export",
     "login_ip",
     "login_failed_account_ip",
     "login_failed_ip",

@@ -40,6 +40,7 @@ class ErrorCode:
     INVALID_USERNAME = "invalid_username"
     INVALID_PASSWORD = "invalid_password"
     ACCOUNT_DISABLED = "account_disabled"
+    ACCOUNT_DELETED = "account_deleted"  # the user deleted the account elsewhere (closing)
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
     CONFLICT = "conflict"
@@ -71,6 +72,7 @@ CLOSING_CODES = frozenset(
         ErrorCode.KICKED,
         ErrorCode.LOGGED_OUT,
         ErrorCode.ACCOUNT_DISABLED,
+        ErrorCode.ACCOUNT_DELETED,
         ErrorCode.LOGIN_TIMEOUT,
         ErrorCode.IDLE_TIMEOUT,
     }
@@ -155,6 +157,12 @@ TYPING_EXPIRES_MS = 8_000
 # Unread counts stop here: a conversation with more says unread = UNREAD_CAP and
 # unread_capped = true (a client shows "999+"), so a huge backlog costs a login little.
 UNREAD_CAP = 1000
+# account.export comes in parts, each a reply within the reply budget: the account (what
+# auth and social keep), the messages sent (pages), the avatar. A reply's `next` is the
+# request for the following part (null after the last).
+EXPORT_PARTS = ("account", "messages", "avatar")
+EXPORT_FORMAT = 1  # the assembled export's format version (bump when its shape changes)
+_PASSWORD = Field(str, max_len=1024)
 
 OPS: dict[str, Op] = {
     "ping": Op("edge", needs_login=False, idempotent=True),
@@ -250,6 +258,24 @@ OPS: dict[str, Op] = {
     ),
     # Sharing one's read markers in direct chats (off until turned on).
     "read.receipts": Op("social", {"enabled": Field(bool)}, idempotent=True, rate="read"),
+    # Account self-service. Each that writes or ends sessions spends from "account";
+    # the old-password checks also count as failed logins (docs/security.md).
+    "account.password": Op(
+        "auth", {"old_password": _PASSWORD, "new_password": _PASSWORD}, rate="account"
+    ),
+    "account.sessions": Op("auth", idempotent=True),
+    # Without `session`: every session but this one; with it: that one of the user's.
+    "account.logout_others": Op(
+        "auth", {"session": Field(int, required=False, min_value=1)}, rate="account"
+    ),
+    # Both run by the edge (services/tcp_edge/account.py), asking auth, social, media.
+    "account.export": Op(
+        "auth",
+        {"part": Field(str, required=False, max_len=16), "after": Field(int, False, None, 0)},
+        idempotent=True,
+        rate="export",
+    ),
+    "account.delete": Op("auth", {"password": _PASSWORD}, rate="account", changes_session=True),
     # The image travels base64-encoded; the decoded size limit is avatar_max_bytes.
     "avatar.set": Op("media", {"image": Field(str, max_len=2 * 1024 * 1024)}, rate="avatar"),
     "avatar.get": Op(

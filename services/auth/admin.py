@@ -24,6 +24,7 @@ KICK_MESSAGES = {
     ErrorCode.KICKED: "an operator ended your session; log in again",
     ErrorCode.ACCOUNT_DISABLED: "this account was disabled by an operator",
     ErrorCode.LOGGED_OUT: "this session was logged out on another connection; log in again",
+    ErrorCode.ACCOUNT_DELETED: "this account was deleted on another device",
 }
 USERS_PAGE_MAX = 1000
 
@@ -37,6 +38,11 @@ def logout_event(session_id: int, origin: str | None) -> dict[str, Any]:
     """Closes the connections using one session (one token) except `origin`, the one
     that logged out (it stays open, logged out)."""
     return {**kick_event(ErrorCode.LOGGED_OUT), Control.SESSION: session_id, Control.ORIGIN: origin}
+
+
+def others_out_event(keep_session: int) -> dict[str, Any]:
+    """Closes the user's connections but those of `keep_session` (the asker's device)."""
+    return {**kick_event(ErrorCode.LOGGED_OUT), Control.KEEP: keep_session}
 
 
 class AdminHandlers:

@@ -20,6 +20,7 @@ from chatroom.storage.db import now_ms
 from services.auth.accounts import check_password, normalise_username, username_key
 from services.auth.admin import AdminHandlers, logout_event
 from services.auth.hashing import GateBusy, HashGate
+from services.auth.own_account import OwnAccountHandlers
 from services.auth.resume import TokenResumer, token_hash
 from services.auth.retention import RETENTION_PASS_S, forget_old_sessions
 from services.auth.store import AuthStore
@@ -61,6 +62,9 @@ class AuthHandlers:
         self.throttle = Throttle(store.buckets, settings)
         self.resumer = TokenResumer(store)
         self.admin = AdminHandlers(store, self.hasher.hash, settings.min_password_chars)
+        self.own = OwnAccountHandlers(
+            store, self.admin, self.check_own_password, self.hasher.hash, settings
+        )
         slots = settings.argon2_concurrency
         self.gate = HashGate(
             slots, reserved=1 if slots > 1 else 0, max_waiting=settings.argon2_queue
@@ -72,6 +76,7 @@ class AuthHandlers:
             "login": self.login,
             "logout": self.logout,
             **self.admin.ops(),
+            **self.own.ops(),
         }
 
     def jobs(self) -> list[Job]:
@@ -103,15 +108,36 @@ class AuthHandlers:
             return await self._resume(ctx, args["token"])
         if not args.get("username") or "password" not in args:
             raise bad_request("password", "give username and password, or a token")
-        attempt = await in_thread(ctx, self._begin_login, ctx.ip or "?", args["username"])
+        attempt, verified, _ = await self._checked(ctx, args["username"], args["password"])
+        return await in_thread(ctx, self._finish_login, ctx, attempt, verified)
+
+    async def _checked(
+        self, ctx: RequestContext, username: str, password: str, then: Any = None
+    ) -> tuple[LoginAttempt, bool, Any]:
+        """A password attempt: throttled (failed-login tokens reserved), then checked in
+        the argon2 gate; `then()` (more hashing) runs in the same slot if it was right."""
+        attempt = await in_thread(ctx, self._begin_login, ctx.ip or "?", username)
         try:
             async with self.gate.slot(attempt.known, _time_left_s(ctx)):
-                verified = await in_thread(ctx, self._check, attempt, args["password"])
+                verified = await in_thread(ctx, self._check, attempt, password)
+                extra = await in_thread(ctx, then) if verified and then else None
         except (GateBusy, DeadlinePassed):
             # Not a guess: the attempt was never checked, so it costs no failed-login token.
             await asyncio.to_thread(self.throttle.login_succeeded, attempt.reserved)
             raise
-        return await in_thread(ctx, self._finish_login, ctx, attempt, verified)
+        return attempt, verified, extra
+
+    async def check_own_password(self, ctx: RequestContext, password: str, then: Any = None) -> Any:
+        """The logged-in user's password, checked as a login's is (the failed-login
+        throttle, the argon2 gate), so a stolen session cannot guess it any faster than a
+        stranger could; raises bad_credentials. Returns what `then()` returned."""
+        user_id = ctx.require_user()
+        attempt, verified, extra = await self._checked(ctx, ctx.username or "", password, then)
+        if not verified or attempt.row is None or attempt.row.id != user_id:
+            logger.info("user {}: wrong password from {}", user_id, ctx.ip)
+            raise ServiceError(ErrorCode.BAD_CREDENTIALS, "wrong password")
+        await in_thread(ctx, self.throttle.login_succeeded, attempt.reserved)
+        return extra
 
     def _begin_login(self, ip: str, username: str) -> LoginAttempt:
         key = username_key(username)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.ratelimit import Rate
 from chatroom.storage.db import inserted_id, now_ms
 from chatroom.storage.schema import DELETED_USER, rate_buckets, sessions, users
+from services.auth.own_sessions import OwnSessions
 
 # Past logins looked at to decide whether an address is known to an account.
 KNOWN_ADDRESSES_LOOKED_AT = 50
@@ -27,7 +28,7 @@ ERASED_HASH = "!erased"
 LIVE = users.c.erased_at.is_(None)
 
 
-class AuthStore:
+class AuthStore(OwnSessions):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.buckets = RateBuckets(engine)

@@ -10,7 +10,7 @@ from typing import Any
 
 from loguru import logger
 
-from chatroom.bus_contract import AdminOp, user_topic
+from chatroom.bus_contract import AdminOp, InternalOp, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request, user_id_arg
 from chatroom.protocol import ErrorCode
@@ -38,6 +38,9 @@ class MediaHandlers:
             # Operators only (chatroom admin; served on media's admin path).
             AdminOp.EXPORT: self.admin_export,
             AdminOp.ERASE: self.admin_erase,
+            # The user's own, from the edge (account.export, account.delete).
+            InternalOp.SELF_EXPORT: self.self_export,
+            InternalOp.SELF_ERASE: self.self_erase,
         }
 
     async def avatar_set(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -127,3 +130,9 @@ class MediaHandlers:
         done = self.store.erase_avatar(user_id, keep_hash=self.default.hash)
         logger.info("admin: erased the avatar of user {} ({})", user_id, done)
         return {"user_id": user_id, **done}
+
+    def self_export(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        return self.admin_export(ctx, {"user_id": ctx.require_user()})
+
+    def self_erase(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        return self.admin_erase(ctx, {"user_id": ctx.require_user()})

@@ -114,7 +114,8 @@ class EventDelivery:
         frame = frame_payload(payload)
         origin = control.get(Control.ORIGIN)
         if control.get(Control.KICK):
-            self._kick(targets, frame, origin, control.get(Control.SESSION), outbox)
+            only, keep = control.get(Control.SESSION), control.get(Control.KEEP)
+            self._kick(targets, frame, origin, (only, keep), outbox)
             return
         joined, left = control.get(Control.JOIN), control.get(Control.LEAVE)
         if joined is not None or left is not None:
@@ -140,16 +141,21 @@ class EventDelivery:
         targets: set[Connection],
         frame: bytes,
         origin: str | None,
-        only_session: int | None,
+        sessions: tuple[int | None, int | None],
         outbox: dict[Connection, list[bytes]],
     ) -> None:
-        """An operator ended this user's sessions (chatroom admin), or one session was
-        logged out (only_session: its other connections). What was queued for them goes
+        """An operator ended this user's sessions (chatroom admin), or the user ended
+        some: one session (`only`: its connections), or all but theirs (`keep`: not that
+        session's). Never `origin`, the asking connection. What was queued for them goes
         out first, then the closing push itself, then the close."""
+        only, keep = sessions
         for conn in list(targets):
             session = conn.session
-            if only_session is not None and (
-                conn.conn_id == origin or session is None or session.session_id != only_session
+            session_id = None if session is None else session.session_id
+            if (
+                (origin is not None and conn.conn_id == origin)
+                or (only is not None and session_id != only)
+                or (keep is not None and session_id == keep)
             ):
                 continue
             frames = outbox.pop(conn, None)

@@ -30,6 +30,7 @@ from chatroom.errors import ServiceError, rate_limited
 from chatroom.logs import request_context
 from chatroom.protocol import OPS, ErrorCode, reply_error, reply_ok
 from chatroom.ratelimit import Buckets
+from services.tcp_edge.account import OwnAccount
 from services.tcp_edge.admission import PreloginBudget
 from services.tcp_edge.connection import Connection
 from services.tcp_edge.core import Limits, Request
@@ -50,6 +51,8 @@ RATE_LIMIT_MESSAGES = {
     "membership": "you are joining, leaving or answering too often",
     "read": "you are marking conversations read too often",
     "edit": "you are editing or deleting messages too fast",
+    "account": "you are changing your account or sessions too often",
+    "export": "you are exporting too often",
     "login_ip": "too many login attempts from your address",
 }
 EDGE_RATED_ACTIONS = tuple(RATE_LIMIT_MESSAGES)
@@ -108,12 +111,19 @@ class Edge:
             on_login=self.prelogin.release,
             on_logout=lambda conn: self._drop_prelogin(self.prelogin.admit(conn)),
         )
+        self.own_account = OwnAccount(
+            self.bus,
+            self.edge_id,
+            on_logout=lambda conn: self._drop_prelogin(self.prelogin.admit(conn)),
+        )
         self.delivery = EventDelivery(sub, self.bus, self.logins.context)
         # The ops the edge runs itself; every other op goes to its service as it came.
         self.local_ops: dict[str, LocalHandler] = {
             "login": self.logins.login,
             "logout": self.logins.logout,
             "typing": self._typing,
+            "account.export": self.own_account.export,
+            "account.delete": self.own_account.delete,
         }
         self.typing = TypingCoalescer()
         self.servers: list[asyncio.Server] = []

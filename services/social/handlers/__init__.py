@@ -30,7 +30,7 @@ class SocialHandlers:
         self.rooms = RoomHandlers(store, settings)
         self.messages = MessageHandlers(store, settings)
         self.typing = TypingHandlers(store, settings)
-        self.accounts = AccountHandlers(store)
+        self.accounts = AccountHandlers(store, settings)
         self.reads = ReadHandlers(store, settings)
         self.edits = EditHandlers(store, settings)
 

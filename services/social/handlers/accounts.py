@@ -1,7 +1,8 @@
-"""One user's data in social, for operators (chatroom admin export / erase): the
-handlers over the store's AccountQueries (store/accounts.py). Both name the user by id,
-the one auth's reply gave; a client-facing export or delete would call the same store
-methods with the caller's own id."""
+"""One user's data in social: the handlers over the store's AccountQueries
+(store/accounts.py). Operators (chatroom admin export / erase) name the user by id, the
+one auth's reply gave; the user themselves (account.export / account.delete, through
+the edge: self.export, self.erase) is the request's own user, and their export comes in
+pages within the reply budget."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any
 
 from loguru import logger
 
-from chatroom.bus_contract import AdminOp, room_topic, user_topic
+from chatroom.bus_contract import AdminOp, InternalOp, room_topic, user_topic
+from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request, user_id_arg
 from chatroom.protocol import ErrorCode
 from chatroom.service import Handler, RequestContext
+from services.social.reply_budget import ReplyBudget
 from services.social.store import SocialStore
 from services.social.store.queries import Tx
 
@@ -32,11 +35,17 @@ def no_user(user_id: int) -> ServiceError:
 
 
 class AccountHandlers:
-    def __init__(self, store: SocialStore) -> None:
+    def __init__(self, store: SocialStore, settings: Settings) -> None:
         self.store = store
+        self.settings = settings
 
     def ops(self) -> dict[str, Handler]:
-        return {AdminOp.EXPORT: self.admin_export, AdminOp.ERASE: self.admin_erase}
+        return {
+            AdminOp.EXPORT: self.admin_export,
+            AdminOp.ERASE: self.admin_erase,
+            InternalOp.SELF_EXPORT: self.self_export,
+            InternalOp.SELF_ERASE: self.self_erase,
+        }
 
     def admin_export(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """What social keeps about the user, with one page of the messages they sent
@@ -57,13 +66,23 @@ class AccountHandlers:
         with self.store.reading() as tx:
             _exported_user(tx, user_id)
             found = tx.export_of(user_id)
-            sent = tx.messages_of(user_id, after, limit + 1)
-        return {
-            "user_id": user_id,
-            **found,
-            "messages": sent[:limit],
-            "has_more": len(sent) > limit,
-        }
+            page = _messages_page(tx, user_id, after, limit, None)
+        return {"user_id": user_id, **found, **page}
+
+    def self_export(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """The asker's own: part "account" (what admin.export gives but the messages) or
+        "messages" (ids after `after`, as many as fit the reply budget; has_more)."""
+        user_id = ctx.require_user()
+        with self.store.reading() as tx:
+            _exported_user(tx, user_id)
+            if args.get("part") == "messages":
+                budget = ReplyBudget(self.settings.max_reply_bytes)
+                return _messages_page(tx, user_id, args.get("after", 0), EXPORT_PAGE, budget)
+            return tx.export_of(user_id)
+
+    def self_erase(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """admin_erase for the asker's own account (auth's account.delete marked it)."""
+        return self.admin_erase(ctx, {"user_id": ctx.require_user()})
 
     def admin_erase(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """Delete what social keeps about a user auth has marked erased (admin.erase),
@@ -97,6 +116,18 @@ class AccountHandlers:
         }
         logger.info("admin: erased social data of user {} ({})", user_id, done)
         return done
+
+
+def _messages_page(
+    tx: Tx, user_id: int, after: int, limit: int, budget: ReplyBudget | None
+) -> dict[str, Any]:
+    """The messages the user sent after id `after`: at most `limit`, and those that fit
+    `budget`; has_more: there are others."""
+    sent = tx.messages_of(user_id, after, limit + 1)
+    page = sent[:limit]
+    if budget is not None:
+        page = budget.take_leading(page)
+    return {"messages": page, "has_more": len(page) < len(sent)}
 
 
 def _exported_user(tx: Tx, user_id: int) -> None:
