@@ -26,7 +26,7 @@ def authorisation_table() -> dict[str, dict[str, str]]:
     table = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        match = re.fullmatch(r"`([a-z.]+)`", cells[0]) if len(cells) == 4 else None
+        match = re.fullmatch(r"`([a-z._]+)`", cells[0]) if len(cells) == 4 else None
         if match is None:
             continue
         refused = {}
@@ -61,6 +61,12 @@ class World:
         self.avatar_hash = ann.call("avatar.set", image=image)["hash"]
         ann.call("friend.remove", username="bob")
         bob.event("friend.removed")
+        self.ann_session = self.own_session(ann)
+
+    @staticmethod
+    def own_session(client: WireClient) -> int:
+        sessions = client.call("account.sessions")["sessions"]
+        return next(s["id"] for s in sessions if s["current"])
 
     def attempts(self, op: str, caller: str) -> list[tuple[WireClient, dict]]:
         """The requests by which `caller` tries `op` on what is not theirs."""
@@ -95,6 +101,12 @@ class World:
                 )
             ],
             "avatar.get": [{"hash": self.avatar_hash}],
+            # Another user's session id, ann's password: neither is anyone else's to use.
+            "account.logout_others": [
+                {"session": self.ann_session if caller == "anyone" else self.own_session(ann)}
+            ],
+            "account.password": [{"old_password": "ann's password", "new_password": "x" * 12}],
+            "account.delete": [{"password": "ann's password"}],
             "typing": [
                 {**target, "on": True}
                 for target in {
