@@ -98,6 +98,7 @@ class App:
         if self.main_window is None:
             self.main_window = MainWindow(self.client, self.state, self.actions, self.avatars)
             self.main_window.signOutRequested.connect(self.sign_out)
+            self.main_window.accountDeleted.connect(self.account_deleted)
             self.main_window.closed.connect(self.client.close)
         self.main_window.start()
         self.main_window.show()
@@ -113,6 +114,11 @@ class App:
         self.login_window.show_info("You are signed out.")
         self.login_window.show()
         self.login_window.password.setFocus()
+
+    def account_deleted(self) -> None:
+        """The server deleted the account (and logged this connection out)."""
+        self.sign_out()
+        self.login_window.show_info("Your account is deleted.")
 
     def _session_ended(self, message: str) -> None:
         self.tokens.forget(self.account)

@@ -39,6 +39,7 @@ REFRESH_MS = 50
 
 class MainWindow(QMainWindow):
     signOutRequested = Signal()
+    accountDeleted = Signal()
     closed = Signal()  # the user closed the window: the app is quitting
 
     def __init__(
@@ -329,4 +330,5 @@ class MainWindow(QMainWindow):
     def edit_profile(self) -> None:
         dialog = ProfileDialog(self.client, self.state, self.avatars, self)
         dialog.signOutRequested.connect(self.signOutRequested)
+        dialog.accountDeleted.connect(self.accountDeleted)
         dialog.open()

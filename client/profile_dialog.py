@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from . import theme
+from .account_dialog import AccountDialog
 from .avatars import AvatarCache, round_pixmap
 from .net import ChatClient
 from .state import ChatState
@@ -47,6 +48,7 @@ class ProfileDialog(QDialog):
     """Your picture, your status, and signing out."""
 
     signOutRequested = Signal()
+    accountDeleted = Signal()
 
     def __init__(
         self, client: ChatClient, state: ChatState, avatars: AvatarCache, parent: Any = None
@@ -75,6 +77,9 @@ class ProfileDialog(QDialog):
         save.setDefault(True)
         cancel = button("Cancel", self.reject, "cancel")
         sign_out = button("Sign out", self.sign_out, "sign_out", "Sign out on this computer")
+        settings = button(
+            "Account…", self.open_account, "account_settings", "Password, devices, your data"
+        )
 
         top = QHBoxLayout()
         top.addWidget(self.preview)
@@ -87,6 +92,7 @@ class ProfileDialog(QDialog):
         top.addLayout(side)
         buttons = QHBoxLayout()
         buttons.addWidget(sign_out)
+        buttons.addWidget(settings)
         buttons.addStretch(1)
         buttons.addWidget(cancel)
         buttons.addWidget(save)
@@ -109,6 +115,12 @@ class ProfileDialog(QDialog):
         chooser.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         chooser.fileSelected.connect(self.use_file)
         chooser.open()
+
+    def open_account(self) -> None:
+        account = AccountDialog(self.client, self)
+        account.accountDeleted.connect(self.accountDeleted)
+        account.accountDeleted.connect(self.accept)
+        account.open()
 
     def sign_out(self) -> None:
         self.signOutRequested.emit()

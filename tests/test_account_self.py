@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from chatroom import account_steps
+
 from wire import WireClient, befriend
 
 PW = "correct horse"
@@ -48,9 +49,10 @@ def test_password_change_ends_the_other_sessions(stack):
         assert wrong["code"] == "bad_credentials"
         short = laptop.error_of("account.password", old_password=PW, new_password="short")
         assert short["code"] == "invalid_password"
-        assert laptop.call("account.password", old_password=PW, new_password=NEW)[
-            "sessions_ended"
-        ] == 1
+        assert (
+            laptop.call("account.password", old_password=PW, new_password=NEW)["sessions_ended"]
+            == 1
+        )
         assert _closing(phone) == ["logged_out"]
         # this device stays signed in; the other's token is dead; only the new password
         assert [s["id"] for s in laptop.call("account.sessions")["sessions"]] == [mine]

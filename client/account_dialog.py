@@ -1,0 +1,229 @@
+"""Account settings: change the password, the signed-in devices (sign out the others),
+export your data to a file, delete the account (confirmed by typing the password).
+Opened from the profile dialog; every request is one of docs/protocol.md's account.*."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QStandardPaths, Qt, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QVBoxLayout,
+)
+
+from chatroom.account_steps import assembled
+
+from . import theme
+from .net import ChatClient
+from .ui import button
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def session_text(session: dict[str, Any]) -> str:
+    where = session.get("ip") or "unknown address"
+    this = " (this device)" if session.get("current") else ""
+    signed_in, used = _when(session["created_at"]), _when(session["last_used_at"])
+    return f"{where}{this}: signed in {signed_in}, last used {used}"
+
+
+def write_private(path: str, text: str) -> None:
+    """The export holds private messages: readable by its owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+class AccountDialog(QDialog):
+    accountDeleted = Signal()
+
+    def __init__(self, client: ChatClient, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.client = client
+        self.setWindowTitle("Account settings")
+        self.setObjectName("account")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.message = QLabel("")
+        self.message.setObjectName("account_message")
+        self.message.setWordWrap(True)
+
+        self.old_password = self._password_field("old_password")
+        self.new_password = self._password_field("new_password")
+        self.new_again = self._password_field("new_again")
+        password_box = QGroupBox("Password")
+        form = QFormLayout(password_box)
+        form.addRow("Current password", self.old_password)
+        form.addRow("New password", self.new_password)
+        form.addRow("New password again", self.new_again)
+        form.addRow("", button("Change password", self.change_password, "change_password"))
+
+        self.sessions = QListWidget()
+        self.sessions.setObjectName("sessions")
+        devices = QGroupBox("Signed-in devices")
+        devices_layout = QVBoxLayout(devices)
+        devices_layout.addWidget(self.sessions)
+        devices_layout.addWidget(
+            button("Sign out other devices", self.sign_out_others, "sign_out_others")
+        )
+
+        data = QGroupBox("Your data")
+        data_layout = QHBoxLayout(data)
+        data_layout.addWidget(button("Export my data…", self.export, "export"))
+        data_layout.addStretch(1)
+        delete = button("Delete account…", self.ask_delete, "delete_account")
+        delete.setStyleSheet(f"color: {theme.colors().error};")
+        data_layout.addWidget(delete)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(password_box)
+        layout.addWidget(devices)
+        layout.addWidget(data)
+        layout.addWidget(self.message)
+        close = QHBoxLayout()
+        close.addStretch(1)
+        close.addWidget(button("Close", self.accept, "close"))
+        layout.addLayout(close)
+        self.export_parts: dict[str, Any] = {}
+        self.refresh_sessions()
+
+    @staticmethod
+    def _password_field(name: str) -> QLineEdit:
+        field = QLineEdit()
+        field.setObjectName(name)
+        field.setEchoMode(QLineEdit.EchoMode.Password)
+        return field
+
+    def say(self, text: str, problem: bool = False) -> None:
+        color = theme.colors().error if problem else theme.colors().muted
+        self.message.setStyleSheet(f"color: {color};")
+        self.message.setText(text)
+
+    def _failed(self, reply: dict) -> bool:
+        if reply.get("ok"):
+            return False
+        self.say(reply["error"]["message"], problem=True)
+        return True
+
+    # ------------------------------------------------------------------ password
+
+    def change_password(self) -> None:
+        old, new = self.old_password.text(), self.new_password.text()
+        if new != self.new_again.text():
+            self.say("The new passwords differ.", problem=True)
+            return
+
+        def done(reply: dict) -> None:
+            if self._failed(reply):
+                return
+            for field in (self.old_password, self.new_password, self.new_again):
+                field.clear()
+            ended = reply["sessions_ended"]
+            self.say(f"Password changed; {ended} other device(s) signed out.")
+            self.refresh_sessions()
+
+        self.client.request("account.password", {"old_password": old, "new_password": new}, done)
+
+    # ------------------------------------------------------------------ devices
+
+    def refresh_sessions(self) -> None:
+        def done(reply: dict) -> None:
+            if self._failed(reply):
+                return
+            self.sessions.clear()
+            for session in reply["sessions"]:
+                self.sessions.addItem(session_text(session))
+
+        self.client.request("account.sessions", {}, done)
+
+    def sign_out_others(self) -> None:
+        def done(reply: dict) -> None:
+            if self._failed(reply):
+                return
+            self.say(f"Signed out {reply['sessions_ended']} other device(s).")
+            self.refresh_sessions()
+
+        self.client.request("account.logout_others", {}, done)
+
+    # ------------------------------------------------------------------ export
+
+    def export(self) -> None:
+        chooser = QFileDialog(self, "Save your data", "", "JSON (*.json)")
+        chooser.setObjectName("export_chooser")
+        chooser.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        chooser.setDefaultSuffix("json")
+        docs = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+        folder = Path(docs) if Path(docs).is_dir() else Path.home()
+        chooser.selectFile(str(folder / "chatroom-export.json"))
+        chooser.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        chooser.fileSelected.connect(self._export_to)
+        chooser.open()
+
+    def _export_to(self, path: str) -> None:
+        """Ask for each part in turn (each reply's `next`), then write the file."""
+        parts: dict[str, Any] = {"account": {}, "messages": [], "avatar": None}
+        self.say("Exporting…")
+
+        def done(reply: dict) -> None:
+            if self._failed(reply):
+                return
+            if reply["part"] == "account":
+                parts["account"] = reply
+            elif reply["part"] == "messages":
+                parts["messages"] += reply["messages"]
+            else:
+                parts["avatar"] = reply["avatar"]
+            if reply["next"] is not None:
+                self.client.request("account.export", reply["next"], done)
+                return
+            exported = assembled(parts["account"], parts["messages"], parts["avatar"])
+            try:
+                write_private(path, json.dumps(exported, ensure_ascii=False, indent=2) + "\n")
+            except OSError as exc:
+                self.say(f"Could not save {path}: {exc.strerror}", problem=True)
+                return
+            self.say(f"Saved your data ({len(parts['messages'])} messages) to {path}.")
+
+        self.client.request("account.export", {}, done)
+
+    # ------------------------------------------------------------------ delete
+
+    def ask_delete(self) -> None:
+        prompt = QInputDialog(self)
+        prompt.setObjectName("confirm_delete")
+        prompt.setWindowTitle("Delete account")
+        prompt.setLabelText(
+            "This deletes your account, friends and picture for good; your messages stay"
+            ' with the people you sent them to, from "deleted user".\n'
+            "Type your password to confirm:"
+        )
+        prompt.setTextEchoMode(QLineEdit.EchoMode.Password)
+        prompt.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        prompt.textValueSelected.connect(self._delete)
+        prompt.open()
+
+    def _delete(self, password: str) -> None:
+        if not password:
+            return
+
+        def done(reply: dict) -> None:
+            if self._failed(reply):
+                return
+            self.accountDeleted.emit()
+            self.accept()
+
+        self.client.request("account.delete", {"password": password}, done)
