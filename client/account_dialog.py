@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QVBoxLayout,
 )
+from shiboken6 import isValid
 
 from chatroom.account_steps import assembled
 
@@ -114,6 +115,10 @@ class AccountDialog(QDialog):
         self.message.setText(text)
 
     def _failed(self, reply: dict) -> bool:
+        """True when the reply is an error (said in the dialog) or the dialog is gone (a
+        reply can come after it closed)."""
+        if not isValid(self.message):
+            return True
         if reply.get("ok"):
             return False
         self.say(reply["error"]["message"], problem=True)

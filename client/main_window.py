@@ -17,6 +17,7 @@ from PySide6.QtGui import QCloseEvent, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from . import theme
+from .account_dialog import AccountDialog
 from .actions import ChatActions
 from .avatars import AvatarCache
 from .conversation_pane import ConversationPane
@@ -330,5 +331,10 @@ class MainWindow(QMainWindow):
     def edit_profile(self) -> None:
         dialog = ProfileDialog(self.client, self.state, self.avatars, self)
         dialog.signOutRequested.connect(self.signOutRequested)
+        dialog.accountSettingsRequested.connect(self.edit_account)
+        dialog.open()
+
+    def edit_account(self) -> None:
+        dialog = AccountDialog(self.client, self)
         dialog.accountDeleted.connect(self.accountDeleted)
         dialog.open()

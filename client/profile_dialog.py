@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
 )
 
 from . import theme
-from .account_dialog import AccountDialog
 from .avatars import AvatarCache, round_pixmap
 from .net import ChatClient
 from .state import ChatState
@@ -48,7 +47,7 @@ class ProfileDialog(QDialog):
     """Your picture, your status, and signing out."""
 
     signOutRequested = Signal()
-    accountDeleted = Signal()
+    accountSettingsRequested = Signal()
 
     def __init__(
         self, client: ChatClient, state: ChatState, avatars: AvatarCache, parent: Any = None
@@ -117,10 +116,9 @@ class ProfileDialog(QDialog):
         chooser.open()
 
     def open_account(self) -> None:
-        account = AccountDialog(self.client, self)
-        account.accountDeleted.connect(self.accountDeleted)
-        account.accountDeleted.connect(self.accept)
-        account.open()
+        """The account settings take this dialog's place (the main window opens them)."""
+        self.accountSettingsRequested.emit()
+        self.accept()
 
     def sign_out(self) -> None:
         self.signOutRequested.emit()

@@ -1,0 +1,122 @@
+"""Account settings in the desktop client, by clicks (tests/clicks.py): from the profile
+dialog, change the password, sign out the other devices, export to a file, delete the
+account (the friend then sees "deleted user")."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+import json  # noqa: E402
+import stat  # noqa: E402
+
+from client.account_dialog import AccountDialog  # noqa: E402
+from client.conversations import room_key  # noqa: E402
+from client.profile_dialog import ProfileDialog  # noqa: E402
+
+from clicks import (  # noqa: E402
+    answer_text,
+    befriend,
+    choose_file,
+    click,
+    click_button,
+    dialog,
+    open_conversation,
+    send,
+    shown,
+    sign_in,
+    sign_up,
+    type_into,
+    wait,
+)
+
+NEW = "battery staple"
+
+
+def open_settings(app) -> AccountDialog:
+    click(app.main_window.me_avatar)
+    click_button(dialog(ProfileDialog, "profile"), "account_settings")
+    return dialog(AccountDialog, "account")
+
+
+def test_change_password_then_sign_in_with_it(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    app = apps("ann")
+    sign_up(app, stack.port, "ann")
+    settings = open_settings(app)
+    type_into(settings.old_password, "correct horse")
+    type_into(settings.new_password, NEW)
+    type_into(settings.new_again, NEW)
+    click_button(settings, "change_password")
+    wait(lambda: "Password changed" in settings.message.text(), what="password changed")
+    click_button(settings, "close")
+    click(app.main_window.me_avatar)
+    click_button(dialog(ProfileDialog, "profile"), "sign_out")
+    wait(lambda: app.login_window.isVisible())
+    sign_in(app, stack.port, "ann", NEW)
+    assert app.state.me["username"] == "ann"
+
+
+def test_sign_out_other_devices(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    laptop, phone = apps("laptop"), apps("phone")
+    sign_up(laptop, stack.port, "ann")
+    sign_in(phone, stack.port, "ann")
+    settings = open_settings(laptop)
+    wait(lambda: settings.sessions.count() == 2, what="both devices listed")
+    assert sum("(this device)" in settings.sessions.item(i).text() for i in range(2)) == 1
+    click_button(settings, "sign_out_others")
+    wait(lambda: "Signed out 1 other" in settings.message.text())
+    wait(lambda: settings.sessions.count() == 1, what="one device left")
+    wait(lambda: phone.login_window.isVisible(), what="the phone signed out")
+    assert laptop.main_window.isVisible()
+    click_button(settings, "close")
+
+
+def test_export_to_a_file(apps, make_stack, sqlite_url, tmp_path):
+    stack = make_stack(sqlite_url)
+    app = apps("ann")
+    sign_up(app, stack.port, "ann")
+    send(app, "hello from ann")
+    wait(lambda: "hello from ann" in shown(app))
+    settings = open_settings(app)
+    click_button(settings, "export")
+    target = tmp_path / "my-data.json"
+    choose_file("export_chooser", target)
+    wait(lambda: "Saved your data" in settings.message.text(), what="export saved")
+    exported = json.loads(target.read_text())
+    assert exported["account"]["username"] == "ann"
+    assert [m["text"] for m in exported["messages_sent"]] == ["hello from ann"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    click_button(settings, "close")
+
+
+def test_delete_account_the_friend_sees_deleted_user(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    ann, bob = apps("ann"), apps("bob")
+    sign_up(ann, stack.port, "ann")
+    sign_up(bob, stack.port, "bob")
+    befriend(ann, bob)
+    send(ann, "goodbye everyone")
+    wait(lambda: "goodbye everyone" in shown(bob))
+
+    settings = open_settings(ann)
+    click_button(settings, "delete_account")
+    answer_text("confirm_delete", "wrong password")
+    wait(lambda: "wrong password" in settings.message.text(), what="refused")
+    assert bob.main_window.side.friends.count() == 1  # nothing changed
+    click_button(settings, "delete_account")
+    answer_text("confirm_delete", "correct horse")
+    wait(lambda: ann.login_window.isVisible(), what="ann signed out")
+    assert "deleted" in ann.login_window.error.text()
+    wait(lambda: bob.main_window.side.friends.count() == 0, what="ann gone from bob's friends")
+
+    # bob, on another computer, sees ann's message from "deleted user"
+    again = apps("bob-again")
+    sign_in(again, stack.port, "bob")
+    open_conversation(again, room_key("lobby"))
+    wait(lambda: "goodbye everyone" in shown(again))
+    senders = [m["from"]["username"] for m in again.main_window.chat.model.messages]
+    assert senders == ["deleted user"]
