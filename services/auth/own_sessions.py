@@ -10,6 +10,9 @@ from sqlalchemy import Engine, select, update
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
 
+# What a user is shown of each session (never its token hash).
+LISTED = ("id", "created_at", "last_used_at", "expires_at", "ip")
+
 
 class OwnSessions:
     engine: Engine
@@ -20,13 +23,7 @@ class OwnSessions:
         now = now_ms()
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(
-                    sessions.c.id,
-                    sessions.c.created_at,
-                    sessions.c.last_used_at,
-                    sessions.c.expires_at,
-                    sessions.c.ip,
-                )
+                select(*(sessions.c[name] for name in LISTED))
                 .where(
                     sessions.c.user_id == user_id,
                     sessions.c.revoked_at.is_(None),
@@ -34,16 +31,7 @@ class OwnSessions:
                 )
                 .order_by(sessions.c.last_used_at.desc(), sessions.c.id.desc())
             ).all()
-        return [
-            {
-                "id": r.id,
-                "created_at": r.created_at,
-                "last_used_at": r.last_used_at,
-                "expires_at": r.expires_at,
-                "ip": r.ip,
-            }
-            for r in rows
-        ]
+        return [{name: getattr(r, name) for name in LISTED} for r in rows]
 
     def end_sessions(
         self, user_id: int, keep: int, only: int | None = None, password_hash: str | None = None
