@@ -40,7 +40,7 @@ def session_text(session: dict[str, Any]) -> str:
     where = session.get("ip") or "unknown address"
     this = " (this device)" if session.get("current") else ""
     signed_in, used = _when(session["created_at"]), _when(session["last_used_at"])
-    return f"{where}{this}: signed in {signed_in}, last used {used}"
+    return f"{where}{this}\nsigned in {signed_in} · last used {used}"
 
 
 def write_private(path: str, text: str) -> None:
@@ -58,6 +58,7 @@ class AccountDialog(QDialog):
         self.client = client
         self.setWindowTitle("Account settings")
         self.setObjectName("account")
+        self.setMinimumWidth(420)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.message = QLabel("")
         self.message.setObjectName("account_message")
@@ -75,6 +76,9 @@ class AccountDialog(QDialog):
 
         self.sessions = QListWidget()
         self.sessions.setObjectName("sessions")
+        # Two short lines per device, wrapped: never a sideways scrollbar (docs/client.md).
+        self.sessions.setWordWrap(True)
+        self.sessions.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         devices = QGroupBox("Signed-in devices")
         devices_layout = QVBoxLayout(devices)
         devices_layout.addWidget(self.sessions)

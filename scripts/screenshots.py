@@ -7,7 +7,8 @@ Starts Xvfb when there is no display (Debian: apt-get install xvfb), the service
 locally (SQLite in a temporary folder), and drives three app instances with
 tests/clicks.py (mouse clicks on the widgets, keys into the fields, dialogs answered):
 sign-up, lobby chat in Chinese and English, a friend request, a private chat, a room,
-an avatar change, the activity list, the switcher, someone typing, a lost connection. Each view is
+an avatar change, the activity list, the switcher, someone typing, a reply and an
+edit, the account settings, a lost connection. Each view is
 saved at 420×360, 980×660 and 1600×1000, in the light and the dark theme
 (CHAT_CLIENT_THEME, which otherwise follows the system), as
 docs/screenshots/<theme>-<width>x<height>-<view>.png, plus single-size dialogs.
@@ -257,6 +258,29 @@ class Tour:
         c.type_into(switcher.query, "l")
         self.save_dialog(switcher, "switcher")
         c.press(switcher.query, Qt.Key_Escape)
+
+        # Right-click a message: reply to 小明's, and correct one's own.
+        c.open_conversation(alice, room_key("lobby"))
+        c.open_conversation(ming, room_key("lobby"))
+        c.right_click_message(alice, "试试私聊和好友功能吧 😀")
+        c.choose_menu_item("message_menu", "reply")
+        c.send(alice, "Will do, see you there!")
+        c.wait(lambda: "Will do, see you there!" in c.shown(ming))
+        c.right_click_message(alice, "Messages, history and avatars all work here.")
+        c.choose_menu_item("message_menu", "edit")
+        c.answer_text("edit_message", "Messages, history, avatars and edits all work here.")
+        c.wait(lambda: "Messages, history, avatars and edits all work here." in c.shown(ming))
+        self.save(ming.main_window, "reply-edit", sizes=((980, 660),))
+
+        # The account settings: password, signed-in devices, export, delete.
+        from client.account_dialog import AccountDialog
+
+        c.click(sam.main_window.me_avatar)
+        c.click_button(c.dialog(ProfileDialog, "profile"), "account_settings")
+        settings = c.dialog(AccountDialog, "account")
+        c.wait(lambda: settings.sessions.count() > 0)
+        self.save_dialog(settings, "account")
+        c.click_button(settings, "close")
 
         # The connection is lost: the state is shown, typed messages wait.
         c.open_conversation(alice, dm_key("小明"))
