@@ -32,7 +32,7 @@ from chatroom.config import Settings
 from chatroom.errors import rate_limited
 from chatroom.ratelimit import Rate, address_key
 from chatroom.storage.db import now_ms
-from services.auth.store import RateBuckets
+from services.auth.rate_buckets import RateBuckets
 
 # Now and then, buckets idle longer than their period (so full again) are deleted so
 # the table stays small.
