@@ -123,15 +123,7 @@ class Control:
 
 # Handlers put these keys in the events they publish; the runtime moves them to the
 # control frame before publishing, so no client ever sees one.
-CONTROL_FIELDS = (
-    Control.ORIGIN,
-    Control.JOIN,
-    Control.LEAVE,
-    Control.ACK,
-    Control.KICK,
-    Control.SESSION,
-    Control.KEEP,
-)
+CONTROL_FIELDS = tuple(value for name, value in vars(Control).items() if name.isupper())
 
 
 def event_frames(topic: bytes, event: dict[str, Any]) -> list[bytes]:

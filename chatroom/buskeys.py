@@ -79,6 +79,15 @@ class ClientKeys:
 
 
 def _load(path: Path) -> tuple[bytes, bytes | None]:
+    if not path.exists():
+        # In a deployment each container holds only its own role's key: the usual cause
+        # is running a command in the wrong container (e.g. `chatroom ping` outside the
+        # edge's), not a missing key pair.
+        raise BusKeyError(
+            f"bus key {path} is not here: this process needs the key of role"
+            f" '{path.name.split('.')[0]}' (in compose, run it in the container of that"
+            " role; locally, `chatroom bus-keys` creates the keys in CHAT_BUS_KEYS_DIR)"
+        )
     try:
         return zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:

@@ -10,21 +10,11 @@ COMPOSE=${CHATROOM_COMPOSE:-docker compose}
 # The server containers run as this user (Dockerfile): it owns the secret files it reads.
 SERVER_UID=10001
 
-# set_env NAME VALUE: keep NAME=VALUE in .env, so that every later `docker compose ...`
-# (from any shell) sees what this run saw.
-set_env() {
-  touch .env
-  if grep -q "^$1=" .env; then
-    sed -i "s|^$1=.*|$1=$2|" .env
-  else
-    printf '%s=%s\n' "$1" "$2" >> .env
-  fi
-}
 # Base images given in the environment (e.g. by ../shared/containers/up.sh on a machine
 # that cannot pull the official ones).
 for name in PYTHON_IMAGE MYSQL_IMAGE; do
   if [ -n "${!name:-}" ]; then
-    set_env "$name" "${!name}"
+    scripts/env-set.sh "$name=${!name}"
   fi
 done
 
@@ -46,7 +36,7 @@ done
 tls_files=""
 if [ -f secrets/tls/server.pem ] && [ -f secrets/tls/server.key ]; then
   export COMPOSE_FILE=compose.yaml:compose.tls.yaml
-  set_env COMPOSE_FILE "$COMPOSE_FILE"
+  scripts/env-set.sh "COMPOSE_FILE=$COMPOSE_FILE"
   tls_files="/secrets/tls/server.pem /secrets/tls/server.key"
   echo "TLS: on port ${CHAT_TLS_PUBLISHED_PORT:-2020} with secrets/tls/server.pem" >&2
 fi
@@ -59,7 +49,7 @@ if [ -z "${CHAT_EDGE_NOFILE:-}" ] && ! grep -q '^CHAT_EDGE_NOFILE=' .env 2>/dev/
   hard=$(docker run --rm --network none "chatroom-server:$CHATROOM_VERSION" \
     sh -c 'ulimit -Hn')
   if [ "$hard" != unlimited ] && [ "$hard" -lt 20000 ]; then
-    set_env CHAT_EDGE_NOFILE "$hard"
+    scripts/env-set.sh "CHAT_EDGE_NOFILE=$hard"
     echo "the engine allows $hard open files per container: CHAT_EDGE_NOFILE=$hard in .env" >&2
   fi
 fi

@@ -20,10 +20,5 @@ if ! [[ $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
   echo "CHATROOM_VERSION='$tag' is not a valid image tag (letters, digits, _ . -)" >&2
   exit 2
 fi
-touch .env
-if grep -q '^CHATROOM_VERSION=' .env; then
-  sed -i "s|^CHATROOM_VERSION=.*|CHATROOM_VERSION=$tag|" .env
-else
-  printf 'CHATROOM_VERSION=%s\n' "$tag" >> .env
-fi
+scripts/env-set.sh "CHATROOM_VERSION=$tag"
 echo "$tag"

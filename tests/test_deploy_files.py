@@ -252,7 +252,8 @@ def test_k8s_pods_hold_only_their_own_bus_key(k8s):
 def _release_checkout(tmp_path: Path) -> Path:
     """A git checkout holding what scripts/image-tag.sh reads (the script and pyproject)."""
     (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "image-tag.sh", tmp_path / "scripts")
+    for script in ("image-tag.sh", "env-set.sh"):
+        shutil.copy(ROOT / "scripts" / script, tmp_path / "scripts")
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], check=True)

@@ -13,7 +13,7 @@ from loguru import logger
 from chatroom.bus_contract import AdminOp, InternalOp, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request, user_id_arg
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from services.media import images
 from services.media.decoding import DecodePool
@@ -70,7 +70,7 @@ class MediaHandlers:
         self.store.store_images(avatar.hash, avatar.pngs)
         friend_ids = self.store.set_avatar(user_id, avatar.hash)
         event = {
-            "event": "avatar",
+            "event": Event.AVATAR,
             "user": {"id": user_id, "username": ctx.username},
             "hash": avatar.hash,
         }

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from chatroom.protocol import Event
+
 
 def event(
     user_id: int, username: str, is_online: bool, status: str | None, seen_at: int | None = None
 ) -> dict[str, Any]:
     return {
-        "event": "presence",
+        "event": Event.PRESENCE,
         "user": {"id": user_id, "username": username},
         "online": is_online,
         "status": status or "",

@@ -1,8 +1,8 @@
 """Login orchestration at the edge: a login asks auth who it is, then social to open
 the session (the snapshot a client starts from); a logout or a closed socket ends it.
 
-The edge dispatches the `login` and `logout` ops here; everything else goes to the
-services as it came.
+The edge dispatches the `login` and `logout` ops here (its other local ops are in
+server.py's `local_ops`); the rest go to the services as they came.
 """
 
 from __future__ import annotations

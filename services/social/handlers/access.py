@@ -4,15 +4,22 @@ the social handlers share, with their errors (docs/security.md, Authorisation)."
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from chatroom import names
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
+from chatroom.service import RequestContext
 from chatroom.visible import shows_something
 from services.social.store import SocialStore
 from services.social.store.queries import Tx
 from services.social.store.rooms import DIRECT, PUBLIC, RoomIdentity, room_key
+
+
+def me_of(ctx: RequestContext) -> SimpleNamespace:
+    """The caller (id, username), as the edge said: never from a request field."""
+    return SimpleNamespace(id=ctx.require_user(), username=ctx.username)
 
 
 def no_such_room(name: str) -> ServiceError:

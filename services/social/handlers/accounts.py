@@ -13,7 +13,7 @@ from loguru import logger
 from chatroom.bus_contract import AdminOp, InternalOp, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request, user_id_arg
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from services.social.reply_budget import ReplyBudget
 from services.social.store import SocialStore
@@ -102,11 +102,11 @@ class AccountHandlers:
             erased = tx.erase_of(user_id)
         them = {"id": user_id, "username": state.username}
         for friend_id in sorted({*erased["friends"], *erased["askers"]}):
-            ctx.publish(user_topic(friend_id), {"event": "friend.removed", "user": them})
+            ctx.publish(user_topic(friend_id), {"event": Event.FRIEND_REMOVED, "user": them})
         for asked_id in erased["asked"]:
-            ctx.publish(user_topic(asked_id), {"event": "friend.request.closed", "from": them})
+            ctx.publish(user_topic(asked_id), {"event": Event.FRIEND_REQUEST_CLOSED, "from": them})
         for room in erased["groups"]:
-            event = {"event": "room.member", "room": room.name, "user": them, "joined": False}
+            event = {"event": Event.ROOM_MEMBER, "room": room.name, "user": them, "joined": False}
             ctx.publish(room_topic(room.id), event)
         done = {
             "user_id": user_id,

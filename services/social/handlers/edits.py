@@ -30,8 +30,7 @@ from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from chatroom.storage.db import now_ms
-from services.social.handlers.access import check_text
-from services.social.handlers.friends import me_of
+from services.social.handlers.access import check_text, me_of
 from services.social.store import SocialStore
 from services.social.store.edits import DELETE, EDIT, Target
 from services.social.store.queries import Tx

@@ -8,26 +8,21 @@ events to publish as (user_id, event) pairs, published after the commit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 from chatroom.bus_contract import Control, InternalOp, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from chatroom.storage.db import now_ms
-from services.social.handlers.access import find_user, user_ref
+from services.social.handlers.access import find_user, me_of, user_ref
 from services.social.store import SocialStore
 from services.social.store.friends import ACCEPTED, PENDING, REJECTED
 from services.social.store.queries import Tx
 
 UserEvents = list[tuple[int, dict[str, Any]]]
 FriendAction = Callable[..., tuple[dict[str, Any], UserEvents]]
-
-
-def me_of(ctx: RequestContext) -> SimpleNamespace:
-    return SimpleNamespace(id=ctx.require_user(), username=ctx.username)
 
 
 class FriendHandlers:
@@ -110,7 +105,7 @@ def request(tx: Tx, me: Any, target: Any, max_pending: int) -> tuple[dict, UserE
         )
     now = now_ms()
     tx.ask(me.id, target.id, None if mine is None else mine.id, now)
-    event = {"event": "friend.request", "from": user_ref(me), "ts": now}
+    event = {"event": Event.FRIEND_REQUEST, "from": user_ref(me), "ts": now}
     return {"status": PENDING, "to": user_ref(target)}, [(target.id, event)]
 
 
@@ -130,8 +125,8 @@ def accept(tx: Tx, me: Any, requester: Any) -> tuple[dict, UserEvents]:
     tx.befriend(me.id, requester.id)
     me_entry, requester_entry = tx.friend_entry(me.id), tx.friend_entry(requester.id)
     events = [
-        (requester.id, {"event": "friend.accepted", "friend": me_entry}),
-        (me.id, {"event": "friend.accepted", "friend": requester_entry}),
+        (requester.id, {"event": Event.FRIEND_ACCEPTED, "friend": me_entry}),
+        (me.id, {"event": Event.FRIEND_ACCEPTED, "friend": requester_entry}),
     ]
     return {"status": ACCEPTED, "friend": requester_entry}, events
 
@@ -143,7 +138,7 @@ def reject(tx: Tx, me: Any, requester: Any) -> tuple[dict, UserEvents]:
     # acknowledgement the edge sends back once it has written it to one of their
     # sockets; until then it stays untold and goes out with their next login.
     event = {
-        "event": "friend.rejected",
+        "event": Event.FRIEND_REJECTED,
         "request_id": row.id,
         "by": user_ref(me),
         Control.ACK: {
@@ -152,7 +147,7 @@ def reject(tx: Tx, me: Any, requester: Any) -> tuple[dict, UserEvents]:
             "args": {"request_id": row.id},
         },
     }
-    closed = {"event": "friend.request.closed", "from": user_ref(requester)}
+    closed = {"event": Event.FRIEND_REQUEST_CLOSED, "from": user_ref(requester)}
     return {"status": REJECTED}, [(requester.id, event), (me.id, closed)]
 
 
@@ -160,6 +155,6 @@ def remove(tx: Tx, me: Any, other: Any) -> tuple[dict, UserEvents]:
     if not tx.unfriend(me.id, other.id):
         raise ServiceError(ErrorCode.NOT_FOUND, f"{other.username} is not your friend")
     return {}, [
-        (other.id, {"event": "friend.removed", "user": user_ref(me)}),
-        (me.id, {"event": "friend.removed", "user": user_ref(other)}),
+        (other.id, {"event": Event.FRIEND_REMOVED, "user": user_ref(me)}),
+        (me.id, {"event": Event.FRIEND_REMOVED, "user": user_ref(other)}),
     ]

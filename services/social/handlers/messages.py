@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import INT64_MAX, ErrorCode
+from chatroom.protocol import INT64_MAX, ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
     RoomResolver,
@@ -23,12 +23,12 @@ from services.social.handlers.access import (
     existing_user,
     find_user,
     known_room,
+    me_of,
     member_room,
     not_friends,
     not_member,
     user_ref,
 )
-from services.social.handlers.friends import me_of
 from services.social.reply_budget import ReplyBudget, encoded_size
 from services.social.store import SocialStore
 from services.social.store.batch_sql import AlreadyStored, NoSuchReply, NotFriends, NotMember
@@ -79,7 +79,7 @@ class MessageHandlers:
             )
             ctx.publish(
                 room_topic(message["room_id"]),
-                {"event": "message", **message, Control.ORIGIN: ctx.conn},
+                {"event": Event.MESSAGE, **message, Control.ORIGIN: ctx.conn},
             )
         return {"message": message}
 
@@ -107,7 +107,7 @@ class MessageHandlers:
         message = {**message, "to": user_ref(peer)}
         if is_new:
             logger.info("stored direct message {} ({} chars)", message["id"], len(args["text"]))
-            event = {"event": "message", **message, "direct": True, Control.ORIGIN: ctx.conn}
+            event = {"event": Event.MESSAGE, **message, "direct": True, Control.ORIGIN: ctx.conn}
             ctx.publish(user_topic(peer.id), event)
             ctx.publish(user_topic(me.id), event)  # the sender's other sessions
         return {"message": message}

@@ -15,16 +15,16 @@ from typing import Any, NamedTuple
 from chatroom.bus_contract import Control, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
     existing_room,
     find_user,
+    me_of,
     not_direct,
     not_member,
     user_ref,
 )
-from services.social.handlers.friends import me_of
 from services.social.store import SocialStore
 from services.social.store.queries import Tx
 from services.social.store.rooms import direct_name
@@ -89,10 +89,10 @@ class ReadHandlers:
         reply.update(unread.fields())
         del reply["read_seq"]  # it is `seq` here
         if moved:
-            ctx.publish(user_topic(me.id), {"event": "read", **reply, Control.ORIGIN: ctx.conn})
+            ctx.publish(user_topic(me.id), {"event": Event.READ, **reply, Control.ORIGIN: ctx.conn})
         if receipts:
             receipt = {
-                "event": "read.receipt",
+                "event": Event.READ_RECEIPT,
                 "room": conv.name,
                 "room_id": conv.id,
                 "user": user_ref(me),
@@ -121,6 +121,6 @@ class ReadHandlers:
                     if "peer_read_seq" in states[d["id"]]
                 ]
         if changed:
-            event = {"event": "read.receipts", "enabled": enabled, Control.ORIGIN: ctx.conn}
+            event = {"event": Event.READ_RECEIPTS, "enabled": enabled, Control.ORIGIN: ctx.conn}
             ctx.publish(user_topic(user_id), event)
         return {"enabled": enabled, "receipts": shown}

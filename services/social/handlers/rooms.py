@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
-from chatroom.protocol import ROOM_LIST_LIMIT, ErrorCode
+from chatroom.protocol import ROOM_LIST_LIMIT, ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
     check_room_name,
@@ -55,7 +55,7 @@ class RoomHandlers:
         ctx.publish(
             room_topic(room.id),
             {
-                "event": "room.member",
+                "event": Event.ROOM_MEMBER,
                 "room": room.name,
                 "user": {"id": user_id, "username": ctx.username},
                 "joined": joined,

@@ -9,10 +9,9 @@ from typing import Any
 from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import bad_request
-from chatroom.protocol import TYPING_EXPIRES_MS
+from chatroom.protocol import TYPING_EXPIRES_MS, Event
 from chatroom.service import Handler, RequestContext
-from services.social.handlers.access import find_user, member_room, not_friends
-from services.social.handlers.friends import me_of
+from services.social.handlers.access import find_user, me_of, member_room, not_friends
 from services.social.store import SocialStore
 
 
@@ -29,7 +28,7 @@ class TypingHandlers:
         if ("room" in args) == ("to" in args):
             raise bad_request("room", "name either a room ('room') or a friend ('to'), not both")
         hint = {
-            "event": "typing",
+            "event": Event.TYPING,
             "user": {"id": me.id, "username": me.username},
             "on": args["on"],
             "expires_ms": TYPING_EXPIRES_MS,

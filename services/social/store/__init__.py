@@ -1,7 +1,8 @@
 """All of social's SQL, behind SocialStore.
 
 - `store.transaction()` / `store.reading()`: a Tx on one connection (one transaction),
-  whose methods are the queries (presence.py, friends.py, rooms.py). A handler that
+  whose methods are the queries (presence.py, friends.py, rooms.py, reads.py, edits.py,
+  accounts.py; joined in queries.py). A handler that
   checks and then writes does both on the one Tx, so the check holds for the write.
 - Methods of the store itself run on their own connection: identities remembered for
   the life of the process (rooms and users are never renamed; an erased user's row

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from chatroom.names import username_key
+from chatroom.protocol import Event
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import (
     avatars,
@@ -245,7 +246,7 @@ class FriendQueries:
             for user_id in ids:
                 lists[user_id]["pending_events"] = [
                     {
-                        "event": "friend.rejected",
+                        "event": Event.FRIEND_REJECTED,
                         "request_id": r.request_id,
                         "by": {"id": r.to_id, "username": r.to_name},
                     }
