@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # env-set.sh NAME=VALUE ...: keep each NAME=VALUE in .env (replacing an earlier line of
 # that name), so every later `docker compose` command, from any shell, sees it.
-# Used by scripts/deploy.sh, scripts/image-tag.sh, scripts/monitoring-images.sh and the
+# Used by scripts/deploy.sh, scripts/image-tag.sh and the
 # operator steps of docs/operations.md (e.g. the number of replicas).
 set -euo pipefail
 cd "$(dirname "$0")/.."
