@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QModelIndex, QPoint, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QMenu, QWidget
 
-from .ui import ElidedLabel, ask_text, button, confirm
+from .ui import ElidedLabel, ask_text, button, confirm, on_click
 from .widgets import MESSAGE_ROLE
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ class MessageMenu:
         view = pane.view
         view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         view.customContextMenuRequested.connect(self.open_menu)
+        # An item view's clicked(index) carries the index, not a button's `checked`.
         view.clicked.connect(self.clicked)
         self.bar = QWidget()
         self.bar.setObjectName("reply_bar")
@@ -57,15 +58,15 @@ class MessageMenu:
         menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         reply = menu.addAction("Reply")
         reply.setObjectName("reply")
-        reply.triggered.connect(lambda: self.start_reply(message))
+        on_click(reply, lambda: self.start_reply(message))
         if message["from"]["username"] == self.pane.state.me.get("username"):
             if self._editable(message):
                 edit = menu.addAction("Edit…")
                 edit.setObjectName("edit")
-                edit.triggered.connect(lambda: self.ask_edit(message))
+                on_click(edit, lambda: self.ask_edit(message))
             delete = menu.addAction("Delete…")
             delete.setObjectName("delete")
-            delete.triggered.connect(lambda: self.ask_delete(message))
+            on_click(delete, lambda: self.ask_delete(message))
         menu.popup(self.pane.view.viewport().mapToGlobal(pos))
 
     def _editable(self, message: dict[str, Any]) -> bool:

@@ -29,6 +29,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from loguru import logger
 from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy.exc import OperationalError
 
 from chatroom.config import Settings
 from chatroom.storage.db import make_engine, wait_for_database
@@ -114,8 +115,16 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 def ensure_schema(engine: Engine, mode: str) -> None:
     """Make sure the schema is the code's before a service uses it (see the module doc)."""
     head = head_revision()
-    with engine.connect() as conn:
-        current = current_revision(conn)
+    try:
+        with engine.connect() as conn:
+            current = current_revision(conn)
+    except OperationalError as exc:
+        # MariaDB refuses to read a table's definition while another process's DDL is
+        # changing it (error 1684): that process is upgrading. Wait for it under the
+        # lock, then read the revision it left (seen when services start together).
+        logger.info("another process is changing the schema ({}); waiting for it", exc.orig)
+        with _migration_lock(engine) as conn:
+            current = current_revision(conn)
     if current == head:
         return
     _refuse_unknown(current)
