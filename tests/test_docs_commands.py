@@ -39,8 +39,9 @@ from wire import WireClient
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ("docs/operations.md", "README.md")
-PROJECT = "chatroom-docs"
-VERSION = "docs-test"
+# Per run: two runs on one engine (a CI run beside a developer's) must not share a stack.
+PROJECT = f"chatroom-docs-{os.getpid()}"
+VERSION = f"docs-test-{os.getpid()}"
 SHELLS = ("sh", "bash", "shell")
 # The blocks that may not run, and at most how many: each needs a reason in the markdown.
 MAX_NOT_RUN = 8
