@@ -20,6 +20,7 @@ from loadtest.scenarios import (
     ceiling,
     dm,
     fanout,
+    fanscale,
     fsync,
     idle,
     login,
@@ -31,6 +32,7 @@ from loadtest.scenarios import (
 
 SCENARIOS = (
     fanout,
+    fanscale,
     bigroom,
     dm,
     login,

@@ -1,4 +1,5 @@
-"""Measuring the server's processes from the outside: resident memory read from
+"""Measuring the server's processes from the outside: CPU time read from /proc/PID/stat
+(CpuMeter: what each process spent during a run's measured window), resident memory from
 /proc/PID/status, sampled by a thread (RssSampler) or on the event loop (RssWatch, which
 also stops a process that passes a limit), and snapshots of named processes; what a
 container's cgroup is charged; histograms scraped from a process's /metrics; the
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import threading
 import time
@@ -16,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -57,6 +60,68 @@ def process_tree_rss_kib(pid: int) -> int:
     return total + sum(process_tree_rss_kib(int(c)) for c in children)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """User + system CPU a process (and its descendants: an edge's workers) has used, in
+    seconds; 0 for a process that is gone. Every thread's time is in its process's line."""
+    total = 0
+    for each in process_tree_pids(pid) if descendants else [pid]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds each named process spent between start() and stop(): the server's
+    processes (`servers`) and the load generator's (`generators`) apart, so that a
+    benchmark reports what the server costs per delivery, whatever the generator costs.
+
+    Measure only the window where the work of interest happens (after the logins), so
+    that a per-delivery figure is not diluted or inflated by set-up."""
+
+    def __init__(self, servers: dict[str, int], generators: dict[str, int] | None = None):
+        self.servers = servers
+        self.generators = generators or {}
+        self._start: dict[str, float] = {}
+        self.wall_s = 0.0
+
+    def _now(self) -> dict[str, float]:
+        # The generator's own process is the parent of a local stack's processes: its
+        # descendants are not its cost.
+        return {
+            **{name: cpu_seconds(pid) for name, pid in self.servers.items()},
+            **{name: cpu_seconds(pid, False) for name, pid in self.generators.items()},
+        }
+
+    def start(self) -> None:
+        self._start = self._now()
+        self.wall_s = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        """{"server": {process: s}, "generator": {process: s}, "wall_s": s}."""
+        end = self._now()
+        spent = {name: round(end[name] - self._start[name], 3) for name in end}
+        return {
+            "server": {name: spent[name] for name in self.servers},
+            "generator": {name: spent[name] for name in self.generators},
+            "wall_s": round(time.monotonic() - self.wall_s, 3),
+        }
+
+
+def cpu_per(cpu: dict[str, Any], count: int) -> dict[str, float]:
+    """Microseconds of each server process (and their total) per unit of work."""
+    if count <= 0:
+        return {}
+    per = {name: round(s * 1e6 / count, 2) for name, s in cpu["server"].items()}
+    per["total"] = round(sum(cpu["server"].values()) * 1e6 / count, 2)
+    return per
+
+
 def mib(kib: int) -> float:
     return round(kib / 1024, 1)
 
@@ -66,12 +131,34 @@ def snapshot(pids: dict[str, int], t: float) -> dict[str, Any]:
     return {"t": round(t, 1), **{name: rss_kib(pid) for name, pid in pids.items()}}
 
 
-def stack_pids(procs: dict[str, Any], generators: list[Any]) -> dict[str, int]:
-    """Every service process of a stack, MariaDB if it runs, and the generator's workers."""
+def server_pids(procs: dict[str, Any], database_url: str | None = None) -> dict[str, int]:
+    """Every service process of a stack and, for a MySQL URL, the database server that
+    listens on its port (the benchmarks' private MariaDB, shared by their databases)."""
     pids = {name: proc.pid for name, proc in procs.items()}
-    mariadb = subprocess.run(["pgrep", "-o", "mariadbd"], capture_output=True, text=True)
-    if mariadb.stdout.strip():
-        pids["mariadb"] = int(mariadb.stdout.split()[0])
+    if database_url and database_url.startswith("mysql"):
+        port = urlsplit(database_url).port or 3306
+        if (pid := listener_pid(port)) is not None:
+            pids["mariadb"] = pid
+    return pids
+
+
+def listener_pid(port: int) -> int | None:
+    """The process listening on a local TCP port (ss -p), if it is ours to see."""
+    out = subprocess.run(
+        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True
+    ).stdout
+    found = re.search(r"pid=(\d+)", out)
+    return int(found[1]) if found else None
+
+
+def generator_pids(workers: list[Any]) -> dict[str, int]:
+    """The load generator's own process and its worker processes."""
+    return {"generator": os.getpid(), **{f"generator#{n}": p.pid for n, p in enumerate(workers)}}
+
+
+def stack_pids(procs: dict[str, Any], generators: list[Any], database_url: str) -> dict[str, int]:
+    """Every service process of a stack, its MariaDB if it has one, the generator's workers."""
+    pids = server_pids(procs, database_url)
     for n, proc in enumerate(generators):
         pids[f"generator#{n}"] = proc.pid
     return pids

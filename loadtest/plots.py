@@ -110,3 +110,35 @@ def bars(
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def lines(
+    path: Path,
+    title: str,
+    series: dict[str, list[tuple[float, float]]],
+    xlabel: str,
+    ylabel: str,
+    log_y: bool = False,
+) -> None:
+    """One line per series of (x, y) points, x on a log scale (sizes: 10, 100, 1,000...),
+    y too if `log_y` (costs that differ by orders of magnitude)."""
+    plt = _pyplot()
+    if plt is None:
+        return
+    fig, axis = plt.subplots(figsize=(9, 4))
+    for name, points in series.items():
+        axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+        for x, y in points:
+            axis.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), fontsize=8)
+    axis.set_xscale("log")
+    if log_y:
+        axis.set_yscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(True, alpha=0.3)
+    if axis.lines:
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

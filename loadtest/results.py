@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chatroom.files import private_folder
-from loadtest import plots
+from loadtest import measure, plots
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "var" / "results"
@@ -47,6 +47,7 @@ TABLE_COLUMNS = [
     "p90",
     "p99",
     "max",
+    "cpu_us",
 ]
 
 
@@ -63,6 +64,28 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     timeline: list[int] = field(default_factory=list)  # completions per 100 ms
     extra: dict[str, Any] = field(default_factory=dict)
+    # CPU seconds per process in the measured window (measure.CpuMeter.stop()) and what
+    # the server's processes spent per unit of work (add_cpu).
+    cpu: dict[str, Any] = field(default_factory=dict)
+
+    def add_cpu(
+        self,
+        cpu: dict[str, Any],
+        per: str = "delivery",
+        units: int | None = None,
+        messages: int | None = None,
+    ) -> None:
+        """Record a CpuMeter's window: µs of server CPU per `per` (the result's
+        deliveries unless `units` says how many), and per stored message if given."""
+        count = self.delivered if units is None else units
+        self.cpu = {**cpu, "per": per, "us_per_unit": measure.cpu_per(cpu, count)}
+        if messages:
+            self.cpu["us_per_message"] = measure.cpu_per(cpu, messages)
+
+    @property
+    def cpu_us(self) -> float | None:
+        """The server's total CPU per unit of work (µs), if measured."""
+        return self.cpu.get("us_per_unit", {}).get("total")
 
     @property
     def lost(self) -> int:
@@ -86,6 +109,8 @@ class Result:
         data = asdict(self)
         data.pop("latencies_ms")
         data.update(lost=self.lost, rate_per_s=round(self.rate, 1), **self.percentiles())
+        if self.cpu:
+            data["cpu_us"] = self.cpu_us
         return data
 
 
@@ -169,5 +194,17 @@ def save(out: Path, name: str, results: list[Result], notes: dict[str, Any] | No
     path.write_text(json.dumps(doc, indent=2) + "\n")
     series = [(r.system, r.latencies_ms, r.timeline, r.percentiles().get("p99")) for r in results]
     plots.latency_and_throughput(out / f"{name}.png", name, series)
+    measured = [r for r in results if r.cpu.get("us_per_unit")]
+    if measured:
+        processes = sorted({p for r in measured for p in r.cpu["us_per_unit"]} - {"total"})
+        labels = [*processes, "total"]
+        per = measured[0].cpu["per"]
+        plots.bars(
+            out / f"{name}-cpu.png",
+            f"{name}: server CPU per {per} (µs), generator excluded",
+            labels,
+            {r.system: [r.cpu["us_per_unit"].get(p, 0.0) for p in labels] for r in measured},
+            fmt="%.2f",
+        )
     print(f"results: {path}")
     return path

@@ -4,18 +4,23 @@ does not look (issue #16: running benchmarks or tests must not rewrite tracked f
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from loadtest import measure
 from loadtest.__main__ import SCENARIOS, parser
 from loadtest.results import DEFAULT_OUT
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = {
     "fanout",
+    "fanscale",
     "openloop",
     "bigroom",
     "dm",
@@ -36,7 +41,7 @@ SUBCOMMANDS = {
 def test_every_scenario_is_a_subcommand_with_its_own_flags():
     for name in SUBCOMMANDS:
         assert callable(parser().parse_args([name]).run)
-    assert len(SCENARIOS) == 13  # fanout/openloop and dm/dmrate share a module
+    assert len(SCENARIOS) == 14  # fanout/openloop and dm/dmrate share a module
     args = parser().parse_args(["dm", "--pairs", "3", "--set", "worker_threads=4"])
     assert (args.pairs, args.set, args.out) == (3, [("worker_threads", "4")], DEFAULT_OUT)
     with pytest.raises(SystemExit):  # a flag of another scenario is refused
@@ -137,3 +142,77 @@ def test_a_benchmark_run_writes_results_and_no_tracked_file(tmp_path, tracked_fi
         ["git", "check-ignore", "-q", str(DEFAULT_OUT / "ceiling.json")], cwd=ROOT
     )
     assert ignored.returncode == 0, f"{DEFAULT_OUT} is not ignored by git"
+
+
+def test_cpu_meter_charges_a_server_its_workers_time_and_the_generator_only_its_own(tmp_path):
+    done = tmp_path / "burnt"
+    # A "server" whose worker process burns 0.3 s of CPU, says so, and stays alive.
+    burn = (
+        "import time, pathlib, sys\n"
+        "end = time.process_time() + 0.3\n"
+        "while time.process_time() < end: pass\n"
+        "pathlib.Path(sys.argv[1]).write_text('done')\n"
+        "time.sleep(60)\n"
+    )
+    launcher = (
+        f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}, {str(done)!r}])"
+    )
+    server = subprocess.Popen([sys.executable, "-c", launcher], start_new_session=True)
+    try:
+        meter = measure.CpuMeter({"server": server.pid}, {"generator": os.getpid()})
+        meter.start()
+        deadline = time.monotonic() + 30
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cpu = meter.stop()
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+    assert done.exists()
+    assert cpu["server"]["server"] >= 0.25  # the worker's time, charged to its server
+    assert cpu["generator"]["generator"] < 0.2  # waiting costs the generator little
+    per = measure.cpu_per(cpu, 1000)
+    assert per["total"] == round(cpu["server"]["server"] * 1000, 2)
+
+
+def test_fanscale_reports_server_cpu_per_delivery_per_process(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtest",
+            "fanscale",
+            "--db",
+            "sqlite",
+            "--systems",
+            "chatroom",
+            "--members",
+            "4",
+            "8",
+            "--deliveries",
+            "80",
+            "--min-messages",
+            "10",
+            "--processes",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "fanscale.json").read_text())
+    assert [r["params"]["members"] for r in doc["results"]] == [4, 8]
+    for result in doc["results"]:
+        assert result["lost"] == 0
+        cpu = result["cpu"]
+        # Each server process by name, the generator apart, a total per delivery.
+        assert {"bus", "social", "auth", "media"} <= set(cpu["server"])
+        assert any(name.startswith("edge") for name in cpu["server"])
+        assert "generator" in cpu["generator"]
+        assert cpu["us_per_unit"]["total"] > 0
+        assert result["cpu_us"] == cpu["us_per_unit"]["total"]
+    assert set(doc["cpu_us_per_delivery"]["chatroom"]) == {"4", "8"}

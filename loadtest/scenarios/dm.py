@@ -187,10 +187,15 @@ def _scenario(
         wait_ready(pipes, 300, "dm workers")
         print(f"{name}: {args.pairs} friend pairs ready; sending {messages} messages")
         commits = measure.CommitWatch(url, stack.metrics_ports.get("social"))
+        meter = measure.CpuMeter(
+            measure.server_pids(stack.procs, url), measure.generator_pids(procs)
+        )
         commits.start()
+        meter.start()
         for pipe in pipes:
             pipe.send("go")
         parts = collect_parts(pipes, procs, 300, "dm workers")
+        cpu = meter.stop()
         group_commit = commits.stop()
         # The warm-up messages are stored too; only the measured ones count.
         persisted = servers.persisted_count(url) - sum(len(p["cold"]) for p in parts)
@@ -214,6 +219,8 @@ def _scenario(
         "cold_first_dm_ms": pcts([c for p in parts for c in p["cold"]]),
         "group_commit": group_commit,
     }
+    # A DM is one stored message and one push: its cost per acknowledged message.
+    result.add_cpu(cpu, per="message")
     print_table([result])
     print(
         f"acknowledged (persisted) sends: {result.delivered} in {result.duration_s} s = "

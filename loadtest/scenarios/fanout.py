@@ -85,13 +85,16 @@ def fanout_once(
     rate: float | None,
     processes: int,
     label: str,
+    server_pids: dict[str, int],
 ) -> Result:
     """members-1 receivers over `processes` processes, 1 probe, 1 sender. Closed loop:
     at most `inflight` messages sent but not yet seen by the probe. Open loop: `rate`
-    messages per second regardless."""
+    messages per second regardless. CPU is measured from the first send to the last
+    delivery (after the logins), per process of `server_pids`, the generator apart."""
     receivers = members - 2
     pool = ReceiverPool(system, port, receivers, messages, processes)
     pool.wait_ready()
+    meter = measure.CpuMeter(server_pids, measure.generator_pids(pool.procs))
     result = Result(
         "fanout" if rate is None else "openloop",
         system,
@@ -104,6 +107,7 @@ def fanout_once(
         },
     )
     probe_collector = Collector()
+    cpu: dict[str, Any] = {}
 
     async def run() -> None:
         nonlocal probe_collector
@@ -120,6 +124,7 @@ def fanout_once(
         errors = 0
         pool.go()
         await asyncio.sleep(0.2)  # the receivers' "go" has arrived
+        meter.start()
         started = time.monotonic()
         pending: set[asyncio.Future] = set()
         for seq in range(messages):
@@ -157,6 +162,7 @@ def fanout_once(
         await wait_for(lambda: state["probe"] >= messages, 60, 0.01)
         if pending:
             await asyncio.wait(pending, timeout=30)
+        cpu.update(meter.stop())
         result.errors = errors
         result.extra["ack_ms"] = pcts(acks)
         await sender.close()
@@ -172,6 +178,7 @@ def fanout_once(
     result.timeline = timeline_of(bins)
     result.duration_s = round(len(result.timeline) / 10, 2) or 0.1
     result.extra["duplicates"] = merged["duplicates"] + probe_collector.duplicates
+    result.add_cpu(cpu, messages=result.sent)
     return result
 
 
@@ -181,10 +188,10 @@ def _scenario(
     results = []
     for system in args.systems:
 
-        def run_once(port: int, system: str = system) -> Result:
+        def run_once(port: int, pids: dict[str, int], system: str = system) -> Result:
             label = f"{name} {system}"
             return fanout_once(
-                system, port, args.members, messages, inflight, rate, args.processes, label
+                system, port, args.members, messages, inflight, rate, args.processes, label, pids
             )
 
         if system == "chatroom":
@@ -192,12 +199,12 @@ def _scenario(
                 # The window includes the members' logins (a few commits of their own).
                 commits = measure.CommitWatch(url, stack.metrics_ports.get("social"))
                 commits.start()
-                result = run_once(stack.port)
+                result = run_once(stack.port, measure.server_pids(stack.procs, url))
                 result.extra["group_commit"] = commits.stop()
                 result.extra["persisted"] = servers.persisted_count(url)
         else:
             with servers.ngircd() as irc:
-                result = run_once(irc.port)
+                result = run_once(irc.port, {"ngircd": irc.proc.pid})
                 result.extra["persisted"] = 0
         results.append(result)
     print_table(results)
@@ -205,6 +212,8 @@ def _scenario(
     if len(results) == 2:
         ours, peer = results
         notes["ratio_rate"] = round(ours.rate / peer.rate, 3) if peer.rate else None
+        if ours.cpu_us and peer.cpu_us:
+            notes["ratio_cpu_per_delivery"] = round(ours.cpu_us / peer.cpu_us, 2)
         p_ours, p_peer = ours.percentiles(), peer.percentiles()
         if p_ours and p_peer:
             notes["ratio_p99"] = round(p_ours["p99"] / p_peer["p99"], 3)

@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> list[Result]:
             f"soak: {members} members in {args.rooms} rooms ready in "
             f"{time.monotonic() - setup:.0f} s"
         )
-        pids = measure.stack_pids(stack.procs, procs)
+        pids = measure.stack_pids(stack.procs, procs, url)
         result = run_async(_send(stack.port, args, pids))
         for pipe in pipes:
             pipe.send(result.sent)
