@@ -40,6 +40,9 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
         help="N users logged in on idle connections: edge memory per connection",
     )
     p.add_argument("--connections", type=int, default=10_000)
+    p.add_argument(
+        "--hold", type=float, default=10, help="seconds the idle connections' CPU is measured"
+    )
     target.add_arguments(p)
     p.set_defaults(run=run)
 
@@ -99,8 +102,10 @@ def run(args: argparse.Namespace) -> list[Result]:
     # Held without a ping: an idle timeout far beyond the run (as for every scenario).
     with servers.chatroom(
         args.db, args.set, idle_timeout_s=servers.QUIET_CLIENTS_IDLE_TIMEOUT_S
-    ) as (local, _url):
-        return _measure(args, Target("127.0.0.1", local.port), local.procs["edge#0"].pid)
+    ) as (local, url):
+        edge_pid = local.procs["edge#0"].pid
+        pids = measure.server_pids(local.procs, url)
+        return _measure(args, Target("127.0.0.1", local.port), edge_pid, pids)
 
 
 def _edge_memory(stack: Target, edge_pid: int | None) -> dict[str, Any]:
@@ -119,7 +124,14 @@ def _per_connection(before: dict[str, Any], after: dict[str, Any], held: int) ->
     return {k: round((b - a) / max(held, 1), 2) for k, (a, b) in pairs.items()}
 
 
-def _measure(args: argparse.Namespace, stack: Target, edge_pid: int | None = None) -> list[Result]:
+def _measure(
+    args: argparse.Namespace,
+    stack: Target,
+    edge_pid: int | None = None,
+    server_pids: dict[str, int] | None = None,
+) -> list[Result]:
+    """Log the users in, read the edge's memory, and (with a local stack's `server_pids`)
+    what holding them idle costs each server process in CPU for --hold seconds."""
     before_mem = _edge_memory(stack, edge_pid)
     shares = [
         (first, min(PER_PROCESS, args.connections - first))
@@ -146,6 +158,12 @@ def _measure(args: argparse.Namespace, stack: Target, edge_pid: int | None = Non
     elapsed = time.monotonic() - started
     time.sleep(SETTLE_S)  # let the edge's last allocations show in its RSS
     after_mem = _edge_memory(stack, edge_pid)
+    idle_cpu = None
+    if server_pids and connected:
+        meter = measure.CpuMeter(server_pids, measure.generator_pids(procs))
+        meter.start()
+        time.sleep(args.hold)  # the measured window: nothing happens but being held
+        idle_cpu = meter.stop()
     for pipe in pipes:
         pipe.send("stop")
     for proc in procs:
@@ -172,6 +190,9 @@ def _measure(args: argparse.Namespace, stack: Target, edge_pid: int | None = Non
             "edge_after": after_mem,
         },
     )
+    if idle_cpu is not None:
+        seconds = connected * idle_cpu["wall_s"]
+        result.add_cpu(idle_cpu, per="idle connection-second", units=round(seconds))
     print_table([result])
     print(
         f"{connected} logged-in idle connections; edge RSS {before} -> {after} KiB = "
