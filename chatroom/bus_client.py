@@ -1,7 +1,8 @@
 """Asks backend services questions over the bus (used by the edge and health checks).
 
-One DEALER socket per service, connected to that service's ROUTER on the bus, so
-requests are spread across all replicas and replies find their way back by id.
+One DEALER socket per service, connected to that service's ROUTER on every bus
+(CHAT_BUS_HOSTS), so requests are spread across the live buses and all replicas, and
+replies find their way back by id.
 A request that gets no reply in time is retried (if it is safe to) and then answered
 with service_unavailable: a caller never hangs on a dead or paused service.
 
@@ -30,6 +31,8 @@ from chatroom.protocol import ErrorCode
 from chatroom.zmq_io import BurstReceiver
 
 REPLY_BURST = 256
+# While no bus is connected, how often a request tries again to go out.
+NO_BUS_POLL_S = 0.05
 
 
 class BusClient:
@@ -52,8 +55,13 @@ class BusClient:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+            # Requests are shared round-robin among the buses this socket is connected
+            # to now; none is queued for a bus that is down or not yet reached (it would
+            # wait there until that bus came back, long after its deadline).
+            sock.setsockopt(zmq.IMMEDIATE, 1)
             front = f"{service}.admin.front" if admin else f"{service}.front"
-            sock.connect(settings.bus_connect(front))
+            for endpoint in settings.bus_endpoints(front):
+                sock.connect(endpoint)
             self._sockets[service] = sock
 
     def start(self) -> None:
@@ -108,10 +116,12 @@ class BusClient:
                 fut: asyncio.Future = loop.create_future()
                 self._pending[rid] = fut
                 body["deadline_ms"] = int((time.time() + per_attempt) * 1000)
-                await self._sockets[service].send_multipart([dumps(body)])
                 timer = loop.call_later(per_attempt, _time_out, fut)
                 try:
-                    reply = await fut
+                    if await self._send(self._sockets[service], dumps(body), fut):
+                        reply = await fut
+                    else:
+                        reply = None  # no bus was reachable within the attempt
                 finally:
                     timer.cancel()
                 if reply is not None:
@@ -139,6 +149,18 @@ class BusClient:
         raise ServiceError(
             error.get("code", ErrorCode.INTERNAL), error.get("message", "unknown error"), **extra
         )
+
+    @staticmethod
+    async def _send(sock: zmq.asyncio.Socket, frame: bytes, attempt: asyncio.Future) -> bool:
+        """Hand a request to a connected bus, waiting (until the attempt times out) while
+        none is: every bus down or restarting. False if the attempt ended first."""
+        while not attempt.done():
+            try:
+                await sock.send_multipart([frame], flags=zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                await asyncio.sleep(NO_BUS_POLL_S)
+        return False
 
     async def ping(self, service: str, timeout_ms: int = 2000) -> dict[str, Any]:
         return await self.call(service, PING_OP, timeout_ms=timeout_ms)

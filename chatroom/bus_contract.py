@@ -10,14 +10,17 @@ ZeroMQ's routing frames:
   {"rid": "e1a2:17", "op": "room.send", "args": {...}, "ctx": {...}, "deadline_ms": 1700000000000}
 Replies: {"rid": ..., "ok": true, "result": {...}} or {"rid": ..., "ok": false, "error": {...}}
 
-Events (service -> every edge that subscribed, through events.in / events.out), three
-frames: [topic, control, event]. `event` is the push exactly as clients get it, so an
-edge frames and forwards its bytes without decoding them; `control` is a JSON object of
-instructions for the edge (CONTROL_FIELDS), or empty.
+Events (service -> every edge that subscribed, through events.in / events.out), four
+frames: [topic, stamp, control, event]. `event` is the push exactly as clients get it, so
+an edge frames and forwards its bytes without decoding them; `control` is a JSON object
+of instructions for the edge (CONTROL_FIELDS), or empty; `stamp` says which event of
+which publisher it is (EventStamps), so that an edge hearing it through several buses
+keeps one copy.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from chatroom.framing import dumps, loads
@@ -126,16 +129,34 @@ class Control:
 CONTROL_FIELDS = tuple(value for name, value in vars(Control).items() if name.isupper())
 
 
-def event_frames(topic: bytes, event: dict[str, Any]) -> list[bytes]:
-    """The frames publishing `event` on `topic`: its control fields move to their own
-    frame (empty when there are none), the rest is the push clients get."""
+class EventStamps:
+    """The stamps of one publishing process's events: 8 random bytes naming the process
+    (drawn at start, so a restarted service is a new publisher) and 8 bytes counting its
+    events from 1. Each bus carries every event once, so an edge connected to several
+    buses gets several copies of each, with the same stamp (services/tcp_edge/dedupe.py)."""
+
+    SIZE = 16
+
+    def __init__(self) -> None:
+        self.publisher = os.urandom(8)
+        self.count = 0
+
+    def next(self) -> bytes:
+        self.count += 1
+        return self.publisher + self.count.to_bytes(8, "big")
+
+
+def event_frames(topic: bytes, event: dict[str, Any], stamp: bytes = b"") -> list[bytes]:
+    """The frames publishing `event` on `topic`: its stamp (empty: an event no edge needs
+    to tell apart, such as a health check's), its control fields in their own frame
+    (empty when there are none), the rest is the push clients get."""
     control: dict[str, Any] = {}
     for key in CONTROL_FIELDS:
         if key in event:
             if not control:
                 event = dict(event)  # the caller's dict is left as it was
             control[key] = event.pop(key)
-    return [topic, dumps(control) if control else b"", dumps(event)]
+    return [topic, stamp, dumps(control) if control else b"", dumps(event)]
 
 
 def parse_control(frame: bytes) -> dict[str, Any]:

@@ -43,6 +43,11 @@ class Settings:
     bus_host: str = "127.0.0.1"
     bus_bind_host: str = "127.0.0.1"
     bus_port_base: int = 5550
+    # Several buses, so that none is a single point of failure: a comma-separated list of
+    # HOST or HOST:PORT_BASE (default port base: bus_port_base). Every edge and service
+    # connects to all of them at once; requests go through any live one, events through
+    # all (edges keep one copy). Empty: the one bus at bus_host (docs/architecture.md).
+    bus_hosts: str = ""
     # CURVE keys of the bus and of every role that connects to it (chatroom/buskeys.py).
     bus_keys_dir: str = "var/bus-keys"
     # Authentication and encryption on the bus. "off" only to measure what they cost.
@@ -192,7 +197,25 @@ class Settings:
         return self.bus_port_base + BUS_PORT_OFFSETS[name]
 
     def bus_connect(self, name: str) -> str:
+        """Endpoint `name` of the bus at bus_host (a bus's own health check)."""
         return f"tcp://{self.bus_host}:{self.bus_port(name)}"
+
+    def bus_peers(self) -> list[tuple[str, int]]:
+        """(host, port base) of every bus an edge or a service connects to."""
+        if not self.bus_hosts.strip():
+            return [(self.bus_host, self.bus_port_base)]
+        peers = []
+        for item in filter(None, (each.strip() for each in self.bus_hosts.split(","))):
+            host, sep, base = item.rpartition(":")
+            if not sep:
+                host, base = item, ""
+            peers.append((host, int(base) if base else self.bus_port_base))
+        return peers
+
+    def bus_endpoints(self, name: str) -> list[str]:
+        """Endpoint `name` (e.g. "social.front") of every bus."""
+        offset = BUS_PORT_OFFSETS[name]
+        return [f"tcp://{host}:{base + offset}" for host, base in self.bus_peers()]
 
     def bus_bind(self, name: str) -> str:
         return f"tcp://{self.bus_bind_host}:{self.bus_port(name)}"

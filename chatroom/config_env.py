@@ -164,6 +164,17 @@ def _check(s: Settings) -> None:
             s.rate(action)
         except ValueError as exc:
             raise ConfigError(f"{env_name('rate_' + action)}: {exc}") from None
+    try:
+        peers = s.bus_peers()
+    except ValueError:
+        peers = []
+    if not peers or any(not host or not 0 < base < 65536 for host, base in peers):
+        raise ConfigError(
+            f"{env_name('bus_hosts')} must list HOST or HOST:PORT_BASE, comma-separated, "
+            f"got {s.bus_hosts!r}"
+        )
+    if len(set(peers)) != len(peers):
+        raise ConfigError(f"{env_name('bus_hosts')} names a bus twice: {s.bus_hosts!r}")
     port = s.metrics_port.strip().lower()
     if port not in ("auto", "off") and not (port.isdigit() and int(port) < 65536):
         raise ConfigError(

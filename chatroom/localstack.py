@@ -128,6 +128,7 @@ class Stack:
         defaults: dict[str, str] | None = None,
         *,
         serve_metrics: bool = False,
+        buses: int = 1,
         **overrides: object,
     ) -> None:
         """`serve_metrics`: each process serves /metrics on a free port of its own
@@ -146,6 +147,12 @@ class Stack:
             }
         )
         buskeys.ensure_keys(workdir / "bus-keys")
+        # Several buses: each its own block of ports on this host; every other process
+        # connects to all of them (CHAT_BUS_HOSTS). Named bus, bus#1, ...
+        self.bus_bases = [int(self.env["CHAT_BUS_PORT_BASE"])]
+        self.bus_bases += [free_port_block() for _ in range(buses - 1)]
+        if buses > 1:
+            self.env["CHAT_BUS_HOSTS"] = ",".join(f"127.0.0.1:{b}" for b in self.bus_bases)
         self.env.update(TEST_DEFAULTS if defaults is None else defaults)
         self.env.update({config.env_name(k): str(v) for k, v in overrides.items()})
         self.procs: dict[str, subprocess.Popen] = {}
@@ -195,8 +202,13 @@ class Stack:
         """Start a stopped service again with the environment it had."""
         self.start_service(name, self.proc_env[name])
 
+    @property
+    def bus_names(self) -> list[str]:
+        return ["bus", *(f"bus#{n}" for n in range(1, len(self.bus_bases)))]
+
     def start(self, edges: int = 1) -> Stack:
-        self.start_service("bus")
+        for name, base in zip(self.bus_names, self.bus_bases, strict=True):
+            self.start_service(name, dict(self.env, CHAT_BUS_PORT_BASE=str(base)))
         for name in ("auth", "social", "media"):
             self.start_service(name)
         for _ in range(edges):

@@ -38,6 +38,7 @@ from chatroom.bus_contract import (
     EVENT_HWM,
     HEALTH_LIVE,
     PING_OP,
+    EventStamps,
     event_frames,
     reply_error,
     reply_ok,
@@ -111,36 +112,42 @@ class ServiceRuntime:
             loop.add_signal_handler(sig, self.stop)
         zctx = zmq.asyncio.Context()
         keys = buskeys.client_keys(self.settings, self.name)
-        backend = self.settings.bus_connect(f"{self.name}.back")
-        self._sock = self._dealer(zctx, keys, backend)
+        # Every bus at once (CHAT_BUS_HOSTS): requests come through any of them and each
+        # reply goes back through the bus it came by (a ROUTER answers on the same pipe).
+        backends = self.settings.bus_endpoints(f"{self.name}.back")
+        self._sock = self._router(zctx, keys, backends)
         # The operators' path, for a service that has operator ops.
-        admin_backend = None
+        admin_backends: list[str] = []
         if any(op.startswith(ADMIN_OP_PREFIX) for op in self.handlers):
-            admin_backend = self.settings.bus_connect(f"{self.name}.admin.back")
-            self._admin_sock = self._dealer(zctx, keys, admin_backend)
+            admin_backends = self.settings.bus_endpoints(f"{self.name}.admin.back")
+            self._admin_sock = self._router(zctx, keys, admin_backends)
         self._pub = zctx.socket(zmq.PUB)
         buskeys.secure_client(self._pub, keys)
         self._pub.setsockopt(zmq.LINGER, 1000)
         self._pub.setsockopt(zmq.SNDHWM, EVENT_HWM)
         self._pub.setsockopt(zmq.RCVHWM, 0)
-        self._pub.connect(self.settings.bus_connect("events.in"))
+        # Every event through every bus: an edge keeps the first copy of each (stamps).
+        for endpoint in self.settings.bus_endpoints("events.in"):
+            self._pub.connect(endpoint)
+        self._stamps = EventStamps()
         # Events are sent straight through libzmq: a PUB socket never blocks (past its
         # high-water mark it drops) and never receives, so there is no pending receive
         # whose notification a send could use up (see zmq_io). pyzmq's awaited send
         # cost a future and a loop callback per event: 3-4 us, twice per direct message.
         self._pub_now: zmq.Socket[bytes] = zmq.Socket.shadow(self._pub.underlying)
-        logger.info("{} replica {} serving on {}", self.name, self.replica, backend)
+        logger.info("{} replica {} serving on {}", self.name, self.replica, ", ".join(backends))
         receivers = [asyncio.create_task(self._receive_loop(self._sock, admin=False))]
-        if admin_backend is not None:
+        if admin_backends:
             receivers.append(asyncio.create_task(self._receive_loop(self._admin_sock, admin=True)))
         job_tasks = [asyncio.create_task(self._repeat(job)) for job in self.jobs]
         if self.settings.health_port:
             job_tasks.append(asyncio.create_task(self._serve_health(zctx)))
         await self._stopping.wait()
         logger.info("stopping: no new requests, draining {} in flight", len(self._inflight))
-        self._sock.disconnect(backend)  # the bus stops routing requests to this replica
-        if admin_backend is not None:
-            self._admin_sock.disconnect(admin_backend)
+        for backend in backends:  # the buses stop routing requests to this replica
+            self._sock.disconnect(backend)
+        for backend in admin_backends:
+            self._admin_sock.disconnect(backend)
         background = [*receivers, *job_tasks]
         for task in background:
             task.cancel()
@@ -149,22 +156,26 @@ class ServiceRuntime:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=self.settings.drain_timeout_s)
         self._sock.close(linger=1000)
-        if admin_backend is not None:
+        if admin_backends:
             self._admin_sock.close(linger=1000)
         self._pub.close(linger=1000)
         zctx.term()
         self._executor.shutdown(wait=False, cancel_futures=True)
         logger.info("stopped after {} requests", self.handled)
 
-    def _dealer(
-        self, zctx: zmq.asyncio.Context, keys: buskeys.ClientKeys | None, address: str
+    def _router(
+        self, zctx: zmq.asyncio.Context, keys: buskeys.ClientKeys | None, addresses: list[str]
     ) -> zmq.asyncio.Socket:
-        sock = zctx.socket(zmq.DEALER)
+        """A ROUTER connected to a queue's back end on every bus: a request arrives with
+        the identity of the bus that brought it first, and the reply, sent with the
+        request's routing frames, returns through that bus."""
+        sock = zctx.socket(zmq.ROUTER)
         buskeys.secure_client(sock, keys)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
-        sock.connect(address)
+        for address in addresses:
+            sock.connect(address)
         return sock
 
     async def _receive_loop(self, sock: zmq.asyncio.Socket, admin: bool) -> None:
@@ -275,7 +286,7 @@ class ServiceRuntime:
 
     async def _publish(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
         for topic, event in events:
-            frames = event_frames(topic, event)
+            frames = event_frames(topic, event, self._stamps.next())
             try:
                 self._pub_now.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:  # not expected of PUB; never drop an event for it

@@ -32,6 +32,18 @@ def test_values_and_files(tmp_path):
     assert s.with_db_password() == "mysql+pymysql://chat:s3cret%2Fwith%40chars@db:3306/chat"
 
 
+def test_bus_hosts_name_every_bus_each_endpoint_is_on():
+    one = config_env.load({"CHAT_BUS_HOST": "bus"})
+    assert one.bus_endpoints("events.in") == [f"tcp://bus:{one.bus_port('events.in')}"]
+    two = config_env.load({"CHAT_BUS_HOSTS": " bus-a, bus-b:6000 ", "CHAT_BUS_PORT_BASE": "5550"})
+    assert two.bus_peers() == [("bus-a", 5550), ("bus-b", 6000)]
+    offset = config.BUS_PORT_OFFSETS["social.front"]
+    assert two.bus_endpoints("social.front") == [
+        f"tcp://bus-a:{5550 + offset}",
+        f"tcp://bus-b:{6000 + offset}",
+    ]
+
+
 @pytest.mark.parametrize(
     ("env", "fragment"),
     [
@@ -44,6 +56,11 @@ def test_values_and_files(tmp_path):
         ({"CHAT_MAX_REPLY_BYTES": "1048576"}, "CHAT_MAX_REPLY_BYTES"),
         ({"CHAT_MAX_FRAME_BYTES": "262144"}, "CHAT_MAX_REPLY_BYTES"),
         ({"CHAT_DB_PASSWORD_FILE": "/nonexistent/secret"}, "CHAT_DB_PASSWORD_FILE"),
+        # Several buses: HOST or HOST:PORT_BASE each, none twice.
+        ({"CHAT_BUS_HOSTS": "bus-a:port"}, "CHAT_BUS_HOSTS"),
+        ({"CHAT_BUS_HOSTS": "bus-a:70000"}, "CHAT_BUS_HOSTS"),
+        ({"CHAT_BUS_HOSTS": ":5550"}, "CHAT_BUS_HOSTS"),
+        ({"CHAT_BUS_HOSTS": "bus-a,bus-a:5550"}, "CHAT_BUS_HOSTS"),
         # The slow-reader cut must leave room for a whole frame being read, and more.
         ({"CHAT_OUTBOUND_QUEUE_BYTES": "1048576"}, "CHAT_OUTBOUND_QUEUE_BYTES"),
         ({"CHAT_MAX_FRAME_BYTES": "4194304"}, "CHAT_OUTBOUND_QUEUE_BYTES"),

@@ -1,9 +1,10 @@
 """Event delivery: which local connections hear which bus topic, and the fan-out of the
 events the services publish to them.
 
-An event arrives as [topic, control, event] (chatroom.bus_contract): the event bytes are
-framed and written to every subscribed connection as they are, never decoded; only the
-control frame, usually empty, is read.
+An event arrives as [topic, stamp, control, event] (chatroom.bus_contract): the event
+bytes are framed and written to every subscribed connection as they are, never decoded;
+only the control frame, usually empty, is read. With several buses each event arrives
+once per bus, and only its first copy is delivered (FirstCopies, by its stamp).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from chatroom.bus_contract import Control, parse_control
 from chatroom.errors import ServiceError
 from chatroom.framing import frame_payload
 from chatroom.zmq_io import BurstReceiver
+from services.tcp_edge.dedupe import FirstCopies
 
 if TYPE_CHECKING:
     from services.tcp_edge.connection import Connection
@@ -64,8 +66,10 @@ class EventDelivery:
         sub: zmq.asyncio.Socket,
         bus: BusClient,
         context: Callable[[Connection], dict[str, Any]],
+        first_copies: FirstCopies | None = None,
     ) -> None:
         self.sub_socket = sub
+        self.first_copies = first_copies  # with several buses: which events came already
         self.subs = Subscriptions(sub)
         self.bus = bus
         self._context = context  # the bus ctx of a request made for a connection
@@ -99,13 +103,15 @@ class EventDelivery:
 
     def handle(self, parts: list[bytes], outbox: dict[Connection, list[bytes]]) -> None:
         try:
-            topic, control_frame, payload = parts
+            topic, stamp, control_frame, payload = parts
         except ValueError:
             logger.warning("dropping an event of {} frames", len(parts))
             return
         targets = self.subs.targets(topic)
         if not targets:
             return
+        if self.first_copies is not None and self.first_copies.seen(stamp):
+            return  # the same event through another bus
         try:
             control = parse_control(control_frame)
         except ValueError:

@@ -34,6 +34,7 @@ from services.tcp_edge.account import OwnAccount
 from services.tcp_edge.admission import PreloginBudget
 from services.tcp_edge.connection import Connection
 from services.tcp_edge.core import Limits, Request
+from services.tcp_edge.dedupe import FirstCopies
 from services.tcp_edge.delivery import EventDelivery
 from services.tcp_edge.login import Logins, bus_context
 from services.tcp_edge.typing_hints import TypingCoalescer
@@ -101,7 +102,9 @@ class Edge:
         # would stop hearing a room. They must never be dropped (see EVENT_HWM).
         sub.setsockopt(zmq.SNDHWM, 0)
         sub.setsockopt(zmq.RCVHWM, EVENT_HWM)
-        sub.connect(settings.bus_connect("events.out"))
+        endpoints = settings.bus_endpoints("events.out")
+        for endpoint in endpoints:
+            sub.connect(endpoint)
         self.sub_socket = sub
         self.logins = Logins(
             self.bus,
@@ -116,7 +119,9 @@ class Edge:
             self.edge_id,
             on_logout=lambda conn: self._drop_prelogin(self.prelogin.admit(conn)),
         )
-        self.delivery = EventDelivery(sub, self.bus, self.logins.context)
+        # Through several buses every event comes once per bus: keep the first copy.
+        first_copies = FirstCopies() if len(endpoints) > 1 else None
+        self.delivery = EventDelivery(sub, self.bus, self.logins.context, first_copies)
         # The ops the edge runs itself; every other op goes to its service as it came.
         self.local_ops: dict[str, LocalHandler] = {
             "login": self.logins.login,
