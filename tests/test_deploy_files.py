@@ -227,7 +227,7 @@ def test_k8s_disruption_budgets_and_autoscalers(k8s):
         for (kind, _), doc in k8s.items()
         if kind == "PodDisruptionBudget"
     }
-    assert {"auth", "social", "media", "tcp-edge", "db"} <= budgets
+    assert {"auth", "social", "media", "tcp-edge", "db", "bus"} <= budgets
     scaled = {
         doc["spec"]["scaleTargetRef"]["name"]
         for (kind, _), doc in k8s.items()
@@ -237,6 +237,24 @@ def test_k8s_disruption_budgets_and_autoscalers(k8s):
     for name in SCALED:
         hpa = k8s[("HorizontalPodAutoscaler", name)]["spec"]
         assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] > hpa["minReplicas"]
+
+
+def test_k8s_runs_two_buses_on_different_nodes_and_everyone_connects_to_both(k8s):
+    """No single bus (docs/past-one-host.md): the StatefulSet's pods are named in
+    CHAT_BUS_HOSTS through the headless Service, and prefer different nodes."""
+    bus = k8s[("StatefulSet", "bus")]["spec"]
+    assert bus["replicas"] >= 2 and bus["serviceName"] == "bus"
+    service = k8s[("Service", "bus")]["spec"]
+    assert service["clusterIP"] == "None"
+    hosts = k8s[("ConfigMap", "chatroom-config")]["data"]["CHAT_BUS_HOSTS"].split(",")
+    assert hosts == [f"bus-{n}.bus" for n in range(bus["replicas"])]
+    spread = bus["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = spread["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "bus"}
+    # The settings every component reads accept the list.
+    settings = config_env.load({"CHAT_BUS_HOSTS": ",".join(hosts)})
+    assert [host for host, _ in settings.bus_peers()] == hosts
 
 
 def test_k8s_pods_hold_only_their_own_bus_key(k8s):
