@@ -27,7 +27,11 @@ def test_every_session_of_the_blocker_stops_hearing_the_blocked_user(stack):
         blocked = ann.call("block.add", username="bob")
         assert blocked["user"]["username"] == "bob"
         pushed = ann2.event("block.added")  # the other session, at once
-        assert pushed["user"] == {"id": bob.user["id"], "username": "bob", "since": blocked["since"]}
+        assert pushed["user"] == {
+            "id": bob.user["id"],
+            "username": "bob",
+            "since": blocked["since"],
+        }
         ann.no_event("block.added", within=0.2)  # the one that blocked has the reply
 
         bob.call("room.send", room="lobby", text="from bob")
@@ -39,9 +43,7 @@ def test_every_session_of_the_blocker_stops_hearing_the_blocked_user(stack):
             assert _next_message(session)["text"] == "from cat"
         # A session logged in later starts from the snapshot's list.
         with WireClient(stack.port) as ann3:
-            assert [b["username"] for b in ann3.login("ann", "correct horse")["blocked"]] == [
-                "bob"
-            ]
+            assert [b["username"] for b in ann3.login("ann", "correct horse")["blocked"]] == ["bob"]
             bob.call("room.send", room="lobby", text="bob again")
             cat.call("room.send", room="lobby", text="cat again")
             assert _next_message(cat)["text"] == "bob again"
