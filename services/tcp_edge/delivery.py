@@ -171,10 +171,12 @@ class EventDelivery:
                 self.blocks.add(conn, blocked)
             if unblocked is not None:
                 self.blocks.remove(conn, unblocked)
+        # Without a block of this author here, the loop below is main's as it was.
         skip = self.blocks.skipping(control)
+        receivers = list(targets) if skip is None else [c for c in targets if c not in skip]
         delivered_to = None
-        for conn in list(targets):
-            if conn.conn_id != origin and (skip is None or conn not in skip):
+        for conn in receivers:
+            if conn.conn_id != origin:
                 if conn.is_open:
                     outbox.setdefault(conn, []).append(frame)
                     delivered_to = conn
