@@ -255,3 +255,15 @@ def test_a_second_device_of_the_blocker_and_the_blocked_one_cannot_unblock(w):
     # bob cannot undo it: he has blocked nobody.
     assert _refused(w.ops, "block.remove", w.bob, {"username": "ann"}).code == ErrorCode.NOT_FOUND
     call(w.ops["block.remove"], w.ann, {"username": "bob"})
+
+
+def test_export_lists_whom_the_user_blocks_and_erase_forgets_it(w):
+    since = _block(w, w.ann, "bob")["since"]
+    _block(w, w.bob, "ann")
+    store = SocialStore(w.engine)
+    with store.transaction() as tx:
+        assert tx.export_of(1)["blocked"] == [{"username": "bob", "since": since}]
+        tx.erase_of(1)
+    assert call(w.ops["block.list"], w.ann, {})["blocked"] == []
+    # bob's block of ann is bob's own data: it stays.
+    assert [b["username"] for b in call(w.ops["block.list"], w.bob, {})["blocked"]] == ["ann"]
