@@ -122,6 +122,10 @@ class Control:
     KICK = "_kick"  # true: deliver the push (a closing push), then close the connections
     SESSION = "_session"  # with KICK: only the connections of this session id
     KEEP = "_keep"  # with KICK: not the connections of this session id (the asker's)
+    # A room event's author (user id): connections whose user blocks them skip it.
+    SENDER = "_sender"
+    BLOCK = "_block"  # user id: the user blocked them; their sessions stop hearing them
+    UNBLOCK = "_unblock"  # user id: the user unblocked them; their sessions hear them again
 
 
 # Handlers put these keys in the events they publish; the runtime moves them to the

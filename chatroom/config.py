@@ -91,6 +91,8 @@ class Settings:
     edge_dead_after_s: float = 15.0
     max_status_chars: int = 140
     max_pending_friend_requests: int = 50
+    # Users one user may block (block.add); each is a row and a set entry at the edge.
+    max_blocks: int = 1000
     room_members_max: int = 1000
     sync_page_max: int = 1000
 
@@ -140,6 +142,9 @@ class Settings:
     rate_read: str = "120/m"
     # message.edit and message.delete: each a sequenced event pushed to the conversation.
     rate_edit: str = "30/m"
+    # block.add and block.remove: each a write, and a push to the user's sessions (and
+    # the end of a friendship pushes to the friend).
+    rate_block: str = "30/m"
     # account.password, account.logout_others, account.delete: each checks a password
     # or ends sessions (and pushes a goodbye to them); account.export pages: reads that
     # may be large, one reply budget each.
@@ -235,6 +240,7 @@ class Settings:
             "idle_timeout_s": int(self.idle_timeout_s),
             "max_status_chars": self.max_status_chars,
             "max_pending_friend_requests": self.max_pending_friend_requests,
+            "max_blocks": self.max_blocks,
             "avatar_max_bytes": self.avatar_max_bytes,
             "avatar_max_pixels": self.avatar_max_pixels,
             "sync_page_max": self.sync_page_max,
@@ -279,6 +285,7 @@ RATED_ACTIONS = (
     "membership",
     "read",
     "edit",
+    "block",
     "account",
     "export",
     "login_ip",

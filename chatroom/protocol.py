@@ -193,6 +193,10 @@ OPS: dict[str, Op] = {
     "friend.reject": Op("social", {"username": _NAME}, rate="membership"),
     "friend.remove": Op("social", {"username": _NAME}, rate="membership"),
     "friend.list": Op("social", idempotent=True),
+    # Blocking (docs/protocol.md, Blocking): adding twice is one block (idempotent).
+    "block.add": Op("social", {"username": _NAME}, idempotent=True, rate="block"),
+    "block.remove": Op("social", {"username": _NAME}, rate="block"),
+    "block.list": Op("social", idempotent=True),
     "room.create": Op("social", {"room": _NAME}, rate="room_create"),
     "room.join": Op("social", {"room": _NAME}, idempotent=True, rate="membership"),
     "room.leave": Op("social", {"room": _NAME}, rate="membership"),
@@ -333,6 +337,8 @@ class Event:
     READ = "read"  # the user's marker moved on another of their connections
     READ_RECEIPT = "read.receipt"  # the other person of a direct chat read it (both share)
     READ_RECEIPTS = "read.receipts"  # the user turned read receipts on/off elsewhere
+    BLOCK_ADDED = "block.added"  # the user blocked someone (on any of their sessions)
+    BLOCK_REMOVED = "block.removed"  # the user unblocked someone
 
 
 CLOSING_EVENT = Event.CLOSING

@@ -28,6 +28,7 @@ from shiboken6 import isValid
 from chatroom.account_steps import assembled
 
 from . import theme
+from .blocking import BlockList
 from .net import ChatClient
 from .ui import button
 
@@ -53,9 +54,12 @@ def write_private(path: str, text: str) -> None:
 class AccountDialog(QDialog):
     accountDeleted = Signal()
 
-    def __init__(self, client: ChatClient, parent: Any = None) -> None:
+    def __init__(
+        self, client: ChatClient, parent: Any = None, blocks: BlockList | None = None
+    ) -> None:
         super().__init__(parent)
         self.client = client
+        self.blocks = blocks
         self.setWindowTitle("Account settings")
         self.setObjectName("account")
         self.setMinimumWidth(420)
@@ -86,6 +90,19 @@ class AccountDialog(QDialog):
             button("Sign out other devices", self.sign_out_others, "sign_out_others")
         )
 
+        # Whom the user blocks, each with Unblock (client/blocking.py).
+        self.blocked = QListWidget()
+        self.blocked.setObjectName("blocked_users")
+        self.blocked.setMaximumHeight(110)
+        blocked_box = QGroupBox("Blocked users")
+        blocked_layout = QHBoxLayout(blocked_box)
+        blocked_layout.addWidget(self.blocked, 1)
+        blocked_layout.addWidget(
+            button("Unblock", self.unblock, "unblock", "Unblock the selected user"),
+            0,
+            Qt.AlignmentFlag.AlignTop,
+        )
+
         data = QGroupBox("Your data")
         data_layout = QHBoxLayout(data)
         data_layout.addWidget(button("Export my data…", self.export, "export"))
@@ -97,6 +114,10 @@ class AccountDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(password_box)
         layout.addWidget(devices)
+        if blocks is not None:
+            layout.addWidget(blocked_box)
+            blocks.changed.connect(self.refresh_blocked)
+            self.refresh_blocked()
         layout.addWidget(data)
         layout.addWidget(self.message)
         close = QHBoxLayout()
@@ -127,6 +148,31 @@ class AccountDialog(QDialog):
             return False
         self.say(reply["error"]["message"], problem=True)
         return True
+
+    # ------------------------------------------------------------------ blocked users
+
+    def refresh_blocked(self) -> None:
+        if self.blocks is None or not isValid(self.blocked):
+            return
+        self.blocked.clear()
+        names = sorted(self.blocks.users, key=str.casefold)
+        self.blocked.addItems(names)
+        if not names:
+            self.blocked.addItem("Nobody. Right-click a user to block them.")
+            self.blocked.item(0).setFlags(Qt.ItemFlag.NoItemFlags)
+
+    def unblock(self) -> None:
+        item = self.blocked.currentItem()
+        if self.blocks is None or item is None or not self.blocks.is_blocked(item.text()):
+            self.say("Pick a user in the list first, then click Unblock.", problem=True)
+            return
+        username = item.text()
+
+        def done(reply: dict) -> None:
+            if not self._failed(reply):
+                self.say(f"You unblocked {username}.")
+
+        self.blocks.unblock(username, done)
 
     # ------------------------------------------------------------------ password
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from . import theme
 from .actions import ChatActions
 from .avatars import AvatarCache
+from .blocking import add_user_menu
 from .message_menu import MessageMenu
 from .net import ONLINE, ChatClient
 from .side_panel import presence_text
@@ -132,6 +133,10 @@ class ConversationPane(QWidget):
         self.members.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.members.setMinimumWidth(120)
         self.members.hide()
+        # Right-click a member: Block… / Unblock.
+        add_user_menu(
+            self.members, state.blocks, lambda item: item.text(), self.show_notice, self._me
+        )
         middle = QSplitter()
         middle.setChildrenCollapsible(False)
         middle.addWidget(self.view)
@@ -234,6 +239,9 @@ class ConversationPane(QWidget):
         online = self.client.state == ONLINE
         self.presence_line.setText(presence_text(friend, online) if friend else "")
         self.presence_line.setVisible(friend is not None)
+
+    def _me(self) -> str | None:
+        return self.state.me.get("username")
 
     def refresh_members(self, key: Key) -> None:
         if key != self.state.active:

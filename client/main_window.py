@@ -335,6 +335,6 @@ class MainWindow(QMainWindow):
         dialog.open()
 
     def edit_account(self) -> None:
-        dialog = AccountDialog(self.client, self)
+        dialog = AccountDialog(self.client, self, self.state.blocks)
         dialog.accountDeleted.connect(self.accountDeleted)
         dialog.open()

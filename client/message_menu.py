@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QModelIndex, QPoint, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QMenu, QWidget
 
+from .blocking import ask_block
 from .ui import ElidedLabel, ask_text, button, confirm, on_click
 from .widgets import MESSAGE_ROLE
 
@@ -67,6 +68,11 @@ class MessageMenu:
             delete = menu.addAction("Delete…")
             delete.setObjectName("delete")
             on_click(delete, lambda: self.ask_delete(message))
+        elif not self.pane.state.blocks.is_blocked(author := message["from"]["username"]):
+            block = menu.addAction(f"Block {author}…")
+            block.setObjectName("block")
+            blocks, said = self.pane.state.blocks, self.pane.show_notice
+            on_click(block, lambda: ask_block(self.pane, blocks, author, said))
         menu.popup(self.pane.view.viewport().mapToGlobal(pos))
 
     def _editable(self, message: dict[str, Any]) -> bool:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from . import theme
 from .avatars import AvatarCache
+from .blocking import add_user_menu
 from .conversations import dm_key
 from .net import ONLINE, ChatClient
 from .state import ChatState
@@ -104,6 +105,14 @@ class SidePanel(QWidget):
             listing.setMouseTracking(True)
             listing.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
             listing.currentItemChanged.connect(self._picked)
+        # Right-click a friend: Block… (blocking ends the friendship).
+        add_user_menu(
+            self.friends,
+            state.blocks,
+            lambda item: item.data(Qt.ItemDataRole.UserRole)[1],
+            state.notice.emit,
+            lambda: state.me.get("username"),
+        )
         self.join_room_button = button("+", join_room, "join_room", "Join or create a room")
         self.join_room_button.setFixedWidth(28)
         rooms_header = QHBoxLayout()

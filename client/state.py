@@ -21,6 +21,7 @@ from PySide6.QtCore import QObject, QSettings, Signal
 
 from chatroom.protocol import Event
 
+from .blocking import BlockList
 from .conversations import SENT, Conversation, dm_key, mentions, now_ms, room_key
 from .memory import DeviceMemory
 from .net import ChatClient
@@ -69,6 +70,7 @@ class ChatState(QObject):
         self._last_total = 0
         self.typing = TypingShown()
         self.reads = ReadMarkers(client, self.memory)
+        self.blocks = BlockList(client, self)  # whom the user blocks (client/blocking.py)
         client.loggedIn.connect(self._on_login)
         client.resumed.connect(self._on_resume)
         # The pushes this client acts on, by name (chatroom.protocol.Event); `closing`

@@ -18,6 +18,15 @@ CREATE TABLE avatars (
 	PRIMARY KEY (user_id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
+CREATE TABLE blocks (
+	blocker_id BIGINT NOT NULL, 
+	blocked_id BIGINT NOT NULL, 
+	since BIGINT NOT NULL, 
+	PRIMARY KEY (blocker_id, blocked_id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_blocks_blocked ON blocks (blocked_id);
+
 CREATE TABLE edges (
 	edge_id VARCHAR(128) NOT NULL, 
 	last_seen BIGINT NOT NULL, 
@@ -172,4 +181,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0006');
+INSERT INTO alembic_version (version_num) VALUES ('0007');

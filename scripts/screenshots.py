@@ -8,7 +8,7 @@ locally (SQLite in a temporary folder), and drives three app instances with
 tests/clicks.py (mouse clicks on the widgets, keys into the fields, dialogs answered):
 sign-up, lobby chat in Chinese and English, a friend request, a private chat, a room,
 an avatar change, the activity list, the switcher, someone typing, a reply and an
-edit, the account settings, a lost connection. Each view is
+edit, the account settings and its blocked users, a lost connection. Each view is
 saved at 420×360, 980×660 and 1600×1000, in the light and the dark theme
 (CHAT_CLIENT_THEME, which otherwise follows the system), as
 docs/screenshots/<theme>-<width>x<height>-<view>.png, plus single-size dialogs.
@@ -280,6 +280,15 @@ class Tour:
         settings = c.dialog(AccountDialog, "account")
         c.wait(lambda: settings.sessions.count() > 0)
         self.save_dialog(settings, "account")
+        # With someone blocked: the Blocked users list, one picked for Unblock.
+        from wire import WireClient
+
+        with WireClient(self.stack.port) as pest:
+            pest.register_and_login("spam_bot_42")
+            sam.state.blocks.block("spam_bot_42", lambda _reply: None)
+            c.wait(lambda: sam.state.blocks.is_blocked("spam_bot_42"))
+        c.click_row(settings.blocked, "spam_bot_42")
+        self.save_dialog(settings, "blocked-users")
         c.click_button(settings, "close")
 
         # The connection is lost: the state is shown, typed messages wait.

@@ -257,6 +257,28 @@ def right_click_message(app: App, text: str) -> None:
     pump()
 
 
+def right_click_row(listing: QListWidget, text: str) -> None:
+    """Right-click the row whose text is `text` (a friend, a member): the press, and the
+    context-menu event the window system sends with it."""
+
+    def find() -> Any:
+        for row in range(listing.count()):
+            if listing.item(row).text() == text:
+                return listing.item(row)
+        return None
+
+    listing.scrollToItem(wait(find, what=f"row {text!r}"))
+    pump()
+    pos = listing.visualItemRect(wait(find, what=f"row {text!r}")).center()
+    viewport = listing.viewport()
+    QTest.mousePress(viewport, Qt.RightButton, Qt.NoModifier, pos)
+    QApplication.sendEvent(
+        viewport, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, pos, viewport.mapToGlobal(pos))
+    )
+    QTest.mouseRelease(viewport, Qt.RightButton, Qt.NoModifier, pos)
+    pump()
+
+
 def choose_menu_item(menu_name: str, item: str) -> None:
     """Click the item (its objectName) of the open pop-up menu."""
     menu = dialog(QMenu, menu_name)

@@ -82,6 +82,8 @@ class World:
             "friend.accept": [{"username": "ann"}],
             "friend.reject": [{"username": "ann"}],
             "friend.remove": [{"username": "ann"}],
+            "block.add": [{"username": "ann"}],
+            "block.remove": [{"username": "ann"}],
             "room.create": [{"room": dm}],
             "room.join": on_dm,
             "room.leave": [{"room": "den"}] if caller == "non-member" else on_dm,

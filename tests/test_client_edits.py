@@ -104,6 +104,7 @@ def test_delete_can_be_cancelled_and_others_messages_have_no_edit(apps, make_sta
     right_click_message(bob, "keep this")
 
     menu = dialog(QMenu, "message_menu")
-    assert [a.objectName() for a in menu.actions()] == ["reply"]
+    # Someone else's message: Reply, and Block its author (test_client_blocking.py).
+    assert [a.objectName() for a in menu.actions()] == ["reply", "block"]
     menu.close()
     assert "keep this" in shown(bob) and "keep this" in shown(ann)

@@ -243,6 +243,20 @@ read_receipts = Table(
     **MYSQL_TABLE_ARGS,
 )
 
+# Who blocked whom (block.add): the blocker no longer hears the blocked user's room
+# messages, gets no friend request or direct message from them, and shows them nothing
+# of their presence, status or avatar (docs/security.md, Blocking). One row per pair and
+# direction; by blocked_id too, for "who blocks this viewer" (room.members, media).
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("blocker_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("blocked_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("since", BigInteger, nullable=False),
+    Index("ix_blocks_blocked", "blocked_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
 avatars = Table(
     "avatars",
     metadata,

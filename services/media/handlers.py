@@ -87,7 +87,12 @@ class MediaHandlers:
         # Anyone may see the default picture, and with CHAT_AVATAR_VISIBILITY=everyone
         # any picture; otherwise only the current avatar of the asker or a friend.
         anyones = key == self.default.hash or self.settings.avatar_visibility == "everyone"
-        data = self.store.avatar_png(key, size, shown_to=None if anyones else user_id)
+        if key == self.default.hash:
+            data = self.store.avatar_png(key, size, shown_to=None)
+        elif anyones:  # everyone's, but not the picture of someone who blocks the asker
+            data = self.store.avatar_png(key, size, shown_to=None, viewer=user_id)
+        else:  # blocking ends the friendship: a blocker's picture is a stranger's
+            data = self.store.avatar_png(key, size, shown_to=user_id)
         if data is None:
             # The same answer for a picture one may not see as for one that does not
             # exist: a stranger learns nothing about whose picture it is.

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from chatroom.storage.db import now_ms, upsert
-from chatroom.storage.schema import avatar_images, avatars, friendships, users
+from chatroom.storage.schema import avatar_images, avatars, blocks, friendships, users
 
 
 class MediaStore:
@@ -55,11 +55,29 @@ class MediaStore:
                 )
             ]
 
-    def avatar_png(self, avatar_hash: str, size: int, shown_to: int | None) -> bytes | None:
+    def avatar_png(
+        self, avatar_hash: str, size: int, shown_to: int | None, viewer: int | None = None
+    ) -> bytes | None:
         """The picture's PNG at that size, or None if there is none. With `shown_to` (a
         user id), also None unless the picture is the current avatar of that user or of
-        one of their friends (both read on one connection)."""
+        one of their friends (both read on one connection). With `viewer` (pictures shown
+        to anyone), None if every user whose avatar it is blocks the viewer (social's
+        blocks table: this database is shared, as friendships are)."""
         with self.engine.connect() as conn:
+            if viewer is not None:
+                owners = select(avatars.c.user_id).where(avatars.c.hash == avatar_hash)
+                unblocked = conn.execute(
+                    select(avatars.c.user_id)
+                    .where(
+                        avatars.c.hash == avatar_hash,
+                        avatars.c.user_id.not_in(
+                            select(blocks.c.blocker_id).where(blocks.c.blocked_id == viewer)
+                        ),
+                    )
+                    .limit(1)
+                ).first()
+                if unblocked is None and conn.execute(owners.limit(1)).first() is not None:
+                    return None
             if shown_to is not None:
                 friends = select(friendships.c.friend_id).where(friendships.c.user_id == shown_to)
                 owner = conn.execute(

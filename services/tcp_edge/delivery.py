@@ -60,6 +60,46 @@ class Subscriptions:
         return self.by_topic.get(topic, set())
 
 
+class Blocks:
+    """Whom each local connection's user blocks, indexed by the blocked user: a room
+    event carries its author (`_sender`), and one dict lookup finds the connections
+    that must skip it. While nobody here blocks its author, an event costs that one
+    lookup and nothing per connection (docs/benchmarks.md, Blocking at the edge)."""
+
+    def __init__(self) -> None:
+        self.hidden_from: dict[int, set[Connection]] = {}  # blocked id -> connections
+        self._of: dict[Connection, set[int]] = {}  # connection -> blocked ids
+
+    def replace(self, conn: Connection, blocked: set[int]) -> None:
+        """At login: the snapshot's list (a new login on the connection replaces it)."""
+        self.forget(conn)
+        for user_id in blocked:
+            self.add(conn, user_id)
+
+    def add(self, conn: Connection, user_id: int) -> None:
+        self._of.setdefault(conn, set()).add(user_id)
+        self.hidden_from.setdefault(user_id, set()).add(conn)
+
+    def remove(self, conn: Connection, user_id: int) -> None:
+        self._of.get(conn, set()).discard(user_id)
+        hiding = self.hidden_from.get(user_id)
+        if hiding is not None:
+            hiding.discard(conn)
+            if not hiding:
+                del self.hidden_from[user_id]
+
+    def forget(self, conn: Connection) -> None:
+        for user_id in self._of.pop(conn, set()):
+            self.remove(conn, user_id)
+
+    def skipping(self, control: dict[str, Any]) -> set[Connection] | None:
+        """The connections that must not get this event: their user blocks its author."""
+        if not self.hidden_from:
+            return None
+        sender = control.get(Control.SENDER)
+        return None if sender is None else self.hidden_from.get(sender)
+
+
 class EventDelivery:
     def __init__(
         self,
@@ -71,6 +111,7 @@ class EventDelivery:
         self.sub_socket = sub
         self.first_copies = first_copies  # with several buses: which events came already
         self.subs = Subscriptions(sub)
+        self.blocks = Blocks()
         self.bus = bus
         self._context = context  # the bus ctx of a request made for a connection
         pushes = metrics.get().pushes
@@ -130,8 +171,17 @@ class EventDelivery:
                     conn.join_room(joined)
                 if left is not None:
                     conn.leave_room(left)
+        blocked, unblocked = control.get(Control.BLOCK), control.get(Control.UNBLOCK)
+        for conn in targets if blocked is not None or unblocked is not None else ():
+            if blocked is not None:
+                self.blocks.add(conn, blocked)
+            if unblocked is not None:
+                self.blocks.remove(conn, unblocked)
+        # Without a block of this author here, the loop below is main's as it was.
+        skip = self.blocks.skipping(control)
+        receivers = list(targets) if skip is None else [c for c in targets if c not in skip]
         delivered_to = None
-        for conn in list(targets):
+        for conn in receivers:
             if conn.conn_id != origin:
                 if conn.is_open:
                     outbox.setdefault(conn, []).append(frame)

@@ -43,12 +43,14 @@ class Logins:
         limits: dict[str, Any],
         on_login: Callable[[Connection], None],
         on_logout: Callable[[Connection], None],
+        on_blocks: Callable[[Connection, set[int]], None] | None = None,
     ) -> None:
         self.bus = bus
         self.edge_id = edge_id
         self.limits = limits  # what every login reply announces
         self._on_login = on_login  # the connection no longer counts as not logged in
         self._on_logout = on_logout  # it counts again
+        self._on_blocks = on_blocks  # whom the user blocks: their room events are skipped
 
     def context(self, conn: Connection) -> dict[str, Any]:
         return bus_context(self.edge_id, conn, conn.session)
@@ -75,6 +77,8 @@ class Logins:
         session.room_ids = {room["id"] for room in snapshot["rooms"]}
         conn.log_in(session)
         self._on_login(conn)
+        if self._on_blocks is not None:
+            self._on_blocks(conn, {user["id"] for user in snapshot.get("blocked", [])})
         pending = snapshot.pop("pending_events", [])
         reply = reply_ok(
             request.request_id,

@@ -52,6 +52,7 @@ RATE_LIMIT_MESSAGES = {
     "membership": "you are joining, leaving or answering too often",
     "read": "you are marking conversations read too often",
     "edit": "you are editing or deleting messages too fast",
+    "block": "you are blocking or unblocking too often",
     "account": "you are changing your account or sessions too often",
     "export": "you are exporting too often",
     "login_ip": "too many login attempts from your address",
@@ -113,6 +114,7 @@ class Edge:
             settings.limits(),
             on_login=self.prelogin.release,
             on_logout=lambda conn: self._drop_prelogin(self.prelogin.admit(conn)),
+            on_blocks=lambda conn, ids: self.delivery.blocks.replace(conn, ids),
         )
         self.own_account = OwnAccount(
             self.bus,
@@ -254,6 +256,7 @@ class Edge:
         self.open_connections.dec()
         self.prelogin.release(conn)
         self.typing.forget(conn)
+        self.delivery.blocks.forget(conn)
         self.conns_per_ip[conn.ip_key] -= 1
         if not self.conns_per_ip[conn.ip_key]:
             del self.conns_per_ip[conn.ip_key]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from chatroom.config import Settings
 from chatroom.service import Handler, Job
 from services.social.handlers.accounts import AccountHandlers
+from services.social.handlers.blocks import BlockHandlers
 from services.social.handlers.edits import EditHandlers
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
@@ -33,6 +34,7 @@ class SocialHandlers:
         self.accounts = AccountHandlers(store, settings)
         self.reads = ReadHandlers(store, settings)
         self.edits = EditHandlers(store, settings)
+        self.blocks = BlockHandlers(store, settings)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -44,6 +46,7 @@ class SocialHandlers:
             **self.accounts.ops(),
             **self.reads.ops(),
             **self.edits.ops(),
+            **self.blocks.ops(),
         }
 
     def jobs(self) -> list[Job]:

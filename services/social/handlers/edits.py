@@ -99,9 +99,8 @@ class EditHandlers:
         )
         name = Event.MESSAGE_EDITED if kind == EDIT else Event.MESSAGE_DELETED
         if peer is None:
-            ctx.publish(
-                room_topic(target.room_id), {"event": name, **change, Control.ORIGIN: ctx.conn}
-            )
+            event = {"event": name, **change, Control.ORIGIN: ctx.conn, Control.SENDER: me.id}
+            ctx.publish(room_topic(target.room_id), event)
         else:
             change["to"] = peer
             event = {"event": name, **change, "direct": True, Control.ORIGIN: ctx.conn}

@@ -43,23 +43,7 @@ class FriendHandlers:
     def _friend_op(
         self, ctx: RequestContext, action: FriendAction, username: str, *extra: Any
     ) -> dict[str, Any]:
-        """Run a friend action on (me, the named user) holding both users' profile
-        locks, taken in id order, so concurrent operations on a pair run one by one."""
-        me = me_of(ctx)
-        with self.store.reading() as tx:
-            other = find_user(tx, username)
-        for user_id in (me.id, other.id):
-            self.store.ensure_profile(user_id)
-        with self.store.transaction() as tx:
-            tx.lock_profiles({me.id, other.id})
-            if tx.erased_among({other.id}):  # erased since it was looked up
-                raise ServiceError(
-                    ErrorCode.NOT_FOUND, f"there is no user called '{username[:64]}'"
-                )
-            result, events = action(tx, me, other, *extra)
-        for user_id, event in events:
-            ctx.publish(user_topic(user_id), event)
-        return result
+        return run_pair_action(self.store, ctx, action, username, *extra)
 
     def friend_request(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         limit = self.settings.max_pending_friend_requests
@@ -85,11 +69,37 @@ class FriendHandlers:
             return tx.friend_list(ctx.require_user())
 
 
+def run_pair_action(
+    store: SocialStore, ctx: RequestContext, action: FriendAction, username: str, *extra: Any
+) -> dict[str, Any]:
+    """Run an action on (me, the named user) holding both users' profile locks, taken
+    in id order, so concurrent operations on a pair (friend ops, blocks) run one by one;
+    then publish its events."""
+    me = me_of(ctx)
+    with store.reading() as tx:
+        other = find_user(tx, username)
+    for user_id in (me.id, other.id):
+        store.ensure_profile(user_id)
+    with store.transaction() as tx:
+        tx.lock_profiles({me.id, other.id})
+        if tx.erased_among({other.id}):  # erased since it was looked up
+            raise ServiceError(ErrorCode.NOT_FOUND, f"there is no user called '{username[:64]}'")
+        result, events = action(tx, me, other, *extra)
+    for user_id, event in events:
+        ctx.publish(user_topic(user_id), event)
+    return result
+
+
 def request(tx: Tx, me: Any, target: Any, max_pending: int) -> tuple[dict, UserEvents]:
     if target.id == me.id:
         raise bad_request("username", "you cannot send a friend request to yourself")
     if tx.are_friends(me.id, target.id):
         raise ServiceError(ErrorCode.CONFLICT, f"you and {target.username} are already friends")
+    if tx.blocks_user(me.id, target.id):
+        raise ServiceError(ErrorCode.CONFLICT, f"you blocked {target.username}; unblock them first")
+    # Blocked by them: answered as any stranger's request (stored, pending, counted in
+    # the cap), but never shown or pushed to them (docs/security.md, Blocking).
+    unseen = tx.blocks_user(target.id, me.id)
     theirs = tx.friend_request(target.id, me.id)
     if theirs is not None and theirs.status == PENDING:
         # They asked first: asking back is saying yes.
@@ -106,12 +116,13 @@ def request(tx: Tx, me: Any, target: Any, max_pending: int) -> tuple[dict, UserE
     now = now_ms()
     tx.ask(me.id, target.id, None if mine is None else mine.id, now)
     event = {"event": Event.FRIEND_REQUEST, "from": user_ref(me), "ts": now}
-    return {"status": PENDING, "to": user_ref(target)}, [(target.id, event)]
+    return {"status": PENDING, "to": user_ref(target)}, [] if unseen else [(target.id, event)]
 
 
 def _pending_from(tx: Tx, requester: Any, me_id: int) -> Any:
     row = tx.friend_request(requester.id, me_id)
-    if row is None or row.status != PENDING:
+    # One from a user I block was never shown to me: there is none to answer.
+    if row is None or row.status != PENDING or tx.blocks_user(me_id, requester.id):
         raise ServiceError(
             ErrorCode.NOT_FOUND, f"{requester.username} has no pending friend request to you"
         )

@@ -7,7 +7,7 @@ time, and the write (with its checks) waits for the group commit without a threa
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, NamedTuple
 
 from loguru import logger
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +44,9 @@ from services.social.store.rooms import (
     room_ref,
 )
 
+HIDDEN = "hidden"  # a sync event: a blocked user's row, only its seq
+SEQ_ONLY = (MESSAGE, HIDDEN)  # rows that are no change to another message
+
 
 class MessageHandlers:
     def __init__(self, store: SocialStore, settings: Settings) -> None:
@@ -77,10 +80,9 @@ class MessageHandlers:
                 message["room_id"],
                 len(message["text"]),
             )
-            ctx.publish(
-                room_topic(message["room_id"]),
-                {"event": Event.MESSAGE, **message, Control.ORIGIN: ctx.conn},
-            )
+            # _sender: edges skip the connections of users who block the sender.
+            event = {"event": Event.MESSAGE, **message, Control.ORIGIN: ctx.conn}
+            ctx.publish(room_topic(message["room_id"]), {**event, Control.SENDER: user_id})
         return {"message": message}
 
     async def dm_send(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +177,7 @@ class MessageHandlers:
         user_id = ctx.require_user()
         limit = min(args.get("limit", 50), self.settings.history_page_max)
         room = member_room(args["room"], user_id)(self.store)
-        return self._history(room, args.get("before"), limit)
+        return self._history(room, args.get("before"), limit, user_id)
 
     def dm_history(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = me_of(ctx)
@@ -187,11 +189,15 @@ class MessageHandlers:
             raise ServiceError(ErrorCode.NOT_FOUND, f"no messages with {peer.username} yet")
         return {**self._history(room, args.get("before"), limit), "with": user_ref(peer)}
 
-    def _history(self, room: RoomIdentity, before: int | None, limit: int) -> dict[str, Any]:
+    def _history(
+        self, room: RoomIdentity, before: int | None, limit: int, reader: int | None = None
+    ) -> dict[str, Any]:
         """The newest messages before `before` (at most `limit`, within the reply's byte
-        budget), oldest first; has_more when older ones were left for the next page."""
+        budget), oldest first; has_more when older ones were left for the next page.
+        With `reader` (a room's): without the messages of users the reader blocks."""
         with self.store.reading() as tx:
-            rows = tx.messages_before(room.id, before, limit + 1)
+            hidden = tx.blocked_ids(reader) if reader is not None else set()
+            rows = tx.messages_before(room.id, before, limit + 1, hidden)
         page = rows[:limit]
         # Newest first into the budget: what does not fit is older, on the next page.
         budget = ReplyBudget(self.settings.max_reply_bytes)
@@ -224,6 +230,7 @@ class MessageHandlers:
             # against the reply's budget (the first message still always fits).
             read = read_list(tx, user_id, convs, peers)
             receipts = bool(tx.receipts_on([user_id]))
+            hidden = tx.blocked_ids(user_id)  # their room messages are not sent
             budget.left -= encoded_size({"read": read})
             for room in convs:
                 since = cursors.get(room.id, 0)
@@ -233,7 +240,9 @@ class MessageHandlers:
                 entry = None
                 if not budget.refused:
                     rows = tx.messages_after(room.id, since, limit + 1)
-                    changed = [r.target_id for r in rows[:limit] if r.kind != MESSAGE]
+                    if hidden and room.kind != DIRECT:
+                        rows = [_hidden(r) if r.sender_id in hidden else r for r in rows]
+                    changed = [r.target_id for r in rows[:limit] if r.kind not in SEQ_ONLY]
                     now = tx.current_texts(changed) if changed else {}
                     entry = _sync_entry(room, rows, limit, budget, peers.get(room.id), now)
                 if entry is None:
@@ -264,7 +273,7 @@ def _sync_entry(
     page = rows[:limit]
     if not page:
         return entry
-    newest = {r.target_id: r.seq for r in page if r.kind != MESSAGE}
+    newest = {r.target_id: r.seq for r in page if r.kind not in SEQ_ONLY}
     batch = (_sync_item(r, room.name, newest, now) for r in page)
     first = next(batch)
     # The conversation's header only goes in with at least one of its rows.
@@ -277,11 +286,33 @@ def _sync_entry(
     return entry
 
 
+class _HiddenRow(NamedTuple):
+    """A row of a user the reader blocks: sync sends only its seq (so the client's
+    cursor moves over it), as an event of kind "hidden"."""
+
+    room_id: int
+    seq: int
+    kind: str = HIDDEN
+
+
+def _hidden(row: Any) -> _HiddenRow:
+    return _HiddenRow(row.room_id, row.seq)
+
+
 def _sync_item(
     row: Any, room_name: str, newest: dict[int, int], now: dict[int, tuple[str, int | None, bool]]
 ) -> dict[str, Any]:
     if row.kind == MESSAGE:
         return message_dict(row, room_name)
+    if row.kind == HIDDEN:
+        # target null: a client that does not know this kind finds nothing to change.
+        return {
+            "room": room_name,
+            "room_id": row.room_id,
+            "seq": row.seq,
+            "kind": HIDDEN,
+            "target": None,
+        }
     item = change_dict(row, room_name)
     if newest[row.target_id] == row.seq and row.target_id in now:
         text, edited_at, deleted = now[row.target_id]

@@ -20,7 +20,10 @@ from services.social.handlers.access import (
 )
 from services.social.store import SocialStore
 from services.social.store.queries import Tx
-from services.social.store.rooms import GROUP, room_key, room_ref
+from services.social.store.rooms import GROUP, PUBLIC, room_key, room_ref
+
+# What a member who blocks the viewer shows them: no presence, status or picture.
+UNSHOWN = {"online": False, "status": "", "avatar": None, "last_seen": None}
 
 
 def _joinable(tx: Tx, name: str) -> Any:
@@ -123,4 +126,11 @@ class RoomHandlers:
                 # Strangers' statuses are blanked: only the viewer's and their friends'.
                 shown = {user_id, *tx.friend_ids(user_id)}
                 members = [m if m["id"] in shown else {**m, "status": ""} for m in members]
+            # Members who block the viewer show nothing of themselves to them: in a
+            # group, a member with no presence, status or picture; in a public room
+            # (whose list is who is online) they are left out, as if offline.
+            blockers = tx.blockers_among(user_id, ids)
+            if room.kind == PUBLIC:
+                members = [m for m in members if m["id"] not in blockers]
+            members = [{**m, **UNSHOWN} if m["id"] in blockers else m for m in members]
         return {"room": room.name, "members": members}

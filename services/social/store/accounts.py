@@ -16,6 +16,7 @@ from sqlalchemy import Connection, delete, or_, select, update
 
 from chatroom.storage.schema import (
     DELETED_USER,
+    blocks,
     friend_requests,
     friendships,
     last_seen,
@@ -90,7 +91,8 @@ class AccountQueries:
             .where(or_(friend_requests.c.from_id == user_id, friend_requests.c.to_id == user_id))
             .order_by(friend_requests.c.created_at, friend_requests.c.id)
         ).all()
-        others = {r.friend_id for r in friend_rows}
+        block_rows = self._rows(blocks.c.blocker_id == user_id, blocks.c.since, blocks.c.blocked_id)
+        others = {r.friend_id for r in friend_rows} | {r.blocked_id for r in block_rows}
         others |= {r.to_id if r.from_id == user_id else r.from_id for r in request_rows}
         names = self._names(others)
         member_rows = self.conn.execute(
@@ -133,6 +135,10 @@ class AccountQueries:
                 for r in member_rows
             ],
             "rooms_created": [{"name": r.name, "created_at": r.created_at} for r in created],
+            "blocked": [
+                {"username": names.get(r.blocked_id, DELETED_USER), "since": r.since}
+                for r in block_rows
+            ],
             "connections": [{"edge": r.edge_id, "opened_at": r.opened_at} for r in connections],
         }
 
@@ -218,6 +224,8 @@ class AccountQueries:
             update(rooms).where(rooms.c.created_by == user_id).values(created_by=None)
         )
         self.conn.execute(delete(live_sessions).where(live_sessions.c.user_id == user_id))
+        # Whom they blocked goes; others' blocks of them are those users' own data.
+        self.conn.execute(delete(blocks).where(blocks.c.blocker_id == user_id))
         self.conn.execute(delete(last_seen).where(last_seen.c.user_id == user_id))
         self.conn.execute(
             update(profiles).where(profiles.c.user_id == user_id).values(status="", updated_at=0)

@@ -28,6 +28,8 @@ class FriendQueries:
 
     conn: Connection  # with PresenceQueries' methods (online) on the same Tx
     online: Callable[[list[int]], set[int]]  # PresenceQueries.online, beside it in Tx
+    # BlockQueries.blocked_lists, beside it in Tx
+    blocked_lists: Callable[[list[int]], dict[int, list[dict[str, Any]]]]
 
     def user_named(self, username: str) -> Any:
         """The user (id, username) with that name (compared by its key), or None (also
@@ -180,8 +182,11 @@ class FriendQueries:
     ) -> dict[int, dict[str, Any]]:
         """friend_list for several users at once (a fixed number of queries for any
         number). `at_login` adds `pending_events`: rejections of each user's requests
-        that happened while they were offline (marked told now)."""
+        that happened while they were offline (marked told now), and `blocked`, whom
+        each blocks. Requests from a user one blocks are not listed (never shown)."""
         ids = sorted(set(user_ids))
+        blocked = self.blocked_lists(ids)
+        blocks = {(user_id, b["id"]) for user_id in ids for b in blocked[user_id]}
         friend_rows = self.conn.execute(
             select(friendships.c.user_id, friendships.c.friend_id).where(
                 friendships.c.user_id.in_(ids)
@@ -225,7 +230,9 @@ class FriendQueries:
                 "incoming": [
                     {"user": {"id": r.from_id, "username": r.from_name}, "ts": r.created_at}
                     for r in requests
-                    if r.status == PENDING and r.to_id == user_id
+                    if r.status == PENDING
+                    and r.to_id == user_id
+                    and (user_id, r.from_id) not in blocks
                 ],
                 "outgoing": [
                     {"user": {"id": r.to_id, "username": r.to_name}, "ts": r.created_at}
@@ -244,6 +251,7 @@ class FriendQueries:
                     .values(requester_told=True)
                 )
             for user_id in ids:
+                lists[user_id]["blocked"] = blocked[user_id]
                 lists[user_id]["pending_events"] = [
                     {
                         "event": Event.FRIEND_REJECTED,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from services.social.store.accounts import AccountQueries
+from services.social.store.blocks import BlockQueries
 from services.social.store.edits import EditQueries
 from services.social.store.friends import FriendQueries
 from services.social.store.presence import PresenceQueries
@@ -12,7 +13,15 @@ from services.social.store.reads import ReadQueries
 from services.social.store.rooms import RoomQueries
 
 
-class Tx(PresenceQueries, FriendQueries, RoomQueries, ReadQueries, AccountQueries, EditQueries):
+class Tx(
+    PresenceQueries,
+    FriendQueries,
+    RoomQueries,
+    ReadQueries,
+    AccountQueries,
+    EditQueries,
+    BlockQueries,
+):
     """What SocialStore.transaction() and reading() give: every query of the service,
     run on that one connection (so in that one transaction)."""
 

@@ -337,11 +337,15 @@ class RoomQueries:
             listed[r.owner].append({"id": r.id, "with": peer, "last_seq": r.last_seq})
         return listed
 
-    def messages_before(self, room_id: int, before: int | None, limit: int) -> list[Any]:
+    def messages_before(
+        self, room_id: int, before: int | None, limit: int, hidden: set[int] | None = None
+    ) -> list[Any]:
         """Up to `limit` messages of the room before seq `before` (None: the newest),
         newest first, each as it is now (edits and deletes are applied to it, not listed:
-        history skips their rows)."""
+        history skips their rows); none from the senders in `hidden` (blocked)."""
         query = select_messages().where(messages.c.room_id == room_id, messages.c.kind == MESSAGE)
+        if hidden:
+            query = query.where(messages.c.sender_id.not_in(sorted(hidden)))
         if before is not None:
             query = query.where(messages.c.seq < before)
         return list(self.conn.execute(query.order_by(messages.c.seq.desc()).limit(limit)))
