@@ -24,6 +24,7 @@ from loguru import logger
 
 from chatroom import buskeys, metrics
 from chatroom.bus_contract import PING_OP, request
+from chatroom.bus_links import BusLinks
 from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
 from chatroom.framing import dumps, loads
@@ -49,6 +50,9 @@ class BusClient:
         services = ADMIN_SERVICES if admin else BACKEND_SERVICES
         timeouts = metrics.get().bus_timeouts
         self._timeouts = {service: timeouts.labels(service) for service in services}
+        # Every bus of CHAT_BUS_HOSTS, by address (names looked up off libzmq's thread);
+        # the edge attaches its event socket here too.
+        self.links = BusLinks(settings)
         for service in services:
             sock = zctx.socket(zmq.DEALER)
             buskeys.secure_client(sock, keys)
@@ -59,14 +63,13 @@ class BusClient:
             # to now; none is queued for a bus that is down or not yet reached (it would
             # wait there until that bus came back, long after its deadline).
             sock.setsockopt(zmq.IMMEDIATE, 1)
-            front = f"{service}.admin.front" if admin else f"{service}.front"
-            for endpoint in settings.bus_endpoints(front):
-                sock.connect(endpoint)
+            self.links.attach(sock, f"{service}.admin.front" if admin else f"{service}.front")
             self._sockets[service] = sock
 
     def start(self) -> None:
         for service, sock in self._sockets.items():
             self._readers.append(asyncio.create_task(self._read_replies(service, sock)))
+        self._readers.append(asyncio.create_task(self.links.run()))
 
     def close(self) -> None:
         for task in self._readers:

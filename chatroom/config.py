@@ -217,11 +217,6 @@ class Settings:
             peers.append((host, int(base) if base else self.bus_port_base))
         return peers
 
-    def bus_endpoints(self, name: str) -> list[str]:
-        """Endpoint `name` (e.g. "social.front") of every bus."""
-        offset = BUS_PORT_OFFSETS[name]
-        return [f"tcp://{host}:{base + offset}" for host, base in self.bus_peers()]
-
     def bus_bind(self, name: str) -> str:
         return f"tcp://{self.bus_bind_host}:{self.bus_port(name)}"
 

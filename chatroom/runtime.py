@@ -43,6 +43,7 @@ from chatroom.bus_contract import (
     reply_error,
     reply_ok,
 )
+from chatroom.bus_links import BusLinks
 from chatroom.config import Settings
 from chatroom.errors import ServiceError
 from chatroom.framing import dumps, loads
@@ -114,40 +115,42 @@ class ServiceRuntime:
         keys = buskeys.client_keys(self.settings, self.name)
         # Every bus at once (CHAT_BUS_HOSTS): requests come through any of them and each
         # reply goes back through the bus it came by (a ROUTER answers on the same pipe).
-        backends = self.settings.bus_endpoints(f"{self.name}.back")
-        self._sock = self._router(zctx, keys, backends)
+        # Names are looked up by BusLinks, never in libzmq's I/O thread (see there).
+        links = BusLinks(self.settings)
+        self._sock = self._router(zctx, keys)
+        links.attach(self._sock, f"{self.name}.back")
         # The operators' path, for a service that has operator ops.
-        admin_backends: list[str] = []
-        if any(op.startswith(ADMIN_OP_PREFIX) for op in self.handlers):
-            admin_backends = self.settings.bus_endpoints(f"{self.name}.admin.back")
-            self._admin_sock = self._router(zctx, keys, admin_backends)
+        admin = any(op.startswith(ADMIN_OP_PREFIX) for op in self.handlers)
+        if admin:
+            self._admin_sock = self._router(zctx, keys)
+            links.attach(self._admin_sock, f"{self.name}.admin.back")
         self._pub = zctx.socket(zmq.PUB)
         buskeys.secure_client(self._pub, keys)
         self._pub.setsockopt(zmq.LINGER, 1000)
         self._pub.setsockopt(zmq.SNDHWM, EVENT_HWM)
         self._pub.setsockopt(zmq.RCVHWM, 0)
         # Every event through every bus: an edge keeps the first copy of each (stamps).
-        for endpoint in self.settings.bus_endpoints("events.in"):
-            self._pub.connect(endpoint)
+        links.attach(self._pub, "events.in")
         self._stamps = EventStamps()
         # Events are sent straight through libzmq: a PUB socket never blocks (past its
         # high-water mark it drops) and never receives, so there is no pending receive
         # whose notification a send could use up (see zmq_io). pyzmq's awaited send
         # cost a future and a loop callback per event: 3-4 us, twice per direct message.
         self._pub_now: zmq.Socket[bytes] = zmq.Socket.shadow(self._pub.underlying)
-        logger.info("{} replica {} serving on {}", self.name, self.replica, ", ".join(backends))
+        buses = ", ".join(f"{host}:{base}" for host, base in links.peers)
+        logger.info("{} replica {} serving through {}", self.name, self.replica, buses)
         receivers = [asyncio.create_task(self._receive_loop(self._sock, admin=False))]
-        if admin_backends:
+        receivers.append(asyncio.create_task(links.run()))
+        if admin:
             receivers.append(asyncio.create_task(self._receive_loop(self._admin_sock, admin=True)))
         job_tasks = [asyncio.create_task(self._repeat(job)) for job in self.jobs]
         if self.settings.health_port:
             job_tasks.append(asyncio.create_task(self._serve_health(zctx)))
         await self._stopping.wait()
         logger.info("stopping: no new requests, draining {} in flight", len(self._inflight))
-        for backend in backends:  # the buses stop routing requests to this replica
-            self._sock.disconnect(backend)
-        for backend in admin_backends:
-            self._admin_sock.disconnect(backend)
+        links.detach(self._sock)  # the buses stop routing requests to this replica
+        if admin:
+            links.detach(self._admin_sock)
         background = [*receivers, *job_tasks]
         for task in background:
             task.cancel()
@@ -156,7 +159,7 @@ class ServiceRuntime:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=self.settings.drain_timeout_s)
         self._sock.close(linger=1000)
-        if admin_backends:
+        if admin:
             self._admin_sock.close(linger=1000)
         self._pub.close(linger=1000)
         zctx.term()
@@ -164,7 +167,7 @@ class ServiceRuntime:
         logger.info("stopped after {} requests", self.handled)
 
     def _router(
-        self, zctx: zmq.asyncio.Context, keys: buskeys.ClientKeys | None, addresses: list[str]
+        self, zctx: zmq.asyncio.Context, keys: buskeys.ClientKeys | None
     ) -> zmq.asyncio.Socket:
         """A ROUTER connected to a queue's back end on every bus: a request arrives with
         the identity of the bus that brought it first, and the reply, sent with the
@@ -174,8 +177,6 @@ class ServiceRuntime:
         sock.setsockopt(zmq.LINGER, 1000)
         sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
-        for address in addresses:
-            sock.connect(address)
         return sock
 
     async def _receive_loop(self, sock: zmq.asyncio.Socket, admin: bool) -> None:

@@ -32,16 +32,10 @@ def test_values_and_files(tmp_path):
     assert s.with_db_password() == "mysql+pymysql://chat:s3cret%2Fwith%40chars@db:3306/chat"
 
 
-def test_bus_hosts_name_every_bus_each_endpoint_is_on():
-    one = config_env.load({"CHAT_BUS_HOST": "bus"})
-    assert one.bus_endpoints("events.in") == [f"tcp://bus:{one.bus_port('events.in')}"]
-    two = config_env.load({"CHAT_BUS_HOSTS": " bus-a, bus-b:6000 ", "CHAT_BUS_PORT_BASE": "5550"})
-    assert two.bus_peers() == [("bus-a", 5550), ("bus-b", 6000)]
-    offset = config.BUS_PORT_OFFSETS["social.front"]
-    assert two.bus_endpoints("social.front") == [
-        f"tcp://bus-a:{5550 + offset}",
-        f"tcp://bus-b:{6000 + offset}",
-    ]
+def test_bus_hosts_name_every_bus_each_with_its_port_base():
+    assert config_env.load({"CHAT_BUS_HOST": "bus"}).bus_peers() == [("bus", 5550)]
+    two = config_env.load({"CHAT_BUS_HOSTS": " bus-a, bus-b:6000 ", "CHAT_BUS_PORT_BASE": "5560"})
+    assert two.bus_peers() == [("bus-a", 5560), ("bus-b", 6000)]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """deploy/swarm/stack.yaml for real: `docker stack config` accepts it, and a single-node
-swarm on the test engine runs it and serves a login through the published port.
+swarm on the test engine runs it and serves a login through the published port, and
+goes on with one of its two buses gone.
 
 The test engine's kernel has no IPVS (dockerd: "Could not get ipvs family information"),
 so the routing mesh and virtual IPs do not work here: the stack runs with the documented
@@ -63,7 +64,7 @@ def test_stack_config_accepts_the_stack_file(tmp_path):
         pytest.skip("no docker CLI")
     stack = stack_tree(tmp_path)
     rendered = docker("stack", "config", "-c", str(stack))
-    for service in ("db", "bus", "auth", "social", "media", "tcp_edge"):
+    for service in ("db", "bus", "bus-b", "auth", "social", "media", "tcp_edge"):
         assert f"\n  {service}:\n" in rendered, service
 
 
@@ -81,6 +82,18 @@ def wait_for_login_service(port: int, timeout: float) -> None:
             pass
         assert time.monotonic() < deadline, "the swarm stack did not answer in time"
         time.sleep(1)
+
+
+def send_with_retry(client: WireClient, text: str, client_id: str, within: float = 60) -> dict:
+    """room.send to the lobby, sent again with the same client_id on service_unavailable
+    (the documented retry) until it is stored."""
+    deadline = time.monotonic() + within
+    while True:
+        reply = client.request("room.send", room="lobby", text=text, client_id=client_id)
+        if reply["ok"]:
+            return reply["message"]
+        assert reply["error"]["code"] == "service_unavailable", reply
+        assert time.monotonic() < deadline, f"{text!r} was not stored within {within:g} s"
 
 
 def _engine_nofile() -> str:
@@ -123,25 +136,44 @@ def test_single_node_swarm_serves_logins(tmp_path):
     try:
         docker("stack", "deploy", "--resolve-image", "never", "-c", str(stack), STACK, env=env)
         wait_for_login_service(port, 240)
+        # Every replica becomes healthy: until then a request may reach a bus that a
+        # starting replica has not connected to yet, and wait there.
+        expected = {"bus": "1/1", "bus-b": "1/1", "auth": "2/2", "social": "2/2", "media": "2/2"}
+        deadline = time.monotonic() + 120
+        while True:
+            listed = docker("service", "ls", "--format", "{{.Name}} {{.Replicas}}").splitlines()
+            replicas = {
+                name.removeprefix(f"{STACK}_"): count
+                for name, count in (line.split()[:2] for line in listed)
+            }
+            if all(replicas.get(k) == v for k, v in expected.items()):
+                break
+            assert time.monotonic() < deadline, replicas
+            time.sleep(2)
         with WireClient(port, timeout=15) as ann:
             ann.register_and_login("ann")
             ann.call("room.send", room="lobby", text="hello from the swarm")
             texts = [m["text"] for m in ann.call("room.history", room="lobby")["messages"]]
             assert "hello from the swarm" in texts
-        # Every replica becomes healthy (a login needs only one of each).
-        deadline = time.monotonic() + 120
-        for service in ("auth", "social", "media"):
-            while True:
-                replicas = docker(
-                    "service", "ls", "--filter", f"name={STACK}_{service}", "--format",
-                    "{{.Replicas}}",
-                )  # fmt: skip
-                if replicas == "2/2" or time.monotonic() > deadline:
-                    break
-                time.sleep(2)
-            assert replicas == "2/2", (service, replicas)
+        # Either bus can go (docs/past-one-host.md): with `bus` scaled to nothing the
+        # stack goes on through bus-b. A request that was on its way through the bus
+        # that went is answered service_unavailable; the client sends it again with
+        # the same client_id, as the protocol says, and it is stored once.
+        with WireClient(port, timeout=15) as bob, WireClient(port, timeout=15) as cy:
+            bob.register_and_login("bob")
+            cy.register_and_login("cy")
+            docker("service", "scale", "--detach=false", f"{STACK}_bus=0", timeout=120)
+            for n in range(5):
+                sent = send_with_retry(bob, f"with one bus {n}", f"b{n}")
+                pushed = cy.event("message", timeout=30, text=f"with one bus {n}")
+                assert pushed["id"] == sent["id"]
+            cy.no_event("message", within=2)  # no copy of any of them
+            docker("service", "scale", "--detach=false", f"{STACK}_bus=1", timeout=120)
     finally:
         logs = docker("stack", "ps", STACK, "--no-trunc", check=False)
+        for service in ("bus", "bus-b", "auth", "social", "tcp_edge"):
+            tail = docker("service", "logs", "--tail", "60", f"{STACK}_{service}", check=False)
+            logs += f"\n--- {service}\n{tail}"
         (ROOT / "var").mkdir(exist_ok=True)
         (ROOT / "var" / "swarm-test.log").write_text(logs)
         docker("stack", "rm", STACK, check=False)

@@ -103,9 +103,7 @@ class Edge:
         # would stop hearing a room. They must never be dropped (see EVENT_HWM).
         sub.setsockopt(zmq.SNDHWM, 0)
         sub.setsockopt(zmq.RCVHWM, EVENT_HWM)
-        endpoints = settings.bus_endpoints("events.out")
-        for endpoint in endpoints:
-            sub.connect(endpoint)
+        self.bus.links.attach(sub, "events.out")
         self.sub_socket = sub
         self.logins = Logins(
             self.bus,
@@ -122,7 +120,7 @@ class Edge:
             on_logout=lambda conn: self._drop_prelogin(self.prelogin.admit(conn)),
         )
         # Through several buses every event comes once per bus: keep the first copy.
-        first_copies = FirstCopies() if len(endpoints) > 1 else None
+        first_copies = FirstCopies() if len(self.bus.links.peers) > 1 else None
         self.delivery = EventDelivery(sub, self.bus, self.logins.context, first_copies)
         # The ops the edge runs itself; every other op goes to its service as it came.
         self.local_ops: dict[str, LocalHandler] = {
