@@ -135,6 +135,9 @@ class Settings:
     rate_read: str = "120/m"
     # message.edit and message.delete: each a sequenced event pushed to the conversation.
     rate_edit: str = "30/m"
+    # Room moderation (room.invite, kick, ban, unban, set_role, update, delete): each a
+    # sequenced event pushed to the room and a row of its audit trail.
+    rate_moderation: str = "30/m"
     # account.password, account.logout_others, account.delete: each checks a password
     # or ends sessions (and pushes a goodbye to them); account.export pages: reads that
     # may be large, one reply budget each.
@@ -256,6 +259,7 @@ RATED_ACTIONS = (
     "membership",
     "read",
     "edit",
+    "moderation",
     "account",
     "export",
     "login_ip",

@@ -1,11 +1,11 @@
 """The database schema, defined once. db/init.sql is generated from it
 (``chatroom schema > db/init.sql``) and a test keeps the two equal.
 
-Each service owns its tables and writes only those: auth owns users, sessions and rate_buckets;
-social owns rooms, room_members, room_bans, room_audit, messages, friendships, friend_requests, profiles,
-edges, live_sessions, last_seen, read_markers and read_receipts; media owns avatars and
-avatar_images. Services may read other services' tables (social shows avatar hashes,
-media finds who to tell of a change).
+Each service owns its tables and writes only those: auth owns users, sessions and
+rate_buckets; social owns rooms, room_members, room_bans, room_audit, messages,
+friendships, friend_requests, profiles, edges, live_sessions, last_seen, read_markers
+and read_receipts; media owns avatars and avatar_images. Services may read other
+services' tables (social shows avatar hashes, media finds who to tell of a change).
 Times are integer milliseconds since the epoch (UTC) so both SQLite and MySQL store them
 the same way.
 """

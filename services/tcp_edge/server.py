@@ -51,6 +51,7 @@ RATE_LIMIT_MESSAGES = {
     "membership": "you are joining, leaving or answering too often",
     "read": "you are marking conversations read too often",
     "edit": "you are editing or deleting messages too fast",
+    "moderation": "you are moderating rooms too fast",
     "account": "you are changing your account or sessions too often",
     "export": "you are exporting too often",
     "login_ip": "too many login attempts from your address",

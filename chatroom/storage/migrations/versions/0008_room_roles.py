@@ -13,6 +13,9 @@ Create Date: 2026-12-04
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,7 +24,7 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-ROOM_COLUMNS = (
+ROOM_COLUMNS: tuple[tuple[str, Callable[[], sa.Column]], ...] = (
     (
         "visibility",
         lambda: sa.Column("visibility", sa.String(8), nullable=False, server_default="public"),
@@ -30,7 +33,7 @@ ROOM_COLUMNS = (
     ("announce", lambda: sa.Column("announce", sa.Boolean(), nullable=False, server_default="0")),
     ("deleted_at", lambda: sa.Column("deleted_at", sa.BigInteger(), nullable=True)),
 )
-TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+TABLE_ARGS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
 
 
 def upgrade() -> None:
