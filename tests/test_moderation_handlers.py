@@ -140,7 +140,9 @@ def test_members_cannot_moderate_and_moderators_not_their_equals(w):
     for op, name in (("room.kick", "alice"), ("room.ban", "alice"), ("room.kick", "carol")):
         error = refused(w, op, w.bob, {"room": "den", "username": name})
         assert error.code == ErrorCode.FORBIDDEN and "not below yours" in error.message
-    error = refused(w, "room.set_role", w.bob, {"room": "den", "username": "carol", "role": "member"})
+    error = refused(
+        w, "room.set_role", w.bob, {"room": "den", "username": "carol", "role": "member"}
+    )
     assert error.code == ErrorCode.FORBIDDEN
     assert refused(w, "room.kick", w.bob, {"room": "den", "username": "bob"}).code == (
         ErrorCode.BAD_REQUEST
