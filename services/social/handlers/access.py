@@ -77,13 +77,14 @@ def banned_from(room: Any) -> ServiceError:
     return ServiceError(ErrorCode.BANNED, f"you are banned from '{room.name}'")
 
 
-def hidden_or_not_member(room: Any) -> ServiceError:
+def hidden_or_not_member(tx: Tx, room: Any, user_id: int) -> ServiceError:
     """A non-member's answer: a private or deleted room does not exist for them; the
-    lobby's only non-members are whom it banned."""
-    if room.kind == PUBLIC:
-        return banned_from(room)
+    lobby's only non-members are whom it banned; a public room says if they are banned
+    (rather than "join it first")."""
     if room.visibility == PRIVATE or room.deleted_at is not None or room.kind == DIRECT:
         return no_such_room(room.name)
+    if room.kind == PUBLIC or tx.is_banned(room.id, user_id):
+        return banned_from(room)
     return not_member(room)
 
 
@@ -159,16 +160,16 @@ def member_room(name: str, user_id: int) -> RoomResolver:
         room = not_direct(existing_room(store.room_identity(name), name), name)
         with store.reading() as tx:
             if not tx.is_member(room, user_id):
-                raise refusal_of(tx, room.name)
+                raise refusal_of(tx, room.name, user_id)
         return room
 
     return _Resolver(resolve, lambda store: not_direct(store.cached_room(name), name), True)
 
 
-def refusal_of(tx: Tx, name: str) -> ServiceError:
+def refusal_of(tx: Tx, name: str, user_id: int) -> ServiceError:
     """Why a non-member (or a user banned from the lobby) is refused the room called
     `name`, without telling them more than they may know."""
-    return hidden_or_not_member(existing_room(tx.room_named(name), name))
+    return hidden_or_not_member(tx, existing_room(tx.room_named(name), name), user_id)
 
 
 def known_room(room: RoomIdentity) -> RoomResolver:

@@ -166,7 +166,7 @@ class MessageHandlers:
             )
         except (NotMember, Banned):
             # Rare (a cached room): what the sender may know of it, looked up once.
-            raise await asyncio.to_thread(self._refusal, room.name) from None
+            raise await asyncio.to_thread(self._refusal, room.name, sender_id) from None
         except ReadOnly:
             raise ServiceError(
                 ErrorCode.READ_ONLY,
@@ -194,9 +194,9 @@ class MessageHandlers:
             return earlier, False
         return message_dict(row, room.name), True
 
-    def _refusal(self, name: str) -> ServiceError:
+    def _refusal(self, name: str, user_id: int) -> ServiceError:
         with self.store.reading() as tx:
-            return refusal_of(tx, name)
+            return refusal_of(tx, name, user_id)
 
     def room_history(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()

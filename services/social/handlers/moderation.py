@@ -114,7 +114,7 @@ class ModerationHandlers:
             room = self._visible_room(tx, args["room"])
             rank = rank_of(tx, room, user_id)
             if rank == 0:
-                raise hidden_or_not_member(room)
+                raise hidden_or_not_member(tx, room, user_id)
             _needs(rank, RANKS[MODERATOR], room, "see who is banned")
             return {"room": room.name, "bans": tx.bans_of(room.id)}
 
@@ -137,7 +137,8 @@ class ModerationHandlers:
             room = self._visible_room(tx, found.name)
             rank = OPERATOR_RANK if actor.id is None else rank_of(tx, room, actor.id)
             if rank == 0:
-                raise hidden_or_not_member(room)
+                assert actor.id is not None  # the operator ranks above everyone
+                raise hidden_or_not_member(tx, room, actor.id)
             act = _Act(tx, room, actor, rank, seq, pushes)
             getattr(act, action)(args)
             if not act.events:  # nothing changed (room.update to what it was)
