@@ -167,9 +167,7 @@ def test_ban_keeps_a_user_out_of_join_send_history_and_sync(w):
     call(w.ops["room.ban"], w.alice, {"room": "hall", "username": "bob"})
     assert refused(w, "room.join", w.bob, {"room": "hall"}).code == ErrorCode.BANNED
     assert refused(w, "room.history", w.bob, {"room": "hall"}).code == ErrorCode.BANNED
-    assert refused(w, "room.send", w.bob, {"room": "hall", "text": "x"}).code == (
-        ErrorCode.BANNED
-    )
+    assert refused(w, "room.send", w.bob, {"room": "hall", "text": "x"}).code == (ErrorCode.BANNED)
     call(w.ops["room.send"], w.alice, {"room": "hall", "text": "after"})
     synced = call(w.ops["sync"], w.bob, {"cursors": {}})["conversations"]
     assert "hall" not in {c["name"] for c in synced}
