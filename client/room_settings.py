@@ -146,7 +146,8 @@ class RoomSettingsDialog(QDialog):
         conv = self.state.conversation(self.key)
         mod, owner = moderates(conv), conv.role == "owner"
         kind = "Private room" if conv.visibility == "private" else "Public room"
-        self.about.setText(f"{kind} · you are {'a ' + conv.role if conv.role else 'a member'}")
+        article = "an" if conv.role == "owner" else "a"
+        self.about.setText(f"{kind} · you are {article} {conv.role}")
         if not self.topic.hasFocus():
             self.topic.setText(conv.topic)
         self.topic.setReadOnly(not mod)

@@ -276,6 +276,7 @@ class Tour:
         settings.close()
         c.open_conversation(ming, book)
         c.wait(lambda: not ming.main_window.chat.compose.isEnabled())
+        c.wait(lambda: "What are we reading next?" in c.shown(ming))
         self.save(ming.main_window, "room-announce", sizes=((980, 660),))
 
         # Ctrl+K: the switcher.
