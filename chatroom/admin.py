@@ -29,6 +29,19 @@ COMMANDS = {
     "reset-password": ("auth", AdminOp.RESET_PASSWORD),
     "kick": ("auth", AdminOp.KICK),
     "online": ("social", AdminOp.ONLINE),
+    "room": ("social", AdminOp.ROOM),
+    "audit": ("social", AdminOp.AUDIT),
+}
+# `chatroom admin room ACTION ROOM ...`: the operator's moderation (any room; the lobby
+# is theirs alone): action -> (admin.room's action, what follows the room's name).
+ROOM_ACTIONS = {
+    "invite": ("invite", ("username",), "add a user to a room (private rooms too)"),
+    "kick": ("kick", ("username",), "remove a user (the lobby: until they log in again)"),
+    "ban": ("ban", ("username",), "keep a user out of a room (join, read, post)"),
+    "unban": ("unban", ("username",), "lift a ban"),
+    "role": ("set_role", ("username", "role"), "make a user owner, moderator or member"),
+    "topic": ("update", ("topic",), 'set the topic ("" clears it)'),
+    "announce": ("update", ("announce",), "announcement mode on/off: only moderators post"),
 }
 # Commands that ask several services (chatroom.admin's own functions below).
 MULTI_STEP = ("export", "erase")
@@ -57,6 +70,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                 help="read the new password from standard input instead of prompting",
             )
     cmds.add_parser("online", help="who is connected now")
+    room = cmds.add_parser("room", help="moderate a room as the operator (the lobby's owner)")
+    actions = room.add_subparsers(dest="room_action", required=True)
+    for name, (_op, fields, text) in ROOM_ACTIONS.items():
+        action = actions.add_parser(name, help=text)
+        action.add_argument("room")
+        for field in fields:
+            if field == "announce":
+                action.add_argument(field, choices=("on", "off"))
+            elif field == "role":
+                action.add_argument(field, choices=("owner", "moderator", "member"))
+            else:
+                action.add_argument(field)
+    audit = cmds.add_parser("audit", help="a room's moderation actions, oldest first")
+    audit.add_argument("room")
     export = cmds.add_parser("export", help="everything stored about a user, as JSON")
     export.add_argument("username")
     export.add_argument("--output", metavar="FILE", help="write it to FILE (0600), not stdout")
@@ -122,6 +149,15 @@ def _request_args(args: argparse.Namespace) -> dict[str, Any]:
         return {"match": args.match, "limit": args.limit}
     if args.admin_command == "online":
         return {}
+    if args.admin_command == "audit":
+        return {"room": args.room}
+    if args.admin_command == "room":
+        action, fields, _text = ROOM_ACTIONS[args.room_action]
+        request = {"action": action, "room": args.room}
+        for field in fields:
+            value = getattr(args, field)
+            request[field] = value == "on" if field == "announce" else value
+        return request
     request = {"username": args.username}
     if args.admin_command == "reset-password":
         if args.password_stdin:
@@ -173,6 +209,18 @@ def _show(command: str, result: dict[str, Any]) -> None:
         rows = [dict(u, since=account_steps.when(u["since"])) for u in result["online"]]
         _print_table(rows, ["id", "username", "connections", "edges", "since"])
         print(f"{len(rows)} users online")
+    elif command == "room":
+        for event in result["events"]:
+            target = f" {event['target']['username']}" if event["target"] else ""
+            detail = f" {event['detail']}" if event["detail"] else ""
+            print(f"room {event['room']}: {event['action']}{target}{detail} (seq {event['seq']})")
+    elif command == "audit":
+        rows = [
+            dict(a, at=account_steps.when(a["at"]), actor=a["actor"] or "(operator)")
+            for a in result["audit"]
+        ]
+        _print_table(rows, ["at", "actor", "action", "target", "detail"])
+        print(f"{len(rows)} actions in {result['room']}")
     elif command == "erase":
         begun = result["auth_begin"]
         again = " (it was being erased already: finished now)" if begun["erased_before"] else ""

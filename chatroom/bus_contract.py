@@ -67,6 +67,10 @@ class AdminOp:
     # (their data; they refuse a user auth has not marked), auth's ERASE_FINISH last.
     ERASE = "admin.erase"
     ERASE_FINISH = "admin.erase_finish"  # auth
+    # social: a room.* moderation op as the operator (`action`: invite, kick, ban, unban,
+    # set_role, update), and a room's audit trail.
+    ROOM = "admin.room"
+    AUDIT = "admin.audit"
 
 
 def request(

@@ -145,6 +145,9 @@ class Settings:
     # block.add and block.remove: each a write, and a push to the user's sessions (and
     # the end of a friendship pushes to the friend).
     rate_block: str = "30/m"
+    # Room moderation (room.invite, kick, ban, unban, set_role, update, delete): each a
+    # sequenced event pushed to the room and a row of its audit trail.
+    rate_moderation: str = "30/m"
     # account.password, account.logout_others, account.delete: each checks a password
     # or ends sessions (and pushes a goodbye to them); account.export pages: reads that
     # may be large, one reply budget each.
@@ -281,6 +284,7 @@ RATED_ACTIONS = (
     "read",
     "edit",
     "block",
+    "moderation",
     "account",
     "export",
     "login_ip",

@@ -44,6 +44,8 @@ class ErrorCode:
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
     CONFLICT = "conflict"
+    BANNED = "banned"  # a moderator banned you from this room
+    READ_ONLY = "read_only"  # an announcement room: only its moderators and owners post
     LIMIT_REACHED = "limit_reached"  # a per-user cap (e.g. unanswered friend requests)
     INVALID_IMAGE = "invalid_image"
     RATE_LIMITED = "rate_limited"
@@ -148,6 +150,14 @@ _REPLY_TO = Field(int, required=False, min_value=1)
 # A reply carries the start of the message it answers (reply_to.text), at most this long.
 QUOTE_CHARS = 200
 
+# Rooms: who is what in one (owner > moderator > member), and who can see it.
+ROLES = ("owner", "moderator", "member")
+VISIBILITIES = ("public", "private")
+TOPIC_CHARS = 200
+# What a room's moderation event (a message row of kind "event", a `room.event` push)
+# says happened: its `action`.
+ROOM_ACTIONS = ("invite", "kick", "ban", "unban", "role", "topic", "announce", "delete")
+
 ROOM_LIST_LIMIT = 200  # rooms in a room.list reply when the client gives no limit
 # Typing indicators: a client renews `typing on` while the user types; the edge forwards
 # at most one renewal per TYPING_RENEW_S (services/tcp_edge/typing_hints.py), and a
@@ -197,7 +207,10 @@ OPS: dict[str, Op] = {
     "block.add": Op("social", {"username": _NAME}, idempotent=True, rate="block"),
     "block.remove": Op("social", {"username": _NAME}, rate="block"),
     "block.list": Op("social", idempotent=True),
-    "room.create": Op("social", {"room": _NAME}, rate="room_create"),
+    # visibility: "public" (the default: listed, anyone may join) or "private".
+    "room.create": Op(
+        "social", {"room": _NAME, "visibility": Field(str, False, 16)}, rate="room_create"
+    ),
     "room.join": Op("social", {"room": _NAME}, idempotent=True, rate="membership"),
     "room.leave": Op("social", {"room": _NAME}, rate="membership"),
     # A search: rooms whose name contains `query` (folded like names), at most `limit`
@@ -212,6 +225,29 @@ OPS: dict[str, Op] = {
         idempotent=True,
     ),
     "room.members": Op("social", {"room": _NAME}, idempotent=True),
+    # Moderation (docs/protocol.md, "Rooms: roles and moderation"): each is a sequenced
+    # event in the room, pushed to its members, and a row of the room's audit trail.
+    "room.invite": Op("social", {"room": _NAME, "username": _NAME}, rate="moderation"),
+    "room.kick": Op("social", {"room": _NAME, "username": _NAME}, rate="moderation"),
+    "room.ban": Op("social", {"room": _NAME, "username": _NAME}, rate="moderation"),
+    "room.unban": Op("social", {"room": _NAME, "username": _NAME}, rate="moderation"),
+    "room.set_role": Op(
+        "social",
+        {"room": _NAME, "username": _NAME, "role": Field(str, max_len=16)},
+        rate="moderation",
+    ),
+    # At least one of topic and announce.
+    "room.update": Op(
+        "social",
+        {
+            "room": _NAME,
+            "topic": Field(str, False, 1000),
+            "announce": Field(bool, required=False),
+        },
+        rate="moderation",
+    ),
+    "room.delete": Op("social", {"room": _NAME}, rate="moderation"),
+    "room.bans": Op("social", {"room": _NAME}, idempotent=True),
     "room.send": Op(
         "social",
         {"room": _NAME, "text": _TEXT, "client_id": _CLIENT_ID, "reply_to": _REPLY_TO},
@@ -332,6 +368,7 @@ class Event:
     ROOM_JOINED = "room.joined"
     ROOM_LEFT = "room.left"
     ROOM_MEMBER = "room.member"
+    ROOM_EVENT = "room.event"  # a moderation action in one of your rooms (who did what)
     AVATAR = "avatar"
     TYPING = "typing"  # someone in one of your conversations is typing (or stopped)
     READ = "read"  # the user's marker moved on another of their connections

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, QTimer
 
 from chatroom.protocol import ErrorCode
 
-from .conversations import FAILED, PENDING, SENT, dm_key, now_ms
+from .conversations import FAILED, PENDING, SENT, as_line, dm_key, now_ms
 from .net import RETRYABLE
 from .state import ChatState
 from .typing_hints import TypingSender
@@ -68,8 +68,8 @@ class ChatActions(QObject):
                     conv.has_more = False  # no messages with this friend yet
                 return
             conv.has_more = reply["has_more"]
-            for message in reply["messages"]:
-                conv.add({**message, "state": SENT})
+            for message in reply["messages"]:  # a room's moderation events among them
+                conv.add({**as_line(message), "state": SENT})
             self.state.conversationChanged.emit(key)
 
         self.client.request(op, fields, done)
@@ -120,8 +120,14 @@ class ChatActions(QObject):
     def join_room(self, name: str, done: Callback) -> None:
         self.client.request("room.join", {"room": name}, self._entered(done))
 
-    def create_room(self, name: str, done: Callback) -> None:
-        self.client.request("room.create", {"room": name}, self._entered(done))
+    def create_room(self, name: str, done: Callback, private: bool = False) -> None:
+        fields = {"room": name, "visibility": "private" if private else "public"}
+        self.client.request("room.create", fields, self._entered(done))
+
+    def moderate(self, op: str, fields: dict[str, Any], done: Callback) -> None:
+        """A room.* moderation op (invite, kick, ban, unban, set_role, update, delete,
+        bans); the room.event push updates the state for everyone, us included."""
+        self.client.request(op, fields, done)
 
     def _entered(self, done: Callback) -> Callback:
         def entered(reply: dict[str, Any]) -> None:

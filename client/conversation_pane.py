@@ -1,7 +1,8 @@
 """The main window's right side: the notice banner, the open conversation's header
-(title, presence, Members / Leave / Remove friend), the find bar (Ctrl+F), the messages
-(older history loads when scrolled to the top) beside the member list, and the compose
-box with its length counter."""
+(title, presence or a room's topic, Settings / Members / Leave / Remove friend), the
+find bar (Ctrl+F), the messages (older history loads when scrolled to the top) beside
+the member list, and the compose box with its length counter (disabled, saying why, in
+an announcement room where we may not post)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from . import theme
 from .actions import ChatActions
 from .avatars import AvatarCache
 from .blocking import add_user_menu
+from .conversations import may_post
 from .message_menu import MessageMenu
 from .net import ONLINE, ChatClient
+from .room_settings import RoomSettingsDialog
 from .side_panel import presence_text
 from .state import ChatState
 from .typing_hints import typing_text
@@ -74,6 +77,9 @@ class ConversationPane(QWidget):
 
         self.title = ElidedLabel()
         self.title.setObjectName("title")
+        self.settings_button = button(
+            "Settings", self.open_settings, "room_settings", "Topic, members, roles, moderation"
+        )
         self.members_button = button("Members", self.toggle_members, "members")
         self.members_button.setCheckable(True)
         self.leave_button = button("Leave", leave_room, "leave_room", "Leave this room")
@@ -88,6 +94,7 @@ class ConversationPane(QWidget):
         titles.addWidget(self.presence_line)
         header = QHBoxLayout()
         header.addLayout(titles, 1)
+        header.addWidget(self.settings_button)
         header.addWidget(self.members_button)
         header.addWidget(self.leave_button)
         header.addWidget(self.remove_friend_button)
@@ -173,6 +180,7 @@ class ConversationPane(QWidget):
         bottom.addStretch(1)
         bottom.addWidget(self.send_button)
         self._loading_older = False
+        state.roomChanged.connect(self._room_changed)
 
     def restyle(self) -> None:
         c = theme.colors()
@@ -204,6 +212,7 @@ class ConversationPane(QWidget):
             self.title.setText(("# " if key[0] == "room" else "@ ") + key[1])
         is_room = key is not None and key[0] == "room"
         self.members_button.setVisible(is_room)
+        self.settings_button.setVisible(is_room)
         self.leave_button.setVisible(key is not None and is_room and key[1] != "lobby")
         self.remove_friend_button.setVisible(
             key is not None and key[0] == "dm" and key[1] in self.state.friends
@@ -213,6 +222,26 @@ class ConversationPane(QWidget):
             self.place_members()
         self.refresh_presence_line()
         self.refresh_typing_line()
+        self.refresh_composer()
+
+    def _room_changed(self, key: Key) -> None:
+        if key == self.state.active:
+            self.refresh_header()
+
+    def refresh_composer(self) -> None:
+        key = self.state.active
+        allowed = key is None or may_post(self.state.conversation(key))
+        self.compose.setEnabled(allowed)
+        self.send_button.setEnabled(allowed)
+        self.compose.setPlaceholderText(
+            "Write a message…"
+            if allowed
+            else "Announcement room: only its moderators and owners post here."
+        )
+
+    def open_settings(self) -> None:
+        if self.state.active is not None:
+            RoomSettingsDialog(self.state, self.chat_actions, self.state.active, self).open()
 
     def refresh_typing_line(self) -> None:
         text = typing_text(self.state.typing.who(self.state.active))
@@ -237,8 +266,9 @@ class ConversationPane(QWidget):
         key = self.state.active
         friend = self.state.friends.get(key[1]) if key and key[0] == "dm" else None
         online = self.client.state == ONLINE
-        self.presence_line.setText(presence_text(friend, online) if friend else "")
-        self.presence_line.setVisible(friend is not None)
+        topic = self.state.conversation(key).topic if key and key[0] == "room" else ""
+        self.presence_line.setText(presence_text(friend, online) if friend else topic)
+        self.presence_line.setVisible(friend is not None or bool(topic))
 
     def _me(self) -> str | None:
         return self.state.me.get("username")

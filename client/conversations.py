@@ -48,6 +48,11 @@ class Conversation:
     counted_through: int = 0
     unread_capped: bool = False  # more than the server counts (chatroom.protocol.UNREAD_CAP)
     members: list[dict[str, Any]] | None = None  # room.members, once asked for
+    # A room's settings as the server last said (snapshot, sync, room.event pushes).
+    role: str = "member"  # ours: owner, moderator or member
+    topic: str = ""
+    announce: bool = False  # announcement mode: only moderators and owners post
+    visibility: str = "public"
     seqs: set[int] = field(default_factory=set)
     # Messages by ("id", id) and by sender and client_id: a repeat is found at once.
     _known: dict[tuple, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -138,6 +143,84 @@ def shown_text(message: dict[str, Any]) -> str:
     else:
         lines.append(message["text"] + (" (edited)" if message.get("edited_at") else ""))
     return "\n".join(lines)
+
+
+def moderates(conv: Conversation) -> bool:
+    return conv.role in ("owner", "moderator")
+
+
+def may_post(conv: Conversation) -> bool:
+    """False in an announcement room where we are a plain member."""
+    return not (conv.key[0] == "room" and conv.announce and not moderates(conv))
+
+
+_DID = {
+    "invite": "invited",
+    "kick": "removed",
+    "ban": "banned",
+    "unban": "unbanned",
+}
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """A room's moderation event as the conversation shows it: "ann banned bob"."""
+    who = (event.get("by") or {}).get("username") or "The operator"
+    whom = (event.get("target") or {}).get("username", "")
+    action, detail = event.get("action", ""), event.get("detail", "")
+    if action in _DID:
+        return f"{who} {_DID[action]} {whom}"
+    if action == "role":
+        article = "an" if detail == "owner" else "a"
+        return f"{who} made {whom} {article} {detail}"
+    if action == "topic":
+        return f"{who} set the topic: {detail}" if detail else f"{who} cleared the topic"
+    if action == "announce":
+        state = "on" if detail == "on" else "off"
+        return f"{who} turned announcement mode {state}"
+    if action == "delete":
+        return f"{who} deleted the room"
+    return f"{who}: {action}"
+
+
+def as_line(item: dict[str, Any]) -> dict[str, Any]:
+    """A moderation event as stored among the messages (seq order) and shown as a centred
+    line; any other message as it is."""
+    if item.get("kind") != "event":
+        return item
+    return {**item, "from": {"id": 0, "username": ""}, "text": event_line(item)}
+
+
+def left_notice(reason: str, room: str) -> str:
+    """What to tell a user whom a moderator's action took out of a room."""
+    return {
+        "kicked": f"You were removed from #{room}",
+        "banned": f"You were banned from #{room}",
+        "deleted": f"#{room} was deleted by its owner",
+    }.get(reason, f"You left #{room}")
+
+
+def apply_room_event(conv: Conversation, event: dict[str, Any], me: str) -> bool:
+    """What a room.event changes in the conversation (topic, announcement mode, our role,
+    the member list); True if the member list changed."""
+    action, detail = event["action"], event.get("detail", "")
+    target = (event.get("target") or {}).get("username")
+    if action == "topic":
+        conv.topic = detail
+    elif action == "announce":
+        conv.announce = detail == "on"
+    elif action == "role" and target == me:
+        conv.role = detail
+    if conv.members is None or not target:
+        return False
+    if action in ("kick", "ban"):
+        conv.members = [m for m in conv.members if m["username"] != target]
+    elif action == "invite" and all(m["username"] != target for m in conv.members):
+        conv.members.append({**event["target"], "role": "member", "online": False, "status": ""})
+    elif action == "role":
+        for member in conv.members:
+            if member["username"] == target:
+                member["role"] = detail
+    return action in ("kick", "ban", "role", "invite")
 
 
 def mentions(text: str, username: str) -> bool:

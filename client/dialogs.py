@@ -9,6 +9,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QHBoxLayout,
     QLabel,
@@ -139,10 +140,15 @@ class RoomDialog(QDialog):
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.join_button = button("Join", self.join, "join")
         self.create_button = button("Create", self.create_room, "create")
+        # A new room is public (listed, anyone joins) unless this is ticked.
+        self.private = QCheckBox("Private")
+        self.private.setObjectName("private")
+        self.private.setToolTip("Invisible to others; people join when a moderator invites them")
         self.message = QLabel("")
         self.message.setWordWrap(True)
         buttons = QHBoxLayout()
         buttons.addWidget(self.message, 1)
+        buttons.addWidget(self.private)
         buttons.addWidget(self.create_button)
         buttons.addWidget(self.join_button)
         layout = QVBoxLayout(self)
@@ -228,4 +234,4 @@ class RoomDialog(QDialog):
     def create_room(self) -> None:
         name = self.query.text().strip()
         if name:
-            self.chat_actions.create_room(name, self._done)
+            self.chat_actions.create_room(name, self._done, self.private.isChecked())

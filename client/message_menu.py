@@ -12,6 +12,7 @@ from PySide6.QtCore import QModelIndex, QPoint, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QMenu, QWidget
 
 from .blocking import ask_block
+from .conversations import moderates
 from .ui import ElidedLabel, ask_text, button, confirm, on_click
 from .widgets import MESSAGE_ROLE
 
@@ -54,17 +55,23 @@ class MessageMenu:
         message = index.data(MESSAGE_ROLE) if index.isValid() else None
         if not message or not message.get("id") or message.get("deleted"):
             return  # pending, failed or deleted: nothing to do with it
+        if message.get("kind") == "event":
+            return  # a moderation line, not a message
         menu = QMenu(self.pane.view)
         menu.setObjectName("message_menu")
         menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         reply = menu.addAction("Reply")
         reply.setObjectName("reply")
         on_click(reply, lambda: self.start_reply(message))
-        if message["from"]["username"] == self.pane.state.me.get("username"):
-            if self._editable(message):
-                edit = menu.addAction("Edit…")
-                edit.setObjectName("edit")
-                on_click(edit, lambda: self.ask_edit(message))
+        mine = message["from"]["username"] == self.pane.state.me.get("username")
+        if mine and self._editable(message):
+            edit = menu.addAction("Edit…")
+            edit.setObjectName("edit")
+            on_click(edit, lambda: self.ask_edit(message))
+        # A room's moderators delete others' messages too (the server says no to those
+        # ranked as high as they are).
+        key = self.pane.state.active
+        if mine or (key is not None and moderates(self.pane.state.conversation(key))):
             delete = menu.addAction("Delete…")
             delete.setObjectName("delete")
             on_click(delete, lambda: self.ask_delete(message))

@@ -179,7 +179,7 @@ class SidePanel(QWidget):
             return ""
         sender = last["from"]["username"]
         who = "You" if sender == self.state.me.get("username") else sender
-        if key[0] == "dm" and who != "You":
+        if (key[0] == "dm" and who != "You") or last.get("kind") == "event":
             return last["text"]
         return f"{who}: {last['text']}"
 

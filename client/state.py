@@ -22,7 +22,17 @@ from PySide6.QtCore import QObject, QSettings, Signal
 from chatroom.protocol import Event
 
 from .blocking import BlockList
-from .conversations import SENT, Conversation, dm_key, mentions, now_ms, room_key
+from .conversations import (
+    SENT,
+    Conversation,
+    apply_room_event,
+    as_line,
+    dm_key,
+    left_notice,
+    mentions,
+    now_ms,
+    room_key,
+)
 from .memory import DeviceMemory
 from .net import ChatClient
 from .read_markers import ReadMarkers
@@ -47,6 +57,7 @@ class ChatState(QObject):
     unreadChanged = Signal(int)  # total
     profileChanged = Signal()
     resumed = Signal()  # the session is back and syncing
+    roomChanged = Signal(object)  # key: our role, the topic or announcement mode changed
 
     def __init__(self, client: ChatClient, settings: QSettings | None = None) -> None:
         super().__init__(client)
@@ -89,6 +100,7 @@ class ChatState(QObject):
             Event.ROOM_JOINED: self.joined_room,
             Event.ROOM_LEFT: self.left_room,
             Event.ROOM_MEMBER: self._push_room_member,
+            Event.ROOM_EVENT: self._push_room_event,
             Event.TYPING: self._push_typing,
             Event.READ: self._push_read,
         }
@@ -125,6 +137,7 @@ class ChatState(QObject):
         for key, entry in listed:
             conv = self.conversation(key)
             conv.room_id = entry["id"]
+            self._room_settings(conv, entry)
             if first:
                 self.reads.start(conv, entry, known_device)
             elif "read_seq" in entry:
@@ -163,10 +176,14 @@ class ChatState(QObject):
                 )
                 conv = self.conversation(key)
                 conv.room_id = entry["id"]
+                self._room_settings(conv, entry)
                 for message in entry["messages"]:
                     self._store(conv, message)
                 for change in entry.get("events", []):
-                    conv.apply_change(change)
+                    if change.get("kind") == "event":
+                        self._store(conv, as_line(change))
+                    else:
+                        conv.apply_change(change)
                 more = more or entry["has_more"]
             if not more:  # the counts cover every page fetched
                 for read in reply.get("read", []):
@@ -286,15 +303,28 @@ class ChatState(QObject):
             self.profileChanged.emit()
         self.avatarChanged.emit(who, event["hash"])
 
+    def _room_settings(self, conv: Conversation, room: dict[str, Any]) -> None:
+        """A room's settings as a snapshot, sync entry, reply or push carries them."""
+        for name in ("role", "topic", "announce", "visibility"):
+            if name in room:
+                setattr(conv, name, room[name])
+        self.roomChanged.emit(conv.key)
+
     def joined_room(self, event: dict[str, Any]) -> None:
         """A room.joined push, or our own join's reply: {"room": {"name", "id"}}."""
         conv = self.conversation(room_key(event["room"]["name"]))
         conv.room_id = event["room"]["id"]
+        self._room_settings(conv, event["room"])
+        if event.get("reason") == "invited":
+            self.tell(f"You were added to #{conv.title}")
         self.conversationsChanged.emit()
 
     def left_room(self, event: dict[str, Any]) -> None:
-        """A room.left push, or our own leave's reply: {"room": {"name"}}."""
+        """A room.left push, or our own leave's reply: {"room": {"name"}}; a moderator's
+        doing says why (`reason`)."""
         key = room_key(event["room"]["name"])
+        if event.get("reason"):
+            self.tell(left_notice(event["reason"], event["room"]["name"]))
         self.conversations.pop(key, None)
         if self.active == key:
             self.active = None
@@ -310,6 +340,20 @@ class ChatState(QObject):
         if event.get("joined"):
             conv.members.append({"online": True, "status": "", **event["user"]})
         self.membersChanged.emit(key)
+
+    def _push_room_event(self, event: dict[str, Any]) -> None:
+        """A moderation action in one of our rooms: a line in the conversation, and the
+        member list, our role, the topic or the announcement mode as it says."""
+        conv = self.conversations.get(room_key(event["room"]))
+        if conv is None:
+            return
+        gap = conv.last_seq and event.get("seq", 0) > conv.last_seq + 1
+        self._store(conv, as_line(event))
+        if apply_room_event(conv, event, self.me.get("username", "")):
+            self.membersChanged.emit(conv.key)
+        self.roomChanged.emit(conv.key)
+        if gap:
+            self.sync()
 
     def drop_incoming(self, username: str) -> None:
         self.incoming = [r for r in self.incoming if r["user"]["username"] != username]
@@ -332,7 +376,7 @@ class ChatState(QObject):
             newer = (message.get("seq") or 0) > conv.read_seq
             if seen:
                 self.mark_read(conv)
-            elif not mine and newer:
+            elif not mine and newer and message.get("kind") != "event":
                 if (message.get("seq") or 0) > conv.counted_through:
                     conv.unread += 1
                 mentioned = mentions(message["text"], self.me.get("username", ""))

@@ -205,8 +205,32 @@ class MessageDelegate(QStyledItemDelegate):
         if size is None:
             if len(self._sizes) > MAX_CACHED_SIZES:
                 self._sizes.clear()
-            size = self._sizes[key] = self._measure(option, layout, shown_text(message))
+            if message.get("kind") == "event":
+                size = self._measure_event(option, layout)
+            else:
+                size = self._measure(option, layout, shown_text(message))
+            self._sizes[key] = size
         return size
+
+    def _measure_event(self, option: QStyleOptionViewItem, layout: RowLayout) -> QSize:
+        height = QFontMetrics(option.font).height() + 8 + (DATE_H if layout.date else 0)
+        return QSize(option.rect.width(), height)
+
+    def _paint_event(self, painter: QPainter, option: QStyleOptionViewItem, text: str) -> None:
+        """A moderation event ("ann banned bob"): a muted centred line, no bubble."""
+        c = theme.colors()
+        font = QFont(option.font)
+        font.setItalic(True)
+        painter.setFont(font)
+        painter.setPen(QColor(c.muted))
+        line = QRect(
+            option.rect.left() + PAD,
+            option.rect.bottom() - QFontMetrics(font).height() - 4,
+            option.rect.width() - 2 * PAD,
+            QFontMetrics(font).height() + 4,
+        )
+        elided = QFontMetrics(font).elidedText(text, Qt.TextElideMode.ElideRight, line.width())
+        painter.drawText(line, Qt.AlignmentFlag.AlignCenter, elided)
 
     def _measure(self, option: QStyleOptionViewItem, layout: RowLayout, text_: str) -> QSize:
         text = self._text_rect(option, text_)
@@ -242,6 +266,10 @@ class MessageDelegate(QStyledItemDelegate):
         if layout.date:
             self._paint_date(painter, option, layout.date)
             rect.setTop(rect.top() + DATE_H)
+        if message.get("kind") == "event":
+            self._paint_event(painter, option, message["text"])
+            painter.restore()
+            return
         sender = message["from"]["username"]
         text = shown_text(message)
         text_rect = self._text_rect(option, text)

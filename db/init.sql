@@ -94,6 +94,19 @@ CREATE TABLE read_receipts (
 	PRIMARY KEY (user_id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
+CREATE TABLE room_audit (
+	id BIGINT NOT NULL AUTO_INCREMENT, 
+	room_id BIGINT NOT NULL, 
+	actor_id BIGINT, 
+	action VARCHAR(16) NOT NULL, 
+	target_id BIGINT, 
+	detail VARCHAR(200) NOT NULL DEFAULT '', 
+	at BIGINT NOT NULL, 
+	PRIMARY KEY (id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_room_audit_room ON room_audit (room_id, id);
+
 CREATE TABLE rooms (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	name VARCHAR(64) NOT NULL, 
@@ -102,6 +115,10 @@ CREATE TABLE rooms (
 	created_by BIGINT, 
 	created_at BIGINT NOT NULL, 
 	last_seq BIGINT NOT NULL, 
+	visibility VARCHAR(8) NOT NULL DEFAULT 'public', 
+	topic VARCHAR(200) NOT NULL DEFAULT '', 
+	announce BOOL NOT NULL DEFAULT '0', 
+	deleted_at BIGINT, 
 	PRIMARY KEY (id), 
 	UNIQUE (name_key)
 )ENGINE=InnoDB CHARSET=utf8mb4;
@@ -146,10 +163,20 @@ CREATE TABLE read_markers (
 	FOREIGN KEY(room_id) REFERENCES rooms (id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
+CREATE TABLE room_bans (
+	room_id BIGINT NOT NULL, 
+	user_id BIGINT NOT NULL, 
+	banned_by BIGINT, 
+	at BIGINT NOT NULL, 
+	PRIMARY KEY (room_id, user_id), 
+	FOREIGN KEY(room_id) REFERENCES rooms (id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
 CREATE TABLE room_members (
 	room_id BIGINT NOT NULL, 
 	user_id BIGINT NOT NULL, 
 	joined_at BIGINT NOT NULL, 
+	`role` VARCHAR(16) NOT NULL DEFAULT 'member', 
 	PRIMARY KEY (room_id, user_id), 
 	FOREIGN KEY(room_id) REFERENCES rooms (id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
@@ -181,4 +208,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0007');
+INSERT INTO alembic_version (version_num) VALUES ('0008');

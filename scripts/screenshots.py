@@ -7,8 +7,9 @@ Starts Xvfb when there is no display (Debian: apt-get install xvfb), the service
 locally (SQLite in a temporary folder), and drives three app instances with
 tests/clicks.py (mouse clicks on the widgets, keys into the fields, dialogs answered):
 sign-up, lobby chat in Chinese and English, a friend request, a private chat, a room,
-an avatar change, the activity list, the switcher, someone typing, a reply and an
-edit, the account settings and its blocked users, a lost connection. Each view is
+a room's settings with roles and its announcement mode, an avatar change, the
+activity list, the switcher, someone typing, a reply and an edit, the account
+settings and its blocked users, a lost connection. Each view is
 saved at 420×360, 980×660 and 1600×1000, in the light and the dark theme
 (CHAT_CLIENT_THEME, which otherwise follows the system), as
 docs/screenshots/<theme>-<width>x<height>-<view>.png, plus single-size dialogs.
@@ -251,6 +252,32 @@ class Tour:
         c.wait(lambda: alice.main_window.chat.members.count() == 2)
         self.save(alice.main_window, "room-members")
         c.click(alice.main_window.chat.members_button)
+
+        # Its owner's settings: sam made a moderator, a topic, 小明 invited, then
+        # announcement mode, in which 小明 (a member) sees why he cannot post.
+        from client.room_settings import RoomSettingsDialog
+
+        book = room_key("Book Club 读书会")
+        c.click(alice.main_window.chat.settings_button)
+        settings = c.dialog(RoomSettingsDialog, "room_settings")
+        c.wait(lambda: settings.members.count() == 2)
+        c.click_row(settings.members, "sam")
+        c.click(settings.make_moderator)
+        c.wait(lambda: sam.state.conversation(book).role == "moderator")
+        c.type_into(settings.topic, "This month: Three-Body Problem")
+        c.click(settings.save_topic)
+        c.type_into(settings.invite_name, "小明")
+        c.click(settings.invite)
+        c.wait(lambda: book in ming.state.conversations)
+        c.click(settings.announce)
+        c.wait(lambda: ming.state.conversation(book).announce)
+        c.wait(lambda: settings.members.count() == 3)
+        self.save_dialog(settings, "room-settings")
+        settings.close()
+        c.open_conversation(ming, book)
+        c.wait(lambda: not ming.main_window.chat.compose.isEnabled())
+        c.wait(lambda: "What are we reading next?" in c.shown(ming))
+        self.save(ming.main_window, "room-announce", sizes=((980, 660),))
 
         # Ctrl+K: the switcher.
         c.press(alice.main_window.chat.compose, Qt.Key_K, Qt.ControlModifier)

@@ -119,6 +119,21 @@ class World:
                 }.get(caller, [])
             ],
         }
+        # Moderation: a non-member on ann's room 'den', a stranger through the direct
+        # chat's name, ann on herself.
+        acting_on = {
+            "room.invite": {"username": "cat"},
+            "room.kick": {"username": "ann"},
+            "room.ban": {"username": "ann"},
+            "room.unban": {"username": "bob"},
+            "room.set_role": {"username": "ann", "role": "member"},
+            "room.update": {"topic": "taken over"},
+            "room.delete": {},
+            "room.bans": {},
+        }
+        for name, extra in acting_on.items():
+            rooms = [{"room": "den"}] if caller in ("non-member", "self") else on_dm
+            table[name] = [{**room, **extra} for room in rooms]
         # edits and deletes: each caller on the message they must not change
         target = {
             "stranger": self.dm_message,

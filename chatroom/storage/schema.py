@@ -1,11 +1,11 @@
 """The database schema, defined once. db/init.sql is generated from it
 (``chatroom schema > db/init.sql``) and a test keeps the two equal.
 
-Each service owns its tables and writes only those: auth owns users, sessions and rate_buckets;
-social owns rooms, room_members, messages, friendships, friend_requests, profiles,
-edges, live_sessions, last_seen, read_markers and read_receipts; media owns avatars and
-avatar_images. Services may read other services' tables (social shows avatar hashes,
-media finds who to tell of a change).
+Each service owns its tables and writes only those: auth owns users, sessions and
+rate_buckets; social owns rooms, room_members, room_bans, room_audit, messages,
+friendships, friend_requests, profiles, edges, live_sessions, last_seen, read_markers
+and read_receipts; media owns avatars and avatar_images. Services may read other
+services' tables (social shows avatar hashes, media finds who to tell of a change).
 Times are integer milliseconds since the epoch (UTC) so both SQLite and MySQL store them
 the same way.
 """
@@ -111,6 +111,14 @@ rooms = Table(
     # Sequence of the room's last message. Senders increment it under a row lock, so a
     # message's seq is committed in seq order and a sync cursor never skips one.
     Column("last_seq", BigInteger, nullable=False, default=0),
+    # Moderation (migration 0008): "public" (listed, anyone may join) or "private"
+    # (invisible to non-members, joined by invitation); the topic; announcement mode
+    # (only moderators and owners post); when its owner deleted it (its name stays
+    # taken: every replica remembers a room's identity by name).
+    Column("visibility", String(8), nullable=False, server_default="public"),
+    Column("topic", String(200), nullable=False, server_default=""),
+    Column("announce", Boolean, nullable=False, server_default="0"),
+    Column("deleted_at", BigInteger, nullable=True),
     **MYSQL_TABLE_ARGS,
 )
 
@@ -120,7 +128,38 @@ room_members = Table(
     Column("room_id", BigInteger, ForeignKey("rooms.id"), primary_key=True),
     Column("user_id", BigInteger, primary_key=True),
     Column("joined_at", BigInteger, nullable=False),
+    # "owner", "moderator" or "member" (migration 0008). The lobby has rows only for
+    # its moderators (everyone is its member; its owner is the operator).
+    Column("role", String(16), nullable=False, server_default="member"),
     Index("ix_room_members_user", "user_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Who may not join, read or post in a room (room.ban; lifted by room.unban).
+room_bans = Table(
+    "room_bans",
+    metadata,
+    Column("room_id", BigInteger, ForeignKey("rooms.id"), primary_key=True),
+    Column("user_id", BigInteger, primary_key=True),
+    Column("banned_by", BigInteger, nullable=True),  # None: the operator
+    Column("at", BigInteger, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Every moderation action (room.invite/kick/ban/unban/set_role/update/delete and the
+# operator's `chatroom admin room ...`), for `chatroom admin audit ROOM`. Kept when a
+# room is deleted.
+room_audit = Table(
+    "room_audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("room_id", BigInteger, nullable=False),
+    Column("actor_id", BigInteger, nullable=True),  # None: the operator
+    Column("action", String(16), nullable=False),
+    Column("target_id", BigInteger, nullable=True),
+    Column("detail", String(200), nullable=False, server_default=""),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_room_audit_room", "room_id", "id"),
     **MYSQL_TABLE_ARGS,
 )
 

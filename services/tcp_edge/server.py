@@ -53,6 +53,7 @@ RATE_LIMIT_MESSAGES = {
     "read": "you are marking conversations read too often",
     "edit": "you are editing or deleting messages too fast",
     "block": "you are blocking or unblocking too often",
+    "moderation": "you are moderating rooms too fast",
     "account": "you are changing your account or sessions too often",
     "export": "you are exporting too often",
     "login_ip": "too many login attempts from your address",

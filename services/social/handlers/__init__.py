@@ -15,6 +15,7 @@ from services.social.handlers.blocks import BlockHandlers
 from services.social.handlers.edits import EditHandlers
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
+from services.social.handlers.moderation import ModerationHandlers
 from services.social.handlers.reads import ReadHandlers
 from services.social.handlers.rooms import RoomHandlers
 from services.social.handlers.sessions import SessionHandlers
@@ -35,6 +36,7 @@ class SocialHandlers:
         self.reads = ReadHandlers(store, settings)
         self.edits = EditHandlers(store, settings)
         self.blocks = BlockHandlers(store, settings)
+        self.moderation = ModerationHandlers(store, settings)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -47,6 +49,7 @@ class SocialHandlers:
             **self.reads.ops(),
             **self.edits.ops(),
             **self.blocks.ops(),
+            **self.moderation.ops(),
         }
 
     def jobs(self) -> list[Job]:

@@ -14,7 +14,16 @@ from chatroom.service import RequestContext
 from chatroom.visible import shows_something
 from services.social.store import SocialStore
 from services.social.store.queries import Tx
-from services.social.store.rooms import DIRECT, PUBLIC, RoomIdentity, room_key
+from services.social.store.rooms import (
+    DIRECT,
+    MEMBER,
+    MODERATOR,
+    OWNER,
+    PRIVATE,
+    PUBLIC,
+    RoomIdentity,
+    room_key,
+)
 
 
 def me_of(ctx: RequestContext) -> SimpleNamespace:
@@ -51,6 +60,32 @@ def not_friends(peer: Any) -> ServiceError:
     return ServiceError(
         ErrorCode.FORBIDDEN, f"you can only message friends; send {peer.username} a request"
     )
+
+
+RANKS = {MEMBER: 1, MODERATOR: 2, OWNER: 3}
+
+
+def rank_of(tx: Tx, room: Any, user_id: int) -> int:
+    """0: not a member (or banned from the lobby); else RANKS of the user's role."""
+    role = tx.role_of(room.id, user_id)
+    if room.kind == PUBLIC:  # everyone is in the lobby but whom it banned
+        return 0 if tx.is_banned(room.id, user_id) else RANKS[role or MEMBER]
+    return RANKS[role] if role else 0
+
+
+def banned_from(room: Any) -> ServiceError:
+    return ServiceError(ErrorCode.BANNED, f"you are banned from '{room.name}'")
+
+
+def hidden_or_not_member(tx: Tx, room: Any, user_id: int) -> ServiceError:
+    """A non-member's answer: a private or deleted room does not exist for them; the
+    lobby's only non-members are whom it banned; a public room says if they are banned
+    (rather than "join it first")."""
+    if room.visibility == PRIVATE or room.deleted_at is not None or room.kind == DIRECT:
+        return no_such_room(room.name)
+    if room.kind == PUBLIC or tx.is_banned(room.id, user_id):
+        return banned_from(room)
+    return not_member(room)
 
 
 def existing_user(user: Any, username: str) -> Any:
@@ -123,13 +158,18 @@ def member_room(name: str, user_id: int) -> RoomResolver:
 
     def resolve(store: SocialStore) -> RoomIdentity:
         room = not_direct(existing_room(store.room_identity(name), name), name)
-        if room.kind != PUBLIC:
-            with store.reading() as tx:
-                if not tx.is_member(room, user_id):
-                    raise not_member(room)
+        with store.reading() as tx:
+            if not tx.is_member(room, user_id):
+                raise refusal_of(tx, room.name, user_id)
         return room
 
     return _Resolver(resolve, lambda store: not_direct(store.cached_room(name), name), True)
+
+
+def refusal_of(tx: Tx, name: str, user_id: int) -> ServiceError:
+    """Why a non-member (or a user banned from the lobby) is refused the room called
+    `name`, without telling them more than they may know."""
+    return hidden_or_not_member(tx, existing_room(tx.room_named(name), name), user_id)
 
 
 def known_room(room: RoomIdentity) -> RoomResolver:

@@ -8,10 +8,10 @@ Who may (docs/security.md, Authorisation), checked in the write's transaction af
 the room's row is locked:
 - only someone who can read the conversation finds the message: anyone else gets
   not_found, the answer for an id that does not exist (ids are not probed this way);
-- only its author changes it (forbidden for the others). Moderators deleting others'
-  messages come with room roles (issue #17, feature 6): `moderator_may_delete` is the
-  one place to let them, and says no until roles exist (the lobby belongs to the
-  operator, who has no client session);
+- only its author changes it (forbidden for the others), but a room's moderators and
+  owners delete the messages of those ranked below them (`moderator_may_delete`: a
+  moderator a member's, an owner a moderator's too; never an equal's), and the delete
+  is also a row of the room's audit trail;
 - an edit within CHAT_EDIT_WINDOW_S of sending, and, in a direct chat, only while the
   two are friends (an edit adds words, like a send); a delete at any time, an
   ex-friend's too (taking back one's own words adds nothing);
@@ -30,11 +30,11 @@ from chatroom.errors import ServiceError
 from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from chatroom.storage.db import now_ms
-from services.social.handlers.access import check_text, me_of
+from services.social.handlers.access import RANKS, check_text, me_of, rank_of
 from services.social.store import SocialStore
 from services.social.store.edits import DELETE, EDIT, Target
 from services.social.store.queries import Tx
-from services.social.store.rooms import DIRECT, RoomIdentity
+from services.social.store.rooms import DIRECT, MODERATOR, RoomIdentity
 
 
 def no_such_message(message_id: int) -> ServiceError:
@@ -42,9 +42,14 @@ def no_such_message(message_id: int) -> ServiceError:
 
 
 def moderator_may_delete(tx: Tx, target: Target, user_id: int) -> bool:
-    """Whether `user_id` may delete someone else's message as a moderator of its room.
-    The hook for room roles (issue #17, feature 6); no one may until they exist."""
-    return False
+    """Whether `user_id` may delete someone else's message as a moderator of its room:
+    they rank moderator or above there, and above its author (direct chats have no
+    roles)."""
+    if target.room_kind == DIRECT:
+        return False
+    room = RoomIdentity(target.room_id, target.room_name, target.room_kind)
+    mine = rank_of(tx, room, user_id)
+    return mine >= RANKS[MODERATOR] and rank_of(tx, room, target.sender_id) < mine
 
 
 class EditHandlers:
@@ -77,6 +82,8 @@ class EditHandlers:
             peer = self._authorise(tx, target, me.id, kind)
             now = now_ms()
             event_id = tx.change_message(target, kind, me.id, seq, now, text)
+            if target.sender_id != me.id:  # a moderator's: the room's audit trail too
+                tx.audit_only(target.room_id, me.id, "delete_message", target.sender_id, "", now)
         change: dict[str, Any] = {
             "id": event_id,
             "room": target.room_name,

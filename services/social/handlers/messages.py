@@ -26,26 +26,34 @@ from services.social.handlers.access import (
     me_of,
     member_room,
     not_friends,
-    not_member,
+    refusal_of,
     user_ref,
 )
 from services.social.reply_budget import ReplyBudget, encoded_size
 from services.social.store import SocialStore
-from services.social.store.batch_sql import AlreadyStored, NoSuchReply, NotFriends, NotMember
+from services.social.store.batch_sql import (
+    AlreadyStored,
+    Banned,
+    NoSuchReply,
+    NotFriends,
+    NotMember,
+    ReadOnly,
+)
+from services.social.store.edits import CHANGES
 from services.social.store.reads import read_list
 from services.social.store.rooms import (
     DIRECT,
-    MESSAGE,
+    EVENT,
     PUBLIC,
     RoomIdentity,
     change_dict,
     direct_name,
+    event_dict,
     message_dict,
     room_ref,
 )
 
 HIDDEN = "hidden"  # a sync event: a blocked user's row, only its seq
-SEQ_ONLY = (MESSAGE, HIDDEN)  # rows that are no change to another message
 
 
 class MessageHandlers:
@@ -142,15 +150,29 @@ class MessageHandlers:
         sender's friend, checked in the write's transaction (raises NotFriends);
         `reply_to` a message of the same conversation (else not_found)."""
         room = resolve_room.cached(self.store)
-        member_check = room is not None and resolve_room.must_be_member and room.kind != PUBLIC
         if room is None:
             room = await asyncio.to_thread(resolve_room, self.store)
+        # Checked again in the write's transaction (membership, bans, announcement mode).
+        member_check = resolve_room.must_be_member
         try:
             row = await self.store.add_message(
-                room.id, sender_id, text, client_id, friend_of_sender, member_check, reply_to
+                room.id,
+                sender_id,
+                text,
+                client_id,
+                friend_of_sender,
+                member_check,
+                reply_to,
+                room.kind == PUBLIC,
             )
-        except NotMember:
-            raise not_member(room) from None
+        except (NotMember, Banned):
+            # Rare (a cached room): what the sender may know of it, looked up once.
+            raise await asyncio.to_thread(self._refusal, room.name, sender_id) from None
+        except ReadOnly:
+            raise ServiceError(
+                ErrorCode.READ_ONLY,
+                f"'{room.name}' is in announcement mode: only its moderators and owners post",
+            ) from None
         except NoSuchReply:
             # Another conversation's message gets the answer of one that does not exist.
             raise ServiceError(
@@ -172,6 +194,10 @@ class MessageHandlers:
                 ) from None
             return earlier, False
         return message_dict(row, room.name), True
+
+    def _refusal(self, name: str, user_id: int) -> ServiceError:
+        with self.store.reading() as tx:
+            return refusal_of(tx, name, user_id)
 
     def room_history(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
@@ -201,7 +227,7 @@ class MessageHandlers:
         page = rows[:limit]
         # Newest first into the budget: what does not fit is older, on the next page.
         budget = ReplyBudget(self.settings.max_reply_bytes)
-        kept = budget.take_leading(message_dict(r, room.name) for r in page)
+        kept = budget.take_leading(_history_item(r, room.name) for r in page)
         kept.reverse()
         return {
             "room": room.name,
@@ -242,7 +268,7 @@ class MessageHandlers:
                     rows = tx.messages_after(room.id, since, limit + 1)
                     if hidden and room.kind != DIRECT:
                         rows = [_hidden(r) if r.sender_id in hidden else r for r in rows]
-                    changed = [r.target_id for r in rows[:limit] if r.kind not in SEQ_ONLY]
+                    changed = [r.target_id for r in rows[:limit] if r.kind in CHANGES]
                     now = tx.current_texts(changed) if changed else {}
                     entry = _sync_entry(room, rows, limit, budget, peers.get(room.id), now)
                 if entry is None:
@@ -273,7 +299,7 @@ def _sync_entry(
     page = rows[:limit]
     if not page:
         return entry
-    newest = {r.target_id: r.seq for r in page if r.kind not in SEQ_ONLY}
+    newest = {r.target_id: r.seq for r in page if r.kind in CHANGES}
     batch = (_sync_item(r, room.name, newest, now) for r in page)
     first = next(batch)
     # The conversation's header only goes in with at least one of its rows.
@@ -302,8 +328,6 @@ def _hidden(row: Any) -> _HiddenRow:
 def _sync_item(
     row: Any, room_name: str, newest: dict[int, int], now: dict[int, tuple[str, int | None, bool]]
 ) -> dict[str, Any]:
-    if row.kind == MESSAGE:
-        return message_dict(row, room_name)
     if row.kind == HIDDEN:
         # target null: a client that does not know this kind finds nothing to change.
         return {
@@ -313,11 +337,18 @@ def _sync_item(
             "kind": HIDDEN,
             "target": None,
         }
+    if row.kind not in CHANGES:  # a message, or a moderation event
+        return _history_item(row, room_name)
     item = change_dict(row, room_name)
     if newest[row.target_id] == row.seq and row.target_id in now:
         text, edited_at, deleted = now[row.target_id]
         item.update({"deleted": True} if deleted else {"text": text, "edited_at": edited_at})
     return item
+
+
+def _history_item(row: Any, room_name: str) -> dict[str, Any]:
+    """A message, or a moderation event ("alice banned bob"), as history lists it."""
+    return event_dict(row, room_name) if row.kind == EVENT else message_dict(row, room_name)
 
 
 def _parse_cursors(raw: dict[str, Any]) -> dict[int, int]:

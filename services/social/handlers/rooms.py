@@ -9,18 +9,20 @@ from sqlalchemy.exc import IntegrityError
 
 from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
-from chatroom.errors import ServiceError
-from chatroom.protocol import ROOM_LIST_LIMIT, ErrorCode, Event
+from chatroom.errors import ServiceError, bad_request
+from chatroom.protocol import ROOM_LIST_LIMIT, VISIBILITIES, ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
+    banned_from,
     check_room_name,
     existing_room,
     member_room,
+    no_such_room,
     not_direct,
 )
 from services.social.store import SocialStore
 from services.social.store.queries import Tx
-from services.social.store.rooms import GROUP, PUBLIC, room_key, room_ref
+from services.social.store.rooms import GROUP, MEMBER, OWNER, PRIVATE, PUBLIC, room_key, room_ref
 
 # What a member who blocks the viewer shows them: no presence, status or picture.
 UNSHOWN = {"online": False, "status": "", "avatar": None, "last_seen": None}
@@ -28,6 +30,8 @@ UNSHOWN = {"online": False, "status": "", "avatar": None, "last_seen": None}
 
 def _joinable(tx: Tx, name: str) -> Any:
     room = not_direct(existing_room(tx.room_named(name), name), name)
+    if room.deleted_at is not None:
+        raise no_such_room(name)
     if room.kind != GROUP:
         raise ServiceError(ErrorCode.FORBIDDEN, f"'{room.name}' cannot be joined or left")
     return room
@@ -68,42 +72,63 @@ class RoomHandlers:
     def room_create(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
         try:
+            visibility = args.get("visibility") or "public"
+            if visibility not in VISIBILITIES:
+                raise bad_request("visibility", "visibility is public or private")
             with self.store.transaction() as tx:
                 name = check_room_name(args["room"])
                 if tx.room_named(name) is not None:
+                    # A private or deleted room's name is taken too (names are unique
+                    # and never reused): this says only that the name is taken.
                     raise ServiceError(
-                        ErrorCode.CONFLICT, f"a room called '{name}' exists; join it instead"
+                        ErrorCode.CONFLICT, f"the name '{name}' is taken; choose another"
                     )
-                tx.create_group(name, user_id)
+                tx.create_group(name, user_id, visibility)
                 room = tx.room_named(name)
         except IntegrityError:  # created by someone else between our check and insert
             raise ServiceError(
                 ErrorCode.CONFLICT, f"a room called '{args['room'][:64]}' exists; join it"
             ) from None
-        logger.info("user {} created room {}", user_id, room.id)
+        logger.info("user {} created {} room {}", user_id, visibility, room.id)
         self._membership_changed(ctx, room, user_id, True)
-        return {"room": room_ref(room)}
+        return {"room": {**room_ref(room), "role": OWNER}}
 
     def room_join(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        """Join a group room; only a new membership is announced."""
+        """Join a public group room; only a new membership is announced. A private room
+        is joined only by invitation: to anyone else it does not exist."""
         user_id = ctx.require_user()
         with self.store.transaction() as tx:
             room = _joinable(tx, args["room"])
             is_new = not tx.is_member(room, user_id)
+            if is_new and room.visibility == PRIVATE:
+                raise no_such_room(args["room"])
+            if is_new and tx.is_banned(room.id, user_id):
+                raise banned_from(room)
             if is_new:
                 tx.add_member(room.id, user_id)
                 # What was said before is not unread: the marker starts at the end.
                 tx.advance_marker(user_id, room.id, room.last_seq)
+            role = tx.role_of(room.id, user_id)
         if is_new:
             self._membership_changed(ctx, room, user_id, True)
-        return {"room": room_ref(room)}
+        return {"room": {**room_ref(room), "role": role}}
 
     def room_leave(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
         with self.store.transaction() as tx:
             room = _joinable(tx, args["room"])
-            if not tx.remove_member(room.id, user_id):
+            role = tx.role_of(room.id, user_id)
+            if role is None:
+                if room.visibility == PRIVATE:
+                    raise no_such_room(args["room"])
                 raise ServiceError(ErrorCode.NOT_FOUND, f"you are not a member of '{room.name}'")
+            if role == OWNER and tx.owner_count(room.id) == 1:
+                raise ServiceError(
+                    ErrorCode.CONFLICT,
+                    f"you are the last owner of '{room.name}': make another member owner"
+                    " first, or delete the room",
+                )
+            tx.remove_member(room.id, user_id)
         self._membership_changed(ctx, room, user_id, False)
         return {"room": room_ref(room)}
 
@@ -121,7 +146,8 @@ class RoomHandlers:
         room = member_room(args["room"], user_id)(self.store)
         with self.store.reading() as tx:
             ids = tx.member_ids(room, self.settings.room_members_max)
-            members = tx.user_entries(ids)
+            roles = tx.roles_in(room.id, ids)
+            members = [{**m, "role": roles.get(m["id"], MEMBER)} for m in tx.user_entries(ids)]
             if self.settings.status_visibility == "friends":
                 # Strangers' statuses are blanked: only the viewer's and their friends'.
                 shown = {user_id, *tx.friend_ids(user_id)}

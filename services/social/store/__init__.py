@@ -63,7 +63,8 @@ class SocialStore:
         self.writer = GroupWriter(engine)
         self.sessions = SessionOpener(self.transaction)
         # The two batched paths, called straight (a message's hot path):
-        # add_message(room_id, sender_id, text, client_id, friend_of_sender, member_check)
+        # add_message(room_id, sender_id, text, client_id, friend_of_sender, member_check,
+        # reply_to, in_public)
         # queues a message for the group commit (GroupWriter.submit); open_session(
         # user_id, edge_id, conn_id) a login for the session opener (SessionOpener.submit).
         self.add_message = self.writer.submit

@@ -51,7 +51,8 @@ class Outgoing(Protocol):
     text: str
     client_id: str | None
     friend_of_sender: int | None  # a direct message: this user must be the sender's friend
-    member_check: bool  # the sender must be a member of the room
+    member_check: bool  # the sender must be a member of the room (see in_public)
+    in_public: bool  # the room is public (the lobby): a member is anyone it has not banned
     reply_to: int | None  # a message of the same conversation this one answers
 
 
@@ -78,6 +79,14 @@ class NotMember(Refused):
     """A message to a room the sender is not (or no longer) a member of."""
 
 
+class Banned(Refused):
+    """A message to the lobby from someone it banned."""
+
+
+class ReadOnly(Refused):
+    """A message from a plain member to a room in announcement mode."""
+
+
 class NoSuchReply(Refused):
     """reply_to names no message of this conversation (or a deleted one)."""
 
@@ -92,19 +101,24 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
     checks (friendship, membership, an earlier copy) are made in the same transaction
     as the write, so nothing changes between them.
 
-    Two round trips: (1) the checks, and every room's seq counter bumped by all of its
-    messages and read back; (2) the counters given back what the checks refused, the
-    insert, the ids read back, the commit. Refusals are rare (a retried send, a message
-    just after unfriending or leaving), so the counters are bumped before the checks'
-    answers are in rather than a round trip later; the rooms' rows stay locked until
-    the commit, so giving back leaves no gap in any room's seqs."""
+    Two round trips: (1) every room's seq counter bumped by all of its messages and read
+    back (with its announcement mode), then the checks; (2) the counters given back what
+    the checks refused, the insert, the ids read back, the commit. Refusals are rare (a
+    retried send, a message just after unfriending or leaving), so the counters are
+    bumped before the checks' answers are in rather than a round trip later; the rooms'
+    rows stay locked until the commit, so giving back leaves no gap in any room's seqs.
+    The bump comes first: the checks then read under the rooms' locks, after any
+    moderation of those rooms committed (a kick, a ban, announcement mode:
+    store/moderation.py takes the same lock), so a kicked member's message is never
+    stored after the kick."""
     sql = Marks(trips.mark, trips.row_in)
     checks = _Checks(sql, batch)
     bumped = _count_by_room(batch)
-    *check_results, _, found = trips.run(
-        *checks.statements, _bump(sql, bumped), _read_seqs(sql, sorted(bumped))
+    _, found, *check_results = trips.run(
+        _bump(sql, bumped), _read_seqs(sql, sorted(bumped)), *checks.statements
     )
-    refused = checks.refusals(check_results)
+    announcing = {room for room, _seq, announce in found if announce}
+    refused = checks.refusals(check_results, announcing)
     accepted = [p for p in batch if id(p) not in refused]
     given_back = _count_by_room([p for p in batch if id(p) in refused])
     give_back = [_bump(sql, {room: -n for room, n in given_back.items()})] if refused else []
@@ -113,7 +127,7 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
         return [refused[id(p)] for p in batch]
     counts = _count_by_room(accepted)
     room_ids = sorted(counts)
-    last = {room: seq - given_back.get(room, 0) for room, seq in found if room in counts}
+    last = {room: seq - given_back.get(room, 0) for room, seq, _announce in found if room in counts}
     first = {room: last[room] - counts[room] + 1 for room in room_ids}
     next_seq = dict(first)
     created = now_ms()
@@ -187,7 +201,7 @@ def _bump(sql: Marks, by_room: dict[int, int]) -> Statement:
 
 def _read_seqs(sql: Marks, room_ids: list[int]) -> Statement:
     return (
-        f"SELECT id, last_seq FROM rooms WHERE id IN {sql.marks(len(room_ids))}",
+        f"SELECT id, last_seq, announce FROM rooms WHERE id IN {sql.marks(len(room_ids))}",
         tuple(room_ids),
     )
 
@@ -199,6 +213,7 @@ class _Checks:
     def __init__(self, sql: Marks, batch: Sequence[Outgoing]) -> None:
         self.direct = [p for p in batch if p.friend_of_sender is not None]
         self.grouped = [p for p in batch if p.member_check]
+        self.public = [p for p in self.grouped if p.in_public]
         self.retried = [p for p in batch if p.client_id is not None]
         self.replies = [p for p in batch if p.reply_to is not None]
         self.quotes: dict[int, dict[str, Any]] = {}  # reply_to id -> its quote
@@ -206,6 +221,7 @@ class _Checks:
         for sql_text, columns, pairs in (
             (FRIENDS, FRIEND_PAIR, {(p.sender_id, p.friend_of_sender) for p in self.direct}),
             (MEMBERS, MEMBER_PAIR, {(p.room_id, p.sender_id) for p in self.grouped}),
+            (BANS, MEMBER_PAIR, {(p.room_id, p.sender_id) for p in self.public}),
             (EARLIER, EARLIER_KEY, {_earlier_key(p) for p in self.retried}),
         ):
             if pairs:
@@ -216,8 +232,9 @@ class _Checks:
             ids = sorted({p.reply_to for p in self.replies if p.reply_to is not None})
             self.statements.append((QUOTED + sql.marks(len(ids)), tuple(ids)))
 
-    def refusals(self, results: list[list[tuple]]) -> dict[int, Refused]:
-        """By id() of the message: why it must not be stored."""
+    def refusals(self, results: list[list[tuple]], announcing: set[int]) -> dict[int, Refused]:
+        """By id() of the message: why it must not be stored. `announcing`: the rooms
+        in announcement mode (only moderators and owners post there)."""
         rows = iter(results)
         refused: dict[int, Refused] = {}
         if self.direct:
@@ -226,10 +243,18 @@ class _Checks:
                 if (p.sender_id, p.friend_of_sender) not in friends:
                     refused[id(p)] = NotFriends()
         if self.grouped:
-            members = {(a, b) for a, b in next(rows)}
+            roles = {(room, user): role for room, user, role in next(rows)}
+            banned = {(a, b) for a, b in next(rows)} if self.public else set()
             for p in self.grouped:
-                if (p.room_id, p.sender_id) not in members:
+                pair = (p.room_id, p.sender_id)
+                # The lobby has rows only for its moderators: no row there is a member.
+                role = roles.get(pair, "member" if p.in_public else None)
+                if role is None:
                     refused[id(p)] = NotMember()
+                elif pair in banned:
+                    refused[id(p)] = Banned()
+                elif p.room_id in announcing and role not in POSTERS:
+                    refused[id(p)] = ReadOnly()
         if self.retried:
             earlier = {tuple(row) for row in next(rows)}
             for p in self.retried:
@@ -259,8 +284,10 @@ def _earlier_key(p: Outgoing) -> tuple[int, int, str | None]:
 # direct messages (for 80 pairs, measured on their own: 3.9 ms a query against 0.55 ms).
 FRIENDS = "SELECT user_id, friend_id FROM friendships WHERE "
 FRIEND_PAIR = ("user_id", "friend_id")
-MEMBERS = "SELECT room_id, user_id FROM room_members WHERE "
+MEMBERS = "SELECT room_id, user_id, role FROM room_members WHERE "
 MEMBER_PAIR = ("room_id", "user_id")
+BANS = "SELECT room_id, user_id FROM room_bans WHERE "
+POSTERS = ("owner", "moderator")  # who posts in a room in announcement mode
 EARLIER = "SELECT sender_id, room_id, client_id FROM messages WHERE "
 EARLIER_KEY = ("sender_id", "room_id", "client_id")
 # A reply's original: a message (not an edit or delete event, not deleted) by id; the

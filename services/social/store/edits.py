@@ -22,6 +22,7 @@ from services.social.store.rooms import MESSAGE
 
 EDIT = "edit"
 DELETE = "delete"
+CHANGES = (EDIT, DELETE)  # the kinds of row that change an earlier message
 
 
 class Target(NamedTuple):

@@ -8,6 +8,7 @@ from services.social.store.accounts import AccountQueries
 from services.social.store.blocks import BlockQueries
 from services.social.store.edits import EditQueries
 from services.social.store.friends import FriendQueries
+from services.social.store.moderation import ModerationQueries
 from services.social.store.presence import PresenceQueries
 from services.social.store.reads import ReadQueries
 from services.social.store.rooms import RoomQueries
@@ -21,6 +22,7 @@ class Tx(
     AccountQueries,
     EditQueries,
     BlockQueries,
+    ModerationQueries,
 ):
     """What SocialStore.transaction() and reading() give: every query of the service,
     run on that one connection (so in that one transaction)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, select
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select
 from sqlalchemy.orm import aliased
 
 from chatroom import names
@@ -15,6 +15,7 @@ from chatroom.storage.schema import (
     avatars,
     live_sessions,
     messages,
+    room_bans,
     room_members,
     rooms,
     users,
@@ -24,6 +25,9 @@ from services.social.store.batch_sql import StoredMessage, quote
 PUBLIC = "public"  # everyone is a member (the lobby)
 GROUP = "group"  # explicit members, anyone may join
 DIRECT = "direct"  # the private conversation of two friends
+PRIVATE = "private"  # rooms.visibility of a group only its members see (and invited)
+OWNER, MODERATOR, MEMBER = "owner", "moderator", "member"  # room_members.role
+EVENT = "event"  # messages.kind of a moderation event (store/moderation.py)
 
 
 class RoomIdentity(NamedTuple):
@@ -42,11 +46,52 @@ def direct_name(a: int, b: int) -> str:
     return f"dm:{low}:{high}"
 
 
+# What a room is, as queries read it for room_ref (the moderation fields of 0008 too).
+ROOM_COLUMNS = (
+    rooms.c.id,
+    rooms.c.name,
+    rooms.c.kind,
+    rooms.c.last_seq,
+    rooms.c.visibility,
+    rooms.c.topic,
+    rooms.c.announce,
+)
+
+
 def room_ref(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "kind": row.kind, "last_seq": row.last_seq}
+    """A room as clients get it; with the viewer's `role` when the row has one."""
+    ref = {"id": row.id, "name": row.name, "kind": row.kind, "last_seq": row.last_seq}
+    mapping = getattr(row, "_mapping", {})
+    if "visibility" in mapping:
+        ref.update(visibility=row.visibility, topic=row.topic, announce=bool(row.announce))
+    if "role" in mapping:
+        ref["role"] = row.role
+    return ref
 
 
 MESSAGE = "message"  # messages.kind of a message; "edit" and "delete" rows change one
+
+
+def event_dict(row: Any, room_name: str) -> dict[str, Any]:
+    """A moderation event (a row of kind "event", store/moderation.py) as history, sync
+    and the room.event push show it: who (None: the operator) did what to whom."""
+    action, _, detail = row.text.partition(":")
+    by = None if row.username is None else {"id": row.sender_id, "username": row.username}
+    target = None
+    if row.target_id is not None:
+        target = {"id": row.target_id, "username": row.target_username}
+    return {
+        "id": row.id,
+        "room": room_name,
+        "room_id": row.room_id,
+        "seq": row.seq,
+        "kind": EVENT,
+        "action": action,
+        "by": by,
+        "target": target,
+        "detail": detail,
+        "ts": row.created_at,
+    }
 
 
 def message_dict(row: Any, room_name: str) -> dict[str, Any]:
@@ -103,6 +148,7 @@ def change_dict(row: Any, room_name: str) -> dict[str, Any]:
 
 _quoted = aliased(messages, name="quoted")
 _quoted_user = aliased(users, name="quoted_user")
+_target_user = aliased(users, name="target_user")
 
 
 _MESSAGE_COLUMNS = (
@@ -128,16 +174,23 @@ _MESSAGE_COLUMNS = (
         )
     ),
     _quoted_user.c.username.label("quoted_username"),
+    # whom a moderation event acted on (kind "event": target_id is a user)
+    _target_user.c.username.label("target_username"),
 )
 
 
 def select_messages():  # noqa: ANN201 - a SQLAlchemy Select
     return (
         select(*_MESSAGE_COLUMNS)
-        .join(users, users.c.id == messages.c.sender_id)
+        # outer: the operator's moderation events have no user (sender_id 0)
+        .outerjoin(users, users.c.id == messages.c.sender_id)
         .outerjoin(avatars, avatars.c.user_id == messages.c.sender_id)
         .outerjoin(_quoted, _quoted.c.id == messages.c.reply_to)
         .outerjoin(_quoted_user, _quoted_user.c.id == _quoted.c.sender_id)
+        .outerjoin(
+            _target_user,
+            and_(messages.c.kind == EVENT, _target_user.c.id == messages.c.target_id),
+        )
     )
 
 
@@ -147,11 +200,10 @@ class RoomQueries:
     conn: Connection
 
     def room_named(self, name: str) -> Any:
-        """The room (id, name, kind, last_seq) with that name (by its key), or None."""
+        """The room (ROOM_COLUMNS and deleted_at) with that name (by its key), or None;
+        a deleted room too (its name stays taken)."""
         return self.conn.execute(
-            select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq).where(
-                rooms.c.name_key == room_key(name)
-            )
+            select(*ROOM_COLUMNS, rooms.c.deleted_at).where(rooms.c.name_key == room_key(name))
         ).first()
 
     def create_lobby_unless_exists(self) -> None:
@@ -165,8 +217,8 @@ class RoomQueries:
                 )
             )
 
-    def create_group(self, name: str, user_id: int) -> None:
-        """A group room named `name`, with its creator as its first member."""
+    def create_group(self, name: str, user_id: int, visibility: str = "public") -> None:
+        """A group room named `name`, with its creator as its first member and owner."""
         now = now_ms()
         room_id = inserted_id(
             self.conn.execute(
@@ -174,13 +226,14 @@ class RoomQueries:
                     name=name,
                     name_key=room_key(name),
                     kind=GROUP,
+                    visibility=visibility,
                     created_by=user_id,
                     created_at=now,
                     last_seq=0,
                 )
             )
         )
-        self.add_member(room_id, user_id, now)
+        self.add_member(room_id, user_id, now, OWNER)
 
     def create_direct(self, a: int, b: int) -> int:
         """The pair's conversation, both of them members; its id."""
@@ -203,8 +256,9 @@ class RoomQueries:
         return room_id
 
     def is_member(self, room: Any, user_id: int) -> bool:
+        """A public room's (the lobby's) members are everyone it has not banned."""
         if room.kind == PUBLIC:
-            return True
+            return not self.is_banned(room.id, user_id)
         found = self.conn.execute(
             select(room_members.c.user_id).where(
                 room_members.c.room_id == room.id, room_members.c.user_id == user_id
@@ -212,12 +266,23 @@ class RoomQueries:
         ).first()
         return found is not None
 
-    def add_member(self, room_id: int, user_id: int, now: int | None = None) -> None:
+    def add_member(
+        self, room_id: int, user_id: int, now: int | None = None, role: str = MEMBER
+    ) -> None:
+        joined = now_ms() if now is None else now
         self.conn.execute(
             insert(room_members).values(
-                room_id=room_id, user_id=user_id, joined_at=now_ms() if now is None else now
+                room_id=room_id, user_id=user_id, joined_at=joined, role=role
             )
         )
+
+    def is_banned(self, room_id: int, user_id: int) -> bool:
+        found = self.conn.execute(
+            select(room_bans.c.user_id).where(
+                room_bans.c.room_id == room_id, room_bans.c.user_id == user_id
+            )
+        ).first()
+        return found is not None
 
     def remove_member(self, room_id: int, user_id: int) -> bool:
         """False if the user was not a member."""
@@ -235,17 +300,45 @@ class RoomQueries:
     def conversations_of_many(
         self, user_ids: list[int], with_direct: bool = True
     ) -> dict[int, list[Any]]:
-        """conversations_of for several users at once (two queries for any number)."""
-        columns = (rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq)
-        public = self.conn.execute(select(*columns).where(rooms.c.kind == PUBLIC)).all()
+        """conversations_of for several users at once (three queries for any number):
+        each row with the user's role in it (a public room's: member, or the row's)."""
+        wanted = sorted(set(user_ids))
+        public = self.conn.execute(select(*ROOM_COLUMNS).where(rooms.c.kind == PUBLIC)).all()
+        # The lobby's exceptions: who is banned from it, who moderates it.
+        banned, roles = set(), {}
+        if public:
+            public_ids = [r.id for r in public]
+            banned = {
+                (r.room_id, r.user_id)
+                for r in self.conn.execute(
+                    select(room_bans.c.room_id, room_bans.c.user_id).where(
+                        room_bans.c.room_id.in_(public_ids), room_bans.c.user_id.in_(wanted)
+                    )
+                )
+            }
+            roles = {
+                (r.room_id, r.user_id): r.role
+                for r in self.conn.execute(
+                    select(room_members.c.room_id, room_members.c.user_id, room_members.c.role)
+                    .where(room_members.c.room_id.in_(public_ids))
+                    .where(room_members.c.user_id.in_(wanted))
+                )
+            }
         joined = (
-            select(room_members.c.user_id, *columns)
+            select(room_members.c.user_id, room_members.c.role, *ROOM_COLUMNS)
             .join(rooms, rooms.c.id == room_members.c.room_id)
-            .where(room_members.c.user_id.in_(sorted(set(user_ids))), rooms.c.kind != PUBLIC)
+            .where(room_members.c.user_id.in_(wanted), rooms.c.kind != PUBLIC)
         )
         if not with_direct:
             joined = joined.where(rooms.c.kind != DIRECT)
-        heard: dict[int, list[Any]] = {user_id: list(public) for user_id in user_ids}
+        heard: dict[int, list[Any]] = {
+            user_id: [
+                _with_role(r, roles.get((r.id, user_id), MEMBER))
+                for r in public
+                if (r.id, user_id) not in banned
+            ]
+            for user_id in user_ids
+        }
         for row in self.conn.execute(joined):
             heard[row.user_id].append(row)
         for user_rooms in heard.values():
@@ -262,10 +355,14 @@ class RoomQueries:
     ) -> tuple[list[dict[str, Any]], bool]:
         """Rooms but direct chats whose name key contains `key_part` (the exact name
         first, then the lobby, then by name), at most `limit`, each with its member
-        count and whether the user is in; and whether more matched."""
+        count and whether the user is in; and whether more matched. A private room only
+        for its members; a deleted one for no one."""
+        mine_query = select(room_members.c.room_id).where(room_members.c.user_id == user_id)
         rows = self.conn.execute(
-            select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq)
+            select(*ROOM_COLUMNS)
             .where(rooms.c.kind != DIRECT, rooms.c.name_key.contains(key_part, autoescape=True))
+            .where(rooms.c.deleted_at.is_(None))
+            .where(or_(rooms.c.visibility != PRIVATE, rooms.c.id.in_(mine_query)))
             .order_by(
                 case((rooms.c.name_key == key_part, 0), else_=1),
                 rooms.c.kind.desc(),
@@ -287,6 +384,18 @@ class RoomQueries:
             {**room_ref(r), "members": counts.get(r.id, 0), "joined": r.id in mine} for r in listed
         ]
         return found, len(rows) > limit
+
+    def roles_in(self, room_id: int, user_ids: list[int]) -> dict[int, str]:
+        """user id -> role for those of `user_ids` with a row in the room (the lobby:
+        its moderators)."""
+        if not user_ids:
+            return {}
+        rows = self.conn.execute(
+            select(room_members.c.user_id, room_members.c.role).where(
+                room_members.c.room_id == room_id, room_members.c.user_id.in_(user_ids)
+            )
+        )
+        return {r.user_id: r.role for r in rows}
 
     def member_ids(self, room: Any, limit: int) -> list[int]:
         """Members of a group; for a public room, the users online now."""
@@ -340,10 +449,13 @@ class RoomQueries:
     def messages_before(
         self, room_id: int, before: int | None, limit: int, hidden: set[int] | None = None
     ) -> list[Any]:
-        """Up to `limit` messages of the room before seq `before` (None: the newest),
-        newest first, each as it is now (edits and deletes are applied to it, not listed:
-        history skips their rows); none from the senders in `hidden` (blocked)."""
-        query = select_messages().where(messages.c.room_id == room_id, messages.c.kind == MESSAGE)
+        """Up to `limit` messages and moderation events of the room before seq `before`
+        (None: the newest), newest first, each message as it is now (edits and deletes
+        are applied to it, not listed: history skips their rows); none from the senders
+        in `hidden` (blocked)."""
+        query = select_messages().where(
+            messages.c.room_id == room_id, messages.c.kind.in_((MESSAGE, EVENT))
+        )
         if hidden:
             query = query.where(messages.c.sender_id.not_in(sorted(hidden)))
         if before is not None:
@@ -379,3 +491,25 @@ class RoomQueries:
             )
         ).first()
         return message_dict(row, row.room_name) if row else None
+
+
+class _RoleRow(NamedTuple):
+    """A public room's row with the user's role in it (room_ref reads role)."""
+
+    id: int
+    name: str
+    kind: str
+    last_seq: int
+    visibility: str
+    topic: str
+    announce: bool
+    role: str
+
+    @property
+    def _mapping(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+def _with_role(row: Any, role: str) -> _RoleRow:
+    r = row
+    return _RoleRow(r.id, r.name, r.kind, r.last_seq, r.visibility, r.topic, r.announce, role)

@@ -44,6 +44,7 @@ class PendingMessage(Queued):
         friend_of_sender: int | None,
         member_check: bool,
         reply_to: int | None,
+        in_public: bool = False,
     ) -> None:
         self.room_id = room_id
         self.sender_id = sender_id
@@ -52,6 +53,7 @@ class PendingMessage(Queued):
         self.friend_of_sender = friend_of_sender  # a direct message: must be a friend
         self.member_check = member_check  # the sender must be a member of the room
         self.reply_to = reply_to  # a message of the same conversation it answers
+        self.in_public = in_public  # the lobby: its members are all it has not banned
 
 
 class GroupWriter:
@@ -78,15 +80,18 @@ class GroupWriter:
         friend_of_sender: int | None = None,
         member_check: bool = False,
         reply_to: int | None = None,
+        in_public: bool = False,
     ) -> Future:
         """Queue one message; the future gives its row (id, seq, sender name, ...) once
         committed, or the error that stopped it. The checks are made in the write's own
         transaction: with `friend_of_sender` that user must be the sender's friend
-        (NotFriends), with `member_check` the sender a member of the room (NotMember);
+        (NotFriends), with `member_check` the sender a member of the room (NotMember; in
+        a public room, `in_public`, not banned: Banned) allowed to post there (in
+        announcement mode a moderator or owner: ReadOnly);
         a client_id already stored for the sender in this room gives AlreadyStored;
         `reply_to` must be a message of this room (NoSuchReply)."""
         pending = PendingMessage(
-            room_id, sender_id, text, client_id, friend_of_sender, member_check, reply_to
+            room_id, sender_id, text, client_id, friend_of_sender, member_check, reply_to, in_public
         )
         return self._batcher.submit(pending)
 
