@@ -50,6 +50,7 @@ RATE_LIMIT_MESSAGES = {
     "typing": "typing indicators are being sent too often",
     "membership": "you are joining, leaving or answering too often",
     "read": "you are marking conversations read too often",
+    "notify": "you are changing notification settings too often",
     "edit": "you are editing or deleting messages too fast",
     "account": "you are changing your account or sessions too often",
     "export": "you are exporting too often",

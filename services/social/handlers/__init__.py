@@ -14,6 +14,7 @@ from services.social.handlers.accounts import AccountHandlers
 from services.social.handlers.edits import EditHandlers
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
+from services.social.handlers.notify import NotifyHandlers
 from services.social.handlers.reads import ReadHandlers
 from services.social.handlers.rooms import RoomHandlers
 from services.social.handlers.sessions import SessionHandlers
@@ -33,6 +34,7 @@ class SocialHandlers:
         self.accounts = AccountHandlers(store, settings)
         self.reads = ReadHandlers(store, settings)
         self.edits = EditHandlers(store, settings)
+        self.notify = NotifyHandlers(store, settings)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -44,6 +46,7 @@ class SocialHandlers:
             **self.accounts.ops(),
             **self.reads.ops(),
             **self.edits.ops(),
+            **self.notify.ops(),
         }
 
     def jobs(self) -> list[Job]:

@@ -44,6 +44,7 @@ class PendingMessage(Queued):
         friend_of_sender: int | None,
         member_check: bool,
         reply_to: int | None,
+        mentioned: tuple[int, ...],
     ) -> None:
         self.room_id = room_id
         self.sender_id = sender_id
@@ -52,6 +53,7 @@ class PendingMessage(Queued):
         self.friend_of_sender = friend_of_sender  # a direct message: must be a friend
         self.member_check = member_check  # the sender must be a member of the room
         self.reply_to = reply_to  # a message of the same conversation it answers
+        self.mentioned = mentioned  # users it @mentions (stored for the members)
 
 
 class GroupWriter:
@@ -78,15 +80,17 @@ class GroupWriter:
         friend_of_sender: int | None = None,
         member_check: bool = False,
         reply_to: int | None = None,
+        mentioned: tuple[int, ...] = (),
     ) -> Future:
         """Queue one message; the future gives its row (id, seq, sender name, ...) once
         committed, or the error that stopped it. The checks are made in the write's own
         transaction: with `friend_of_sender` that user must be the sender's friend
         (NotFriends), with `member_check` the sender a member of the room (NotMember);
         a client_id already stored for the sender in this room gives AlreadyStored;
-        `reply_to` must be a message of this room (NoSuchReply)."""
+        `reply_to` must be a message of this room (NoSuchReply); of the `mentioned`
+        users, those who are members get a mention row (the row's `mentions`)."""
         pending = PendingMessage(
-            room_id, sender_id, text, client_id, friend_of_sender, member_check, reply_to
+            room_id, sender_id, text, client_id, friend_of_sender, member_check, reply_to, mentioned
         )
         return self._batcher.submit(pending)
 
