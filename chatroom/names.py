@@ -113,6 +113,15 @@ def _check_name_characters(name: str, what: str) -> None:
         )
 
 
+# Every character whose NFKC has an '@' (checked over all of Unicode when written).
+AT_SIGNS = ("@", "\ufe6b", "\uff20")
+
+
+def may_mention(text: str) -> bool:
+    """Whether the text could hold an @name at all (most messages do not: no work)."""
+    return any(sign in text for sign in AT_SIGNS)
+
+
 def mention_keys(text: str, cap: int) -> list[tuple[str, ...]]:
     """The @names in a message, in order, each once, at most `cap` of them: for each,
     its candidate username keys, longest first ('@bob.' at the end of a sentence is

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
-from chatroom.names import mention_keys
+from chatroom.names import may_mention, mention_keys
 from chatroom.protocol import INT64_MAX, MAX_MENTIONS, ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
@@ -118,7 +118,7 @@ class MessageHandlers:
         """The users a room message @mentions (chatroom.names.mention_keys: the first
         MAX_MENTIONS names; not the sender). Which of them are members is decided in the
         write's transaction. A message without an '@' costs nothing."""
-        if "@" not in text:
+        if not may_mention(text):
             return ()
         names = mention_keys(text, MAX_MENTIONS)
         if not names:
