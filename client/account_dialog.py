@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QStandardPaths, Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QFileDialog,
     QFormLayout,
@@ -28,8 +29,9 @@ from shiboken6 import isValid
 from chatroom.account_steps import assembled
 
 from . import theme
+from .actions import ChatActions
 from .net import ChatClient
-from .ui import button
+from .ui import button, on_click
 
 
 def _when(ms: int) -> str:
@@ -53,9 +55,10 @@ def write_private(path: str, text: str) -> None:
 class AccountDialog(QDialog):
     accountDeleted = Signal()
 
-    def __init__(self, client: ChatClient, parent: Any = None) -> None:
+    def __init__(self, client: ChatClient, actions: ChatActions, parent: Any = None) -> None:
         super().__init__(parent)
         self.client = client
+        self.chat_actions = actions
         self.setWindowTitle("Account settings")
         self.setObjectName("account")
         self.setMinimumWidth(420)
@@ -86,6 +89,20 @@ class AccountDialog(QDialog):
             button("Sign out other devices", self.sign_out_others, "sign_out_others")
         )
 
+        # Read receipts (docs/protocol.md, Read markers): off until the user turns them on.
+        self.share_receipts = QCheckBox("Share read receipts")
+        self.share_receipts.setObjectName("share_receipts")
+        self.share_receipts.setToolTip(
+            "In private chats, show friends who also share theirs how far you have read"
+            " (✓✓ on their messages), and see theirs"
+        )
+        self.share_receipts.setChecked(actions.state.read_receipts)
+        on_click(self.share_receipts, self.switch_receipts)
+        actions.state.settingsChanged.connect(self._settings_changed)
+        privacy = QGroupBox("Privacy")
+        # Its own width, not the row's: a click anywhere on it (text or box) toggles it.
+        QVBoxLayout(privacy).addWidget(self.share_receipts, 0, Qt.AlignmentFlag.AlignLeft)
+
         data = QGroupBox("Your data")
         data_layout = QHBoxLayout(data)
         data_layout.addWidget(button("Export my data…", self.export, "export"))
@@ -97,6 +114,7 @@ class AccountDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(password_box)
         layout.addWidget(devices)
+        layout.addWidget(privacy)
         layout.addWidget(data)
         layout.addWidget(self.message)
         close = QHBoxLayout()
@@ -127,6 +145,28 @@ class AccountDialog(QDialog):
             return False
         self.say(reply["error"]["message"], problem=True)
         return True
+
+    # ------------------------------------------------------------------ receipts
+
+    def switch_receipts(self) -> None:
+        wanted = self.share_receipts.isChecked()
+
+        def done(reply: dict) -> None:
+            if self._failed(reply):
+                if isValid(self.share_receipts):  # not switched: show it as it is
+                    self._settings_changed()
+                return
+            self.say(
+                "Read receipts are on: friends who share theirs see how far you have read."
+                if wanted
+                else "Read receipts are off."
+            )
+
+        self.chat_actions.set_read_receipts(wanted, done)
+
+    def _settings_changed(self) -> None:
+        if isValid(self.share_receipts):
+            self.share_receipts.setChecked(self.chat_actions.state.read_receipts)
 
     # ------------------------------------------------------------------ password
 
