@@ -303,12 +303,12 @@ class MessageDelegate(QStyledItemDelegate):
         )
         ticks = self.ticks(message) if mine else ""
         if ticks:  # read receipts: left of our bubble's last line, accented once read
-            small = QFont(option.font)
-            small.setPointSizeF(max(7.0, option.font.pointSizeF() * 0.85))
-            painter.setFont(small)
+            marks = QFont(option.font)
+            marks.setBold(True)
+            painter.setFont(marks)
             painter.setPen(QColor(c.accent if ticks == "✓✓" else c.muted))
-            line_h = QFontMetrics(small).height()
-            where = QRect(bubble.left() - 30, bubble.bottom() - line_h, 26, line_h)
+            line_h = QFontMetrics(marks).height()
+            where = QRect(bubble.left() - 40, bubble.bottom() - line_h - 2, 34, line_h)
             painter.drawText(where, Qt.AlignmentFlag.AlignRight, ticks)
         painter.restore()
 

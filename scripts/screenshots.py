@@ -307,9 +307,14 @@ class Tour:
                 self.save_dialog(settings, "account-receipts")
             c.click_button(settings, "close")
         c.open_conversation(alice, dm_key("小明"))
-        c.send(alice, "Also: shall we ask sam?")
         dm = alice.state.conversation(dm_key("小明"))
-        c.wait(lambda: dm.peer_read_seq is not None and dm.messages[-1]["state"] == "sent")
+        c.open_conversation(ming, dm_key("alice"))  # 小明 looks: what alice sent is read
+        c.focus_window(ming.main_window)
+        c.wait(lambda: (dm.peer_read_seq or 0) >= dm.last_seq)
+        c.open_conversation(ming, room_key("lobby"))  # and looks away
+        c.focus_window(alice.main_window)
+        c.send(alice, "Also: shall we ask sam?")
+        c.wait(lambda: dm.messages[-1]["state"] == "sent")
         self.save(alice.main_window, "receipts", sizes=((980, 660),))
 
         # The connection is lost: the state is shown, typed messages wait.

@@ -218,3 +218,13 @@ def test_room_notify_refusals(w):
     with w.engine.connect() as conn:
         rows = conn.execute(select(room_notify.c.user_id, room_notify.c.level)).all()
     assert [tuple(r) for r in rows] == [(3, "none")]
+
+
+def test_erasing_an_account_erases_its_mentions_and_levels(w):
+    _send(w, w.alice, "@bob hello")
+    call(w.ops["room.notify"], w.bob, {"room": LOBBY, "level": "none"})
+    mark_erased(w.engine, 2)  # auth's first step
+    call(w.ops["admin.erase"], as_user(None), {"user_id": 2})
+    assert _stored_mentions(w) == []
+    with w.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(room_notify)).scalar() == 0

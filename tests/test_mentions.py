@@ -46,6 +46,12 @@ def test_a_mention_reaches_both_devices_and_is_counted_until_read(stack):
         bob.no_event("read")
         assert _entry(bob2.call("sync"), den)["mentions"] == 0
 
+        # A deleted message mentions no one any more.
+        again = ann.call("room.send", room="den", text="@bob once more")["message"]
+        assert _entry(bob.call("sync"), den)["mentions"] == 1
+        ann.call("message.delete", message=again["id"])
+        assert _entry(bob.call("sync"), den)["mentions"] == 0
+
 
 def test_room_notify_is_kept_and_pushed_to_the_other_session(stack):
     with users(stack, "dee", "eli") as (dee, eli), WireClient(stack.port) as dee2:
