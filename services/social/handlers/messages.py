@@ -123,7 +123,11 @@ class MessageHandlers:
         names = mention_keys(text, MAX_MENTIONS)
         if not names:
             return ()
-        return await asyncio.to_thread(self.store.mentioned_users, names, sender_id)
+        known = self.store.mentioned_users(names, sender_id, from_memory=True)
+        if known is not None:  # everyone named is remembered: no thread, no query
+            return known
+        found = await asyncio.to_thread(self.store.mentioned_users, names, sender_id)
+        return found or ()
 
     def _friend_and_conversation(self, me_id: int, username: str) -> tuple[Any, RoomIdentity]:
         """The friend called `username` and your conversation with them, created on first

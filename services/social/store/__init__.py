@@ -187,12 +187,17 @@ class SocialStore:
     def cached_user(self, username: str) -> Any:
         return self._users.get(username_key(username))
 
-    def mentioned_users(self, names: list[tuple[str, ...]], sender_id: int) -> tuple[int, ...]:
+    def mentioned_users(
+        self, names: list[tuple[str, ...]], sender_id: int, from_memory: bool = False
+    ) -> tuple[int, ...] | None:
         """The ids of the users the @names (chatroom.names.mention_keys) name, each once,
         not the sender; for each name its first candidate key that is a user's. Known
-        users come from memory, the others in one query."""
+        users come from memory, the others in one query; `from_memory`: None instead of
+        the query (the caller then asks again from a worker thread)."""
         keys = {key for candidates in names for key in candidates}
         missing = [key for key in keys if self._users.get(key) is None]
+        if missing and from_memory:
+            return None
         if missing:
             with self.reading() as tx:
                 for key, user in tx.users_with_keys(missing).items():
