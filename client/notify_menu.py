@@ -19,7 +19,8 @@ LEVELS = (
     ("mentions", "Mentions only"),
     ("none", "None"),
 )
-SHORT = {"all": "All", "mentions": "Mentions", "none": "None"}
+# The button's face: short, so a narrow window keeps the room's name (the tooltip says it).
+FACES = {"all": "🔔", "mentions": "🔔 @", "none": "🔕"}
 
 
 class NotifyButton:
@@ -38,7 +39,9 @@ class NotifyButton:
         self.widget.setVisible(room)
         if room and key is not None:
             level = self.actions.state.conversation(key).notify
-            self.widget.setText(f"🔔 {SHORT.get(level, level)}" if level != "none" else "🔕 None")
+            self.widget.setText(FACES.get(level, level))
+            said = dict(LEVELS).get(level, level)
+            self.widget.setToolTip(f"Notifications: {said} (click to change)")
 
     def open_menu(self) -> None:
         key = self.actions.state.active
