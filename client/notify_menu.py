@@ -32,6 +32,7 @@ class NotifyButton:
         self.widget: QPushButton = button(
             "Notifications", self.open_menu, "notify", "What this room notifies you about"
         )
+        self.widget.setFixedWidth(48)  # a push button's default minimum would be twice that
 
     def refresh(self) -> None:
         key = self.actions.state.active
