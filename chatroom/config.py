@@ -140,6 +140,8 @@ class Settings:
     # read.mark and read.receipts: each a write and a push to the user's other
     # sessions (and a receipt to a friend); a client marks as it shows new messages.
     rate_read: str = "120/m"
+    # room.notify: a write and a push to the user's other sessions.
+    rate_notify: str = "30/m"
     # message.edit and message.delete: each a sequenced event pushed to the conversation.
     rate_edit: str = "30/m"
     # block.add and block.remove: each a write, and a push to the user's sessions (and
@@ -282,6 +284,7 @@ RATED_ACTIONS = (
     "typing",
     "membership",
     "read",
+    "notify",
     "edit",
     "block",
     "moderation",

@@ -111,3 +111,38 @@ def _check_name_characters(name: str, what: str) -> None:
             f"a {what} cannot mix the scripts {', '.join(sorted(s.title() for s in scripts))} "
             "(lookalike letters); use one script"
         )
+
+
+# Every character whose NFKC has an '@' (checked over all of Unicode when written).
+AT_SIGNS = ("@", "\ufe6b", "\uff20")
+
+
+def may_mention(text: str) -> bool:
+    """Whether the text could hold an @name at all (most messages do not: no work)."""
+    return any(sign in text for sign in AT_SIGNS)
+
+
+def mention_keys(text: str, cap: int) -> list[tuple[str, ...]]:
+    """The @names in a message, in order, each once, at most `cap` of them: for each,
+    its candidate username keys, longest first ('@bob.' at the end of a sentence is
+    'bob.' or 'bob'). An @name starts after a character that cannot be in a username
+    (or at the start: 'me@bob.example' mentions nobody) and runs while the characters
+    can be; the text is NFKC first, so '＠ＢＯＢ' is '@BOB', whose key is 'bob'."""
+    text = unicodedata.normalize("NFKC", text)
+    found: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    start = text.find("@")
+    while start != -1 and len(found) < cap:
+        end = start + 1
+        while end < len(text) and is_username_char(text[end]):
+            end += 1
+        name = text[start + 1 : end]
+        after_name_char = start > 0 and is_username_char(text[start - 1])
+        if name and not after_name_char and len(name) <= MAX_NAME_CHARS:
+            forms = (name_key(name), name_key(name.rstrip("._-")))
+            keys = tuple(dict.fromkeys(key for key in forms if key))
+            if keys[0] not in seen:
+                seen.add(keys[0])
+                found.append(keys)
+        start = text.find("@", end if end > start + 1 else start + 1)
+    return found

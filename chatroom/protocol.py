@@ -167,6 +167,11 @@ TYPING_EXPIRES_MS = 8_000
 # Unread counts stop here: a conversation with more says unread = UNREAD_CAP and
 # unread_capped = true (a client shows "999+"), so a huge backlog costs a login little.
 UNREAD_CAP = 1000
+# A room message mentions at most this many people: the first MAX_MENTIONS distinct
+# @names count, the rest are plain text (one message cannot page a whole room).
+MAX_MENTIONS = 20
+# room.notify levels: what a client notifies about in a room (the default: all).
+NOTIFY_LEVELS = ("all", "mentions", "none")
 # account.export comes in parts, each a reply within the reply budget: the account (what
 # auth and social keep), the messages sent (pages), the avatar. A reply's `next` is the
 # request for the following part (null after the last).
@@ -296,6 +301,13 @@ OPS: dict[str, Op] = {
         idempotent=True,
         rate="read",
     ),
+    # A room's notification level for the user: one of NOTIFY_LEVELS.
+    "room.notify": Op(
+        "social",
+        {"room": _NAME, "level": Field(str, max_len=16)},
+        idempotent=True,
+        rate="notify",
+    ),
     # Sharing one's read markers in direct chats (off until turned on).
     "read.receipts": Op("social", {"enabled": Field(bool)}, idempotent=True, rate="read"),
     # Account self-service. Each that writes or ends sessions spends from "account";
@@ -376,6 +388,7 @@ class Event:
     READ_RECEIPTS = "read.receipts"  # the user turned read receipts on/off elsewhere
     BLOCK_ADDED = "block.added"  # the user blocked someone (on any of their sessions)
     BLOCK_REMOVED = "block.removed"  # the user unblocked someone
+    ROOM_NOTIFY = "room.notify"  # the user changed a room's notification level elsewhere
 
 
 CLOSING_EVENT = Event.CLOSING

@@ -12,6 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QStandardPaths, Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QFileDialog,
     QFormLayout,
@@ -28,9 +29,10 @@ from shiboken6 import isValid
 from chatroom.account_steps import assembled
 
 from . import theme
+from .actions import ChatActions
 from .blocking import BlockList
 from .net import ChatClient
-from .ui import button
+from .ui import button, on_click
 
 
 def _when(ms: int) -> str:
@@ -55,10 +57,15 @@ class AccountDialog(QDialog):
     accountDeleted = Signal()
 
     def __init__(
-        self, client: ChatClient, parent: Any = None, blocks: BlockList | None = None
+        self,
+        client: ChatClient,
+        actions: ChatActions,
+        parent: Any = None,
+        blocks: BlockList | None = None,
     ) -> None:
         super().__init__(parent)
         self.client = client
+        self.chat_actions = actions
         self.blocks = blocks
         self.setWindowTitle("Account settings")
         self.setObjectName("account")
@@ -102,6 +109,19 @@ class AccountDialog(QDialog):
             0,
             Qt.AlignmentFlag.AlignTop,
         )
+        # Read receipts (docs/protocol.md, Read markers): off until the user turns them on.
+        self.share_receipts = QCheckBox("Share read receipts")
+        self.share_receipts.setObjectName("share_receipts")
+        self.share_receipts.setToolTip(
+            "In private chats, show friends who also share theirs how far you have read"
+            " (✓✓ on their messages), and see theirs"
+        )
+        self.share_receipts.setChecked(actions.state.read_receipts)
+        on_click(self.share_receipts, self.switch_receipts)
+        actions.state.settingsChanged.connect(self._settings_changed)
+        privacy = QGroupBox("Privacy")
+        # Its own width, not the row's: a click anywhere on it (text or box) toggles it.
+        QVBoxLayout(privacy).addWidget(self.share_receipts, 0, Qt.AlignmentFlag.AlignLeft)
 
         data = QGroupBox("Your data")
         data_layout = QHBoxLayout(data)
@@ -114,6 +134,7 @@ class AccountDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(password_box)
         layout.addWidget(devices)
+        layout.addWidget(privacy)
         if blocks is not None:
             layout.addWidget(blocked_box)
             blocks.changed.connect(self.refresh_blocked)
@@ -173,6 +194,28 @@ class AccountDialog(QDialog):
                 self.say(f"You unblocked {username}.")
 
         self.blocks.unblock(username, done)
+
+    # ------------------------------------------------------------------ receipts
+
+    def switch_receipts(self) -> None:
+        wanted = self.share_receipts.isChecked()
+
+        def done(reply: dict) -> None:
+            if self._failed(reply):
+                if isValid(self.share_receipts):  # not switched: show it as it is
+                    self._settings_changed()
+                return
+            self.say(
+                "Read receipts are on: friends who share theirs see how far you have read."
+                if wanted
+                else "Read receipts are off."
+            )
+
+        self.chat_actions.set_read_receipts(wanted, done)
+
+    def _settings_changed(self) -> None:
+        if isValid(self.share_receipts):
+            self.share_receipts.setChecked(self.chat_actions.state.read_receipts)
 
     # ------------------------------------------------------------------ password
 

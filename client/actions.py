@@ -145,6 +145,37 @@ class ChatActions(QObject):
 
         self.client.request("room.leave", {"room": name}, left)
 
+    def set_notify(self, key: tuple[str, str], level: str, done: Callback) -> None:
+        """Our notification level in a room (all, mentions, none), for all our devices."""
+        conv = self.state.conversation(key)
+
+        def set_(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                conv.notify = reply["level"]
+                self.state.conversationChanged.emit(key)
+            done(reply)
+
+        self.client.request("room.notify", {"room": key[1], "level": level}, set_)
+
+    def set_read_receipts(self, enabled: bool, done: Callback) -> None:
+        """Share our read markers in direct chats (or stop); turned on, the reply has
+        the markers of the people who share theirs."""
+
+        def switched(reply: dict[str, Any]) -> None:
+            if reply.get("ok"):
+                self.state.read_receipts = reply["enabled"]
+                for conv in self.state.conversations.values():
+                    conv.peer_read_seq = None
+                for shown in reply.get("receipts", []):
+                    conv_ = self.state.by_room_id(shown["room_id"])
+                    if conv_ is not None:
+                        conv_.peer_read_seq = shown["seq"]
+                self.state.settingsChanged.emit()
+                self.state.conversationsChanged.emit()
+            done(reply)
+
+        self.client.request("read.receipts", {"enabled": enabled}, switched)
+
     def load_members(self, key: tuple[str, str]) -> None:
         conv = self.state.conversation(key)
 
@@ -223,6 +254,9 @@ class ChatActions(QObject):
             conv = self.state.conversation(key)
             if reply.get("ok"):
                 self._finish(local)
+                # A first message creates a direct chat: its id is how the server's
+                # read pushes and receipts name it.
+                conv.room_id = reply["message"].get("room_id", conv.room_id)
                 conv.add({**reply["message"], "state": SENT})
                 if conv.key == self.state.active and self.state.watching:
                     self.state.mark_read(conv)

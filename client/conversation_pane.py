@@ -7,6 +7,7 @@ an announcement room where we may not post)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
@@ -27,9 +28,10 @@ from . import theme
 from .actions import ChatActions
 from .avatars import AvatarCache
 from .blocking import add_user_menu
-from .conversations import may_post
+from .conversations import may_post, receipt_ticks
 from .message_menu import MessageMenu
 from .net import ONLINE, ChatClient
+from .notify_menu import NotifyButton
 from .room_settings import RoomSettingsDialog
 from .side_panel import presence_text
 from .state import ChatState
@@ -83,6 +85,7 @@ class ConversationPane(QWidget):
         self.members_button = button("Members", self.toggle_members, "members")
         self.members_button.setCheckable(True)
         self.leave_button = button("Leave", leave_room, "leave_room", "Leave this room")
+        self.notify = NotifyButton(actions, self.show_notice)
         self.remove_friend_button = button(
             "Remove friend", remove_friend, "remove_friend", "Remove from your friends"
         )
@@ -94,6 +97,7 @@ class ConversationPane(QWidget):
         titles.addWidget(self.presence_line)
         header = QHBoxLayout()
         header.addLayout(titles, 1)
+        header.addWidget(self.notify.widget)
         header.addWidget(self.settings_button)
         header.addWidget(self.members_button)
         header.addWidget(self.leave_button)
@@ -124,7 +128,11 @@ class ConversationPane(QWidget):
         self.view.setModel(self.model)
         self.view.setItemDelegate(
             MessageDelegate(
-                avatars, self._avatar_of, lambda: state.me.get("username", ""), self.view
+                avatars,
+                self._avatar_of,
+                lambda: state.me.get("username", ""),
+                self.view,
+                ticks=self.ticks_of,
             )
         )
         self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
@@ -197,6 +205,11 @@ class ConversationPane(QWidget):
         self.compose.setFixedHeight(70 if window_height >= 520 else 44)
         self.place_members()
 
+    def ticks_of(self, message: dict[str, Any]) -> str:
+        """The read-receipt ticks one of our messages shows (conversations.receipt_ticks)."""
+        key = self.state.active
+        return receipt_ticks(self.state.conversation(key), message) if key else ""
+
     def _avatar_of(self, username: str) -> str | None:
         if username == self.state.me.get("username"):
             return self.state.my_avatar
@@ -213,6 +226,7 @@ class ConversationPane(QWidget):
         is_room = key is not None and key[0] == "room"
         self.members_button.setVisible(is_room)
         self.settings_button.setVisible(is_room)
+        self.notify.refresh()
         self.leave_button.setVisible(key is not None and is_room and key[1] != "lobby")
         self.remove_friend_button.setVisible(
             key is not None and key[0] == "dm" and key[1] in self.state.friends

@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatroom.names import is_username_char
+from chatroom.names import may_mention, mention_keys, username_key
+from chatroom.protocol import MAX_MENTIONS
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"  # a message's "state" in the client
 
@@ -37,6 +38,9 @@ class Conversation:
     messages: list[dict[str, Any]] = field(default_factory=list)  # oldest first
     unread: int = 0
     mentions: int = 0  # unread messages that mention us
+    notify: str = "all"  # our notification level here (room.notify): all, mentions, none
+    # The other person's read marker in a direct chat, when both of us share receipts.
+    peer_read_seq: int | None = None
     has_more: bool = True  # older history may exist on the server
     # The sync cursor: we hold every message up to here (from where we started). It
     # only moves over an unbroken run: a history page of the newest messages must not
@@ -224,14 +228,26 @@ def apply_room_event(conv: Conversation, event: dict[str, Any], me: str) -> bool
 
 
 def mentions(text: str, username: str) -> bool:
-    """`@username` anywhere in the text, ignoring case, not inside a longer name."""
-    if not username:
+    """`@username` in the text by the server's rule (chatroom.names.mention_keys: by the
+    name's key, so '@BOB' and '＠ｂｏｂ' are bob; not inside a longer name or an address;
+    the first MAX_MENTIONS names of a message)."""
+    if not username or not may_mention(text):
         return False
-    folded, needle = text.casefold(), "@" + username.casefold()
-    start = folded.find(needle)
-    while start != -1:
-        end = start + len(needle)
-        if end == len(folded) or not is_username_char(folded[end]):
-            return True
-        start = folded.find(needle, end)
-    return False
+    mine = username_key(username)
+    return any(mine in keys for keys in mention_keys(text, MAX_MENTIONS))
+
+
+def mentions_me(message: dict[str, Any], me: dict[str, Any]) -> bool:
+    """Whether a message mentions us: the server's list of who it mentions when it came
+    live (members only, as counted), else the text by the same rule."""
+    if "mentions" in message:
+        return me.get("id") in message["mentions"]
+    return mentions(message["text"], me.get("username", ""))
+
+
+def receipt_ticks(conv: Conversation, message: dict[str, Any]) -> str:
+    """What one of our messages in a direct chat shows when both of us share read
+    receipts: "✓" stored, "✓✓" read by the other person; nothing otherwise."""
+    if conv.key[0] != "dm" or conv.peer_read_seq is None or not message.get("seq"):
+        return ""
+    return "✓✓" if message["seq"] <= conv.peer_read_seq else "✓"

@@ -232,6 +232,7 @@ class MainWindow(QMainWindow):
         changed, self._changed = self._changed, set()
         if self.state.active in changed:
             self.chat.show_messages(self.state.active)
+            self.chat.notify.refresh()  # the level may have changed on another device
         self.side.refresh_rooms()
         self._refresh_friends()
 
@@ -335,6 +336,6 @@ class MainWindow(QMainWindow):
         dialog.open()
 
     def edit_account(self) -> None:
-        dialog = AccountDialog(self.client, self, self.state.blocks)
+        dialog = AccountDialog(self.client, self.chat_actions, self, self.state.blocks)
         dialog.accountDeleted.connect(self.accountDeleted)
         dialog.open()

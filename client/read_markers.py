@@ -60,8 +60,8 @@ class ReadMarkers(QObject):
         conv.unread = read["unread"]
         conv.unread_capped = bool(read.get("unread_capped"))
         conv.counted_through = max(conv.counted_through, counted_through)
-        if not conv.unread:
-            conv.mentions = 0
+        # The server's count of the unread that mention us (an older server: ours).
+        conv.mentions = read.get("mentions", conv.mentions if conv.unread else 0)
         return True
 
     def mark_read(self, conv: Conversation) -> None:

@@ -30,6 +30,7 @@ from .ui import ElidedLabel, HintListWidget, button
 from .widgets import CONTACT_ROLE, ContactDelegate, format_last_seen
 
 Key = tuple[str, str]
+NOTIFY_TIPS = {"mentions": "\nNotifications: mentions only", "none": "\nNotifications: none"}
 
 
 def presence_text(friend: dict[str, Any], we_are_online: bool) -> str:
@@ -193,8 +194,9 @@ class SidePanel(QWidget):
                 "name": conv.title,
                 "unread": conv.unread,
                 "mentions": conv.mentions,
+                "notify": conv.notify,
                 "subtitle": self._preview(conv.key),
-                "tooltip": f"#{conv.title}",
+                "tooltip": f"#{conv.title}" + NOTIFY_TIPS.get(conv.notify, ""),
             }
             rows.append((conv.key, contact))
         self._fill(self.rooms, rows)

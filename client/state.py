@@ -29,13 +29,14 @@ from .conversations import (
     as_line,
     dm_key,
     left_notice,
-    mentions,
+    mentions_me,
     now_ms,
     room_key,
 )
 from .memory import DeviceMemory
 from .net import ChatClient
 from .read_markers import ReadMarkers
+from .read_pushes import ReadPushes
 from .typing_hints import TypingShown
 
 SYNC_PAGE = 200
@@ -58,6 +59,7 @@ class ChatState(QObject):
     profileChanged = Signal()
     resumed = Signal()  # the session is back and syncing
     roomChanged = Signal(object)  # key: our role, the topic or announcement mode changed
+    settingsChanged = Signal()  # read_receipts changed (here or on another device)
 
     def __init__(self, client: ChatClient, settings: QSettings | None = None) -> None:
         super().__init__(client)
@@ -82,6 +84,8 @@ class ChatState(QObject):
         self.typing = TypingShown()
         self.reads = ReadMarkers(client, self.memory)
         self.blocks = BlockList(client, self)  # whom the user blocks (client/blocking.py)
+        self.read_receipts = False  # whether we share our read markers in direct chats
+        self.read_pushes = ReadPushes(self)
         client.loggedIn.connect(self._on_login)
         client.resumed.connect(self._on_resume)
         # The pushes this client acts on, by name (chatroom.protocol.Event); `closing`
@@ -102,7 +106,7 @@ class ChatState(QObject):
             Event.ROOM_MEMBER: self._push_room_member,
             Event.ROOM_EVENT: self._push_room_event,
             Event.TYPING: self._push_typing,
-            Event.READ: self._push_read,
+            **self.read_pushes.pushes(),
         }
         client.eventReceived.connect(self._on_event)
 
@@ -132,6 +136,7 @@ class ChatState(QObject):
         self, reply: dict[str, Any], first: bool = False, known_device: bool = False
     ) -> None:
         self.friends = {f["username"]: f for f in reply.get("friends", [])}
+        self.read_receipts = bool(reply.get("read_receipts"))
         listed = [(room_key(r["name"]), r) for r in reply.get("rooms", [])]
         listed += [(dm_key(d["with"]["username"]), d) for d in reply.get("direct", [])]
         for key, entry in listed:
@@ -141,7 +146,8 @@ class ChatState(QObject):
             if first:
                 self.reads.start(conv, entry, known_device)
             elif "read_seq" in entry:
-                self._apply_read(conv, entry, entry["last_seq"])
+                self.apply_read(conv, entry, entry["last_seq"])
+            self.read_pushes.settings_of(conv, entry)
         for friend in self.friends.values():
             self.conversation(dm_key(friend["username"]))
         self.incoming = reply.get("incoming", [])
@@ -187,9 +193,11 @@ class ChatState(QObject):
                 more = more or entry["has_more"]
             if not more:  # the counts cover every page fetched
                 for read in reply.get("read", []):
-                    known = self._by_room_id(read["id"])
+                    known = self.by_room_id(read["id"])
                     if known is not None:
-                        self._apply_read(known, read, known.last_seq)
+                        self.apply_read(known, read, known.last_seq)
+                        self.read_pushes.settings_of(known, read)
+                self.read_receipts = bool(reply.get("read_receipts", self.read_receipts))
             self.conversationsChanged.emit()
             self._unread_total_changed()
             if more:
@@ -227,13 +235,6 @@ class ChatState(QObject):
             return  # our own, from another of our devices
         key = dm_key(who) if event.get("direct") else room_key(event["room"])
         self.typing.hint(key, who, bool(event["on"]), int(event.get("expires_ms", 0)))
-
-    def _push_read(self, event: dict[str, Any]) -> None:
-        """Read up to `seq` on another of our devices."""
-        conv = self._by_room_id(event["room_id"])
-        if conv is not None:
-            self._apply_read(conv, {**event, "read_seq": event["seq"]}, conv.last_seq)
-            self.conversationChanged.emit(conv.key)
 
     def _push_presence(self, event: dict[str, Any]) -> None:
         friend = self.friends.get(event["user"]["username"])
@@ -379,7 +380,7 @@ class ChatState(QObject):
             elif not mine and newer and message.get("kind") != "event":
                 if (message.get("seq") or 0) > conv.counted_through:
                     conv.unread += 1
-                mentioned = mentions(message["text"], self.me.get("username", ""))
+                mentioned = mentions_me(message, self.me)
                 conv.mentions += mentioned
                 if live:
                     self._alert_for(conv, message, mentioned)
@@ -387,12 +388,15 @@ class ChatState(QObject):
         self.conversationChanged.emit(conv.key)
 
     def _alert_for(self, conv: Conversation, message: dict[str, Any], mentioned: bool) -> None:
+        """A notification for a message we have not seen: always in a direct chat; in a
+        room as our level there says (all, mentions only, none)."""
         sender = message["from"]["username"]
         text = message["text"].replace("\n", " ")[:200]
         if conv.key[0] == "dm":
             self.alert.emit(sender, text, conv.key)
-        elif mentioned:
-            self.alert.emit(f"{sender} in #{conv.title}", text, conv.key)
+        elif conv.notify == "all" or (conv.notify == "mentions" and mentioned):
+            where = f"{sender} mentioned you in #{conv.title}" if mentioned else None
+            self.alert.emit(where or f"{sender} in #{conv.title}", text, conv.key)
 
     # ------------------------------------------------------------------ unread
 
@@ -411,13 +415,13 @@ class ChatState(QObject):
         self.reads.mark_read(conv)
         self._unread_total_changed()
 
-    def _apply_read(self, conv: Conversation, read: dict[str, Any], counted_through: int) -> None:
+    def apply_read(self, conv: Conversation, read: dict[str, Any], counted_through: int) -> None:
         if self.reads.apply(conv, read, counted_through):
             if conv.key == self.active and self.watching:
                 self.reads.mark_read(conv)  # on screen: what the server counted is seen
             self._unread_total_changed()
 
-    def _by_room_id(self, room_id: int) -> Conversation | None:
+    def by_room_id(self, room_id: int) -> Conversation | None:
         return next((c for c in self.conversations.values() if c.room_id == room_id), None)
 
     def set_watching(self, watching: bool) -> None:

@@ -176,11 +176,14 @@ class MessageDelegate(QStyledItemDelegate):
     start of a run by one sender; the text in a rounded bubble. Your own messages on the
     right, pending ones marked, failed ones in red, ones that mention you highlighted."""
 
-    def __init__(self, avatars: AvatarCache, avatar_of: Any, me: Any, parent: Any = None) -> None:
+    def __init__(
+        self, avatars: AvatarCache, avatar_of: Any, me: Any, parent: Any = None, ticks: Any = None
+    ) -> None:
         super().__init__(parent)
         self.avatars = avatars
         self.avatar_of = avatar_of  # username -> avatar hash or None
         self.me = me  # () -> my username
+        self.ticks = ticks or (lambda _message: "")  # our message -> "", "✓" or "✓✓"
         self._sizes: dict[tuple, QSize] = {}
 
     def _text_rect(self, option: QStyleOptionViewItem, text: str) -> QRect:
@@ -326,6 +329,15 @@ class MessageDelegate(QStyledItemDelegate):
             Qt.TextFlag.TextWordWrap,
             text,
         )
+        ticks = self.ticks(message) if mine else ""
+        if ticks:  # read receipts: left of our bubble's last line, accented once read
+            marks = QFont(option.font)
+            marks.setBold(True)
+            painter.setFont(marks)
+            painter.setPen(QColor(c.accent if ticks == "✓✓" else c.muted))
+            line_h = QFontMetrics(marks).height()
+            where = QRect(bubble.left() - 40, bubble.bottom() - line_h - 2, 34, line_h)
+            painter.drawText(where, Qt.AlignmentFlag.AlignRight, ticks)
         painter.restore()
 
 
@@ -373,12 +385,14 @@ class ContactDelegate(QStyledItemDelegate):
         metrics = QFontMetrics(option.font)
         if contact.get("unread"):
             label = str(min(contact["unread"], 99)) + ("+" if contact["unread"] > 99 else "")
-            if contact.get("mentions"):
-                label = "@ " + label
+            if contact.get("mentions"):  # "@2 · 5": 2 of the 5 unread mention you
+                label = f"@{min(contact['mentions'], 99)} · {label}"
             badge_w = max(20, metrics.horizontalAdvance(label) + 10)
             badge = QRect(rect.right() - badge_w, rect.center().y() - 10, badge_w, 20)
             painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor(c.accent))
+            # A room whose notifications are off counts quietly (grey), unless mentioned.
+            quiet = contact.get("notify") == "none" and not contact.get("mentions")
+            painter.setBrush(QColor(c.muted if quiet else c.accent))
             painter.drawRoundedRect(badge, 10, 10)
             painter.setPen(Qt.GlobalColor.white)
             painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, label)

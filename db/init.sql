@@ -135,6 +135,16 @@ CREATE TABLE users (
 	UNIQUE (username_key)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
+CREATE TABLE mentions (
+	user_id BIGINT NOT NULL, 
+	room_id BIGINT NOT NULL, 
+	seq BIGINT NOT NULL, 
+	PRIMARY KEY (user_id, room_id, seq), 
+	FOREIGN KEY(room_id) REFERENCES rooms (id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
+CREATE INDEX ix_mentions_room_seq ON mentions (room_id, seq);
+
 CREATE TABLE messages (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	room_id BIGINT NOT NULL, 
@@ -183,6 +193,15 @@ CREATE TABLE room_members (
 
 CREATE INDEX ix_room_members_user ON room_members (user_id);
 
+CREATE TABLE room_notify (
+	user_id BIGINT NOT NULL, 
+	room_id BIGINT NOT NULL, 
+	level VARCHAR(16) NOT NULL, 
+	updated_at BIGINT NOT NULL, 
+	PRIMARY KEY (user_id, room_id), 
+	FOREIGN KEY(room_id) REFERENCES rooms (id)
+)ENGINE=InnoDB CHARSET=utf8mb4;
+
 CREATE TABLE sessions (
 	id BIGINT NOT NULL AUTO_INCREMENT, 
 	user_id BIGINT NOT NULL, 
@@ -208,4 +227,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0008');
+INSERT INTO alembic_version (version_num) VALUES ('0009');

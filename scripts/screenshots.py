@@ -9,7 +9,8 @@ tests/clicks.py (mouse clicks on the widgets, keys into the fields, dialogs answ
 sign-up, lobby chat in Chinese and English, a friend request, a private chat, a room,
 a room's settings with roles and its announcement mode, an avatar change, the
 activity list, the switcher, someone typing, a reply and an edit, the account
-settings and its blocked users, a lost connection. Each view is
+settings and its blocked users, a mention (badge and highlight), read receipts, a
+lost connection. Each view is
 saved at 420×360, 980×660 and 1600×1000, in the light and the dark theme
 (CHAT_CLIENT_THEME, which otherwise follows the system), as
 docs/screenshots/<theme>-<width>x<height>-<view>.png, plus single-size dialogs.
@@ -317,6 +318,40 @@ class Tour:
         c.click_row(settings.blocked, "spam_bot_42")
         self.save_dialog(settings, "blocked-users")
         c.click_button(settings, "close")
+
+        # Mentions: alice hears the lobby only when mentioned; sam mentions her while
+        # she is in another conversation (the badge), then she opens it (the highlight).
+        c.open_conversation(alice, room_key("lobby"))
+        c.choose_notify_level(alice, "mentions")
+        c.open_conversation(alice, dm_key("小明"))
+        c.open_conversation(sam, room_key("lobby"))
+        c.send(sam, "Anyone seen the projector remote?")
+        c.send(sam, "@alice could you bring the book list on Friday?")
+        lobby = alice.state.conversation(room_key("lobby"))
+        c.wait(lambda: lobby.mentions == 1 and lobby.unread == 2)
+        self.save(alice.main_window, "mention-badge", sizes=((980, 660),))
+        c.open_conversation(alice, room_key("lobby"))
+        self.save(alice.main_window, "mentions", sizes=((980, 660),))
+
+        # Read receipts: both share them (account settings), so alice sees ✓✓ on what
+        # 小明 has read and ✓ on what he has not yet.
+        for app in (ming, alice):
+            settings = c.open_settings(app)
+            c.click(settings.share_receipts)
+            c.wait(lambda s=settings: "Read receipts are on" in s.message.text())
+            if app is alice:
+                self.save_dialog(settings, "account-receipts")
+            c.click_button(settings, "close")
+        c.open_conversation(alice, dm_key("小明"))
+        dm = alice.state.conversation(dm_key("小明"))
+        c.open_conversation(ming, dm_key("alice"))  # 小明 looks: what alice sent is read
+        c.focus_window(ming.main_window)
+        c.wait(lambda: (dm.peer_read_seq or 0) >= dm.last_seq)
+        c.open_conversation(ming, room_key("lobby"))  # and looks away
+        c.focus_window(alice.main_window)
+        c.send(alice, "Also: shall we ask sam?")
+        c.wait(lambda: dm.messages[-1]["state"] == "sent")
+        self.save(alice.main_window, "receipts", sizes=((980, 660),))
 
         # The connection is lost: the state is shown, typed messages wait.
         c.open_conversation(alice, dm_key("小明"))

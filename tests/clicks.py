@@ -296,3 +296,20 @@ def click_message(app: App, text: str) -> None:
     rect = chat.view.visualRect(chat.model.index(row))
     QTest.mouseClick(chat.view.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())
     pump()
+
+
+def open_settings(app: App) -> Any:
+    """The account settings, opened as a person does: the avatar, then the profile's
+    Account settings button."""
+    from client.account_dialog import AccountDialog
+    from client.profile_dialog import ProfileDialog
+
+    click(app.main_window.me_avatar)
+    click_button(dialog(ProfileDialog, "profile"), "account_settings")
+    return dialog(AccountDialog, "account")
+
+
+def choose_notify_level(app: App, level: str) -> None:
+    """In the open room's header: Notifications, then the level (all, mentions, none)."""
+    click(app.main_window.chat.notify.widget)
+    choose_menu_item("notify_menu", f"notify:{level}")

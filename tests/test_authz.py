@@ -102,6 +102,10 @@ class World:
                     [{"room": "den"}] if caller == "non-member" else [{"with": "ann"}, *on_dm]
                 )
             ],
+            "room.notify": [
+                {**target, "level": "none"}
+                for target in ([{"room": "den"}] if caller == "non-member" else on_dm)
+            ],
             "avatar.get": [{"hash": self.avatar_hash}],
             # Another user's session id, ann's password: neither is anyone else's to use.
             "account.logout_others": [

@@ -12,7 +12,6 @@ pytest.importorskip("pytestqt")
 import json  # noqa: E402
 import stat  # noqa: E402
 
-from client.account_dialog import AccountDialog  # noqa: E402
 from client.conversations import room_key  # noqa: E402
 from client.profile_dialog import ProfileDialog  # noqa: E402
 
@@ -24,6 +23,7 @@ from clicks import (  # noqa: E402
     click_button,
     dialog,
     open_conversation,
+    open_settings,
     send,
     shown,
     sign_in,
@@ -33,12 +33,6 @@ from clicks import (  # noqa: E402
 )
 
 NEW = "battery staple"
-
-
-def open_settings(app) -> AccountDialog:
-    click(app.main_window.me_avatar)
-    click_button(dialog(ProfileDialog, "profile"), "account_settings")
-    return dialog(AccountDialog, "account")
 
 
 def test_change_password_then_sign_in_with_it(apps, make_stack, sqlite_url):

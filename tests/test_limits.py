@@ -60,10 +60,11 @@ def test_avatar_changes_are_rate_limited(make_stack, sqlite_url):
         ("rate_presence", "presence.set", lambda i: {"status": f"status {i}"}),
         ("rate_membership", "room.join", lambda i: {"room": "lobby2" if i % 2 else "lobby3"}),
         ("rate_read", "read.mark", lambda i: {"room": "lobby", "seq": 0}),
+        ("rate_notify", "room.notify", lambda i: {"room": "lobby", "level": "none"}),
         ("rate_account", "account.logout_others", lambda i: {}),
         ("rate_export", "account.export", lambda i: {}),
     ],
-    ids=["room_create", "presence", "membership", "read", "account", "export"],
+    ids=["room_create", "presence", "membership", "read", "notify", "account", "export"],
 )
 def test_room_creation_and_status_changes_are_rate_limited(
     make_stack, sqlite_url, setting, op, fields

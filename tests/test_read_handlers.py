@@ -72,6 +72,7 @@ def test_marker_moves_forward_only_and_other_sessions_are_told(w):
         "seq": 2,
         "unread": 1,
         "unread_capped": False,
+        "mentions": 0,
     }
     (pushed,) = events_to(w.alice, user_topic(1))
     # Every session of alice's but the one that marked (the edge skips _origin).

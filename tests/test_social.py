@@ -176,7 +176,7 @@ def test_login_snapshot_lists_private_conversations(stack):
             direct = pia_again.login("pia", "correct horse")["direct"]
         # With the read state (docs/protocol.md, Read markers): nothing marked yet, so
         # unread is what the other one wrote.
-        unread = {"read_seq": 0, "unread_capped": False}
+        unread = {"read_seq": 0, "unread_capped": False, "mentions": 0}
         assert direct == [
             {"id": to_quin[0]["room_id"], "with": quin.user, "last_seq": 2, "unread": 0, **unread},
             {"id": from_rex["room_id"], "with": rex.user, "last_seq": 1, "unread": 1, **unread},

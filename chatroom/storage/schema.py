@@ -3,9 +3,10 @@
 
 Each service owns its tables and writes only those: auth owns users, sessions and
 rate_buckets; social owns rooms, room_members, room_bans, room_audit, messages,
-friendships, friend_requests, profiles, edges, live_sessions, last_seen, read_markers
-and read_receipts; media owns avatars and avatar_images. Services may read other
-services' tables (social shows avatar hashes, media finds who to tell of a change).
+friendships, friend_requests, profiles, edges, live_sessions, last_seen, read_markers,
+read_receipts, blocks, mentions and room_notify; media owns avatars and avatar_images.
+Services may read other services' tables (social shows avatar hashes, media finds who
+to tell of a change).
 Times are integer milliseconds since the epoch (UTC) so both SQLite and MySQL store them
 the same way.
 """
@@ -293,6 +294,32 @@ blocks = Table(
     Column("blocked_id", BigInteger, primary_key=True, autoincrement=False),
     Column("since", BigInteger, nullable=False),
     Index("ix_blocks_blocked", "blocked_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# Who was @mentioned where (issue #17, feature 4): a row per mentioned member and room
+# message, written with the message. Unread mentions are counted like unread messages:
+# the rows after the user's read marker, a range of the primary key. A deleted message's
+# rows go with its text (by the room_id, seq index).
+mentions = Table(
+    "mentions",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("room_id", BigInteger, ForeignKey("rooms.id"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Index("ix_mentions_room_seq", "room_id", "seq"),
+    **MYSQL_TABLE_ARGS,
+)
+
+# A user's notification level in a room (room.notify) when it is not the default "all":
+# "mentions" or "none". Setting "all" again removes the row.
+room_notify = Table(
+    "room_notify",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("room_id", BigInteger, ForeignKey("rooms.id"), primary_key=True),
+    Column("level", String(16), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
     **MYSQL_TABLE_ARGS,
 )
 

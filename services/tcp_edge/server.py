@@ -51,6 +51,7 @@ RATE_LIMIT_MESSAGES = {
     "typing": "typing indicators are being sent too often",
     "membership": "you are joining, leaving or answering too often",
     "read": "you are marking conversations read too often",
+    "notify": "you are changing notification settings too often",
     "edit": "you are editing or deleting messages too fast",
     "block": "you are blocking or unblocking too often",
     "moderation": "you are moderating rooms too fast",

@@ -16,6 +16,7 @@ from services.social.handlers.edits import EditHandlers
 from services.social.handlers.friends import FriendHandlers
 from services.social.handlers.messages import MessageHandlers
 from services.social.handlers.moderation import ModerationHandlers
+from services.social.handlers.notify import NotifyHandlers
 from services.social.handlers.reads import ReadHandlers
 from services.social.handlers.rooms import RoomHandlers
 from services.social.handlers.sessions import SessionHandlers
@@ -37,6 +38,7 @@ class SocialHandlers:
         self.edits = EditHandlers(store, settings)
         self.blocks = BlockHandlers(store, settings)
         self.moderation = ModerationHandlers(store, settings)
+        self.notify = NotifyHandlers(store, settings)
 
     def ops(self) -> dict[str, Handler]:
         return {
@@ -50,6 +52,7 @@ class SocialHandlers:
             **self.edits.ops(),
             **self.blocks.ops(),
             **self.moderation.ops(),
+            **self.notify.ops(),
         }
 
     def jobs(self) -> list[Job]:

@@ -16,6 +16,10 @@ the room's row is locked:
   two are friends (an edit adds words, like a send); a delete at any time, an
   ex-friend's too (taking back one's own words adds nothing);
 - a deleted message is gone: editing or deleting it again is not_found.
+
+Mentions (docs/protocol.md, Mentions) are the message's as sent: an edit that adds an
+@name neither notifies nor counts (nobody is paged by a correction, and an edit cannot
+be used to page a room after the fact); a delete removes the message's mentions.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ class EditHandlers:
             event_id = tx.change_message(target, kind, me.id, seq, now, text)
             if target.sender_id != me.id:  # a moderator's: the room's audit trail too
                 tx.audit_only(target.room_id, me.id, "delete_message", target.sender_id, "", now)
+            if kind == DELETE:
+                tx.forget_mentions_of(target.room_id, target.id)
         change: dict[str, Any] = {
             "id": event_id,
             "room": target.room_name,

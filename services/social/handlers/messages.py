@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import INT64_MAX, ErrorCode, Event
+from chatroom.names import may_mention, mention_keys
+from chatroom.protocol import INT64_MAX, MAX_MENTIONS, ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
     RoomResolver,
@@ -79,6 +80,7 @@ class MessageHandlers:
             args["text"],
             args.get("client_id"),
             reply_to=args.get("reply_to"),
+            mentioned=await self._mentioned(args["text"], user_id),
         )
         if is_new:
             logger.info(
@@ -122,6 +124,21 @@ class MessageHandlers:
             ctx.publish(user_topic(me.id), event)  # the sender's other sessions
         return {"message": message}
 
+    async def _mentioned(self, text: str, sender_id: int) -> tuple[int, ...]:
+        """The users a room message @mentions (chatroom.names.mention_keys: the first
+        MAX_MENTIONS names; not the sender). Which of them are members is decided in the
+        write's transaction. A message without an '@' costs nothing."""
+        if not may_mention(text):
+            return ()
+        names = mention_keys(text, MAX_MENTIONS)
+        if not names:
+            return ()
+        known = self.store.mentioned_users(names, sender_id, from_memory=True)
+        if known is not None:  # everyone named is remembered: no thread, no query
+            return known
+        found = await asyncio.to_thread(self.store.mentioned_users, names, sender_id)
+        return found or ()
+
     def _friend_and_conversation(self, me_id: int, username: str) -> tuple[Any, RoomIdentity]:
         """The friend called `username` and your conversation with them, created on first
         use; raises not_found or not_friends. What is not cached yet is looked up on one
@@ -143,12 +160,14 @@ class MessageHandlers:
         client_id: str | None,
         friend_of_sender: int | None = None,
         reply_to: int | None = None,
+        mentioned: tuple[int, ...] = (),
     ) -> tuple[dict[str, Any], bool]:
         """Persist a message in the room `resolve_room` finds (and authorises), and
         return it with True; or the earlier copy with False when this client_id was
         already stored (a retried send). `friend_of_sender`: that user must be the
         sender's friend, checked in the write's transaction (raises NotFriends);
-        `reply_to` a message of the same conversation (else not_found)."""
+        `reply_to` a message of the same conversation (else not_found); `mentioned`
+        users get a mention if they are members (the message's `mentions`)."""
         room = resolve_room.cached(self.store)
         if room is None:
             room = await asyncio.to_thread(resolve_room, self.store)
@@ -163,6 +182,7 @@ class MessageHandlers:
                 friend_of_sender,
                 member_check,
                 reply_to,
+                mentioned,
                 room.kind == PUBLIC,
             )
         except (NotMember, Banned):

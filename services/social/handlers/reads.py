@@ -79,7 +79,9 @@ class ReadHandlers:
                     "seq", f"there is no message {seq} here yet (the last is {conv.last_seq})"
                 )
             marker, moved = tx.advance_marker(me.id, conv.id, seq)
-            unread = tx.unread_of(me.id, conv.id, marker, conv.last_seq)
+            unread = tx.unread_of(
+                me.id, conv.id, marker, conv.last_seq, direct=conv.peer is not None
+            )
             receipts = (
                 moved and conv.peer is not None and len(tx.receipts_on([me.id, conv.peer.id])) == 2
             )

@@ -56,6 +56,10 @@ class Remembered:
             self._values[key] = value
         return value
 
+    def put(self, key: Any, value: Any) -> None:
+        """Remember a value found some other way (unless one is remembered already)."""
+        self.load(key, lambda: value)
+
 
 class SocialStore:
     def __init__(self, engine: Engine) -> None:
@@ -183,3 +187,25 @@ class SocialStore:
 
     def cached_user(self, username: str) -> Any:
         return self._users.get(username_key(username))
+
+    def mentioned_users(
+        self, names: list[tuple[str, ...]], sender_id: int, from_memory: bool = False
+    ) -> tuple[int, ...] | None:
+        """The ids of the users the @names (chatroom.names.mention_keys) name, each once,
+        not the sender; for each name its first candidate key that is a user's. Known
+        users come from memory, the others in one query; `from_memory`: None instead of
+        the query (the caller then asks again from a worker thread)."""
+        keys = {key for candidates in names for key in candidates}
+        missing = [key for key in keys if self._users.get(key) is None]
+        if missing and from_memory:
+            return None
+        if missing:
+            with self.reading() as tx:
+                for key, user in tx.users_with_keys(missing).items():
+                    self._users.put(key, user)
+        found: dict[int, None] = {}
+        for candidates in names:
+            user = next((u for k in candidates if (u := self._users.get(k)) is not None), None)
+            if user is not None and user.id != sender_id:
+                found[user.id] = None
+        return tuple(found)

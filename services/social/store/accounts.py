@@ -21,9 +21,11 @@ from chatroom.storage.schema import (
     friendships,
     last_seen,
     live_sessions,
+    mentions,
     messages,
     profiles,
     room_members,
+    room_notify,
     rooms,
     users,
 )
@@ -227,6 +229,9 @@ class AccountQueries:
         # Whom they blocked goes; others' blocks of them are those users' own data.
         self.conn.execute(delete(blocks).where(blocks.c.blocker_id == user_id))
         self.conn.execute(delete(last_seen).where(last_seen.c.user_id == user_id))
+        # Who mentioned them where, and their notification levels (feature 4).
+        self.conn.execute(delete(mentions).where(mentions.c.user_id == user_id))
+        self.conn.execute(delete(room_notify).where(room_notify.c.user_id == user_id))
         self.conn.execute(
             update(profiles).where(profiles.c.user_id == user_id).values(status="", updated_at=0)
         )

@@ -41,6 +41,7 @@ class StoredMessage(NamedTuple):
     username: str
     avatar: str | None
     reply: dict[str, Any] | None = None  # the quoted message (reply_to), as sent
+    mentions: tuple[int, ...] = ()  # the members it @mentions, as stored
 
 
 class Outgoing(Protocol):
@@ -54,6 +55,7 @@ class Outgoing(Protocol):
     member_check: bool  # the sender must be a member of the room (see in_public)
     in_public: bool  # the room is public (the lobby): a member is anyone it has not banned
     reply_to: int | None  # a message of the same conversation this one answers
+    mentioned: tuple[int, ...]  # users it @mentions: stored for those who are members
 
 
 class Trips(Protocol):
@@ -139,7 +141,10 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
         keys.append((pending.room_id, seq))
         values += (pending.room_id, seq, pending.sender_id, pending.text, created)
         values += (pending.client_id, pending.reply_to)
-    *_, stored = trips.run_and_commit(
+    mentioning = [(p, key) for p, key in zip(accepted, keys, strict=True) if p.mentioned]
+    # Only a batch with mentions pays for them (none on the usual path).
+    read_back = [_stored_mentions(sql, [key for _, key in mentioning])] if mentioning else []
+    *_, stored, mentioned = trips.run_and_commit(
         *give_back,
         (
             "INSERT INTO messages"
@@ -147,11 +152,16 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
             f" VALUES {sql.repeat(sql.marks(7), len(accepted), ', ')}",
             tuple(values),
         ),
+        *(_mention(sql, p.mentioned, room, seq) for p, (room, seq) in mentioning),
         (
             STORED_MESSAGES + sql.repeat(SEQ_SPAN, len(room_ids), " OR "),
             tuple(n for room in room_ids for n in (room, first[room], last[room])),
         ),
-    )
+        *read_back,
+    ) + ([] if mentioning else [[]])
+    mentions_at: dict[tuple[int, int], list[int]] = {}
+    for user_id, room, seq in mentioned:
+        mentions_at.setdefault((room, seq), []).append(user_id)
     # Read back only what the database chose (ids) and the sender's name and avatar;
     # the rest is what was just written.
     chosen = {(room, seq): (row_id, name, avatar) for row_id, room, seq, name, avatar in stored}
@@ -161,7 +171,17 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
         reply = checks.quotes.get(p.reply_to) if p.reply_to is not None else None
         rows.append(
             StoredMessage(
-                row_id, room, seq, p.sender_id, p.text, created, p.client_id, name, avatar, reply
+                row_id,
+                room,
+                seq,
+                p.sender_id,
+                p.text,
+                created,
+                p.client_id,
+                name,
+                avatar,
+                reply,
+                tuple(sorted(mentions_at.get((room, seq), ()))),
             )
         )
     in_order = iter(rows)
@@ -196,6 +216,28 @@ def _bump(sql: Marks, by_room: dict[int, int]) -> Statement:
         f"UPDATE rooms SET last_seq = last_seq + CASE id {sql.repeat(WHEN, len(room_ids))}"
         f" ELSE 0 END WHERE id IN {sql.marks(len(room_ids))}",
         (*(n for room in room_ids for n in (room, by_room[room])), *room_ids),
+    )
+
+
+def _mention(sql: Marks, user_ids: tuple[int, ...], room_id: int, seq: int) -> Statement:
+    """The mentions of one message, for those of `user_ids` who are members of its room
+    (everyone is, of a public room): checked here, in the message's transaction."""
+    return (
+        "INSERT INTO mentions (user_id, room_id, seq)"
+        f" SELECT u.id, {sql.mark}, {sql.mark} FROM users u"
+        f" WHERE u.id IN {sql.marks(len(user_ids))} AND (EXISTS (SELECT 1 FROM rooms r"
+        f" WHERE r.id = {sql.mark} AND r.kind = 'public') OR EXISTS (SELECT 1 FROM"
+        f" room_members rm WHERE rm.room_id = {sql.mark} AND rm.user_id = u.id))",
+        (room_id, seq, *user_ids, room_id, room_id),
+    )
+
+
+def _stored_mentions(sql: Marks, keys: list[tuple[int, int]]) -> Statement:
+    """Read back who the messages at these (room, seq) mention."""
+    return (
+        "SELECT user_id, room_id, seq FROM mentions WHERE "
+        + sql.tuple_in(("room_id", "seq"), len(keys)),
+        tuple(n for key in keys for n in key),
     )
 
 

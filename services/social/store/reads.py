@@ -14,13 +14,10 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
-    Executable,
     Select,
     delete,
     func,
-    literal,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
@@ -29,9 +26,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from chatroom.protocol import UNREAD_CAP
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import messages, read_markers, read_receipts
-
-# Count subqueries in one statement (SQLite allows 500 terms in a compound SELECT).
-COUNT_TERMS_PER_STATEMENT = 100
+from services.social.store.counts import capped_count_term, run_counts
+from services.social.store.mentions import DEFAULT_LEVEL, MentionQueries
 
 
 class Unread(NamedTuple):
@@ -39,6 +35,7 @@ class Unread(NamedTuple):
 
     read_seq: int  # the marker: seq of the last message read (0: none)
     unread: int  # messages after it from others, counted to UNREAD_CAP + 1
+    mentions: int = 0  # of those, the ones that @mention the user (rooms only)
 
     @property
     def capped(self) -> bool:
@@ -51,10 +48,11 @@ class Unread(NamedTuple):
             "read_seq": self.read_seq,
             "unread": min(self.unread, UNREAD_CAP),
             "unread_capped": self.capped,
+            "mentions": min(self.mentions, UNREAD_CAP),
         }
 
 
-class ReadQueries:
+class ReadQueries(MentionQueries):
     """Methods of a transaction (store.Tx) on its connection."""
 
     conn: Connection
@@ -131,12 +129,13 @@ class ReadQueries:
     # ------------------------------------------------------------------ unread counts
 
     def unread_counts(
-        self, wanted: Iterable[tuple[int, int, int, int]]
+        self, wanted: Iterable[tuple[int, int, int, int]], direct: Iterable[int] = ()
     ) -> dict[tuple[int, int], Unread]:
         """For (user id, room id, marker, room's last seq) tuples: (user id, room id) ->
         Unread. A conversation read to its end costs no query; the others are counted
         in statements of COUNT_TERMS_PER_STATEMENT conversations, each count stopping
-        after UNREAD_CAP + 1 messages."""
+        after UNREAD_CAP + 1 messages; then the mentions among the unread of rooms
+        with any (not of the `direct` chats, which have none)."""
         out: dict[tuple[int, int], Unread] = {}
         terms: list[Select[int, int, int]] = []
         for user_id, room_id, marker, last_seq in wanted:
@@ -145,31 +144,45 @@ class ReadQueries:
                 continue
             out[(user_id, room_id)] = Unread(marker, 0)
             terms.append(_count_term(user_id, room_id, marker))
-        for start in range(0, len(terms), COUNT_TERMS_PER_STATEMENT):
-            chunk = terms[start : start + COUNT_TERMS_PER_STATEMENT]
-            statement: Executable = chunk[0] if len(chunk) == 1 else union_all(*chunk)
-            for r in self.conn.execute(statement):
-                key = (int(r.user_id), int(r.room_id))
-                out[key] = Unread(out[key].read_seq, int(r.n))
+        for r in run_counts(self.conn, terms):
+            key = (int(r.user_id), int(r.room_id))
+            out[key] = Unread(out[key].read_seq, int(r.n))
+        no_mentions = set(direct)
+        mentioned = self.mention_counts(
+            (user_id, room_id, unread.read_seq)
+            for (user_id, room_id), unread in out.items()
+            if unread.unread and room_id not in no_mentions
+        )
+        for key, n in mentioned.items():
+            out[key] = out[key]._replace(mentions=n)
         return out
 
-    def unread_of(self, user_id: int, room_id: int, marker: int, last_seq: int) -> Unread:
-        return self.unread_counts([(user_id, room_id, marker, last_seq)])[(user_id, room_id)]
+    def unread_of(
+        self, user_id: int, room_id: int, marker: int, last_seq: int, direct: bool = False
+    ) -> Unread:
+        return self.unread_counts(
+            [(user_id, room_id, marker, last_seq)], [room_id] if direct else []
+        )[(user_id, room_id)]
 
     def read_states(
         self, conversations: dict[int, list[tuple[int, int, int | None]]]
     ) -> dict[int, dict[int, dict[str, Any]]]:
         """user id -> [(room id, last seq, the other person's id for a direct chat or
         None)] to user id -> room id -> the fields the login reply and sync carry:
-        read_seq, unread, unread_capped, and peer_read_seq in a direct chat whose two
-        users both share receipts. A fixed number of statements for any number of
-        users (plus one per COUNT_TERMS_PER_STATEMENT conversations with unread)."""
+        read_seq, unread, unread_capped, mentions, for a room its notification level
+        (notify), and peer_read_seq in a direct chat whose two users both share
+        receipts. A fixed number of statements for any number of users (plus one per
+        COUNT_TERMS_PER_STATEMENT conversations with unread, and as many again for the
+        mentions of rooms with unread)."""
         markers = self.markers_of(conversations)
-        counts = self.unread_counts(
+        direct = {room_id for convs in conversations.values() for room_id, _s, p in convs if p}
+        wanted = (
             (user_id, room_id, markers.get((user_id, room_id), 0), last_seq)
             for user_id, convs in conversations.items()
             for room_id, last_seq, _peer in convs
         )
+        counts = self.unread_counts(wanted, direct)
+        levels = self.notify_levels(conversations)
         peers = {peer for convs in conversations.values() for _r, _s, peer in convs if peer}
         sharing = self.receipts_on(set(conversations) | peers) if peers else set()
         shown = [
@@ -185,6 +198,8 @@ class ReadQueries:
             mine = out[user_id] = {}
             for room_id, _last, peer in convs:
                 fields = counts[(user_id, room_id)].fields()
+                if peer is None:
+                    fields["notify"] = levels.get((user_id, room_id), DEFAULT_LEVEL)
                 if peer is not None and user_id in sharing and peer in sharing:
                     fields["peer_read_seq"] = peer_markers.get((peer, room_id), 0)
                 mine[room_id] = fields
@@ -216,24 +231,16 @@ class ReadQueries:
 
 
 def _count_term(user_id: int, room_id: int, marker: int) -> Select[int, int, int]:
-    """SELECT user, room, count of at most UNREAD_CAP + 1 messages after the marker that
-    the user did not send (a range of the (room_id, seq) index)."""
-    after = (
-        select(literal(1).label("one"))
-        .where(
-            messages.c.room_id == room_id,
-            messages.c.seq > marker,
-            messages.c.sender_id != user_id,
-            messages.c.kind == "message",  # not the edits and deletes
-        )
-        .limit(UNREAD_CAP + 1)
-        .subquery()
+    """The messages after the marker that the user did not send (a range of the
+    (room_id, seq) index)."""
+    return capped_count_term(
+        user_id,
+        room_id,
+        messages.c.room_id == room_id,
+        messages.c.seq > marker,
+        messages.c.sender_id != user_id,
+        messages.c.kind == "message",  # not the edits and deletes
     )
-    return select(
-        literal(user_id).label("user_id"),
-        literal(room_id).label("room_id"),
-        func.count().label("n"),
-    ).select_from(after)
 
 
 def add_read_states(

@@ -112,6 +112,8 @@ def message_dict(row: Any, room_name: str) -> dict[str, Any]:
     if isinstance(row, StoredMessage):  # just stored: its quote came with the batch
         if row.reply is not None:
             out["reply_to"] = row.reply
+        if row.mentions:  # the ids of the members it @mentions (live pushes only)
+            out["mentions"] = list(row.mentions)
         return out
     if row.reply_to is not None:
         out["reply_to"] = quote(

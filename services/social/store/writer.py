@@ -44,6 +44,7 @@ class PendingMessage(Queued):
         friend_of_sender: int | None,
         member_check: bool,
         reply_to: int | None,
+        mentioned: tuple[int, ...] = (),
         in_public: bool = False,
     ) -> None:
         self.room_id = room_id
@@ -53,6 +54,7 @@ class PendingMessage(Queued):
         self.friend_of_sender = friend_of_sender  # a direct message: must be a friend
         self.member_check = member_check  # the sender must be a member of the room
         self.reply_to = reply_to  # a message of the same conversation it answers
+        self.mentioned = mentioned  # users it @mentions (stored for the members)
         self.in_public = in_public  # the lobby: its members are all it has not banned
 
 
@@ -80,6 +82,7 @@ class GroupWriter:
         friend_of_sender: int | None = None,
         member_check: bool = False,
         reply_to: int | None = None,
+        mentioned: tuple[int, ...] = (),
         in_public: bool = False,
     ) -> Future:
         """Queue one message; the future gives its row (id, seq, sender name, ...) once
@@ -89,9 +92,18 @@ class GroupWriter:
         a public room, `in_public`, not banned: Banned) allowed to post there (in
         announcement mode a moderator or owner: ReadOnly);
         a client_id already stored for the sender in this room gives AlreadyStored;
-        `reply_to` must be a message of this room (NoSuchReply)."""
+        `reply_to` must be a message of this room (NoSuchReply); of the `mentioned`
+        users, those who are members get a mention row (the row's `mentions`)."""
         pending = PendingMessage(
-            room_id, sender_id, text, client_id, friend_of_sender, member_check, reply_to, in_public
+            room_id,
+            sender_id,
+            text,
+            client_id,
+            friend_of_sender,
+            member_check,
+            reply_to,
+            mentioned,
+            in_public,
         )
         return self._batcher.submit(pending)
 
