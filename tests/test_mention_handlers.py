@@ -117,6 +117,15 @@ def test_an_erased_account_is_not_mentioned(w):
     assert "mentions" not in _send(w, w.alice, "@carol")
 
 
+def test_a_user_who_blocks_the_sender_is_not_mentioned(w):
+    call(w.ops["block.add"], w.bob, {"username": "alice"})
+    sent = _send(w, w.alice, "@bob @carol look")
+    assert sent["mentions"] == [3]  # bob blocks alice: no mention, no alert, no count
+    assert _state(call(w.ops["sync"], w.bob, {}), 1)["mentions"] == 0
+    call(w.ops["block.remove"], w.bob, {"username": "alice"})
+    assert _send(w, w.alice, "@bob again")["mentions"] == [2]
+
+
 def test_only_members_of_a_group_room_are_mentioned(w):
     den = call(w.ops["room.create"], w.alice, {"room": "den"})["room"]["id"]
     call(w.ops["room.join"], w.bob, {"room": "den"})

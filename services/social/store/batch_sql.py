@@ -152,7 +152,7 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
             f" VALUES {sql.repeat(sql.marks(7), len(accepted), ', ')}",
             tuple(values),
         ),
-        *(_mention(sql, p.mentioned, room, seq) for p, (room, seq) in mentioning),
+        *(_mention(sql, p, room, seq) for p, (room, seq) in mentioning),
         (
             STORED_MESSAGES + sql.repeat(SEQ_SPAN, len(room_ids), " OR "),
             tuple(n for room in room_ids for n in (room, first[room], last[room])),
@@ -219,16 +219,20 @@ def _bump(sql: Marks, by_room: dict[int, int]) -> Statement:
     )
 
 
-def _mention(sql: Marks, user_ids: tuple[int, ...], room_id: int, seq: int) -> Statement:
-    """The mentions of one message, for those of `user_ids` who are members of its room
-    (everyone is, of a public room): checked here, in the message's transaction."""
+def _mention(sql: Marks, message: Outgoing, room_id: int, seq: int) -> Statement:
+    """The mentions of one message, for those it names who are members of its room
+    (everyone is, of a public room) and do not block its sender: checked here, in the
+    message's transaction."""
+    user_ids = message.mentioned
     return (
         "INSERT INTO mentions (user_id, room_id, seq)"
         f" SELECT u.id, {sql.mark}, {sql.mark} FROM users u"
         f" WHERE u.id IN {sql.marks(len(user_ids))} AND (EXISTS (SELECT 1 FROM rooms r"
         f" WHERE r.id = {sql.mark} AND r.kind = 'public') OR EXISTS (SELECT 1 FROM"
-        f" room_members rm WHERE rm.room_id = {sql.mark} AND rm.user_id = u.id))",
-        (room_id, seq, *user_ids, room_id, room_id),
+        f" room_members rm WHERE rm.room_id = {sql.mark} AND rm.user_id = u.id))"
+        f" AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = u.id"
+        f" AND b.blocked_id = {sql.mark})",
+        (room_id, seq, *user_ids, room_id, room_id, message.sender_id),
     )
 
 
