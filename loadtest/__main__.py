@@ -18,6 +18,7 @@ from loadtest.scenarios import (
     avatars,
     bigroom,
     ceiling,
+    chatter,
     dm,
     fanout,
     fsync,
@@ -31,6 +32,7 @@ from loadtest.scenarios import (
 
 SCENARIOS = (
     fanout,
+    chatter,
     bigroom,
     dm,
     login,

@@ -352,3 +352,54 @@ class CommitWatch:
         if batches["count"] and "Syncs" in db:
             out["syncs_per_batch"] = round(db["Syncs"] / batches["count"], 2)
         return out
+
+
+# ------------------------------------------------------------------------ CPU time
+
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used, with its children's threads and processes
+    (an edge's workers) that are still running; 0 if it is gone."""
+    try:
+        # The command name (field 2) may hold spaces: the fields after its ")" are fixed.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime, stime
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return own + sum(cpu_seconds(int(c)) for c in children)
+
+
+def mariadb_pid(url: str) -> int | None:
+    """The mariadbd serving `url`'s port (other engineers' instances may run beside it)."""
+    if not url.startswith("mysql"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    port = make_url(url).port or 3306
+    found = subprocess.run(
+        ["pgrep", "-f", f"mariadbd.*--port={port}"], capture_output=True, text=True
+    )
+    pids = found.stdout.split()
+    return int(pids[0]) if pids else None
+
+
+class CpuWatch:
+    """CPU seconds each named process used over a measured window."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        return {
+            name: round(cpu_seconds(pid) - self._start[name], 3) for name, pid in self.pids.items()
+        }

@@ -19,6 +19,7 @@ from typing import Any
 
 from loadtest import measure, servers
 from loadtest.aclient import run_async
+from loadtest.chatter import ChatterPlan
 from loadtest.generator import (
     CHANNEL,
     PAYLOAD_BYTES,
@@ -85,12 +86,16 @@ def fanout_once(
     rate: float | None,
     processes: int,
     label: str,
+    chatter: ChatterPlan | None = None,
+    cpu: measure.CpuWatch | None = None,
 ) -> Result:
     """members-1 receivers over `processes` processes, 1 probe, 1 sender. Closed loop:
     at most `inflight` messages sent but not yet seen by the probe. Open loop: `rate`
-    messages per second regardless."""
+    messages per second regardless. `chatter`: the receivers also type and mark what
+    they read. `cpu`: the servers' CPU over the window (go to the probe's last message,
+    so neither the logins nor the logouts count), in extra["server_cpu_s"]."""
     receivers = members - 2
-    pool = ReceiverPool(system, port, receivers, messages, processes)
+    pool = ReceiverPool(system, port, receivers, messages, processes, chatter=chatter)
     pool.wait_ready()
     result = Result(
         "fanout" if rate is None else "openloop",
@@ -118,6 +123,8 @@ def fanout_once(
         probe, probe_collector = await _probe(system, port, "probe0", on_seq)
         acks: list[float] = []
         errors = 0
+        if cpu:
+            cpu.start()
         pool.go()
         await asyncio.sleep(0.2)  # the receivers' "go" has arrived
         started = time.monotonic()
@@ -155,6 +162,8 @@ def fanout_once(
                 progress(f"{label} sending", seq, messages, started)
         progress(f"{label} sending", messages, messages, started)
         await wait_for(lambda: state["probe"] >= messages, 60, 0.01)
+        if cpu:
+            result.extra["server_cpu_s"] = cpu.stop()
         if pending:
             await asyncio.wait(pending, timeout=30)
         result.errors = errors
@@ -172,6 +181,8 @@ def fanout_once(
     result.timeline = timeline_of(bins)
     result.duration_s = round(len(result.timeline) / 10, 2) or 0.1
     result.extra["duplicates"] = merged["duplicates"] + probe_collector.duplicates
+    if chatter:
+        result.extra["chatter"] = merged["chatter"]
     return result
 
 
