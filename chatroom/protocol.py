@@ -157,6 +157,8 @@ TYPING_EXPIRES_MS = 8_000
 # Unread counts stop here: a conversation with more says unread = UNREAD_CAP and
 # unread_capped = true (a client shows "999+"), so a huge backlog costs a login little.
 UNREAD_CAP = 1000
+# A login's optional device name (chatroom/devices.py has the rule), in characters.
+DEVICE_MAX_CHARS = 64
 # account.export comes in parts, each a reply within the reply budget: the account (what
 # auth and social keep), the messages sent (pages), the avatar. A reply's `next` is the
 # request for the following part (null after the last).
@@ -178,6 +180,8 @@ OPS: dict[str, Op] = {
             "username": Field(str, required=False, max_len=256),
             "password": Field(str, required=False, max_len=1024),
             "token": Field(str, required=False, max_len=256),
+            # What the user calls this device, listed by account.sessions.
+            "device": Field(str, required=False, max_len=DEVICE_MAX_CHARS),
         },
         needs_login=False,
         rate="login_ip",
