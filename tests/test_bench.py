@@ -30,13 +30,14 @@ SUBCOMMANDS = {
     "soak",
     "prelogin",
     "fsync",
+    "chatter",
 }
 
 
 def test_every_scenario_is_a_subcommand_with_its_own_flags():
     for name in SUBCOMMANDS:
         assert callable(parser().parse_args([name]).run)
-    assert len(SCENARIOS) == 13  # fanout/openloop and dm/dmrate share a module
+    assert len(SCENARIOS) == 14  # fanout/openloop and dm/dmrate share a module
     args = parser().parse_args(["dm", "--pairs", "3", "--set", "worker_threads=4"])
     assert (args.pairs, args.set, args.out) == (3, [("worker_threads", "4")], DEFAULT_OUT)
     with pytest.raises(SystemExit):  # a flag of another scenario is refused
@@ -137,3 +138,30 @@ def test_a_benchmark_run_writes_results_and_no_tracked_file(tmp_path, tracked_fi
         ["git", "check-ignore", "-q", str(DEFAULT_OUT / "ceiling.json")], cwd=ROOT
     )
     assert ignored.returncode == 0, f"{DEFAULT_OUT} is not ignored by git"
+
+
+def test_chatter_runs_plain_and_active_fan_out_and_compares_them(tmp_path):
+    """A CI-size run of `chatter` (docs/benchmarks.md, "Typing and read markers"), so the
+    scenario cannot rot: both variants deliver everything, the active members type and
+    mark, and the servers' CPU per delivery and the ratios are written."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest", "chatter", "--db", "sqlite", "--members", "12"]
+        + ["--messages", "150", "--rounds", "1", "--processes", "1", "--typing-share", "0.5"]
+        + ["--bout-s", "1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "chatter.json").read_text())
+    plain, active = doc["results"]
+    assert (plain["params"]["variant"], active["params"]["variant"]) == ("plain", "chatter")
+    for result in (plain, active):
+        assert result["delivered"] == result["expected"] == 150 * 11
+        assert result["extra"]["server_cpu_us_per_delivery"] > 0
+        assert set(result["extra"]["server_cpu_s"]) >= {"edge#0", "social", "bus"}
+    counts = active["extra"]["chatter"]
+    assert counts["typing_sent"] > 0 and counts["marks_sent"] > 0 and counts["refused"] == 0
+    assert doc["ratio_rate"] > 0 and doc["ratio_cpu_per_delivery"] > 0
+    assert (tmp_path / "chatter.png").exists() or "matplotlib not installed" in proc.stdout
