@@ -225,11 +225,16 @@ def _show(command: str, result: dict[str, Any]) -> None:
         begun = result["auth_begin"]
         again = " (it was being erased already: finished now)" if begun["erased_before"] else ""
         social, media = result["erase_social"], result["erase_media"]
+        # CHAT_DELETE_MESSAGES_ON_ACCOUNT_DELETE decides which (social says how many).
+        if "messages_deleted" in social:
+            messages = f"{social['messages_deleted']} of its messages deleted"
+        else:
+            messages = 'its messages now show as "deleted user"'
         print(
             f"erase: done (user id {begun['user_id']}{again}): {begun['sessions_ended']} sessions"
             f" ended; {social['friendships_deleted']} friends, {social['requests_deleted']}"
             f" friend requests, {social['rooms_left']} rooms left; {media['avatars_deleted']}"
-            ' avatar; its messages now show as "deleted user"'
+            f" avatar; {messages}"
         )
     else:
         ended = result.get("sessions_ended")

@@ -80,6 +80,10 @@ class Settings:
     max_text_chars: int = 4000
     # How long after sending its author may edit a message (deleting has no window).
     edit_window_s: int = 48 * 3600
+    # When an account is deleted (account.delete, chatroom admin erase): off, its
+    # messages stay in others' conversations, from "deleted user"; on, each is deleted
+    # as message.delete does (a tombstone without text).
+    delete_messages_on_account_delete: bool = False
     history_page_max: int = 200
     # Most bytes of messages in one sync or history reply (far below max_frame_bytes: a
     # reply also carries its envelope and always at least one message).

@@ -172,6 +172,8 @@ UNREAD_CAP = 1000
 MAX_MENTIONS = 20
 # room.notify levels: what a client notifies about in a room (the default: all).
 NOTIFY_LEVELS = ("all", "mentions", "none")
+# A login's optional device name (chatroom/devices.py has the rule), in characters.
+DEVICE_MAX_CHARS = 64
 # account.export comes in parts, each a reply within the reply budget: the account (what
 # auth and social keep), the messages sent (pages), the avatar. A reply's `next` is the
 # request for the following part (null after the last).
@@ -193,6 +195,8 @@ OPS: dict[str, Op] = {
             "username": Field(str, required=False, max_len=256),
             "password": Field(str, required=False, max_len=1024),
             "token": Field(str, required=False, max_len=256),
+            # What the user calls this device, listed by account.sessions.
+            "device": Field(str, required=False, max_len=DEVICE_MAX_CHARS),
         },
         needs_login=False,
         rate="login_ip",

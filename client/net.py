@@ -9,13 +9,16 @@ which the state layer syncs what it missed.
 from __future__ import annotations
 
 import itertools
+import platform
 import random
+import socket
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, SignalInstance
 from PySide6.QtNetwork import QAbstractSocket, QSslCertificate, QSslSocket, QTcpSocket
 
+from chatroom.devices import default_device_name
 from chatroom.framing import FrameDecoder, FrameError, encode_frame, parse_payload
 from chatroom.protocol import CLOSING_EVENT, ErrorCode, MessageError
 
@@ -69,6 +72,8 @@ class ChatClient(QObject):
         self.state = DISCONNECTED
         self.user: dict[str, Any] | None = None
         self.token: str | None = None
+        # Sent with every login and resume; the user's account settings list it.
+        self.device = default_device_name(socket.gethostname(), platform.system())
         self.limits: dict[str, Any] = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[Callback | None, QTimer]] = {}
@@ -323,7 +328,7 @@ class ChatClient(QObject):
                 announce.emit(reply)
             done(reply)
 
-        self.request("login", fields, finished)
+        self.request("login", {**fields, "device": self.device}, finished)
 
     def _held(self) -> None:
         self._attempt = 0

@@ -211,6 +211,7 @@ CREATE TABLE sessions (
 	expires_at BIGINT NOT NULL, 
 	revoked_at BIGINT, 
 	ip VARCHAR(45) NOT NULL, 
+	device VARCHAR(64), 
 	PRIMARY KEY (id), 
 	FOREIGN KEY(user_id) REFERENCES users (id), 
 	UNIQUE (token_hash)
@@ -227,4 +228,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0009');
+INSERT INTO alembic_version (version_num) VALUES ('0010');

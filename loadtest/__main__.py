@@ -18,6 +18,7 @@ from loadtest.scenarios import (
     avatars,
     bigroom,
     ceiling,
+    chatter,
     dm,
     fanout,
     fanscale,
@@ -33,6 +34,7 @@ from loadtest.scenarios import (
 SCENARIOS = (
     fanout,
     fanscale,
+    chatter,
     bigroom,
     dm,
     login,

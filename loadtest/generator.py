@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from loadtest.aclient import AsyncChat, AsyncIrc, run_async
+from loadtest.chatter import Chatter, ChatterPlan
 from loadtest.results import add_bins
 
 PASSWORD = "bench-password"
@@ -186,21 +187,29 @@ def _receiver_main(
     expected: int,
     room: str,
     deadline_s: float,
+    plan: ChatterPlan | None,
 ) -> None:
     async def run() -> None:
         collector = Collector()
         clients = await connect_members(system, port, names, collector, room)
+        chatter = Chatter(clients, plan, seed=names[0]) if plan else None
         conn.send("ready")
         loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
         with no_gc_pauses():
             await loop.run_in_executor(None, conn.recv)  # "go"
+            active = asyncio.create_task(chatter.run(stop)) if chatter else None
             await wait_for(lambda: collector.count >= expected, deadline_s, 0.02)
+            stop.set()
+            if active:
+                await active
         conn.send(
             {
                 "count": collector.count,
                 "latencies": collector.latencies,
                 "bins": collector.bins,
                 "duplicates": collector.duplicates,
+                "chatter": chatter.counts.as_dict() if chatter else {},
             }
         )
         for client in clients:
@@ -222,13 +231,16 @@ class ReceiverPool:
         room: str = "lobby",
         deadline_s: float = 120,
         prefix: str = "r",
+        chatter: ChatterPlan | None = None,
     ) -> None:
+        """`chatter`: the members also type and mark what they read (loadtest.chatter)."""
         shares = [list(range(i, members, processes)) for i in range(processes)]
         arg_lists = []
         for ids in shares:
             if ids:
                 names = [f"{prefix}{n}" for n in ids]
-                arg_lists.append((system, port, names, len(names) * messages, room, deadline_s))
+                expected = len(names) * messages
+                arg_lists.append((system, port, names, expected, room, deadline_s, chatter))
         self.pipes, self.procs = spawn(_receiver_main, arg_lists)
 
     def wait_ready(self, timeout: float = 300) -> None:
@@ -239,10 +251,18 @@ class ReceiverPool:
             pipe.send("go")
 
     def collect(self, timeout: float) -> dict[str, Any]:
-        merged: dict[str, Any] = {"count": 0, "latencies": [], "bins": {}, "duplicates": 0}
+        merged: dict[str, Any] = {
+            "count": 0,
+            "latencies": [],
+            "bins": {},
+            "duplicates": 0,
+            "chatter": {},
+        }
         for part in collect_parts(self.pipes, self.procs, timeout, "receivers"):
             merged["count"] += part["count"]
             merged["latencies"].extend(part["latencies"])
             merged["duplicates"] += part["duplicates"]
             add_bins(merged["bins"], part["bins"])
+            for name, n in part["chatter"].items():
+                merged["chatter"][name] = merged["chatter"].get(name, 0) + n
         return merged

@@ -35,6 +35,7 @@ SUBCOMMANDS = {
     "soak",
     "prelogin",
     "fsync",
+    "chatter",
 }
 
 
@@ -216,3 +217,30 @@ def test_fanscale_reports_server_cpu_per_delivery_per_process(tmp_path):
         assert cpu["us_per_unit"]["total"] > 0
         assert result["cpu_us"] == cpu["us_per_unit"]["total"]
     assert set(doc["cpu_us_per_delivery"]["chatroom"]) == {"4", "8"}
+
+
+def test_chatter_runs_plain_and_active_fan_out_and_compares_them(tmp_path):
+    """A CI-size run of `chatter` (docs/benchmarks.md, "Typing and read markers"), so the
+    scenario cannot rot: both variants deliver everything, the active members type and
+    mark, and the servers' CPU per delivery and the ratios are written."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest", "chatter", "--db", "sqlite", "--members", "12"]
+        + ["--messages", "150", "--rounds", "1", "--processes", "1", "--typing-share", "0.5"]
+        + ["--bout-s", "1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "chatter.json").read_text())
+    plain, active = doc["results"]
+    assert (plain["params"]["variant"], active["params"]["variant"]) == ("plain", "chatter")
+    for result in (plain, active):
+        assert result["delivered"] == result["expected"] == 150 * 11
+        assert result["extra"]["server_cpu_us_per_delivery"] > 0
+        assert set(result["extra"]["server_cpu_s"]) >= {"edge#0", "social", "bus"}
+    counts = active["extra"]["chatter"]
+    assert counts["typing_sent"] > 0 and counts["marks_sent"] > 0 and counts["refused"] == 0
+    assert doc["ratio_rate"] > 0 and doc["ratio_cpu_per_delivery"] > 0
+    assert (tmp_path / "chatter.png").exists() or "matplotlib not installed" in proc.stdout

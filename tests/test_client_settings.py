@@ -10,6 +10,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 import json  # noqa: E402
+import platform  # noqa: E402
 import stat  # noqa: E402
 
 from client.conversations import room_key  # noqa: E402
@@ -53,14 +54,23 @@ def test_change_password_then_sign_in_with_it(apps, make_stack, sqlite_url):
     assert app.state.me["username"] == "ann"
 
 
-def test_sign_out_other_devices(apps, make_stack, sqlite_url):
+def test_sign_out_other_devices(apps, make_stack, sqlite_url, monkeypatch):
     stack = make_stack(sqlite_url)
-    laptop, phone = apps("laptop"), apps("phone")
+    # two computers: each app names itself after its host (client/net.py, the login's device)
+    monkeypatch.setattr("socket.gethostname", lambda: "ann-laptop")
+    laptop = apps("laptop")
+    monkeypatch.setattr("socket.gethostname", lambda: "ann-phone")
+    phone = apps("phone")
     sign_up(laptop, stack.port, "ann")
     sign_in(phone, stack.port, "ann")
     settings = open_settings(laptop)
     wait(lambda: settings.sessions.count() == 2, what="both devices listed")
-    assert sum("(this device)" in settings.sessions.item(i).text() for i in range(2)) == 1
+    listed = sorted(settings.sessions.item(i).text().split("\n")[0] for i in range(2))
+    system = platform.system()
+    assert listed == [
+        f"ChatRoom on ann-laptop ({system}) (this device)",
+        f"ChatRoom on ann-phone ({system})",
+    ]
     click_button(settings, "sign_out_others")
     wait(lambda: "Signed out 1 other" in settings.message.text())
     wait(lambda: settings.sessions.count() == 1, what="one device left")

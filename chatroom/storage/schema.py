@@ -32,6 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from chatroom.protocol import DEVICE_MAX_CHARS
+
 metadata = MetaData()
 
 MYSQL_TABLE_ARGS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
@@ -79,6 +81,8 @@ sessions = Table(
     Column("expires_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
     Column("ip", String(45), nullable=False),
+    # What the user called the device at login (chatroom/devices.py); null: not given.
+    Column("device", String(DEVICE_MAX_CHARS), nullable=True),
     Index("ix_sessions_user", "user_id"),
     # The retention job (services/auth/retention.py) deletes by these.
     Index("ix_sessions_expires", "expires_at"),

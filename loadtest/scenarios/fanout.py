@@ -19,6 +19,7 @@ from typing import Any
 
 from loadtest import measure, servers
 from loadtest.aclient import run_async
+from loadtest.chatter import ChatterPlan
 from loadtest.generator import (
     CHANNEL,
     PAYLOAD_BYTES,
@@ -86,13 +87,16 @@ def fanout_once(
     processes: int,
     label: str,
     server_pids: dict[str, int],
+    chatter: ChatterPlan | None = None,
 ) -> Result:
     """members-1 receivers over `processes` processes, 1 probe, 1 sender. Closed loop:
     at most `inflight` messages sent but not yet seen by the probe. Open loop: `rate`
-    messages per second regardless. CPU is measured from the first send to the last
-    delivery (after the logins), per process of `server_pids`, the generator apart."""
+    messages per second regardless. `chatter`: the receivers also type and mark what
+    they read. CPU is measured per process of `server_pids` (the generator apart) from
+    "go" to the probe's last message, so neither the logins nor the logouts count.
+    """
     receivers = members - 2
-    pool = ReceiverPool(system, port, receivers, messages, processes)
+    pool = ReceiverPool(system, port, receivers, messages, processes, chatter=chatter)
     pool.wait_ready()
     meter = measure.CpuMeter(server_pids, measure.generator_pids(pool.procs))
     result = Result(
@@ -122,9 +126,9 @@ def fanout_once(
         probe, probe_collector = await _probe(system, port, "probe0", on_seq)
         acks: list[float] = []
         errors = 0
+        meter.start()
         pool.go()
         await asyncio.sleep(0.2)  # the receivers' "go" has arrived
-        meter.start()
         started = time.monotonic()
         pending: set[asyncio.Future] = set()
         for seq in range(messages):
@@ -160,9 +164,9 @@ def fanout_once(
                 progress(f"{label} sending", seq, messages, started)
         progress(f"{label} sending", messages, messages, started)
         await wait_for(lambda: state["probe"] >= messages, 60, 0.01)
+        cpu.update(meter.stop())
         if pending:
             await asyncio.wait(pending, timeout=30)
-        cpu.update(meter.stop())
         result.errors = errors
         result.extra["ack_ms"] = pcts(acks)
         await sender.close()
@@ -179,6 +183,8 @@ def fanout_once(
     result.duration_s = round(len(result.timeline) / 10, 2) or 0.1
     result.extra["duplicates"] = merged["duplicates"] + probe_collector.duplicates
     result.add_cpu(cpu, messages=result.sent)
+    if chatter:
+        result.extra["chatter"] = merged["chatter"]
     return result
 
 

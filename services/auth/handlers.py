@@ -13,6 +13,7 @@ from loguru import logger
 
 from chatroom.bus_contract import user_topic
 from chatroom.config import Settings
+from chatroom.devices import device_problem
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode
 from chatroom.service import DeadlinePassed, Handler, Job, RequestContext, in_thread
@@ -104,12 +105,15 @@ class AuthHandlers:
     async def login(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         # On the event loop: a resume waits for its batch without a thread; a password
         # login waits for the argon2 gate without one, then hashes in a worker thread.
+        device = args.get("device")
+        if device is not None and (problem := device_problem(device)):
+            raise bad_request("device", problem)  # before any hashing: it costs nothing
         if args.get("token"):
-            return await self._resume(ctx, args["token"])
+            return await self._resume(ctx, args["token"], device)
         if not args.get("username") or "password" not in args:
             raise bad_request("password", "give username and password, or a token")
         attempt, verified, _ = await self._checked(ctx, args["username"], args["password"])
-        return await in_thread(ctx, self._finish_login, ctx, attempt, verified)
+        return await in_thread(ctx, self._finish_login, ctx, attempt, verified, device)
 
     async def _checked(
         self, ctx: RequestContext, username: str, password: str, then: Any = None
@@ -162,21 +166,25 @@ class AuthHandlers:
             self.store.set_password_hash(row.id, self.hasher.hash(password))
         return True
 
-    def _finish_login(self, ctx: RequestContext, attempt: LoginAttempt, verified: bool) -> dict:
+    def _finish_login(
+        self, ctx: RequestContext, attempt: LoginAttempt, verified: bool, device: str | None
+    ) -> dict:
         if not verified:
             logger.info("login refused from {}: bad credentials", attempt.ip)
             raise ServiceError(ErrorCode.BAD_CREDENTIALS, BAD_CREDENTIALS)
         self.throttle.login_succeeded(attempt.reserved)
         if attempt.row.disabled:
             raise ServiceError(ErrorCode.ACCOUNT_DISABLED, "this account is disabled")
-        return self._new_session(ctx, attempt.row.id, attempt.row.username)
+        return self._new_session(ctx, attempt.row.id, attempt.row.username, device)
 
-    def _new_session(self, ctx: RequestContext, user_id: int, username: str) -> dict:
+    def _new_session(
+        self, ctx: RequestContext, user_id: int, username: str, device: str | None
+    ) -> dict:
         token = secrets.token_urlsafe(32)
         now = now_ms()
         expires = now + self.settings.token_ttl_s * 1000
         session_id = self.store.create_session(
-            user_id, token_hash(token), now, expires, ctx.ip or ""
+            user_id, token_hash(token), now, expires, ctx.ip or "", device
         )
         logger.info("user {} logged in from {} (session {})", user_id, ctx.ip, session_id)
         return {
@@ -186,9 +194,9 @@ class AuthHandlers:
             "expires_at": expires,
         }
 
-    async def _resume(self, ctx: RequestContext, token: str) -> dict:
+    async def _resume(self, ctx: RequestContext, token: str, device: str | None) -> dict:
         try:
-            row = await self.resumer.submit(token)
+            row = await self.resumer.submit(token, device)
         except ServiceError as exc:
             if exc.code == ErrorCode.BAD_CREDENTIALS:
                 logger.info("token resume refused from {}", ctx.ip)

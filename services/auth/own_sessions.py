@@ -11,7 +11,7 @@ from chatroom.storage.db import now_ms
 from chatroom.storage.schema import sessions, users
 
 # What a user is shown of each session (never its token hash).
-LISTED = ("id", "created_at", "last_used_at", "expires_at", "ip")
+LISTED = ("id", "created_at", "last_used_at", "expires_at", "ip", "device")
 
 
 class OwnSessions:
@@ -19,7 +19,8 @@ class OwnSessions:
 
     def sessions_of(self, user_id: int) -> list[dict[str, Any]]:
         """The user's live sessions (not logged out, not expired), newest first: when
-        each signed in, was last used (a resume refreshes it), expires, and its address."""
+        each signed in, was last used (a resume refreshes it), expires, its address and
+        the device name its login gave (None: none given)."""
         now = now_ms()
         with self.engine.connect() as conn:
             rows = conn.execute(

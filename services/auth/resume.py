@@ -28,8 +28,9 @@ def token_hash(token: str) -> str:
 
 
 class Resume(Queued):
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, device: str | None) -> None:
         self.token_hash = token_hash(token)
+        self.device = device
 
 
 class TokenResumer:
@@ -37,14 +38,18 @@ class TokenResumer:
         self.store = store
         self._batcher: Batcher[Resume] = Batcher("token-resumer", self._lookup, MAX_BATCH)
 
-    def submit(self, token: str) -> Future:
-        """The future gives the live session's row (id, user_id, username, expires_at),
+    def submit(self, token: str, device: str | None = None) -> Future:
+        """`device`: the name the resuming client gives (checked), kept on the session.
+        The future gives the live session's row (id, user_id, username, expires_at),
         or a ServiceError: bad_credentials (unknown, revoked or expired token) or
         account_disabled."""
-        return self._batcher.submit(Resume(token))
+        return self._batcher.submit(Resume(token, device))
 
     def _lookup(self, batch: list[Resume]) -> list[Any]:
-        rows = self.store.live_sessions([r.token_hash for r in batch], LAST_USED_PRECISION_MS)
+        devices = {r.token_hash: r.device for r in batch if r.device is not None}
+        rows = self.store.live_sessions(
+            [r.token_hash for r in batch], LAST_USED_PRECISION_MS, devices
+        )
         live = {row.token_hash: row for row in rows}
         outcomes: list[Any] = []
         for resume in batch:

@@ -75,7 +75,13 @@ class AuthStore(OwnSessions):
     # ------------------------------------------------------------------ sessions
 
     def create_session(
-        self, user_id: int, token_hash: str, now: int, expires_at: int, ip: str
+        self,
+        user_id: int,
+        token_hash: str,
+        now: int,
+        expires_at: int,
+        ip: str,
+        device: str | None = None,
     ) -> int:
         with self.engine.begin() as conn:
             return inserted_id(
@@ -87,6 +93,7 @@ class AuthStore(OwnSessions):
                         last_used_at=now,
                         expires_at=expires_at,
                         ip=ip[:45],
+                        device=device,
                     )
                 )
             )
@@ -99,10 +106,17 @@ class AuthStore(OwnSessions):
                 .values(revoked_at=now_ms())
             )
 
-    def live_sessions(self, token_hashes: list[str], refresh_after_ms: int) -> list[Any]:
+    def live_sessions(
+        self,
+        token_hashes: list[str],
+        refresh_after_ms: int,
+        devices: dict[str, str] | None = None,
+    ) -> list[Any]:
         """The unrevoked, unexpired sessions of these tokens (id, user_id, token_hash,
         expires_at, username, disabled); last_used_at is written for those not used for
-        `refresh_after_ms`, in the same transaction (one statement for all)."""
+        `refresh_after_ms`, in the same transaction (one statement for all). `devices`
+        (token hash -> device name): a resume that names its device renames the
+        session if it was called something else (one statement a renamed session)."""
         now = now_ms()
         with self.engine.begin() as conn:
             rows = conn.execute(
@@ -112,6 +126,7 @@ class AuthStore(OwnSessions):
                     sessions.c.token_hash,
                     sessions.c.expires_at,
                     sessions.c.last_used_at,
+                    sessions.c.device,
                     users.c.username,
                     users.c.disabled,
                 )
@@ -128,6 +143,14 @@ class AuthStore(OwnSessions):
                 conn.execute(
                     update(sessions).where(sessions.c.id.in_(stale)).values(last_used_at=now)
                 )
+            for row in rows:
+                device = (devices or {}).get(row.token_hash)
+                if device is not None and device != row.device:
+                    conn.execute(
+                        update(sessions)
+                        .where(sessions.c.id == row.id)
+                        .values(device=device, last_used_at=now)
+                    )
         return list(rows)
 
     def forget_sessions_ended_before(self, cutoff_ms: int, batch: int) -> int:
@@ -212,8 +235,8 @@ class AuthStore(OwnSessions):
 
     def export_account(self, key: str) -> dict[str, Any] | None:
         """Everything auth keeps about the user with that name key (not erased): the
-        account and every session (when, from which address; not the token hashes), or
-        None."""
+        account and every session (when, from which address and device; not the
+        token hashes), or None."""
         with self.engine.connect() as conn:
             row = _live_account(conn, key, users.c.disabled, users.c.created_at)
             if row is None:
@@ -226,6 +249,7 @@ class AuthStore(OwnSessions):
                     sessions.c.expires_at,
                     sessions.c.revoked_at,
                     sessions.c.ip,
+                    sessions.c.device,
                 )
                 .where(sessions.c.user_id == row.id)
                 .order_by(sessions.c.id)
@@ -245,6 +269,7 @@ class AuthStore(OwnSessions):
                     "expires_at": r.expires_at,
                     "revoked_at": r.revoked_at,
                     "ip": r.ip,
+                    "device": r.device,
                 }
                 for r in rows
             ],

@@ -15,12 +15,19 @@ from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request, user_id_arg
 from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext
+from chatroom.storage.db import now_ms
+from services.social.handlers.edits import change_of, publish_change
 from services.social.reply_budget import ReplyBudget
 from services.social.store import SocialStore
+from services.social.store.edits import DELETE
 from services.social.store.queries import Tx
+from services.social.store.rooms import DIRECT
 
 EXPORT_PAGE = 1000  # messages in one export reply, by default
 EXPORT_PAGE_MAX = 5000
+# Messages deleted in one transaction when an erased user's messages are removed: the
+# rooms' rows stay locked (their sends wait) for one batch, not the whole history.
+REMOVE_BATCH = 200
 
 
 def not_being_erased(user_id: int) -> ServiceError:
@@ -114,8 +121,33 @@ class AccountHandlers:
             "requests_deleted": erased["requests_deleted"],
             "rooms_left": len(erased["groups"]),
         }
+        if self.settings.delete_messages_on_account_delete:
+            done["messages_deleted"] = self._delete_messages(ctx, user_id, them)
         logger.info("admin: erased social data of user {} ({})", user_id, done)
         return done
+
+    def _delete_messages(self, ctx: RequestContext, user_id: int, them: dict[str, Any]) -> int:
+        """CHAT_DELETE_MESSAGES_ON_ACCOUNT_DELETE: every message the erased user sent is
+        deleted as message.delete does it (a delete event with the conversation's next
+        seq, the text cleared), in batches, each pushed to whoever sees it. A batch cut
+        short leaves the rest for the erase run again. How many were deleted."""
+        deleted = 0
+        while True:
+            with self.store.transaction() as tx:
+                batch = tx.live_messages_of(user_id, REMOVE_BATCH)
+                direct = [t.room_id for t in batch if t.room_kind == DIRECT]
+                peers = tx.peers_of(user_id, sorted(set(direct)))
+                now = now_ms()
+                changes = []
+                for target in batch:  # by room id: rooms are locked in one order
+                    seq = tx.next_seq(target.room_id)
+                    event_id = tx.change_message(target, DELETE, user_id, seq, now)
+                    changes.append(change_of(target, DELETE, event_id, seq, them, now))
+            for change in changes:
+                publish_change(ctx, change, peers.get(change["room_id"]), user_id)
+            deleted += len(batch)
+            if len(batch) < REMOVE_BATCH:
+                return deleted
 
 
 def _messages_page(

@@ -56,6 +56,42 @@ def moderator_may_delete(tx: Tx, target: Target, user_id: int) -> bool:
     return mine >= RANKS[MODERATOR] and rank_of(tx, room, target.sender_id) < mine
 
 
+def change_of(
+    target: Target, kind: str, event_id: int, seq: int, by: dict[str, Any], now: int
+) -> dict[str, Any]:
+    """The reply and push fields of an edit or delete event (an edit adds its text)."""
+    change: dict[str, Any] = {
+        "id": event_id,
+        "room": target.room_name,
+        "room_id": target.room_id,
+        "seq": seq,
+        "kind": kind,
+        "target": target.id,
+        "from": by,
+        "ts": now,
+    }
+    if kind == DELETE:
+        change["deleted"] = True
+    return change
+
+
+def publish_change(
+    ctx: RequestContext, change: dict[str, Any], peer: dict[str, Any] | None, author_id: int
+) -> None:
+    """Push an edit or delete to whoever sees its conversation: the room, or in a direct
+    chat the other person and the author's other sessions (`change` gains "to")."""
+    name = Event.MESSAGE_EDITED if change["kind"] == EDIT else Event.MESSAGE_DELETED
+    if peer is None:
+        # The sender: connections whose user blocks them do not hear it (blocking).
+        event = {"event": name, **change, Control.ORIGIN: ctx.conn, Control.SENDER: author_id}
+        ctx.publish(room_topic(change["room_id"]), event)
+        return
+    change["to"] = peer
+    event = {"event": name, **change, "direct": True, Control.ORIGIN: ctx.conn}
+    ctx.publish(user_topic(peer["id"]), event)
+    ctx.publish(user_topic(author_id), event)
+
+
 class EditHandlers:
     def __init__(self, store: SocialStore, settings: Settings) -> None:
         self.store = store
@@ -90,17 +126,9 @@ class EditHandlers:
                 tx.audit_only(target.room_id, me.id, "delete_message", target.sender_id, "", now)
             if kind == DELETE:
                 tx.forget_mentions_of(target.room_id, target.id)
-        change: dict[str, Any] = {
-            "id": event_id,
-            "room": target.room_name,
-            "room_id": target.room_id,
-            "seq": seq,
-            "kind": kind,
-            "target": target.id,
-            "from": {"id": me.id, "username": me.username},
-            "ts": now,
-        }
-        change.update({"text": text, "edited_at": now} if kind == EDIT else {"deleted": True})
+        change = change_of(target, kind, event_id, seq, {"id": me.id, "username": me.username}, now)
+        if kind == EDIT:
+            change.update(text=text, edited_at=now)
         logger.info(
             "{} of message {} by user {}: event {} seq {} in room {}",
             kind,
@@ -110,15 +138,7 @@ class EditHandlers:
             seq,
             target.room_id,
         )
-        name = Event.MESSAGE_EDITED if kind == EDIT else Event.MESSAGE_DELETED
-        if peer is None:
-            event = {"event": name, **change, Control.ORIGIN: ctx.conn, Control.SENDER: me.id}
-            ctx.publish(room_topic(target.room_id), event)
-        else:
-            change["to"] = peer
-            event = {"event": name, **change, "direct": True, Control.ORIGIN: ctx.conn}
-            ctx.publish(user_topic(peer["id"]), event)
-            ctx.publish(user_topic(me.id), event)  # the author's other sessions
+        publish_change(ctx, change, peer, me.id)
         return change
 
     def _authorise(self, tx: Tx, target: Target, user_id: int, kind: str) -> dict[str, Any] | None:

@@ -1,0 +1,138 @@
+"""What active users do besides receiving: typing hints and read markers, at the desktop
+client's cadence (client/typing_hints.py, client/read_markers.py), for the members one
+generator process holds. Used by the `chatter` scenario (scenarios/chatter.py).
+
+Typing: each member types in bouts of `bout_s` seconds, so that `typing_share` of them
+are typing at any moment (each member's bouts start at its own random offset). While a
+bout lasts the member sends `typing on` once every TYPING_RENEW_S, as TypingSender does
+(it never sends more often, however fast the keystrokes come), and `typing off` when the
+bout ends (the text sent or emptied).
+
+Reading: a member marks the newest seq it has received with `read.mark`, at most once
+every MARK_DELAY_MS. The desktop client waits MARK_DELAY_MS after a burst of reading;
+under a stream that never pauses this is the most it could send, so it is an upper
+bound of the markers' cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chatroom.protocol import TYPING_RENEW_S
+
+MARK_DELAY_S = 0.4  # client/read_markers.py MARK_DELAY_MS
+TICK_S = 0.1
+
+
+@dataclass(frozen=True)
+class ChatterPlan:
+    """How active the members are (picklable: it travels to the receiving processes)."""
+
+    typing_share: float = 0.05  # of the members, typing at any moment
+    bout_s: float = 10.0  # one bout of typing, first keystroke to send
+    read_marks: bool = True
+    room: str = "lobby"
+
+
+@dataclass
+class ChatterCounts:
+    typing_sent: int = 0
+    typing_pushes: int = 0  # typing hints of others this process's members received
+    marks_sent: int = 0
+    refused: int = 0  # replies that were not ok
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class _Member:
+    """One client's typing bout schedule and what it has read and marked."""
+
+    def __init__(self, client: Any, plan: ChatterPlan, rng: random.Random) -> None:
+        self.client = client
+        self.cycle_s = plan.bout_s / plan.typing_share if plan.typing_share > 0 else 0.0
+        self.offset_s = rng.uniform(0, self.cycle_s) if self.cycle_s else 0.0
+        self.bout_s = plan.bout_s
+        self.typing_since: float | None = None  # when "on" was last sent
+        self.newest_seq = 0
+        self.marked_seq = 0
+
+    def typing_now(self, t: float) -> bool:
+        if not self.cycle_s:
+            return False
+        return (t + self.offset_s) % self.cycle_s < self.bout_s
+
+
+class Chatter:
+    """Runs every member's typing and reading until stopped; counts what it sent."""
+
+    def __init__(self, clients: list[Any], plan: ChatterPlan, seed: str = "") -> None:
+        rng = random.Random(seed)
+        self.plan = plan
+        self.members = [_Member(c, plan, rng) for c in clients]
+        self.counts = ChatterCounts()
+        for member in self.members:
+            self._watch(member)
+
+    def _watch(self, member: _Member) -> None:
+        """Wrap the client's event handler: note the newest seq, count typing pushes."""
+        original = member.client.on_event
+
+        def on_event(event: dict, now: int) -> None:
+            kind = event.get("event")
+            if kind == "message":
+                member.newest_seq = max(member.newest_seq, event.get("seq", 0))
+            elif kind == "typing":
+                self.counts.typing_pushes += 1
+            if original is not None:
+                original(event, now)
+
+        member.client.on_event = on_event
+
+    def _send(self, member: _Member, op: str, **fields: Any) -> None:
+        fut = member.client.send_nowait(op, **fields)
+        fut.add_done_callback(self._replied)
+
+    def _replied(self, fut: asyncio.Future) -> None:
+        if fut.cancelled() or fut.exception() is not None or not fut.result().get("ok"):
+            self.counts.refused += 1
+
+    def _tick(self, t: float, marks_due: bool) -> None:
+        """One pass over the members at `t` s into the run: typing due, and (when
+        `marks_due`) each member's newest seq marked read if it moved."""
+        room = self.plan.room
+        for m in self.members:
+            if m.typing_now(t):
+                if m.typing_since is None or t - m.typing_since >= TYPING_RENEW_S:
+                    m.typing_since = t
+                    self._send(m, "typing", room=room, on=True)
+                    self.counts.typing_sent += 1
+            elif m.typing_since is not None:
+                m.typing_since = None
+                self._send(m, "typing", room=room, on=False)
+                self.counts.typing_sent += 1
+        if not marks_due:
+            return
+        for m in self.members:
+            if m.newest_seq > m.marked_seq:
+                m.marked_seq = m.newest_seq
+                self._send(m, "read.mark", room=room, seq=m.newest_seq)
+                self.counts.marks_sent += 1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        started = last_mark = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            marks_due = self.plan.read_marks and now - last_mark >= MARK_DELAY_S
+            self._tick(now - started, marks_due)
+            if marks_due:
+                last_mark = now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TICK_S)
+        # The burst is over: the client marks what it read since its last mark.
+        self._tick(time.monotonic() - started, self.plan.read_marks)
