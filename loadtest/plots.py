@@ -125,6 +125,10 @@ def lines(
     plt = _pyplot()
     if plt is None:
         return
+    series = {name: [(x, y) for x, y in points if y > 0] for name, points in series.items()}
+    if not any(series.values()):
+        print(f"nothing to draw in {path.name}: no positive values")
+        return
     fig, axis = plt.subplots(figsize=(9, 4))
     for name, points in series.items():
         axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)

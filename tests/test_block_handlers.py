@@ -221,6 +221,7 @@ def test_room_members_show_the_blocked_user_nothing_of_the_blocker(w):
         "status": "",
         "avatar": None,
         "last_seen": None,
+        "role": "owner",  # the room's, not the person's: shown as to anyone
     }
     assert member(w.cat, "club", "ann")["online"] is True  # others see her
     # The lobby lists who is online: she is not listed for bob, as if offline.
