@@ -53,9 +53,15 @@ def one_size(args: argparse.Namespace, system: str, members: int) -> Result:
 
 
 def run(args: argparse.Namespace) -> list[Result]:
-    results = [
-        one_size(args, system, members) for members in args.members for system in args.systems
-    ]
+    results = []
+    failed = []
+    for members in args.members:
+        for system in args.systems:
+            try:
+                results.append(one_size(args, system, members))
+            except (TimeoutError, RuntimeError) as exc:  # one size's failure: report the rest
+                print(f"fanscale {system} {members}: {exc}")
+                failed.append({"system": system, "members": members, "error": str(exc)})
     print_table(results)
     table: dict[str, dict[int, float | None]] = {}
     for r in results:
@@ -67,7 +73,8 @@ def run(args: argparse.Namespace) -> list[Result]:
     }
     print("server CPU per delivery (µs) by members:", table)
     print("ratio chatroom / ngircd by members:", ratios)
-    save(args.out, "fanscale", results, {"cpu_us_per_delivery": table, "ratio_by_members": ratios})
+    notes = {"cpu_us_per_delivery": table, "ratio_by_members": ratios, "failed": failed}
+    save(args.out, "fanscale", results, notes)
     plots.lines(
         args.out / "fanscale-cpu.png",
         "server CPU per delivery against room size (generator excluded)",
