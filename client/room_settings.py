@@ -28,7 +28,7 @@ from chatroom.protocol import TOPIC_CHARS
 from .actions import ChatActions
 from .conversations import moderates
 from .state import ChatState
-from .ui import HintListWidget, button, confirm
+from .ui import HintListWidget, button, confirm, on_click
 
 ROLE_NAMES = {"owner": "owner", "moderator": "moderator", "member": ""}
 
@@ -58,7 +58,7 @@ class RoomSettingsDialog(QDialog):
         self.save_topic = button("Set topic", self._set_topic, "save_topic")
         self.announce = QCheckBox("Announcement only: only moderators and owners post")
         self.announce.setObjectName("announce")
-        self.announce.clicked.connect(self._set_announce)
+        on_click(self.announce, self._set_announce)
 
         self.members = HintListWidget()
         self.members.setObjectName("room_members")
@@ -243,7 +243,8 @@ class RoomSettingsDialog(QDialog):
     def _set_topic(self) -> None:
         self._ask("room.update", {"topic": self.topic.text().strip()}, "Topic set")
 
-    def _set_announce(self, on: bool) -> None:
+    def _set_announce(self) -> None:
+        on = self.announce.isChecked()
         said = "only moderators and owners post" if on else "everyone may post"
         self._ask(
             "room.update", {"announce": on}, f"Announcement mode {'on' if on else 'off'}: {said}"
