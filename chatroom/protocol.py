@@ -359,7 +359,7 @@ def longest_request_bytes(op_name: str) -> int:
     return len(json.dumps(request))
 
 
-# Frame payloads are at most this long until the connection has logged in (19,270 bytes):
+# Frame payloads are at most this long until the connection has logged in (20,052 bytes):
 # the longest valid register / login / ping, so nobody can make the edge hold a full
 # max_frame_bytes for a connection that has not proved who it is.
 PRELOGIN_MAX_FRAME_BYTES = max(

@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from chatroom.protocol import PRELOGIN_MAX_FRAME_BYTES, longest_request_bytes
+from chatroom.protocol import DEVICE_MAX_CHARS, PRELOGIN_MAX_FRAME_BYTES, longest_request_bytes
 from chatroom.ratelimit import address_key
 from services.tcp_edge.admission import PreloginBudget
 
@@ -34,6 +34,7 @@ def widest_login() -> bytes:
             "username": WIDEST * 256,
             "password": WIDEST * 1024,
             "token": WIDEST * 256,
+            "device": WIDEST * DEVICE_MAX_CHARS,
         }
     ).encode()
     assert len(payload) == PRELOGIN_MAX_FRAME_BYTES == longest_request_bytes("login")
