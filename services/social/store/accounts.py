@@ -29,9 +29,9 @@ from chatroom.storage.schema import (
     rooms,
     users,
 )
-from services.social.store.edits import Target
+from services.social.store.edits import Target, select_targets
 from services.social.store.friends import PENDING
-from services.social.store.rooms import DIRECT, MESSAGE
+from services.social.store.rooms import DIRECT
 
 
 class AccountQueries:
@@ -184,21 +184,8 @@ class AccountQueries:
         """At most `limit` of the messages the user sent that are not deleted, with
         their rooms, by room then id (the order their rooms' rows are locked in)."""
         rows = self.conn.execute(
-            select(
-                messages.c.id,
-                messages.c.room_id,
-                messages.c.sender_id,
-                messages.c.created_at,
-                messages.c.deleted_at,
-                rooms.c.name,
-                rooms.c.kind,
-            )
-            .join(rooms, rooms.c.id == messages.c.room_id)
-            .where(
-                messages.c.sender_id == user_id,
-                messages.c.kind == MESSAGE,
-                messages.c.deleted_at.is_(None),
-            )
+            select_targets()
+            .where(messages.c.sender_id == user_id, messages.c.deleted_at.is_(None))
             .order_by(messages.c.room_id, messages.c.id)
             .limit(limit)
         ).all()

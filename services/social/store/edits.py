@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Select, select, update
 
 from chatroom.storage.db import inserted_id
 from chatroom.storage.schema import messages, rooms
@@ -37,6 +37,23 @@ class Target(NamedTuple):
     room_kind: str
 
 
+def select_targets() -> Select:
+    """Messages (kind "message") with their rooms, as Target rows."""
+    return (
+        select(
+            messages.c.id,
+            messages.c.room_id,
+            messages.c.sender_id,
+            messages.c.created_at,
+            messages.c.deleted_at,
+            rooms.c.name,
+            rooms.c.kind,
+        )
+        .join(rooms, rooms.c.id == messages.c.room_id)
+        .where(messages.c.kind == MESSAGE)
+    )
+
+
 class EditQueries:
     """Methods of a transaction (store.Tx) on its connection."""
 
@@ -45,19 +62,7 @@ class EditQueries:
     def message_target(self, message_id: int, lock: bool = False) -> Target | None:
         """The message (kind "message") with this id and its room, or None. `lock`:
         read it FOR UPDATE (the latest committed state, held until the commit)."""
-        query = (
-            select(
-                messages.c.id,
-                messages.c.room_id,
-                messages.c.sender_id,
-                messages.c.created_at,
-                messages.c.deleted_at,
-                rooms.c.name,
-                rooms.c.kind,
-            )
-            .join(rooms, rooms.c.id == messages.c.room_id)
-            .where(messages.c.id == message_id, messages.c.kind == MESSAGE)
-        )
+        query = select_targets().where(messages.c.id == message_id)
         if lock:
             query = query.with_for_update()
         row = self.conn.execute(query).first()

@@ -94,16 +94,7 @@ class ModerationQueries:
         now: int,
     ) -> int:
         """The event row (kind "event") with `seq`, and the audit row; the event's id."""
-        self.conn.execute(
-            insert(room_audit).values(
-                room_id=room_id,
-                actor_id=actor_id,
-                action=action,
-                target_id=target_id,
-                detail=detail,
-                at=now,
-            )
-        )
+        self.audit_only(room_id, actor_id, action, target_id, detail, now)
         return inserted_id(
             self.conn.execute(
                 messages.insert().values(
