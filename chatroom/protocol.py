@@ -138,6 +138,10 @@ class Op:
     # Changes who is logged in on the connection (login, logout): requests pipelined
     # after it wait until it is done, so they run as the user it logged in.
     changes_session: bool = False
+    # The field naming the conversation (or message) it writes to: of one connection's
+    # requests with the same value, the edge starts each only when the one before is
+    # answered, so they are stored in the order they were sent (see order_key).
+    ordered_by: str | None = None
 
 
 _TEXT = Field(str, max_len=100_000)  # the real limit is a server setting (max_text_chars)
@@ -261,6 +265,7 @@ OPS: dict[str, Op] = {
         "social",
         {"room": _NAME, "text": _TEXT, "client_id": _CLIENT_ID, "reply_to": _REPLY_TO},
         rate="message",
+        ordered_by="room",
     ),
     "room.history": Op(
         "social",
@@ -271,11 +276,14 @@ OPS: dict[str, Op] = {
         "social",
         {"to": _NAME, "text": _TEXT, "client_id": _CLIENT_ID, "reply_to": _REPLY_TO},
         rate="message",
+        ordered_by="to",
     ),
     # Changing a message of one's own by its id (any conversation): a new sequenced event
     # in its conversation, pushed to the others and replayed by sync.
-    "message.edit": Op("social", {"message": _MESSAGE_ID, "text": _TEXT}, rate="edit"),
-    "message.delete": Op("social", {"message": _MESSAGE_ID}, rate="edit"),
+    "message.edit": Op(
+        "social", {"message": _MESSAGE_ID, "text": _TEXT}, rate="edit", ordered_by="message"
+    ),
+    "message.delete": Op("social", {"message": _MESSAGE_ID}, rate="edit", ordered_by="message"),
     # In a room (`room`) or to a friend (`to`): exactly one of them. Coalesced by the
     # edge, which spends from the "typing" bucket only for what it forwards.
     "typing": Op(

@@ -122,13 +122,22 @@ async def connect_members(
     return clients
 
 
-async def connect_sender(system: str, port: int, name: str) -> Any:
+async def connect_sender(
+    system: str, port: int, name: str, on_message: Callable[..., None] | None = None
+) -> Any:
+    """A member that posts to the lobby; `on_message` is called for each message it
+    hears from the others."""
     if system == "chatroom":
-        client = AsyncChat()
+
+        def on_event(event: dict[str, Any], _now: int) -> None:
+            if on_message is not None and event.get("event") == "message":
+                on_message()
+
+        client = AsyncChat(on_event)
         await client.connect("127.0.0.1", port)
         await client.register_login(name, PASSWORD)
         return client
-    client = AsyncIrc(name)
+    client = AsyncIrc(name, on_message and (lambda _text, _now: on_message()))
     await client.connect("127.0.0.1", port)
     await client.join(CHANNEL)
     return client

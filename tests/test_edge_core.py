@@ -159,26 +159,69 @@ def test_an_op_before_login_is_refused_when_its_turn_comes():
     assert (reply["id"], reply["error"]["code"]) == (1, ErrorCode.NOT_AUTHENTICATED)
 
 
+def started(actions) -> list:
+    return [a.request for a in actions if isinstance(a, Start)]
+
+
 def test_requests_start_up_to_the_inflight_limit_then_reading_pauses():
     c = logged_in()
     c.receive(b"".join(frame(op="room.list", id=i) for i in range(4)), 0.0)
     actions = c.pump()
     assert kinds(actions) == ["Start", "Start", "PauseReading"]
-    assert [a.request.request_id for a in actions if isinstance(a, Start)] == [0, 1]
-    assert kinds(c.finished()) == ["Start"]  # 2 starts; 3 still waits
-    assert kinds(c.finished()) == ["Start", "ResumeReading"]
-    assert c.finished() == [] and c.finished() == []
+    first, second = started(actions)
+    assert [first.request_id, second.request_id] == [0, 1]
+    actions = c.finished(first)
+    assert kinds(actions) == ["Start"]  # 2 starts; 3 still waits
+    [third] = started(actions)
+    actions = c.finished(second)
+    assert kinds(actions) == ["Start", "ResumeReading"]
+    [fourth] = started(actions)
+    assert c.finished(third) == [] and c.finished(fourth) == []
     assert c.inflight == 0
 
 
 def test_a_login_is_a_barrier_for_requests_pipelined_after_it():
     c = core()
     c.receive(frame(op="login", id=1, token="t") + frame(op="room.list", id=2), 0.0)
-    assert kinds(c.pump()) == ["Start", "PauseReading"]  # room.list waits for the login
+    actions = c.pump()
+    assert kinds(actions) == ["Start", "PauseReading"]  # room.list waits for the login
     c.log_in(Session(7, "ann", 70, set()))
-    actions = c.finished()
+    actions = c.finished(*started(actions))
     assert kinds(actions) == ["Start", "ResumeReading"]  # now it runs as ann
     assert actions[0].request.op_name == "room.list"
+
+
+def test_sends_to_one_conversation_start_one_after_another():
+    """Pipelined sends to a room (however its name is spelt) and to a friend: each
+    starts when the one before to the same place is answered; other places, and other
+    ops, do not wait."""
+    c = ConnectionCore(Limits(1024 * 1024, 8, 64 * 1024, 10.0, 60.0), 0.0, wall_s=lambda: WALL_S)
+    c.log_in(Session(7, "ann", 70, {3}))
+    requests = [
+        frame(op="room.send", id=1, room="lobby", text="a"),
+        frame(op="room.send", id=2, room=" LOBBY", text="b"),
+        frame(op="dm.send", id=3, to="bob", text="c"),
+        frame(op="room.send", id=4, room="Lobby", text="d"),
+        frame(op="dm.send", id=5, to="Bob", text="e"),
+        frame(op="room.history", id=6, room="lobby"),
+    ]
+    c.receive(b"".join(requests), 0.0)
+    running = started(c.pump())
+    assert [r.request_id for r in running] == [1, 3, 6]
+    assert c.inflight == 6  # the waiting ones hold their places in the limit
+    assert [r.request_id for r in started(c.finished(running[0]))] == [2]
+    assert [r.request_id for r in started(c.finished(running[1]))] == [5]
+    assert started(c.finished(running[2])) == []
+    assert [r.request_id for r in c.ordered[("room", "lobby")]] == [4]  # behind 2
+
+
+def test_a_closing_connection_starts_no_waiting_send():
+    c = logged_in()
+    c.receive(b"".join(frame(op="room.send", id=i, room="lobby", text="x") for i in range(2)), 0.0)
+    [first] = started(c.pump())
+    c.lost()
+    assert started(c.finished(first)) == []
+    assert c.inflight == 0 and not c.ordered
 
 
 def test_stop_reading_drops_the_queue():

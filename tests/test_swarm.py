@@ -96,6 +96,19 @@ def send_with_retry(client: WireClient, text: str, client_id: str, within: float
         assert time.monotonic() < deadline, f"{text!r} was not stored within {within:g} s"
 
 
+def stack_logs() -> str:
+    """The stack's tasks and the last lines each service wrote (loguru writes to
+    stderr, which `docker service logs` passes on as its own stderr)."""
+    logs = docker("stack", "ps", STACK, "--no-trunc", check=False)
+    for service in ("db", "bus", "bus-b", "auth", "social", "media", "tcp_edge"):
+        proc = subprocess.run(
+            ["docker", "service", "logs", "--no-task-ids", "--tail", "25", f"{STACK}_{service}"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        logs += f"\n--- {service}\n{proc.stdout}{proc.stderr}"
+    return logs
+
+
 def _engine_nofile() -> str:
     return docker(
         "run",
@@ -170,12 +183,11 @@ def test_single_node_swarm_serves_logins(tmp_path):
             cy.no_event("message", within=2)  # no copy of any of them
             docker("service", "scale", "--detach=false", f"{STACK}_bus=1", timeout=120)
     finally:
-        logs = docker("stack", "ps", STACK, "--no-trunc", check=False)
-        for service in ("bus", "bus-b", "auth", "social", "tcp_edge"):
-            tail = docker("service", "logs", "--tail", "60", f"{STACK}_{service}", check=False)
-            logs += f"\n--- {service}\n{tail}"
+        logs = stack_logs()
         (ROOT / "var").mkdir(exist_ok=True)
         (ROOT / "var" / "swarm-test.log").write_text(logs)
+        # Shown by pytest when the test failed: CI keeps the output, not var/.
+        print(logs[-12000:])
         docker("stack", "rm", STACK, check=False)
         deadline = time.monotonic() + 60
         while (

@@ -1,13 +1,20 @@
-"""fanout and openloop: one sender posts to the lobby, every member receives.
+"""fanout and openloop: --senders members post to the lobby, every member receives.
 
     python -m loadtest fanout   --members 100 --messages 5000 --inflight 32
     python -m loadtest openloop --members 100 --rate 1000 --seconds 10
 
-members-2 receivers spread over --processes processes, one probe member and one sender
-in the generator's own process. Closed loop (fanout): at most --inflight messages sent
-but not yet seen by the probe, the same rule for both servers (IRC has no acks). Open
-loop (openloop): --rate messages per second regardless. Runs against ChatRoom and
-ngIRCd (--systems), and reports the ratios between them.
+members-1-senders receivers spread over --processes processes; one probe member and the
+senders in the generator's own process (message n goes out through sender n mod
+--senders; each sender receives the others' messages, counted as deliveries too).
+Closed loop (fanout): at most --inflight messages sent but not yet seen by the probe,
+the same rule for both servers (IRC has no acks). Open loop (openloop): --rate messages
+per second regardless. Runs against ChatRoom and ngIRCd (--systems), and reports the
+ratios between them.
+
+Why several senders: ChatRoom stores one connection's sends to a room in the order sent,
+one after another (docs/protocol.md), as ngIRCd handles one connection's lines in order;
+a room's traffic comes from many members, and one sender with 32 messages in flight
+would measure one connection's round trip instead of the server.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from loadtest.generator import (
 from loadtest.results import Result, add_bins, pcts, print_table, progress, save, timeline_of
 
 SYSTEMS = ["chatroom", "ngircd"]
+SENDERS = 8
 
 
 def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
@@ -49,6 +57,7 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
         else:
             p.add_argument("--rate", type=float, default=1000, help="messages per second")
             p.add_argument("--seconds", type=float, default=10)
+        p.add_argument("--senders", type=int, default=SENDERS, help="members that post")
         p.add_argument("--processes", type=int, default=2, help="receiving processes")
         p.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
         p.set_defaults(run=run)
@@ -88,14 +97,17 @@ def fanout_once(
     label: str,
     server_pids: dict[str, int],
     chatter: ChatterPlan | None = None,
+    senders: int = SENDERS,
 ) -> Result:
-    """members-1 receivers over `processes` processes, 1 probe, 1 sender. Closed loop:
-    at most `inflight` messages sent but not yet seen by the probe. Open loop: `rate`
-    messages per second regardless. `chatter`: the receivers also type and mark what
-    they read. CPU is measured per process of `server_pids` (the generator apart) from
-    "go" to the probe's last message, so neither the logins nor the logouts count.
+    """Receivers over `processes` processes, 1 probe, `senders` senders (members in
+    all). Closed loop: at most `inflight` messages sent but not yet seen by the probe.
+    Open loop: `rate` messages per second regardless. `chatter`: the receivers also
+    type and mark what they read. CPU is measured per process of `server_pids` (the
+    generator apart) from "go" to the probe's last message, so neither the logins nor
+    the logouts count.
     """
-    receivers = members - 2
+    senders = max(1, min(senders, members - 2))
+    receivers = members - 1 - senders
     pool = ReceiverPool(system, port, receivers, messages, processes, chatter=chatter)
     pool.wait_ready()
     meter = measure.CpuMeter(server_pids, measure.generator_pids(pool.procs))
@@ -106,12 +118,14 @@ def fanout_once(
             "members": members,
             "messages": messages,
             "inflight": inflight,
+            "senders": senders,
             "rate": rate,
             "payload_bytes": PAYLOAD_BYTES,
         },
     )
     probe_collector = Collector()
     cpu: dict[str, Any] = {}
+    heard_by_senders = {"count": 0}
 
     async def run() -> None:
         nonlocal probe_collector
@@ -122,7 +136,17 @@ def fanout_once(
             state["probe"] += 1
             probe_seen.set()
 
-        sender = await connect_sender(system, port, "sender0")
+        heard = [0] * senders  # messages each sender received from the others
+
+        def hear(index: int) -> Any:
+            def count(*_: Any) -> None:
+                heard[index] += 1
+
+            return count
+
+        posting = [
+            await connect_sender(system, port, f"sender{i}", hear(i)) for i in range(senders)
+        ]
         probe, probe_collector = await _probe(system, port, "probe0", on_seq)
         acks: list[float] = []
         errors = 0
@@ -144,6 +168,7 @@ def fanout_once(
                 if delay > 0:
                     await asyncio.sleep(delay)
             text = stamp(seq)
+            sender = posting[seq % senders]
             if system == "chatroom":
                 sent_at = time.monotonic()
                 fut = sender.send_nowait("room.send", room="lobby", text=text)
@@ -169,14 +194,17 @@ def fanout_once(
             await asyncio.wait(pending, timeout=30)
         result.errors = errors
         result.extra["ack_ms"] = pcts(acks)
-        await sender.close()
+        await wait_for(lambda: sum(heard) >= messages * (senders - 1), 10, 0.01)
+        heard_by_senders["count"] = sum(heard)
+        for sender in posting:
+            await sender.close()
         await probe.close()
 
     with no_gc_pauses():
         run_async(run())
     merged = pool.collect(timeout=120)
-    result.expected = messages * (receivers + 1)
-    result.delivered = merged["count"] + probe_collector.count
+    result.expected = messages * (members - 1)
+    result.delivered = merged["count"] + probe_collector.count + heard_by_senders["count"]
     result.latencies_ms = merged["latencies"] + probe_collector.latencies
     bins = add_bins(dict(merged["bins"]), probe_collector.bins)
     result.timeline = timeline_of(bins)
@@ -197,8 +225,9 @@ def _scenario(
         def run_once(port: int, pids: dict[str, int], system: str = system) -> Result:
             label = f"{name} {system}"
             return fanout_once(
-                system, port, args.members, messages, inflight, rate, args.processes, label, pids
-            )
+                system, port, args.members, messages, inflight, rate, args.processes, label, pids,
+                senders=args.senders,
+            )  # fmt: skip
 
         if system == "chatroom":
             with servers.chatroom(args.db, args.set, serve_metrics=True) as (stack, url):

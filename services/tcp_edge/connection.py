@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -164,7 +165,7 @@ class Connection(asyncio.Protocol):
                 case Start(request):
                     task = asyncio.get_running_loop().create_task(self._run(request))
                     self.tasks.add(task)
-                    task.add_done_callback(self._finished)
+                    task.add_done_callback(partial(self._finished, request))
                 case PauseReading():
                     if self._open and self.transport is not None:
                         self.transport.pause_reading()
@@ -194,8 +195,8 @@ class Connection(asyncio.Protocol):
     def send(self, obj: dict[str, Any]) -> None:
         self._apply([Send(encode_frame(obj))])
 
-    def _finished(self, task: asyncio.Task) -> None:
+    def _finished(self, request: Request, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.opt(exception=task.exception()).error("request task failed")
-        self._apply(self.core.finished())
+        self._apply(self.core.finished(request))

@@ -3,7 +3,8 @@ actions out.
 
 The core decodes frames, checks requests against the protocol, answers `ping` itself,
 queues the rest and decides when each may start (a per-connection limit; a login or
-logout is a barrier), enforces the per-connection limits (frame sizes before and after
+logout is a barrier; a send waits for the one before it to the same conversation),
+enforces the per-connection limits (frame sizes before and after
 login, the login and idle timeouts, the slow-reader cap) and knows who is logged in and
 which topics that session hears. What it decides comes back as actions (frozen
 dataclasses, below) that the asyncio adapter (connection.py) carries out in order.
@@ -22,6 +23,7 @@ from typing import Any
 from chatroom.bus_contract import room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.framing import FrameDecoder, FrameError, encode_frame, parse_payload
+from chatroom.names import name_key
 from chatroom.protocol import (
     PRELOGIN_MAX_FRAME_BYTES,
     ErrorCode,
@@ -80,6 +82,9 @@ class Session:
         return [user_topic(self.user_id), *(room_topic(r) for r in self.room_ids)]
 
 
+OrderKey = tuple[str, Any]
+
+
 @dataclass(frozen=True)
 class Request:
     """A valid request, ready for the edge's dispatcher."""
@@ -88,6 +93,25 @@ class Request:
     op_name: str
     op: Op
     args: dict[str, Any]
+    # Requests of one connection with the same key run one after another (order_key).
+    order: OrderKey | None = None
+
+
+def order_key(op: Op, args: dict[str, Any]) -> OrderKey | None:
+    """What a request must stay in order with: its conversation (a room by name, a
+    direct chat by the other person's name, as the service would resolve them) or the
+    message it edits.
+
+    Why the edge: sends that run at once may be stored in any order — social awaits a
+    lookup for some and not others, and with several social replicas or buses they go
+    different ways. Holding each until the previous one to the same place is answered
+    keeps a connection's order in every topology; sends to different conversations
+    still run side by side.
+    """
+    if op.ordered_by is None:
+        return None
+    value = args[op.ordered_by]
+    return (op.ordered_by, name_key(value.strip()) if isinstance(value, str) else value)
 
 
 # --------------------------------------------------------------------------- actions
@@ -168,6 +192,7 @@ class ConnectionCore:
         "backlog",
         "paused",
         "barrier",
+        "ordered",
         "closing",
     )
 
@@ -184,6 +209,9 @@ class ConnectionCore:
         self.backlog: deque[Request] = deque()
         self.paused = False
         self.barrier = False
+        # Conversations with a request running, each with the ones started after it
+        # that wait their turn (they count as in flight: the same bound holds).
+        self.ordered: dict[OrderKey, deque[Request]] = {}
         self.closing = False
 
     @property
@@ -229,7 +257,7 @@ class ConnectionCore:
             return reply_error(request_id_of(msg), exc.code, exc.message, **extra)
         if op.service == "edge":  # ping: answered here, ahead of queued requests
             return reply_ok(msg["id"], time=int(self.wall_s() * 1000))
-        self.backlog.append(Request(msg["id"], msg["op"], op, args))
+        self.backlog.append(Request(msg["id"], msg["op"], op, args, order_key(op, args)))
         return None
 
     def pump(self) -> list[Action]:
@@ -248,6 +276,12 @@ class ConnectionCore:
                 continue
             self.barrier = request.op.changes_session
             self.inflight += 1
+            if request.order is not None:
+                waiting = self.ordered.get(request.order)
+                if waiting is not None:
+                    waiting.append(request)  # started when the one before is answered
+                    continue
+                self.ordered[request.order] = deque()
             actions.append(Start(request))
         should_pause = bool(self.backlog)
         if should_pause != self.paused and not self.closing:
@@ -255,12 +289,20 @@ class ConnectionCore:
             actions.append(PauseReading() if should_pause else ResumeReading())
         return actions
 
-    def finished(self) -> list[Action]:
+    def finished(self, request: Request) -> list[Action]:
         """A started request is done (its replies were sent)."""
         self.inflight -= 1
+        actions: list[Action] = []
+        if request.order is not None:
+            waiting = self.ordered[request.order]
+            if waiting and not self.closing:
+                actions.append(Start(waiting.popleft()))
+            else:
+                self.inflight -= len(waiting)  # a closing connection starts nothing more
+                del self.ordered[request.order]
         if self.inflight == 0:
             self.barrier = False
-        return self.pump()
+        return actions + self.pump()
 
     def stop_reading(self) -> list[Action]:
         """Shutting down: drop what was queued and read no more."""
