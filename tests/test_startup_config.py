@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from chatroom import config_env
 
 
 def start(module: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
-    clean.update(CHAT_DB_URL=f"sqlite:///{tmp_path}/chat.db", **env)
+    clean.update({"CHAT_DB_URL": f"sqlite:///{tmp_path}/chat.db", **env})
     return subprocess.run(
         [sys.executable, "-m", module],
         env=clean,
@@ -79,3 +81,22 @@ def test_version_is_the_distributions():
     )
     assert result.returncode == 0
     assert result.stdout.strip() == f"chatroom {version('chatroom')}"
+
+
+def test_a_refused_database_password_is_one_line_and_exit_2_at_once(tmp_path, mysql_url):
+    """Seen in the Swarm test: a data volume left by an earlier run kept its first
+    password, so every replica waited for a database that would never let it in and was
+    replaced, minute after minute, saying only "not reachable yet". Now the first
+    refusal ends the process and says what to check."""
+    wrong = make_url(mysql_url).set(password="not-the-password")
+    result = start(
+        "services.auth",
+        tmp_path,
+        CHAT_DB_URL=wrong.render_as_string(hide_password=False),
+        CHAT_BUS_KEYS_DIR=str(tmp_path / "keys"),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "refused user 'chat_test'" in result.stderr
+    assert "data volume keeps the password of its first start" in result.stderr
+    assert "not reachable yet" not in result.stderr  # no minute of retries first

@@ -109,6 +109,20 @@ def stack_logs() -> str:
     return logs
 
 
+def remove_database_volume(within: float = 90) -> None:
+    """The stack's database volume gone, waiting while a container that is still
+    stopping holds it (a volume left behind made the next run fail: CI, session 8)."""
+    volume = f"{STACK}_db-data"
+    deadline = time.monotonic() + within
+    while docker("volume", "ls", "-q", "--filter", f"name=^{volume}$", check=False):
+        holders = docker("ps", "-aq", "--filter", f"volume={volume}", check=False).split()
+        if holders:
+            docker("rm", "-f", *holders, check=False)
+        docker("volume", "rm", volume, check=False)
+        assert time.monotonic() < deadline, f"volume {volume} is still in use"
+        time.sleep(1)
+
+
 def _engine_nofile() -> str:
     return docker(
         "run",
@@ -143,6 +157,8 @@ def test_single_node_swarm_serves_logins(tmp_path):
         CHAT_EDGE_NOFILE=nofile if nofile.isdigit() and int(nofile) < 20000 else "20000",
     )
     env.pop("COMPOSE_FILE", None)
+    # An earlier run's database would keep that run's password, not this one's secrets.
+    remove_database_volume()
     # The server image, as compose builds it.
     docker("compose", "-p", STACK, "build", "bus", env=env, timeout=600)
     docker("swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377")
@@ -196,5 +212,5 @@ def test_single_node_swarm_serves_logins(tmp_path):
         ):
             time.sleep(1)
         docker("swarm", "leave", "--force", check=False)
-        docker("volume", "rm", f"{STACK}_db-data", check=False)
+        remove_database_volume()
         docker("image", "rm", f"chatroom-server:{VERSION}", check=False)

@@ -118,7 +118,13 @@ def database_ping(engine: Engine) -> None:
         conn.exec_driver_sql("SELECT 1")
 
 
+# MySQL's "Access denied for user": waiting does not help.
+ACCESS_DENIED = 1045
+
+
 def wait_for_database(engine: Engine, timeout_s: float = 60.0) -> None:
+    """Until the database answers (it may still be starting), at most `timeout_s`; a
+    refused password ends the process at once (status 2), saying what to check."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -126,6 +132,15 @@ def wait_for_database(engine: Engine, timeout_s: float = 60.0) -> None:
                 conn.exec_driver_sql("SELECT 1")
             return
         except OperationalError as exc:
+            if getattr(exc.orig, "args", (None,))[0] == ACCESS_DENIED:
+                logger.error(
+                    "the database refused user {!r}'s password. Check that the password "
+                    "this service is given (CHAT_DB_URL, or the db_password secret) is the "
+                    "one the database was created with: a database's data volume keeps the "
+                    "password of its first start, whatever .env or secrets/ say later",
+                    engine.url.username,
+                )
+                raise SystemExit(2) from None
             if time.monotonic() > deadline:
                 raise
             logger.warning("database not reachable yet ({}); retrying", exc.orig)
