@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QElapsedTimer, QObject, QTimer
 
 from .conversations import Conversation
 from .memory import DeviceMemory
@@ -22,6 +22,9 @@ from .net import ChatClient
 # load when the conversation is scrolled up.
 SYNC_BACKLOG = 200
 MARK_DELAY_MS = 400  # read.mark waits this long, so a burst of reading is one request
+# ... and goes at most this often: in a conversation that never pauses (a busy room on
+# screen), marks are sent every few seconds, not after every message, and not never.
+MARK_INTERVAL_MS = 3000
 
 
 class ReadMarkers(QObject):
@@ -33,6 +36,7 @@ class ReadMarkers(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._send)
+        self._clock = QElapsedTimer()  # since the last read.mark went
 
     def start(self, conv: Conversation, entry: dict[str, Any], known_device: bool) -> None:
         """Where the login sync of a conversation starts: at our read marker, so what
@@ -72,9 +76,19 @@ class ReadMarkers(QObject):
             if conv.room_id is not None:
                 self.memory.put_marker(conv.room_id, conv.read_seq)
                 self._marks[conv.key] = conv.read_seq
-                self._timer.start(MARK_DELAY_MS)
+                self._schedule()
+
+    def _schedule(self) -> None:
+        """Send what is marked after MARK_DELAY_MS, and not sooner than MARK_INTERVAL_MS
+        after the last send. A timer already running is left alone: restarting it on
+        every new message would put the send off for as long as messages keep coming."""
+        if self._timer.isActive():
+            return
+        since_last = self._clock.elapsed() if self._clock.isValid() else MARK_INTERVAL_MS
+        self._timer.start(max(MARK_DELAY_MS, MARK_INTERVAL_MS - since_last))
 
     def _send(self) -> None:
+        self._clock.start()
         marks, self._marks = self._marks, {}
         for (kind, name), seq in marks.items():
             where = {"room": name} if kind == "room" else {"with": name}

@@ -9,9 +9,10 @@ bout lasts the member sends `typing on` once every TYPING_RENEW_S, as TypingSend
 bout ends (the text sent or emptied).
 
 Reading: a member marks the newest seq it has received with `read.mark`, at most once
-every MARK_DELAY_MS. The desktop client waits MARK_DELAY_MS after a burst of reading;
-under a stream that never pauses this is the most it could send, so it is an upper
-bound of the markers' cost.
+every MARK_INTERVAL_MS, each member at its own phase. That is what the desktop client
+sends for a conversation on screen under a stream that never pauses (it marks
+MARK_DELAY_MS after it has read, then at most every MARK_INTERVAL_MS), so it is an upper
+bound of the markers' cost: a client whose window is not in front sends none.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from chatroom.protocol import TYPING_RENEW_S
 
-MARK_DELAY_S = 0.4  # client/read_markers.py MARK_DELAY_MS
+MARK_INTERVAL_S = 3.0  # client/read_markers.py MARK_INTERVAL_MS
 TICK_S = 0.1
 
 
@@ -61,6 +62,7 @@ class _Member:
         self.typing_since: float | None = None  # when "on" was last sent
         self.newest_seq = 0
         self.marked_seq = 0
+        self.next_mark_s = rng.uniform(0, MARK_INTERVAL_S)  # members do not mark in step
 
     def typing_now(self, t: float) -> bool:
         if not self.cycle_s:
@@ -102,9 +104,10 @@ class Chatter:
         if fut.cancelled() or fut.exception() is not None or not fut.result().get("ok"):
             self.counts.refused += 1
 
-    def _tick(self, t: float, marks_due: bool) -> None:
-        """One pass over the members at `t` s into the run: typing due, and (when
-        `marks_due`) each member's newest seq marked read if it moved."""
+    def _tick(self, t: float, last: bool = False) -> None:
+        """One pass over the members at `t` s into the run: typing due, and the newest
+        seq marked read by each member whose mark is due (every one on the `last`
+        pass) if it moved."""
         room = self.plan.room
         for m in self.members:
             if m.typing_now(t):
@@ -116,23 +119,20 @@ class Chatter:
                 m.typing_since = None
                 self._send(m, "typing", room=room, on=False)
                 self.counts.typing_sent += 1
-        if not marks_due:
+        if not self.plan.read_marks:
             return
         for m in self.members:
-            if m.newest_seq > m.marked_seq:
+            if (last or t >= m.next_mark_s) and m.newest_seq > m.marked_seq:
+                m.next_mark_s = t + MARK_INTERVAL_S
                 m.marked_seq = m.newest_seq
                 self._send(m, "read.mark", room=room, seq=m.newest_seq)
                 self.counts.marks_sent += 1
 
     async def run(self, stop: asyncio.Event) -> None:
-        started = last_mark = time.monotonic()
+        started = time.monotonic()
         while not stop.is_set():
-            now = time.monotonic()
-            marks_due = self.plan.read_marks and now - last_mark >= MARK_DELAY_S
-            self._tick(now - started, marks_due)
-            if marks_due:
-                last_mark = now
+            self._tick(time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TICK_S)
         # The burst is over: the client marks what it read since its last mark.
-        self._tick(time.monotonic() - started, self.plan.read_marks)
+        self._tick(time.monotonic() - started, last=True)

@@ -18,13 +18,16 @@ from client.dialogs import SwitcherDialog  # noqa: E402
 from client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
+    PASSWORD,
     answer_text,
     befriend,
     click,
     click_button,
     dialog,
+    focus_window,
     open_conversation,
     press,
+    pump,
     send,
     shown,
     sign_in,
@@ -33,6 +36,7 @@ from clicks import (  # noqa: E402
     type_into,
     wait,
 )
+from wire import WireClient  # noqa: E402
 
 # ---------------------------------------------------------------------- messages
 
@@ -244,6 +248,37 @@ def test_reading_on_one_device_clears_the_badge_on_the_other(apps, make_stack, s
     sign_in(tablet, stack.port, "ann")
     wait(lambda: tablet.state.conversation(dm_key("bob")).unread == 1, what="server's count")
     assert tablet.main_window.windowTitle() == "ChatRoom (1)"
+
+
+def test_a_conversation_on_screen_is_marked_read_while_messages_keep_coming(
+    apps, make_stack, sqlite_url
+):
+    """A busy chat on screen never pauses for the mark delay (MARK_DELAY_MS): the client
+    must still tell the server, within a few seconds, that it has been read. (It used
+    to put the read.mark off at every new message, so in a stream it never went.)"""
+    stack = make_stack(sqlite_url)
+    laptop, bob = apps("ann-laptop"), apps("bob")
+    sign_up(laptop, stack.port, "ann")
+    sign_up(bob, stack.port, "bob")
+    befriend(laptop, bob)
+    focus_window(laptop.main_window)  # ann looks at it
+    open_conversation(laptop, dm_key("bob"))
+    wait(lambda: laptop.state.watching, what="ann's window in front")
+    with WireClient(stack.port) as phone, WireClient(stack.port) as writer:
+        phone.login("ann", PASSWORD)  # ann's other device hears her read pushes
+        writer.login("bob", PASSWORD)
+        marked = None
+        for n in range(60):  # a message every ~150 ms, for at most ~9 s
+            writer.call("dm.send", to="ann", text=f"busy {n}")
+            pump(0.15)  # the pace of the stream, not a wait for something
+            try:
+                marked = phone.event("read", timeout=0.02)
+                break
+            except TimeoutError:
+                continue
+        assert marked is not None, "no read.mark while the messages kept coming"
+        assert marked["seq"] >= 1 and n < 59
+    assert laptop.state.conversation(dm_key("bob")).unread == 0
 
 
 def test_typing_shows_under_the_conversation_until_sent(apps, make_stack, sqlite_url):

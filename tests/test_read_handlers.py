@@ -215,3 +215,47 @@ def test_receipts_only_when_both_share_them(w):
     # Turning it off twice changes nothing and tells nobody.
     call(w.ops["read.receipts"], w.bob, {"enabled": False})
     assert w.bob.events == []
+
+
+def test_marks_sent_together_are_committed_together_and_keep_the_largest(w):
+    """Many read.marks at once (store/marks.py commits what is queued as one batch):
+    each is authorised on its own (carol is not in the den), a seq past the end is
+    refused on its own, and of alice's marks from two devices the largest wins, however
+    they were grouped; every push that says the marker moved says a larger seq."""
+    import asyncio
+
+    call(w.ops["room.create"], w.bob, {"room": "den"})
+    _say(w, w.bob, 5)
+    den_seq = _say(w, w.bob, 2, room="den")
+    marks = [
+        (w.alice, {"room": LOBBY, "seq": 3}),
+        (w.alice2, {"room": LOBBY, "seq": 5}),
+        (w.alice, {"room": LOBBY, "seq": 4}),
+        (w.carol, {"room": "den", "seq": 1}),
+        (w.bob, {"room": "den", "seq": den_seq}),
+        (w.carol, {"room": LOBBY, "seq": 99}),
+        (w.carol, {"room": LOBBY, "seq": 2}),
+    ]
+    for ctx, _ in marks:
+        ctx.events.clear()
+
+    async def all_at_once() -> list:
+        handler = w.ops["read.mark"]
+        return await asyncio.gather(
+            *(handler(ctx, args) for ctx, args in marks), return_exceptions=True
+        )
+
+    replies = asyncio.run(all_at_once())
+    assert isinstance(replies[3], ServiceError) and replies[3].code == "forbidden"
+    assert isinstance(replies[5], ServiceError) and replies[5].code == "bad_request"
+    for i in (0, 1, 2):
+        assert replies[i]["seq"] >= marks[i][1]["seq"]
+    assert replies[4]["seq"] == den_seq and replies[4]["unread"] == 0
+    assert replies[6]["seq"] == 2 and replies[6]["unread"] == 3
+    pushed = [
+        e["seq"] for e in events_to(w.alice, user_topic(1)) + events_to(w.alice2, user_topic(1))
+    ]
+    assert pushed and max(pushed) == 5 and len(set(pushed)) == len(pushed)
+    # Where it ended: at 5, for both of alice's devices and the next login.
+    again = call(w.ops["read.mark"], w.alice, {"room": LOBBY, "seq": 1})
+    assert again["seq"] == 5 and again["unread"] == 0

@@ -10,6 +10,7 @@ whose two people both share receipts, the other person gets a `read.receipt`.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, NamedTuple
 
 from chatroom.bus_contract import Control, user_topic
@@ -19,22 +20,17 @@ from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
     existing_room,
-    find_user,
+    existing_user,
     me_of,
+    no_such_room,
     not_direct,
     not_member,
     user_ref,
 )
 from services.social.store import SocialStore
-from services.social.store.queries import Tx
-from services.social.store.rooms import direct_name
-
-
-class Conversation(NamedTuple):
-    id: int
-    name: str
-    last_seq: int
-    peer: Any  # the other person (id, username) of a direct chat; None for a room
+from services.social.store.batch_sql import NotMember
+from services.social.store.marks import RoomGone, SeqAhead
+from services.social.store.rooms import RoomIdentity, direct_name
 
 
 def no_conversation_with(peer: Any) -> ServiceError:
@@ -42,23 +38,12 @@ def no_conversation_with(peer: Any) -> ServiceError:
     return ServiceError(ErrorCode.NOT_FOUND, f"no messages with {peer.username} yet")
 
 
-def conversation_to_mark(tx: Tx, user_id: int, args: dict[str, Any]) -> Conversation:
-    """The conversation `room` or `with` names, if the user may mark it (on the write's
-    transaction). A non-member is refused before the seq is looked at, so nothing about
-    a room they are not in (how many messages it has) can be learned by marking."""
-    room_name, peer_name = args.get("room"), args.get("with")
-    if (room_name is None) == (peer_name is None):
-        raise bad_request("room", "name the conversation: either 'room' or 'with', not both")
-    if room_name is not None:
-        room = not_direct(existing_room(tx.room_named(room_name), room_name), room_name)
-        if not tx.is_member(room, user_id):
-            raise not_member(room)
-        return Conversation(room.id, room.name, room.last_seq, None)
-    peer = find_user(tx, str(peer_name))
-    room = tx.room_named(direct_name(user_id, peer.id)) if peer.id != user_id else None
-    if room is None:
-        raise no_conversation_with(peer)
-    return Conversation(room.id, room.name, room.last_seq, peer)
+class Target(NamedTuple):
+    """The conversation a read.mark names: its room, and the other person of a direct
+    chat (None for a room)."""
+
+    room: RoomIdentity
+    peer: Any
 
 
 class ReadHandlers:
@@ -69,39 +54,77 @@ class ReadHandlers:
     def ops(self) -> dict[str, Handler]:
         return {"read.mark": self.read_mark, "read.receipts": self.read_receipts}
 
-    def read_mark(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+    async def read_mark(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = me_of(ctx)
-        seq = args["seq"]
-        with self.store.transaction() as tx:
-            conv = conversation_to_mark(tx, me.id, args)
-            if seq > conv.last_seq:
-                raise bad_request(
-                    "seq", f"there is no message {seq} here yet (the last is {conv.last_seq})"
-                )
-            marker, moved = tx.advance_marker(me.id, conv.id, seq)
-            unread = tx.unread_of(
-                me.id, conv.id, marker, conv.last_seq, direct=conv.peer is not None
+        room_name, peer_name = args.get("room"), args.get("with")
+        if (room_name is None) == (peer_name is None):
+            raise bad_request("room", "name the conversation: either 'room' or 'with', not both")
+        target = self._remembered(me.id, room_name, peer_name)
+        if target is None:
+            target = await asyncio.to_thread(self._look_up, me.id, room_name, peer_name)
+        room, peer = target
+        # Authorised, moved and counted in the batch's transaction (store/marks.py).
+        try:
+            marked = await self.store.mark_read(
+                me.id, room.id, args["seq"], None if peer is None else peer.id
             )
-            receipts = (
-                moved and conv.peer is not None and len(tx.receipts_on([me.id, conv.peer.id])) == 2
-            )
-        reply: dict[str, Any] = {"room": conv.name, "room_id": conv.id, "seq": marker}
-        if conv.peer is not None:
-            reply["with"] = user_ref(conv.peer)
-        reply.update(unread.fields())
+        except NotMember:
+            raise not_member(room) from None
+        except RoomGone:
+            raise no_such_room(room.name) from None
+        except SeqAhead as exc:
+            raise bad_request(
+                "seq", f"there is no message {args['seq']} here yet (the last is {exc.last_seq})"
+            ) from None
+        reply: dict[str, Any] = {"room": marked.room_name, "room_id": room.id, "seq": marked.marker}
+        if peer is not None:
+            reply["with"] = user_ref(peer)
+        reply.update(marked.unread.fields())
         del reply["read_seq"]  # it is `seq` here
-        if moved:
+        if marked.moved:
             ctx.publish(user_topic(me.id), {"event": Event.READ, **reply, Control.ORIGIN: ctx.conn})
-        if receipts:
+        if marked.receipts:
             receipt = {
                 "event": Event.READ_RECEIPT,
-                "room": conv.name,
-                "room_id": conv.id,
+                "room": marked.room_name,
+                "room_id": room.id,
                 "user": user_ref(me),
-                "seq": marker,
+                "seq": marked.marker,
             }
-            ctx.publish(user_topic(conv.peer.id), receipt)
+            ctx.publish(user_topic(peer.id), receipt)
         return reply
+
+    def _remembered(
+        self, me_id: int, room_name: str | None, peer_name: str | None
+    ) -> Target | None:
+        """The conversation from this process's memory, without the database (None:
+        not all of it is remembered). Rooms and users are never renamed; a room deleted
+        since is caught in the batch."""
+        if room_name is not None:
+            room = self.store.cached_room(room_name)
+            return None if room is None else Target(not_direct(room, room_name), None)
+        peer = self.store.cached_user(str(peer_name))
+        if peer is None or peer.id == me_id:
+            return None
+        room = self.store.cached_direct_room(me_id, peer.id)
+        return None if room is None else Target(room, peer)
+
+    def _look_up(self, me_id: int, room_name: str | None, peer_name: str | None) -> Target:
+        """The conversation from the database (remembered for the next time); raises
+        not_found for a room or person that does not exist, or a pair that never wrote."""
+        with self.store.reading() as tx:
+            if room_name is not None:
+                room = self.store.room_identity_on(tx, room_name)
+                return Target(not_direct(existing_room(room, room_name), room_name), None)
+            peer = existing_user(self.store.user_named(tx, str(peer_name)), str(peer_name))
+            found = (
+                self.store.room_identity_on(tx, direct_name(me_id, peer.id))
+                if peer.id != me_id
+                else None
+            )
+        if found is None:
+            raise no_conversation_with(peer)
+        return Target(found, peer)
 
     def read_receipts(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """Turn sharing one's read markers in direct chats on or off. Turned on, the

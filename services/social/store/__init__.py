@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.names import username_key
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import LOBBY, profiles
+from services.social.store.marks import MarkWriter
 from services.social.store.queries import Tx
 from services.social.store.rooms import DIRECT, RoomIdentity, direct_name, room_key
 from services.social.store.sessions import SessionOpener
@@ -73,6 +74,10 @@ class SocialStore:
         # user_id, edge_id, conn_id) a login for the session opener (SessionOpener.submit).
         self.add_message = self.writer.submit
         self.open_session = self.sessions.submit
+        # mark_read(user_id, room_id, seq, peer_id): a read.mark for the group commit of
+        # markers (MarkWriter.submit).
+        self.marks = MarkWriter(self.transaction)
+        self.mark_read = self.marks.submit
         self._rooms = Remembered()  # room key -> RoomIdentity
         self._users = Remembered()  # username key -> (id, username)
         self._profiles_seen: set[int] = set()
@@ -81,6 +86,7 @@ class SocialStore:
         """Start the message writer (its thread and connection) now, not at the first
         send."""
         self.writer.start()
+        self.marks.start()
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

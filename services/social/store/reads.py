@@ -104,16 +104,19 @@ class ReadQueries(MentionQueries):
         else:
             # No row yet (no locking read: on InnoDB a locked gap would make two first
             # marks deadlock): insert, or keep the larger seq if another got in first.
-            self._insert_keeping_larger(user_id, room_id, seq, now)
+            self.upsert_markers(
+                [{"user_id": user_id, "room_id": room_id, "seq": seq, "updated_at": now}]
+            )
         current = self.conn.execute(
             select(read_markers.c.seq).where(*where).with_for_update()
         ).scalar_one()
         return int(current), old is None and current == seq
 
-    def _insert_keeping_larger(self, user_id: int, room_id: int, seq: int, now: int) -> None:
-        row = {"user_id": user_id, "room_id": room_id, "seq": seq, "updated_at": now}
+    def upsert_markers(self, rows: list[dict[str, int]]) -> None:
+        """Insert markers (user_id, room_id, seq, updated_at), or move existing ones
+        forward to them: an existing larger seq is kept."""
         if self.conn.dialect.name == "sqlite":
-            lite = sqlite_insert(read_markers).values(row)
+            lite = sqlite_insert(read_markers).values(rows)
             self.conn.execute(
                 lite.on_conflict_do_update(
                     index_elements=["user_id", "room_id"],
@@ -121,7 +124,7 @@ class ReadQueries(MentionQueries):
                 )
             )
         else:
-            my = mysql_insert(read_markers).values(row)
+            my = mysql_insert(read_markers).values(rows)
             self.conn.execute(
                 my.on_duplicate_key_update(seq=func.greatest(read_markers.c.seq, my.inserted.seq))
             )
