@@ -111,6 +111,7 @@ class MainWindow(QMainWindow):
 
         state.conversationChanged.connect(self._conversation_changed)
         state.conversationsChanged.connect(self._refresh_lists)
+        state.conversationClosed.connect(lambda _key: self.open(room_key("lobby")))
         state.friendsChanged.connect(self._refresh_friends)
         state.requestsChanged.connect(self.side.refresh_requests)
         state.profileChanged.connect(self._refresh_profile)

@@ -60,6 +60,9 @@ class ChatState(QObject):
     resumed = Signal()  # the session is back and syncing
     roomChanged = Signal(object)  # key: our role, the topic or announcement mode changed
     settingsChanged = Signal()  # read_receipts changed (here or on another device)
+    # The open conversation is gone (we were unfriended or blocked, kicked, banned, the
+    # room deleted): the window shows another, rather than a pane nobody can write in.
+    conversationClosed = Signal(object)  # key
 
     def __init__(self, client: ChatClient, settings: QSettings | None = None) -> None:
         super().__init__(client)
@@ -289,8 +292,7 @@ class ChatState(QObject):
         # An erased account also closes the requests sent to it.
         self.outgoing = [r for r in self.outgoing if r["user"]["username"] != who]
         self.requestsChanged.emit()
-        if self.active == dm_key(who):
-            self.active = None
+        self._close_if_open(dm_key(who))
         self.friendsChanged.emit()
         self.conversationsChanged.emit()
 
@@ -327,10 +329,14 @@ class ChatState(QObject):
         if event.get("reason"):
             self.tell(left_notice(event["reason"], event["room"]["name"]))
         self.conversations.pop(key, None)
-        if self.active == key:
-            self.active = None
+        self._close_if_open(key)
         self.conversationsChanged.emit()
         self._unread_total_changed()
+
+    def _close_if_open(self, key: tuple[str, str]) -> None:
+        if self.active == key:
+            self.active = None
+            self.conversationClosed.emit(key)
 
     def _push_room_member(self, event: dict[str, Any]) -> None:
         key = room_key(event["room"])

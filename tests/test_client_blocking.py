@@ -11,7 +11,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from client.account_dialog import AccountDialog  # noqa: E402
-from client.conversations import room_key  # noqa: E402
+from client.conversations import dm_key, room_key  # noqa: E402
 from client.profile_dialog import ProfileDialog  # noqa: E402
 
 from clicks import (  # noqa: E402
@@ -83,3 +83,35 @@ def test_block_and_unblock_by_clicking(apps, make_stack, sqlite_url):
         right_click_row(ann.main_window.chat.members, "bob")
         choose_menu_item("user_menu", "unblock")
         wait(lambda: not ann.state.blocks.is_blocked("bob"), what="bob unblocked from members")
+
+
+def test_a_conversation_that_closes_under_you_gives_way_to_the_lobby(apps, make_stack, sqlite_url):
+    """Found by a new user's trial: bob had his chat with ann open when she blocked him;
+    his header went blank and Send did nothing, silently. Now the window goes to the
+    lobby (with the notice that ann is no longer his friend), where he can write; the
+    same when he is kicked from the room he is looking at."""
+    stack = make_stack(sqlite_url)
+    ann, bob = apps("ann"), apps("bob")
+    sign_up(ann, stack.port, "ann")
+    sign_up(bob, stack.port, "bob")
+    befriend(ann, bob)
+    open_conversation(bob, dm_key("ann"))
+    right_click_row(ann.main_window.side.friends, "bob")
+    choose_menu_item("user_menu", "block")
+    answer_confirm("confirm_block")
+    wait(lambda: bob.state.active == room_key("lobby"), what="bob's window on the lobby")
+    assert bob.main_window.chat.title.text().startswith("#lobby") or "lobby" in (
+        bob.main_window.chat.title.text()
+    )
+    wait(lambda: "no longer your friend" in bob.main_window.chat.notice.text())
+    send(bob, "still here")
+    wait(lambda: "still here" in shown(bob), what="bob writes in the lobby")
+
+    with WireClient(stack.port) as owner:
+        owner.register_and_login("owner")
+        owner.call("room.create", room="den")
+        owner.call("room.invite", room="den", username="bob")
+        wait(lambda: room_key("den") in bob.state.conversations, what="bob in the den")
+        open_conversation(bob, room_key("den"))
+        owner.call("room.kick", room="den", username="bob")
+        wait(lambda: bob.state.active == room_key("lobby"), what="the lobby after the kick")
