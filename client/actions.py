@@ -216,6 +216,17 @@ class ChatActions(QObject):
         self._send_one(local)
         return local
 
+    def resend(self, key: tuple[str, str], failed: dict[str, Any]) -> None:
+        """A message that was not sent, sent again (as a new message: the server stored
+        none of it) in its place at the end."""
+        self.discard(key, failed)
+        self.send(key, failed["text"], failed.get("reply_to"))
+
+    def discard(self, key: tuple[str, str], failed: dict[str, Any]) -> None:
+        """A message that was not sent, removed from this device's view."""
+        self.state.conversation(key).discard(failed)
+        self.state.conversationChanged.emit(key)
+
     def change_message(
         self, key: tuple[str, str], message: dict[str, Any], text: str | None, done: Callback
     ) -> None:

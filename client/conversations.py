@@ -85,6 +85,14 @@ class Conversation:
         self._held(seq)
         return True
 
+    def discard(self, message: dict[str, Any]) -> None:
+        """Forget a message the server never stored (a failed send the user removes)."""
+        if message.get("id") is not None or not message.get("client_id"):
+            return
+        kept = self._known.pop(client_key(message), None)
+        if kept is not None and kept in self.messages:
+            self.messages.remove(kept)
+
     def _sort(self) -> None:
         self.messages.sort(key=lambda m: (m.get("seq") is None, m.get("seq") or 0))
 

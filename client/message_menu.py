@@ -1,5 +1,6 @@
 """What a person does to a message: right-click it for Reply, Edit… (their own, within
-the server's edit window) and Delete… (their own, after a confirmation); a reply is
+the server's edit window) and Delete… (their own, after a confirmation), or, for one
+the server refused, Send again and Remove; a reply is
 composed under a "Replying to …" bar and shows the original quoted; clicking a reply
 jumps to the original (loading older history until it is there)."""
 
@@ -12,7 +13,7 @@ from PySide6.QtCore import QModelIndex, QPoint, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QMenu, QWidget
 
 from .blocking import ask_block
-from .conversations import moderates
+from .conversations import FAILED, moderates
 from .ui import ElidedLabel, ask_text, button, confirm, on_click
 from .widgets import MESSAGE_ROLE
 
@@ -53,8 +54,11 @@ class MessageMenu:
     def open_menu(self, pos: QPoint) -> None:
         index = self.pane.view.indexAt(pos)
         message = index.data(MESSAGE_ROLE) if index.isValid() else None
+        if message and message.get("state") == FAILED:
+            self._failed_menu(message, pos)
+            return
         if not message or not message.get("id") or message.get("deleted"):
-            return  # pending, failed or deleted: nothing to do with it
+            return  # pending or deleted: nothing to do with it
         if message.get("kind") == "event":
             return  # a moderation line, not a message
         menu = QMenu(self.pane.view)
@@ -80,6 +84,22 @@ class MessageMenu:
             block.setObjectName("block")
             blocks, said = self.pane.state.blocks, self.pane.show_notice
             on_click(block, lambda: ask_block(self.pane, blocks, author, said))
+        menu.popup(self.pane.view.viewport().mapToGlobal(pos))
+
+    def _failed_menu(self, message: dict[str, Any], pos: QPoint) -> None:
+        """A message the server refused: send it again, or remove it."""
+        key = self.pane.state.active
+        if key is None:
+            return
+        menu = QMenu(self.pane.view)
+        menu.setObjectName("failed_menu")
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        again = menu.addAction("Send again")
+        again.setObjectName("resend")
+        on_click(again, lambda: self.pane.chat_actions.resend(key, message))
+        remove = menu.addAction("Remove")
+        remove.setObjectName("discard")
+        on_click(remove, lambda: self.pane.chat_actions.discard(key, message))
         menu.popup(self.pane.view.viewport().mapToGlobal(pos))
 
     def _editable(self, message: dict[str, Any]) -> bool:

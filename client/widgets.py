@@ -168,6 +168,9 @@ class MessageModel(QAbstractListModel):
             return message["from"]["username"] == self.me
         if role == LAYOUT_ROLE:
             return self.layouts[index.row()]
+        if role == Qt.ItemDataRole.ToolTipRole and message.get("state") == FAILED:
+            # The bubble's header is cut to its width: the whole reason, and what to do.
+            return f"Not sent: {message.get('error', 'failed')}\nRight-click: Send again or Remove"
         return None
 
 

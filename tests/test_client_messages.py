@@ -21,6 +21,7 @@ from clicks import (  # noqa: E402
     PASSWORD,
     answer_text,
     befriend,
+    choose_menu_item,
     click,
     click_button,
     dialog,
@@ -28,6 +29,7 @@ from clicks import (  # noqa: E402
     open_conversation,
     press,
     pump,
+    right_click_message,
     send,
     shown,
     sign_in,
@@ -306,3 +308,56 @@ def test_typing_shows_under_the_conversation_until_sent(apps, make_stack, sqlite
     # Emptying the box stops it.
     bob.main_window.chat.compose.clear()
     wait(lambda: ann.main_window.chat.typing_line.isHidden(), what="stopped when emptied")
+
+
+def test_a_refused_message_says_why_and_can_be_sent_again_or_removed(apps, make_stack, sqlite_url):
+    """Found by a new user's trial: a refused message's reason was cut off in its header
+    and nothing could be done with it. Its tooltip has the whole reason; right-click:
+    Send again (a new attempt) or Remove. Refused here: a reply to a message its author
+    deleted meanwhile."""
+    stack = make_stack(sqlite_url)
+    app = apps("ann")
+    sign_up(app, stack.port, "ann")
+    with WireClient(stack.port) as cat:
+        cat.register_and_login("cat")
+        original = cat.call("room.send", room="lobby", text="delete me soon")["message"]
+        open_conversation(app, room_key("lobby"))
+        right_click_message(app, "delete me soon")
+        choose_menu_item("message_menu", "reply")
+        cat.call("message.delete", message=original["id"])
+        lobby = app.state.conversation(room_key("lobby"))
+        wait(lambda: any(m.get("deleted") for m in lobby.messages), what="the delete arrived")
+        send(app, "an answer")
+
+        def failed() -> list:
+            return [m for m in lobby.messages if m["text"] == "an answer"]
+
+        wait(lambda: [m["state"] for m in failed()] == [FAILED], what="refused")
+        chat = app.main_window.chat
+        row = wait(
+            lambda: next(
+                (n for n, m in enumerate(chat.model.messages) if m.get("state") == FAILED), None
+            ),
+            what="shown as not sent",
+        )
+        tip = chat.model.data(chat.model.index(row), Qt.ItemDataRole.ToolTipRole)
+        assert tip.startswith("Not sent: reply_to: no message") and "Send again" in tip
+        first = failed()[0]
+
+        right_click_message(app, "an answer")
+        choose_menu_item("failed_menu", "resend")
+        wait(lambda: failed() and failed()[0] is not first, what="sent again")
+        wait(lambda: [m["state"] for m in failed()] == [FAILED], what="refused again")
+        again = failed()[0]["client_id"]
+        wait(
+            lambda: (
+                [m.get("client_id") for m in chat.model.messages if m["text"] == "an answer"]
+                == [again]
+            ),
+            what="the new attempt on screen",
+        )
+
+        right_click_message(app, "an answer")
+        choose_menu_item("failed_menu", "discard")
+        wait(lambda: not failed(), what="removed")
+        wait(lambda: "an answer" not in shown(app), what="gone from the screen")
