@@ -251,6 +251,10 @@ class ChatState(QObject):
 
     def _push_friend_request(self, event: dict[str, Any]) -> None:
         who = event["from"]["username"]
+        # The server never keeps requests both ways (one to someone who asked you makes
+        # you friends): an outgoing one still listed was dropped, e.g. while they had
+        # blocked us (not revealed), so it is gone here too.
+        self.outgoing = [r for r in self.outgoing if r["user"]["username"] != who]
         if not any(r["user"]["username"] == who for r in self.incoming):
             self.incoming.append({"user": event["from"], "ts": event.get("ts")})
             self.tell(f"{who} wants to be your friend")

@@ -16,6 +16,7 @@ from client.profile_dialog import ProfileDialog  # noqa: E402
 
 from clicks import (  # noqa: E402
     answer_confirm,
+    answer_text,
     befriend,
     choose_menu_item,
     click,
@@ -106,6 +107,26 @@ def test_a_conversation_that_closes_under_you_gives_way_to_the_lobby(apps, make_
     wait(lambda: "no longer your friend" in bob.main_window.chat.notice.text())
     send(bob, "still here")
     wait(lambda: "still here" in shown(bob), what="bob writes in the lobby")
+
+    # Blocked, bob asks ann again: told it was sent (blocking is not revealed), it is
+    # not. Once ann unblocks him and asks him herself, his stale "sent" row goes: he
+    # sees her request only, and Accept makes them friends.
+    click(bob.main_window.add_friend_button)
+    answer_text("add_friend_dialog", "ann")
+    wait(lambda: [r["user"]["username"] for r in bob.state.outgoing] == ["ann"])
+    click(ann.main_window.me_avatar)
+    click_button(dialog(ProfileDialog, "profile"), "account_settings")
+    settings = dialog(AccountDialog, "account")
+    click_row(settings.blocked, "bob")
+    click_button(settings, "unblock")
+    wait(lambda: not ann.state.blocks.is_blocked("bob"), what="unblocked")
+    click_button(settings, "close")
+    click(ann.main_window.add_friend_button)
+    answer_text("add_friend_dialog", "bob")
+    wait(lambda: [r["user"]["username"] for r in bob.state.incoming] == ["ann"])
+    assert bob.state.outgoing == []
+    click_button(bob.main_window, "accept:ann")
+    wait(lambda: "ann" in bob.state.friends and "bob" in ann.state.friends)
 
     with WireClient(stack.port) as owner:
         owner.register_and_login("owner")

@@ -14,7 +14,8 @@ ratios between them.
 Why several senders: ChatRoom stores one connection's sends to a room in the order sent,
 one after another (docs/protocol.md), as ngIRCd handles one connection's lines in order;
 a room's traffic comes from many members, and one sender with 32 messages in flight
-would measure one connection's round trip instead of the server.
+would measure one connection's round trip instead of the server. 32 by default: the
+cost per delivery depends on how many are in flight at once (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from loadtest.generator import (
 from loadtest.results import Result, add_bins, pcts, print_table, progress, save, timeline_of
 
 SYSTEMS = ["chatroom", "ngircd"]
-SENDERS = 8
+SENDERS = 32
 
 
 def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
