@@ -222,7 +222,10 @@ class ConversationPane(QWidget):
         if key is None:
             self.title.setText("")
         else:
-            self.title.setText(("# " if key[0] == "room" else "@ ") + key[1])
+            private = key[0] == "room" and self.state.conversation(key).visibility == "private"
+            sigil = "🔒 " if private else "# " if key[0] == "room" else "@ "
+            self.title.setText(sigil + key[1])
+            self.title.setToolTip("A private room: only its members see it" if private else "")
         is_room = key is not None and key[0] == "room"
         self.members_button.setVisible(is_room)
         self.settings_button.setVisible(is_room)

@@ -112,8 +112,12 @@ class RoomSettingsDialog(QDialog):
         layout.addWidget(QLabel("Members"))
         layout.addWidget(self.members, 1)
         layout.addWidget(self.moderation)
-        layout.addWidget(self.delete_room, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.message)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.delete_room)
+        bottom.addStretch(1)
+        bottom.addWidget(button("Close", self.close, "close"))
+        layout.addLayout(bottom)
         self.resize(460, 560)
 
         state.membersChanged.connect(self._members_changed)

@@ -196,7 +196,9 @@ class SidePanel(QWidget):
                 "mentions": conv.mentions,
                 "notify": conv.notify,
                 "subtitle": self._preview(conv.key),
-                "tooltip": f"#{conv.title}" + NOTIFY_TIPS.get(conv.notify, ""),
+                "tooltip": f"#{conv.title}"
+                + (" (private: only its members see it)" if conv.visibility == "private" else "")
+                + NOTIFY_TIPS.get(conv.notify, ""),
             }
             rows.append((conv.key, contact))
         self._fill(self.rooms, rows)

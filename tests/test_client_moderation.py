@@ -21,6 +21,7 @@ from clicks import (  # noqa: E402
     answer_confirm,
     choose_menu_item,
     click,
+    click_button,
     click_row,
     dialog,
     open_conversation,
@@ -44,6 +45,13 @@ def create_private_room(app, name: str) -> None:
     click(rooms.private)
     click(rooms.create_button)
     wait(lambda: app.state.active == room_key(name))
+
+
+def settings_shown(app) -> bool:
+    return any(
+        isinstance(widget, RoomSettingsDialog) and widget.state is app.state and widget.isVisible()
+        for widget in QApplication.topLevelWidgets()
+    )
 
 
 def open_settings(app) -> RoomSettingsDialog:
@@ -97,7 +105,11 @@ def test_private_room_moderated_by_clicks(apps, make_stack, sqlite_url):
     bobs = open_settings(bob)
     assert bobs.moderation.isVisible() and not bobs.make_owner.isVisible()
     assert not bobs.delete_room.isVisible()
-    bobs.close()
+    click_button(bobs, "close")
+    wait(lambda: not settings_shown(bob), what="settings closed by its Close button")
+    # The header says the room is private (a lock instead of #, and a tooltip).
+    assert bob.main_window.chat.title.text() == "🔒 den"
+    assert "private" in bob.main_window.chat.title.toolTip()
 
     # Back to a member: bob's composer is disabled and says why.
     click_row(settings.members, "bob  (moderator)")
