@@ -259,3 +259,28 @@ def test_marks_sent_together_are_committed_together_and_keep_the_largest(w):
     # Where it ended: at 5, for both of alice's devices and the next login.
     again = call(w.ops["read.mark"], w.alice, {"room": LOBBY, "seq": 1})
     assert again["seq"] == 5 and again["unread"] == 0
+
+
+def test_counts_from_a_rooms_tail_agree_with_the_count_per_person(w):
+    """store/reads.py unread_near_end (a batch of marks: one read of the room's tail)
+    gives what unread_counts (a count per person) gives, for every marker: messages
+    from several people, edits and deletes in between, mentions of some."""
+    import random
+
+    rng = random.Random(9)
+    people = [w.alice, w.bob, w.carol]
+    for n in range(40):
+        author = rng.choice(people)
+        named = rng.sample(["alice", "bob", "carol"], rng.randint(0, 2))
+        text = f"m{n} " + " ".join(f"@{name}" for name in named)
+        sent = call(w.ops["room.send"], author, {"room": LOBBY, "text": text})["message"]
+        if n % 7 == 3:
+            call(w.ops["message.edit"], author, {"message": sent["id"], "text": f"edited {n}"})
+        if n % 11 == 5:
+            call(w.ops["message.delete"], author, {"message": sent["id"]})
+    store = SocialStore(w.engine)
+    with store.reading() as tx:
+        last = tx.room_named(LOBBY).last_seq
+        for _ in range(30):
+            wanted = [(ctx.user_id, 1, rng.randint(0, last), last) for ctx in people]
+            assert tx.unread_near_end(wanted) == tx.unread_counts(wanted), wanted

@@ -125,7 +125,7 @@ def mark_batch(tx: Tx, batch: Sequence[MarkRequest]) -> list[Any]:
     if forward:
         tx.upsert_markers(forward)
         after = tx.markers_in(wanted)
-    unread = tx.unread_counts(
+    unread = tx.unread_near_end(
         [(u, r, after.get((u, r), 0), found[r].last_seq) for u, r in wanted],
         [r for _, r in wanted if found[r].kind == DIRECT],
     )

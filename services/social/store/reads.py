@@ -9,6 +9,7 @@ that many index entries (docs/protocol.md, Read markers).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -25,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chatroom.protocol import UNREAD_CAP
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import messages, read_markers, read_receipts
+from chatroom.storage.schema import mentions, messages, read_markers, read_receipts
 from services.social.store.counts import capped_count_term, run_counts
 from services.social.store.mentions import DEFAULT_LEVEL, MentionQueries
 
@@ -158,6 +159,56 @@ class ReadQueries(MentionQueries):
         )
         for key, n in mentioned.items():
             out[key] = out[key]._replace(mentions=n)
+        return out
+
+    def unread_near_end(
+        self, wanted: Iterable[tuple[int, int, int, int]], direct: Iterable[int] = ()
+    ) -> dict[tuple[int, int], Unread]:
+        """unread_counts, for many people reading along in the same rooms (a batch of
+        read.marks): where a room's markers are all within UNREAD_CAP + 1 of its end,
+        its tail is read once (messages, and mentions of these people) and each count
+        taken from it, instead of a count statement per person (~400 µs each to build).
+        The other pairs go to unread_counts."""
+        by_room: dict[int, list[tuple[int, int, int]]] = {}
+        for user_id, room_id, marker, last_seq in wanted:
+            by_room.setdefault(room_id, []).append((user_id, marker, last_seq))
+        no_mentions = set(direct)
+        out: dict[tuple[int, int], Unread] = {}
+        rest: list[tuple[int, int, int, int]] = []
+        for room_id, readers in by_room.items():
+            last_seq = max(last for _, _, last in readers)
+            low = min(marker for _, marker, _ in readers)
+            if len(readers) < 2 or last_seq - low > UNREAD_CAP + 1:
+                rest.extend((u, room_id, marker, last) for u, marker, last in readers)
+                continue
+            tail = self.conn.execute(
+                select(messages.c.seq, messages.c.sender_id)
+                .where(messages.c.room_id == room_id, messages.c.seq > low)
+                .where(messages.c.kind == "message")  # not the edits and deletes
+                .order_by(messages.c.seq)
+            ).all()
+            seqs = [r.seq for r in tail]
+            sent_by: dict[int, list[int]] = {}
+            for r in tail:
+                sent_by.setdefault(r.sender_id, []).append(r.seq)
+            mentioned: dict[int, list[int]] = {}
+            if room_id not in no_mentions and seqs:
+                for r in self.conn.execute(
+                    select(mentions.c.user_id, mentions.c.seq)
+                    .where(mentions.c.room_id == room_id, mentions.c.seq > low)
+                    .where(mentions.c.user_id.in_(sorted({u for u, _, _ in readers})))
+                    .order_by(mentions.c.seq)
+                ):
+                    mentioned.setdefault(r.user_id, []).append(r.seq)
+            for user_id, marker, _ in readers:
+                own = sent_by.get(user_id, [])
+                unread = (len(seqs) - bisect_right(seqs, marker)) - (
+                    len(own) - bisect_right(own, marker)
+                )
+                hits = mentioned.get(user_id, [])
+                mention_n = len(hits) - bisect_right(hits, marker) if unread else 0
+                out[(user_id, room_id)] = Unread(marker, unread, mention_n)
+        out.update(self.unread_counts(rest, no_mentions))
         return out
 
     def unread_of(
