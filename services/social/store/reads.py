@@ -164,11 +164,12 @@ class ReadQueries(MentionQueries):
     def unread_near_end(
         self, wanted: Iterable[tuple[int, int, int, int]], direct: Iterable[int] = ()
     ) -> dict[tuple[int, int], Unread]:
-        """unread_counts, for many people reading along in the same rooms (a batch of
-        read.marks): where a room's markers are all within UNREAD_CAP + 1 of its end,
-        its tail is read once (messages, and mentions of these people) and each count
-        taken from it, instead of a count statement per person (~400 µs each to build).
-        The other pairs go to unread_counts."""
+        """unread_counts, for people reading along (a batch of read.marks): where a
+        room's markers are all within UNREAD_CAP + 1 of its end, its tail is read once
+        (messages, and mentions of these people) and each count taken from it, instead
+        of a count statement per person (~400 µs each to build: its literals make every
+        one a new statement to compile; the tail's select is compiled once). The other
+        pairs go to unread_counts."""
         by_room: dict[int, list[tuple[int, int, int]]] = {}
         for user_id, room_id, marker, last_seq in wanted:
             by_room.setdefault(room_id, []).append((user_id, marker, last_seq))
@@ -178,6 +179,7 @@ class ReadQueries(MentionQueries):
         for room_id, readers in by_room.items():
             last_seq = max(last for _, _, last in readers)
             low = min(marker for _, marker, _ in readers)
+            # One reader: its count term costs fewer round trips than the tail's two.
             if len(readers) < 2 or last_seq - low > UNREAD_CAP + 1:
                 rest.extend((u, room_id, marker, last) for u, marker, last in readers)
                 continue
