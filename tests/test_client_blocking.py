@@ -12,7 +12,6 @@ pytest.importorskip("pytestqt")
 
 from client.account_dialog import AccountDialog  # noqa: E402
 from client.conversations import dm_key, room_key  # noqa: E402
-from client.profile_dialog import ProfileDialog  # noqa: E402
 
 from clicks import (  # noqa: E402
     answer_confirm,
@@ -22,8 +21,8 @@ from clicks import (  # noqa: E402
     click,
     click_button,
     click_row,
-    dialog,
     open_conversation,
+    open_settings,
     right_click_message,
     right_click_row,
     send,
@@ -32,6 +31,16 @@ from clicks import (  # noqa: E402
     wait,
 )
 from wire import WireClient  # noqa: E402
+
+
+def unblock_in_settings(app, username: str) -> AccountDialog:
+    """Account settings (the avatar, then Account settings): pick them among the blocked
+    users, Unblock; the dialog stays open."""
+    settings = open_settings(app)
+    click_row(settings.blocked, username)
+    click_button(settings, "unblock")
+    wait(lambda: not app.state.blocks.is_blocked(username), what=f"{username} unblocked")
+    return settings
 
 
 def test_block_and_unblock_by_clicking(apps, make_stack, sqlite_url):
@@ -61,12 +70,7 @@ def test_block_and_unblock_by_clicking(apps, make_stack, sqlite_url):
         assert "can you hear me" not in shown(ann)
 
         # Account settings: bob is listed; pick him, Unblock.
-        click(ann.main_window.me_avatar)
-        click_button(dialog(ProfileDialog, "profile"), "account_settings")
-        settings = dialog(AccountDialog, "account")
-        click_row(settings.blocked, "bob")
-        click_button(settings, "unblock")
-        wait(lambda: not ann.state.blocks.is_blocked("bob"), what="bob unblocked")
+        settings = unblock_in_settings(ann, "bob")
         wait(lambda: "You unblocked bob" in settings.message.text())
         assert settings.blocked.item(0).text().startswith("Nobody")
         click_button(settings, "close")
@@ -112,13 +116,7 @@ def test_a_conversation_that_closes_under_you_gives_way_to_the_lobby(apps, make_
     click(bob.main_window.add_friend_button)
     answer_text("add_friend_dialog", "ann")
     wait(lambda: [r["user"]["username"] for r in bob.state.outgoing] == ["ann"])
-    click(ann.main_window.me_avatar)
-    click_button(dialog(ProfileDialog, "profile"), "account_settings")
-    settings = dialog(AccountDialog, "account")
-    click_row(settings.blocked, "bob")
-    click_button(settings, "unblock")
-    wait(lambda: not ann.state.blocks.is_blocked("bob"), what="unblocked")
-    click_button(settings, "close")
+    click_button(unblock_in_settings(ann, "bob"), "close")
     click(ann.main_window.add_friend_button)
     answer_text("add_friend_dialog", "bob")
     wait(lambda: [r["user"]["username"] for r in bob.state.incoming] == ["ann"])
