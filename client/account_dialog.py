@@ -310,11 +310,14 @@ class AccountDialog(QDialog):
         prompt = QInputDialog(self)
         prompt.setObjectName("confirm_delete")
         prompt.setWindowTitle("Delete account")
+        # QInputDialog does not wrap its label: the lines are short by hand.
         prompt.setLabelText(
-            "This deletes your account, friends and picture for good; your messages stay"
-            ' with the people you sent them to, from "deleted user".\n'
+            "This deletes your account, friends and picture for good.\n"
+            "Your messages stay with the people you sent them to,\n"
+            'shown as from "deleted user".\n\n'
             "Type your password to confirm:"
         )
+        prompt.setOkButtonText("Delete account")
         prompt.setTextEchoMode(QLineEdit.EchoMode.Password)
         prompt.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         prompt.textValueSelected.connect(self._delete)

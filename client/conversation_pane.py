@@ -247,14 +247,20 @@ class ConversationPane(QWidget):
 
     def refresh_composer(self) -> None:
         key = self.state.active
-        allowed = key is None or may_post(self.state.conversation(key))
-        self.compose.setEnabled(allowed)
-        self.send_button.setEnabled(allowed)
-        self.compose.setPlaceholderText(
-            "Write a message…"
-            if allowed
-            else "Announcement room: only its moderators and owners post here."
-        )
+        why_not = None if key is None else self._why_not_post(key)
+        self.compose.setEnabled(why_not is None)
+        self.send_button.setEnabled(why_not is None)
+        self.compose.setPlaceholderText(why_not or "Write a message…")
+
+    def _why_not_post(self, key: Key) -> str | None:
+        if key[0] == "dm" and key[1] not in self.state.friends:
+            return (
+                f"{key[1]} is not your friend: you can read this conversation but not "
+                "write in it. Send them a friend request to write again."
+            )
+        if not may_post(self.state.conversation(key)):
+            return "Announcement room: only its moderators and owners post here."
+        return None
 
     def open_settings(self) -> None:
         if self.state.active is not None:

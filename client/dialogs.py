@@ -42,6 +42,7 @@ class ActivityDialog(QDialog):
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
         layout.addWidget(self.list)
+        layout.addWidget(button("Close", self.close, "close"), 0, Qt.AlignmentFlag.AlignRight)
         self.resize(380, 420)
         state.activityChanged.connect(self.refresh)
         self.refresh()

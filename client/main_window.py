@@ -189,6 +189,7 @@ class MainWindow(QMainWindow):
     def _refresh_friends(self) -> None:
         self.side.refresh_friends()
         self.chat.refresh_presence_line()
+        self.chat.refresh_header()  # a friendship that ended: its chat can only be read
 
     def _refresh_activity(self) -> None:
         dialog_open = self.activity_dialog is not None and self.activity_dialog.isVisible()

@@ -225,6 +225,21 @@ class SidePanel(QWidget):
                 "tooltip": f"{friend['username']}\n{presence}",
             }
             rows.append((conv.key, contact))
+        # Conversations with people who are no longer friends, to read (not write).
+        for conv in self.state.conversations.values():
+            who = conv.key[1]
+            asked = any(r["user"]["username"] == who for r in self.state.outgoing)
+            if conv.key[0] != "dm" or who in self.state.friends or asked or not conv.messages:
+                continue  # (with a request sent, its row stands for them)
+            contact = {
+                "kind": "friend",
+                "name": who,
+                "unread": conv.unread,
+                "online": False,
+                "subtitle": self._preview(conv.key) or "not a friend",
+                "tooltip": f"{who} is not your friend: you can read your conversation",
+            }
+            rows.append((conv.key, contact))
         for request in self.state.outgoing:
             who = request["user"]["username"]
             contact = {

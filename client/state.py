@@ -60,8 +60,8 @@ class ChatState(QObject):
     resumed = Signal()  # the session is back and syncing
     roomChanged = Signal(object)  # key: our role, the topic or announcement mode changed
     settingsChanged = Signal()  # read_receipts changed (here or on another device)
-    # The open conversation is gone (we were unfriended or blocked, kicked, banned, the
-    # room deleted): the window shows another, rather than a pane nobody can write in.
+    # The open room is gone (we were kicked or banned, it was deleted): the window shows
+    # another, rather than a pane nobody can write in.
     conversationClosed = Signal(object)  # key
 
     def __init__(self, client: ChatClient, settings: QSettings | None = None) -> None:
@@ -296,7 +296,7 @@ class ChatState(QObject):
         # An erased account also closes the requests sent to it.
         self.outgoing = [r for r in self.outgoing if r["user"]["username"] != who]
         self.requestsChanged.emit()
-        self._close_if_open(dm_key(who))
+        # The conversation stays, to read: the pane says why it cannot be written in.
         self.friendsChanged.emit()
         self.conversationsChanged.emit()
 

@@ -123,6 +123,15 @@ def apps(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
         if app.main_window is not None:
             app.main_window.notifier.close()
             app.main_window.close()
+    # And every dialog or menu a test left open: the next test's clicks.dialog() finds
+    # windows by type and name, and would pick a stale one talking to a stopped server
+    # (seen: test_client_mentions left Account settings open; test_client_settings then
+    # clicked in it and waited for replies that never came).
+    from PySide6.QtWidgets import QApplication
+
+    for widget in QApplication.topLevelWidgets():
+        if widget.isVisible():
+            widget.close()
 
 
 def _admin(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -90,25 +90,35 @@ def test_block_and_unblock_by_clicking(apps, make_stack, sqlite_url):
         wait(lambda: not ann.state.blocks.is_blocked("bob"), what="bob unblocked from members")
 
 
-def test_a_conversation_that_closes_under_you_gives_way_to_the_lobby(apps, make_stack, sqlite_url):
+def test_a_conversation_that_ends_under_you_says_why(apps, make_stack, sqlite_url):
     """Found by a new user's trial: bob had his chat with ann open when she blocked him;
-    his header went blank and Send did nothing, silently. Now the window goes to the
-    lobby (with the notice that ann is no longer his friend), where he can write; the
-    same when he is kicked from the room he is looking at."""
+    his header went blank and Send did nothing, silently. Now the chat stays, to read:
+    its composer is disabled and says why, and ann stays listed (greyed) to open it
+    again. A room he is kicked from gives way to the lobby."""
     stack = make_stack(sqlite_url)
     ann, bob = apps("ann"), apps("bob")
     sign_up(ann, stack.port, "ann")
     sign_up(bob, stack.port, "bob")
     befriend(ann, bob)
     open_conversation(bob, dm_key("ann"))
+    send(bob, "hi ann")
+    wait(lambda: "hi ann" in shown(bob))
     right_click_row(ann.main_window.side.friends, "bob")
     choose_menu_item("user_menu", "block")
     answer_confirm("confirm_block")
-    wait(lambda: bob.state.active == room_key("lobby"), what="bob's window on the lobby")
-    assert bob.main_window.chat.title.text() == "# lobby"
     wait(lambda: "no longer your friend" in bob.main_window.chat.notice.text())
+    chat = bob.main_window.chat
+    wait(lambda: not chat.compose.isEnabled(), what="bob's composer disabled")
+    assert "ann is not your friend" in chat.compose.placeholderText()
+    assert not chat.send_button.isEnabled()
+    assert bob.state.active == dm_key("ann") and chat.title.text() == "@ ann"
+    assert "hi ann" in shown(bob)  # still there to read
+    # Elsewhere and back: the greyed row opens it again.
+    open_conversation(bob, room_key("lobby"))
     send(bob, "still here")
     wait(lambda: "still here" in shown(bob), what="bob writes in the lobby")
+    open_conversation(bob, dm_key("ann"))
+    wait(lambda: "hi ann" in shown(bob), what="the old chat, to read")
 
     # Blocked, bob asks ann again: told it was sent (blocking is not revealed), it is
     # not. Once ann unblocks him and asks him herself, his stale "sent" row goes: he

@@ -13,6 +13,8 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import stat  # noqa: E402
 
+from PySide6.QtWidgets import QDialogButtonBox, QInputDialog  # noqa: E402
+
 from client.conversations import room_key  # noqa: E402
 from client.profile_dialog import ProfileDialog  # noqa: E402
 
@@ -108,8 +110,11 @@ def test_delete_account_the_friend_sees_deleted_user(apps, make_stack, sqlite_ur
 
     settings = open_settings(ann)
     click_button(settings, "delete_account")
+    prompt = dialog(QInputDialog, "confirm_delete")
+    ok = prompt.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok)
+    assert ok.text() == "Delete account" and prompt.width() < 600  # says what it does
     answer_text("confirm_delete", "wrong password")
-    wait(lambda: "wrong password" in settings.message.text(), what="refused")
+    wait(lambda: "not your current password" in settings.message.text(), what="refused")
     assert bob.main_window.side.friends.count() == 1  # nothing changed
     click_button(settings, "delete_account")
     answer_text("confirm_delete", "correct horse")

@@ -77,6 +77,8 @@ def test_friend_request_accept_reject_dm_and_remove(apps, make_stack, sqlite_url
         "小明 rejected your friend request"
     )
     assert carol.main_window.activity_button.text() == "Activity"
+    click_button(carol.main_window.activity_dialog, "close")
+    wait(lambda: not carol.main_window.activity_dialog.isVisible(), what="Activity closed")
     bob_activity = [e["text"] for e in bob.state.activity]
     assert "You accepted alice's friend request" in bob_activity
     assert "You rejected carol's friend request" in bob_activity

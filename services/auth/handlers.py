@@ -139,7 +139,10 @@ class AuthHandlers:
         attempt, verified, extra = await self._checked(ctx, ctx.username or "", password, then)
         if not verified or attempt.row is None or attempt.row.id != user_id:
             logger.info("user {}: wrong password from {}", user_id, ctx.ip)
-            raise ServiceError(ErrorCode.BAD_CREDENTIALS, "wrong password")
+            raise ServiceError(
+                ErrorCode.BAD_CREDENTIALS,
+                "That is not your current password; nothing was changed. Type it again.",
+            )
         await in_thread(ctx, self.throttle.login_succeeded, attempt.reserved)
         return extra
 

@@ -97,16 +97,21 @@ class Logins:
         await self.bus.call(
             "auth", request.op_name, ctx=bus_context(self.edge_id, conn, session), retry=True
         )
-        await self.close_session(conn)
+        # Logged out here before social is told: while that call is under way the
+        # connection already has its login timeout from now (not from when the socket
+        # opened: the sweeper saw "no session, opened long ago" and closed it, seen in CI).
         conn.log_out()
+        await self._session_closed(conn, session)
         self._on_logout(conn)
         return [reply_ok(request.request_id)]
 
     async def close_session(self, conn: Connection) -> None:
         """The session on `conn` ends (logout, or the socket closed): tell social."""
         session = conn.end_session()
-        if session is None:
-            return
+        if session is not None:
+            await self._session_closed(conn, session)
+
+    async def _session_closed(self, conn: Connection, session: Session) -> None:
         try:
             await self.bus.call(
                 "social",
