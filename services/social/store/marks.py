@@ -94,8 +94,12 @@ def mark_batch(tx: Tx, batch: Sequence[MarkRequest]) -> list[Any]:
             .where(rooms.c.id.in_(room_ids))
         )
     }  # fmt: skip
-    members = _pairs(tx, room_members, room_ids, user_ids)
-    banned = _pairs(tx, room_bans, room_ids, user_ids)
+    # Bans matter only in the lobby, memberships only in other rooms: a batch of lobby
+    # marks (the usual one) asks one of the two.
+    public = [r.id for r in found.values() if r.kind == PUBLIC]
+    grouped = [r.id for r in found.values() if r.kind not in (PUBLIC, DIRECT)]
+    members = _pairs(tx, room_members, grouped, user_ids)
+    banned = _pairs(tx, room_bans, public, user_ids)
 
     outcomes: list[Any] = [None] * len(batch)
     wanted: dict[tuple[int, int], int] = {}  # (user, room) -> the largest seq asked
@@ -156,6 +160,8 @@ def _may_read(
 
 def _pairs(tx: Tx, table: Any, room_ids: list[int], user_ids: list[int]) -> set[tuple[int, int]]:
     """(room id, user id) rows of `table` (members or bans) among these rooms and users."""
+    if not room_ids:
+        return set()
     rows = tx.conn.execute(
         select(table.c.room_id, table.c.user_id).where(
             table.c.room_id.in_(room_ids), table.c.user_id.in_(user_ids)
