@@ -138,6 +138,10 @@ class Settings:
     rate_presence: str = "30/m"
     # Typing hints forwarded to others (the edge drops renewals within 3 s first).
     rate_typing: str = "60/m"
+    # A room's typing hints that reach an edge within this long of its last typing push
+    # to the room go out together as one push (services/tcp_edge/typing_hints.py,
+    # RoomHints); 0: each at once.
+    typing_merge_ms: int = 1000
     # Joining and leaving rooms, answering and removing friends: each a write and a push
     # to others; generous for people, a stop for a script that loops on them.
     rate_membership: str = "60/m"

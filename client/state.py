@@ -233,11 +233,13 @@ class ChatState(QObject):
             self.sync()
 
     def _push_typing(self, event: dict[str, Any]) -> None:
-        who = event["user"]["username"]
-        if who == self.me.get("username"):
-            return  # our own, from another of our devices
-        key = dm_key(who) if event.get("direct") else room_key(event["room"])
-        self.typing.hint(key, who, bool(event["on"]), int(event.get("expires_ms", 0)))
+        expires_ms = int(event.get("expires_ms", 0))
+        for hint in event["hints"]:  # a busy room's come merged, up to one push a second
+            who = hint["user"]["username"]
+            if who == self.me.get("username"):
+                continue  # our own, from another of our devices
+            key = dm_key(who) if event.get("direct") else room_key(event["room"])
+            self.typing.hint(key, who, bool(hint["on"]), expires_ms)
 
     def _push_presence(self, event: dict[str, Any]) -> None:
         friend = self.friends.get(event["user"]["username"])

@@ -42,12 +42,20 @@ def test_the_edge_forwards_only_what_changes_what_others_see():
     assert conn not in hints._sent
 
 
-def _typing_events(client: WireClient, until_on: bool) -> list[dict]:
-    """The typing pushes `client` gets, up to and including the first with on=until_on."""
-    seen = [client.event("typing", timeout=10)]
-    while seen[-1]["on"] is not until_on:
-        seen.append(client.event("typing", timeout=10))
+def _typing_hints(client: WireClient, until_on: bool) -> list[dict]:
+    """The typing hints `client` gets (each push lists some), each with its push's other
+    fields, up to and including the first with on=until_on."""
+    seen: list[dict] = []
+    while not seen or seen[-1]["on"] is not until_on:
+        push = client.event("typing", timeout=10)
+        seen += [{**push, **hint} for hint in push.pop("hints")]
     return seen
+
+
+def _hint(push: dict) -> dict:
+    """The one hint of a push that has one, with the push's other fields."""
+    (hint,) = push["hints"]
+    return {**push, **hint}
 
 
 def test_room_members_see_typing_start_and_stop_once(make_stack, db_url):
@@ -67,7 +75,7 @@ def test_room_members_see_typing_start_and_stop_once(make_stack, db_url):
         assert ann.call("typing", room="Book Club", on=False)["forwarded"] is True
         # Stopping twice: bob already sees nobody typing.
         assert ann.call("typing", room="Book Club", on=False)["forwarded"] is False
-        on, off = _typing_events(bob, until_on=False)
+        on, off = _typing_hints(bob, until_on=False)
         assert on["on"] is True and on["user"]["username"] == "ann"
         assert on["room"] == "Book Club" and on["room_id"] == off["room_id"]
         assert 0 < on["expires_ms"] <= 10_000  # the issue: expires within 10 s
@@ -82,13 +90,13 @@ def test_friends_see_typing_in_their_conversation_and_strangers_cannot_send_it(m
     with users(stack, "ann", "bob", "eve") as (ann, bob, eve):
         befriend(ann, bob)
         assert ann.call("typing", to="bob", on=True)["forwarded"] is True
-        hint = bob.event("typing", timeout=10)
+        hint = _hint(bob.event("typing", timeout=10))
         assert hint["direct"] is True and hint["user"]["username"] == "ann" and hint["on"] is True
         # Not friends: the same answer as for a message, and bob hears nothing of it.
         assert eve.error_of("typing", to="bob", on=True)["code"] == "forbidden"
         assert eve.error_of("typing", to="nobody-here", on=True)["code"] == "not_found"
         assert ann.call("typing", to="bob", on=False)["forwarded"] is True
-        assert bob.event("typing", timeout=10)["user"]["username"] == "ann"
+        assert _hint(bob.event("typing", timeout=10))["user"]["username"] == "ann"
 
 
 def test_typing_needs_membership_and_one_conversation(make_stack, db_url):
@@ -114,3 +122,61 @@ def test_forwarded_hints_are_rate_limited(make_stack, sqlite_url):
         assert limited["code"] == "rate_limited" and limited["retry_after_ms"] > 0
         # A renewal the edge keeps to itself costs nothing, even now.
         assert ann.call("typing", room="Chatter", on=True)["forwarded"] is False
+
+
+def test_a_busy_rooms_hints_reach_each_member_merged_once_a_second(make_stack, db_url):
+    """The first hint to a quiet room goes out at once; those within the next window
+    (here 3 s, so a slow machine cannot split them) come as one push with each user's
+    latest hint, without the receiver's own and without those of anyone it blocks, the
+    same filters as for a hint pushed alone."""
+    stack = make_stack(db_url, typing_merge_ms=3000)
+    with users(stack, "ann", "bob", "cat", "dan", "eve") as (ann, bob, cat, dan, eve):
+        ann.call("room.create", room="Busy")
+        for member in (bob, cat, dan, eve):
+            member.call("room.join", room="Busy")
+        dan.call("block.add", username="cat")
+
+        ann.call("typing", room="Busy", on=True)
+        first = eve.event("typing", timeout=10)  # at once: the room was quiet
+        assert [h["user"]["username"] for h in first["hints"]] == ["ann"]
+        assert first["room"] == "Busy" and first["expires_ms"] > 0
+
+        bob.call("typing", room="Busy", on=True)
+        cat.call("typing", room="Busy", on=True)
+        bob.call("typing", room="Busy", on=False)  # bob's latest: stopped
+        merged = eve.event("typing", timeout=10)
+        assert [(h["user"]["username"], h["on"]) for h in merged["hints"]] == [
+            ("cat", True),
+            ("bob", False),
+        ]
+        assert merged["room"] == "Busy" and "_hint" not in merged and "_origin" not in merged
+        # bob's own connection: only cat's; dan blocks cat: only bob's; ann: both.
+        assert [h["user"]["username"] for h in bob.event("typing", timeout=10)["hints"]] == [
+            "ann",
+        ]
+        assert [h["user"]["username"] for h in bob.event("typing", timeout=10)["hints"]] == [
+            "cat",
+        ]
+        dan.event("typing", timeout=10)  # ann's, alone
+        assert [h["user"]["username"] for h in dan.event("typing", timeout=10)["hints"]] == [
+            "bob",
+        ]
+        assert [h["user"]["username"] for h in ann.event("typing", timeout=10)["hints"]] == [
+            "cat",
+            "bob",
+        ]
+        cat.event("typing", timeout=10)  # ann's, alone
+        assert [h["user"]["username"] for h in cat.event("typing", timeout=10)["hints"]] == [
+            "bob",
+        ]
+        for member in (ann, bob, cat, dan, eve):
+            member.no_event("typing", within=0.3)  # one push each per window, no more
+
+        # A hint pushed alone (a quiet room) from someone dan blocks is not his either.
+        ann.call("room.create", room="Quiet")
+        for member in (cat, dan, eve):
+            member.call("room.join", room="Quiet")
+        assert cat.call("typing", room="Quiet", on=True)["forwarded"] is True
+        alone = eve.event("typing", timeout=10, room="Quiet")
+        assert [h["user"]["username"] for h in alone["hints"]] == ["cat"]
+        dan.no_event("typing", within=0.5)

@@ -21,9 +21,10 @@ from chatroom import metrics
 from chatroom.bus_client import BusClient
 from chatroom.bus_contract import Control, parse_control
 from chatroom.errors import ServiceError
-from chatroom.framing import frame_payload
+from chatroom.framing import dumps, frame_payload
 from chatroom.zmq_io import BurstReceiver
 from services.tcp_edge.dedupe import FirstCopies
+from services.tcp_edge.typing_hints import ROOM_HINTS_WINDOW_S, RoomHints
 
 if TYPE_CHECKING:
     from services.tcp_edge.connection import Connection
@@ -107,6 +108,7 @@ class EventDelivery:
         bus: BusClient,
         context: Callable[[Connection], dict[str, Any]],
         first_copies: FirstCopies | None = None,
+        typing_merge_s: float = ROOM_HINTS_WINDOW_S,
     ) -> None:
         self.sub_socket = sub
         self.first_copies = first_copies  # with several buses: which events came already
@@ -118,6 +120,7 @@ class EventDelivery:
         self._delivered = pushes.labels("delivered")
         self._dropped = pushes.labels("dropped")
         self._closing = 0  # pushes skipped in a burst: their connection was closing
+        self.room_hints = RoomHints(self._deliver_hints, typing_merge_s)
 
     async def run(self) -> None:
         """Deliver pushed events to local sockets, in bursts: after each event, every
@@ -129,18 +132,22 @@ class EventDelivery:
             outbox: dict[Connection, list[bytes]] = {}
             for parts in await events.receive(EVENT_BURST):
                 self.handle(parts, outbox)
-            delivered = dropped = 0
-            for conn, frames in outbox.items():
-                if conn.send_frame(frames[0] if len(frames) == 1 else b"".join(frames)):
-                    delivered += len(frames)
-                else:
-                    dropped += len(frames)
-            # One update per burst, not per frame.
-            if delivered:
-                self._delivered.inc(delivered)
-            if dropped or self._closing:
-                self._dropped.inc(dropped + self._closing)
-                self._closing = 0
+            self._write(outbox)
+
+    def _write(self, outbox: dict[Connection, list[bytes]]) -> None:
+        """Each connection's frames in one write."""
+        delivered = dropped = 0
+        for conn, frames in outbox.items():
+            if conn.send_frame(frames[0] if len(frames) == 1 else b"".join(frames)):
+                delivered += len(frames)
+            else:
+                dropped += len(frames)
+        # One update per burst, not per frame.
+        if delivered:
+            self._delivered.inc(delivered)
+        if dropped or self._closing:
+            self._dropped.inc(dropped + self._closing)
+            self._closing = 0
 
     def handle(self, parts: list[bytes], outbox: dict[Connection, list[bytes]]) -> None:
         try:
@@ -158,6 +165,8 @@ class EventDelivery:
         except ValueError:
             logger.warning("dropping an event with a malformed control frame on {}", topic)
             return
+        if control.get(Control.HINT) and self.room_hints.hold(topic, payload, control):
+            return  # a room's typing hint, merged with others at its window's end
         frame = frame_payload(payload)
         origin = control.get(Control.ORIGIN)
         if control.get(Control.KICK):
@@ -191,6 +200,35 @@ class EventDelivery:
         ack = control.get(Control.ACK)
         if ack and delivered_to is not None:
             asyncio.get_running_loop().create_task(self._acknowledge(ack, delivered_to))
+
+    def _deliver_hints(
+        self, topic: bytes, merged: dict[str, Any], controls: list[dict[str, Any]]
+    ) -> None:
+        """A room's held typing hints, as one push to each member here: without a
+        member's own hints (from their connection, or from another of their devices:
+        the client ignores those) and without the hints of whoever they block."""
+        hidden: dict[Connection, set[int]] = {}  # connection -> hinting users it must not see
+        for control in controls:
+            user_id = control[Control.HINT]
+            for conn in self.blocks.hidden_from.get(user_id, ()):
+                hidden.setdefault(conn, set()).add(user_id)
+        typists = {control.get(Control.ORIGIN): control[Control.HINT] for control in controls}
+        common = frame_payload(dumps(merged))
+        outbox: dict[Connection, list[bytes]] = {}
+        for conn in self.subs.targets(topic):
+            if not conn.is_open:
+                self._closing += 1
+                continue
+            skip = hidden.get(conn, set())
+            if conn.conn_id in typists:
+                skip = skip | {typists[conn.conn_id]}
+            if not skip:
+                outbox[conn] = [common]
+                continue
+            hints = [hint for hint in merged["hints"] if hint["user"]["id"] not in skip]
+            if hints:
+                outbox[conn] = [frame_payload(dumps({**merged, "hints": hints}))]
+        self._write(outbox)
 
     def _kick(
         self,

@@ -123,7 +123,9 @@ class Edge:
         )
         # Through several buses every event comes once per bus: keep the first copy.
         first_copies = FirstCopies() if len(self.bus.links.peers) > 1 else None
-        self.delivery = EventDelivery(sub, self.bus, self.logins.context, first_copies)
+        self.delivery = EventDelivery(
+            sub, self.bus, self.logins.context, first_copies, settings.typing_merge_ms / 1000
+        )
         # The ops the edge runs itself; every other op goes to its service as it came.
         self.local_ops: dict[str, LocalHandler] = {
             "login": self.logins.login,

@@ -29,14 +29,17 @@ class TypingHandlers:
             raise bad_request("room", "name either a room ('room') or a friend ('to'), not both")
         hint = {
             "event": Event.TYPING,
-            "user": {"id": me.id, "username": me.username},
-            "on": args["on"],
+            # One hint; the edge merges a busy room's into one push (Control.HINT).
+            "hints": [{"user": {"id": me.id, "username": me.username}, "on": args["on"]}],
             "expires_ms": TYPING_EXPIRES_MS,
             Control.ORIGIN: ctx.conn,
         }
         if "room" in args:
             room = member_room(args["room"], me.id)(self.store)
-            ctx.publish(room_topic(room.id), {**hint, "room": room.name, "room_id": room.id})
+            where = {"room": room.name, "room_id": room.id}
+            # SENDER: whoever blocks me does not see me typing either.
+            control = {Control.SENDER: me.id, Control.HINT: me.id}
+            ctx.publish(room_topic(room.id), {**hint, **where, **control})
         else:
             with self.store.reading() as tx:
                 peer = find_user(tx, args["to"])
