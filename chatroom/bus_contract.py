@@ -43,6 +43,9 @@ class InternalOp:
     EDGE_GONE = "edge.gone"  # social: this edge is shutting down, all its users left
     EDGE_RESYNC = "edge.resync"  # social: here are all this edge's sessions
     NOTICE_DELIVERED = "notice.delivered"  # social: a must-deliver push reached its user
+    # social: several users' read.marks, each {"ctx", "args"} as its own request would
+    # be; answers {"marks": [{"ok", "result" | "error"}]} in order (tcp_edge/read_marks.py).
+    READ_MARKS = "read.marks"
     # A user's own export and erase (account.export / account.delete), for the user of
     # the request's ctx: the operators' admin.export / admin.erase / admin.erase_finish
     # on the ordinary path (chatroom/account_steps.py runs them in order).

@@ -139,3 +139,52 @@ def test_bad_input_gets_typed_errors(stack):
         synced = hal.call("sync")
         assert synced["read_receipts"] is False
         assert all(e["read_seq"] == 0 for e in synced["read"])
+
+
+def test_an_edges_marks_go_to_social_together_and_each_is_answered_alone(make_stack, db_url):
+    """The edge gathers read.marks for `read_mark_linger_ms` and sends them as one
+    request (services/tcp_edge/read_marks.py): social serves one `read.marks` and no
+    `read.mark`, yet each client gets its own reply or its own typed error, and each
+    marker is committed: a sync on a second connection sees it."""
+    from test_metrics import scrape, value
+
+    stack = make_stack(db_url, read_mark_linger_ms=500, serve_metrics=True)
+    names = [f"reader{i}" for i in range(8)]
+    with users(stack, "ann", *names) as (ann, *readers):
+        ann.call("room.create", room="Closed")
+        sent = [ann.call("room.send", room="lobby", text=f"news {i}")["message"] for i in range(3)]
+        lobby_id = sent[-1]["room_id"]
+        assert sent[-1]["seq"] == 3
+        asks = {}  # reader -> its request id
+        for index, reader in enumerate(readers):
+            fields: dict = {"room": "lobby", "seq": 3}
+            if index == 1:
+                fields = {"room": "Closed", "seq": 1}  # not a member: forbidden/not_found
+            elif index == 2:
+                fields = {"room": "lobby", "seq": 99}  # not sent yet: bad_request
+            asks[reader] = request_id = 1000 + index
+            reader.send({"op": "read.mark", "id": request_id, **fields})
+        replies = {
+            reader: reader.next_matching(lambda f, rid=rid: f.get("id") == rid, timeout=10)
+            for reader, rid in asks.items()
+        }
+        for index, reader in enumerate(readers):
+            reply = replies[reader]
+            if index == 1:
+                assert reply["ok"] is False and reply["error"]["code"] in ("forbidden", "not_found")
+            elif index == 2:
+                assert reply["ok"] is False and reply["error"]["code"] == "bad_request"
+                assert reply["error"]["field"] == "seq" and "3" in reply["error"]["message"]
+            else:
+                assert reply["ok"] is True, reply
+                assert (reply["room_id"], reply["seq"], reply["unread"]) == (lobby_id, 3, 0)
+
+        _, social = scrape(stack.metrics_ports["social"])
+        batched = {"component": "social", "op": "read.marks", "outcome": "ok"}
+        assert value(social, "chatroom_requests_total", **batched) == 1
+        alone = {"component": "social", "op": "read.mark", "outcome": "ok"}
+        assert value(social, "chatroom_requests_total", **alone) == 0
+
+        with WireClient(stack.port) as second:  # committed: another session sees it
+            second.login(names[0], "correct horse")
+            assert _state(second.call("sync"), lobby_id) == (3, 0, False)

@@ -37,6 +37,7 @@ from services.tcp_edge.core import Limits, Request
 from services.tcp_edge.dedupe import FirstCopies
 from services.tcp_edge.delivery import EventDelivery
 from services.tcp_edge.login import Logins, bus_context
+from services.tcp_edge.read_marks import MarkBatches
 from services.tcp_edge.typing_hints import TypingCoalescer
 
 # A request the edge answers itself: the reply, then any pushes that go after it.
@@ -127,10 +128,12 @@ class Edge:
             sub, self.bus, self.logins.context, first_copies, settings.typing_merge_ms / 1000
         )
         # The ops the edge runs itself; every other op goes to its service as it came.
+        self.marks = MarkBatches(self.bus, self.edge_id, settings.read_mark_linger_ms / 1000)
         self.local_ops: dict[str, LocalHandler] = {
             "login": self.logins.login,
             "logout": self.logins.logout,
             "typing": self._typing,
+            "read.mark": self.marks.mark,  # batched with the others' (read_marks.py)
             "account.export": self.own_account.export,
             "account.delete": self.own_account.delete,
         }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, NamedTuple
 
-from chatroom.bus_contract import Control, user_topic
+from chatroom.bus_contract import Control, InternalOp, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode, Event
@@ -52,7 +52,36 @@ class ReadHandlers:
         self.settings = settings
 
     def ops(self) -> dict[str, Handler]:
-        return {"read.mark": self.read_mark, "read.receipts": self.read_receipts}
+        return {
+            "read.mark": self.read_mark,
+            InternalOp.READ_MARKS: self.read_marks,
+            "read.receipts": self.read_receipts,
+        }
+
+    async def read_marks(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """Many users' read.marks from one edge (services/tcp_edge/read_marks.py): each
+        answered as read_mark answers it, errors included, all in one database batch.
+        The edge filled each one's ctx from its connection's session, as for any op."""
+        items = args["marks"]
+        asks = [
+            RequestContext.from_envelope({"op": "read.mark", "rid": ctx.rid, "ctx": item["ctx"]})
+            for item in items
+        ]
+        # Every mark is queued before the batch thread wakes: one transaction for all.
+        outcomes = await asyncio.gather(
+            *(self.read_mark(ask, item["args"]) for ask, item in zip(asks, items, strict=True)),
+            return_exceptions=True,
+        )
+        answers: list[dict[str, Any]] = []
+        for ask, outcome in zip(asks, outcomes, strict=True):
+            if isinstance(outcome, ServiceError):
+                answers.append({"ok": False, "error": outcome.to_dict()})
+            elif isinstance(outcome, BaseException):
+                raise outcome  # the database: the edge answers every mark with it
+            else:
+                answers.append({"ok": True, "result": outcome})
+                ctx.events.extend(ask.events)
+        return {"marks": answers}
 
     async def read_mark(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = me_of(ctx)
