@@ -62,21 +62,58 @@ async def erase_after_begin(call: Call, path: Path, user_id: int, again: str) ->
     return done
 
 
+# Keys of the account part that are not the user's data: the reply's envelope (`id`,
+# `ok`; the desktop client hands over the account.export reply whole), the paging
+# (`part`, `next`) and social's internal `user_id`.
+NOT_DATA = ("id", "ok", "part", "next", "user_id")
+ISO_SUFFIX = "_iso"  # beside each time in ms: the same time, readable
+
+
 def when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso(ms: float) -> str:
+    """A time in ms since the epoch as ISO 8601 UTC: 2023-11-14T22:13:20.000Z."""
+    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _is_time(key: str) -> bool:
+    """The export's times: every `*_at`, a message's `ts`, `since`, `last_seen`."""
+    return key.endswith("_at") or key in ("ts", "since", "last_seen")
+
+
+def readable(value: Any) -> Any:
+    """`value` with an ISO 8601 string beside every time in ms (`ts` -> `ts_iso`; null
+    beside a null time). The ms stay: a program reading the file keeps its numbers."""
+    if isinstance(value, list):
+        return [readable(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out[key] = readable(item)
+        is_number = isinstance(item, int | float) and not isinstance(item, bool)
+        if isinstance(key, str) and _is_time(key) and (is_number or item is None):
+            out[key + ISO_SUFFIX] = iso(item) if item is not None else None
+    return out
 
 
 def assembled(
     account: dict[str, Any], messages: list[dict[str, Any]], avatar: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """The export file: auth's and social's parts (`account`), the messages sent, the
-    avatar (null: the default picture)."""
+    """The export file, for a person to read: auth's and social's parts (`account`, the
+    first reply as it came or the services' results), the messages sent, the avatar
+    (null: the default picture); no protocol fields, every time also in ISO 8601."""
     now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-    parts = {k: v for k, v in account.items() if k not in ("user_id", "part", "next")}
-    return {
-        "format": EXPORT_FORMAT,
-        "exported_at": when(now),
-        **parts,
-        "messages_sent": messages,
-        "avatar": avatar,
-    }
+    parts = {k: v for k, v in account.items() if k not in NOT_DATA}
+    return readable(
+        {
+            "format": EXPORT_FORMAT,
+            "exported_at": now,
+            **parts,
+            "messages_sent": messages,
+            "avatar": avatar,
+        }
+    )

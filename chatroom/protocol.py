@@ -182,7 +182,9 @@ DEVICE_MAX_CHARS = 64
 # auth and social keep), the messages sent (pages), the avatar. A reply's `next` is the
 # request for the following part (null after the last).
 EXPORT_PARTS = ("account", "messages", "avatar")
-EXPORT_FORMAT = 1  # the assembled export's format version (bump when its shape changes)
+# The assembled export's format version (bump when its shape changes). 2: no reply
+# envelope (`id`, `ok`), `<time>_iso` beside every time, deleted messages marked.
+EXPORT_FORMAT = 2
 _PASSWORD = Field(str, max_len=1024)
 
 OPS: dict[str, Op] = {

@@ -255,7 +255,10 @@ def mentions_me(message: dict[str, Any], me: dict[str, Any]) -> bool:
 
 def receipt_ticks(conv: Conversation, message: dict[str, Any]) -> str:
     """What one of our messages in a direct chat shows when both of us share read
-    receipts: "✓" stored, "✓✓" read by the other person; nothing otherwise."""
+    receipts: "✓" stored, "✓✓" read by the other person; nothing otherwise. A deleted
+    message (a tombstone) shows none: there is nothing left of it to have been read."""
     if conv.key[0] != "dm" or conv.peer_read_seq is None or not message.get("seq"):
+        return ""
+    if message.get("deleted"):
         return ""
     return "✓✓" if message["seq"] <= conv.peer_read_seq else "✓"

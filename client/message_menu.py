@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QMenu, QWi
 
 from .blocking import ask_block
 from .conversations import FAILED, moderates
-from .ui import ElidedLabel, ask_text, button, confirm, on_click
+from .ui import ElidedLabel, ask_lines, button, confirm, on_click
 from .widgets import MESSAGE_ROLE
 
 if TYPE_CHECKING:
@@ -112,14 +112,12 @@ class MessageMenu:
         key = self.pane.state.active
         if key is None:
             return
-        prompt = ask_text(
-            self.pane,
-            "Edit message",
-            "Message:",
-            lambda text: self.pane.chat_actions.change_message(key, message, text, self._done),
-            "edit_message",
-        )
-        prompt.setTextValue(message["text"])
+
+        def save(text: str) -> None:
+            if text != message["text"]:  # unchanged: no "(edited)" for nothing
+                self.pane.chat_actions.change_message(key, message, text, self._done)
+
+        ask_lines(self.pane, "Edit message", message["text"], save, "edit_message")
 
     def ask_delete(self, message: dict[str, Any]) -> None:
         key = self.pane.state.active

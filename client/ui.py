@@ -13,16 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QFontMetrics, QPainter, QResizeEvent
+from PySide6.QtGui import QAction, QFontMetrics, QKeySequence, QPainter, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QAbstractButton,
+    QDialog,
+    QDialogButtonBox,
     QInputDialog,
     QLabel,
     QListView,
     QListWidget,
     QMessageBox,
+    QPlainTextEdit,
     QPushButton,
     QSizePolicy,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -64,6 +68,45 @@ def ask_text(
 
     dialog.textValueSelected.connect(done)
     dialog.open()
+    return dialog
+
+
+def ask_lines(
+    parent: QWidget, title: str, text: str, on_save: Callable[[str], None], name: str
+) -> QDialog:
+    """A multi-line editor prefilled with `text` (a message keeps its line breaks: Enter
+    starts a new line, as in the compose box), not blocking either. Save or Ctrl+Enter
+    gives `on_save` the text as it stands (the compose box sends its text untrimmed
+    too); Save is disabled while the text is blank: an edit cannot empty a message
+    (Delete… does that)."""
+    dialog = QDialog(parent)
+    dialog.setObjectName(name)
+    dialog.setWindowTitle(title)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    editor = QPlainTextEdit(text)
+    editor.setObjectName("text")
+    editor.moveCursor(editor.textCursor().MoveOperation.End)
+    buttons = QDialogButtonBox(
+        QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+    )
+    save = buttons.button(QDialogButtonBox.StandardButton.Save)
+    save.setObjectName("save")
+    save.setToolTip("Save (Ctrl+Enter)")
+    buttons.button(QDialogButtonBox.StandardButton.Cancel).setObjectName("cancel")
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    editor.textChanged.connect(lambda: save.setEnabled(bool(editor.toPlainText().strip())))
+    save.setEnabled(bool(text.strip()))
+    # Return belongs to the editor (a new line); Ctrl+Enter, on either Enter key, saves.
+    for keys in ("Ctrl+Return", "Ctrl+Enter"):
+        QShortcut(QKeySequence(keys), dialog).activated.connect(save.click)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(editor)
+    layout.addWidget(buttons)
+    dialog.resize(420, 220)
+    dialog.accepted.connect(lambda: on_save(editor.toPlainText()))
+    dialog.open()
+    editor.setFocus()
     return dialog
 
 

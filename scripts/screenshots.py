@@ -296,7 +296,7 @@ class Tour:
         c.wait(lambda: "Will do, see you there!" in c.shown(ming))
         c.right_click_message(alice, "Messages, history and avatars all work here.")
         c.choose_menu_item("message_menu", "edit")
-        c.answer_text("edit_message", "Messages, history, avatars and edits all work here.")
+        c.answer_lines("edit_message", "Messages, history, avatars and edits all work here.")
         c.wait(lambda: "Messages, history, avatars and edits all work here." in c.shown(ming))
         self.save(ming.main_window, "reply-edit", sizes=((980, 660),))
 

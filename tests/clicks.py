@@ -18,6 +18,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
     QAbstractButton,
     QApplication,
+    QDialog,
     QDialogButtonBox,
     QFileDialog,
     QInputDialog,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QMenu,
     QMessageBox,
+    QPlainTextEdit,
     QWidget,
 )
 
@@ -140,6 +142,19 @@ def answer_text(name: str, text: str) -> None:
     field.clear()
     type_into(field, text)
     click(prompt.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok))
+
+
+def answer_lines(name: str, text: str) -> None:
+    """In the open multi-line editor (ui.ask_lines): clear it, type `text` a line at a
+    time (Enter between the lines, as a person starts a new one) and click Save."""
+    prompt = dialog(QDialog, name)
+    field = prompt.findChild(QPlainTextEdit)
+    field.clear()
+    for n, line in enumerate(text.split("\n")):
+        if n:
+            press(field, Qt.Key_Return)
+        type_into(field, line)
+    click(prompt.findChild(QAbstractButton, "save"))
 
 
 def answer_confirm(name: str, yes: bool = True) -> None:

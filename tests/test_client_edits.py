@@ -13,22 +13,28 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtWidgets import QMenu  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QAbstractButton, QDialog, QMenu, QPlainTextEdit  # noqa: E402
+from shiboken6 import isValid  # noqa: E402
 
 from client.conversations import room_key  # noqa: E402
 
 from clicks import (  # noqa: E402
     answer_confirm,
-    answer_text,
+    answer_lines,
     choose_menu_item,
+    click,
     click_message,
     dialog,
+    press,
     right_click_message,
     send,
     shown,
     sign_up,
+    type_into,
     wait,
 )
+from wire import WireClient  # noqa: E402
 
 SHOTS = Path(os.environ.get("CHAT_TEST_SCREENSHOTS", "var/screenshots"))
 
@@ -54,7 +60,7 @@ def test_edit_delete_and_reply_by_clicking(apps, make_stack, sqlite_url):
     # ann: right-click her message, Edit..., type the new text
     right_click_message(ann, "see you at five")
     choose_menu_item("message_menu", "edit")
-    answer_text("edit_message", "see you at six")
+    answer_lines("edit_message", "see you at six")
     wait(lambda: "see you at six" in shown(bob), what="the edit on bob's screen")
     lobby = bob.state.conversation(room_key("lobby")).messages
     assert [m.get("edited_at") is not None for m in lobby] == [True]
@@ -108,3 +114,60 @@ def test_delete_can_be_cancelled_and_others_messages_have_no_edit(apps, make_sta
     assert [a.objectName() for a in menu.actions()] == ["reply", "block"]
     menu.close()
     assert "keep this" in shown(bob) and "keep this" in shown(ann)
+
+
+def closed(prompt: QDialog) -> bool:
+    """The editor is gone (it deletes itself on close)."""
+    return not isValid(prompt) or not prompt.isVisible()
+
+
+def _edit_prompt(app, text: str) -> tuple[QDialog, QPlainTextEdit]:
+    """Right-click our message showing `text`, Edit…: the editor that opens."""
+    right_click_message(app, text)
+    choose_menu_item("message_menu", "edit")
+    prompt = dialog(QDialog, "edit_message")
+    return prompt, prompt.findChild(QPlainTextEdit)
+
+
+def test_edit_keeps_every_line_of_a_message(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    ann = apps("ann")
+    sign_up(ann, stack.port, "ann")
+    box = ann.main_window.chat.compose
+    type_into(box, "see you at five")
+    press(box, Qt.Key_Return, Qt.ShiftModifier)  # a second line
+    type_into(box, "by the gate")
+    press(box, Qt.Key_Return)
+    two_lines = "see you at five\nby the gate"
+
+    # prefilled with both lines; Enter adds a line (it does not save), Save saves
+    prompt, editor = _edit_prompt(ann, two_lines)
+    assert editor.toPlainText() == two_lines
+    press(editor, Qt.Key_Return)
+    type_into(editor, "bring snacks")
+    assert prompt.isVisible()
+    click(prompt.findChild(QAbstractButton, "save"))
+    three_lines = "see you at five\nby the gate\nbring snacks"
+    wait(lambda: three_lines in shown(ann), what="the edit shown")
+
+    # Cancel changes nothing; a blank text cannot be saved
+    prompt, editor = _edit_prompt(ann, three_lines)
+    editor.clear()
+    assert not prompt.findChild(QAbstractButton, "save").isEnabled()
+    click(prompt.findChild(QAbstractButton, "cancel"))
+    wait(lambda: closed(prompt), what="Cancel closed the editor")
+    assert three_lines in shown(ann)
+
+    # Ctrl+Enter saves
+    prompt, editor = _edit_prompt(ann, three_lines)
+    press(editor, Qt.Key_Backspace)  # the cursor starts at the end: "snack"
+    press(editor, Qt.Key_Return, Qt.ControlModifier)
+    wait(lambda: closed(prompt), what="Ctrl+Enter saved")
+    final = "see you at five\nby the gate\nbring snack"
+    wait(lambda: final in shown(ann), what="the second edit shown")
+
+    # what the server stored, as someone else reads it
+    with WireClient(stack.port) as bob:
+        bob.register_and_login("bob")
+        history = bob.call("room.history", room="lobby")["messages"]
+    assert [(m["text"], m.get("edited_at") is not None) for m in history] == [(final, True)]

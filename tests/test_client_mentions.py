@@ -15,13 +15,16 @@ from client.conversations import SENT, dm_key, mentions_me, room_key  # noqa: E4
 from client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
+    answer_confirm,
     befriend,
+    choose_menu_item,
     choose_notify_level,
     click,
     click_button,
     focus_window,
     open_conversation,
     open_settings,
+    right_click_message,
     send,
     sign_in,
     sign_up,
@@ -126,10 +129,18 @@ def test_read_receipts_by_click_show_ticks(apps, make_stack, sqlite_url):
     wait(lambda: "and this one?" in texts(bob, dm_key("alice")))
     assert (ticks(first), ticks(second)) == ("✓✓", "✓")
 
+    # alice deletes the message bob read: its tombstone shows no tick, the newer one
+    # keeps its own.
+    right_click_message(alice, "did you read this?")
+    choose_menu_item("message_menu", "delete")
+    answer_confirm("delete_message", yes=True)
+    wait(lambda: first.get("deleted"), what="the tombstone on alice's screen")
+    assert (ticks(first), ticks(second)) == ("", "✓")
+
     # bob stops sharing on his side: alice's app stops showing his marker at its next
     # sync (the server shows markers only between two who share).
     settings = open_settings(bob)
     click(settings.share_receipts)
     wait(lambda: "Read receipts are off" in settings.message.text())
     alice.state.sync()
-    wait(lambda: ticks(first) == "", what="ticks gone")
+    wait(lambda: ticks(second) == "", what="ticks gone")

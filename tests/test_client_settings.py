@@ -9,24 +9,29 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import stat  # noqa: E402
 
 from PySide6.QtWidgets import QDialogButtonBox, QInputDialog  # noqa: E402
 
+from chatroom.protocol import EXPORT_FORMAT  # noqa: E402
 from client.conversations import room_key  # noqa: E402
 from client.profile_dialog import ProfileDialog  # noqa: E402
 
 from clicks import (  # noqa: E402
+    answer_confirm,
     answer_text,
     befriend,
     choose_file,
+    choose_menu_item,
     click,
     click_button,
     dialog,
     open_conversation,
     open_settings,
+    right_click_message,
     send,
     shown,
     sign_in,
@@ -81,22 +86,48 @@ def test_sign_out_other_devices(apps, make_stack, sqlite_url, monkeypatch):
     click_button(settings, "close")
 
 
+def _same_time(readable: str, ms: int) -> bool:
+    """An export's ISO 8601 UTC string names this time in ms."""
+    assert readable.endswith("Z"), readable
+    return dt.datetime.fromisoformat(readable) == dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
 def test_export_to_a_file(apps, make_stack, sqlite_url, tmp_path):
     stack = make_stack(sqlite_url)
     app = apps("ann")
     sign_up(app, stack.port, "ann")
-    send(app, "hello from ann")
-    wait(lambda: "hello from ann" in shown(app))
+    for text in ("hello from ann", "oops, wrong room"):
+        send(app, text)
+        wait(lambda t=text: t in shown(app))
+    right_click_message(app, "oops, wrong room")
+    choose_menu_item("message_menu", "delete")
+    answer_confirm("delete_message", yes=True)
+    wait(lambda: "oops, wrong room" not in shown(app), what="the message deleted")
     settings = open_settings(app)
     click_button(settings, "export")
     target = tmp_path / "my-data.json"
     choose_file("export_chooser", target)
     wait(lambda: "Saved your data" in settings.message.text(), what="export saved")
     exported = json.loads(target.read_text())
-    assert exported["account"]["username"] == "ann"
-    assert [m["text"] for m in exported["messages_sent"]] == ["hello from ann"]
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     click_button(settings, "close")
+
+    # the user's data, not the protocol's: no reply envelope, no paging
+    assert not {"id", "ok", "part", "next"} & set(exported)
+    assert exported["format"] == EXPORT_FORMAT
+    assert exported["account"]["username"] == "ann"
+    kept, deleted = exported["messages_sent"]
+    assert kept["text"] == "hello from ann" and "deleted" not in kept
+    assert deleted["text"] == "" and deleted["deleted"] is True
+    # every time in ms has a readable ISO 8601 UTC twin
+    assert _same_time(exported["exported_at_iso"], exported["exported_at"])
+    assert _same_time(exported["account"]["created_at_iso"], exported["account"]["created_at"])
+    assert _same_time(
+        exported["sessions"][0]["created_at_iso"], exported["sessions"][0]["created_at"]
+    )
+    assert _same_time(kept["ts_iso"], kept["ts"])
+    assert _same_time(deleted["deleted_at_iso"], deleted["deleted_at"])
+    assert exported["sessions"][0]["revoked_at_iso"] is None  # this session is live
 
 
 def test_delete_account_the_friend_sees_deleted_user(apps, make_stack, sqlite_url):

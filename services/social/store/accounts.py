@@ -31,7 +31,7 @@ from chatroom.storage.schema import (
 )
 from services.social.store.edits import Target, select_targets
 from services.social.store.friends import PENDING
-from services.social.store.rooms import DIRECT
+from services.social.store.rooms import DIRECT, change_marks
 
 
 class AccountQueries:
@@ -147,7 +147,9 @@ class AccountQueries:
 
     def messages_of(self, user_id: int, after_id: int, limit: int) -> list[dict[str, Any]]:
         """The messages the user sent, by id after `after_id`, at most `limit`, each with
-        its conversation's name ('direct with bob' for a direct one) and time."""
+        its conversation's name ('direct with bob' for a direct one) and time; an edited
+        one with `edited_at`, a deleted one (its text is gone: '') with `deleted` true
+        and `deleted_at`, marked as clients get messages (rooms.change_marks)."""
         rows = self.conn.execute(
             select(
                 messages.c.id,
@@ -155,6 +157,8 @@ class AccountQueries:
                 messages.c.seq,
                 messages.c.text,
                 messages.c.created_at,
+                messages.c.edited_at,
+                messages.c.deleted_at,
                 rooms.c.name,
                 rooms.c.kind,
             )
@@ -176,6 +180,7 @@ class AccountQueries:
                 "seq": r.seq,
                 "ts": r.created_at,
                 "text": r.text,
+                **change_marks(r.edited_at, r.deleted_at),
             }
             for r in rows
         ]

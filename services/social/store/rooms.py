@@ -124,13 +124,21 @@ def message_dict(row: Any, room_name: str) -> dict[str, Any]:
             row.quoted_text or "",
             row.quoted_deleted is not None,
         )
-    if row.edited_at is not None:
-        out["edited_at"] = row.edited_at
+    out.update(change_marks(row.edited_at, row.deleted_at))
     if row.deleted_at is not None:
-        out["deleted"] = True
-        out["deleted_at"] = row.deleted_at
         out["text"] = ""
     return out
+
+
+def change_marks(edited_at: int | None, deleted_at: int | None) -> dict[str, Any]:
+    """What says a message was changed: an edited one's `edited_at`; a deleted one's
+    `deleted` (true) and `deleted_at` (its text is gone)."""
+    marks: dict[str, Any] = {}
+    if edited_at is not None:
+        marks["edited_at"] = edited_at
+    if deleted_at is not None:
+        marks.update(deleted=True, deleted_at=deleted_at)
+    return marks
 
 
 def change_dict(row: Any, room_name: str) -> dict[str, Any]:
