@@ -142,6 +142,9 @@ class Settings:
     # to the room go out together as one push (services/tcp_edge/typing_hints.py,
     # RoomHints); 0: each at once.
     typing_merge_ms: int = 1000
+    # After a room member's typing hint was checked against the database, their next
+    # ones to that room skip the check for this long (services/social/handlers/typing.py).
+    typing_member_trust_s: float = 10.0
     # Joining and leaving rooms, answering and removing friends: each a write and a push
     # to others; generous for people, a stop for a script that loops on them.
     rate_membership: str = "60/m"

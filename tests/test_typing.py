@@ -3,6 +3,8 @@ who is told, what the edge keeps to itself, and the bad requests."""
 
 from __future__ import annotations
 
+import time
+
 from services.tcp_edge.typing_hints import REMEMBERED_PER_CONNECTION, TypingCoalescer
 
 from wire import WireClient, befriend, users
@@ -180,3 +182,26 @@ def test_a_busy_rooms_hints_reach_each_member_merged_once_a_second(make_stack, d
         alone = eve.event("typing", timeout=10, room="Quiet")
         assert [h["user"]["username"] for h in alone["hints"]] == ["cat"]
         dan.no_event("typing", within=0.5)
+
+
+def test_a_removed_member_stops_typing_within_the_trust_window(make_stack, db_url):
+    """Social trusts a member's typing to a room for `typing_member_trust_s` after
+    checking it (no database read per hint); once that has passed, a member kicked
+    meanwhile is refused like any non-member."""
+    stack = make_stack(db_url, typing_member_trust_s=1.0)
+    with users(stack, "ann", "bob") as (ann, bob):
+        ann.call("room.create", room="Trusted")
+        bob.call("room.join", room="Trusted")
+        assert bob.call("typing", room="Trusted", on=True)["forwarded"] is True
+        ann.call("room.kick", room="Trusted", username="bob")
+        refused = None
+        deadline = time.monotonic() + 10
+        on = False
+        while refused is None and time.monotonic() < deadline:
+            reply = bob.request("typing", room="Trusted", on=on)  # alternating: forwarded
+            if not reply["ok"]:
+                refused = reply["error"]
+            on = not on
+            time.sleep(0.2)
+        assert refused is not None, "still trusted 10 s after the kick"
+        assert refused["code"] in ("forbidden", "not_found")
