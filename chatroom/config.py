@@ -153,7 +153,7 @@ class Settings:
     rate_read: str = "120/m"
     # How long an edge gathers read.marks before sending them to social as one request
     # (services/tcp_edge/read_marks.py); 0: each alone.
-    read_mark_linger_ms: int = 100
+    read_mark_linger_ms: int = 250
     # room.notify: a write and a push to the user's other sessions.
     rate_notify: str = "30/m"
     # message.edit and message.delete: each a sequenced event pushed to the conversation.
