@@ -76,7 +76,7 @@ class SocialStore:
         self.open_session = self.sessions.submit
         # mark_read(user_id, room_id, seq, peer_id): a read.mark for the group commit of
         # markers (MarkWriter.submit).
-        self.marks = MarkWriter(self.transaction)
+        self.marks = MarkWriter(engine)
         self.mark_read = self.marks.submit
         self._rooms = Remembered()  # room key -> RoomIdentity
         self._users = Remembered()  # username key -> (id, username)

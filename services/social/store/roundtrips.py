@@ -68,10 +68,13 @@ class Pipelined:
 
 
 class WriterConnection:
-    """The writer's one database connection, kept between batches."""
+    """The writer's one database connection, kept between batches. `pipelined=False`
+    keeps an ordinary SQLAlchemy connection on any database (the read markers' writer:
+    its statements are SQLAlchemy's, one by one); what it saves is the pool's checkout
+    and ping per batch."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.pipelined = engine.dialect.driver == "pymysql"
+    def __init__(self, engine: Engine, pipelined: bool = True) -> None:
+        self.pipelined = pipelined and engine.dialect.driver == "pymysql"
         if self.pipelined:
             # Its own engine: multi-statement queries only on this connection, whose SQL
             # is this module's constants; every other connection keeps them off.
