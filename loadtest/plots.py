@@ -90,23 +90,33 @@ def memory(
 
 
 def bars(
-    path: Path, title: str, labels: list[str], series: dict[str, list[float]], fmt: str = "%.0f"
+    path: Path,
+    title: str,
+    labels: list[str],
+    series: dict[str, list[float]],
+    fmt: str = "%.0f",
+    own_scales: bool = False,
 ) -> None:
     """Grouped bars: one group per label, one bar per series (e.g. a value per setting),
-    each labelled with its value (`fmt`)."""
+    each labelled with its value (`fmt`). `own_scales`: each label in a panel of its own,
+    with its own y axis (for measures of different units, e.g. deliveries/s and µs)."""
     plt = _pyplot()
     if plt is None:
         return
-    fig, axis = plt.subplots(figsize=(9, 4))
+    panels = len(labels) if own_scales else 1
+    fig, axes = plt.subplots(1, panels, figsize=(9, 4), squeeze=False)
     width = 0.8 / max(len(series), 1)
-    for n, (name, values) in enumerate(series.items()):
-        xs = [i + n * width for i in range(len(labels))]
-        drawn = axis.bar(xs, values, width, label=name)
-        axis.bar_label(drawn, fmt=fmt, fontsize=8)
-    axis.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], labels)
-    axis.set_title(title)
-    axis.grid(True, axis="y", alpha=0.3)
-    axis.legend()
+    groups = [[i] for i in range(len(labels))] if own_scales else [list(range(len(labels)))]
+    for axis, shown in zip(axes[0], groups, strict=True):
+        for n, (name, values) in enumerate(series.items()):
+            xs = [k + n * width for k in range(len(shown))]
+            drawn = axis.bar(xs, [values[i] for i in shown], width, label=name)
+            axis.bar_label(drawn, fmt=fmt, fontsize=8)
+        centres = [k + width * (len(series) - 1) / 2 for k in range(len(shown))]
+        axis.set_xticks(centres, [labels[i] for i in shown])
+        axis.grid(True, axis="y", alpha=0.3)
+        axis.legend()
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

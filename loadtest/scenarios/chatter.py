@@ -2,12 +2,12 @@
 the plain fan-out, alternating in one sitting (issue #17: typing and read markers at
 1,000 active users must not cost the fan-out more than 5 %).
 
-    python -m loadtest chatter --members 1000 --messages 2000 --rounds 3
+    python -m loadtest chatter --members 1000 --messages 3000 --rounds 5
 
 Each round runs the plain fan-out (loadtest fanout, closed loop) then the same with
 chatter (loadtest/chatter.py: `--typing-share` of the members typing at any moment at
 the desktop client's cadence, every member marking what it has read at most every
-400 ms), each on a fresh stack. Reported per run and as medians: deliveries/s, and the
+3 s), each on a fresh stack. Reported per run and as medians: deliveries/s, and the
 servers' CPU per delivery (edge, bus, auth, social, media and MariaDB, read from /proc
 over the window), with chatter / plain ratios.
 """
@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> list[Result]:
             ]
             for variant in (PLAIN, CHATTER)
         },
-        fmt="%.1f",
+        fmt="%.2f",
+        own_scales=True,
     )
     return results
