@@ -310,6 +310,25 @@ def test_typing_shows_under_the_conversation_until_sent(apps, make_stack, sqlite
     wait(lambda: ann.main_window.chat.typing_line.isHidden(), what="stopped when emptied")
 
 
+def test_several_typing_in_a_busy_room_show_together(apps, make_stack, sqlite_url):
+    """A busy room's hints reach a member merged into one push (the edge holds those of
+    the next window, here 3 s, so a slow machine cannot split them): ann sees both
+    names, and bob's name goes once he empties his box."""
+    stack = make_stack(sqlite_url, typing_merge_ms=3000)
+    ann, bob, cat = apps("ann"), apps("bob"), apps("cat")
+    for app, name in ((ann, "ann"), (bob, "bob"), (cat, "cat")):
+        sign_up(app, stack.port, name)
+        open_conversation(app, room_key("lobby"))
+    line = ann.main_window.chat.typing_line
+    type_into(ann.main_window.chat.compose, "x")  # opens the lobby's window: the rest wait
+    type_into(bob.main_window.chat.compose, "hello")
+    type_into(cat.main_window.chat.compose, "hi")
+    wait(lambda: line.text() == "bob and cat are typing…", what="both names from one push")
+    bob.main_window.chat.compose.clear()
+    # (cat's client stops by itself after a pause: the line may go at once.)
+    wait(lambda: "bob" not in line.text(), what="bob stopped")
+
+
 def test_a_refused_message_says_why_and_can_be_sent_again_or_removed(apps, make_stack, sqlite_url):
     """Found by a new user's trial: a refused message's reason was cut off in its header
     and nothing could be done with it. Its tooltip has the whole reason; right-click:
