@@ -68,12 +68,19 @@ class Batcher(Generic[Item]):
 
     def submit(self, item: Item) -> asyncio.Future:
         """Queue the item; call from a running event loop, and await the future there."""
+        return self.submit_many([item])[0]
+
+    def submit_many(self, items: Sequence[Item]) -> list[asyncio.Future]:
+        """Queue the items at once (the thread takes them in one batch, up to
+        max_batch); their futures, in order."""
         self.start()
-        item.result = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        for item in items:
+            item.result = loop.create_future()
         with self._ready:
-            self._queue.append(item)
+            self._queue.extend(items)
             self._ready.notify()
-        return item.result
+        return [item.result for item in items]
 
     def _run(self) -> None:
         if self._warm_up is not None:

@@ -50,3 +50,24 @@ def test_edge_drains_on_sigterm(make_stack, sqlite_url):
         frames = c.wait_closed(timeout=10)
         assert any(f.get("event") == "closing" and f["code"] == "shutting_down" for f in frames)
     assert stack.procs["edge#0"].returncode == 0
+
+
+def test_a_read_mark_waiting_for_its_batch_is_answered_before_the_edge_stops(
+    make_stack, sqlite_url
+):
+    """The edge gathers read.marks (read_mark_linger_ms, here longer than the drain);
+    on SIGTERM what is gathered goes to social at once, so the mark is committed and
+    answered before the goodbye, not cut off by it."""
+    stack = make_stack(sqlite_url, read_mark_linger_ms=60_000)
+    with WireClient(stack.port) as c:
+        c.register_and_login("mia")
+        seq = c.call("room.send", room="lobby", text="read me")["message"]["seq"]
+        c.send({"op": "read.mark", "id": 77, "room": "lobby", "seq": seq})
+        c.no_event("closing", within=0.3)  # the mark is waiting in the edge
+        stack.kill("edge#0", signal.SIGTERM)
+        frames = c.wait_closed(timeout=10)
+        (reply,) = [f for f in frames if f.get("id") == 77]
+        assert reply["ok"] is True and reply["seq"] == seq and reply["unread"] == 0
+        closing = next(i for i, f in enumerate(frames) if f.get("event") == "closing")
+        assert frames.index(reply) < closing
+    assert stack.procs["edge#0"].returncode == 0

@@ -20,7 +20,7 @@ from loguru import logger
 from chatroom.bus_client import BusClient
 from chatroom.bus_contract import InternalOp
 from chatroom.errors import ServiceError
-from chatroom.protocol import reply_ok
+from chatroom.protocol import ErrorCode, reply_ok
 from services.tcp_edge.core import Request
 from services.tcp_edge.login import bus_context
 
@@ -48,12 +48,13 @@ class MarkBatches:
         ctx = bus_context(self.edge_id, conn, conn.session)
         self._waiting.append((ctx, request.args, answer))
         if len(self._waiting) >= MAX_MARKS or self.linger_s <= 0:
-            self._send_now()
+            self.flush()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._send_now)
+            self._timer = asyncio.get_running_loop().call_later(self.linger_s, self.flush)
         return [reply_ok(request.request_id, **(await answer))]
 
-    def _send_now(self) -> None:
+    def flush(self) -> None:
+        """Send what is waiting now (the linger's end, a full batch, or the drain)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -64,6 +65,27 @@ class MarkBatches:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[Waiting]) -> None:
+        try:
+            outcomes = await self._ask(batch)
+            for (_, _, answer), outcome in zip(batch, outcomes, strict=True):
+                if answer.done():
+                    continue  # its connection closed meanwhile
+                if outcome.get("ok"):
+                    answer.set_result(outcome.get("result") or {})
+                else:
+                    error = dict(outcome.get("error") or {})
+                    code = error.pop("code", ErrorCode.INTERNAL)
+                    answer.set_exception(ServiceError(code, error.pop("message", ""), **error))
+        except ServiceError as exc:
+            _fail(batch, exc)
+        except Exception:  # noqa: BLE001 - a reply of the wrong shape, a closed socket
+            logger.exception("a batch of {} read marks failed", len(batch))
+        finally:
+            # Whatever went wrong, nobody is left waiting for ever.
+            _fail(batch, ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged"))
+
+    async def _ask(self, batch: list[Waiting]) -> list[dict[str, Any]]:
+        """Social's outcome per mark, in order."""
         marks = [{"ctx": ctx, "args": args} for ctx, args, _ in batch]
         try:
             # Safe to send twice: a marker only moves forward.
@@ -71,24 +93,23 @@ class MarkBatches:
             reply = await self.bus.call(
                 "social", InternalOp.READ_MARKS, {"marks": marks}, ctx, retry=True
             )
-            outcomes = reply["marks"]
         except ServiceError as exc:
-            for _, _, answer in batch:
-                if not answer.done():
-                    answer.set_exception(ServiceError(exc.code, exc.message, **exc.extra))
-            return
-        except Exception as exc:  # noqa: BLE001 - every waiting client must hear back
-            logger.exception("a batch of read marks failed")
-            for _, _, answer in batch:
-                if not answer.done():
-                    answer.set_exception(exc)
-            return
-        for (_, _, answer), outcome in zip(batch, outcomes, strict=True):
-            if answer.done():
-                continue  # its connection closed meanwhile
-            if outcome.get("ok"):
-                answer.set_result(outcome.get("result") or {})
-            else:
-                error = dict(outcome.get("error") or {})
-                code, message = error.pop("code", "internal"), error.pop("message", "")
-                answer.set_exception(ServiceError(code, message, **error))
+            if exc.code != ErrorCode.UNKNOWN_OP:
+                raise
+            # A social replica older than this edge (a rolling upgrade): one by one.
+            return list(await asyncio.gather(*(self._one(ctx, args) for ctx, args, _ in batch)))
+        outcomes: list[dict[str, Any]] = reply["marks"]
+        return outcomes
+
+    async def _one(self, ctx: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result = await self.bus.call("social", "read.mark", args, ctx, retry=True)
+        except ServiceError as exc:
+            return {"ok": False, "error": exc.to_dict()}
+        return {"ok": True, "result": result}
+
+
+def _fail(batch: list[Waiting], error: ServiceError) -> None:
+    for _, _, answer in batch:
+        if not answer.done():
+            answer.set_exception(ServiceError(error.code, error.message, **error.extra))

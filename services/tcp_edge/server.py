@@ -203,6 +203,7 @@ class Edge:
             server.close()
         for conn in self.connections:
             conn.stop_reading()
+        self.marks.flush()  # no linger now: the marks read go to social at once
         deadline = time.monotonic() + self.settings.drain_timeout_s
         while any(c.busy for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

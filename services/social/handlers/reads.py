@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any, NamedTuple
 
+from loguru import logger
+from sqlalchemy.exc import OperationalError
+
 from chatroom.bus_contract import Control, InternalOp, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode, Event
-from chatroom.service import Handler, RequestContext
+from chatroom.service import Handler, RequestContext, in_thread
 from services.social.handlers.access import (
     existing_room,
     existing_user,
@@ -29,7 +32,7 @@ from services.social.handlers.access import (
 )
 from services.social.store import SocialStore
 from services.social.store.batch_sql import NotMember
-from services.social.store.marks import RoomGone, SeqAhead
+from services.social.store.marks import Marked, MarkRequest, RoomGone, SeqAhead
 from services.social.store.rooms import RoomIdentity, direct_name
 
 
@@ -58,53 +61,78 @@ class ReadHandlers:
             "read.receipts": self.read_receipts,
         }
 
-    async def read_marks(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
-        """Many users' read.marks from one edge (services/tcp_edge/read_marks.py): each
-        answered as read_mark answers it, errors included, all in one database batch.
-        The edge filled each one's ctx from its connection's session, as for any op."""
-        items = args["marks"]
-        asks = [
-            RequestContext.from_envelope({"op": "read.mark", "rid": ctx.rid, "ctx": item["ctx"]})
-            for item in items
-        ]
-        # Every mark is queued before the batch thread wakes: one transaction for all.
-        outcomes = await asyncio.gather(
-            *(self.read_mark(ask, item["args"]) for ask, item in zip(asks, items, strict=True)),
-            return_exceptions=True,
-        )
-        answers: list[dict[str, Any]] = []
-        for ask, outcome in zip(asks, outcomes, strict=True):
-            if isinstance(outcome, ServiceError):
-                answers.append({"ok": False, "error": outcome.to_dict()})
-            elif isinstance(outcome, BaseException):
-                raise outcome  # the database: the edge answers every mark with it
-            else:
-                answers.append({"ok": True, "result": outcome})
-                ctx.events.extend(ask.events)
-        return {"marks": answers}
-
     async def read_mark(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = me_of(ctx)
-        room_name, peer_name = args.get("room"), args.get("with")
-        if (room_name is None) == (peer_name is None):
-            raise bad_request("room", "name the conversation: either 'room' or 'with', not both")
-        target = self._remembered(me.id, room_name, peer_name)
-        if target is None:
-            target = await asyncio.to_thread(self._look_up, me.id, room_name, peer_name)
-        room, peer = target
+        room, peer = target = await self._target(ctx, me.id, args)
         # Authorised, moved and counted in the batch's transaction (store/marks.py).
         try:
             marked = await self.store.mark_read(
                 me.id, room.id, args["seq"], None if peer is None else peer.id
             )
-        except NotMember:
-            raise not_member(room) from None
-        except RoomGone:
-            raise no_such_room(room.name) from None
-        except SeqAhead as exc:
-            raise bad_request(
-                "seq", f"there is no message {args['seq']} here yet (the last is {exc.last_seq})"
-            ) from None
+        except (NotMember, RoomGone, SeqAhead) as exc:
+            raise _refusal(exc, room, args["seq"]) from None
+        return self._answer(ctx, me, target, marked)
+
+    async def read_marks(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """Many users' read.marks from one edge (services/tcp_edge/read_marks.py), each
+        answered as read_mark answers it, its own error included, all queued as one
+        database batch. The edge filled each one's ctx from its connection's session, as
+        for any op. Never raises for one mark: the others' commits and pushes stand."""
+        items = args["marks"]
+        asks = [
+            RequestContext.from_envelope({"op": "read.mark", "rid": ctx.rid, "ctx": item["ctx"]})
+            for item in items
+        ]
+        found = await asyncio.gather(
+            *(
+                self._who_and_where(ask, item["args"])
+                for ask, item in zip(asks, items, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        ready = {i: f for i, f in enumerate(found) if not isinstance(f, BaseException)}
+        queued = self.store.marks.submit_many(
+            [
+                MarkRequest(me.id, target.room.id, items[i]["args"]["seq"], _id_of(target.peer))
+                for i, (me, target) in ready.items()
+            ]
+        )
+        outcomes = await asyncio.gather(*queued, return_exceptions=True)
+        marked = dict(zip(ready, outcomes, strict=True))
+        answers: list[dict[str, Any]] = []
+        for i, ask in enumerate(asks):
+            looked_up = found[i]
+            if isinstance(looked_up, BaseException):
+                answers.append({"ok": False, "error": _as_service_error(looked_up).to_dict()})
+                continue
+            me, target = looked_up
+            outcome = marked[i]
+            if isinstance(outcome, (NotMember, RoomGone, SeqAhead)):
+                outcome = _refusal(outcome, target.room, items[i]["args"]["seq"])
+            if isinstance(outcome, BaseException):
+                answers.append({"ok": False, "error": _as_service_error(outcome).to_dict()})
+                continue
+            answers.append({"ok": True, "result": self._answer(ask, me, target, outcome)})
+            ctx.events.extend(ask.events)
+        return {"marks": answers}
+
+    async def _who_and_where(self, ctx: RequestContext, args: dict[str, Any]) -> tuple[Any, Target]:
+        me = me_of(ctx)
+        return me, await self._target(ctx, me.id, args)
+
+    async def _target(self, ctx: RequestContext, me_id: int, args: dict[str, Any]) -> Target:
+        """The conversation a mark names, from memory or else the database."""
+        room_name, peer_name = args.get("room"), args.get("with")
+        if (room_name is None) == (peer_name is None):
+            raise bad_request("room", "name the conversation: either 'room' or 'with', not both")
+        target = self._remembered(me_id, room_name, peer_name)
+        if target is None:
+            target = await in_thread(ctx, self._look_up, me_id, room_name, peer_name)
+        return target
+
+    def _answer(self, ctx: RequestContext, me: Any, target: Target, marked: Marked) -> dict:
+        """The reply to one mark; the pushes it causes, queued on `ctx`."""
+        room, peer = target
         reply: dict[str, Any] = {"room": marked.room_name, "room_id": room.id, "seq": marked.marker}
         if peer is not None:
             reply["with"] = user_ref(peer)
@@ -178,3 +206,29 @@ class ReadHandlers:
             event = {"event": Event.READ_RECEIPTS, "enabled": enabled, Control.ORIGIN: ctx.conn}
             ctx.publish(user_topic(user_id), event)
         return {"enabled": enabled, "receipts": shown}
+
+
+def _id_of(peer: Any) -> int | None:
+    return None if peer is None else int(peer.id)
+
+
+def _refusal(exc: Exception, room: RoomIdentity, seq: int) -> ServiceError:
+    """What a mark the batch refused tells its client."""
+    if isinstance(exc, NotMember):
+        return not_member(room)
+    if isinstance(exc, RoomGone):
+        return no_such_room(room.name)
+    assert isinstance(exc, SeqAhead)
+    return bad_request("seq", f"there is no message {seq} here yet (the last is {exc.last_seq})")
+
+
+def _as_service_error(exc: BaseException) -> ServiceError:
+    """One mark's failure for its client: a refusal as it is, the database as
+    service_unavailable (the next mark carries a later seq anyway), else internal."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, OperationalError):
+        logger.warning("a read mark failed: database unavailable ({})", exc.orig)
+        return ServiceError(ErrorCode.SERVICE_UNAVAILABLE, "the database is unavailable; try again")
+    logger.opt(exception=exc).error("a read mark failed")
+    return ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged")

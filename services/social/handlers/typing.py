@@ -12,7 +12,6 @@ so the most a member removed meanwhile can do is show as typing there that long
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -20,7 +19,7 @@ from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import bad_request
 from chatroom.protocol import TYPING_EXPIRES_MS, Event
-from chatroom.service import Handler, RequestContext
+from chatroom.service import Handler, RequestContext, in_thread
 from services.social.handlers.access import find_user, me_of, member_room, not_direct, not_friends
 from services.social.store import SocialStore
 from services.social.store.rooms import RoomIdentity
@@ -51,24 +50,24 @@ class TypingHandlers:
             Control.ORIGIN: ctx.conn,
         }
         if "room" in args:
-            room = await self._member_room(args["room"], me.id)
+            room = await self._member_room(ctx, args["room"], me.id)
             where = {"room": room.name, "room_id": room.id}
             # SENDER: whoever blocks me does not see me typing either.
             control = {Control.SENDER: me.id, Control.HINT: me.id}
             ctx.publish(room_topic(room.id), {**hint, **where, **control})
         else:
-            peer_id = await asyncio.to_thread(self._friend_id, me.id, args["to"])
+            peer_id = await in_thread(ctx, self._friend_id, me.id, args["to"])
             ctx.publish(user_topic(peer_id), {**hint, "direct": True})
         return {"forwarded": True}
 
-    async def _member_room(self, name: str, user_id: int) -> RoomIdentity:
+    async def _member_room(self, ctx: RequestContext, name: str, user_id: int) -> RoomIdentity:
         """The room, if the user is a member (checked in the database at most every
         typing_member_trust_s per room and user); raises as room.send would."""
         room = self.store.cached_room(name)
         now = time.monotonic()
         if room is not None and self._checked.get((room.id, user_id), 0.0) > now:
             return not_direct(room, name)
-        room = await asyncio.to_thread(member_room(name, user_id), self.store)
+        room = await in_thread(ctx, member_room(name, user_id), self.store)
         if len(self._checked) >= MEMBERSHIPS_REMEMBERED:
             self._checked.clear()
         self._checked[(room.id, user_id)] = now + self.settings.typing_member_trust_s

@@ -84,6 +84,10 @@ class MarkWriter:
         SeqAhead."""
         return self._batcher.submit(MarkRequest(user_id, room_id, seq, peer_id))
 
+    def submit_many(self, marks: Sequence[MarkRequest]) -> list[Future]:
+        """Queue marks together (one transaction, up to MAX_BATCH); a future each."""
+        return self._batcher.submit_many(marks)
+
     def _serve(self, batch: list[MarkRequest]) -> list[Any]:
         try:
             return self._commit(batch)

@@ -197,6 +197,7 @@ class ReadQueries(MentionQueries):
             not_counted = self.conn.execute(
                 select(messages.c.seq, messages.c.sender_id, messages.c.kind)
                 .where(messages.c.room_id == room_id, messages.c.seq > low)
+                .where(messages.c.seq <= last_seq)  # what the batch read as the room's end
                 .where(or_(messages.c.kind != "message", messages.c.sender_id.in_(reader_ids)))
                 .order_by(messages.c.seq)
             ).all()
@@ -210,16 +211,18 @@ class ReadQueries(MentionQueries):
                 for hit in self.conn.execute(
                     select(mentions.c.user_id, mentions.c.seq)
                     .where(mentions.c.room_id == room_id, mentions.c.seq > low)
+                    .where(mentions.c.seq <= last_seq)
                     .where(mentions.c.user_id.in_(reader_ids))
                     .order_by(mentions.c.seq)
                 ):
                     mentioned.setdefault(hit.user_id, []).append(hit.seq)
             for user_id, marker, _ in readers:
                 own = sent_by.get(user_id, [])
-                unread = (
+                unread = max(
+                    0,
                     (last_seq - marker)
                     - (len(events) - bisect_right(events, marker))
-                    - (len(own) - bisect_right(own, marker))
+                    - (len(own) - bisect_right(own, marker)),
                 )
                 hits = mentioned.get(user_id, [])
                 mention_n = len(hits) - bisect_right(hits, marker) if unread else 0
