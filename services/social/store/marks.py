@@ -21,9 +21,7 @@ from asyncio import Future
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
-from loguru import logger
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import DBAPIError
 
 from chatroom.batching import Batcher, Queued
 from chatroom.storage.db import now_ms
@@ -89,15 +87,11 @@ class MarkWriter:
         return self._batcher.submit_many(marks)
 
     def _serve(self, batch: list[MarkRequest]) -> list[Any]:
-        try:
-            return self._commit(batch)
-        except DBAPIError as exc:
-            # The kept connection died with a database restart: nothing was committed,
-            # and marks may go again anyway (a marker only moves forward).
-            if not exc.connection_invalidated:
-                raise
-            logger.warning("read marker writer lost its database connection; reconnecting")
-            return self._commit(batch)
+        # Marks may go twice anyway: a marker only moves forward. (Had the lost
+        # connection committed after all, the second time reports them as not moved,
+        # and their pushes to the user's other devices are skipped: the next mark or
+        # sync brings those devices up to date.)
+        return self._db.once_more_if_disconnected("read marker writer", lambda: self._commit(batch))
 
     def _commit(self, batch: list[MarkRequest]) -> list[Any]:
         with self._db.transaction() as trips:

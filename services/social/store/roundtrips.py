@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
+from loguru import logger
 from pymysql.constants import CLIENT
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError
 
 from services.social.store.batch_sql import Statement, Trips
+
+T = TypeVar("T")
 
 # The kept connection is replaced (with a pinged one from the pool) after this long
 # unused, so a database restart or an idle timeout meets a fresh connection.
@@ -95,6 +98,17 @@ class WriterConnection:
 
     def connect(self) -> None:
         self._kept()
+
+    def once_more_if_disconnected(self, writer: str, commit: Callable[[], T]) -> T:
+        """commit(), and once more on a fresh connection if the kept one had died (a
+        database restart): nothing was committed then, so the batch can go again."""
+        try:
+            return commit()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            logger.warning("{} lost its database connection; reconnecting", writer)
+            return commit()
 
     def _kept(self) -> Any:
         now = time.monotonic()

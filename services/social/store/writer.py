@@ -22,9 +22,8 @@ from __future__ import annotations
 from asyncio import Future
 from typing import Any
 
-from loguru import logger
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from chatroom import metrics
 from chatroom.batching import Batcher, Queued
@@ -110,7 +109,7 @@ class GroupWriter:
     def _serve(self, batch: list[PendingMessage]) -> list[Any]:
         """A row or an exception per message (any other error: the whole batch's)."""
         try:
-            return self._commit_once_more_if_disconnected(batch)
+            return self._db.once_more_if_disconnected("message writer", lambda: self._commit(batch))
         except IntegrityError:
             # A retried send raced its original (in another replica's batch) into the
             # database: store one by one so only the duplicate fails (the caller turns
@@ -123,17 +122,6 @@ class GroupWriter:
         except Exception as exc:  # noqa: BLE001 - handed to that sender
             return exc
         return row
-
-    def _commit_once_more_if_disconnected(self, batch: list[PendingMessage]) -> list[Any]:
-        # The kept connection may have died with a database restart; nothing was
-        # committed then, so the batch can go again on a fresh one.
-        try:
-            return self._commit(batch)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            logger.warning("message writer lost its database connection; reconnecting")
-            return self._commit(batch)
 
     def _commit(self, batch: list[PendingMessage]) -> list[Any]:
         with self._db.transaction() as trips:
