@@ -138,10 +138,11 @@ class Op:
     # Changes who is logged in on the connection (login, logout): requests pipelined
     # after it wait until it is done, so they run as the user it logged in.
     changes_session: bool = False
-    # The field naming the conversation (or message) it writes to: of one connection's
-    # requests with the same value, the edge starts each only when the one before is
-    # answered, so they are stored in the order they were sent (see order_key).
-    ordered_by: str | None = None
+    # The field naming the conversation (or message) it writes to, or the fields that
+    # may (the first present counts): of one connection's requests with the same value,
+    # the edge starts each only when the one before is answered, so they are stored in
+    # the order they were sent (see order_key).
+    ordered_by: str | tuple[str, ...] | None = None
 
 
 _TEXT = Field(str, max_len=100_000)  # the real limit is a server setting (max_text_chars)
@@ -292,6 +293,9 @@ OPS: dict[str, Op] = {
         "social",
         {"room": Field(str, False, 256), "to": Field(str, False, 256), "on": Field(bool)},
         idempotent=True,
+        # In line with the sender's messages there: "off" then the message, never the
+        # message and then a stale "on" that others would show until it expires.
+        ordered_by=("room", "to"),
     ),
     "dm.history": Op(
         "social",

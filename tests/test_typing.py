@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from chatroom.framing import encode_frame
 from services.tcp_edge.typing_hints import REMEMBERED_PER_CONNECTION, TypingCoalescer
 
 from wire import WireClient, befriend, users
@@ -205,3 +206,60 @@ def test_a_removed_member_stops_typing_within_the_trust_window(make_stack, db_ur
             time.sleep(0.2)
         assert refused is not None, "still trusted 10 s after the kick"
         assert refused["code"] in ("forbidden", "not_found")
+
+
+def _typists_after_the_message(
+    client: WireClient, shown: set[str], sender: str, room: str, quiet_s: float
+) -> set[str]:
+    """Who `client`, showing `shown` typing in `room`, shows once `sender`'s message has
+    arrived and no typing push has followed for `quiet_s`: its pushes folded in arrival
+    order, a message clearing its sender, as the desktop client does."""
+    typists = set(shown)
+    message_seen = False
+    while True:
+        try:
+            frame = client.next_matching(
+                lambda f: f.get("event") in ("typing", "message") and f.get("room") == room,
+                timeout=quiet_s if message_seen else 10,
+            )
+        except TimeoutError:
+            assert message_seen, f"{sender}'s message did not reach {room}"
+            return typists
+        if frame["event"] == "message":
+            message_seen = message_seen or frame["from"]["username"] == sender
+            typists.discard(frame["from"]["username"])
+        for hint in frame.get("hints", ()):
+            (typists.add if hint["on"] else typists.discard)(hint["user"]["username"])
+
+
+def test_typing_sent_with_the_message_leaves_nobody_shown_typing(make_stack, db_url):
+    """A client sends "on" at the first keystroke and "off" with the message, often in one
+    write. Each must reach the others in that order around the message: an "off" right
+    behind its "on" is forwarded too, and a hint is never overtaken by the message after
+    it, even while the receiving edge is holding the room's hints to merge them."""
+    stack = make_stack(db_url, typing_merge_ms=1500)
+    with users(stack, "ann", "bob", "cat") as (ann, bob, cat):
+        orders = {"Plain": ("on", "off", "send"), "Late off": ("on", "send", "off")}
+        for room, order in orders.items():
+            ann.call("room.create", room=room)
+            bob.call("room.join", room=room)
+            cat.call("room.join", room=room)
+            cat.call("typing", room=room, on=True)  # opens ann's merge window there
+            assert ann.event("typing", timeout=10, room=room)["hints"][0]["on"] is True
+            first = next(bob.ids) + 1000
+            frames = {
+                "on": {"op": "typing", "room": room, "on": True},
+                "off": {"op": "typing", "room": room, "on": False},
+                "send": {"op": "room.send", "room": room, "text": "hello", "client_id": room},
+            }
+            bob.send_raw(
+                b"".join(
+                    encode_frame({**frames[step], "id": first + n}) for n, step in enumerate(order)
+                )
+            )
+            replies = {}
+            for n, step in enumerate(order):
+                replies[step] = bob.next_matching(lambda f, i=first + n: f.get("id") == i)
+            assert all(reply["ok"] for reply in replies.values()), replies
+            assert replies["off"]["forwarded"] is True, f"{order}: the off stayed at the edge"
+            assert _typists_after_the_message(ann, {"cat"}, "bob", room, 2.5) == {"cat"}, order

@@ -110,8 +110,12 @@ def order_key(op: Op, args: dict[str, Any]) -> OrderKey | None:
     """
     if op.ordered_by is None:
         return None
-    value = args[op.ordered_by]
-    return (op.ordered_by, name_key(value.strip()) if isinstance(value, str) else value)
+    fields = (op.ordered_by,) if isinstance(op.ordered_by, str) else op.ordered_by
+    for field in fields:
+        value = args.get(field)
+        if value is not None:
+            return (field, name_key(value.strip()) if isinstance(value, str) else value)
+    return None
 
 
 # --------------------------------------------------------------------------- actions

@@ -372,9 +372,14 @@ class Edge:
         if session is None or not self.typing.should_forward(conn, session.user_id, request.args):
             return [reply_ok(request.request_id, forwarded=False)]
         self._spend(conn, "typing")
-        replies = await self._forward(conn, request)
+        # Noted before the round trip, so what the client sends next is weighed against
+        # it (an "off" right after an "on" must go too); undone if it did not get there.
         self.typing.forwarded(conn, session.user_id, request.args)
-        return replies
+        try:
+            return await self._forward(conn, request)
+        except BaseException:
+            self.typing.unforwarded(conn, session.user_id, request.args)
+            raise
 
     def _spend(self, conn: Connection, action: str) -> None:
         """Take a token from the action's bucket (per IP before login, else per user);

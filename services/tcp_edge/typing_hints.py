@@ -74,6 +74,11 @@ class TypingCoalescer:
         while len(sent) > REMEMBERED_PER_CONNECTION:
             sent.popitem(last=False)
 
+    def unforwarded(self, conn: object, user_id: int, args: dict[str, Any]) -> None:
+        """A hint noted as forwarded did not reach social: the others' view of this
+        conversation is unknown, so the next "on" goes and a lone "off" does not."""
+        self._of(conn, user_id).pop(conversation_of(args), None)
+
     def forget(self, conn: object) -> None:
         """The connection closed or its user changed."""
         self._sent.pop(conn, None)
