@@ -149,6 +149,7 @@ _TEXT = Field(str, max_len=100_000)  # the real limit is a server setting (max_t
 _NAME = Field(str, max_len=256)
 _CLIENT_ID = Field(str, required=False, max_len=64)
 _BEFORE = Field(int, required=False, min_value=1)
+_WITH_ID = Field(int, required=False, min_value=1)
 _LIMIT = Field(int, required=False, min_value=1, max_value=10_000)
 _MESSAGE_ID = Field(int, min_value=1)
 _REPLY_TO = Field(int, required=False, min_value=1)
@@ -297,9 +298,15 @@ OPS: dict[str, Op] = {
         # message and then a stale "on" that others would show until it expires.
         ordered_by=("room", "to"),
     ),
+    # The other person by name (`with`) or, for an erased account, by id (`with_id`).
     "dm.history": Op(
         "social",
-        {"with": _NAME, "before": _BEFORE, "limit": Field(int, False, None, 1, 200)},
+        {
+            "with": Field(str, required=False, max_len=256),
+            "with_id": _WITH_ID,
+            "before": _BEFORE,
+            "limit": Field(int, False, None, 1, 200),
+        },
         idempotent=True,
     ),
     "sync": Op(
@@ -308,12 +315,14 @@ OPS: dict[str, Op] = {
         idempotent=True,
     ),
     # Read markers: a conversation is a room by name (`room`) or a direct chat by the
-    # other person (`with`), exactly one of them; the marker only moves forward.
+    # other person (`with`, or `with_id`), exactly one of them; the marker only moves
+    # forward.
     "read.mark": Op(
         "social",
         {
             "room": Field(str, required=False, max_len=256),
             "with": Field(str, required=False, max_len=256),
+            "with_id": _WITH_ID,
             "seq": Field(int, min_value=0),
         },
         idempotent=True,

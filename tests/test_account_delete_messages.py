@@ -110,3 +110,53 @@ def test_off_by_default_the_messages_stay(make_stack, sqlite_url, admin):
         bob.no_event("message.deleted", within=0.3)
         lobby = bob.call("room.history", room="lobby")["messages"]
         assert _shown(lobby) == [(DELETED, "hello", False)]
+
+
+def test_a_chat_with_a_deleted_account_is_read_by_its_id(make_stack, db_url):
+    """The deleted account's name is "deleted user" for everyone it wrote to, so its
+    direct chats are reached by the id the login reply and sync give (`with_id`): the
+    history, and the read marker. An id reveals nothing: the same not_found, naming
+    no one, for a stranger's id, a made-up one and one's own."""
+    stack = make_stack(db_url)
+    with (
+        WireClient(stack.port) as ann,
+        WireClient(stack.port) as bob,
+        WireClient(stack.port) as cat,
+        WireClient(stack.port) as laptop,
+    ):
+        ann.register_and_login("ann")
+        bob.register_and_login("bob")
+        cat.register_and_login("cat")
+        befriend(ann, bob)
+        first = ann.call("dm.send", to="bob", text="hello bob")["message"]
+        bob.call("dm.send", to="ann", text="hi ann")
+        ann_id = ann.user["id"]
+        assert ann.call("account.delete", password=PW)["ok"]
+
+        (chat,) = laptop.login("bob", PW)["direct"]  # the login reply lists the chat
+        assert chat["with"] == {"id": ann_id, "username": DELETED}
+        synced = laptop.call("sync", cursors={})["conversations"]
+        assert [c["with"] for c in synced if c["kind"] == "direct"] == [chat["with"]]
+        page = bob.call("dm.history", with_id=ann_id)
+        assert page["with"] == {"id": ann_id, "username": DELETED}
+        assert _shown(page["messages"]) == [(DELETED, "hello bob", False), ("bob", "hi ann", False)]
+        assert bob.call("dm.history", with_id=ann_id, before=page["messages"][1]["seq"])[
+            "messages"
+        ] == page["messages"][:1]
+        # the name finds no one now
+        assert bob.error_of("dm.history", **{"with": DELETED})["code"] == "not_found"
+
+        mark = bob.call("read.mark", with_id=ann_id, seq=first["seq"])
+        assert mark["with"]["id"] == ann_id and mark["seq"] == first["seq"]
+        assert laptop.event("read", room_id=chat["id"])["seq"] == first["seq"]
+
+        for who, probe in ((cat, ann_id), (bob, bob.user["id"]), (bob, 2**40)):
+            for op, extra in (("dm.history", {}), ("read.mark", {"seq": 1})):
+                error = who.error_of(op, with_id=probe, **extra)
+                assert error["code"] == "not_found", (op, probe, error)
+                assert "ann" not in error["message"] and DELETED not in error["message"]
+        both = {"with": "bob", "with_id": ann_id}
+        assert cat.error_of("dm.history", **both)["code"] == "bad_request"
+        assert bob.error_of("read.mark", seq=1, **both)["code"] == "bad_request"
+        for bad in (0, -1, "1", 1.5, None):
+            assert bob.error_of("dm.history", with_id=bad)["code"] == "bad_request", bad

@@ -81,6 +81,7 @@ _EXISTING = {
     "room": ["lobby", "den", "LOBBY", "dm:1:2"],
     "to": ["bob", "ann", "BOB"],
     "with": ["bob", "ann"],
+    "with_id": [1, 2, 3],
     "username": ["bob", "ann", "Bob"],
 }
 

@@ -99,6 +99,32 @@ def find_user(tx: Tx, username: str) -> Any:
     return existing_user(tx.user_named(username), username)
 
 
+def peer_named(args: dict[str, Any]) -> str:
+    """Which of `with` (a username) and `with_id` (a user id) names the other person
+    of a direct chat; bad_request unless exactly one does."""
+    if ("with" in args) == ("with_id" in args):
+        raise bad_request("with", "name the other person: either 'with' or 'with_id', not both")
+    return "with" if "with" in args else "with_id"
+
+
+def direct_with_id(store: SocialStore, me_id: int, peer_id: int) -> tuple[RoomIdentity, Any]:
+    """A direct chat by the other person's id, `with_id`: the way to one with an erased
+    account, whose name ("deleted user") finds no one. The same not_found, naming no
+    one, for an id that is nobody's and for a pair that never wrote, so an id reveals
+    nothing about who it is."""
+    room = store.direct_room(me_id, peer_id) if peer_id != me_id else None
+    peer = None
+    if room is not None:
+        with store.reading() as tx:
+            peer = tx.user_by_id(peer_id)
+    if room is None or peer is None:
+        raise ServiceError(
+            ErrorCode.NOT_FOUND,
+            "you have no conversation with that user id; open one from your list of chats",
+        )
+    return room, peer
+
+
 def user_ref(row: Any) -> dict[str, Any]:
     return {"id": row.id, "username": row.username}
 

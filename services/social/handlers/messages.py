@@ -21,12 +21,14 @@ from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
     RoomResolver,
     check_text,
+    direct_with_id,
     existing_user,
     find_user,
     known_room,
     me_of,
     member_room,
     not_friends,
+    peer_named,
     refusal_of,
     user_ref,
 )
@@ -228,11 +230,15 @@ class MessageHandlers:
     def dm_history(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         me = me_of(ctx)
         limit = min(args.get("limit", 50), self.settings.history_page_max)
-        with self.store.reading() as tx:
-            peer = find_user(tx, args["with"])
-        room = self.store.direct_room(me.id, peer.id)
-        if room is None:
-            raise ServiceError(ErrorCode.NOT_FOUND, f"no messages with {peer.username} yet")
+        if peer_named(args) == "with_id":
+            room, peer = direct_with_id(self.store, me.id, args["with_id"])
+        else:
+            with self.store.reading() as tx:
+                peer = find_user(tx, args["with"])
+            found = self.store.direct_room(me.id, peer.id)
+            if found is None:
+                raise ServiceError(ErrorCode.NOT_FOUND, f"no messages with {peer.username} yet")
+            room = found
         return {**self._history(room, args.get("before"), limit), "with": user_ref(peer)}
 
     def _history(

@@ -22,6 +22,7 @@ from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext, in_thread
 from services.social.handlers.access import (
+    direct_with_id,
     existing_room,
     existing_user,
     me_of,
@@ -122,9 +123,14 @@ class ReadHandlers:
 
     async def _target(self, ctx: RequestContext, me_id: int, args: dict[str, Any]) -> Target:
         """The conversation a mark names, from memory or else the database."""
+        named = [field for field in ("room", "with", "with_id") if field in args]
+        if len(named) != 1:
+            raise bad_request(
+                "room", "name the conversation: one of 'room', 'with' or 'with_id', no more"
+            )
+        if named == ["with_id"]:  # rare (an erased account's chat): no memory for it
+            return Target(*await in_thread(ctx, direct_with_id, self.store, me_id, args["with_id"]))
         room_name, peer_name = args.get("room"), args.get("with")
-        if (room_name is None) == (peer_name is None):
-            raise bad_request("room", "name the conversation: either 'room' or 'with', not both")
         target = self._remembered(me_id, room_name, peer_name)
         if target is None:
             target = await in_thread(ctx, self._look_up, me_id, room_name, peer_name)

@@ -40,6 +40,13 @@ class FriendQueries:
             )
         ).first()
 
+    def user_by_id(self, user_id: int) -> Any:
+        """The user (id, username) with that id, or None; an erased account too (its
+        username is then "deleted user"), for the conversations that stay with it."""
+        return self.conn.execute(
+            select(users.c.id, users.c.username).where(users.c.id == user_id)
+        ).first()
+
     def are_friends(self, a: int, b: int) -> bool:
         found = self.conn.execute(
             select(friendships.c.user_id).where(
