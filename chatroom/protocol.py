@@ -178,6 +178,10 @@ UNREAD_CAP = 1000
 MAX_MENTIONS = 20
 # room.notify levels: what a client notifies about in a room (the default: all).
 NOTIFY_LEVELS = ("all", "mentions", "none")
+# The name an erased (deleted) account's row is given: the author of its messages as
+# everyone sees them, the same for every such account. No one can register it (a username
+# has no spaces). Its direct chats are reached by its id: dm.history's `with_id`.
+DELETED_USER = "deleted user"
 # A login's optional device name (chatroom/devices.py has the rule), in characters.
 DEVICE_MAX_CHARS = 64
 # account.export comes in parts, each a reply within the reply budget: the account (what

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, QTimer
 
 from chatroom.protocol import ErrorCode
 
-from .conversations import FAILED, PENDING, SENT, as_line, dm_key, now_ms
+from .conversations import FAILED, PENDING, SENT, as_line, dm_fields, dm_key, now_ms
 from .net import RETRYABLE
 from .state import ChatState
 from .typing_hints import TypingSender
@@ -60,7 +60,8 @@ class ChatActions(QObject):
         if key[0] == "room":
             op, fields["room"] = "room.history", key[1]
         else:
-            op, fields["with"] = "dm.history", key[1]
+            op = "dm.history"
+            fields.update(dm_fields(key))
 
         def done(reply: dict[str, Any]) -> None:
             if not reply.get("ok"):

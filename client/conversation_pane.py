@@ -28,7 +28,7 @@ from . import theme
 from .actions import ChatActions
 from .avatars import AvatarCache
 from .blocking import add_user_menu
-from .conversations import may_post, receipt_ticks
+from .conversations import may_post, receipt_ticks, title_of, with_deleted_account
 from .message_menu import MessageMenu
 from .net import ONLINE, ChatClient
 from .notify_menu import NotifyButton
@@ -224,7 +224,7 @@ class ConversationPane(QWidget):
         else:
             private = key[0] == "room" and self.state.conversation(key).visibility == "private"
             sigil = "🔒 " if private else "# " if key[0] == "room" else "@ "
-            self.title.setText(sigil + key[1])
+            self.title.setText(sigil + title_of(key))
             self.title.setToolTip("A private room: only its members see it" if private else "")
         is_room = key is not None and key[0] == "room"
         self.members_button.setVisible(is_room)
@@ -253,6 +253,8 @@ class ConversationPane(QWidget):
         self.compose.setPlaceholderText(why_not or "Write a message…")
 
     def _why_not_post(self, key: Key) -> str | None:
+        if with_deleted_account(key):
+            return "This account was deleted: you can read this conversation, no one can reply."
         if key[0] == "dm" and key[1] not in self.state.friends:
             return (
                 f"{key[1]} is not your friend: you can read this conversation but not "

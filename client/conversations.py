@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatroom.names import may_mention, mention_keys, username_key
-from chatroom.protocol import MAX_MENTIONS
+from chatroom.protocol import DELETED_USER, MAX_MENTIONS
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"  # a message's "state" in the client
 
@@ -20,6 +20,37 @@ def room_key(name: str) -> tuple[str, str]:
 
 def dm_key(username: str) -> tuple[str, str]:
     return ("dm", username)
+
+
+# A deleted account's direct chat goes by its id: every such account is "deleted user".
+_DELETED_PREFIX = f"{DELETED_USER} #"
+
+
+def peer_key(peer: dict[str, Any]) -> tuple[str, str]:
+    """A direct chat's key from the other person as the server gives them ({id,
+    username}). A deleted account's chats would all be ("dm", "deleted user"), so each
+    goes by the account's id instead ("deleted user #7", which no username can be: they
+    have no spaces), and is asked for by that id (dm_fields)."""
+    if peer["username"] == DELETED_USER:
+        return ("dm", f"{_DELETED_PREFIX}{peer['id']}")
+    return dm_key(peer["username"])
+
+
+def with_deleted_account(key: tuple[str, str]) -> bool:
+    return key[0] == "dm" and key[1].startswith(_DELETED_PREFIX)
+
+
+def title_of(key: tuple[str, str]) -> str:
+    """What a conversation is called on screen."""
+    return DELETED_USER if with_deleted_account(key) else key[1]
+
+
+def dm_fields(key: tuple[str, str]) -> dict[str, Any]:
+    """The fields naming a direct chat in dm.history and read.mark: the other person's
+    name, or a deleted account's id (docs/protocol.md, dm.history)."""
+    if with_deleted_account(key):
+        return {"with_id": int(key[1].removeprefix(_DELETED_PREFIX))}
+    return {"with": key[1]}
 
 
 def now_ms() -> int:

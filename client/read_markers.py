@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import QElapsedTimer, QObject, QTimer
 
-from .conversations import Conversation
+from .conversations import Conversation, dm_fields
 from .memory import DeviceMemory
 from .net import ChatClient
 
@@ -91,6 +91,6 @@ class ReadMarkers(QObject):
         self._clock.start()
         marks, self._marks = self._marks, {}
         for (kind, name), seq in marks.items():
-            where = {"room": name} if kind == "room" else {"with": name}
+            where = {"room": name} if kind == "room" else dm_fields((kind, name))
             # A refusal (left the room meanwhile, an old server) changes nothing here.
             self.client.request("read.mark", {**where, "seq": seq}, lambda _reply: None)

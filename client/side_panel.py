@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from . import theme
 from .avatars import AvatarCache
 from .blocking import add_user_menu
-from .conversations import dm_key
+from .conversations import dm_key, with_deleted_account
 from .net import ONLINE, ChatClient
 from .state import ChatState
 from .ui import ElidedLabel, HintListWidget, button
@@ -231,13 +231,16 @@ class SidePanel(QWidget):
             asked = any(r["user"]["username"] == who for r in self.state.outgoing)
             if conv.key[0] != "dm" or who in self.state.friends or asked or not conv.messages:
                 continue  # (with a request sent, its row stands for them)
+            gone = with_deleted_account(conv.key)
             contact = {
                 "kind": "friend",
-                "name": who,
+                "name": conv.title,
                 "unread": conv.unread,
                 "online": False,
                 "subtitle": self._preview(conv.key) or "not a friend",
-                "tooltip": f"{who} is not your friend: you can read your conversation",
+                "tooltip": "This account was deleted: you can read your conversation"
+                if gone
+                else f"{who} is not your friend: you can read your conversation",
             }
             rows.append((conv.key, contact))
         for request in self.state.outgoing:

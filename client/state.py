@@ -31,7 +31,9 @@ from .conversations import (
     left_notice,
     mentions_me,
     now_ms,
+    peer_key,
     room_key,
+    title_of,
 )
 from .memory import DeviceMemory
 from .net import ChatClient
@@ -141,7 +143,7 @@ class ChatState(QObject):
         self.friends = {f["username"]: f for f in reply.get("friends", [])}
         self.read_receipts = bool(reply.get("read_receipts"))
         listed = [(room_key(r["name"]), r) for r in reply.get("rooms", [])]
-        listed += [(dm_key(d["with"]["username"]), d) for d in reply.get("direct", [])]
+        listed += [(peer_key(d["with"]), d) for d in reply.get("direct", [])]
         for key, entry in listed:
             conv = self.conversation(key)
             conv.room_id = entry["id"]
@@ -162,7 +164,7 @@ class ChatState(QObject):
     def conversation(self, key: tuple[str, str]) -> Conversation:
         conv = self.conversations.get(key)
         if conv is None:
-            conv = Conversation(key, key[1])
+            conv = Conversation(key, title_of(key))
             self.conversations[key] = conv
         return conv
 
@@ -178,11 +180,7 @@ class ChatState(QObject):
                 return
             more = bool(reply.get("has_more"))
             for entry in reply["conversations"]:
-                key = (
-                    dm_key(entry["with"]["username"])
-                    if "with" in entry
-                    else room_key(entry["name"])
-                )
+                key = peer_key(entry["with"]) if "with" in entry else room_key(entry["name"])
                 conv = self.conversation(key)
                 conv.room_id = entry["id"]
                 self._room_settings(conv, entry)
@@ -376,7 +374,7 @@ class ChatState(QObject):
         if message.get("direct"):
             me = self.me.get("username")
             peer = message["to"] if message["from"]["username"] == me else message["from"]
-            return dm_key(peer["username"])
+            return peer_key(peer)
         return room_key(message["room"])
 
     def _store(self, conv: Conversation, message: dict[str, Any], live: bool = False) -> None:

@@ -171,13 +171,15 @@ def choose_file(name: str, path: Path) -> None:
     press(field, Qt.Key_Return)
 
 
-def click_row(listing: QListWidget, text: str) -> None:
-    """Click the row whose text is `text` (a room or friend name)."""
+def click_row(listing: QListWidget, text: str, key: tuple[str, str] | None = None) -> None:
+    """Click the row whose text is `text` (a room or friend name); of rows with the same
+    text (two deleted accounts' chats), the one for conversation `key`."""
 
     def find() -> Any:
         for row in range(listing.count()):
-            if listing.item(row).text() == text:
-                return listing.item(row)
+            item = listing.item(row)
+            if item.text() == text and key in (None, item.data(Qt.ItemDataRole.UserRole)):
+                return item
         return None
 
     listing.scrollToItem(wait(find, what=f"row {text!r}"))

@@ -140,9 +140,10 @@ def test_a_chat_with_a_deleted_account_is_read_by_its_id(make_stack, db_url):
         page = bob.call("dm.history", with_id=ann_id)
         assert page["with"] == {"id": ann_id, "username": DELETED}
         assert _shown(page["messages"]) == [(DELETED, "hello bob", False), ("bob", "hi ann", False)]
-        assert bob.call("dm.history", with_id=ann_id, before=page["messages"][1]["seq"])[
-            "messages"
-        ] == page["messages"][:1]
+        assert (
+            bob.call("dm.history", with_id=ann_id, before=page["messages"][1]["seq"])["messages"]
+            == page["messages"][:1]
+        )
         # the name finds no one now
         assert bob.error_of("dm.history", **{"with": DELETED})["code"] == "not_found"
 

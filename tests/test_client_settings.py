@@ -28,6 +28,7 @@ from clicks import (  # noqa: E402
     choose_menu_item,
     click,
     click_button,
+    click_row,
     dialog,
     open_conversation,
     open_settings,
@@ -39,6 +40,8 @@ from clicks import (  # noqa: E402
     type_into,
     wait,
 )
+from wire import WireClient  # noqa: E402
+from wire import befriend as befriend_by_wire  # noqa: E402
 
 NEW = "battery staple"
 
@@ -160,3 +163,55 @@ def test_delete_account_the_friend_sees_deleted_user(apps, make_stack, sqlite_ur
     wait(lambda: "goodbye everyone" in shown(again))
     senders = [m["from"]["username"] for m in again.main_window.chat.model.messages]
     assert senders == ["deleted user"]
+
+
+def test_chats_with_deleted_accounts_open_to_read(apps, make_stack, sqlite_url):
+    """Found by a new user's trial: a chat with a friend who deleted their account was
+    listed as "deleted user" but opened empty (the client asked for the history of
+    someone called "deleted user", who is no one). Each such chat now opens with its
+    messages, apart from another deleted account's, can be read but not written in,
+    and reading it clears its badge on every device (read.mark by the account's id)."""
+    stack = make_stack(sqlite_url)
+    with (
+        WireClient(stack.port) as ann,
+        WireClient(stack.port) as cat,
+        WireClient(stack.port) as phone,
+    ):
+        phone.register_and_login("bob")
+        said = {}
+        for friend, texts in ((ann, ["from ann"]), (cat, ["from cat, one", "from cat, two"])):
+            name = "ann" if friend is ann else "cat"
+            friend.register_and_login(name)
+            befriend_by_wire(friend, phone)
+            said[friend.user["id"]] = texts
+            for text in texts:
+                friend.call("dm.send", to="bob", text=text)
+        for friend in (ann, cat):
+            friend.call("account.delete", password="correct horse")
+
+        bob = apps("bob")
+        sign_in(bob, stack.port, "bob")
+        side = bob.main_window.side.friends
+        rows = lambda: [side.item(i) for i in range(side.count())]  # noqa: E731
+        wait(lambda: len(rows()) == 2, what="two chats with deleted accounts")
+        assert [r.text() for r in rows()] == ["deleted user", "deleted user"]
+        for user_id, texts in said.items():
+            key = ("dm", f"deleted user #{user_id}")
+            assert bob.state.conversation(key).unread == len(texts)
+            click_row(side, "deleted user", key)
+            wait(lambda k=key: bob.state.active == k, what="the chat open")
+            wait(lambda t=texts: shown(bob) == t, what=f"{texts} shown")
+            chat = bob.main_window.chat
+            assert chat.title.text() == "@ deleted user"
+            assert not chat.compose.isEnabled() and not chat.send_button.isEnabled()
+            assert "account was deleted" in chat.compose.placeholderText()
+        # Read here, so read on the phone too: its sync counts nothing unread there.
+        synced = phone.call("sync", cursors={})["conversations"]
+        direct = {c["id"] for c in synced if c["kind"] == "direct"}
+        assert len(direct) == 2
+
+        def unread_on_the_phone() -> list[int]:
+            read = phone.call("sync", cursors={})["read"]
+            return [r["unread"] for r in read if r["id"] in direct]
+
+        wait(lambda: unread_on_the_phone() == [0, 0], what="both chats read on the phone")

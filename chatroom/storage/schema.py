@@ -352,6 +352,3 @@ avatar_images = Table(
 )
 
 LOBBY = "lobby"
-# The name an erased account's row is given: the author of its messages as everyone sees
-# them. No one can register it (a username has no spaces).
-DELETED_USER = "deleted user"

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from chatroom.protocol import DELETED_USER
 from chatroom.storage.db import inserted_id, now_ms
-from chatroom.storage.schema import DELETED_USER, rate_buckets, sessions, users
+from chatroom.storage.schema import rate_buckets, sessions, users
 from services.auth.own_sessions import OwnSessions
 from services.auth.rate_buckets import RateBuckets
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, or_, select, update
 
+from chatroom.protocol import DELETED_USER
 from chatroom.storage.schema import (
-    DELETED_USER,
     blocks,
     friend_requests,
     friendships,
