@@ -43,6 +43,9 @@ class InternalOp:
     EDGE_GONE = "edge.gone"  # social: this edge is shutting down, all its users left
     EDGE_RESYNC = "edge.resync"  # social: here are all this edge's sessions
     NOTICE_DELIVERED = "notice.delivered"  # social: a must-deliver push reached its user
+    # auth: these sessions were in use until now (closed, or still connected), for
+    # account.sessions' last_used_at (tcp_edge/session_use.py).
+    SESSIONS_USED = "sessions.used"
     # social: several users' read.marks, each {"ctx", "args"} as its own request would
     # be; answers {"marks": [{"ok", "result" | "error"}]} in order (tcp_edge/read_marks.py).
     READ_MARKS = "read.marks"
@@ -52,6 +55,10 @@ class InternalOp:
     SELF_EXPORT = "self.export"  # auth, social, media
     SELF_ERASE = "self.erase"  # social, media: only once auth has marked the account
     SELF_ERASE_FINISH = "self.erase_finish"  # auth
+
+
+# Session ids in one sessions.used: one UPDATE ... WHERE id IN (...) of bounded size.
+SESSIONS_USED_MAX = 2000
 
 
 class AdminOp:

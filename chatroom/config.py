@@ -89,6 +89,11 @@ class Settings:
     # reply also carries its envelope and always at least one message).
     max_reply_bytes: int = 256 * 1024
 
+    # How often an edge tells auth which sessions are connected to it, so that
+    # account.sessions shows a device in use as used lately (tcp_edge/session_use.py);
+    # a session that ends is reported within seconds whatever this is. 0: only those.
+    session_in_use_s: float = 600.0
+
     # Social.
     edge_heartbeat_s: float = 5.0
     # An edge silent this long is presumed dead: its users are shown offline.

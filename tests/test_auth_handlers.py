@@ -189,3 +189,18 @@ def test_failed_logins_are_throttled_per_account_and_address(tmp_path):
     other_address = as_user(None, ip="198.51.100.7")
     assert call(auth.login, other_address, {"username": "Alice", "password": PASSWORD})
     engine.dispose()
+
+
+def test_an_edges_report_of_sessions_in_use(auth):
+    """sessions.used (tcp_edge/session_use.py) moves last_used_at of live sessions only;
+    anything but a bounded list of positive ids is bad_request, nothing written."""
+    _register(auth)
+    login = call(auth.login, as_user(None), {"username": "Alice", "password": PASSWORD})
+    other = call(auth.login, as_user(None), {"username": "Alice", "password": PASSWORD})
+    used = auth.own.sessions_used
+    edge = as_user(None)
+    call(auth.logout, as_user(1, "Alice", session_id=other["session_id"]), {})
+    ids = [login["session_id"], other["session_id"], 10**9]
+    assert call(used, edge, {"sessions": ids}) == {"moved": 1}  # the logged-out one stays
+    for bad in (None, [], "1", [0], [-1], [1.5], ["1"], [True], [2**63], [1] * 2001):
+        assert _refused(used, edge, {"sessions": bad}).code == "bad_request", bad

@@ -5,12 +5,14 @@ bad_request before any password is checked (docs/protocol.md, "login")."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from chatroom.devices import default_device_name, device_problem
 from chatroom.protocol import DEVICE_MAX_CHARS
 
-from wire import WireClient
+from wire import WireClient, wait_until
 
 PW = "correct horse"
 LAPTOP = "ChatRoom on ann-laptop (Linux)"
@@ -93,6 +95,36 @@ def test_a_strangers_device_name_is_never_shown_to_another_user(stack):
         eve.call("login", username="eve", password=PW, device="eve's box")
         assert _devices(eve) == {"eve's box": True}
         assert _devices(ann) == {LAPTOP: True}
+
+
+def test_last_use_follows_the_connection_not_only_the_login(make_stack, db_url):
+    """A device that stays connected all day never logs in again; one that closed at 5
+    pm last logged in at 9. The edge tells auth: a closed session's last use is when it
+    closed (within seconds), a connected one's moves on while it stays connected
+    (every CHAT_SESSION_IN_USE_S, 1 s here), and a closed one's then stays put."""
+    stack = make_stack(db_url, session_in_use_s=1)
+    laptop = WireClient(stack.port)
+    with WireClient(stack.port) as phone:
+        laptop.register_and_login("ann")
+        phone.login("ann", PW)
+
+        def last_used() -> dict[bool, int]:  # is it the phone -> last_used_at
+            listed = phone.call("account.sessions")["sessions"]
+            return {s["current"]: s["last_used_at"] for s in listed}
+
+        logged_in = last_used()
+        laptop.close()
+        closed_ms = time.time() * 1000
+        wait_until(lambda: last_used()[False] >= closed_ms, 20, "the laptop's last use: its close")
+        laptop_last = last_used()[False]
+        wait_until(
+            lambda: last_used()[True] > max(laptop_last, logged_in[True]) + 1500,
+            20,
+            "the phone's last use moving on while it is connected",
+        )
+        assert last_used()[False] == laptop_last  # closed: no longer moves
+        # Edges' report is theirs alone: a client cannot send it.
+        assert phone.error_of("sessions.used", sessions=[1])["code"] == "unknown_op"
 
 
 def test_the_rule_and_the_clients_default():

@@ -15,10 +15,10 @@ from typing import Any
 
 from loguru import logger
 
-from chatroom.bus_contract import Control, InternalOp, user_topic
+from chatroom.bus_contract import SESSIONS_USED_MAX, Control, InternalOp, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import INT64_MAX, ErrorCode
 from chatroom.service import Handler, RequestContext, in_thread
 from services.auth.accounts import check_password, username_key
 from services.auth.admin import AdminHandlers, kick_event, logout_event, others_out_event
@@ -50,6 +50,7 @@ class OwnAccountHandlers:
             "account.delete": self.delete,
             InternalOp.SELF_EXPORT: self.export,
             InternalOp.SELF_ERASE_FINISH: self.erase_finish,
+            InternalOp.SESSIONS_USED: self.sessions_used,
         }
 
     async def change_password(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +76,15 @@ class OwnAccountHandlers:
         user_id, session_id = ctx.require_user(), ctx.require_session()
         rows = self.store.sessions_of(user_id)
         return {"sessions": [{**r, "current": r["id"] == session_id} for r in rows]}
+
+    def sessions_used(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
+        """An edge's report of sessions in use until now (tcp_edge/session_use.py)."""
+        ids = args.get("sessions")
+        if not isinstance(ids, list) or not ids or len(ids) > SESSIONS_USED_MAX:
+            raise bad_request("sessions", f"a list of 1 to {SESSIONS_USED_MAX} session ids")
+        if not all(type(i) is int and 0 < i <= INT64_MAX for i in ids):
+            raise bad_request("sessions", "session ids are positive integers")
+        return {"moved": self.store.touch_sessions(ids)}
 
     def logout_others(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         """Every other session of the user logged out, or just `session` (one of theirs;

@@ -19,8 +19,9 @@ class OwnSessions:
 
     def sessions_of(self, user_id: int) -> list[dict[str, Any]]:
         """The user's live sessions (not logged out, not expired), newest first: when
-        each signed in, was last used (a resume refreshes it), expires, its address and
-        the device name its login gave (None: none given)."""
+        each signed in, was last used (a resume, its connection's close, and while it
+        stays connected every CHAT_SESSION_IN_USE_S: touch_sessions), expires, its
+        address and the device name its login gave (None: none given)."""
         now = now_ms()
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -33,6 +34,22 @@ class OwnSessions:
                 .order_by(sessions.c.last_used_at.desc(), sessions.c.id.desc())
             ).all()
         return [{name: getattr(r, name) for name in LISTED} for r in rows]
+
+    def touch_sessions(self, session_ids: list[int]) -> int:
+        """These sessions were in use until now (an edge's report): their last_used_at
+        moves forward; ended sessions are left alone. How many moved."""
+        now = now_ms()
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                update(sessions)
+                .where(
+                    sessions.c.id.in_(sorted(set(session_ids))),
+                    sessions.c.revoked_at.is_(None),
+                    sessions.c.last_used_at < now,
+                )
+                .values(last_used_at=now)
+            )
+            return int(moved.rowcount)
 
     def end_sessions(
         self, user_id: int, keep: int, only: int | None = None, password_hash: str | None = None

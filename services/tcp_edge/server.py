@@ -38,6 +38,7 @@ from services.tcp_edge.dedupe import FirstCopies
 from services.tcp_edge.delivery import EventDelivery
 from services.tcp_edge.login import Logins, bus_context
 from services.tcp_edge.read_marks import MarkBatches
+from services.tcp_edge.session_use import SessionUse
 from services.tcp_edge.typing_hints import TypingCoalescer
 
 # A request the edge answers itself: the reply, then any pushes that go after it.
@@ -138,6 +139,12 @@ class Edge:
             "account.delete": self.own_account.delete,
         }
         self.typing = TypingCoalescer()
+        self.session_use = SessionUse(
+            self.bus,
+            self.edge_id,
+            lambda: (c.session.session_id for c in self.sessions() if c.session is not None),
+            settings.session_in_use_s,
+        )
         self.servers: list[asyncio.Server] = []
         # Metrics (chatroom.metrics), their children bound here once.
         m = metrics.get()
@@ -164,6 +171,7 @@ class Edge:
             asyncio.create_task(self.delivery.run()),
             asyncio.create_task(self._sweep()),
             asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self.session_use.run()),
         ]
         logger.info(
             "edge {} listening on {}:{}{}",
@@ -218,6 +226,7 @@ class Edge:
             )
         except ServiceError as exc:
             logger.warning("could not report shutdown to social ({}); the reaper will", exc.code)
+        await self.session_use.flush()  # the sessions closed by the goodbyes: used until now
 
     # ------------------------------------------------------------------ connections
 
@@ -266,6 +275,8 @@ class Edge:
         self.conns_per_ip[conn.ip_key] -= 1
         if not self.conns_per_ip[conn.ip_key]:
             del self.conns_per_ip[conn.ip_key]
+        if conn.session is not None:
+            self.session_use.ended(conn.session.session_id)
         if conn.session is not None and not self._stopping.is_set():
             asyncio.get_running_loop().create_task(self.logins.close_session(conn))
 
