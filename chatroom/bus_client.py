@@ -147,11 +147,7 @@ class BusClient:
             self._pending.pop(rid, None)
         if reply.get("ok"):
             return reply.get("result") or {}
-        error = reply.get("error") or {}
-        extra = {k: v for k, v in error.items() if k not in ("code", "message")}
-        raise ServiceError(
-            error.get("code", ErrorCode.INTERNAL), error.get("message", "unknown error"), **extra
-        )
+        raise ServiceError.from_dict(reply.get("error"))
 
     @staticmethod
     async def _send(sock: zmq.asyncio.Socket, frame: bytes, attempt: asyncio.Future) -> bool:

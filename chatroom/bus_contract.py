@@ -140,7 +140,7 @@ class Control:
     SENDER = "_sender"
     BLOCK = "_block"  # user id: the user blocked them; their sessions stop hearing them
     UNBLOCK = "_unblock"  # user id: the user unblocked them; their sessions hear them again
-    # User id: a room's typing hint from them; the edge may merge it with the room's
+    # true: a room's typing hint from SENDER; the edge may merge it with the room's
     # other hints of the next second into one push (services/tcp_edge/typing_hints.py).
     HINT = "_hint"
 

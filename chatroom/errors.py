@@ -18,6 +18,29 @@ class ServiceError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.extra}
 
+    @classmethod
+    def from_dict(cls, error: dict[str, Any] | None) -> ServiceError:
+        """The error a reply carries (to_dict's shape), raised again where it arrives."""
+        error = error or {}
+        extra = {k: v for k, v in error.items() if k not in ("code", "message")}
+        return cls(
+            error.get("code", ErrorCode.INTERNAL), error.get("message", "unknown error"), **extra
+        )
+
+    def copy(self) -> ServiceError:
+        """The same error, for another waiter (an exception object is raised once)."""
+        return ServiceError(self.code, self.message, **self.extra)
+
+
+def database_unavailable() -> ServiceError:
+    """The answer to a request the database could not serve (it is down or restarting)."""
+    return ServiceError(ErrorCode.SERVICE_UNAVAILABLE, "the database is unavailable; try again")
+
+
+def internal_error() -> ServiceError:
+    """The answer to a request that hit a bug (its traceback is in the log)."""
+    return ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged")
+
 
 def bad_request(field: str, message: str) -> ServiceError:
     return ServiceError(ErrorCode.BAD_REQUEST, message, field=field)

@@ -45,7 +45,7 @@ from chatroom.bus_contract import (
 )
 from chatroom.bus_links import BusLinks
 from chatroom.config import Settings
-from chatroom.errors import ServiceError
+from chatroom.errors import ServiceError, database_unavailable, internal_error
 from chatroom.framing import dumps, loads
 from chatroom.logs import RepeatedErrors, request_context
 from chatroom.protocol import ErrorCode
@@ -254,15 +254,11 @@ class ServiceRuntime:
             except OperationalError as exc:
                 logger.error("{} failed: database unavailable ({})", op, exc.orig)
                 meter.failed(op, ErrorCode.SERVICE_UNAVAILABLE, time.perf_counter() - started)
-                err = ServiceError(
-                    ErrorCode.SERVICE_UNAVAILABLE, "the database is unavailable; try again"
-                )
-                return reply_error(rid, err.to_dict()), []
+                return reply_error(rid, database_unavailable().to_dict()), []
             except Exception as exc:
                 self._log_crash(op, exc)
                 meter.failed(op, ErrorCode.INTERNAL, time.perf_counter() - started)
-                err = ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged")
-                return reply_error(rid, err.to_dict()), []
+                return reply_error(rid, internal_error().to_dict()), []
 
     def _log_crash(self, op: str, exc: Exception) -> None:
         """A bug: its traceback, but only the first per (op, exception type) a minute."""

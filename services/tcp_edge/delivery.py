@@ -209,10 +209,10 @@ class EventDelivery:
         the client ignores those) and without the hints of whoever they block."""
         hidden: dict[Connection, set[int]] = {}  # connection -> hinting users it must not see
         for control in controls:
-            user_id = control[Control.HINT]
+            user_id = control[Control.SENDER]
             for conn in self.blocks.hidden_from.get(user_id, ()):
                 hidden.setdefault(conn, set()).add(user_id)
-        typists = {control.get(Control.ORIGIN): control[Control.HINT] for control in controls}
+        typists = {control.get(Control.ORIGIN): control[Control.SENDER] for control in controls}
         common = frame_payload(dumps(merged))
         outbox: dict[Connection, list[bytes]] = {}
         for conn in self.subs.targets(topic):

@@ -19,7 +19,7 @@ from loguru import logger
 
 from chatroom.bus_client import BusClient
 from chatroom.bus_contract import InternalOp
-from chatroom.errors import ServiceError
+from chatroom.errors import ServiceError, internal_error
 from chatroom.protocol import ErrorCode, reply_ok
 from services.tcp_edge.core import Request
 from services.tcp_edge.login import bus_context
@@ -73,16 +73,14 @@ class MarkBatches:
                 if outcome.get("ok"):
                     answer.set_result(outcome.get("result") or {})
                 else:
-                    error = dict(outcome.get("error") or {})
-                    code = error.pop("code", ErrorCode.INTERNAL)
-                    answer.set_exception(ServiceError(code, error.pop("message", ""), **error))
+                    answer.set_exception(ServiceError.from_dict(outcome.get("error")))
         except ServiceError as exc:
             _fail(batch, exc)
         except Exception:  # noqa: BLE001 - a reply of the wrong shape, a closed socket
             logger.exception("a batch of {} read marks failed", len(batch))
         finally:
             # Whatever went wrong, nobody is left waiting for ever.
-            _fail(batch, ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged"))
+            _fail(batch, internal_error())
 
     async def _ask(self, batch: list[Waiting]) -> list[dict[str, Any]]:
         """Social's outcome per mark, in order."""
@@ -112,4 +110,4 @@ class MarkBatches:
 def _fail(batch: list[Waiting], error: ServiceError) -> None:
     for _, _, answer in batch:
         if not answer.done():
-            answer.set_exception(ServiceError(error.code, error.message, **error.extra))
+            answer.set_exception(error.copy())

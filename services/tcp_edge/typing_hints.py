@@ -89,6 +89,17 @@ class TypingCoalescer:
 ROOM_HINTS_WINDOW_S = 1.0
 
 
+class _Window:
+    """One room's hints held until its window ends: each user's latest with its control
+    frame, and the fields of the push around them (the room, expires_ms)."""
+
+    __slots__ = ("by_user", "envelope")
+
+    def __init__(self) -> None:
+        self.by_user: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.envelope: dict[str, Any] = {}
+
+
 class RoomHints:
     """Room typing hints merged at the receiving edge, per room.
 
@@ -112,36 +123,38 @@ class RoomHints:
         self._flush = flush
         self.window_s = window_s
         # Rooms pushed within the window; each has one timer, which ends the window.
-        self._held: dict[bytes, dict[int, tuple[dict[str, Any], dict[str, Any]]]] = {}
+        self._held: dict[bytes, _Window] = {}
 
     def hold(self, topic: bytes, payload: bytes, control: dict[str, Any]) -> bool:
         """True: the hint is held for the window's end. False: deliver it now (the
         room was quiet); its window starts."""
         if self.window_s <= 0:
             return False
-        held = self._held.get(topic)
-        if held is None:
-            self._held[topic] = {}
+        window = self._held.get(topic)
+        if window is None:
+            self._held[topic] = _Window()
             asyncio.get_running_loop().call_later(self.window_s, self._window_ended, topic)
             return False
         try:
             event = loads(payload)
-            for hint in event["hints"]:
-                held.pop(hint["user"]["id"], None)  # the latest hint of each user, last
-                held[hint["user"]["id"]] = ({**event, "hints": [hint]}, control)
-        except (ValueError, KeyError, TypeError):
+            hints = event.pop("hints")
+            for hint in hints:
+                user_id = hint["user"]["id"]
+                window.by_user.pop(user_id, None)  # the latest hint of each user, last
+                window.by_user[user_id] = (hint, control)
+            window.envelope = event  # the room's fields and expires_ms: the latest's
+        except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("dropping a malformed typing hint on {}", topic)
         return True
 
     def _window_ended(self, topic: bytes) -> None:
-        held = self._held.pop(topic, {})
-        if not held:
+        window = self._held.pop(topic, None)
+        if window is None or not window.by_user:
             return  # a quiet window: the next hint goes out at once
-        events = [event for event, _ in held.values()]
-        merged = {**events[-1], "hints": [event["hints"][0] for event in events]}
-        self._held[topic] = {}  # pushing now opens the next window
+        merged = {**window.envelope, "hints": [hint for hint, _ in window.by_user.values()]}
+        self._held[topic] = _Window()  # pushing now opens the next window
         asyncio.get_running_loop().call_later(self.window_s, self._window_ended, topic)
-        self._flush(topic, merged, [control for _, control in held.values()])
+        self._flush(topic, merged, [control for _, control in window.by_user.values()])
 
     def pending(self) -> int:
         """Rooms in a window (for tests: bounded by the rooms hinted in the last second)."""

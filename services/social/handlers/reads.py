@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from chatroom.bus_contract import Control, InternalOp, user_topic
 from chatroom.config import Settings
-from chatroom.errors import ServiceError, bad_request
+from chatroom.errors import ServiceError, bad_request, database_unavailable, internal_error
 from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext, in_thread
 from services.social.handlers.access import (
@@ -235,6 +235,6 @@ def _as_service_error(exc: BaseException) -> ServiceError:
         return exc
     if isinstance(exc, OperationalError):
         logger.warning("a read mark failed: database unavailable ({})", exc.orig)
-        return ServiceError(ErrorCode.SERVICE_UNAVAILABLE, "the database is unavailable; try again")
+        return database_unavailable()
     logger.opt(exception=exc).error("a read mark failed")
-    return ServiceError(ErrorCode.INTERNAL, "internal error; it has been logged")
+    return internal_error()

@@ -53,7 +53,7 @@ class TypingHandlers:
             room = await self._member_room(ctx, args["room"], me.id)
             where = {"room": room.name, "room_id": room.id}
             # SENDER: whoever blocks me does not see me typing either.
-            control = {Control.SENDER: me.id, Control.HINT: me.id}
+            control = {Control.SENDER: me.id, Control.HINT: True}
             ctx.publish(room_topic(room.id), {**hint, **where, **control})
         else:
             peer_id = await in_thread(ctx, self._friend_id, me.id, args["to"])
