@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from chatroom import names
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import ErrorCode
+from chatroom.protocol import ErrorCode, Event
 from chatroom.service import RequestContext
 from chatroom.visible import shows_something
 from services.social.store import SocialStore
@@ -123,6 +123,12 @@ def direct_with_id(store: SocialStore, me_id: int, peer_id: int) -> tuple[RoomId
             "you have no conversation with that user id; open one from your list of chats",
         )
     return room, peer
+
+
+def member_event(room_name: str, user: dict[str, Any], joined: bool) -> dict[str, Any]:
+    """The room.member push to a room's members: `user` ({id, username}) joined or left
+    (also when removed: kicked, banned, their account erased)."""
+    return {"event": Event.ROOM_MEMBER, "room": room_name, "user": user, "joined": joined}
 
 
 def user_ref(row: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from chatroom.errors import ServiceError, bad_request, user_id_arg
 from chatroom.protocol import ErrorCode, Event
 from chatroom.service import Handler, RequestContext
 from chatroom.storage.db import now_ms
+from services.social.handlers.access import member_event
 from services.social.handlers.edits import change_of, publish_change
 from services.social.reply_budget import ReplyBudget
 from services.social.store import SocialStore
@@ -113,8 +114,7 @@ class AccountHandlers:
         for asked_id in erased["asked"]:
             ctx.publish(user_topic(asked_id), {"event": Event.FRIEND_REQUEST_CLOSED, "from": them})
         for room in erased["groups"]:
-            event = {"event": Event.ROOM_MEMBER, "room": room.name, "user": them, "joined": False}
-            ctx.publish(room_topic(room.id), event)
+            ctx.publish(room_topic(room.id), member_event(room.name, them, joined=False))
         done = {
             "user_id": user_id,
             "friendships_deleted": len(erased["friends"]),

@@ -10,12 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from chatroom.bus_contract import Control, room_topic, user_topic
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, bad_request
-from chatroom.protocol import ROOM_LIST_LIMIT, VISIBILITIES, ErrorCode, Event
+from chatroom.protocol import ROOM_LIST_LIMIT, VISIBILITIES, ErrorCode
 from chatroom.service import Handler, RequestContext
 from services.social.handlers.access import (
     banned_from,
     check_room_name,
     existing_room,
+    member_event,
     member_room,
     no_such_room,
     not_direct,
@@ -59,15 +60,8 @@ class RoomHandlers:
         control = {Control.JOIN: room.id} if joined else {Control.LEAVE: room.id}
         name = "room.joined" if joined else "room.left"
         ctx.publish(user_topic(user_id), {"event": name, "room": room_ref(room), **control})
-        ctx.publish(
-            room_topic(room.id),
-            {
-                "event": Event.ROOM_MEMBER,
-                "room": room.name,
-                "user": {"id": user_id, "username": ctx.username},
-                "joined": joined,
-            },
-        )
+        user = {"id": user_id, "username": ctx.username}
+        ctx.publish(room_topic(room.id), member_event(room.name, user, joined))
 
     def room_create(self, ctx: RequestContext, args: dict[str, Any]) -> dict[str, Any]:
         user_id = ctx.require_user()
