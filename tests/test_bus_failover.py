@@ -17,18 +17,15 @@ from __future__ import annotations
 import dataclasses
 import signal
 import subprocess
-import time
 from typing import Any
 
 import pytest
+from acked import REQUEST_TIMEOUT_MS, SEND_ATTEMPTS, check_view, send_with_retry
 
 from chatroom.config import BUS_PORT_OFFSETS
 from chatroom.health import Unhealthy, check_bus
 
 from wire import WireClient, wait_until
-
-REQUEST_TIMEOUT_MS = 2000
-SEND_ATTEMPTS = 6  # of one message, by the client: each up to the edge's timeout
 
 
 def established(base: int) -> int:
@@ -44,53 +41,6 @@ def established(base: int) -> int:
         ).stdout
         total += len(out.splitlines())
     return total
-
-
-def send_with_retry(sender: WireClient, n: int) -> tuple[dict[str, Any], int, float]:
-    """Message n to the lobby: the stored message, how many sends it took, how long."""
-    started = time.monotonic()
-    for attempt in range(1, SEND_ATTEMPTS + 1):
-        try:
-            reply = sender.request(
-                "room.send",
-                timeout=REQUEST_TIMEOUT_MS / 1000 + 2,
-                room="lobby",
-                text=f"m{n}",
-                client_id=f"c{n}",
-            )
-        except TimeoutError:
-            continue
-        if reply["ok"]:
-            return reply["message"], attempt, time.monotonic() - started
-        assert reply["error"]["code"] == "service_unavailable", reply
-    raise AssertionError(f"m{n} was not acknowledged in {SEND_ATTEMPTS} attempts")
-
-
-def live_messages(reader: WireClient, timeout: float) -> list[dict[str, Any]]:
-    """Every lobby message push the reader has got, once nothing more comes."""
-    got = []
-    while True:
-        try:
-            frame = reader.event("message", timeout=timeout)
-        except TimeoutError:
-            return got
-        if frame.get("room") == "lobby":
-            got.append(frame)
-
-
-def synced(reader: WireClient) -> list[dict[str, Any]]:
-    """Every lobby message from the start, through sync's pages."""
-    messages: list[dict[str, Any]] = []
-    cursors: dict[str, int] = {}
-    for _ in range(100):
-        reply = reader.call("sync", cursors=cursors, limit=200)
-        for conversation in reply["conversations"]:
-            if conversation["name"] == "lobby":
-                messages += conversation["messages"]
-                cursors[str(conversation["id"])] = conversation["messages"][-1]["seq"]
-        if not reply["has_more"]:
-            return messages
-    raise AssertionError("sync did not end")
 
 
 def wait_bus_back(stack, name: str, base: int, survivor_base: int) -> None:
@@ -154,15 +104,7 @@ def test_either_bus_can_fail_under_load_without_loss_or_duplicates(make_stack, d
                 stack.kill("bus", signal.SIGCONT)
             send(30)
         for reader in (bob, cy):
-            live = live_messages(reader, timeout=3)
-            ids = [m["id"] for m in live]
-            assert len(ids) == len(set(ids)), f"{reader.user}: a message pushed twice"
-            assert ids == [m["id"] for m in acked], "live delivery lost or reordered one"
-            stored = synced(reader)
-            assert [m["id"] for m in stored] == [m["id"] for m in acked]
-            seqs = [m["seq"] for m in stored]
-            assert seqs == sorted(set(seqs))
-            assert [m["text"] for m in stored] == [f"m{n}" for n in range(len(acked))]
+            check_view(reader, acked)
     # The documented retry bounds a send: a few edge timeouts at most.
     assert slowest < SEND_ATTEMPTS * (REQUEST_TIMEOUT_MS / 1000 + 2)
     print(f"{failure}: {len(acked)} acknowledged, {resent} resends, slowest {slowest:.2f} s")

@@ -115,9 +115,28 @@ class WriterConnection:
         if self._conn is not None and now - self._used > KEEP_CONNECTION_S:
             self._drop()
         if self._conn is None:
-            self._conn = self.engine.raw_connection() if self.pipelined else self.engine.connect()
+            self._conn = self._connect()
         self._used = now
         return self._conn
+
+    def _connect(self) -> Any:
+        if not self.pipelined:
+            return self.engine.connect()  # its errors come out as SQLAlchemy's already
+        dialect = self.engine.dialect
+        try:
+            return self.engine.raw_connection()
+        except dialect.loaded_dbapi.Error as exc:
+            # raw_connection lets the driver's own error through: as SQLAlchemy's, it is
+            # service_unavailable to the client (the runtime's rule), not a crash. Seen
+            # when a Galera writer died and the proxy still sent new connections to it.
+            raise DBAPIError.instance(
+                "message writer connect",
+                None,
+                exc,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=True,
+                dialect=dialect,
+            ) from exc
 
     def _drop(self, invalidate: bool = False) -> None:
         conn, self._conn = self._conn, None
