@@ -20,11 +20,11 @@ import subprocess
 from typing import Any
 
 import pytest
-from acked import REQUEST_TIMEOUT_MS, SEND_ATTEMPTS, check_view, send_with_retry
 
 from chatroom.config import BUS_PORT_OFFSETS
 from chatroom.health import Unhealthy, check_bus
 
+from acked import REQUEST_TIMEOUT_MS, SEND_ATTEMPTS, check_view, send_with_retry
 from wire import WireClient, wait_until
 
 
