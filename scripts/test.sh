@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh server,dev
 # The client tests render Qt offscreen: CJK and emoji fonts, and Qt's system libraries.
+# The replicated-database test (tests/test_galera.py) runs Galera nodes behind HAProxy.
 need=()
 for pkg in fonts-wqy-microhei fonts-noto-color-emoji libegl1 libgl1 libxkbcommon0 \
-           libfontconfig1 libdbus-1-3 libglib2.0-0; do
+           libfontconfig1 libdbus-1-3 libglib2.0-0 galera-4 haproxy rsync; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -16,6 +17,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
 fi
+# Installed above: the Galera test must run, not skip (as root; elsewhere it skips).
+if [ "$(id -u)" = 0 ]; then export CHAT_REQUIRE_GALERA=1; fi
 # What this run starts it also stops at the end (CHAT_TEST_KEEP_SERVICES=1 keeps them
 # for the next run, and says how to stop them); what was already running is left alone.
 started=()
