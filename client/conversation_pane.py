@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -41,6 +41,7 @@ from .widgets import CONTACT_ROLE, ComposeBox, ContactDelegate, MessageDelegate,
 
 NOTICE_MS = 8000
 NARROW_FOR_MEMBERS = 760  # px of window below which the member list replaces the messages
+FOLLOW_SLACK = 4  # px above the bottom that still count as "at the bottom"
 
 Key = tuple[str, str]
 
@@ -141,7 +142,20 @@ class ConversationPane(QWidget):
         self.view.setWordWrap(True)
         self.view.setUniformItemSizes(False)
         self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        # Following: the list is kept at its bottom while the user was there. Decided
+        # when the user scrolls, not guessed from the scroll bar at each refresh: a list
+        # that shrank meanwhile (the typing line, a banner, the reply bar, a smaller
+        # window) left the bar short of the new bottom, and following stopped.
+        self._follow = True
+        self._adjusting = False  # the view is being refilled: not the user scrolling
+        self.looking = False  # the window is in front (the main window keeps it current)
         self.view.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.view.verticalScrollBar().rangeChanged.connect(self._range_changed)
+        # Scrolled up while newer messages came: how many, and a click takes you there.
+        self.new_messages = button(
+            "", self.jump_to_newest, "new_messages", "Show the newest messages"
+        )
+        self.new_messages.hide()
         self.members = QListWidget()
         self.members.setObjectName("member_list")
         self.members.setItemDelegate(ContactDelegate(avatars, self.members))
@@ -178,6 +192,7 @@ class ConversationPane(QWidget):
         layout.addLayout(header)
         layout.addWidget(self.find_bar)
         layout.addWidget(middle, 1)
+        layout.addWidget(self.new_messages, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addWidget(self.typing_line)
         self.message_menu = MessageMenu(self)
         layout.addWidget(self.message_menu.bar)
@@ -339,30 +354,89 @@ class ConversationPane(QWidget):
     # ------------------------------------------------------------------ messages
 
     def show_messages(self, key: Key, scroll_to_end: bool = False) -> None:
-        bar = self.view.verticalScrollBar()
-        at_end = scroll_to_end or bar.value() >= bar.maximum() - 4
+        at_end = scroll_to_end or self._follow
         first_id = self.model.messages[0].get("id") if self.model.messages else None
-        self.model.set_messages(
-            self.state.conversation(key).messages, self.state.me.get("username", "")
-        )
-        if at_end:
-            self.view.scrollToBottom()
-            QTimer.singleShot(0, self.view.scrollToBottom)
-        elif self._loading_older and first_id is not None:
-            # Older messages came in above: keep the one we were looking at in place.
-            for row, message in enumerate(self.model.messages):
-                if message.get("id") == first_id:
-                    self.view.scrollTo(
-                        self.model.index(row), QAbstractItemView.ScrollHint.PositionAtTop
-                    )
-                    break
+        self._adjusting = True
+        try:
+            self.model.set_messages(
+                self.state.conversation(key).messages, self.state.me.get("username", "")
+            )
+            if at_end:
+                self.view.scrollToBottom()
+            elif self._loading_older and first_id is not None:
+                # Older messages came in above: keep the one we were looking at in place.
+                for row, message in enumerate(self.model.messages):
+                    if message.get("id") == first_id:
+                        self.view.scrollTo(
+                            self.model.index(row), QAbstractItemView.ScrollHint.PositionAtTop
+                        )
+                        break
+        finally:
+            self._adjusting = False
+        self._follow = at_end or self._at_bottom()
         self._loading_older = False
         self.message_menu.jump()
+        self.update_reading()
+
+    def _at_bottom(self) -> bool:
+        bar = self.view.verticalScrollBar()
+        return bar.value() >= bar.maximum() - FOLLOW_SLACK
+
+    def _range_changed(self, _low: int, high: int) -> None:
+        """The list's height or its content's changed (rows added, a taller row, the
+        list shrunk by the typing line or a banner): still at the bottom if following."""
+        if self._follow:
+            self.view.verticalScrollBar().setValue(high)
 
     def _scrolled(self, value: int) -> None:
+        if not self._adjusting:
+            self._follow = self._at_bottom()
+            self.update_reading()
         if value == 0 and self.state.active and self.model.messages:
             self._loading_older = True
             self.chat_actions.load_older(self.state.active)
+
+    def jump_to_newest(self) -> None:
+        self.view.scrollToBottom()
+        self.compose.setFocus()
+
+    def update_reading(self) -> None:
+        """What the user sees is read: everything while the window is in front and the
+        list at its bottom (state.watching: what arrives then is read as it comes);
+        scrolled up, only up to the last message wholly on screen, the newer ones
+        staying unread, and the "new messages" button says how many."""
+        key = self.state.active
+        self.state.set_watching(self.looking and self._follow)
+        conv = self.state.conversation(key) if key is not None else None
+        if conv is not None and self.looking and not self._follow:
+            seq = self._last_shown_seq()
+            if seq is not None and self.state.mark_read(conv, through=seq):
+                self.state.conversationChanged.emit(conv.key)
+        unread = conv.unread if conv is not None else 0
+        if not self._follow and unread:
+            plural = "" if unread == 1 else "s"
+            more = "+" if conv is not None and conv.unread_capped else ""
+            self.new_messages.setText(f"↓ {unread}{more} new message{plural}")
+            self.new_messages.show()
+        else:
+            self.new_messages.hide()
+
+    def _last_shown_seq(self) -> int | None:
+        """The seq of the newest message wholly on screen (None: none is)."""
+        viewport = self.view.viewport().rect()
+        index = self.view.indexAt(QPoint(viewport.width() // 2, viewport.bottom()))
+        row = index.row() if index.isValid() else self.model.rowCount() - 1
+        while row >= 0:
+            rect = self.view.visualRect(self.model.index(row))
+            if rect.bottom() <= viewport.bottom() and rect.top() >= viewport.top() - 1:
+                break
+            if rect.bottom() < viewport.top():
+                return None
+            row -= 1
+        for message in reversed(self.model.messages[: row + 1]):
+            if message.get("seq"):
+                return int(message["seq"])
+        return None
 
     def count(self) -> None:
         limit = self.client.limits.get("max_text_chars", 4000)

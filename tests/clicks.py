@@ -330,3 +330,26 @@ def choose_notify_level(app: App, level: str) -> None:
     """In the open room's header: Notifications, then the level (all, mentions, none)."""
     click(app.main_window.chat.notify.widget)
     choose_menu_item("notify_menu", f"notify:{level}")
+
+
+def wheel(widget: QWidget, notches: int) -> None:
+    """Turn the mouse wheel over the widget (a list's viewport): positive notches scroll
+    up, towards older messages, negative ones down."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    pos = QPointF(widget.rect().center())
+    step = QPoint(0, 120 if notches > 0 else -120)
+    for _ in range(abs(notches)):
+        event = QWheelEvent(
+            pos,
+            QPointF(widget.mapToGlobal(pos.toPoint())),
+            QPoint(0, 0),
+            step,
+            Qt.NoButton,
+            Qt.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
+        QApplication.sendEvent(widget, event)
+        pump()
