@@ -10,15 +10,19 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListView,
     QListWidget,
     QListWidgetItem,
+    QMenu,
+    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -36,7 +40,7 @@ from .room_settings import RoomSettingsDialog
 from .side_panel import presence_text
 from .state import ChatState
 from .typing_hints import typing_text
-from .ui import ElidedLabel, HintListView, button
+from .ui import ElidedLabel, HintListView, button, on_click
 from .widgets import CONTACT_ROLE, ComposeBox, ContactDelegate, MessageDelegate, MessageModel
 
 NOTICE_MS = 8000
@@ -90,19 +94,31 @@ class ConversationPane(QWidget):
         self.remove_friend_button = button(
             "Remove friend", remove_friend, "remove_friend", "Remove from your friends"
         )
+        # When the buttons do not fit beside the name (a small window), these go into
+        # the "⋯" menu and the name gets a line of its own.
+        self.more_button = button(
+            "⋯", self.open_more_menu, "header_more", "More: settings, members, leave…"
+        )
+        self._actions: list[QPushButton] = [
+            self.settings_button,
+            self.members_button,
+            self.leave_button,
+            self.remove_friend_button,
+        ]
+        self._wanted: dict[str, bool] = {}  # objectName -> shown for this conversation
         self.presence_line = ElidedLabel()
         self.presence_line.setObjectName("presence_line")
-        titles = QVBoxLayout()
-        titles.setSpacing(0)
-        titles.addWidget(self.title)
-        titles.addWidget(self.presence_line)
-        header = QHBoxLayout()
-        header.addLayout(titles, 1)
-        header.addWidget(self.notify.widget)
-        header.addWidget(self.settings_button)
-        header.addWidget(self.members_button)
-        header.addWidget(self.leave_button)
-        header.addWidget(self.remove_friend_button)
+        self.header_buttons = QWidget()
+        buttons = QHBoxLayout(self.header_buttons)
+        buttons.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.notify.widget, *self._actions, self.more_button):
+            buttons.addWidget(widget)
+        self.more_button.hide()
+        header = self.header = QGridLayout()
+        header.setVerticalSpacing(0)
+        header.setColumnStretch(0, 1)
+        self._compact: bool | None = None
+        self._place_header(compact=False)
 
         self.find_edit = QLineEdit()
         self.find_edit.setObjectName("find")
@@ -242,19 +258,73 @@ class ConversationPane(QWidget):
             self.title.setText(sigil + title_of(key))
             self.title.setToolTip("A private room: only its members see it" if private else "")
         is_room = key is not None and key[0] == "room"
-        self.members_button.setVisible(is_room)
-        self.settings_button.setVisible(is_room)
+        self._wanted = {
+            "members": is_room,
+            "room_settings": is_room,
+            "leave_room": key is not None and is_room and key[1] != "lobby",
+            "remove_friend": key is not None and key[0] == "dm" and key[1] in self.state.friends,
+        }
         self.notify.refresh()
-        self.leave_button.setVisible(key is not None and is_room and key[1] != "lobby")
-        self.remove_friend_button.setVisible(
-            key is not None and key[0] == "dm" and key[1] in self.state.friends
-        )
+        self._fit_header()
         if not is_room and self.members.isVisible():
             self.members_button.setChecked(False)
             self.place_members()
         self.refresh_presence_line()
         self.refresh_typing_line()
         self.refresh_composer()
+
+    def _place_header(self, compact: bool) -> None:
+        """Wide: the name over the presence or topic line, the buttons beside both.
+        Compact: the name across the whole width, the buttons beside the second line
+        (which is elided first)."""
+        if compact == self._compact:
+            return
+        self._compact = compact
+        header = self.header
+        for widget in (self.title, self.presence_line, self.header_buttons):
+            header.removeWidget(widget)
+        if compact:
+            header.addWidget(self.title, 0, 0, 1, 2)
+            header.addWidget(self.presence_line, 1, 0)
+            header.addWidget(self.header_buttons, 1, 1)
+        else:
+            header.addWidget(self.title, 0, 0)
+            header.addWidget(self.presence_line, 1, 0)
+            header.addWidget(self.header_buttons, 0, 1, 2, 1)
+
+    def _fit_header(self) -> None:
+        """The buttons beside the name when the whole name fits there too; else in
+        the "⋯" menu (the room's notifications button stays)."""
+        wanted = [b for b in self._actions if self._wanted.get(b.objectName())]
+        self.title.ensurePolished()
+        name_w = QFontMetrics(self.title.font()).horizontalAdvance(self.title.full_text())
+        spacing = max(0, self.header.horizontalSpacing())
+        others = [self.notify.widget] if self.notify.widget.isVisibleTo(self) else []
+        buttons_w = sum(b.sizeHint().width() + spacing for b in wanted + others)
+        compact = bool(wanted) and name_w + 12 + buttons_w > self.contentsRect().width() - 8
+        for b in self._actions:
+            b.setVisible(self._wanted.get(b.objectName(), False) and not compact)
+        self.more_button.setVisible(compact)
+        self._place_header(compact)
+
+    def open_more_menu(self) -> None:
+        """The header's buttons that did not fit, as a menu (same names, same actions)."""
+        menu = QMenu(self.more_button)
+        menu.setObjectName("header_menu")
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        for b in self._actions:
+            if self._wanted.get(b.objectName()):
+                action = menu.addAction(b.text())
+                action.setObjectName(b.objectName())
+                action.setToolTip(b.toolTip())
+                action.setCheckable(b.isCheckable())
+                action.setChecked(b.isChecked())
+                on_click(action, b.click)
+        menu.popup(self.more_button.mapToGlobal(self.more_button.rect().bottomLeft()))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_header()
 
     def _room_changed(self, key: Key) -> None:
         if key == self.state.active:

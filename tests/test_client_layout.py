@@ -1,0 +1,108 @@
+"""The desktop client's shape, found by a new user's trial: a small window keeps the
+conversation's name in its header, a long sign-in error does not move the form, the
+room's notifications button is a normal button. Clicked as a person does
+(tests/clicks.py) in apps talking to real local services.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from client.conversations import room_key  # noqa: E402
+from client.dialogs import RoomDialog  # noqa: E402
+
+from clicks import (  # noqa: E402
+    choose_menu_item,
+    click,
+    dialog,
+    pump,
+    sign_up,
+    type_into,
+    wait,
+)
+
+BOOK_CLUB = "Book Club 读书会"
+
+
+def header_buttons(chat) -> list:
+    return [
+        b
+        for b in (
+            chat.notify.widget,
+            chat.settings_button,
+            chat.members_button,
+            chat.leave_button,
+            chat.remove_friend_button,
+            chat.more_button,
+        )
+        if b.isVisible()
+    ]
+
+
+def whole(chat) -> bool:
+    """The title shown unelided, and every header button at least as wide as its text."""
+    return chat.title.text() == chat.title.full_text() and all(
+        b.width() >= b.minimumSizeHint().width() for b in header_buttons(chat)
+    )
+
+
+def test_a_small_window_keeps_the_conversations_name(apps, make_stack, sqlite_url):
+    """At 420×360 the header showed "…" and clipped buttons: the buttons took the room.
+    Now, when they do not fit beside the name, the name has its own line and the
+    room's actions go into a "⋯" menu."""
+    stack = make_stack(sqlite_url)
+    ann = apps("ann")
+    sign_up(ann, stack.port, "ann")
+    window = ann.main_window
+    chat = window.chat
+    click(window.side.join_room_button)
+    rooms = dialog(RoomDialog, "rooms_dialog")
+    type_into(rooms.query, "Book Club ")
+    rooms.query.insert("读书会")  # typed through an input method: Qt cannot key it in
+    wait(lambda: rooms.create_button.isEnabled())
+    click(rooms.create_button)
+    wait(lambda: ann.state.active == room_key(BOOK_CLUB))
+
+    window.resize(980, 660)
+    wait(lambda: chat.title.full_text() == f"# {BOOK_CLUB}" and whole(chat))
+    assert chat.settings_button.isVisible() and chat.more_button.isHidden()
+
+    window.resize(420, 360)
+    wait(lambda: window.width() <= 440 and whole(chat), what="the name whole when small")
+    assert chat.title.text() == f"# {BOOK_CLUB}"
+    assert chat.notify.widget.isVisible()
+    for b in header_buttons(chat):
+        assert chat.rect().contains(b.geometry().translated(b.parentWidget().pos())), b
+    # The room's actions are one click further: ⋯, then Members.
+    click(chat.more_button)
+    choose_menu_item("header_menu", "members")
+    wait(lambda: chat.members.isVisible(), what="members shown from the ⋯ menu")
+    click(chat.more_button)
+    choose_menu_item("header_menu", "members")
+    wait(lambda: chat.members.isHidden())
+
+    window.resize(980, 660)
+    wait(lambda: chat.settings_button.isVisible() and whole(chat), what="wide again")
+    assert chat.more_button.isHidden()
+
+
+def test_the_notifications_button_is_a_normal_button(apps, make_stack, sqlite_url):
+    stack = make_stack(sqlite_url)
+    ann = apps("ann")
+    sign_up(ann, stack.port, "ann")
+    window = ann.main_window
+    window.resize(980, 660)
+    chat = window.chat
+    face = chat.notify.widget
+    wait(lambda: face.isVisible() and chat.settings_button.isVisible())
+    pump(0.1)
+    assert face.height() == chat.settings_button.height()
+    assert face.width() >= face.sizeHint().width()  # not squeezed below its face
+    assert face.width() >= chat.members_button.width() * 0.75
+    assert "All" in face.text() and "Notifications" in face.toolTip()
+    click(face)
+    choose_menu_item("notify_menu", "notify:mentions")
+    wait(lambda: "Mentions" in face.text())
