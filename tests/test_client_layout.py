@@ -18,6 +18,7 @@ from clicks import (  # noqa: E402
     choose_menu_item,
     click,
     dialog,
+    fill_login,
     pump,
     sign_up,
     type_into,
@@ -87,6 +88,39 @@ def test_a_small_window_keeps_the_conversations_name(apps, make_stack, sqlite_ur
     window.resize(980, 660)
     wait(lambda: chat.settings_button.isVisible() and whole(chat), what="wide again")
     assert chat.more_button.isHidden()
+
+
+def test_a_long_sign_in_error_does_not_move_the_form(apps):
+    from harness import free_port
+
+    app = apps("lost")
+    window = app.login_window
+    app.show()
+    fill_login(app, free_port(), "lost")
+    window.host.clear()
+    type_into(window.host, "localhost")  # a longer error: the name and its address
+    pump(0.1)
+    fields = (
+        window.host,
+        window.port,
+        window.tls,
+        window.ca_file,
+        window.username,
+        window.password,
+        window.sign_in_button,
+        window.register_button,
+    )
+    before = [f.geometry() for f in fields]
+    size = window.size()
+    click(window.sign_in_button)
+    wait(lambda: "Cannot connect to localhost:" in window.error.text(), what="the error")
+    pump(0.1)  # the layout's turn (a posted event), were it to move anything
+    assert [f.geometry() for f in fields] == before
+    assert window.size() == size
+    # The whole of it is there to read (wrapped, or in the tooltip when cut).
+    error = window.error
+    assert error.isVisible() and error.geometry().bottom() < window.sign_in_button.y()
+    assert "Check the address" in error.text() + error.toolTip()
 
 
 def test_the_notifications_button_is_a_normal_button(apps, make_stack, sqlite_url):
