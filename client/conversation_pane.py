@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtCore import QPoint, QRect, Qt, QTimer
 from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -46,6 +46,7 @@ from .widgets import CONTACT_ROLE, ComposeBox, ContactDelegate, MessageDelegate,
 NOTICE_MS = 8000
 NARROW_FOR_MEMBERS = 760  # px of window below which the member list replaces the messages
 FOLLOW_SLACK = 4  # px above the bottom that still count as "at the bottom"
+COMPOSE_MAX_H = 110  # px: a disabled compose box grows to show why, up to this
 
 Key = tuple[str, str]
 
@@ -99,6 +100,7 @@ class ConversationPane(QWidget):
         self.more_button = button(
             "⋯", self.open_more_menu, "header_more", "More: settings, members, leave…"
         )
+        self.more_button.setFixedWidth(40)  # one glyph: a text button's width is not needed
         self._actions: list[QPushButton] = [
             self.settings_button,
             self.members_button,
@@ -192,7 +194,8 @@ class ConversationPane(QWidget):
         self.compose.setObjectName("compose")
         self.compose.setPlaceholderText("Write a message…")
         self.compose.setToolTip("Enter sends, Shift+Enter starts a new line")
-        self.compose.setFixedHeight(70)
+        self._compose_h = 70
+        self.compose.setFixedHeight(self._compose_h)
         self.compose.sendRequested.connect(self.send)
         self.compose.textChanged.connect(self.count)
         self.compose.textChanged.connect(self._typed)
@@ -233,8 +236,27 @@ class ConversationPane(QWidget):
 
     def fit_height(self, window_height: int) -> None:
         # A short window keeps its room for the conversation.
-        self.compose.setFixedHeight(70 if window_height >= 520 else 44)
+        self._compose_h = 70 if window_height >= 520 else 44
+        self._fit_compose()
         self.place_members()
+
+    def _fit_compose(self) -> None:
+        """Disabled, the box shows why in its placeholder: tall enough for all of it
+        (a narrow window wraps it to four lines), at most COMPOSE_MAX_H."""
+        height = self._compose_h
+        if not self.compose.isEnabled():
+            margins = self.compose.contentsMargins()
+            margin = 2 * self.compose.document().documentMargin()
+            width = self.compose.viewport().width() - int(margin)
+            text = QFontMetrics(self.compose.font()).boundingRect(
+                QRect(0, 0, max(40, width), 10_000),
+                Qt.TextFlag.TextWordWrap,
+                self.compose.placeholderText(),
+            )
+            needed = text.height() + int(margin) + margins.top() + margins.bottom() + 2
+            height = max(height, min(COMPOSE_MAX_H, needed))
+        if self.compose.height() != height or self.compose.minimumHeight() != height:
+            self.compose.setFixedHeight(height)
 
     def ticks_of(self, message: dict[str, Any]) -> str:
         """The read-receipt ticks one of our messages shows (conversations.receipt_ticks)."""
@@ -325,6 +347,7 @@ class ConversationPane(QWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)
         self._fit_header()
+        self._fit_compose()
 
     def _room_changed(self, key: Key) -> None:
         if key == self.state.active:
@@ -336,6 +359,7 @@ class ConversationPane(QWidget):
         self.compose.setEnabled(why_not is None)
         self.send_button.setEnabled(why_not is None)
         self.compose.setPlaceholderText(why_not or "Write a message…")
+        self._fit_compose()
 
     def _why_not_post(self, key: Key) -> str | None:
         if with_deleted_account(key):

@@ -11,16 +11,21 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from client.conversations import room_key  # noqa: E402
+from client.conversations import dm_key, room_key  # noqa: E402
 from client.dialogs import RoomDialog  # noqa: E402
 
 from clicks import (  # noqa: E402
+    answer_confirm,
+    befriend,
     choose_menu_item,
     click,
     dialog,
     fill_login,
+    open_conversation,
     pump,
+    send,
     sign_up,
+    texts,
     type_into,
     wait,
 )
@@ -44,9 +49,9 @@ def header_buttons(chat) -> list:
 
 
 def whole(chat) -> bool:
-    """The title shown unelided, and every header button at least as wide as its text."""
+    """The title shown unelided, and every header button wider than its text."""
     return chat.title.text() == chat.title.full_text() and all(
-        b.width() >= b.minimumSizeHint().width() for b in header_buttons(chat)
+        b.width() >= b.fontMetrics().horizontalAdvance(b.text()) + 8 for b in header_buttons(chat)
     )
 
 
@@ -140,3 +145,43 @@ def test_the_notifications_button_is_a_normal_button(apps, make_stack, sqlite_ur
     click(face)
     choose_menu_item("notify_menu", "notify:mentions")
     wait(lambda: "Mentions" in face.text())
+
+
+def test_a_former_friends_chat_says_why_in_full_when_small(apps, make_stack, sqlite_url):
+    """The disabled compose box's reason is its placeholder: in a small window it was
+    cut after two of its four lines. The box now grows to show all of it."""
+    from PySide6.QtCore import QRect, Qt
+    from PySide6.QtGui import QFontMetrics
+
+    stack = make_stack(sqlite_url)
+    ann, bob = apps("ann"), apps("bob")
+    sign_up(ann, stack.port, "ann")
+    sign_up(bob, stack.port, "bob")
+    befriend(ann, bob)
+    open_conversation(ann, dm_key("bob"))
+    send(ann, "it was nice knowing you")  # a chat to keep: listed after the friendship
+    wait(lambda: "it was nice knowing you" in texts(bob, dm_key("ann")))
+    click(ann.main_window.chat.remove_friend_button)
+    answer_confirm("confirm_remove_friend")
+    wait(lambda: "ann" not in bob.state.friends)
+    window = bob.main_window
+    chat = window.chat
+    open_conversation(bob, dm_key("ann"))
+    wait(lambda: not chat.compose.isEnabled())
+    for size in ((980, 660), (420, 360)):
+        window.resize(*size)
+        pump(0.1)
+        box = chat.compose
+        reason = box.placeholderText()
+        assert reason.startswith("ann is not your friend")
+        room = box.viewport().contentsRect().adjusted(4, 4, -4, -4)
+        needed = QFontMetrics(box.font()).boundingRect(
+            QRect(0, 0, room.width(), 10_000), Qt.TextFlag.TextWordWrap, reason
+        )
+        wait(
+            lambda box=box, needed=needed: (
+                box.viewport().height() >= needed.height() + 2 * box.document().documentMargin()
+            ),
+            what=f"the whole reason at {size}",
+        )
+        assert chat.send_button.geometry().bottom() <= chat.height(), size
