@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QRect, QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -21,7 +21,7 @@ from chatroom.protocol import ErrorCode
 
 from . import theme
 from .net import ChatClient
-from .ui import button
+from .ui import button, fit_words
 
 FRIENDLY = {
     ErrorCode.BAD_CREDENTIALS: "Wrong username or password. New here? Click “Create account”.",
@@ -143,18 +143,7 @@ class LoginWindow(QWidget):
         text = self._error_text
         width = self.error.contentsRect().width()
         metrics = QFontMetrics(self.error.font())
-        room = QRect(0, 0, max(1, width), 100_000)
-        flags = Qt.TextFlag.TextWordWrap
-
-        def fits(candidate: str) -> bool:
-            return metrics.boundingRect(room, flags, candidate).height() <= self.error.height()
-
-        shown = text
-        if width > 0 and not fits(text):
-            words = text.split(" ")
-            while len(words) > 1 and not fits(" ".join(words) + "…"):
-                words.pop()
-            shown = " ".join(words) + "…"
+        shown = fit_words(metrics, text, width, self.error.height()) if width > 0 else text
         self.error.setText(shown)
         self.error.setToolTip(text if shown != text else "")
 

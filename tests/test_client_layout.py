@@ -185,3 +185,20 @@ def test_a_former_friends_chat_says_why_in_full_when_small(apps, make_stack, sql
             what=f"the whole reason at {size}",
         )
         assert chat.send_button.geometry().bottom() <= chat.height(), size
+
+
+def test_fit_words_cuts_at_a_word_to_the_height_given(qtbot):
+    """What the sign-in error and an empty list's hint use to stay in their place."""
+    from PySide6.QtCore import QRect, Qt
+    from PySide6.QtGui import QFont, QFontMetrics
+
+    from client.ui import fit_words
+
+    metrics = QFontMetrics(QFont())
+    text = "No friends yet. Click “Add friend” and type a username to ask someone."
+    line = metrics.lineSpacing()
+    assert fit_words(metrics, text, 2000, line + 2) == text
+    cut = fit_words(metrics, text, 150, 2 * line + 2)
+    assert cut.endswith("…") and text.startswith(cut[:-1])
+    wrapped = metrics.boundingRect(QRect(0, 0, 150, 10_000), Qt.TextFlag.TextWordWrap, cut)
+    assert wrapped.height() <= 2 * line + 2
