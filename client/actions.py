@@ -284,7 +284,7 @@ class ChatActions(QObject):
                     QTimer.singleShot(1000 * local["attempts"], lambda: self._retry(local))
                     return
                 self._finish(local)
-                conv.add({**local, "state": FAILED, "error": error["message"]})
+                conv.add({**local, "state": FAILED, "error": failure_text(local, error)})
             self.state.conversationChanged.emit(key)
 
         self.client.request(op, fields, done)
@@ -296,3 +296,15 @@ class ChatActions(QObject):
     def _finish(self, local: dict[str, Any]) -> None:
         if local in self.outbox:
             self.outbox.remove(local)
+
+
+def failure_text(local: dict[str, Any], error: dict[str, Any]) -> str:
+    """Why a message was refused, in the user's words where the server's are a field
+    name ("reply_to: no message 19 in this conversation")."""
+    if (
+        error["code"] == ErrorCode.NOT_FOUND
+        and local.get("reply_to")
+        and error["message"].startswith("reply_to:")
+    ):
+        return "the message it replies to was deleted"
+    return str(error["message"])

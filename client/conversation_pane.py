@@ -9,16 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QPoint, QRect, Qt, QTimer
+from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListView,
     QListWidget,
     QListWidgetItem,
+    QMenu,
+    QPushButton,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -36,11 +40,13 @@ from .room_settings import RoomSettingsDialog
 from .side_panel import presence_text
 from .state import ChatState
 from .typing_hints import typing_text
-from .ui import ElidedLabel, HintListView, button
+from .ui import ElidedLabel, HintListView, button, on_click
 from .widgets import CONTACT_ROLE, ComposeBox, ContactDelegate, MessageDelegate, MessageModel
 
 NOTICE_MS = 8000
 NARROW_FOR_MEMBERS = 760  # px of window below which the member list replaces the messages
+FOLLOW_SLACK = 4  # px above the bottom that still count as "at the bottom"
+COMPOSE_MAX_H = 110  # px: a disabled compose box grows to show why, up to this
 
 Key = tuple[str, str]
 
@@ -89,19 +95,32 @@ class ConversationPane(QWidget):
         self.remove_friend_button = button(
             "Remove friend", remove_friend, "remove_friend", "Remove from your friends"
         )
+        # When the buttons do not fit beside the name (a small window), these go into
+        # the "⋯" menu and the name gets a line of its own.
+        self.more_button = button(
+            "⋯", self.open_more_menu, "header_more", "More: settings, members, leave…"
+        )
+        self.more_button.setFixedWidth(40)  # one glyph: a text button's width is not needed
+        self._actions: list[QPushButton] = [
+            self.settings_button,
+            self.members_button,
+            self.leave_button,
+            self.remove_friend_button,
+        ]
+        self._wanted: dict[str, bool] = {}  # objectName -> shown for this conversation
         self.presence_line = ElidedLabel()
         self.presence_line.setObjectName("presence_line")
-        titles = QVBoxLayout()
-        titles.setSpacing(0)
-        titles.addWidget(self.title)
-        titles.addWidget(self.presence_line)
-        header = QHBoxLayout()
-        header.addLayout(titles, 1)
-        header.addWidget(self.notify.widget)
-        header.addWidget(self.settings_button)
-        header.addWidget(self.members_button)
-        header.addWidget(self.leave_button)
-        header.addWidget(self.remove_friend_button)
+        self.header_buttons = QWidget()
+        buttons = QHBoxLayout(self.header_buttons)
+        buttons.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.notify.widget, *self._actions, self.more_button):
+            buttons.addWidget(widget)
+        self.more_button.hide()
+        header = self.header = QGridLayout()
+        header.setVerticalSpacing(0)
+        header.setColumnStretch(0, 1)
+        self._compact: bool | None = None
+        self._place_header(compact=False)
 
         self.find_edit = QLineEdit()
         self.find_edit.setObjectName("find")
@@ -141,7 +160,20 @@ class ConversationPane(QWidget):
         self.view.setWordWrap(True)
         self.view.setUniformItemSizes(False)
         self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        # Following: the list is kept at its bottom while the user was there. Decided
+        # when the user scrolls, not guessed from the scroll bar at each refresh: a list
+        # that shrank meanwhile (the typing line, a banner, the reply bar, a smaller
+        # window) left the bar short of the new bottom, and following stopped.
+        self._follow = True
+        self._adjusting = False  # the view is being refilled: not the user scrolling
+        self.looking = False  # the window is in front (the main window keeps it current)
         self.view.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.view.verticalScrollBar().rangeChanged.connect(self._range_changed)
+        # Scrolled up while newer messages came: how many, and a click takes you there.
+        self.new_messages = button(
+            "", self.jump_to_newest, "new_messages", "Show the newest messages"
+        )
+        self.new_messages.hide()
         self.members = QListWidget()
         self.members.setObjectName("member_list")
         self.members.setItemDelegate(ContactDelegate(avatars, self.members))
@@ -162,7 +194,8 @@ class ConversationPane(QWidget):
         self.compose.setObjectName("compose")
         self.compose.setPlaceholderText("Write a message…")
         self.compose.setToolTip("Enter sends, Shift+Enter starts a new line")
-        self.compose.setFixedHeight(70)
+        self._compose_h = 70
+        self.compose.setFixedHeight(self._compose_h)
         self.compose.sendRequested.connect(self.send)
         self.compose.textChanged.connect(self.count)
         self.compose.textChanged.connect(self._typed)
@@ -178,6 +211,7 @@ class ConversationPane(QWidget):
         layout.addLayout(header)
         layout.addWidget(self.find_bar)
         layout.addWidget(middle, 1)
+        layout.addWidget(self.new_messages, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addWidget(self.typing_line)
         self.message_menu = MessageMenu(self)
         layout.addWidget(self.message_menu.bar)
@@ -202,8 +236,27 @@ class ConversationPane(QWidget):
 
     def fit_height(self, window_height: int) -> None:
         # A short window keeps its room for the conversation.
-        self.compose.setFixedHeight(70 if window_height >= 520 else 44)
+        self._compose_h = 70 if window_height >= 520 else 44
+        self._fit_compose()
         self.place_members()
+
+    def _fit_compose(self) -> None:
+        """Disabled, the box shows why in its placeholder: tall enough for all of it
+        (a narrow window wraps it to four lines), at most COMPOSE_MAX_H."""
+        height = self._compose_h
+        if not self.compose.isEnabled():
+            margins = self.compose.contentsMargins()
+            margin = 2 * self.compose.document().documentMargin()
+            width = self.compose.viewport().width() - int(margin)
+            text = QFontMetrics(self.compose.font()).boundingRect(
+                QRect(0, 0, max(40, width), 10_000),
+                Qt.TextFlag.TextWordWrap,
+                self.compose.placeholderText(),
+            )
+            needed = text.height() + int(margin) + margins.top() + margins.bottom() + 2
+            height = max(height, min(COMPOSE_MAX_H, needed))
+        if self.compose.height() != height or self.compose.minimumHeight() != height:
+            self.compose.setFixedHeight(height)
 
     def ticks_of(self, message: dict[str, Any]) -> str:
         """The read-receipt ticks one of our messages shows (conversations.receipt_ticks)."""
@@ -227,19 +280,74 @@ class ConversationPane(QWidget):
             self.title.setText(sigil + title_of(key))
             self.title.setToolTip("A private room: only its members see it" if private else "")
         is_room = key is not None and key[0] == "room"
-        self.members_button.setVisible(is_room)
-        self.settings_button.setVisible(is_room)
+        self._wanted = {
+            "members": is_room,
+            "room_settings": is_room,
+            "leave_room": key is not None and is_room and key[1] != "lobby",
+            "remove_friend": key is not None and key[0] == "dm" and key[1] in self.state.friends,
+        }
         self.notify.refresh()
-        self.leave_button.setVisible(key is not None and is_room and key[1] != "lobby")
-        self.remove_friend_button.setVisible(
-            key is not None and key[0] == "dm" and key[1] in self.state.friends
-        )
+        self._fit_header()
         if not is_room and self.members.isVisible():
             self.members_button.setChecked(False)
             self.place_members()
         self.refresh_presence_line()
         self.refresh_typing_line()
         self.refresh_composer()
+
+    def _place_header(self, compact: bool) -> None:
+        """Wide: the name over the presence or topic line, the buttons beside both.
+        Compact: the name across the whole width, the buttons beside the second line
+        (which is elided first)."""
+        if compact == self._compact:
+            return
+        self._compact = compact
+        header = self.header
+        for widget in (self.title, self.presence_line, self.header_buttons):
+            header.removeWidget(widget)
+        if compact:
+            header.addWidget(self.title, 0, 0, 1, 2)
+            header.addWidget(self.presence_line, 1, 0)
+            header.addWidget(self.header_buttons, 1, 1)
+        else:
+            header.addWidget(self.title, 0, 0)
+            header.addWidget(self.presence_line, 1, 0)
+            header.addWidget(self.header_buttons, 0, 1, 2, 1)
+
+    def _fit_header(self) -> None:
+        """The buttons beside the name when the whole name fits there too; else in
+        the "⋯" menu (the room's notifications button stays)."""
+        wanted = [b for b in self._actions if self._wanted.get(b.objectName())]
+        self.title.ensurePolished()
+        name_w = QFontMetrics(self.title.font()).horizontalAdvance(self.title.full_text())
+        spacing = max(0, self.header.horizontalSpacing())
+        others = [self.notify.widget] if self.notify.widget.isVisibleTo(self) else []
+        buttons_w = sum(b.sizeHint().width() + spacing for b in wanted + others)
+        compact = bool(wanted) and name_w + 12 + buttons_w > self.contentsRect().width() - 8
+        for b in self._actions:
+            b.setVisible(self._wanted.get(b.objectName(), False) and not compact)
+        self.more_button.setVisible(compact)
+        self._place_header(compact)
+
+    def open_more_menu(self) -> None:
+        """The header's buttons that did not fit, as a menu (same names, same actions)."""
+        menu = QMenu(self.more_button)
+        menu.setObjectName("header_menu")
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        for b in self._actions:
+            if self._wanted.get(b.objectName()):
+                action = menu.addAction(b.text())
+                action.setObjectName(b.objectName())
+                action.setToolTip(b.toolTip())
+                action.setCheckable(b.isCheckable())
+                action.setChecked(b.isChecked())
+                on_click(action, b.click)
+        menu.popup(self.more_button.mapToGlobal(self.more_button.rect().bottomLeft()))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_header()
+        self._fit_compose()
 
     def _room_changed(self, key: Key) -> None:
         if key == self.state.active:
@@ -251,6 +359,7 @@ class ConversationPane(QWidget):
         self.compose.setEnabled(why_not is None)
         self.send_button.setEnabled(why_not is None)
         self.compose.setPlaceholderText(why_not or "Write a message…")
+        self._fit_compose()
 
     def _why_not_post(self, key: Key) -> str | None:
         if with_deleted_account(key):
@@ -339,30 +448,89 @@ class ConversationPane(QWidget):
     # ------------------------------------------------------------------ messages
 
     def show_messages(self, key: Key, scroll_to_end: bool = False) -> None:
-        bar = self.view.verticalScrollBar()
-        at_end = scroll_to_end or bar.value() >= bar.maximum() - 4
+        at_end = scroll_to_end or self._follow
         first_id = self.model.messages[0].get("id") if self.model.messages else None
-        self.model.set_messages(
-            self.state.conversation(key).messages, self.state.me.get("username", "")
-        )
-        if at_end:
-            self.view.scrollToBottom()
-            QTimer.singleShot(0, self.view.scrollToBottom)
-        elif self._loading_older and first_id is not None:
-            # Older messages came in above: keep the one we were looking at in place.
-            for row, message in enumerate(self.model.messages):
-                if message.get("id") == first_id:
-                    self.view.scrollTo(
-                        self.model.index(row), QAbstractItemView.ScrollHint.PositionAtTop
-                    )
-                    break
+        self._adjusting = True
+        try:
+            self.model.set_messages(
+                self.state.conversation(key).messages, self.state.me.get("username", "")
+            )
+            if at_end:
+                self.view.scrollToBottom()
+            elif self._loading_older and first_id is not None:
+                # Older messages came in above: keep the one we were looking at in place.
+                for row, message in enumerate(self.model.messages):
+                    if message.get("id") == first_id:
+                        self.view.scrollTo(
+                            self.model.index(row), QAbstractItemView.ScrollHint.PositionAtTop
+                        )
+                        break
+        finally:
+            self._adjusting = False
+        self._follow = at_end or self._at_bottom()
         self._loading_older = False
         self.message_menu.jump()
+        self.update_reading()
+
+    def _at_bottom(self) -> bool:
+        bar = self.view.verticalScrollBar()
+        return bar.value() >= bar.maximum() - FOLLOW_SLACK
+
+    def _range_changed(self, _low: int, high: int) -> None:
+        """The list's height or its content's changed (rows added, a taller row, the
+        list shrunk by the typing line or a banner): still at the bottom if following."""
+        if self._follow:
+            self.view.verticalScrollBar().setValue(high)
 
     def _scrolled(self, value: int) -> None:
+        if not self._adjusting:
+            self._follow = self._at_bottom()
+            self.update_reading()
         if value == 0 and self.state.active and self.model.messages:
             self._loading_older = True
             self.chat_actions.load_older(self.state.active)
+
+    def jump_to_newest(self) -> None:
+        self.view.scrollToBottom()
+        self.compose.setFocus()
+
+    def update_reading(self) -> None:
+        """What the user sees is read: everything while the window is in front and the
+        list at its bottom (state.watching: what arrives then is read as it comes);
+        scrolled up, only up to the last message wholly on screen, the newer ones
+        staying unread, and the "new messages" button says how many."""
+        key = self.state.active
+        self.state.set_watching(self.looking and self._follow)
+        conv = self.state.conversation(key) if key is not None else None
+        if conv is not None and self.looking and not self._follow:
+            seq = self._last_shown_seq()
+            if seq is not None and self.state.mark_read(conv, through=seq):
+                self.state.conversationChanged.emit(conv.key)
+        unread = conv.unread if conv is not None else 0
+        if not self._follow and unread:
+            plural = "" if unread == 1 else "s"
+            more = "+" if conv is not None and conv.unread_capped else ""
+            self.new_messages.setText(f"↓ {unread}{more} new message{plural}")
+            self.new_messages.show()
+        else:
+            self.new_messages.hide()
+
+    def _last_shown_seq(self) -> int | None:
+        """The seq of the newest message wholly on screen (None: none is)."""
+        viewport = self.view.viewport().rect()
+        index = self.view.indexAt(QPoint(viewport.width() // 2, viewport.bottom()))
+        row = index.row() if index.isValid() else self.model.rowCount() - 1
+        while row >= 0:
+            rect = self.view.visualRect(self.model.index(row))
+            if rect.bottom() <= viewport.bottom() and rect.top() >= viewport.top() - 1:
+                break
+            if rect.bottom() < viewport.top():
+                return None
+            row -= 1
+        for message in reversed(self.model.messages[: row + 1]):
+            if message.get("seq"):
+                return int(message["seq"])
+        return None
 
     def count(self) -> None:
         limit = self.client.limits.get("max_text_chars", 4000)

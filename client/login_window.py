@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QFormLayout,
@@ -20,7 +21,7 @@ from chatroom.protocol import ErrorCode
 
 from . import theme
 from .net import ChatClient
-from .ui import button
+from .ui import button, fit_words
 
 FRIENDLY = {
     ErrorCode.BAD_CREDENTIALS: "Wrong username or password. New here? Click “Create account”.",
@@ -28,6 +29,9 @@ FRIENDLY = {
     ErrorCode.TIMEOUT: "The server did not answer. Try again in a moment.",
     ErrorCode.SERVICE_UNAVAILABLE: "The server is busy or restarting. Try again in a moment.",
 }
+
+
+ERROR_LINES = 3
 
 
 class LoginWindow(QWidget):
@@ -80,10 +84,13 @@ class LoginWindow(QWidget):
         self.error = QLabel("")
         self.error.setObjectName("error")
         self.error.setWordWrap(True)
-        # Room for a two-line message from the start: an error must not resize the
-        # window (it used to grow, and focus jumped to the Server field).
-        self.error.setMinimumHeight(2 * self.error.fontMetrics().lineSpacing() + 4)
+        # A fixed place for the message from the start, ERROR_LINES high: an error must
+        # not resize the window (it used to grow, and focus jumped to the Server field)
+        # nor move the fields (a three-line one pushed them up). A longer one is cut
+        # with "…", the whole of it in the tooltip.
+        self.error.setFixedHeight(ERROR_LINES * self.error.fontMetrics().lineSpacing() + 4)
         self.error.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self._error_text = ""
         self.sign_in_button = button("Sign in", self.sign_in, "sign_in")
         self.sign_in_button.setDefault(True)
         self.register_button = button("Create account", self.create_account, "create_account")
@@ -121,11 +128,28 @@ class LoginWindow(QWidget):
     def show_info(self, text: str) -> None:
         """A neutral line where errors go ("You are signed out.")."""
         self.error.setStyleSheet(f"color: {theme.colors().muted};")
-        self.error.setText(text)
+        self._set_error(text)
 
     def show_problem(self, text: str) -> None:
         self.error.setStyleSheet(f"color: {theme.colors().error};")
-        self.error.setText(text)
+        self._set_error(text)
+
+    def _set_error(self, text: str) -> None:
+        self._error_text = text
+        self._fit_error()
+
+    def _fit_error(self) -> None:
+        """The message wrapped in its fixed place; cut at a word with "…" if longer."""
+        text = self._error_text
+        width = self.error.contentsRect().width()
+        metrics = QFontMetrics(self.error.font())
+        shown = fit_words(metrics, text, width, self.error.height()) if width > 0 else text
+        self.error.setText(shown)
+        self.error.setToolTip(text if shown != text else "")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_error()
 
     def _show_error(self, reply: dict[str, Any]) -> None:
         self._busy(False)
@@ -156,7 +180,7 @@ class LoginWindow(QWidget):
         self.settings.setValue("server/tls", "true" if self.tls.isChecked() else "false")
         self.settings.setValue("server/ca_file", self.ca_file.text().strip())
         self._busy(True)
-        self.error.setText("")
+        self._set_error("")
         self.client.open(
             self.host.text().strip(),
             self.port.value(),
@@ -204,7 +228,7 @@ class LoginWindow(QWidget):
                 self._logged_in(reply)
             else:
                 self._busy(False)
-                self.error.setText("")
+                self._set_error("")
                 failed(reply)
 
         self.client.open(

@@ -164,7 +164,9 @@ class MainWindow(QMainWindow):
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802
         super().changeEvent(event)
         if event.type() in (QEvent.Type.ActivationChange, QEvent.Type.WindowStateChange):
-            self.state.set_watching(self.isActiveWindow() and not self.isMinimized())
+            # In front: what the conversation shows is read (all of it at the bottom).
+            self.chat.looking = self.isActiveWindow() and not self.isMinimized()
+            self.chat.update_reading()
 
     # ------------------------------------------------------------------ refresh
 

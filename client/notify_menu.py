@@ -19,8 +19,10 @@ LEVELS = (
     ("mentions", "Mentions only"),
     ("none", "None"),
 )
-# The button's face: short, so a narrow window keeps the room's name (the tooltip says it).
-FACES = {"all": "🔔", "mentions": "🔔 @", "none": "🔕"}
+# The button's face: the level in a word, on a button as big as its neighbours (it was
+# a bare 🔔 on a button squeezed to 48 px, easy to miss). In a narrow window the other
+# header buttons give way to it (ConversationPane._fit_header); the tooltip says more.
+FACES = {"all": "🔔 All", "mentions": "🔔 Mentions", "none": "🔕 None"}
 
 
 class NotifyButton:
@@ -32,7 +34,6 @@ class NotifyButton:
         self.widget: QPushButton = button(
             "Notifications", self.open_menu, "notify", "What this room notifies you about"
         )
-        self.widget.setFixedWidth(48)  # a push button's default minimum would be twice that
 
     def refresh(self) -> None:
         key = self.actions.state.active

@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import QElapsedTimer, QObject, QTimer
 
-from .conversations import Conversation, dm_fields
+from .conversations import Conversation, dm_fields, mentions_me
 from .memory import DeviceMemory
 from .net import ChatClient
 
@@ -68,15 +68,39 @@ class ReadMarkers(QObject):
         conv.mentions = read.get("mentions", conv.mentions if conv.unread else 0)
         return True
 
-    def mark_read(self, conv: Conversation) -> None:
-        conv.unread = conv.mentions = 0
+    def mark_read(
+        self, conv: Conversation, through: int | None = None, me: dict[str, Any] | None = None
+    ) -> bool:
+        """Read up to `through` (default: everything); True if anything changed. Read
+        part way (the user scrolled up: the newer messages are not on screen), the
+        messages after it that others sent stay unread (`me`: who we are)."""
+        before = (conv.read_seq, conv.unread, conv.mentions, conv.unread_capped)
+        if through is None or through >= conv.last_seq:
+            through = conv.last_seq
+            conv.unread = conv.mentions = 0
+        elif through > conv.read_seq:
+            me = me or {}
+            later = [
+                m
+                for m in conv.messages
+                if (m.get("seq") or 0) > through
+                and m.get("kind") != "event"
+                and m["from"]["username"] != me.get("username")
+            ]
+            conv.unread = len(later)
+            conv.mentions = sum(1 for m in later if mentions_me(m, me))
+            # Counted here, message by message, up to the newest we have.
+            conv.counted_through = max(conv.counted_through, conv.last_seq)
+        else:
+            return False
         conv.unread_capped = False
-        if conv.last_seq > conv.read_seq:
-            conv.read_seq = conv.last_seq
+        if through > conv.read_seq:
+            conv.read_seq = through
             if conv.room_id is not None:
                 self.memory.put_marker(conv.room_id, conv.read_seq)
                 self._marks[conv.key] = conv.read_seq
                 self._schedule()
+        return before != (conv.read_seq, conv.unread, conv.mentions, conv.unread_capped)
 
     def _schedule(self) -> None:
         """Send what is marked after MARK_DELAY_MS, and not sooner than MARK_INTERVAL_MS

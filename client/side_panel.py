@@ -180,9 +180,10 @@ class SidePanel(QWidget):
             return ""
         sender = last["from"]["username"]
         who = "You" if sender == self.state.me.get("username") else sender
+        text = "(message deleted)" if last.get("deleted") else last["text"]
         if (key[0] == "dm" and who != "You") or last.get("kind") == "event":
-            return last["text"]
-        return f"{who}: {last['text']}"
+            return text
+        return f"{who}: {text}"
 
     def refresh_rooms(self) -> None:
         rows = []

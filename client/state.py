@@ -78,8 +78,9 @@ class ChatState(QObject):
         self.outgoing: list[dict[str, Any]] = []
         self.conversations: dict[tuple[str, str], Conversation] = {}
         self.active: tuple[str, str] | None = None
-        # Whether the user can see the active conversation (window shown and focused);
-        # the window keeps it current. Unseen messages count as unread and alert.
+        # Whether the user can see the active conversation's newest messages (window
+        # in front, its list at the bottom); the window keeps it current. Unseen
+        # messages count as unread and alert.
         self.watching = False
         self.activity: list[dict[str, Any]] = []  # newest last: {"ts", "text", "mine"}
         self.activity_seen = 0  # entries the user has looked at in the activity list
@@ -420,10 +421,12 @@ class ChatState(QObject):
             self._last_total = total
             self.unreadChanged.emit(total)
 
-    def mark_read(self, conv: Conversation) -> None:
-        """Everything in the conversation has been seen: here, and on every device."""
-        self.reads.mark_read(conv)
+    def mark_read(self, conv: Conversation, through: int | None = None) -> bool:
+        """Everything in the conversation has been seen (or up to seq `through`): here,
+        and on every device. True if that changed anything."""
+        changed = self.reads.mark_read(conv, through, self.me)
         self._unread_total_changed()
+        return changed
 
     def apply_read(self, conv: Conversation, read: dict[str, Any], counted_through: int) -> None:
         if self.reads.apply(conv, read, counted_through):

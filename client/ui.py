@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QAction, QFontMetrics, QKeySequence, QPainter, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -164,15 +164,34 @@ class ElidedLabel(QLabel):
         self._elide()
 
 
+def fit_words(metrics: QFontMetrics, text: str, width: int, height: int) -> str:
+    """`text` wrapped at `width`, cut at a word with "…" so it is at most `height` high."""
+    room = QRect(0, 0, max(1, width), 100_000)
+
+    def fits(candidate: str) -> bool:
+        return metrics.boundingRect(room, Qt.TextFlag.TextWordWrap, candidate).height() <= height
+
+    if fits(text):
+        return text
+    words = text.split(" ")
+    while len(words) > 1 and not fits(" ".join(words) + "…"):
+        words.pop()
+    return " ".join(words) + "…"
+
+
 def _paint_hint(view: QListView, hint: str) -> None:
+    """The hint in the empty list: with a wide margin when there is room, a narrow one
+    when not (a short list in a small window), cut with "…" if it still does not fit."""
     painter = QPainter(view.viewport())
     painter.setPen(theme.colors().muted)
-    rect = view.viewport().rect().adjusted(16, 16, -16, -16)
-    painter.drawText(
-        rect,
-        Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
-        hint,
-    )
+    metrics = QFontMetrics(view.font())
+    flags = Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap
+    for margin in (16, 6):
+        rect = view.viewport().rect().adjusted(margin, margin, -margin, -margin)
+        shown = fit_words(metrics, hint, rect.width(), rect.height())
+        if shown == hint:
+            break
+    painter.drawText(rect, flags, shown)
     painter.end()
 
 

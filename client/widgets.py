@@ -304,7 +304,8 @@ class MessageDelegate(QStyledItemDelegate):
             small.setPointSizeF(max(7.0, option.font.pointSizeF() * 0.85))
             painter.setFont(small)
             painter.setPen(QColor(c.error) if state == FAILED else QColor(c.muted))
-            header_w = min(max(bubble_w, 260), max(60, rect.width() - AVATAR - 8))
+            # Room for "name  not sent: <why>" even over a short bubble (whole in the tooltip).
+            header_w = min(max(bubble_w, 340), max(60, rect.width() - AVATAR - 8))
             header_rect = QRect(bubble_x, rect.top(), header_w, header_h)
             if mine:
                 header_rect.moveRight(bubble_x + bubble_w)

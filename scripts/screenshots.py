@@ -9,8 +9,9 @@ tests/clicks.py (mouse clicks on the widgets, keys into the fields, dialogs answ
 sign-up, lobby chat in Chinese and English, a friend request, a private chat, a room,
 a room's settings with roles and its announcement mode, an avatar change, the
 activity list, the switcher, someone typing, a reply and an edit, the account
-settings and its blocked users, a mention (badge and highlight), read receipts, a
-lost connection. Each view is
+settings and its blocked users, a mention (badge and highlight), read receipts, the
+multi-line edit dialog, a refused message's menu (Send again / Remove), a chat with a
+former friend (compose disabled, saying why), a lost connection. Each view is
 saved at 420×360, 980×660 and 1600×1000, in the light and the dark theme
 (CHAT_CLIENT_THEME, which otherwise follows the system), as
 docs/screenshots/<theme>-<width>x<height>-<view>.png, plus single-size dialogs.
@@ -142,8 +143,22 @@ class Tour:
     def save_dialog(self, widget, view: str) -> None:
         self.grab(widget, f"{self.theme}-{view}.png")
 
+    def save_with_menu(self, window, view: str) -> None:
+        """The window with a pop-up menu open over it: the screen's pixels where the
+        window is (the menu is a window of its own), without raising the window, which
+        would close the menu."""
+        self.c.pump(0.4)
+        frame = window.frameGeometry()
+        shot = window.screen().grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
+        if shot.isNull() or shot.width() < 10:  # offscreen: the window alone
+            shot = window.grab()
+        width, height = window.width(), window.height()
+        shot.save(str(OUT / f"{self.theme}-{width}x{height}-{view}.png"))
+
     def run(self) -> None:
         c, Qt = self.c, self.Qt
+        from PySide6.QtWidgets import QMenu
+
         from client.conversations import dm_key, room_key
         from client.dialogs import RoomDialog, SwitcherDialog
         from client.profile_dialog import ProfileDialog
@@ -296,6 +311,16 @@ class Tour:
         c.wait(lambda: "Will do, see you there!" in c.shown(ming))
         c.right_click_message(alice, "Messages, history and avatars all work here.")
         c.choose_menu_item("message_menu", "edit")
+        # The editor, a second line started (Enter; Ctrl+Enter or Save saves).
+        from PySide6.QtWidgets import QDialog, QPlainTextEdit
+
+        editor = c.dialog(QDialog, "edit_message")
+        field = editor.findChild(QPlainTextEdit)
+        field.clear()
+        c.type_into(field, "Messages, history, avatars and edits all work here.")
+        c.press(field, Qt.Key_Return)
+        c.type_into(field, "Edits keep every line.")
+        self.save_dialog(editor, "edit-message")
         c.answer_lines("edit_message", "Messages, history, avatars and edits all work here.")
         c.wait(lambda: "Messages, history, avatars and edits all work here." in c.shown(ming))
         self.save(ming.main_window, "reply-edit", sizes=((980, 660),))
@@ -352,6 +377,55 @@ class Tour:
         c.send(alice, "Also: shall we ask sam?")
         c.wait(lambda: dm.messages[-1]["state"] == "sent")
         self.save(alice.main_window, "receipts", sizes=((980, 660),))
+
+        # A reply to a message its author deletes meanwhile: the server refuses it, it
+        # stays in red with the reason; right-click: Send again or Remove.
+        c.open_conversation(alice, room_key("lobby"))
+        c.open_conversation(sam, room_key("lobby"))
+        c.send(sam, "Who has the projector remote?")
+        c.wait(lambda: "Who has the projector remote?" in c.shown(alice))
+        c.right_click_message(alice, "Who has the projector remote?")
+        c.choose_menu_item("message_menu", "reply")
+        c.right_click_message(sam, "Who has the projector remote?")
+        c.choose_menu_item("message_menu", "delete")
+        c.answer_confirm("delete_message")
+        c.wait(
+            lambda: any(
+                m.get("deleted") for m in alice.state.conversation(room_key("lobby")).messages
+            )
+        )
+        c.send(alice, "I think it is in the drawer")
+        c.wait(
+            lambda: alice.state.conversation(room_key("lobby")).messages[-1]["state"] == "failed"
+        )
+        alice.main_window.resize(980, 660)
+        c.focus_window(alice.main_window)
+        c.pump(0.3)
+        # Left of the bubble (ours are on the right): the menu opens beside it.
+        c.right_click_message(alice, "I think it is in the drawer", across=0.25)
+        c.dialog(QMenu, "failed_menu")
+        self.save_with_menu(alice.main_window, "failed-menu")
+        c.choose_menu_item("failed_menu", "discard")
+
+        # A friend no longer: sam and alice were friends, alice removed him; his chat
+        # with her stays to read, its compose box disabled saying why.
+        c.click(sam.main_window.add_friend_button)
+        c.answer_text("add_friend_dialog", "alice")
+        c.click_button(alice.main_window, "accept:sam")
+        c.wait(lambda: "alice" in sam.state.friends)
+        c.open_conversation(sam, dm_key("alice"))
+        c.send(sam, "Thanks for the invite to the book club!")
+        c.focus_window(alice.main_window)  # she reads it
+        c.open_conversation(alice, dm_key("sam"))
+        c.wait(lambda: "Thanks for the invite to the book club!" in c.shown(alice))
+        c.wait(lambda: alice.state.conversation(dm_key("sam")).unread == 0)
+        c.click(alice.main_window.chat.remove_friend_button)
+        c.answer_confirm("confirm_remove_friend")
+        c.wait(lambda: "alice" not in sam.state.friends)
+        c.click(alice.main_window.chat.notice_close)  # her "no longer your friend" banner
+        c.open_conversation(sam, dm_key("alice"))
+        c.wait(lambda: not sam.main_window.chat.compose.isEnabled())
+        self.save(sam.main_window, "former-friend", sizes=((980, 660), (420, 360)))
 
         # The connection is lost: the state is shown, typed messages wait.
         c.open_conversation(alice, dm_key("小明"))

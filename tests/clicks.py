@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEventLoop, QSettings, Qt
+from PySide6.QtCore import QEventLoop, QPoint, QSettings, Qt
 from PySide6.QtGui import QContextMenuEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
@@ -253,9 +253,10 @@ def befriend(asker: App, answerer: App) -> None:
     wait(lambda: name in answerer.state.friends)
 
 
-def right_click_message(app: App, text: str) -> None:
+def right_click_message(app: App, text: str, across: float = 0.5) -> None:
     """Right-click the message showing `text` in the open conversation (the press, and
-    the context-menu event the window system sends with it)."""
+    the context-menu event the window system sends with it); `across`: where in the
+    row, from its left (0) to its right (1)."""
     chat = app.main_window.chat
     rows = wait(
         lambda: [n for n, m in enumerate(chat.model.messages) if m["text"] == text],
@@ -264,7 +265,8 @@ def right_click_message(app: App, text: str) -> None:
     row = rows[0]
     chat.view.scrollTo(chat.model.index(row))
     pump()
-    pos = chat.view.visualRect(chat.model.index(row)).center()
+    rect = chat.view.visualRect(chat.model.index(row))
+    pos = QPoint(rect.left() + int(rect.width() * across), rect.center().y())
     viewport = chat.view.viewport()
     QTest.mousePress(viewport, Qt.RightButton, Qt.NoModifier, pos)
     QApplication.sendEvent(
@@ -330,3 +332,26 @@ def choose_notify_level(app: App, level: str) -> None:
     """In the open room's header: Notifications, then the level (all, mentions, none)."""
     click(app.main_window.chat.notify.widget)
     choose_menu_item("notify_menu", f"notify:{level}")
+
+
+def wheel(widget: QWidget, notches: int) -> None:
+    """Turn the mouse wheel over the widget (a list's viewport): positive notches scroll
+    up, towards older messages, negative ones down."""
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    pos = QPointF(widget.rect().center())
+    step = QPoint(0, 120 if notches > 0 else -120)
+    for _ in range(abs(notches)):
+        event = QWheelEvent(
+            pos,
+            QPointF(widget.mapToGlobal(pos.toPoint())),
+            QPoint(0, 0),
+            step,
+            Qt.NoButton,
+            Qt.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
+        QApplication.sendEvent(widget, event)
+        pump()

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QAbstractButton, QDialog, QMenu, QPlainTextEdit  #
 from shiboken6 import isValid  # noqa: E402
 
 from client.conversations import room_key  # noqa: E402
+from client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
     answer_confirm,
@@ -100,6 +101,22 @@ def test_edit_delete_and_reply_by_clicking(apps, make_stack, sqlite_url):
     answered = next(m for m in chat.model.messages if m["text"] == "works for me")
     assert answered["reply_to"]["deleted"] is True
     shot(bob, "deleted")
+
+
+def test_a_deleted_last_message_is_previewed_as_deleted(apps, make_stack, sqlite_url):
+    """The room's row previews its last message: deleted, it said "ann: " and nothing."""
+    ann, bob = ann_and_bob_in_the_lobby(apps, make_stack(sqlite_url).port, "oops, wrong room")
+    right_click_message(ann, "oops, wrong room")
+    choose_menu_item("message_menu", "delete")
+    answer_confirm("delete_message", yes=True)
+    for app, who in ((ann, "You"), (bob, "ann")):
+        rooms = app.main_window.side.rooms
+        wait(
+            lambda rooms=rooms, who=who: (
+                rooms.item(0).data(CONTACT_ROLE)["subtitle"] == f"{who}: (message deleted)"
+            ),
+            what=f"{who}'s preview",
+        )
 
 
 def test_delete_can_be_cancelled_and_others_messages_have_no_edit(apps, make_stack, sqlite_url):

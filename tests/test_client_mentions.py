@@ -64,7 +64,7 @@ def test_notification_levels_by_click_on_both_devices(apps, make_stack, sqlite_u
     for app in (bob, bob2):
         face = app.main_window.chat.notify.widget
         wait(lambda face=face: face.toolTip().startswith("Notifications: Mentions only"))
-        assert face.text() == "🔔 @"
+        assert face.text() == "🔔 Mentions"
 
     focus_window(alice.main_window)  # bob's windows are in the background now
     history = bob.main_window.notifier.history
