@@ -41,12 +41,13 @@ def _when(ms: int) -> str:
 
 def session_text(session: dict[str, Any]) -> str:
     """'ChatRoom on ann-laptop (Linux) (this device)', its address, then when it signed
-    in and was last used, each a short line; a session whose login named no device
-    starts with its address."""
+    in and was last used ("in use now" for this one), each a short line; a session
+    whose login named no device starts with its address."""
     where = session.get("ip") or "unknown address"
     this = " (this device)" if session.get("current") else ""
     signed_in, used = _when(session["created_at"]), _when(session["last_used_at"])
-    times = f"signed in {signed_in} · last used {used}"
+    # This device is in use as you look; the server's time for it may be minutes old.
+    times = f"signed in {signed_in} · " + ("in use now" if this else f"last used {used}")
     if session.get("device"):
         return f"{session['device']}{this}\n{where}\n{times}"
     return f"{where}{this}\n{times}"

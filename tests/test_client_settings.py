@@ -75,12 +75,13 @@ def test_sign_out_other_devices(apps, make_stack, sqlite_url, monkeypatch):
     sign_in(phone, stack.port, "ann")
     settings = open_settings(laptop)
     wait(lambda: settings.sessions.count() == 2, what="both devices listed")
-    listed = sorted(settings.sessions.item(i).text().split("\n")[0] for i in range(2))
+    rows = sorted(settings.sessions.item(i).text().split("\n") for i in range(2))
     system = platform.system()
-    assert listed == [
+    assert [row[0] for row in rows] == [
         f"ChatRoom on ann-laptop ({system}) (this device)",
         f"ChatRoom on ann-phone ({system})",
     ]
+    assert rows[0][2].endswith("· in use now") and "· last used 20" in rows[1][2], rows
     click_button(settings, "sign_out_others")
     wait(lambda: "Signed out 1 other" in settings.message.text())
     wait(lambda: settings.sessions.count() == 1, what="one device left")
