@@ -92,7 +92,7 @@ class Settings:
     # How often an edge tells auth which sessions are connected to it, so that
     # account.sessions shows a device in use as used lately (tcp_edge/session_use.py);
     # a session that ends is reported within seconds whatever this is. 0: only those.
-    session_in_use_s: float = 600.0
+    session_in_use_s: float = 120.0
 
     # Social.
     edge_heartbeat_s: float = 5.0

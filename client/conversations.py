@@ -179,7 +179,7 @@ def shown_text(message: dict[str, Any]) -> str:
     lines = []
     quoted = message.get("reply_to")
     if quoted:
-        said = "message deleted" if quoted.get("deleted") else quoted.get("text", "")
+        said = "(message deleted)" if quoted.get("deleted") else quoted.get("text", "")
         lines.append(f"↪ {quoted['from']['username']}: {said.replace(chr(10), ' ')[:80]}")
     if message.get("deleted"):
         lines.append("(message deleted)")

@@ -112,6 +112,7 @@ class MainWindow(QMainWindow):
         state.conversationChanged.connect(self._conversation_changed)
         state.conversationsChanged.connect(self._refresh_lists)
         state.conversationClosed.connect(lambda _key: self.open(room_key("lobby")))
+        state.conversationRenamed.connect(self._conversation_renamed)
         state.friendsChanged.connect(self._refresh_friends)
         state.requestsChanged.connect(self.side.refresh_requests)
         state.profileChanged.connect(self._refresh_profile)
@@ -224,6 +225,12 @@ class MainWindow(QMainWindow):
         if self.chat.members_button.isChecked() and key[0] == "room":
             self.chat_actions.load_members(key)
         self.chat.compose.setFocus()
+
+    def _conversation_renamed(self, _old: tuple[str, str], new: tuple[str, str]) -> None:
+        if self.state.active == new:
+            self.open(new)  # the header, the composer's reason and the list follow
+        else:
+            self._refresh_lists()
 
     def _conversation_changed(self, key: tuple[str, str]) -> None:
         # A busy room changes many times a second: the view and the lists catch up

@@ -19,7 +19,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
-from chatroom.protocol import Event
+from chatroom.protocol import DELETED_USER, Event
 
 from .blocking import BlockList
 from .conversations import (
@@ -65,6 +65,8 @@ class ChatState(QObject):
     # The open room is gone (we were kicked or banned, it was deleted): the window shows
     # another, rather than a pane nobody can write in.
     conversationClosed = Signal(object)  # key
+    # old key, new key: a friend deleted their account, their chat now goes by its id
+    conversationRenamed = Signal(object, object)
 
     def __init__(self, client: ChatClient, settings: QSettings | None = None) -> None:
         super().__init__(client)
@@ -292,14 +294,39 @@ class ChatState(QObject):
 
     def _push_friend_removed(self, event: dict[str, Any]) -> None:
         who = event["user"]["username"]
+        deleted = bool(event.get("deleted"))  # they deleted their account
         if self.friends.pop(who, None) is not None:
-            self.tell(f"{who} is no longer your friend")
+            self.tell(
+                f"{who} deleted their account" if deleted else f"{who} is no longer your friend"
+            )
+        if deleted:
+            self._account_deleted(event["user"])
         # An erased account also closes the requests sent to it.
         self.outgoing = [r for r in self.outgoing if r["user"]["username"] != who]
         self.requestsChanged.emit()
         # The conversation stays, to read: the pane says why it cannot be written in.
         self.friendsChanged.emit()
         self.conversationsChanged.emit()
+
+    def _account_deleted(self, user: dict[str, Any]) -> None:
+        """What the app shows of someone who deleted their account becomes what it shows
+        after a restart: their messages from "deleted user", and their chat keyed by
+        their id (its name finds no one now: conversations.peer_key), still open if it
+        was."""
+        gone = {"id": user["id"], "username": DELETED_USER}
+        for conv in self.conversations.values():
+            for message in conv.messages:
+                if message.get("from", {}).get("id") == user["id"]:
+                    message["from"] = gone
+        old, new = dm_key(user["username"]), peer_key(gone)
+        if old not in self.conversations:
+            return
+        conv = self.conversations.pop(old)
+        conv.key, conv.title = new, title_of(new)
+        self.conversations[new] = conv
+        if self.active == old:
+            self.active = new
+        self.conversationRenamed.emit(old, new)
 
     def _push_avatar(self, event: dict[str, Any]) -> None:
         who = event["user"]["username"]

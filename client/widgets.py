@@ -394,8 +394,9 @@ class ContactDelegate(QStyledItemDelegate):
             badge_w = max(20, metrics.horizontalAdvance(label) + 10)
             badge = QRect(rect.right() - badge_w, rect.center().y() - 10, badge_w, 20)
             painter.setPen(Qt.PenStyle.NoPen)
-            # A room whose notifications are off counts quietly (grey), unless mentioned.
-            quiet = contact.get("notify") == "none" and not contact.get("mentions")
+            # A room whose notifications are off ("None": not even mentions) counts
+            # quietly, in grey; the @count still says how many mention you.
+            quiet = contact.get("notify") == "none"
             painter.setBrush(QColor(c.muted if quiet else c.accent))
             painter.drawRoundedRect(badge, 10, 10)
             painter.setPen(Qt.GlobalColor.white)

@@ -132,6 +132,8 @@ def test_a_chat_with_a_deleted_account_is_read_by_its_id(make_stack, db_url):
         bob.call("dm.send", to="ann", text="hi ann")
         ann_id = ann.user["id"]
         assert ann.call("account.delete", password=PW)["ok"]
+        removed = bob.event("friend.removed")
+        assert removed["user"] == {"id": ann_id, "username": "ann"} and removed["deleted"] is True
 
         (chat,) = laptop.login("bob", PW)["direct"]  # the login reply lists the chat
         assert chat["with"] == {"id": ann_id, "username": DELETED}

@@ -216,3 +216,40 @@ def test_chats_with_deleted_accounts_open_to_read(apps, make_stack, sqlite_url):
             return [r["unread"] for r in read if r["id"] in direct]
 
         wait(lambda: unread_on_the_phone() == [0, 0], what="both chats read on the phone")
+
+
+def test_a_friend_deleting_their_account_while_their_chat_is_open(apps, make_stack, sqlite_url):
+    """Found by a new user's trial: the open chat kept the friend's name, offered "send
+    them a friend request", and a device that had not loaded its history could not (the
+    name finds no one). Now it turns into the deleted account's chat at once, as after
+    a restart: "deleted user", its messages from them, read only, history by the id."""
+    stack = make_stack(sqlite_url)
+    with WireClient(stack.port) as ann:
+        ann.register_and_login("ann")
+        bob = apps("bob")
+        sign_up(bob, stack.port, "bob")
+        ann.call("friend.request", username="bob")
+        click_button(bob.main_window.side, "accept:ann")
+        wait(lambda: "ann" in bob.state.friends, what="friends")
+        texts = [f"from ann {n}" for n in range(3)]
+        for text in texts:
+            ann.call("dm.send", to="bob", text=text)
+        open_conversation(bob, ("dm", "ann"))
+        wait(lambda: shown(bob) == texts, what="the chat")
+        # bob's tablet signs in now (all read on the laptop: it fetches only the newest)
+        tablet = apps("bob-tablet")
+        sign_in(tablet, stack.port, "bob")
+        ann.call("account.delete", password="correct horse")
+
+        key = ("dm", f"deleted user #{ann.user['id']}")
+        wait(lambda: bob.state.active == key, what="the chat re-keyed")
+        chat = bob.main_window.chat
+        wait(lambda: chat.title.text() == "@ deleted user", what="the header")
+        assert "account was deleted" in chat.compose.placeholderText()
+        assert not chat.compose.isEnabled()
+        assert {m["from"]["username"] for m in chat.model.messages} == {"deleted user"}
+        assert "ann deleted their account" in chat.notice.text()
+        # The tablet opens it: the history it had not loaded comes, by the id.
+        click_row(tablet.main_window.side.friends, "deleted user", key)
+        wait(lambda: tablet.state.active == key, what="the chat open on the tablet")
+        wait(lambda: shown(tablet) == texts, what="the history, by the account's id")

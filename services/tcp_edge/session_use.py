@@ -6,7 +6,7 @@ but a device that stays connected all day never resumes, and one that disconnect
 
 - when a session's connection closes or logs out, its id, sent within FLUSH_S with the
   others that ended meanwhile (a restart of 50,000 connections is a few requests);
-- every `CHAT_SESSION_IN_USE_S` (600 s), the ids of every session connected here.
+- every `CHAT_SESSION_IN_USE_S` (120 s), the ids of every session connected here.
 
 So a listed session's last use is exact to FLUSH_S for one that has ended and within
 `CHAT_SESSION_IN_USE_S` for one in use. Best effort: a report that fails is logged and

@@ -109,8 +109,10 @@ class AccountHandlers:
             tx.lock_profiles({user_id})
             erased = tx.erase_of(user_id)
         them = {"id": user_id, "username": state.username}
+        # "deleted": their chat with each friend is reached by the id from now on.
+        removed = {"event": Event.FRIEND_REMOVED, "user": them, "deleted": True}
         for friend_id in sorted({*erased["friends"], *erased["askers"]}):
-            ctx.publish(user_topic(friend_id), {"event": Event.FRIEND_REMOVED, "user": them})
+            ctx.publish(user_topic(friend_id), removed)
         for asked_id in erased["asked"]:
             ctx.publish(user_topic(asked_id), {"event": Event.FRIEND_REQUEST_CLOSED, "from": them})
         for room in erased["groups"]:
