@@ -2,7 +2,9 @@
 the block.added / block.removed pushes and our own replies), the requests to block or
 unblock someone, and the right-click menu of a user (friend list, member list) that
 offers them. The server hides a blocked user's room messages itself (docs/protocol.md,
-Blocking); the client only keeps the list and drops their friend requests."""
+Blocking); the client keeps the list, hides what they said before the block
+(ChatState.shown), fetches what they said during it when it ends, and drops their
+friend requests."""
 
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ class BlockList(QObject):
     def _removed(self, username: str) -> None:
         if self.users.pop(username, None) is not None:
             self.changed.emit()
+            self.state.refill_rooms()  # what they said meanwhile, now sent to us
 
 
 def ask_block(

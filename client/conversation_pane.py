@@ -452,9 +452,7 @@ class ConversationPane(QWidget):
         first_id = self.model.messages[0].get("id") if self.model.messages else None
         self._adjusting = True
         try:
-            self.model.set_messages(
-                self.state.conversation(key).messages, self.state.me.get("username", "")
-            )
+            self.model.set_messages(self.state.shown(key), self.state.me.get("username", ""))
             if at_end:
                 self.view.scrollToBottom()
             elif self._loading_older and first_id is not None:

@@ -168,10 +168,6 @@ class Conversation:
         message = self._known.get(("id", message_id))
         return self.messages.index(message) if message is not None else -1
 
-    @property
-    def last_message(self) -> dict[str, Any] | None:
-        return self.messages[-1] if self.messages else None
-
 
 def shown_text(message: dict[str, Any]) -> str:
     """What a message's bubble says: the quoted original of a reply on a line of its own,

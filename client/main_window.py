@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         state.conversationsChanged.connect(self._refresh_lists)
         state.conversationClosed.connect(lambda _key: self.open(room_key("lobby")))
         state.conversationRenamed.connect(self._conversation_renamed)
+        state.blocks.changed.connect(self._blocks_changed)
         state.friendsChanged.connect(self._refresh_friends)
         state.requestsChanged.connect(self.side.refresh_requests)
         state.profileChanged.connect(self._refresh_profile)
@@ -225,6 +226,12 @@ class MainWindow(QMainWindow):
         if self.chat.members_button.isChecked() and key[0] == "room":
             self.chat_actions.load_members(key)
         self.chat.compose.setFocus()
+
+    def _blocks_changed(self) -> None:
+        """Someone blocked or unblocked: their messages go from view or come back."""
+        if self.state.active is not None:
+            self.chat.show_messages(self.state.active)
+        self._refresh_lists()
 
     def _conversation_renamed(self, _old: tuple[str, str], new: tuple[str, str]) -> None:
         if self.state.active == new:

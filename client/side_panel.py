@@ -175,7 +175,8 @@ class SidePanel(QWidget):
         listing.blockSignals(False)
 
     def _preview(self, key: Key) -> str:
-        last = self.state.conversation(key).last_message
+        shown = self.state.shown(key)
+        last = shown[-1] if shown else None
         if last is None:
             return ""
         sender = last["from"]["username"]

@@ -308,6 +308,35 @@ class ChatState(QObject):
         self.friendsChanged.emit()
         self.conversationsChanged.emit()
 
+    def shown(self, key: tuple[str, str]) -> list[dict[str, Any]]:
+        """A conversation's messages as the user sees them: in a room, none from someone
+        they block. (The server stops sending them once blocked; those that came before
+        stay here, hidden, and show again if the block ends.)"""
+        messages = self.conversation(key).messages
+        if key[0] != "room" or not self.blocks.users:
+            return messages
+        return [
+            m
+            for m in messages
+            if m.get("kind") == "event" or not self.blocks.is_blocked(m["from"]["username"])
+        ]
+
+    def refill_rooms(self) -> None:
+        """Every room's newest page again: after an unblock, the server sends the messages
+        it had kept from us while the block lasted."""
+        for conv in list(self.conversations.values()):
+            if conv.key[0] != "room":
+                continue
+
+            def done(reply: dict[str, Any], conv: Conversation = conv) -> None:
+                if not reply.get("ok"):
+                    return
+                for message in reply["messages"]:
+                    conv.add({**as_line(message), "state": SENT})
+                self.conversationChanged.emit(conv.key)
+
+            self.client.request("room.history", {"room": conv.key[1], "limit": 50}, done)
+
     def _account_deleted(self, user: dict[str, Any]) -> None:
         """What the app shows of someone who deleted their account becomes what it shows
         after a restart: their messages from "deleted user", and their chat keyed by

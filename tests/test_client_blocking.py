@@ -12,6 +12,7 @@ pytest.importorskip("pytestqt")
 
 from client.account_dialog import AccountDialog  # noqa: E402
 from client.conversations import dm_key, room_key  # noqa: E402
+from client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
     answer_confirm,
@@ -82,12 +83,24 @@ def test_block_and_unblock_by_clicking(apps, make_stack, sqlite_url):
         choose_menu_item("message_menu", "block")
         answer_confirm("confirm_block")
         wait(lambda: ann.state.blocks.is_blocked("bob"), what="bob blocked from his message")
+        # What he said before the block goes from view at once (found by a new user's
+        # trial: it stayed until a restart), from the list's preview too.
+        wait(lambda: "back again" not in shown(ann), what="his earlier message hidden")
+        preview = ann.main_window.side.rooms.item(0).data(CONTACT_ROLE)["subtitle"]
+        assert "back again" not in preview, preview
+        send(bob, "while blocked")
+        wait(lambda: "while blocked" in shown(bob))
 
-        # The member list: right-click bob, Unblock.
+        # The member list: right-click bob, Unblock. All he said is shown again, what he
+        # said during the block too (the server had kept it from ann).
         click(ann.main_window.chat.members_button)
         right_click_row(ann.main_window.chat.members, "bob")
         choose_menu_item("user_menu", "unblock")
         wait(lambda: not ann.state.blocks.is_blocked("bob"), what="bob unblocked from members")
+        wait(
+            lambda: {"can you hear me", "back again", "while blocked"} <= set(shown(ann)),
+            what="his messages back, those of the block too",
+        )
 
 
 def test_a_conversation_that_ends_under_you_says_why(apps, make_stack, sqlite_url):
