@@ -124,5 +124,6 @@ class App:
         self.tokens.forget(self.account)
         if self.main_window is not None:
             self.main_window.hide()
-        self.login_window.show_problem(f"Your session ended ({message}). Sign in again.")
+        # The server's reason says what to do ("...; sign in with the new one").
+        self.login_window.show_problem(message[:1].upper() + message[1:] + ".")
         self.login_window.show()

@@ -82,6 +82,10 @@ class ChatClient(QObject):
         self._on_connected: list[Callable[[], None]] = []
         self._attempt = 0
         self._wanted = False  # True while the user wants to be connected
+        # What the server's last `closing` push said (signed out from another device, a
+        # password change, an operator): the reason to give if the resume then fails,
+        # rather than the resume's own "this session has ended".
+        self._closed_because: str | None = None
         self._reconnect_timer = QTimer(self)
         self._reconnect_timer.setSingleShot(True)
         self._reconnect_timer.timeout.connect(self._reconnect)
@@ -288,6 +292,8 @@ class ChatClient(QObject):
     def _handle_event(self, frame: dict[str, Any]) -> None:
         if frame["event"] == CLOSING_EVENT and frame.get("code") == ErrorCode.SHUTTING_DOWN:
             self._attempt = 0  # a restart, not a failure: come back quickly
+        elif frame["event"] == CLOSING_EVENT:
+            self._closed_because = frame.get("message")
         self.eventReceived.emit(frame)
 
     def _handle_reply(self, frame: dict[str, Any]) -> None:
@@ -320,6 +326,7 @@ class ChatClient(QObject):
             if reply.get("ok"):
                 self.user, self.token = reply["user"], reply["token"]
                 self.limits = reply.get("limits", {})
+                self._closed_because = None
                 self._wanted = True
                 self._stable.start(STABLE_AFTER_MS)
                 idle_s = self.limits.get("idle_timeout_s") or DEFAULT_IDLE_TIMEOUT_S
@@ -364,7 +371,7 @@ class ChatClient(QObject):
                     self._wanted = False
                     self._drop_socket()
                     self._set_state(DISCONNECTED)
-                    self.sessionEnded.emit(reply["error"]["message"])
+                    self.sessionEnded.emit(self._closed_because or reply["error"]["message"])
 
             self._login({"token": token}, finished, self.resumed)
 

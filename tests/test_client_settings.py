@@ -48,14 +48,21 @@ NEW = "battery staple"
 
 def test_change_password_then_sign_in_with_it(apps, make_stack, sqlite_url):
     stack = make_stack(sqlite_url)
-    app = apps("ann")
+    app, phone = apps("ann"), apps("phone")
     sign_up(app, stack.port, "ann")
+    sign_in(phone, stack.port, "ann")
     settings = open_settings(app)
     type_into(settings.old_password, "correct horse")
     type_into(settings.new_password, NEW)
     type_into(settings.new_again, NEW)
     click_button(settings, "change_password")
     wait(lambda: "Password changed" in settings.message.text(), what="password changed")
+    # The other device is signed out and told why, in words that say what to do (found
+    # by a new user's trial: "Your session ended (this session has ended; ...)").
+    wait(lambda: phone.login_window.isVisible(), what="the phone signed out")
+    assert phone.login_window.error.text() == (
+        "Your password was changed on another device; sign in with the new one."
+    )
     click_button(settings, "close")
     click(app.main_window.me_avatar)
     click_button(dialog(ProfileDialog, "profile"), "sign_out")
@@ -86,6 +93,7 @@ def test_sign_out_other_devices(apps, make_stack, sqlite_url, monkeypatch):
     wait(lambda: "Signed out 1 other" in settings.message.text())
     wait(lambda: settings.sessions.count() == 1, what="one device left")
     wait(lambda: phone.login_window.isVisible(), what="the phone signed out")
+    assert "Another of your devices signed this one out" in phone.login_window.error.text()
     assert laptop.main_window.isVisible()
     click_button(settings, "close")
 

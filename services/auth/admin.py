@@ -40,9 +40,19 @@ def logout_event(session_id: int, origin: str | None) -> dict[str, Any]:
     return {**kick_event(ErrorCode.LOGGED_OUT), Control.SESSION: session_id, Control.ORIGIN: origin}
 
 
-def others_out_event(keep_session: int) -> dict[str, Any]:
-    """Closes the user's connections but those of `keep_session` (the asker's device)."""
-    return {**kick_event(ErrorCode.LOGGED_OUT), Control.KEEP: keep_session}
+# Why a device was signed out by another of the user's (others_out_event).
+PASSWORD_CHANGED = "your password was changed on another device; sign in with the new one"
+SIGNED_OUT_ELSEWHERE = "another of your devices signed this one out; sign in again"
+
+
+def others_out_event(keep_session: int, why: str) -> dict[str, Any]:
+    """Closes the user's connections but those of `keep_session` (the asker's device),
+    saying `why` to them."""
+    return {
+        **closing_push(ErrorCode.LOGGED_OUT, why),
+        Control.KICK: True,
+        Control.KEEP: keep_session,
+    }
 
 
 class AdminHandlers:

@@ -21,7 +21,14 @@ from chatroom.errors import ServiceError, bad_request
 from chatroom.protocol import INT64_MAX, ErrorCode
 from chatroom.service import Handler, RequestContext, in_thread
 from services.auth.accounts import check_password, username_key
-from services.auth.admin import AdminHandlers, kick_event, logout_event, others_out_event
+from services.auth.admin import (
+    PASSWORD_CHANGED,
+    SIGNED_OUT_ELSEWHERE,
+    AdminHandlers,
+    kick_event,
+    logout_event,
+    others_out_event,
+)
 from services.auth.store import AuthStore
 
 CheckPassword = Callable[..., Awaitable[Any]]
@@ -67,7 +74,7 @@ class OwnAccountHandlers:
             ctx, args["old_password"], lambda: self.hash_password(new)
         )
         ended = await in_thread(ctx, self.store.end_sessions, user_id, session_id, None, new_hash)
-        ctx.publish(user_topic(user_id), others_out_event(session_id))
+        ctx.publish(user_topic(user_id), others_out_event(session_id, PASSWORD_CHANGED))
         logger.info("user {} changed their password ({} other sessions ended)", user_id, ended)
         return {"sessions_ended": ended}
 
@@ -99,7 +106,7 @@ class OwnAccountHandlers:
                 raise ServiceError(ErrorCode.NOT_FOUND, "you have no such session signed in")
             ctx.publish(user_topic(user_id), logout_event(only, None))
         elif ended:
-            ctx.publish(user_topic(user_id), others_out_event(session_id))
+            ctx.publish(user_topic(user_id), others_out_event(session_id, SIGNED_OUT_ELSEWHERE))
         logger.info("user {} signed out {} other sessions", user_id, ended)
         return {"sessions_ended": ended}
 
