@@ -193,6 +193,7 @@ class SidePanel(QWidget):
         for conv in convs:
             contact = {
                 "kind": "room",
+                "private": conv.visibility == "private",
                 "name": conv.title,
                 "unread": conv.unread,
                 "mentions": conv.mentions,

@@ -382,7 +382,9 @@ class ContactDelegate(QStyledItemDelegate):
             painter.drawRoundedRect(QRect(rect.left(), rect.top(), size, size), 8, 8)
             painter.setPen(QColor(c.muted))
             painter.drawText(
-                QRect(rect.left(), rect.top(), size, size), Qt.AlignmentFlag.AlignCenter, "#"
+                QRect(rect.left(), rect.top(), size, size),
+                Qt.AlignmentFlag.AlignCenter,
+                "🔒" if contact.get("private") else "#",  # as the header shows it
             )
         text_left = rect.left() + size + 8
         badge_w = 0

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from client.conversations import room_key  # noqa: E402
 from client.dialogs import RoomDialog  # noqa: E402
 from client.room_settings import RoomSettingsDialog  # noqa: E402
+from client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
     answer_confirm,
@@ -82,6 +83,14 @@ def test_private_room_moderated_by_clicks(apps, make_stack, sqlite_url):
     type_into(settings.invite_name, "bob")
     click(settings.invite)
     wait(lambda: DEN in bob.state.conversations, what="den in bob's list")
+    rooms = bob.main_window.side.rooms
+
+    def den_row() -> dict:
+        row = next(i for i in range(rooms.count()) if rooms.item(i).text() == "den")
+        return rooms.item(row).data(CONTACT_ROLE)
+
+    # A member's list marks it private as the owner's header does (a trial found "#").
+    wait(lambda: den_row()["private"], what="den shown as private in bob's list")
     wait(lambda: "ann invited bob" in shown(ann), what="the event line")
     wait(lambda: settings.members.count() == 2)
 

@@ -141,7 +141,7 @@ class AuthHandlers:
             logger.info("user {}: wrong password from {}", user_id, ctx.ip)
             raise ServiceError(
                 ErrorCode.BAD_CREDENTIALS,
-                "That is not your current password; nothing was changed. Type it again.",
+                "That is not your current password; nothing was changed. Try again with it.",
             )
         await in_thread(ctx, self.throttle.login_succeeded, attempt.reserved)
         return extra
