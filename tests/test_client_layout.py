@@ -73,13 +73,27 @@ def test_a_small_window_keeps_the_conversations_name(apps, make_stack, sqlite_ur
     wait(lambda: ann.state.active == room_key(BOOK_CLUB))
 
     window.resize(980, 660)
-    wait(lambda: chat.title.full_text() == f"# {BOOK_CLUB}" and whole(chat))
-    assert chat.settings_button.isVisible() and chat.more_button.isHidden()
+    # The layout settles after the resize's events: each check waits for it.
+    wait(
+        lambda: (
+            chat.title.full_text() == f"# {BOOK_CLUB}"
+            and whole(chat)
+            and chat.settings_button.isVisible()
+            and chat.more_button.isHidden()
+        ),
+        what="the header wide",
+    )
 
     window.resize(420, 360)
-    wait(lambda: window.width() <= 440 and whole(chat), what="the name whole when small")
-    assert chat.title.text() == f"# {BOOK_CLUB}"
-    assert chat.notify.widget.isVisible()
+    wait(
+        lambda: (
+            window.width() <= 440
+            and whole(chat)
+            and chat.title.text() == f"# {BOOK_CLUB}"
+            and chat.notify.widget.isVisible()
+        ),
+        what="the name whole when small",
+    )
     for b in header_buttons(chat):
         assert chat.rect().contains(b.geometry().translated(b.parentWidget().pos())), b
     # The room's actions are one click further: ⋯, then Members.
@@ -91,8 +105,10 @@ def test_a_small_window_keeps_the_conversations_name(apps, make_stack, sqlite_ur
     wait(lambda: chat.members.isHidden())
 
     window.resize(980, 660)
-    wait(lambda: chat.settings_button.isVisible() and whole(chat), what="wide again")
-    assert chat.more_button.isHidden()
+    wait(
+        lambda: chat.settings_button.isVisible() and whole(chat) and chat.more_button.isHidden(),
+        what="wide again",
+    )
 
 
 def test_a_long_sign_in_error_does_not_move_the_form(apps):
