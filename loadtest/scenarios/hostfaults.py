@@ -14,7 +14,8 @@ sending --rate messages a second each, and runs a schedule of faults drawn from 
 - rolling: every component of every host restarted gracefully, one host at a time.
 
 With --minutes 0 the schedule is each fault once, in an order drawn from the seed (what
-the CI test runs); otherwise faults are drawn until the minutes are spent. Between faults
+the CI test runs); otherwise rounds of every fault, each round in an order drawn from
+the seed, until the minutes are spent. Between faults
 the moved clients are sent back to their home hosts. At the end: the checker's verdict
 (loadtest.hostfaults.check) over every acknowledged message and every member's view,
 how long clients of a failed host took to resume elsewhere, and how long presence took
@@ -40,7 +41,7 @@ from chatroom.files import private_folder
 from chatroom.hosts import EDGE_PORT, Cluster, HostDatabase, available
 from loadtest.aclient import run_async
 from loadtest.hostfaults import LOGIN_TIMEOUT_S, Member, Sender, check, stored_history
-from loadtest.results import _commit
+from loadtest.results import DEFAULT_OUT, _commit
 
 RESUME_TARGET_S = 10.0
 PRESENCE_TARGET_S = 30.0
@@ -63,6 +64,12 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
         "--faults",
         default=",".join(KINDS),
         help="the kinds of fault to draw from (comma-separated; default all)",
+    )
+    p.add_argument(
+        "--logs",
+        type=Path,
+        default=DEFAULT_OUT / "hostfaults-logs",
+        help="where every process's log is copied at the end (not beside results)",
     )
     p.set_defaults(run=run)
 
@@ -93,13 +100,15 @@ def schedule(
         return [fault(kind) for kind in rng.sample(kinds, len(kinds))]
     # Rough cost of each fault, recovery and checks included, to fill the minutes.
     cost = {"kill": 30, "partition": partition_s + 30, "slow": 40, "rolling": 15 * hosts + 15}
-    steps, spent = [], 0.0
-    for _ in range(10_000):
-        step = fault(rng.choice(kinds))
-        if spent + cost[step["kind"]] > minutes * 60 and steps:
-            break
-        steps.append(step)
-        spent += cost[step["kind"]]
+    # Rounds of every kind in a drawn order, so that a long run covers each evenly.
+    steps: list[dict[str, Any]] = []
+    spent = 0.0
+    for _ in range(1000):
+        for kind in rng.sample(kinds, len(kinds)):
+            if spent + cost[kind] > minutes * 60 and steps:
+                return steps
+            steps.append(fault(kind))
+            spent += cost[kind]
     return steps
 
 
@@ -385,7 +394,11 @@ def run_schedule(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     report.update(
         scenario="hostfaults",
         seed=seed,
-        replay=f"python -m loadtest hostfaults --seed {seed} --minutes {args.minutes:g}",
+        replay=(
+            f"python -m loadtest hostfaults --seed {seed} --minutes {args.minutes:g} "
+            f"--hosts {args.hosts} --members {args.members} --senders {args.senders} "
+            f"--rate {args.rate:g} --partition-s {args.partition_s:g} --faults {args.faults}"
+        ),
         commit=_commit(),
         when=time.strftime("%Y-%m-%d %H:%M:%S"),
         machine={"cores": os.cpu_count()},
@@ -413,9 +426,9 @@ def run(args: argparse.Namespace) -> None:
             report = run_schedule(args, Path(tmp))
         finally:
             # Every process's log, for a finding to be looked into (INFO: no bodies).
-            logs = args.out / "hostfaults-logs"
+            logs = args.logs
             shutil.rmtree(logs, ignore_errors=True)
-            logs.mkdir()
+            logs.mkdir(parents=True)
             for log in Path(tmp).glob("h*-*.log"):
                 shutil.copy(log, logs / log.name)
     path = args.out / "hostfaults.json"
