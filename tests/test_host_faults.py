@@ -68,4 +68,4 @@ def test_hosts_survive_kill_partition_slow_network_and_rolling_restart(tmp_path)
         # presence_after_going_home_s (the moved clients sent back to their hosts) is
         # measured but not asserted: a presence push can be lost for good when it is
         # published by a replica whose links to the other buses are still coming back
-        # (docs/past-one-host.md, "Hosts you can kill": a known finding, not fixed yet).
+        # (docs/architecture.md, "Hosts you can kill": a known finding, not fixed yet).
