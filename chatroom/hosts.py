@@ -81,7 +81,8 @@ def available() -> str | None:
 
 def netem_available() -> bool:
     """Whether the kernel has tc's netem qdisc (some, like this project's CI, do not)."""
-    probe = f"cfprobe{os.getpid()}"
+    # Named like a run's namespaces, so that a run killed mid-probe has it removed too.
+    probe = f"cf{os.getpid()}xf-probe"
     try:
         _run("ip", "netns", "add", probe)
         _run("ip", "netns", "exec", probe, "ip", "link", "set", "lo", "up")

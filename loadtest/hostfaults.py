@@ -111,6 +111,7 @@ class Member:
         self.want_host: int | None = None
         # Log in again where it is (a fresh snapshot of friends' presence).
         self.refresh = False
+        self._dropped = ""  # why this member gave its connection up (drop)
         self.gap_task: asyncio.Future | None = None
         self.gap_syncs = 0
 
@@ -266,7 +267,6 @@ class Member:
 
     async def supervise(self) -> None:
         """Keep this member connected: ping; on a failure move to another host."""
-        self._dropped = ""
         while not self.stopping:
             chat = self.chat
             failure = ""
