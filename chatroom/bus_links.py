@@ -26,6 +26,12 @@ from chatroom.config import BUS_PORT_OFFSETS, Settings
 
 RESOLVE_EVERY_S = 5.0
 LOOKUP_TIMEOUT_S = 15.0
+# A TCP connect to a bus that does not answer (a host cut off by a partition) is given
+# up after this and tried again every reconnect interval (100 ms). Without it the kernel's
+# SYN retries (1, 2, 4, 8, 16 s apart) decide: after a 30 s partition healed, a host's
+# services took 14 s to reach the other buses again (tests/test_host_faults.py), while
+# some of their sockets were already serving requests, so their events went nowhere.
+CONNECT_TIMEOUT_MS = 1000
 
 
 def _is_address(host: str) -> bool:
@@ -60,6 +66,7 @@ class BusLinks:
         """Connect `sock` to endpoint `name` (e.g. "social.front") of every bus whose
         address is known, and to the others' once it is."""
         self._links.append((sock, name))
+        sock.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
         for host, base in self.peers:
             if host in self.addresses:
                 sock.connect(_endpoint(self.addresses[host], base, name))

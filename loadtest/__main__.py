@@ -23,6 +23,7 @@ from loadtest.scenarios import (
     fanout,
     fanscale,
     fsync,
+    hostfaults,
     idle,
     login,
     prelogin,
@@ -47,6 +48,7 @@ SCENARIOS = (
     soak,
     prelogin,
     fsync,
+    hostfaults,
 )
 
 

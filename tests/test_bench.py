@@ -36,13 +36,14 @@ SUBCOMMANDS = {
     "prelogin",
     "fsync",
     "chatter",
+    "hostfaults",
 }
 
 
 def test_every_scenario_is_a_subcommand_with_its_own_flags():
     for name in SUBCOMMANDS:
         assert callable(parser().parse_args([name]).run)
-    assert len(SCENARIOS) == 15  # fanout/openloop and dm/dmrate share a module
+    assert len(SCENARIOS) == 16  # fanout/openloop and dm/dmrate share a module
     args = parser().parse_args(["dm", "--pairs", "3", "--set", "worker_threads=4"])
     assert (args.pairs, args.set, args.out) == (3, [("worker_threads", "4")], DEFAULT_OUT)
     with pytest.raises(SystemExit):  # a flag of another scenario is refused

@@ -19,6 +19,10 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.options: dict[int, int] = {}
+
+    def setsockopt(self, option: int, value: int) -> None:
+        self.options[option] = value
 
     def connect(self, endpoint: str) -> None:
         self.calls.append(("connect", endpoint))
@@ -36,6 +40,9 @@ def test_addresses_connect_at_once_and_names_once_looked_up():
     asyncio.run(links.refresh())
     assert sock.calls[-1] == ("connect", f"tcp://127.0.0.1:{21000 + offset}")
     assert links.addresses["localhost"] == "127.0.0.1"
+    # A connect that gets no answer (a partitioned host) is retried soon, not after the
+    # kernel's SYN backoff.
+    assert sock.options[zmq.CONNECT_TIMEOUT] == 1000
 
 
 def test_a_name_that_moves_is_followed_and_one_that_fails_keeps_its_address():

@@ -59,8 +59,16 @@ class Logins:
         """The reply, then the pushes saved for the user while they were away."""
         if conn.session is not None:
             raise ServiceError(ErrorCode.ALREADY_AUTHENTICATED, "already logged in; log out first")
+        # A resume by token is safe to send again (it looks the session up and renames
+        # its device at most), so it is retried like an idempotent op: one that landed
+        # in an auth replica cut off from the rest is answered by another within the
+        # request's time. A password login is not (each makes a session and a hash).
         auth = await self.bus.call(
-            "auth", request.op_name, request.args, bus_context(self.edge_id, conn, None)
+            "auth",
+            request.op_name,
+            request.args,
+            bus_context(self.edge_id, conn, None),
+            retry=bool(request.args.get("token")),
         )
         user = auth["user"]
         session = Session(user["id"], user["username"], auth["session_id"], set())

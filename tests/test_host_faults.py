@@ -1,0 +1,71 @@
+"""Hosts you can kill (issue #18): three network-namespace hosts, each a bus, auth, social,
+media and an edge (chatroom/hosts.py), one MariaDB outside them; nine clients spread over
+their edges, three of them sending numbered messages with client_ids; a short schedule of
+faults drawn from a seed, each once: one host killed (-9, every process) and brought back,
+one host cut off for 30 s and healed, a slow and lossy network, a rolling restart of every
+component host by host (loadtest/scenarios/hostfaults.py; the long run is
+`python -m loadtest hostfaults --minutes M`, docs/benchmarks.md).
+
+Checked over every acknowledged message and every member's view (loadtest/hostfaults.py):
+none lost, none stored or pushed twice, each sender's messages stored in the order sent,
+nothing unexpected, every member ends up with every message it should have; the clients
+of a killed or cut-off host resume on another within 10 s; presence converges within
+30 s of each recovery. The seed is printed (and CHAT_HOSTFAULTS_SEED replays it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+
+import pytest
+
+from chatroom.hosts import available
+
+pytestmark = [pytest.mark.hosts, pytest.mark.timeout(480)]
+
+REASON = available()
+
+
+@pytest.mark.skipif(REASON is not None, reason=f"host faults: {REASON}")
+def test_hosts_survive_kill_partition_slow_network_and_rolling_restart(tmp_path):
+    from loadtest.scenarios.hostfaults import run_schedule
+
+    seed = int(os.environ.get("CHAT_HOSTFAULTS_SEED") or random.randrange(1 << 31))
+    args = argparse.Namespace(
+        seed=seed,
+        minutes=0,  # each fault once
+        hosts=3,
+        members=9,
+        senders=3,
+        rate=4.0,
+        partition_s=30.0,
+        faults="kill,partition,slow,rolling",
+    )
+    report = run_schedule(args, tmp_path)
+    (tmp_path / "hostfaults.json").write_text(json.dumps(report, indent=1))
+    verdict = report["verdict"]
+    replay = f"replay: CHAT_HOSTFAULTS_SEED={seed} (or {report['replay']})"
+    print(replay)
+    print(json.dumps({k: v for k, v in verdict.items() if k != "details"}, indent=1))
+    assert verdict["acknowledged"] > 0, replay
+    problems = {
+        name: verdict[name]
+        for name in ("lost", "duplicated", "out_of_order", "unexpected", "missed_by_members")
+        if verdict[name]
+    }
+    assert not problems, f"{problems}; {json.dumps(verdict['details'])[:4000]}; {replay}"
+    for fault in report["faults"]:
+        for part in [fault, *fault.get("hosts", [])]:
+            resume = part.get("resume")
+            if resume is not None:
+                assert resume["over_target"] == 0, f"{fault['kind']}: {resume}; {replay}"
+        # Right after the recovery (clients still where they fled to).
+        converged = fault["presence_converged_s"]
+        assert converged is not None and converged <= 30, f"{fault}; {replay}"
+        # presence_after_going_home_s (the moved clients sent back to their hosts) is
+        # measured but not asserted: a presence push can be lost for good when it is
+        # published by a replica whose links to the other buses are still coming back
+        # (docs/architecture.md, "Hosts you can kill": a known finding, not fixed yet).
