@@ -24,7 +24,7 @@ from loguru import logger
 
 from chatroom import buskeys, metrics
 from chatroom.bus_contract import PING_OP, request
-from chatroom.bus_links import BusLinks
+from chatroom.bus_links import BusLinks, set_link_heartbeats
 from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
 from chatroom.framing import dumps, loads
@@ -57,8 +57,7 @@ class BusClient:
             sock = zctx.socket(zmq.DEALER)
             buskeys.secure_client(sock, keys)
             sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
-            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+            set_link_heartbeats(sock)
             # Requests are shared round-robin among the buses this socket is connected
             # to now; none is queued for a bus that is down or not yet reached (it would
             # wait there until that bus came back, long after its deadline).

@@ -190,6 +190,15 @@ def parse_control(frame: bytes) -> dict[str, Any]:
     return control
 
 
+# --------------------------------------------------------------------------- links
+
+# Every bus link pings its peer this often and gives the link up after this long without
+# a word from it: a peer that vanished without closing TCP (a killed container's host, a
+# partition) is noticed, and the link made again once the peer answers.
+LINK_HEARTBEAT_IVL_MS = 2_000
+LINK_HEARTBEAT_TIMEOUT_MS = 6_000
+
+
 # --------------------------------------------------------------------------- queues
 
 # Events queued per peer before ZeroMQ drops them (live delivery is best effort, sync

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import zmq
 from loguru import logger
 
+from chatroom.bus_contract import LINK_HEARTBEAT_IVL_MS, LINK_HEARTBEAT_TIMEOUT_MS
 from chatroom.config import BUS_PORT_OFFSETS, Settings
 
 RESOLVE_EVERY_S = 5.0
@@ -32,6 +33,12 @@ LOOKUP_TIMEOUT_S = 15.0
 # services took 14 s to reach the other buses again (tests/test_host_faults.py), while
 # some of their sockets were already serving requests, so their events went nowhere.
 CONNECT_TIMEOUT_MS = 1000
+
+
+def set_link_heartbeats(sock: zmq.Socket) -> None:
+    """Heartbeats on a bus socket, at either end of the link (bus_contract)."""
+    sock.setsockopt(zmq.HEARTBEAT_IVL, LINK_HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, LINK_HEARTBEAT_TIMEOUT_MS)
 
 
 def _is_address(host: str) -> bool:

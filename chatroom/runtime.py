@@ -43,9 +43,10 @@ from chatroom.bus_contract import (
     reply_error,
     reply_ok,
 )
-from chatroom.bus_links import BusLinks
+from chatroom.bus_links import BusLinks, set_link_heartbeats
 from chatroom.config import Settings
 from chatroom.errors import ServiceError, database_unavailable, internal_error
+from chatroom.event_replay import EventReplay
 from chatroom.framing import dumps, loads
 from chatroom.logs import RepeatedErrors, request_context
 from chatroom.protocol import ErrorCode
@@ -129,6 +130,8 @@ class ServiceRuntime:
         self._pub.setsockopt(zmq.LINGER, 1000)
         self._pub.setsockopt(zmq.SNDHWM, EVENT_HWM)
         self._pub.setsockopt(zmq.RCVHWM, 0)
+        set_link_heartbeats(self._pub)  # a link that died unnoticed loses what it carries
+        self._replay = EventReplay(self._pub)
         # Every event through every bus: an edge keeps the first copy of each (stamps).
         links.attach(self._pub, "events.in")
         self._stamps = EventStamps()
@@ -141,6 +144,7 @@ class ServiceRuntime:
         logger.info("{} replica {} serving through {}", self.name, self.replica, buses)
         receivers = [asyncio.create_task(self._receive_loop(self._sock, admin=False))]
         receivers.append(asyncio.create_task(links.run()))
+        receivers.append(asyncio.create_task(self._replay.run()))
         if admin:
             receivers.append(asyncio.create_task(self._receive_loop(self._admin_sock, admin=True)))
         job_tasks = [asyncio.create_task(self._repeat(job)) for job in self.jobs]
@@ -175,8 +179,7 @@ class ServiceRuntime:
         sock = zctx.socket(zmq.ROUTER)
         buskeys.secure_client(sock, keys)
         sock.setsockopt(zmq.LINGER, 1000)
-        sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        set_link_heartbeats(sock)
         return sock
 
     async def _receive_loop(self, sock: zmq.asyncio.Socket, admin: bool) -> None:
@@ -284,6 +287,7 @@ class ServiceRuntime:
     async def _publish(self, events: list[tuple[bytes, dict[str, Any]]]) -> None:
         for topic, event in events:
             frames = event_frames(topic, event, self._stamps.next())
+            self._replay.keep(event, frames)
             try:
                 self._pub_now.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:  # not expected of PUB; never drop an event for it

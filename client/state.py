@@ -245,6 +245,13 @@ class ChatState(QObject):
     def _push_presence(self, event: dict[str, Any]) -> None:
         friend = self.friends.get(event["user"]["username"])
         if friend is not None:
+            # Pushes made by different replicas can cross, and one may come again after
+            # the server's link to a bus came back: the highest version is the news.
+            version = event.get("presence_version")
+            if version is not None:
+                if version < friend.get("presence_version", 0):
+                    return
+                friend["presence_version"] = version
             friend.update(online=event["online"], status=event.get("status", ""))
             friend["last_seen"] = None if event["online"] else event.get("last_seen", now_ms())
             self.friendsChanged.emit()

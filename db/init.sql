@@ -76,6 +76,7 @@ CREATE TABLE profiles (
 	user_id BIGINT NOT NULL, 
 	status VARCHAR(140) NOT NULL, 
 	updated_at BIGINT NOT NULL, 
+	presence_version BIGINT NOT NULL DEFAULT '0', 
 	PRIMARY KEY (user_id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
@@ -228,4 +229,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0010');
+INSERT INTO alembic_version (version_num) VALUES ('0011');

@@ -103,6 +103,7 @@ class Member:
         self.live_dups: list[tuple[int, int]] = []  # (message id, conn)
         self.live_disorder: list[tuple[int, int, int]] = []  # (room_id, prev seq, seq)
         self.friends: dict[str, bool] = {}  # friend -> online, as this member sees it
+        self.presence_versions: dict[str, int] = {}  # friend -> the version behind it
         # Every presence push: (monotonic time, connection, friend, online).
         self.presence_log: list[tuple[float, int, str, bool]] = []
         self.moves: list[Move] = []
@@ -155,6 +156,10 @@ class Member:
                 # something was missed; sync fills it.
                 self.gap_task = asyncio.ensure_future(self._fill_gap())
         elif event == "presence":
+            # As the desktop client: the highest presence_version of a friend is the
+            # news (pushes of different replicas cross; a push may come again).
+            if not self._presence_is_news(frame["user"]["username"], frame):
+                return
             self.friends[frame["user"]["username"]] = bool(frame.get("online"))
             self.presence_log.append(
                 (
@@ -166,7 +171,16 @@ class Member:
             )
         elif event == "friend.accepted":
             friend = frame["friend"]
-            self.friends[friend["username"]] = bool(friend.get("online"))
+            if self._presence_is_news(friend["username"], friend):
+                self.friends[friend["username"]] = bool(friend.get("online"))
+
+    def _presence_is_news(self, username: str, presence: dict[str, Any]) -> bool:
+        """Whether a push or a snapshot's entry is at least as new as what we hold."""
+        version = int(presence.get("presence_version", 0))
+        if version < self.presence_versions.get(username, 0):
+            return False
+        self.presence_versions[username] = version
+        return True
 
     async def _fill_gap(self) -> None:
         """Sync once the pushes that were merely late have had a moment to land (pushes
@@ -202,7 +216,8 @@ class Member:
                 reply = await chat.call("login", LOGIN_TIMEOUT_S, token=self.token)
             self.token = reply["token"]
             for friend in reply.get("friends", []):
-                self.friends[friend["username"]] = bool(friend.get("online"))
+                if self._presence_is_news(friend["username"], friend):
+                    self.friends[friend["username"]] = bool(friend.get("online"))
         except BaseException:
             await chat.close()
             raise

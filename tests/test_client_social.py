@@ -142,6 +142,36 @@ def test_vanished_friend_goes_offline_with_last_seen(apps, make_stack, sqlite_ur
         assert alice.main_window.chat.presence_line.full_text().startswith("last seen")
 
 
+def test_a_presence_push_older_than_what_is_shown_changes_nothing(apps, make_stack, sqlite_url):
+    """A push that comes late or a second time (another replica's crossed it; a service
+    sent it again after a bus link came back) must not put a friend who is online back
+    offline: the client keeps the highest presence_version."""
+    from wire import WireClient
+
+    stack = make_stack(sqlite_url)
+    alice = apps("alice")
+    sign_up(alice, stack.port, "alice")
+    with WireClient(stack.port) as ghost, WireClient(stack.port) as watcher:
+        ghost.register_and_login("ghost")
+        watcher.register_and_login("watcher")
+        watcher.call("friend.request", username="ghost")  # hears what alice hears
+        ghost.call("friend.accept", username="watcher")
+        ghost.call("friend.request", username="alice")
+        click_button(alice.main_window, "accept:ghost")
+        wait(lambda: alice.state.friends.get("ghost", {}).get("online"))
+        ghost.call("logout")
+        stale = watcher.event("presence", online=False)  # the bytes alice got too
+        wait(lambda: not alice.state.friends["ghost"]["online"])
+        with WireClient(stack.port) as ghost_again:
+            ghost_again.login("ghost", "correct horse")
+            wait(lambda: alice.state.friends["ghost"]["online"])
+            alice.client.eventReceived.emit(stale)  # as the network layer hands a push
+            pump(0.2)
+            assert alice.state.friends["ghost"]["online"]
+            row = alice.main_window.side.friends.item(0).data(CONTACT_ROLE)
+            assert row["online"] and not row["subtitle"].startswith("last seen")
+
+
 # ---------------------------------------------------------------------- rooms
 
 

@@ -27,6 +27,7 @@ from chatroom.hosts import available
 pytestmark = [pytest.mark.hosts, pytest.mark.timeout(480)]
 
 REASON = available()
+PRESENCE_TARGET_S = 30.0
 
 
 @pytest.mark.skipif(REASON is not None, reason=f"host faults: {REASON}")
@@ -62,14 +63,16 @@ def test_hosts_survive_kill_partition_slow_network_and_rolling_restart(tmp_path)
             resume = part.get("resume")
             if resume is not None:
                 assert resume["over_target"] == 0, f"{fault['kind']}: {resume}; {replay}"
-        # Presence (presence_converged_s right after the recovery, and
-        # presence_after_going_home_s once moved clients are back home) is measured and
-        # printed, not asserted: a presence push can be lost for good when it is
-        # published by a replica whose links to the other buses are still coming back,
-        # after a partition and during a rolling restart too (CI, seed 1256829042:
-        # never converged after a rolling restart). docs/architecture.md, "Hosts you
-        # can kill": a known finding, not fixed yet; the 30 s target is not met.
+        # Presence converges within 30 s of the recovery, and again once the clients
+        # that fled are back home (each one's old session closes as its new one opens).
+        # It did not always, until presence pushes had versions and were sent again
+        # through bus links that came back (chatroom/event_replay.py).
         print(
             f"{fault['kind']}: presence converged after {fault['presence_converged_s']} s,"
             f" after going home {fault.get('presence_after_going_home_s')} s"
         )
+        for key in ("presence_converged_s", "presence_after_going_home_s"):
+            took = fault.get(key)
+            assert took is not None and took <= PRESENCE_TARGET_S, (
+                f"{fault['kind']}: {key} {took}; {replay}"
+            )

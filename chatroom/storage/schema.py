@@ -230,6 +230,9 @@ profiles = Table(
     Column("user_id", BigInteger, primary_key=True, autoincrement=False),
     Column("status", String(140), nullable=False, default=""),
     Column("updated_at", BigInteger, nullable=False),
+    # Counts the user's presence changes (store/presence.py): pushes carry it so that a
+    # client keeps the newest when two cross or one is sent again.
+    Column("presence_version", BigInteger, nullable=False, server_default="0"),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -18,6 +18,7 @@ import zmq
 from loguru import logger
 
 from chatroom.bus_contract import EVENT_HWM
+from chatroom.bus_links import set_link_heartbeats
 from chatroom.buskeys import BusGuard
 from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, BUS_PORT_OFFSETS, Settings
 
@@ -35,9 +36,7 @@ def _bind(
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, sndhwm)
     sock.setsockopt(zmq.RCVHWM, rcvhwm)
-    # Detect peers that vanished without closing TCP (a killed container's host).
-    sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+    set_link_heartbeats(sock)
     sock.bind(settings.bus_bind(endpoint))
     return sock
 

@@ -13,14 +13,24 @@ from chatroom.protocol import Event
 
 
 def event(
-    user_id: int, username: str, is_online: bool, status: str | None, seen_at: int | None = None
+    user_id: int,
+    username: str,
+    is_online: bool,
+    status: str | None,
+    version: int,
+    seen_at: int | None = None,
 ) -> dict[str, Any]:
+    """A presence push. `version` is the user's presence_version after this change: a
+    client keeps a friend's presence of the highest version it has seen, because two
+    pushes made by different replicas can cross, and a push may be sent again
+    (chatroom/event_replay.py)."""
     return {
         "event": Event.PRESENCE,
         "user": {"id": user_id, "username": username},
         "online": is_online,
         "status": status or "",
         "last_seen": shown_last_seen(is_online, seen_at),
+        "presence_version": version,
     }
 
 

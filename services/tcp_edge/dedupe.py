@@ -1,14 +1,19 @@
-"""Which events an edge has had already, when several buses each bring a copy.
+"""Which events an edge has had already, when several buses each bring a copy or a
+service sends one again.
 
 Every service publishes each event through every bus (CHAT_BUS_HOSTS), so that losing a
 bus loses no event; an edge subscribed through all of them hears each event once per
-live bus. The event's stamp (chatroom.bus_contract.EventStamps: the publishing process
-and its count) tells the copies apart from new events: the first copy is delivered, the
-others dropped. Copies of one event arrive close together (each bus forwards in order,
-within milliseconds of the others), so a window of the most recent counts of each
-publisher is enough; a copy so late that its count has left the window is taken as
-seen (a missing event is what `sync` closes, a duplicate is what a client must never
-see). With one bus there is nothing to tell apart and the edge keeps no FirstCopies.
+live bus. And a service sends its recent presence pushes again through a bus whose link
+was just made (chatroom/event_replay.py), one bus or several. The event's stamp
+(chatroom.bus_contract.EventStamps: the publishing process and its count) tells the
+copies apart from new events: the first copy is delivered, the others dropped. Copies
+through several buses arrive close together (each bus forwards in order, within
+milliseconds of the others), so a window of the most recent counts of each publisher is
+enough; a copy so late that its count has left the window is taken as seen (a missing
+event is what `sync` closes, a duplicate is what a client must never see). A presence
+push sent again seconds later is still in the window unless its publisher sent more
+than WINDOW/2 events meanwhile; past that it is dropped, the state it carries being
+the older for it.
 """
 
 from __future__ import annotations

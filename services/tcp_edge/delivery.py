@@ -4,7 +4,9 @@ events the services publish to them.
 An event arrives as [topic, stamp, control, event] (chatroom.bus_contract): the event
 bytes are framed and written to every subscribed connection as they are, never decoded;
 only the control frame, usually empty, is read. With several buses each event arrives
-once per bus, and only its first copy is delivered (FirstCopies, by its stamp).
+once per bus, and a presence push may be sent again after a bus link came back
+(chatroom/event_replay.py): only the first copy is delivered (FirstCopies, by its
+stamp).
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class EventDelivery:
         typing_merge_s: float = ROOM_HINTS_WINDOW_S,
     ) -> None:
         self.sub_socket = sub
-        self.first_copies = first_copies  # with several buses: which events came already
+        self.first_copies = first_copies  # which events came already
         self.subs = Subscriptions(sub)
         self.blocks = Blocks()
         self.bus = bus

@@ -123,8 +123,9 @@ class Edge:
             self.edge_id,
             on_logout=lambda conn: self._drop_prelogin(self.prelogin.admit(conn)),
         )
-        # Through several buses every event comes once per bus: keep the first copy.
-        first_copies = FirstCopies() if len(self.bus.links.peers) > 1 else None
+        # Through several buses every event comes once per bus, and a service sends
+        # presence again through a bus link that came back: keep the first copy.
+        first_copies = FirstCopies()
         self.delivery = EventDelivery(
             sub, self.bus, self.logins.context, first_copies, settings.typing_merge_ms / 1000
         )

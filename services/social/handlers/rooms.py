@@ -26,7 +26,13 @@ from services.social.store.queries import Tx
 from services.social.store.rooms import GROUP, MEMBER, OWNER, PRIVATE, PUBLIC, room_key, room_ref
 
 # What a member who blocks the viewer shows them: no presence, status or picture.
-UNSHOWN = {"online": False, "status": "", "avatar": None, "last_seen": None}
+UNSHOWN = {
+    "online": False,
+    "status": "",
+    "avatar": None,
+    "last_seen": None,
+    "presence_version": 0,
+}
 
 
 def _joinable(tx: Tx, name: str) -> Any:

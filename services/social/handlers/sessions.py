@@ -48,7 +48,9 @@ class SessionHandlers:
         self, ctx: RequestContext, tx: Tx, user_id: int, online: bool, to_self: bool = False
     ) -> None:
         row = tx.presence_of(user_id)
-        event = presence.event(user_id, row.username, online, row.status, row.ts)
+        event = presence.event(
+            user_id, row.username, online, row.status, row.presence_version, row.ts
+        )
         for friend_id in tx.friend_ids(user_id):
             ctx.publish(user_topic(friend_id), event)
         if to_self:  # a status set on one device shows on the others
@@ -62,8 +64,10 @@ class SessionHandlers:
             await asyncio.to_thread(self.store.ensure_profile, user_id)
         opened = await self.store.open_session(user_id, ctx.require_edge(), ctx.require_conn())
         snapshot = opened.snapshot
-        if opened.came_online:  # the friend list and the status at hand: no more queries
-            event = presence.event(user_id, ctx.username or "", True, snapshot["status"])
+        if opened.came_online_as is not None:  # the friends and status at hand: no queries
+            event = presence.event(
+                user_id, ctx.username or "", True, snapshot["status"], opened.came_online_as
+            )
             for friend in snapshot["friends"]:
                 ctx.publish(user_topic(friend["id"]), event)
         return snapshot
@@ -117,7 +121,7 @@ class SessionHandlers:
             self.store.ensure_profile(user_id)
             with self.store.transaction() as tx:
                 tx.lock_profile(user_id)
-                if tx.open_session(user_id, ctx.require_edge(), conn_id):
+                if tx.open_session(user_id, ctx.require_edge(), conn_id) is not None:
                     self._announce(session_ctx, tx, user_id, True)
             ctx.events.extend(session_ctx.events)
             added += 1

@@ -158,7 +158,14 @@ class FriendQueries:
         if not ids:
             return []
         rows = self.conn.execute(
-            select(users.c.id, users.c.username, profiles.c.status, avatars.c.hash, last_seen.c.ts)
+            select(
+                users.c.id,
+                users.c.username,
+                profiles.c.status,
+                profiles.c.presence_version,
+                avatars.c.hash,
+                last_seen.c.ts,
+            )
             .select_from(
                 users.outerjoin(profiles, profiles.c.user_id == users.c.id)
                 .outerjoin(avatars, avatars.c.user_id == users.c.id)
@@ -176,6 +183,7 @@ class FriendQueries:
                 "status": r.status or "",
                 "avatar": r.hash,
                 "last_seen": shown_last_seen(r.id in online, r.ts),
+                "presence_version": r.presence_version or 0,
             }
             for r in rows
         ]

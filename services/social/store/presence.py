@@ -66,16 +66,17 @@ class PresenceQueries:
     def touch_edge(self, edge_id: str) -> None:
         upsert(self.conn, edges, {"edge_id": edge_id, "last_seen": now_ms()}, ("last_seen",))
 
-    def open_session(self, user_id: int, edge_id: str, conn_id: str) -> bool:
-        """Record a live session (idempotent); True if the user has just come online.
+    def open_session(self, user_id: int, edge_id: str, conn_id: str) -> int | None:
+        """Record a live session (idempotent). If the user has just come online, their
+        new presence version (else None).
 
         The caller holds the user's profile lock. The edge's own row is not touched
         here: every login on that edge would queue on that one row; its heartbeat keeps
         it fresh, and the reaper also finds sessions of an edge that never sent one."""
         return self.open_sessions([(user_id, edge_id, conn_id)])[0]
 
-    def open_sessions(self, openings: list[tuple[int, str, str]]) -> list[bool]:
-        """open_session for several (user_id, edge_id, conn_id) at once, in order (two
+    def open_sessions(self, openings: list[tuple[int, str, str]]) -> list[int | None]:
+        """open_session for several (user_id, edge_id, conn_id) at once, in order (four
         statements for any number); the caller holds the users' profile locks."""
         current: dict[int, set[str]] = {user_id: set() for user_id, _, _ in openings}
         for row in self.conn.execute(
@@ -84,7 +85,8 @@ class PresenceQueries:
             )
         ):
             current[row.user_id].add(row.conn_id)
-        came_online, rows, now = [], [], now_ms()
+        came_online: list[bool] = []
+        rows, now = [], now_ms()
         for user_id, edge_id, conn_id in openings:
             theirs = current[user_id]
             came_online.append(conn_id not in theirs and not theirs)
@@ -95,7 +97,33 @@ class PresenceQueries:
                 )
         if rows:
             self.conn.execute(insert(live_sessions), rows)
-        return came_online
+        versions = self.count_presence_changes(
+            [user_id for (user_id, _, _), came in zip(openings, came_online, strict=True) if came]
+        )
+        return [
+            versions[user_id] if came else None
+            for (user_id, _, _), came in zip(openings, came_online, strict=True)
+        ]
+
+    def count_presence_changes(self, user_ids: list[int]) -> dict[int, int]:
+        """These users' presence has changed (online, offline, status): count it in
+        their presence_version and return the new versions. The caller holds their
+        profile locks, so versions follow the order in which the changes committed,
+        whichever replica made them."""
+        if not user_ids:
+            return {}
+        ids = sorted(set(user_ids))
+        self.conn.execute(
+            update(profiles)
+            .where(profiles.c.user_id.in_(ids))
+            .values(presence_version=profiles.c.presence_version + 1)
+        )
+        rows = self.conn.execute(
+            select(profiles.c.user_id, profiles.c.presence_version).where(
+                profiles.c.user_id.in_(ids)
+            )
+        )
+        return {row.user_id: row.presence_version for row in rows}
 
     def close_session(self, user_id: int, conn_id: str) -> bool:
         """Forget a live session (under the user's profile lock); True if it was the
@@ -109,6 +137,7 @@ class PresenceQueries:
         went_offline = bool(removed) and self.session_count(user_id) == 0
         if went_offline:
             self.record_last_seen([user_id])
+            self.count_presence_changes([user_id])
         return went_offline
 
     def record_last_seen(self, user_ids: list[int]) -> None:
@@ -131,9 +160,10 @@ class PresenceQueries:
         return [r.friend_id for r in rows]
 
     def presence_of(self, user_id: int) -> Any:
-        """What a presence push says of the user: (username, status, ts of last_seen)."""
+        """What a presence push says of the user: (username, status, ts of last_seen,
+        presence_version)."""
         return self.conn.execute(
-            select(users.c.username, profiles.c.status, last_seen.c.ts)
+            select(users.c.username, profiles.c.status, last_seen.c.ts, profiles.c.presence_version)
             .select_from(
                 users.outerjoin(profiles, profiles.c.user_id == users.c.id).outerjoin(
                     last_seen, last_seen.c.user_id == users.c.id
@@ -148,6 +178,7 @@ class PresenceQueries:
             .where(profiles.c.user_id == user_id)
             .values(status=status, updated_at=now_ms())
         )
+        self.count_presence_changes([user_id])
 
     def stale_edges(self, dead_after_ms: int) -> list[str]:
         """Edges that stopped heartbeating, and edges that have sessions but no
@@ -183,6 +214,7 @@ class PresenceQueries:
         self.conn.execute(delete(edges).where(edges.c.edge_id == edge_id))
         offline = [u for u in user_ids if self.session_count(u) == 0]
         self.record_last_seen(offline)
+        self.count_presence_changes(offline)
         return offline
 
     def edge_sessions(self, edge_id: str) -> dict[str, tuple[int, int]]:

@@ -25,7 +25,9 @@ MAX_BATCH = 200
 
 class Opened(NamedTuple):
     snapshot: dict[str, Any]  # the login reply's rooms, status, friends, requests, ...
-    came_online: bool  # the user's first live session: friends must be told
+    # The user's new presence version if this was their first live session (friends
+    # must be told), else None.
+    came_online_as: int | None
 
 
 class Opening(Queued):
@@ -52,7 +54,7 @@ def open_batch(tx: Tx, batch: list[Opening]) -> list[Opened]:
     user_ids = sorted({o.user_id for o in batch})
     statuses = tx.lock_profiles(set(user_ids))
     avatars = tx.avatars_of(user_ids)
-    came_online = tx.open_sessions([(o.user_id, o.edge_id, o.conn_id) for o in batch])
+    came_online_as = tx.open_sessions([(o.user_id, o.edge_id, o.conn_id) for o in batch])
     rooms_of = tx.rooms_of_many(user_ids)
     direct_of = tx.direct_conversations_of_many(user_ids)
     sharing = add_read_states(tx, rooms_of, direct_of)  # unread counts, markers
@@ -70,5 +72,5 @@ def open_batch(tx: Tx, batch: list[Opening]) -> list[Opened]:
             },
             came,
         )
-        for o, came in zip(batch, came_online, strict=True)
+        for o, came in zip(batch, came_online_as, strict=True)
     ]

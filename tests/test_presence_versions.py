@@ -1,0 +1,82 @@
+"""Presence that converges (issue #18): every presence change has a version, and a
+push that a bus could not carry when it was published is sent again once the link is
+made.
+
+Why: a presence push has no seq, so `sync` cannot close a gap in it. After a host
+rejoined, a replica published "online" before its links to the other buses were made
+(tests/test_host_faults.py), and friends saw the user offline until their next change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatroom.localstack import free_port, wait_for_port
+
+from test_bus_failover import wait_bus_back
+from test_presence import friend_entry, wait_for_event
+from wire import WireClient, befriend, wait_until
+
+
+def version_of(event: dict[str, Any]) -> int:
+    version = event["presence_version"]
+    assert isinstance(version, int)
+    return version
+
+
+def test_every_presence_change_has_a_higher_version(make_stack, db_url):
+    stack = make_stack(db_url)
+    with WireClient(stack.port) as ann, WireClient(stack.port) as ben:
+        ann.register_and_login("ann")
+        ben.register_and_login("ben")
+        befriend(ann, ben)
+        seen = [version_of(friend_entry(ann.call("friend.list"), "ben"))]
+        ben.call("presence.set", status="lunch")
+        seen.append(version_of(ann.event("presence", status="lunch")))
+        ben.call("logout")
+        seen.append(version_of(ann.event("presence", online=False)))
+        with WireClient(stack.port) as ben_again:
+            ben_again.login("ben", "correct horse")
+            seen.append(version_of(ann.event("presence", online=True)))
+            # A second device coming and going changes nothing friends see: no push.
+            with WireClient(stack.port) as ben_phone:
+                ben_phone.login("ben", "correct horse")
+                ann.no_event("presence")
+            ann.no_event("presence")
+        seen.append(version_of(ann.event("presence", online=False)))
+        assert seen == sorted(set(seen)), f"versions not increasing: {seen}"
+        # Snapshots carry the version of what they show.
+        with WireClient(stack.port) as ann_again:
+            entry = friend_entry(ann_again.login("ann", "correct horse"), "ben")
+            assert entry["presence_version"] == seen[-1]
+            assert entry["online"] is False
+
+
+def test_a_presence_push_a_bus_missed_is_sent_again_when_its_link_is_back(make_stack, db_url):
+    """Two buses; ben's edge reaches only the second (as a host cut off from the
+    first). While the second bus is down, ann comes online through the first: the push
+    cannot reach ben. When the bus is back, social sends it again."""
+    stack = make_stack(db_url, buses=2)
+    first, second = stack.bus_bases
+    port = free_port()
+    stack.start_service(
+        "edge#1",
+        dict(stack.env, CHAT_EDGE_PORT=str(port), CHAT_BUS_HOSTS=f"127.0.0.1:{second}"),
+    )
+    wait_for_port(port)
+    with WireClient(stack.port) as ann, WireClient(port) as ben:
+        ann.register_and_login("ann")
+        ben.register_and_login("ben")
+        befriend(ann, ben)
+        ann.call("logout")
+        offline = wait_for_event(ben, "presence", timeout=10, online=False)
+
+        stack.kill("bus#1")
+        with WireClient(stack.port) as ann_back:
+            ann_back.login("ann", "correct horse")  # through the first bus only
+            stack.restart("bus#1")
+            wait_bus_back(stack, "bus#1", second, first)
+            online = wait_for_event(ben, "presence", timeout=15, online=True)
+            assert online["user"]["username"] == "ann"
+            assert version_of(online) > version_of(offline)
+            wait_until(lambda: "sent again" in stack.logs("social"), 5, "the log of it")
