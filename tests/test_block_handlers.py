@@ -221,7 +221,6 @@ def test_room_members_show_the_blocked_user_nothing_of_the_blocker(w):
         "status": "",
         "avatar": None,
         "last_seen": None,
-        "presence_version": 0,  # not how often her presence changed either
         "role": "owner",  # the room's, not the person's: shown as to anyone
     }
     assert member(w.cat, "club", "ann")["online"] is True  # others see her

@@ -112,7 +112,6 @@ def test_the_blocked_users_probes_look_like_a_strangers(stack):
             "status": "",
             "avatar": None,
             "last_seen": None,
-            "presence_version": 0,
             "role": "owner",  # the room's, as anyone sees it
         }
         assert seen_by["cat"]["online"] is True and seen_by["cat"]["avatar"] == avatar

@@ -26,13 +26,11 @@ from services.social.store.queries import Tx
 from services.social.store.rooms import GROUP, MEMBER, OWNER, PRIVATE, PUBLIC, room_key, room_ref
 
 # What a member who blocks the viewer shows them: no presence, status or picture.
-UNSHOWN = {
-    "online": False,
-    "status": "",
-    "avatar": None,
-    "last_seen": None,
-    "presence_version": 0,
-}
+UNSHOWN = {"online": False, "status": "", "avatar": None, "last_seen": None}
+
+
+def without_version(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != "presence_version"}
 
 
 def _joinable(tx: Tx, name: str) -> Any:
@@ -147,7 +145,12 @@ class RoomHandlers:
         with self.store.reading() as tx:
             ids = tx.member_ids(room, self.settings.room_members_max)
             roles = tx.roles_in(room.id, ids)
-            members = [{**m, "role": roles.get(m["id"], MEMBER)} for m in tx.user_entries(ids)]
+            # Without presence_version: members get no presence pushes to order, and
+            # how often a stranger came and went is not theirs to count.
+            members = [
+                {**without_version(m), "role": roles.get(m["id"], MEMBER)}
+                for m in tx.user_entries(ids)
+            ]
             if self.settings.status_visibility == "friends":
                 # Strangers' statuses are blanked: only the viewer's and their friends'.
                 shown = {user_id, *tx.friend_ids(user_id)}
