@@ -427,6 +427,31 @@ class Tour:
         c.wait(lambda: not sam.main_window.chat.compose.isEnabled())
         self.save(sam.main_window, "former-friend", sizes=((980, 660), (420, 360)))
 
+        # A private room (🔒 in the list) that 小明 creates, and a chat with a friend
+        # who has since deleted their account: listed as "deleted user", read only.
+        c.click(ming.main_window.side.join_room_button)
+        rooms = c.dialog(RoomDialog, "rooms_dialog")
+        c.type_into(rooms.query, "Family")
+        c.wait(lambda: rooms.create_button.isEnabled())
+        c.click(rooms.private)
+        c.click(rooms.create_button)
+        c.wait(lambda: ming.state.active == room_key("Family"))
+        c.send(ming, "Only the family sees this room.")
+        with WireClient(self.stack.port) as pal:
+            pal.register_and_login("old_pal", "correct horse battery")
+            pal.call("friend.request", username="小明")
+            c.click_button(ming.main_window, "accept:old_pal")
+            c.wait(lambda: "old_pal" in ming.state.friends)
+            pal.call("dm.send", to="小明", text="I am closing this account, take care!")
+            c.wait(lambda: dm_key("old_pal") in ming.state.conversations)
+            pal.call("account.delete", password="correct horse battery")
+        c.wait(lambda: "old_pal" not in ming.state.friends)
+        deleted = next(k for k in ming.state.conversations if "deleted user" in k[1])
+        c.click_row(ming.main_window.side.friends, "deleted user", deleted)
+        c.wait(lambda: ming.state.active == deleted)
+        c.wait(lambda: not ming.main_window.chat.compose.isEnabled())
+        self.save(ming.main_window, "deleted-account", sizes=((980, 660),))
+
         # The connection is lost: the state is shown, typed messages wait.
         c.open_conversation(alice, dm_key("小明"))
         self.stack.kill("edge#0")
