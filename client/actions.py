@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, QTimer
 
 from chatroom.protocol import ErrorCode
 
-from .conversations import FAILED, PENDING, SENT, as_line, dm_fields, dm_key, now_ms
+from .conversations import FAILED, PENDING, SENT, dm_fields, dm_key, now_ms
 from .net import RETRYABLE
 from .state import ChatState
 from .typing_hints import TypingSender
@@ -69,9 +69,7 @@ class ChatActions(QObject):
                     conv.has_more = False  # no messages with this friend yet
                 return
             conv.has_more = reply["has_more"]
-            for message in reply["messages"]:  # a room's moderation events among them
-                conv.add({**as_line(message), "state": SENT})
-            self.state.conversationChanged.emit(key)
+            self.state.add_page(conv, reply["messages"])
 
         self.client.request(op, fields, done)
 

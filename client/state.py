@@ -336,13 +336,17 @@ class ChatState(QObject):
                 continue
 
             def done(reply: dict[str, Any], conv: Conversation = conv) -> None:
-                if not reply.get("ok"):
-                    return
-                for message in reply["messages"]:
-                    conv.add({**as_line(message), "state": SENT})
-                self.conversationChanged.emit(conv.key)
+                if reply.get("ok"):
+                    self.add_page(conv, reply["messages"])
 
             self.client.request("room.history", {"room": conv.key[1], "limit": 50}, done)
+
+    def add_page(self, conv: Conversation, messages: list[dict[str, Any]]) -> None:
+        """A page of a conversation's history (a room's moderation events among its
+        messages), placed by seq among what the conversation holds."""
+        for message in messages:
+            conv.add({**as_line(message), "state": SENT})
+        self.conversationChanged.emit(conv.key)
 
     def _account_deleted(self, user: dict[str, Any]) -> None:
         """What the app shows of someone who deleted their account becomes what it shows
