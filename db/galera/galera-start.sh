@@ -74,9 +74,9 @@ initialise() {
   log "initialising $DATADIR (database $db, user $user)"
   : >"$INIT_MARKER"
   mariadb-install-db --user=mysql --datadir="$DATADIR" --skip-test-db \
-    --auth-root-authentication-method=socket --cross-bootstrap >/dev/null
+    --auth-root-authentication-method=socket --cross-bootstrap --wsrep-on=OFF >/dev/null
   # Alone and unreplicated: the joiners get all of this in their first state transfer.
-  mariadbd --user=mysql --wsrep-on=OFF --skip-networking --socket="$SOCKET" &
+  mariadbd --user=mysql --wsrep-on=OFF --wsrep-provider=none --wsrep-cluster-address=gcomm:// --skip-networking --socket="$SOCKET" &
   local pid=$!
   for _ in $(seq 120); do
     if mariadb -uroot --socket="$SOCKET" -e 'SELECT 1' >/dev/null 2>&1; then break; fi
