@@ -11,9 +11,7 @@
 #      *.sql) and founds the cluster; the others wait for it and join by SST.
 #   3. Data, and grastate.dat says safe_to_bootstrap: 1: this node was the last to
 #      leave a cluster that was shut down cleanly, so it holds every commit: it founds.
-#   4. GALERA_FORCE_BOOTSTRAP names this node: the operator chose it (after a crash of
-#      every node that pc.recovery could not undo, docs/operations.md): it founds.
-#   5. Otherwise: join, and wait (pc.wait_prim_timeout) for a founder or for the peers
+#   4. Otherwise: join, and wait (pc.wait_prim_timeout) for a founder or for the peers
 #      of the last primary component to come back (pc.recovery re-forms it when every
 #      node crashed at once). When the wait runs out mariadbd exits, the container is
 #      restarted and this script decides again.
@@ -22,8 +20,14 @@
 #
 # Environment: GALERA_NODE_NAME (this node, a host name its peers resolve),
 # GALERA_PEERS (every node, comma-separated, the founder of a new cluster first),
-# GALERA_FORCE_BOOTSTRAP, MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD or
-# MYSQL_PASSWORD_FILE. Extra arguments go to mariadbd.
+# MYSQL_DATABASE, MYSQL_USER, MYSQL_PASSWORD or MYSQL_PASSWORD_FILE. Extra arguments
+# go to mariadbd.
+#
+# Two commands for the operator, on a stopped node (`docker compose run --rm --no-deps
+# galera-2 position`; docs/operations.md, after every node crashed):
+#   position          print the node's last committed position and safe_to_bootstrap
+#   force-bootstrap   the same, then set safe_to_bootstrap: 1, so that this node founds
+#                     the cluster from its data at its next start (the operator's choice)
 set -euo pipefail
 shopt -s nullglob
 
@@ -107,6 +111,20 @@ recover_position() {
 
 mkdir -p "$DATADIR" /run/mysqld
 chown mysql:mysql "$DATADIR" /run/mysqld
+
+case ${1:-} in
+  position | force-bootstrap)
+    [ -f "$DATADIR/grastate.dat" ] || die "no data in $DATADIR"
+    position="$(grastate uuid):$(grastate seqno)"
+    if [ "$(grastate seqno)" = -1 ]; then position=$(recover_position); fi
+    if [ "$1" = force-bootstrap ]; then
+      sed -i 's/^safe_to_bootstrap: .*/safe_to_bootstrap: 1/' "$DATADIR/grastate.dat"
+      log "safe_to_bootstrap set to 1: this node founds the cluster at its next start"
+    fi
+    echo "$NAME: position $position, safe_to_bootstrap: $(grastate safe_to_bootstrap)"
+    exit 0
+    ;;
+esac
 [ ! -e "$INIT_MARKER" ] || die "a first start stopped half-way: remove this node's volume and start it again"
 
 args=(--user=mysql "--wsrep-node-name=$NAME")
@@ -124,10 +142,6 @@ elif [ ! -d "$DATADIR/mysql" ]; then
   fi
 elif [ "$(grastate safe_to_bootstrap)" = 1 ]; then
   log "safe_to_bootstrap: 1 (the last node to leave): founding the cluster again at seqno $(grastate seqno)"
-  founds=1
-elif [ "${GALERA_FORCE_BOOTSTRAP:-}" = "$NAME" ]; then
-  log "GALERA_FORCE_BOOTSTRAP=$NAME: founding the cluster from this node's data (operator's choice)"
-  sed -i 's/^safe_to_bootstrap: .*/safe_to_bootstrap: 1/' "$DATADIR/grastate.dat"
   founds=1
 else
   log "not safe to found (safe_to_bootstrap: 0): joining; waiting for a founder or for the last component's nodes"
