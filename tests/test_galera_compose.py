@@ -252,6 +252,7 @@ def test_operator_runs_galera_and_the_writer_dies(tmp_path):
             assert [p[0] for p in positions] == list(NODES), out
             assert len({p[2] for p in positions}) == 1, positions  # all had every commit
             assert "safe_to_bootstrap: 1 (the last node to leave)" in cluster.logs("galera-2")
+            wait_until(lambda: cluster.healthy("db"), 60, "the proxy reaches a writer again")
             op.wait_for_service()
             sender.send(alice, 10)  # the edge and the services reconnected by themselves
             sender.check_stored(bob)

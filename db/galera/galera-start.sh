@@ -118,7 +118,11 @@ case ${1:-} in
     position="$(grastate uuid):$(grastate seqno)"
     if [ "$(grastate seqno)" = -1 ]; then position=$(recover_position); fi
     if [ "$1" = force-bootstrap ]; then
-      sed -i 's/^safe_to_bootstrap: .*/safe_to_bootstrap: 1/' "$DATADIR/grastate.dat"
+      # Rewritten in place (sed -i would make a new file, which root without
+      # CAP_FOWNER cannot give back to mysql with its mode).
+      state=$(sed 's/^safe_to_bootstrap: .*/safe_to_bootstrap: 1/' "$DATADIR/grastate.dat")
+      printf '%s\n' "$state" >"$DATADIR/grastate.dat"
+      [ "$(grastate safe_to_bootstrap)" = 1 ] || die "could not set safe_to_bootstrap"
       log "safe_to_bootstrap set to 1: this node founds the cluster at its next start"
     fi
     echo "$NAME: position $position, safe_to_bootstrap: $(grastate safe_to_bootstrap)"
