@@ -104,9 +104,11 @@ initialise() {
 
 # mariadbd --wsrep-recover: the last committed position, from InnoDB.
 recover_position() {
-  local out
-  out=$(mariadbd --user=mysql --wsrep-recover --log-error=/dev/stderr 2>&1 || true)
-  sed -n 's/.*WSREP: Recovered position: *\([^ ]*\).*/\1/p' <<<"$out" | tail -n 1
+  local log=/tmp/wsrep-recover.log
+  rm -f "$log"
+  mariadbd --user=mysql --wsrep-recover "--wsrep-cluster-address=gcomm://$PEERS" \
+    --log-error="$log" >/dev/null 2>&1 || true
+  sed -n 's/.*WSREP: Recovered position: *\([^ ]*\).*/\1/p' "$log" 2>/dev/null | tail -n 1
 }
 
 mkdir -p "$DATADIR" /run/mysqld
