@@ -109,9 +109,9 @@ def stack(tmp_path_factory) -> dict:
     return render_compose(tmp_path_factory.mktemp("compose"), "compose.yaml", "compose.tls.yaml")
 
 
-@pytest.mark.parametrize("service", ("db", *SERVER_SERVICES))
-def test_every_container_is_locked_down_and_rotates_its_logs(stack, service):
-    svc = stack["services"][service]
+def _locked_down_and_rotating(svc: dict) -> None:
+    """A read-only root, no capabilities, no privilege gain, a tmpfs /tmp, rotated logs
+    and CPU and memory limits (compose.yaml's x-hardened, and compose.galera.yaml's)."""
     assert svc.get("read_only") is True
     assert svc.get("cap_drop") == ["ALL"]
     assert "no-new-privileges:true" in svc.get("security_opt", [])
@@ -122,6 +122,12 @@ def test_every_container_is_locked_down_and_rotates_its_logs(stack, service):
     assert 1 <= int(logging["options"]["max-file"]) <= 10
     limits = svc["deploy"]["resources"]["limits"]
     assert _bytes(limits["memory"]) > 0 and float(limits["cpus"]) > 0
+
+
+@pytest.mark.parametrize("service", ("db", *SERVER_SERVICES))
+def test_every_container_is_locked_down_and_rotates_its_logs(stack, service):
+    svc = stack["services"][service]
+    _locked_down_and_rotating(svc)
     if service in SERVER_SERVICES:
         assert svc.get("cap_add") is None, "the server processes need no capability"
     else:  # the database entrypoint: read the secrets as root, chown, drop to mysql
@@ -140,13 +146,7 @@ def galera_stack(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("service", ("db", *GALERA_NODES))
 def test_galera_containers_are_locked_down_and_checked(galera_stack, service):
     svc = galera_stack["services"][service]
-    assert svc.get("read_only") is True
-    assert svc.get("cap_drop") == ["ALL"]
-    assert "no-new-privileges:true" in svc.get("security_opt", [])
-    assert "/tmp" in svc.get("tmpfs", [])
-    assert svc["logging"]["driver"] == "json-file"
-    limits = svc["deploy"]["resources"]["limits"]
-    assert _bytes(limits["memory"]) > 0 and float(limits["cpus"]) > 0
+    _locked_down_and_rotating(svc)
     assert svc["networks"] == {"backend": None}, "no node or proxy outside the backend"
     assert "ports" not in svc
     assert svc["healthcheck"]["test"][0] == "CMD"

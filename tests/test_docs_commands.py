@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from test_compose import Compose, docker_available
+from test_compose import Compose, require_docker
 
 from chatroom.framing import FrameDecoder, encode_frame, parse_payload
 
@@ -351,10 +351,7 @@ AFTER = {
 @pytest.mark.compose
 @pytest.mark.timeout(900)  # every documented step, builds included: ~5 min on 2 busy cores
 def test_operator_runs_the_documented_commands(tmp_path):
-    if not docker_available():
-        if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
-            pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
-        pytest.skip("no Docker engine")
+    require_docker()
     op = Operator(tmp_path)
     blocks = [b for b in all_blocks() if b.not_run is None and "run-by" not in b.options]
     pending = ""

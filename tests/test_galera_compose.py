@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_compose import docker_available
+from test_compose import require_docker
 from test_docs_commands import Operator, shell_blocks
 
 from acked import check_view, send_with_retry, synced
@@ -167,10 +167,7 @@ class Sender:
 
 @pytest.mark.timeout(900)  # ~4 min with built images; the first build adds ~1 min
 def test_operator_runs_galera_and_the_writer_dies(tmp_path):
-    if not docker_available():
-        if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
-            pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
-        pytest.skip("no Docker engine")
+    require_docker()
     op = Operator(tmp_path)
     op.env.update(COMPOSE_PROJECT_NAME=PROJECT, CHATROOM_VERSION=VERSION)
     cluster = Cluster(op)
