@@ -81,12 +81,17 @@ initialise() {
     --auth-root-authentication-method=socket --cross-bootstrap --wsrep-on=OFF >/dev/null
   # Alone and unreplicated: the joiners get all of this in their first state transfer.
   mariadbd --user=mysql --wsrep-on=OFF --wsrep-provider=none --wsrep-cluster-address=gcomm:// --skip-networking --socket="$SOCKET" &
-  local pid=$!
-  for _ in $(seq 120); do
-    if mariadb -uroot --socket="$SOCKET" -e 'SELECT 1' >/dev/null 2>&1; then break; fi
-    kill -0 "$pid" 2>/dev/null || die "the temporary server exited"
+  local pid=$! ready=0
+  for _ in $(seq 240); do
+    if mariadb -uroot --socket="$SOCKET" -e 'SELECT 1' >/dev/null 2>&1; then
+      ready=1
+      break
+    fi
+    # Not `kill -0`: it runs as user mysql, and this root has no CAP_KILL.
+    [ -d "/proc/$pid" ] || die "the temporary server exited"
     sleep 0.25
   done
+  [ "$ready" = 1 ] || die "the temporary server did not answer within 60 s"
   {
     echo "CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4;"
     echo "CREATE USER '$(sql_string "$user")'@'%' IDENTIFIED BY '$(sql_string "$password")';"
