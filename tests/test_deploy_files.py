@@ -164,10 +164,11 @@ def test_galera_services_reach_the_writer_through_the_proxy(galera_stack):
     for name in ("migrate", "auth", "social", "media"):
         assert "@db:3306/" in services[name]["environment"]["CHAT_DB_URL"], name
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
-    # galera-1 starts first and stops last (it is left safe to bootstrap).
-    for node in GALERA_NODES[1:]:
+    # The nodes start 1, 2, 3 and stop 3, 2, 1, one at a time: galera-1 is left safe to
+    # bootstrap.
+    for before, node in zip(GALERA_NODES, GALERA_NODES[1:], strict=False):
         assert services[node]["depends_on"] == {
-            "galera-1": {"condition": "service_started", "required": True}
+            before: {"condition": "service_started", "required": True}
         }
     peers = {services[n]["environment"]["GALERA_PEERS"] for n in GALERA_NODES}
     assert peers == {",".join(GALERA_NODES)}

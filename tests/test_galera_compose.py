@@ -270,6 +270,7 @@ def test_operator_runs_galera_and_the_writer_dies(tmp_path):
         log = "\n".join(op.log)
         if op.clone.exists():
             log += "\n" + op.compose("logs", "--no-color", "--tail", "300", check=False)
+            log += "\n" + op.compose("logs", "--no-color", *NODES, check=False)  # all of it
             op.compose("down", "-v", "--remove-orphans", check=False)
         (ROOT / "var" / "galera-compose.log").write_text(log)
         for image in ("chatroom-server", "chatroom-galera", "chatroom-galera-proxy"):
