@@ -173,6 +173,7 @@ def test_operator_runs_galera_and_the_writer_dies(tmp_path):
     cluster = Cluster(op)
     timings: dict[str, float] = {}
     started = time.monotonic()
+    node_logs = ""  # the nodes' whole logs, for var/galera-compose.log
 
     def timed(name: str, code: str, where: str) -> str:
         began = time.monotonic()
@@ -261,6 +262,7 @@ def test_operator_runs_galera_and_the_writer_dies(tmp_path):
             cluster.every_node_has(len(sender.acked))
 
         # Down, as an operator takes a stack away: nothing of it is left.
+        node_logs = op.compose("logs", "--no-color", *NODES, check=False)
         began = time.monotonic()
         op.compose("down", "-v", "--remove-orphans")
         timings["down_s"] = round(time.monotonic() - began, 1)
@@ -270,9 +272,9 @@ def test_operator_runs_galera_and_the_writer_dies(tmp_path):
         log = "\n".join(op.log)
         if op.clone.exists():
             log += "\n" + op.compose("logs", "--no-color", "--tail", "300", check=False)
-            log += "\n" + op.compose("logs", "--no-color", *NODES, check=False)  # all of it
+            node_logs = node_logs or op.compose("logs", "--no-color", *NODES, check=False)
             op.compose("down", "-v", "--remove-orphans", check=False)
-        (ROOT / "var" / "galera-compose.log").write_text(log)
+        (ROOT / "var" / "galera-compose.log").write_text(log + "\n" + node_logs)
         for image in ("chatroom-server", "chatroom-galera", "chatroom-galera-proxy"):
             subprocess.run(["docker", "image", "rm", f"{image}:{VERSION}"], capture_output=True)
     timings["total_s"] = round(time.monotonic() - started, 1)
