@@ -12,11 +12,19 @@ SERVER_UID=10001
 
 # Base images given in the environment (e.g. by ../shared/containers/up.sh on a machine
 # that cannot pull the official ones).
-for name in PYTHON_IMAGE MYSQL_IMAGE; do
+for name in PYTHON_IMAGE MYSQL_IMAGE DEBIAN_IMAGE; do
   if [ -n "${!name:-}" ]; then
     scripts/env-set.sh "$name=${!name}"
   fi
 done
+# The Galera nodes and HAProxy (compose.galera.yaml) are built on Debian: where up.sh
+# built its local Debian base (which its stand-ins are built on), use that one too.
+LOCAL_DEBIAN=chatroom-local/debian:bookworm
+if [ -z "${DEBIAN_IMAGE:-}" ] && ! grep -q '^DEBIAN_IMAGE=' .env 2>/dev/null &&
+  docker image inspect "$LOCAL_DEBIAN" >/dev/null 2>&1; then
+  scripts/env-set.sh "DEBIAN_IMAGE=$LOCAL_DEBIAN"
+  echo "Debian base image: $LOCAL_DEBIAN (kept in .env)" >&2
+fi
 
 # The image is tagged with this release (pyproject version and commit), kept in .env.
 CHATROOM_VERSION=$(scripts/image-tag.sh)
@@ -35,7 +43,13 @@ done
 # that later compose commands keep the TLS port.
 tls_files=""
 if [ -f secrets/tls/server.pem ] && [ -f secrets/tls/server.key ]; then
-  export COMPOSE_FILE=compose.yaml:compose.tls.yaml
+  # Added to the files already chosen (e.g. compose.galera.yaml), kept in .env.
+  files=${COMPOSE_FILE:-$(sed -n 's/^COMPOSE_FILE=//p' .env 2>/dev/null | tail -n 1)}
+  case ":${files:=compose.yaml}:" in
+    *:compose.tls.yaml:*) ;;
+    *) files=$files:compose.tls.yaml ;;
+  esac
+  export COMPOSE_FILE=$files
   scripts/env-set.sh "COMPOSE_FILE=$COMPOSE_FILE"
   tls_files="/secrets/tls/server.pem /secrets/tls/server.key"
   echo "TLS: on port ${CHAT_TLS_PUBLISHED_PORT:-2020} with secrets/tls/server.pem" >&2

@@ -62,5 +62,6 @@ if ! command -v kubectl >/dev/null && [ ! -x .venv/bin/kubectl ]; then
 fi
 .venv/bin/ruff check .
 .venv/bin/mypy  # the files and settings are in pyproject.toml
-.venv/bin/hadolint Dockerfile deploy/monitoring/prometheus-image/Dockerfile
+.venv/bin/hadolint Dockerfile deploy/monitoring/prometheus-image/Dockerfile db/galera/Dockerfile \
+  db/haproxy/Dockerfile
 .venv/bin/pytest -p no:cacheprovider "$@"

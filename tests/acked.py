@@ -20,14 +20,18 @@ SEND_ATTEMPTS = 6  # of one message, by the client: each up to the edge's timeou
 RETRY_PAUSE_S = 0.25  # before the second attempt after service_unavailable; doubling
 
 
-def send_with_retry(sender: WireClient, n: int) -> tuple[dict[str, Any], int, float]:
-    """Message n to the lobby: the stored message, how many sends it took, how long."""
+def send_with_retry(
+    sender: WireClient, n: int, reply_timeout_s: float = REQUEST_TIMEOUT_MS / 1000 + 2
+) -> tuple[dict[str, Any], int, float]:
+    """Message n to the lobby: the stored message, how many sends it took, how long.
+    An attempt is given up (and sent again) after `reply_timeout_s` without an answer:
+    a little more than the edge's request timeout."""
     started = time.monotonic()
     for attempt in range(1, SEND_ATTEMPTS + 1):
         try:
             reply = sender.request(
                 "room.send",
-                timeout=REQUEST_TIMEOUT_MS / 1000 + 2,
+                timeout=reply_timeout_s,
                 room="lobby",
                 text=f"m{n}",
                 client_id=f"c{n}",

@@ -39,6 +39,14 @@ def docker_available() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
 
 
+def require_docker() -> None:
+    """Skip without an engine, or fail where one is required (CHAT_REQUIRE_COMPOSE=1)."""
+    if not docker_available():
+        if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
+            pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
+        pytest.skip("no Docker engine")
+
+
 IMAGES_ENV = Path("/var/tmp/chatroom-containers/images.env")  # written by shared up.sh
 
 
@@ -127,10 +135,7 @@ class Compose:
 
 @pytest.fixture(scope="module")
 def compose(tmp_path_factory: pytest.TempPathFactory):
-    if not docker_available():
-        if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
-            pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
-        pytest.skip("no Docker engine")
+    require_docker()
     stack = Compose(free_port(), tmp_path_factory.mktemp("compose"))
     stack.run("down", "-v", "--remove-orphans", check=False)
     _ensure_secrets()

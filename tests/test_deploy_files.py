@@ -48,7 +48,7 @@ def render_compose(workdir: Path, *files: str, dotenv: bool = True) -> dict:
     """`docker compose config` of a copy of the repository's deployment files, run in
     that copy, with `.env` from `.env.example` as docs/operations.md says."""
     _need("docker")
-    for name in ("compose.yaml", "compose.tls.yaml", ".env.example"):
+    for name in ("compose.yaml", "compose.tls.yaml", "compose.galera.yaml", ".env.example"):
         shutil.copy(ROOT / name, workdir / name)
     (workdir / "db").mkdir(exist_ok=True)
     if dotenv:
@@ -109,9 +109,9 @@ def stack(tmp_path_factory) -> dict:
     return render_compose(tmp_path_factory.mktemp("compose"), "compose.yaml", "compose.tls.yaml")
 
 
-@pytest.mark.parametrize("service", ("db", *SERVER_SERVICES))
-def test_every_container_is_locked_down_and_rotates_its_logs(stack, service):
-    svc = stack["services"][service]
+def _locked_down_and_rotating(svc: dict) -> None:
+    """A read-only root, no capabilities, no privilege gain, a tmpfs /tmp, rotated logs
+    and CPU and memory limits (compose.yaml's x-hardened, and compose.galera.yaml's)."""
     assert svc.get("read_only") is True
     assert svc.get("cap_drop") == ["ALL"]
     assert "no-new-privileges:true" in svc.get("security_opt", [])
@@ -122,10 +122,60 @@ def test_every_container_is_locked_down_and_rotates_its_logs(stack, service):
     assert 1 <= int(logging["options"]["max-file"]) <= 10
     limits = svc["deploy"]["resources"]["limits"]
     assert _bytes(limits["memory"]) > 0 and float(limits["cpus"]) > 0
+
+
+@pytest.mark.parametrize("service", ("db", *SERVER_SERVICES))
+def test_every_container_is_locked_down_and_rotates_its_logs(stack, service):
+    svc = stack["services"][service]
+    _locked_down_and_rotating(svc)
     if service in SERVER_SERVICES:
         assert svc.get("cap_add") is None, "the server processes need no capability"
     else:  # the database entrypoint: read the secrets as root, chown, drop to mysql
         assert set(svc["cap_add"]) <= {"CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"}
+
+
+GALERA_NODES = ("galera-1", "galera-2", "galera-3")
+
+
+@pytest.fixture(scope="module")
+def galera_stack(tmp_path_factory) -> dict:
+    workdir = tmp_path_factory.mktemp("galera")
+    return render_compose(workdir, "compose.yaml", "compose.galera.yaml")
+
+
+@pytest.mark.parametrize("service", ("db", *GALERA_NODES))
+def test_galera_containers_are_locked_down_and_checked(galera_stack, service):
+    svc = galera_stack["services"][service]
+    _locked_down_and_rotating(svc)
+    assert svc["networks"] == {"backend": None}, "no node or proxy outside the backend"
+    assert "ports" not in svc
+    assert svc["healthcheck"]["test"][0] == "CMD"
+    if service == "db":  # HAProxy: nothing of the single database's is left
+        assert svc.get("cap_add") is None
+        assert not svc.get("environment") and not svc.get("secrets")
+        assert not svc.get("volumes")
+    else:  # the entrypoint: read the password as root, chown, drop to mysql
+        assert set(svc["cap_add"]) <= {"CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"}
+        assert svc["volumes"][0]["source"] == f"{service}-data"
+
+
+def test_galera_services_reach_the_writer_through_the_proxy(galera_stack):
+    services = galera_stack["services"]
+    for name in ("migrate", "auth", "social", "media"):
+        assert "@db:3306/" in services[name]["environment"]["CHAT_DB_URL"], name
+    assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
+    # The nodes start 1, 2, 3 and stop 3, 2, 1, one at a time: galera-1 is left safe to
+    # bootstrap.
+    for before, node in zip(GALERA_NODES, GALERA_NODES[1:], strict=False):
+        assert services[node]["depends_on"] == {
+            before: {"condition": "service_started", "required": True}
+        }
+    peers = {services[n]["environment"]["GALERA_PEERS"] for n in GALERA_NODES}
+    assert peers == {",".join(GALERA_NODES)}
+    config_text = (ROOT / "db" / "haproxy" / "haproxy.cfg").read_text()
+    servers = re.findall(r"^\s*server (\S+) (\S+):3306 check( backup)?$", config_text, re.M)
+    assert servers == [(n, n, "" if n == "galera-1" else " backup") for n in GALERA_NODES]
+    assert "stick-table type integer size 1 nopurge" in config_text
 
 
 def test_edge_may_hold_the_benchmarks_connections(stack):

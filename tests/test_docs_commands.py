@@ -6,9 +6,11 @@ users (accounts, messages) and checks what each step promised.
 
 Markers in the markdown, an HTML comment right above a block:
 - `<!-- not-run: why -->`: the block is not run here (kept to a few, each with a reason).
-- `<!-- docs-test: step=NAME; same-shell-as-next; if-exists=PATH -->`: NAME ties the
-  block to the checks below; same-shell-as-next runs it in one shell with the next
-  block; if-exists skips it where PATH (relative to the clone) does not exist.
+- `<!-- docs-test: step=NAME; same-shell-as-next; if-exists=PATH; run-by=TEST -->`: NAME
+  ties the block to the checks below; same-shell-as-next runs it in one shell with the
+  next block; if-exists skips it where PATH (relative to the clone) does not exist;
+  run-by skips it here because the test file TEST runs it, verbatim, by its step NAME
+  (a stack of its own, e.g. tests/test_galera_compose.py for the Galera cluster).
 `<your copy of chatroom>` is the one placeholder: this repository's path.
 
 The operator's shell has COMPOSE_PROJECT_NAME, CHATROOM_VERSION and the published ports
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from test_compose import Compose, docker_available
+from test_compose import Compose, require_docker
 
 from chatroom.framing import FrameDecoder, encode_frame, parse_payload
 
@@ -118,8 +120,11 @@ def test_every_shell_block_is_run_or_says_why():
     # A doc change that drops a checked step fails here, not silently.
     assert set(steps) >= CHECKED_STEPS, CHECKED_STEPS - set(steps)
     for block in blocks:
-        unknown = set(block.options) - {"step", "same-shell-as-next", "if-exists"}
+        unknown = set(block.options) - {"step", "same-shell-as-next", "if-exists", "run-by"}
         assert not unknown, f"{block.where()}: unknown docs-test option {unknown}"
+        if "run-by" in block.options:  # that test runs it, by its step's name
+            runner = ROOT / block.options["run-by"]
+            assert block.step and f'"{block.step}"' in runner.read_text(), block.where()
 
 
 # --- the walk ----------------------------------------------------------------------------
@@ -346,12 +351,9 @@ AFTER = {
 @pytest.mark.compose
 @pytest.mark.timeout(900)  # every documented step, builds included: ~5 min on 2 busy cores
 def test_operator_runs_the_documented_commands(tmp_path):
-    if not docker_available():
-        if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
-            pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
-        pytest.skip("no Docker engine")
+    require_docker()
     op = Operator(tmp_path)
-    blocks = [b for b in all_blocks() if b.not_run is None]
+    blocks = [b for b in all_blocks() if b.not_run is None and "run-by" not in b.options]
     pending = ""
     ran: list[str] = []
     try:

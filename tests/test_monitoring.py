@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_compose import _ensure_secrets, docker_available, image_settings
+from test_compose import _ensure_secrets, image_settings, require_docker
 
 from harness import free_port
 from wire import WireClient
@@ -32,16 +32,9 @@ JOBS = ("tcp_edge", "auth", "social", "media", "bus")
 MESSAGES = 30
 
 
-def _require_docker() -> None:
-    if not docker_available():
-        if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
-            pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
-        pytest.skip("no Docker engine")
-
-
 @pytest.fixture(scope="module")
 def prometheus_image() -> str:
-    _require_docker()
+    require_docker()
     if image := os.environ.get("PROMETHEUS_IMAGE"):
         return image
     out = subprocess.run(

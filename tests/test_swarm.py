@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_compose import docker_available, image_settings
+from test_compose import image_settings, require_docker
 
 from chatroom import buskeys
 
@@ -138,10 +138,7 @@ def _engine_nofile() -> str:
 
 
 def test_single_node_swarm_serves_logins(tmp_path):
-    if not docker_available():
-        if os.environ.get("CHAT_REQUIRE_COMPOSE") == "1":
-            pytest.fail("CHAT_REQUIRE_COMPOSE=1 but no Docker engine answers")
-        pytest.skip("no Docker engine")
+    require_docker()
     if docker("info", "--format", "{{.Swarm.LocalNodeState}}") != "inactive":
         pytest.skip("the engine is in a swarm already: not ours to change")
     stack = stack_tree(tmp_path)

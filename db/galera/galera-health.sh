@@ -1,0 +1,12 @@
+#!/bin/sh
+# galera-health.sh - the node's health check: healthy when it is Synced in a primary
+# component (a node that is joining, a donor or in a minority is not). As root, by the
+# socket (root has no password and no network access).
+set -eu
+value() {
+  mariadb -uroot -N -B -e "SHOW GLOBAL STATUS LIKE '$1'" | cut -f2
+}
+cluster=$(value wsrep_cluster_status)
+state=$(value wsrep_local_state_comment)
+echo "cluster: $cluster, state: $state"
+[ "$cluster" = Primary ] && [ "$state" = Synced ]
