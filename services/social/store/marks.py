@@ -129,8 +129,8 @@ def mark_batch(trips: OneByOne, batch: Sequence[MarkRequest]) -> list[Any]:
     # marks (the usual one) asks one of the two.
     public = [r.id for r in found.values() if r.kind == PUBLIC]
     grouped = [r.id for r in found.values() if r.kind not in (PUBLIC, DIRECT)]
-    members = _pairs(trips, sql, "room_members", grouped, user_ids)
-    banned = _pairs(trips, sql, "room_bans", public, user_ids)
+    members = pairs_in(trips, sql, "room_members", grouped, user_ids)
+    banned = pairs_in(trips, sql, "room_bans", public, user_ids)
 
     outcomes: list[Any] = [None] * len(batch)
     wanted: dict[tuple[int, int], int] = {}  # (user, room) -> the largest seq asked
@@ -202,7 +202,7 @@ def _rooms(sql: Marks, room_ids: list[int]) -> Statement:
     return f"SELECT id, name, kind, last_seq, deleted_at FROM rooms WHERE {where}", tuple(room_ids)
 
 
-def _pairs(
+def pairs_in(
     trips: OneByOne, sql: Marks, table: str, room_ids: list[int], user_ids: list[int]
 ) -> set[tuple[int, int]]:
     """(room id, user id) rows of `table` (room_members or room_bans, this module's
