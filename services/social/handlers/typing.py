@@ -5,7 +5,8 @@ would change nothing for the others (services/tcp_edge/typing_hints.py).
 A room member's hints skip the database for `typing_member_trust_s` (10 s) after their
 membership was last checked here: a hint that was checked cost social ~650 µs of CPU (a
 worker thread, a pooled connection and its ping, the select), more than storing a
-message, and a typist renews every 3 s. Nothing is stored and a hint expires by itself,
+message, and a typist renews every 3 s. The checks that are made go together, on a
+connection of their own (store/members.py). Nothing is stored and a hint expires by itself,
 so the most a member removed meanwhile can do is show as typing there that long
 (docs/security.md).
 """
@@ -65,9 +66,17 @@ class TypingHandlers:
         typing_member_trust_s per room and user); raises as room.send would."""
         room = self.store.cached_room(name)
         now = time.monotonic()
-        if room is not None and self._checked.get((room.id, user_id), 0.0) > now:
-            return not_direct(room, name)
-        room = await in_thread(ctx, member_room(name, user_id), self.store)
+        member = False
+        if room is not None:
+            room = not_direct(room, name)
+            if self._checked.get((room.id, user_id), 0.0) > now:
+                return room
+            # A room this process knows: checked together with the other hints'
+            # checks, one statement on the checker's own connection (store/members.py).
+            member = await self.store.member_checks.submit(room, user_id)
+        if room is None or not member:
+            # Not known here, or refused: the full check, which also says why not.
+            room = await in_thread(ctx, member_room(name, user_id), self.store)
         if len(self._checked) >= MEMBERSHIPS_REMEMBERED:
             self._checked.clear()
         self._checked[(room.id, user_id)] = now + self.settings.typing_member_trust_s

@@ -25,6 +25,7 @@ from chatroom.names import username_key
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import LOBBY, profiles
 from services.social.store.marks import MarkWriter
+from services.social.store.members import MemberChecks
 from services.social.store.queries import Tx
 from services.social.store.rooms import DIRECT, RoomIdentity, direct_name, room_key
 from services.social.store.sessions import SessionOpener
@@ -78,6 +79,8 @@ class SocialStore:
         # markers (MarkWriter.submit).
         self.marks = MarkWriter(engine)
         self.mark_read = self.marks.submit
+        # Typing's membership checks (MemberChecks.submit(room, user_id) -> bool).
+        self.member_checks = MemberChecks(engine)
         self._rooms = Remembered()  # room key -> RoomIdentity
         self._users = Remembered()  # username key -> (id, username)
         self._profiles_seen: set[int] = set()
@@ -87,6 +90,7 @@ class SocialStore:
         send."""
         self.writer.start()
         self.marks.start()
+        self.member_checks.start()
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

@@ -6,8 +6,11 @@ ping, the room, the membership, the marker's select and update, the unread count
 commit), ~2.3 ms of server CPU, against ~1 µs per delivered message: a room whose
 members read as messages arrive spent its time on marks (docs/benchmarks.md, "Typing
 and read markers"). A batch takes the same few statements for all its marks: the rooms,
-who may read them, the markers before, one upsert keeping the larger seq, the markers
-after, the unread counts (one statement for many conversations), who shares receipts.
+who may read them, the markers before (locked), one upsert keeping the larger seq, the
+unread counts (one statement for many conversations), who shares receipts. The
+statements are plain SQL (batch_sql.py's way), not SQLAlchemy expressions: building
+those, with `IN` lists of the batch's users, cost social more than the rest of a mark
+(docs/benchmarks.md, "Session 12").
 
 Each mark is still authorised in the write's transaction (a member of the room, the
 lobby's members being everyone it has not banned; either person of a direct chat) and
@@ -21,18 +24,22 @@ from asyncio import Future
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from chatroom.batching import Batcher, Queued
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import room_bans, room_members, rooms
-from services.social.store.batch_sql import NotMember
+from services.social.store.batch_sql import Marks, NotMember, Statement
 from services.social.store.queries import Tx
 from services.social.store.reads import Unread
 from services.social.store.rooms import DIRECT, PUBLIC
 from services.social.store.roundtrips import OneByOne, WriterConnection
 
 MAX_BATCH = 500
+# MySQL/MariaDB: 1213 a deadlock, 1205 a lock wait timeout (chatroom/runtime.py's,
+# which retries a handler's transaction the same way).
+LOCK_CONFLICT_CODES = (1213, 1205)
+LOCK_CONFLICT_ATTEMPTS = 3
 
 
 class RoomGone(Exception):
@@ -91,30 +98,39 @@ class MarkWriter:
         # connection committed after all, the second time reports them as not moved,
         # and their pushes to the user's other devices are skipped: the next mark or
         # sync brings those devices up to date.)
-        return self._db.once_more_if_disconnected("read marker writer", lambda: self._commit(batch))
+        for attempt in range(1, LOCK_CONFLICT_ATTEMPTS + 1):
+            try:
+                return self._db.once_more_if_disconnected(
+                    "read marker writer", lambda: self._commit(batch)
+                )
+            except OperationalError as exc:
+                # Rolled back whole (a deadlock with another replica's batch over a
+                # first marker's gap, or a Galera certification conflict): once more.
+                if _error_code(exc) not in LOCK_CONFLICT_CODES or attempt == LOCK_CONFLICT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def _commit(self, batch: list[MarkRequest]) -> list[Any]:
         with self._db.transaction() as trips:
-            return mark_batch(Tx(cast(OneByOne, trips).conn), batch)
+            return mark_batch(cast(OneByOne, trips), batch)
 
 
-def mark_batch(tx: Tx, batch: Sequence[MarkRequest]) -> list[Any]:
-    """A Marked or an exception per mark, in order."""
+def mark_batch(trips: OneByOne, batch: Sequence[MarkRequest]) -> list[Any]:
+    """A Marked or an exception per mark, in order. Plain SQL with the values as driver
+    parameters (batch_sql.py's way): SQLAlchemy expressions with `IN` lists of a
+    batch's users cost more to build and run than the database's work (~70 µs a mark
+    of social's CPU in a batch of 90 lobby marks; ~30 µs now)."""
+    sql = Marks(trips.mark, trips.row_in)
     room_ids = sorted({m.room_id for m in batch})
     user_ids = sorted({m.user_id for m in batch})
-    found = {
-        r.id: r
-        for r in tx.conn.execute(
-            select(rooms.c.id, rooms.c.name, rooms.c.kind, rooms.c.last_seq, rooms.c.deleted_at)
-            .where(rooms.c.id.in_(room_ids))
-        )
-    }  # fmt: skip
+    (rows,) = trips.run(_rooms(sql, room_ids))
+    found = {r[0]: _Room(*r) for r in rows}
     # Bans matter only in the lobby, memberships only in other rooms: a batch of lobby
     # marks (the usual one) asks one of the two.
     public = [r.id for r in found.values() if r.kind == PUBLIC]
     grouped = [r.id for r in found.values() if r.kind not in (PUBLIC, DIRECT)]
-    members = _pairs(tx, room_members, grouped, user_ids)
-    banned = _pairs(tx, room_bans, public, user_ids)
+    members = pairs_in(trips, sql, "room_members", grouped, user_ids)
+    banned = pairs_in(trips, sql, "room_bans", public, user_ids)
 
     outcomes: list[Any] = [None] * len(batch)
     wanted: dict[tuple[int, int], int] = {}  # (user, room) -> the largest seq asked
@@ -132,35 +148,43 @@ def mark_batch(tx: Tx, batch: Sequence[MarkRequest]) -> list[Any]:
     if not wanted:
         return outcomes
 
-    before = tx.markers_in(wanted)
+    # In key order: two replicas' batches lock the rows they share in one order.
+    keys = sorted(wanted)
+    before = _locked_markers(trips, sql, keys)
     now = now_ms()
     forward = [
-        {"user_id": user_id, "room_id": room_id, "seq": seq, "updated_at": now}
-        # In key order: two replicas' batches lock the rows they share in one order.
-        for (user_id, room_id), seq in sorted(wanted.items())
-        if seq > before.get((user_id, room_id), 0)
+        (u, r, wanted[(u, r)], now) for u, r in keys if wanted[(u, r)] > before.get((u, r), 0)
     ]
-    after = before
     if forward:
-        tx.upsert_markers(forward)
-        after = tx.markers_in(wanted)
-    unread = tx.unread_near_end(
-        [(u, r, after.get((u, r), 0), found[r].last_seq) for u, r in wanted],
-        [r for _, r in wanted if found[r].kind == DIRECT],
+        trips.run(_upsert(sql, forward, trips.conn.dialect.name))
+    # The markers now, without reading them again: the read above saw the newest ones
+    # and locked them (on SQLite the transaction is the only writer), and the upsert
+    # keeps the larger of each marker and the seq asked.
+    after = {key: max(before.get(key, 0), wanted[key]) for key in keys}
+    unread = Tx(trips.conn).unread_near_end(
+        [(u, r, after[(u, r)], found[r].last_seq) for u, r in keys],
+        [r for _, r in keys if found[r].kind == DIRECT],
     )
-    sharing = tx.receipts_on(
-        who for m in batch if m.peer_id is not None for who in (m.user_id, m.peer_id)
-    )
+    peers = [who for m in batch if m.peer_id is not None for who in (m.user_id, m.peer_id)]
+    sharing = Tx(trips.conn).receipts_on(peers) if peers else set()
     for i, m in enumerate(batch):
         if outcomes[i] is not None:
             continue
         key = (m.user_id, m.room_id)
-        marker = after.get(key, 0)
+        marker = after[key]
         # Of several marks of one conversation in the batch, the largest moved it.
         moved = before.get(key, 0) < m.seq == wanted[key] == marker
         receipts = moved and m.peer_id is not None and {m.user_id, m.peer_id} <= sharing
         outcomes[i] = Marked(found[m.room_id].name, marker, moved, unread[key], receipts)
     return outcomes
+
+
+class _Room(NamedTuple):
+    id: int
+    name: str
+    kind: str
+    last_seq: int
+    deleted_at: int | None
 
 
 def _may_read(
@@ -173,13 +197,61 @@ def _may_read(
     return kind == DIRECT or pair in members
 
 
-def _pairs(tx: Tx, table: Any, room_ids: list[int], user_ids: list[int]) -> set[tuple[int, int]]:
-    """(room id, user id) rows of `table` (members or bans) among these rooms and users."""
+def _rooms(sql: Marks, room_ids: list[int]) -> Statement:
+    where = f"id IN {sql.marks(len(room_ids))}"
+    return f"SELECT id, name, kind, last_seq, deleted_at FROM rooms WHERE {where}", tuple(room_ids)
+
+
+def pairs_in(
+    trips: OneByOne, sql: Marks, table: str, room_ids: list[int], user_ids: list[int]
+) -> set[tuple[int, int]]:
+    """(room id, user id) rows of `table` (room_members or room_bans, this module's
+    constants) among these rooms and users."""
     if not room_ids:
         return set()
-    rows = tx.conn.execute(
-        select(table.c.room_id, table.c.user_id).where(
-            table.c.room_id.in_(room_ids), table.c.user_id.in_(user_ids)
+    where = f"room_id IN {sql.marks(len(room_ids))} AND user_id IN {sql.marks(len(user_ids))}"
+    (rows,) = trips.run(
+        (f"SELECT room_id, user_id FROM {table} WHERE {where}", (*room_ids, *user_ids))
+    )
+    return {(int(r[0]), int(r[1])) for r in rows}
+
+
+def _locked_markers(
+    trips: OneByOne, sql: Marks, keys: list[tuple[int, int]]
+) -> dict[tuple[int, int], int]:
+    """(user id, room id) -> marker, for those of `keys` that have one: the newest
+    committed, locked until the commit (FOR UPDATE; a missing one's gap too, so nobody
+    inserts it meanwhile). SQLite has no FOR UPDATE: its transaction (BEGIN IMMEDIATE)
+    is the only writer. The rooms and the users as two IN lists, not one of (user,
+    room) rows: MariaDB spent ~40 % more CPU on the row form (a batch of one room's
+    marks, the usual one, asks exactly its pairs either way)."""
+    lock = "" if trips.conn.dialect.name == "sqlite" else " FOR UPDATE"
+    room_ids = sorted({room for _, room in keys})
+    user_ids = sorted({user for user, _ in keys})
+    where = f"room_id IN {sql.marks(len(room_ids))} AND user_id IN {sql.marks(len(user_ids))}"
+    (rows,) = trips.run(
+        (
+            f"SELECT user_id, room_id, seq FROM read_markers WHERE {where}{lock}",
+            (*room_ids, *user_ids),
         )
     )
-    return {(r.room_id, r.user_id) for r in rows}
+    wanted = set(keys)
+    found = {(int(r[0]), int(r[1])): int(r[2]) for r in rows}
+    return {key: seq for key, seq in found.items() if key in wanted}
+
+
+def _upsert(sql: Marks, rows: list[tuple[int, int, int, int]], dialect: str) -> Statement:
+    """Insert the markers, or move existing ones forward to them (an existing larger
+    seq is kept)."""
+    values = sql.repeat("({m}, {m}, {m}, {m})", len(rows), ", ")
+    insert = f"INSERT INTO read_markers (user_id, room_id, seq, updated_at) VALUES {values}"
+    if dialect == "sqlite":
+        keep = " ON CONFLICT (user_id, room_id) DO UPDATE SET seq = max(seq, excluded.seq)"
+    else:
+        keep = " ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))"
+    return insert + keep, tuple(v for row in rows for v in row)
+
+
+def _error_code(exc: OperationalError) -> Any:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args else None

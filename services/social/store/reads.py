@@ -18,7 +18,6 @@ from sqlalchemy import (
     Select,
     delete,
     func,
-    or_,
     select,
     update,
 )
@@ -27,7 +26,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chatroom.protocol import UNREAD_CAP
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import mentions, messages, read_markers, read_receipts
+from chatroom.storage.schema import messages, read_markers, read_receipts
+from services.social.store.batch_sql import Marks
 from services.social.store.counts import capped_count_term, run_counts
 from services.social.store.mentions import DEFAULT_LEVEL, MentionQueries
 
@@ -186,6 +186,8 @@ class ReadQueries(MentionQueries):
         no_mentions = set(direct)
         out: dict[tuple[int, int], Unread] = {}
         rest: list[tuple[int, int, int, int]] = []
+        sql = Marks("?" if self.conn.dialect.paramstyle == "qmark" else "%s", row_in=False)
+        m = sql.mark
         for room_id, readers in by_room.items():
             last_seq = max(last for _, _, last in readers)
             low = min(marker for _, marker, _ in readers)
@@ -194,28 +196,29 @@ class ReadQueries(MentionQueries):
                 rest.extend((u, room_id, marker, last) for u, marker, last in readers)
                 continue
             reader_ids = sorted({u for u, _, _ in readers})
-            not_counted = self.conn.execute(
-                select(messages.c.seq, messages.c.sender_id, messages.c.kind)
-                .where(messages.c.room_id == room_id, messages.c.seq > low)
-                .where(messages.c.seq <= last_seq)  # what the batch read as the room's end
-                .where(or_(messages.c.kind != "message", messages.c.sender_id.in_(reader_ids)))
-                .order_by(messages.c.seq)
+            # Plain SQL, values as driver parameters: as SQLAlchemy expressions, their
+            # `IN` lists of the batch's readers cost more to build than to run.
+            readers_in = sql.marks(len(reader_ids))
+            not_counted = self.conn.exec_driver_sql(
+                "SELECT seq, sender_id, kind FROM messages"
+                f" WHERE room_id = {m} AND seq > {m} AND seq <= {m}"  # the batch's end
+                f" AND (kind <> {m} OR sender_id IN {readers_in}) ORDER BY seq",
+                (room_id, low, last_seq, "message", *reader_ids),
             ).all()
-            events = [r.seq for r in not_counted if r.kind != "message"]
+            events = [r[0] for r in not_counted if r[2] != "message"]
             sent_by: dict[int, list[int]] = {}
-            for r in not_counted:
-                if r.kind == "message":
-                    sent_by.setdefault(r.sender_id, []).append(r.seq)
+            for seq, sender_id, kind in not_counted:
+                if kind == "message":
+                    sent_by.setdefault(sender_id, []).append(seq)
             mentioned: dict[int, list[int]] = {}
             if room_id not in no_mentions and last_seq > low:
-                for hit in self.conn.execute(
-                    select(mentions.c.user_id, mentions.c.seq)
-                    .where(mentions.c.room_id == room_id, mentions.c.seq > low)
-                    .where(mentions.c.seq <= last_seq)
-                    .where(mentions.c.user_id.in_(reader_ids))
-                    .order_by(mentions.c.seq)
+                for user_id, seq in self.conn.exec_driver_sql(
+                    "SELECT user_id, seq FROM mentions"
+                    f" WHERE room_id = {m} AND seq > {m} AND seq <= {m}"
+                    f" AND user_id IN {readers_in} ORDER BY seq",
+                    (room_id, low, last_seq, *reader_ids),
                 ):
-                    mentioned.setdefault(hit.user_id, []).append(hit.seq)
+                    mentioned.setdefault(user_id, []).append(seq)
             for user_id, marker, _ in readers:
                 own = sent_by.get(user_id, [])
                 unread = max(
