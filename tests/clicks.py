@@ -263,10 +263,21 @@ def right_click_message(app: App, text: str, across: float = 0.5) -> None:
         what=f"message {text!r} shown",
     )
     row = rows[0]
-    chat.view.scrollTo(chat.model.index(row))
-    pump()
-    rect = chat.view.visualRect(chat.model.index(row))
-    pos = QPoint(rect.left() + int(rect.width() * across), rect.center().y())
+
+    def settled() -> QPoint | None:
+        """Where to click, once the row is laid out where it stays: on a loaded machine
+        a layout (a message arriving, the scroll) can still be pending, and a click at
+        the old place hits nothing (seen in CI: no menu)."""
+        chat.view.scrollTo(chat.model.index(row))
+        pump()
+        rect = chat.view.visualRect(chat.model.index(row))
+        pos = QPoint(rect.left() + int(rect.width() * across), rect.center().y())
+        pump(0.02)
+        if rect.isEmpty() or chat.view.visualRect(chat.model.index(row)) != rect:
+            return None
+        return pos if chat.view.indexAt(pos).row() == row else None
+
+    pos = wait(settled, what=f"message {text!r} laid out")
     viewport = chat.view.viewport()
     QTest.mousePress(viewport, Qt.RightButton, Qt.NoModifier, pos)
     QApplication.sendEvent(
