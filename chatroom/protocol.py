@@ -143,6 +143,10 @@ class Op:
     # the edge starts each only when the one before is answered, so they are stored in
     # the order they were sent (see order_key).
     ordered_by: str | tuple[str, ...] | None = None
+    # Nobody waits for its reply (what it changes, the client has shown already): the
+    # edge writes the reply with the next burst of events to the connection, at most
+    # WAIT_FOR_BURST_S (services/tcp_edge/delivery.py) later, not in a write of its own.
+    reply_may_wait: bool = False
 
 
 _TEXT = Field(str, max_len=100_000)  # the real limit is a server setting (max_text_chars)
@@ -301,6 +305,7 @@ OPS: dict[str, Op] = {
         # In line with the sender's messages there: "off" then the message, never the
         # message and then a stale "on" that others would show until it expires.
         ordered_by=("room", "to"),
+        reply_may_wait=True,
     ),
     # The other person by name (`with`) or, for an erased account, by id (`with_id`).
     "dm.history": Op(
@@ -331,6 +336,7 @@ OPS: dict[str, Op] = {
         },
         idempotent=True,
         rate="read",
+        reply_may_wait=True,
     ),
     # A room's notification level for the user: one of NOTIFY_LEVELS.
     "room.notify": Op(

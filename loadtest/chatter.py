@@ -22,9 +22,12 @@ import contextlib
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatroom.protocol import TYPING_RENEW_S
+
+if TYPE_CHECKING:
+    from loadtest.generator import Collector
 
 MARK_INTERVAL_S = 3.0  # client/read_markers.py MARK_INTERVAL_MS
 TICK_S = 0.1
@@ -52,15 +55,15 @@ class ChatterCounts:
 
 
 class _Member:
-    """One client's typing bout schedule and what it has read and marked."""
+    """One client's typing bout schedule and what it has marked."""
 
-    def __init__(self, client: Any, plan: ChatterPlan, rng: random.Random) -> None:
+    def __init__(self, index: int, client: Any, plan: ChatterPlan, rng: random.Random) -> None:
+        self.index = index  # its number in the Collector
         self.client = client
         self.cycle_s = plan.bout_s / plan.typing_share if plan.typing_share > 0 else 0.0
         self.offset_s = rng.uniform(0, self.cycle_s) if self.cycle_s else 0.0
         self.bout_s = plan.bout_s
         self.typing_since: float | None = None  # when "on" was last sent
-        self.newest_seq = 0
         self.marked_seq = 0
         self.next_mark_s = rng.uniform(0, MARK_INTERVAL_S)  # members do not mark in step
 
@@ -71,30 +74,18 @@ class _Member:
 
 
 class Chatter:
-    """Runs every member's typing and reading until stopped; counts what it sent."""
+    """Runs every member's typing and reading until stopped; counts what it sent. What
+    each member has received (the newest seq, the typing pushes) is the Collector's,
+    which recorded their messages: `clients[i]` is its member i."""
 
-    def __init__(self, clients: list[Any], plan: ChatterPlan, seed: str = "") -> None:
+    def __init__(
+        self, clients: list[Any], collector: Collector, plan: ChatterPlan, seed: str = ""
+    ) -> None:
         rng = random.Random(seed)
         self.plan = plan
-        self.members = [_Member(c, plan, rng) for c in clients]
+        self.collector = collector
+        self.members = [_Member(i, c, plan, rng) for i, c in enumerate(clients)]
         self.counts = ChatterCounts()
-        for member in self.members:
-            self._watch(member)
-
-    def _watch(self, member: _Member) -> None:
-        """Wrap the client's event handler: note the newest seq, count typing pushes."""
-        original = member.client.on_event
-
-        def on_event(event: dict, now: int) -> None:
-            kind = event.get("event")
-            if kind == "message":
-                member.newest_seq = max(member.newest_seq, event.get("seq", 0))
-            elif kind == "typing":
-                self.counts.typing_pushes += 1
-            if original is not None:
-                original(event, now)
-
-        member.client.on_event = on_event
 
     def _send(self, member: _Member, op: str, **fields: Any) -> None:
         fut = member.client.send_nowait(op, **fields)
@@ -121,11 +112,13 @@ class Chatter:
                 self.counts.typing_sent += 1
         if not self.plan.read_marks:
             return
+        newest = self.collector.newest_seq
         for m in self.members:
-            if (last or t >= m.next_mark_s) and m.newest_seq > m.marked_seq:
+            seq = newest.get(m.index, 0)
+            if (last or t >= m.next_mark_s) and seq > m.marked_seq:
                 m.next_mark_s = t + MARK_INTERVAL_S
-                m.marked_seq = m.newest_seq
-                self._send(m, "read.mark", room=room, seq=m.newest_seq)
+                m.marked_seq = seq
+                self._send(m, "read.mark", room=room, seq=seq)
                 self.counts.marks_sent += 1
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -136,3 +129,4 @@ class Chatter:
                 await asyncio.wait_for(stop.wait(), TICK_S)
         # The burst is over: the client marks what it read since its last mark.
         self._tick(time.monotonic() - started, last=True)
+        self.counts.typing_pushes = self.collector.typing_pushes

@@ -45,6 +45,12 @@ class Collector:
         self.count = 0
         self.seen: set[tuple[int, int]] = set()
         self.duplicates = 0
+        # What the chatter's members read (loadtest/chatter.py), noted here rather than
+        # by a handler of its own around this one: a second Python call per delivery
+        # cost the generator ~10 % more CPU in the chatter runs, which bound their
+        # deliveries/s (docs/benchmarks.md, "Session 13").
+        self.newest_seq: dict[int, int] = {}  # member -> room seq of its newest message
+        self.typing_pushes = 0
 
     def record(self, who: int, seq: int, sent_ns: int, now_ns: int) -> None:
         if (who, seq) in self.seen:
@@ -59,11 +65,17 @@ class Collector:
     def on_chat_event(self, who: int) -> Callable[[dict, int], None]:
         """An AsyncChat event handler recording member `who`'s stamped messages."""
 
+        newest_seq = self.newest_seq
+
         def on_event(event: dict, now: int) -> None:
-            if event.get("event") == "message":
+            kind = event.get("event")
+            if kind == "message":
+                newest_seq[who] = event["seq"]  # the room's order: the last is the newest
                 parsed = parse_stamp(event["text"])
                 if parsed:
                     self.record(who, parsed[0], parsed[1], now)
+            elif kind == "typing":
+                self.typing_pushes += 1
 
         return on_event
 
@@ -201,7 +213,7 @@ def _receiver_main(
     async def run() -> None:
         collector = Collector()
         clients = await connect_members(system, port, names, collector, room)
-        chatter = Chatter(clients, plan, seed=names[0]) if plan else None
+        chatter = Chatter(clients, collector, plan, seed=names[0]) if plan else None
         conn.send("ready")
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

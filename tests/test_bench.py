@@ -244,5 +244,7 @@ def test_chatter_runs_plain_and_active_fan_out_and_compares_them(tmp_path):
         assert set(result["extra"]["server_cpu_s"]) >= {"edge#0", "social", "bus"}
     counts = active["extra"]["chatter"]
     assert counts["typing_sent"] > 0 and counts["marks_sent"] > 0 and counts["refused"] == 0
+    assert "typing_pushes" in counts  # counted by the Collector (a run this short: 0)
     assert doc["ratio_rate"] > 0 and doc["ratio_cpu_per_delivery"] > 0
+    assert set(doc["extra_us_per_request"]) >= {"edge#0", "social", "total"}
     assert (tmp_path / "chatter.png").exists() or "matplotlib not installed" in proc.stdout

@@ -35,6 +35,12 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
     p.add_argument("--members", type=int, default=1000)
     p.add_argument("--messages", type=int, default=2000)
     p.add_argument("--inflight", type=int, default=32)
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="messages per second, open loop (default: closed loop, as fast as it goes)",
+    )
     p.add_argument("--rounds", type=int, default=3, help="plain + chatter runs, alternating")
     p.add_argument("--typing-share", type=float, default=0.05, help="of members typing at once")
     p.add_argument("--bout-s", type=float, default=10.0, help="one bout of typing (seconds)")
@@ -56,7 +62,7 @@ def _one(args: argparse.Namespace, variant: str, round_no: int) -> Result:
             args.members,
             args.messages,
             args.inflight,
-            None,
+            args.rate,
             args.processes,
             label,
             pids,
@@ -69,6 +75,7 @@ def _one(args: argparse.Namespace, variant: str, round_no: int) -> Result:
         result.params["read_marks"] = plan.read_marks
     result.extra["server_cpu_s"] = result.cpu["server"]
     result.extra["server_cpu_us_per_delivery"] = result.cpu_us
+    result.params["rate"] = args.rate
     print(
         f"{label}: {result.rate:,.0f} deliveries/s, server CPU"
         f" {result.extra['server_cpu_us_per_delivery']} µs per delivery,"
@@ -91,6 +98,7 @@ def summary(results: list[Result]) -> dict[str, Any]:
             "lost": sum(r.lost for r in runs),
         }
     plain, chat = out[PLAIN], out[CHATTER]
+    out["extra_us_per_request"] = _extra_per_request(results)
     if plain["median_rate"] and chat["median_rate"]:
         out["ratio_rate"] = round(chat["median_rate"] / plain["median_rate"], 3)
     if plain["median_cpu_us_per_delivery"] and chat["median_cpu_us_per_delivery"]:
@@ -98,6 +106,28 @@ def summary(results: list[Result]) -> dict[str, Any]:
             chat["median_cpu_us_per_delivery"] / plain["median_cpu_us_per_delivery"], 3
         )
     return out
+
+
+def _extra_per_request(results: list[Result]) -> dict[str, float]:
+    """Each server process's median CPU in the chatter runs less its median in the plain
+    runs, per typing or read.mark request the members sent (their median): what one such
+    request costs, when the runs carry the same fan-out (open loop, `--rate`)."""
+
+    def median_cpu(variant: str) -> dict[str, float]:
+        runs = [r.cpu["server"] for r in results if r.params["variant"] == variant]
+        return {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+
+    chatted = [r for r in results if r.params["variant"] == CHATTER]
+    if not chatted or len(chatted) == len(results):
+        return {}
+    requests = statistics.median(
+        r.extra["chatter"]["typing_sent"] + r.extra["chatter"]["marks_sent"] for r in chatted
+    )
+    plain, chat = median_cpu(PLAIN), median_cpu(CHATTER)
+    extra = {name: round((chat[name] - plain[name]) * 1e6 / requests, 1) for name in plain}
+    extra["total"] = round(sum(chat.values()) - sum(plain.values()), 3) * 1e6 / requests
+    extra["total"] = round(extra["total"], 1)
+    return extra
 
 
 def run(args: argparse.Namespace) -> list[Result]:
@@ -112,7 +142,8 @@ def run(args: argparse.Namespace) -> list[Result]:
         f" {notes[PLAIN]['median_cpu_us_per_delivery']} µs/delivery;"
         f" chatter {notes[CHATTER]['median_rate']:,}/s,"
         f" {notes[CHATTER]['median_cpu_us_per_delivery']} µs/delivery;"
-        f" ratios rate {notes.get('ratio_rate')}, CPU {notes.get('ratio_cpu_per_delivery')}"
+        f" ratios rate {notes.get('ratio_rate')}, CPU {notes.get('ratio_cpu_per_delivery')};"
+        f" extra server CPU per typing or read.mark request (µs) {notes['extra_us_per_request']}"
     )
     path = save(args.out, "chatter", results, notes)
     labels = ["deliveries/s (thousands)", "server CPU per delivery (µs)"]

@@ -152,6 +152,7 @@ class Connection(asyncio.Protocol):
                     if reason is not None:
                         logger.info("closing {} from {}: {}", self.conn_id, self.ip, reason)
                     if self._open and self.transport is not None:
+                        self.edge.delivery.write_now(self)  # replies that were waiting
                         self._open = False
                         self.transport.close()
                         if self.transport.get_write_buffer_size():
@@ -189,7 +190,11 @@ class Connection(asyncio.Protocol):
 
     async def _run(self, request: Request) -> None:
         # The reply, then any pushes that must follow it (e.g. news saved for a login).
-        for frame in await self.edge.dispatch(self, request):
+        replies = await self.edge.dispatch(self, request)
+        if request.op.reply_may_wait and self._open:
+            self.edge.delivery.write_soon(self, [encode_frame(reply) for reply in replies])
+            return
+        for frame in replies:
             self.send(frame)
 
     def send(self, obj: dict[str, Any]) -> None:

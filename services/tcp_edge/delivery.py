@@ -34,13 +34,15 @@ if TYPE_CHECKING:
 # Events taken from the bus before the connections' writes go out: bounds the delay the
 # first event of a burst can get (about a millisecond of work per 100 events).
 EVENT_BURST = 256
-# A room's merged typing push waits at most this long for the next burst of events, to
-# go out in the same write to each member: at its window's end it was a write of its
-# own to every member, a tenth of the edge's CPU for 1,000 members with 50 typing while
-# messages flowed (docs/benchmarks.md, "Session 12"). The push has waited its window
-# (a second) already; this adds at most a twentieth of that, and keeps its place in the
-# order of the events (it goes before the next burst's).
-HINTS_WAIT_S = 0.05
+# A frame nobody waits for (a room's merged typing push, the reply to a read.mark or a
+# typing hint) waits at most this long for the next burst of events, to go out in the
+# same write to its connection: the merged typing pushes alone were a write to every
+# member, a tenth of the edge's CPU for 1,000 members with 50 typing while messages
+# flowed, and the replies to the marks and hints another write per request
+# (docs/benchmarks.md, "Session 12" and "Session 13"). A typing push has waited its
+# window (a second) already; this adds at most a twentieth of that, and keeps its place
+# in the order of the events (it goes before the next burst's).
+WAIT_FOR_BURST_S = 0.05
 
 
 class Subscriptions:
@@ -130,7 +132,7 @@ class EventDelivery:
         self._dropped = pushes.labels("dropped")
         self._closing = 0  # pushes skipped in a burst: their connection was closing
         self.room_hints = RoomHints(self._deliver_hints, typing_merge_s)
-        self._waiting: dict[Connection, list[bytes]] = {}  # merged typing pushes
+        self._waiting: dict[Connection, list[bytes]] = {}  # frames nobody waits for
         self._waiting_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
@@ -154,8 +156,23 @@ class EventDelivery:
         return waiting
 
     def _write_waiting(self) -> None:
-        """No burst came within HINTS_WAIT_S: the typing pushes go alone."""
+        """No burst came within WAIT_FOR_BURST_S: what waited goes alone."""
         self._write(self._take_waiting())
+
+    def write_soon(self, conn: Connection, frames: list[bytes]) -> None:
+        """Frames nobody waits for, written with the next burst of events (to any
+        connection), or alone after WAIT_FOR_BURST_S: one write, not one more."""
+        self._waiting.setdefault(conn, []).extend(frames)
+        if self._waiting_timer is None:
+            loop = asyncio.get_running_loop()
+            self._waiting_timer = loop.call_later(WAIT_FOR_BURST_S, self._write_waiting)
+
+    def write_now(self, conn: Connection) -> None:
+        """What waits for this connection, written now: it is closing, and what was
+        queued for it goes out before the close."""
+        frames = self._waiting.pop(conn, None)
+        if frames:
+            conn.send_frame(b"".join(frames))
 
     def _write(self, outbox: dict[Connection, list[bytes]]) -> None:
         """Each connection's frames in one write."""
@@ -251,12 +268,8 @@ class EventDelivery:
             hints = [hint for hint in merged["hints"] if hint["user"]["id"] not in skip]
             if hints:
                 outbox[conn] = [frame_payload(dumps({**merged, "hints": hints}))]
-        # Written with the next burst of events (or alone after HINTS_WAIT_S).
         for conn, frames in outbox.items():
-            self._waiting.setdefault(conn, []).extend(frames)
-        if self._waiting and self._waiting_timer is None:
-            loop = asyncio.get_running_loop()
-            self._waiting_timer = loop.call_later(HINTS_WAIT_S, self._write_waiting)
+            self.write_soon(conn, frames)
 
     def _kick(
         self,
@@ -280,6 +293,7 @@ class EventDelivery:
                 or (keep is not None and session_id == keep)
             ):
                 continue
+            self.write_now(conn)
             frames = outbox.pop(conn, None)
             if frames:
                 conn.send_frame(b"".join(frames))
