@@ -12,6 +12,8 @@ client_id, tests/acked.py; paced under the stack's default message rate):
   more: the writes stay on the new writer; two readers got every acknowledged message
   live exactly once and in order, sync returns each once in seq order, and every node
   holds every message;
+- the writer is desynced (`SET GLOBAL wsrep_desync = ON`): the proxy's agent check takes
+  it out, 10 more are acknowledged on another node, and it comes back once Synced;
 - the backup block dumps them from a node;
 - the full-restart block (`docker compose stop`, `up -d --wait`): galera-1, the last to
   stop, founds the cluster again from safe_to_bootstrap; nothing acknowledged is lost,
@@ -220,6 +222,29 @@ def test_operator_runs_galera_and_the_writer_dies(tmp_path):
             timings["rejoin_s"] = round(time.monotonic() - began, 1)
             sender.send(alice, 20)
             assert cluster.writer() == new_writer, "the old writer took the writes back"
+            for reader in (bob, cy):
+                check_view(reader, sender.acked)
+            cluster.every_node_has(len(sender.acked))
+
+            # The writer leaves Synced (desynced, as for a backup; a joiner, a donor or a
+            # node cut off in a minority are the same to the proxy): its agent says
+            # "down", and the writes move to a node that is Synced.
+            assert cluster.sql(new_writer, "SET GLOBAL wsrep_desync = ON") is not None
+            began = time.monotonic()
+            wait_until(
+                lambda: re.search(rf"{new_writer} is DOWN.*[Aa]gent", cluster.logs("db")),
+                30,
+                f"the proxy took {new_writer} out when its agent said it is not Synced",
+            )
+            timings["desynced_out_s"] = round(time.monotonic() - began, 1)
+            sender.send(alice, 10)
+            assert cluster.writer() != new_writer, "the writes stayed on a desynced node"
+            assert cluster.sql(new_writer, "SET GLOBAL wsrep_desync = OFF") is not None
+            wait_until(
+                lambda: re.search(rf"{new_writer} is UP", cluster.logs("db")),
+                30,
+                f"{new_writer} back in the proxy once Synced again",
+            )
             for reader in (bob, cy):
                 check_view(reader, sender.acked)
             cluster.every_node_has(len(sender.acked))

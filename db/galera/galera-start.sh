@@ -172,5 +172,8 @@ if [ "$founds" = 1 ]; then
 else
   args+=("--wsrep-cluster-address=gcomm://$PEERS")
 fi
+# The proxy's agent check (galera-agent.sh): is this node fit to be the writer. It
+# answers "down" until mariadbd is Synced; it outlives mariadbd's exec as its sibling.
+socat TCP-LISTEN:9200,fork,reuseaddr EXEC:/usr/local/bin/galera-agent.sh &
 log "exec mariadbd ${args[*]} $*"
 exec mariadbd "${args[@]}" "$@"
