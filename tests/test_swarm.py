@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from test_compose import image_settings, require_docker
 
 from chatroom import buskeys
@@ -66,6 +67,36 @@ def test_stack_config_accepts_the_stack_file(tmp_path):
     rendered = docker("stack", "config", "-c", str(stack))
     for service in ("db", "bus", "bus-b", "auth", "social", "media", "tcp_edge"):
         assert f"\n  {service}:\n" in rendered, service
+
+
+def test_placement_of_the_database_and_the_buses_follows_the_stack_variables(tmp_path):
+    """By default the database stays on a manager and the buses may go anywhere; on
+    several nodes the documented variables pin the database to one node and keep the
+    two buses apart (tests/test_swarm_nodes.py deploys it so)."""
+    if not shutil.which("docker"):
+        pytest.skip("no docker CLI")
+    stack = stack_tree(tmp_path)
+
+    def constraints(**env: str) -> dict[str, list[str]]:
+        rendered = yaml.safe_load(
+            docker("stack", "config", "-c", str(stack), env={**os.environ, **env})
+        )
+        return {
+            name: svc["deploy"].get("placement", {}).get("constraints", [])
+            for name, svc in rendered["services"].items()
+        }
+
+    default = constraints()
+    assert default["db"] == ["node.role == manager"]
+    assert default["bus"] == default["bus-b"] == ["node.platform.os == linux"]
+    assert not any(default[s] for s in ("auth", "social", "media", "tcp_edge"))
+    pinned = constraints(
+        CHAT_SWARM_DB_PLACEMENT="node.hostname == db1",
+        CHAT_SWARM_BUS_PLACEMENT="node.role == manager",
+        CHAT_SWARM_BUS_B_PLACEMENT="node.role == worker",
+    )
+    assert pinned["db"] == ["node.hostname == db1"]
+    assert (pinned["bus"], pinned["bus-b"]) == (["node.role == manager"], ["node.role == worker"])
 
 
 def wait_for_login_service(port: int, timeout: float) -> None:

@@ -222,6 +222,10 @@ class Run:
             "paths": paths,
         }
 
+    def history_host(self) -> str:
+        """Where the stored histories are read at the end: an edge that is up then."""
+        return self.cluster.hosts[0].ip
+
     def on_host(self, index: int) -> list[Member]:
         return [m for m in self.members if m.host == index and m.connected.is_set()]
 
@@ -325,7 +329,7 @@ class Run:
         await asyncio.wait(supervisors, timeout=10)
         for task in supervisors:
             task.cancel()
-        host = self.cluster.hosts[0].ip
+        host = self.history_host()
         stored = {s.member.name: await stored_history(host, EDGE_PORT, s.member.name)
                   for s in self.senders}  # fmt: skip
         for member in self.members:
