@@ -109,6 +109,13 @@ def all_blocks() -> list[Block]:
     return [block for doc in DOCS for block in shell_blocks(doc)]
 
 
+def step_code(step: str, doc: str = "docs/operations.md") -> str:
+    """The code of the block of `doc` with that step, as written (for a run-by test)."""
+    found = [b for b in shell_blocks(doc) if b.step == step]
+    assert len(found) == 1, f"{doc}: no block with step={step}"
+    return found[0].code
+
+
 def test_every_shell_block_is_run_or_says_why():
     blocks = all_blocks()
     not_run = [b for b in blocks if b.not_run is not None]
