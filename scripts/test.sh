@@ -63,5 +63,5 @@ fi
 .venv/bin/ruff check .
 .venv/bin/mypy  # the files and settings are in pyproject.toml
 .venv/bin/hadolint Dockerfile deploy/monitoring/prometheus-image/Dockerfile db/galera/Dockerfile \
-  db/haproxy/Dockerfile
+  db/haproxy/Dockerfile deploy/swarm/node/Dockerfile
 .venv/bin/pytest -p no:cacheprovider "$@"
