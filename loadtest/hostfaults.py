@@ -405,6 +405,12 @@ async def stored_history(host: str, port: int, name: str) -> dict[int, list[dict
         await chat.close()
 
 
+def problems(verdict: dict[str, Any]) -> dict[str, int]:
+    """The verdict's counts that must be zero, where they are not."""
+    names = ("lost", "duplicated", "out_of_order", "unexpected", "missed_by_members")
+    return {name: verdict[name] for name in names if verdict[name]}
+
+
 def check(
     members: list[Member],
     senders: list[Sender],

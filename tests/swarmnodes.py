@@ -157,16 +157,6 @@ def node_image() -> str:
     return tag
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale() -> list[str]:
     """Remove the containers and networks of runs whose process is gone."""
     removed = []
@@ -184,7 +174,7 @@ def remove_stale() -> list[str]:
         for line in listed.splitlines():
             ident, _, tag = line.partition(" ")
             found = TAG_RE.match(tag.strip())
-            if found and not _alive(int(found[1])):
+            if found and not Path(f"/proc/{found[1]}").exists():  # its run's process is gone
                 if kind == "container":
                     docker("rm", "-f", "-v", ident, check=False)
                 else:

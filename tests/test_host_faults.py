@@ -23,6 +23,7 @@ import random
 import pytest
 
 from chatroom.hosts import available
+from loadtest.hostfaults import problems
 
 pytestmark = [pytest.mark.hosts, pytest.mark.timeout(480)]
 
@@ -52,12 +53,8 @@ def test_hosts_survive_kill_partition_slow_network_and_rolling_restart(tmp_path)
     print(replay)
     print(json.dumps({k: v for k, v in verdict.items() if k != "details"}, indent=1))
     assert verdict["acknowledged"] > 0, replay
-    problems = {
-        name: verdict[name]
-        for name in ("lost", "duplicated", "out_of_order", "unexpected", "missed_by_members")
-        if verdict[name]
-    }
-    assert not problems, f"{problems}; {json.dumps(verdict['details'])[:4000]}; {replay}"
+    found = problems(verdict)
+    assert not found, f"{found}; {json.dumps(verdict['details'])[:4000]}; {replay}"
     for fault in report["faults"]:
         for part in [fault, *fault.get("hosts", [])]:
             resume = part.get("resume")

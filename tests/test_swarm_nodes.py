@@ -43,6 +43,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -55,6 +56,7 @@ from test_swarm import stack_tree
 
 from chatroom.config import RATED_ACTIONS
 from loadtest.aclient import run_async
+from loadtest.hostfaults import problems
 from loadtest.scenarios.hostfaults import RESUME_TARGET_S, Run
 
 pytestmark = [pytest.mark.compose, pytest.mark.swarm, pytest.mark.timeout(600)]
@@ -211,6 +213,11 @@ class SwarmRun(Run):
             assert time.monotonic() < deadline, "clients did not move to the edges' nodes"
             await asyncio.sleep(0.1)
 
+    @staticmethod
+    async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Poll the swarm (blocking calls) in a thread, the clients going on meanwhile."""
+        await asyncio.to_thread(poll, condition, timeout_s, what)
+
     async def fault(self, step: dict[str, Any]) -> dict[str, Any]:
         node = self.swarm.node(step["node"])
         index = self.swarm.nodes.index(node)
@@ -225,12 +232,7 @@ class SwarmRun(Run):
             await asyncio.to_thread(
                 manager.docker, "node", "update", "--availability", "drain", node.name
             )
-            await asyncio.to_thread(
-                poll,
-                lambda: self.stack.converged(avoid=node.name),
-                180,
-                f"the stack off drained {node.name}",
-            )
+            await self.until(lambda: self.stack.converged(avoid=node.name), 180, "tasks moved")
             took = result["tasks_moved_s"] = round(time.monotonic() - t0, 1)
             self.say(f"{node.name} drained: every task elsewhere and running in {took} s")
             await asyncio.to_thread(
@@ -239,19 +241,9 @@ class SwarmRun(Run):
         else:
             self.say(f"cut off and kill {node.name} ({len(affected)} clients on it)")
             await asyncio.to_thread(node.kill)
-            await asyncio.to_thread(
-                poll,
-                lambda: self.swarm.node_states()[node.name][0] == "Down",
-                120,
-                f"the manager marking {node.name} down",
-            )
+            await self.until(lambda: self.swarm.node_states()[node.name][0] == "Down", 120, "down")
             down = result["node_down_s"] = round(time.monotonic() - t0, 1)
-            await asyncio.to_thread(
-                poll,
-                lambda: self.stack.converged(avoid=node.name),
-                180,
-                f"the stack rescheduled off {node.name}",
-            )
+            await self.until(lambda: self.stack.converged(avoid=node.name), 180, "rescheduled")
             took = result["rescheduled_s"] = round(time.monotonic() - t0, 1)
             self.say(f"{node.name} down after {down} s; tasks running elsewhere after {took} s")
         result["tasks_after"] = await asyncio.to_thread(self.stack.placement)
@@ -413,12 +405,8 @@ def test_three_node_swarm_spreads_and_survives_a_drain_and_a_killed_node(tmp_pat
         print(logs[-8000:])
     verdict = report["verdict"]
     assert verdict["acknowledged"] > 0
-    problems = {
-        name: verdict[name]
-        for name in ("lost", "duplicated", "out_of_order", "unexpected", "missed_by_members")
-        if verdict[name]
-    }
-    assert not problems, f"{problems}; {json.dumps(verdict['details'])[:4000]}"
+    found = problems(verdict)
+    assert not found, f"{found}; {json.dumps(verdict['details'])[:4000]}"
     for fault in report["faults"]:
         assert fault["clients_on_it"] > 0, fault
         resume = fault["resume"]
