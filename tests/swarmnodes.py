@@ -158,7 +158,7 @@ def node_image() -> str:
 
 
 def remove_stale() -> list[str]:
-    """Remove the containers and networks of runs whose process is gone."""
+    """Remove the containers, networks and socket folders of runs whose process is gone."""
     removed = []
     for kind in ("container", "network"):
         listed = docker(
@@ -180,6 +180,11 @@ def remove_stale() -> list[str]:
                 else:
                     docker("network", "rm", ident, check=False)
                 removed.append(f"{kind} {ident}")
+    for ctl in Path("/tmp").glob("swn*x*-*"):  # the sockets' folders (SwarmNodes.ctl)
+        found = re.match(r"^swn(\d+)x[0-9a-f]-", ctl.name)
+        if found and ctl.is_dir() and not Path(f"/proc/{found[1]}").exists():
+            shutil.rmtree(ctl, ignore_errors=True)
+            removed.append(f"folder {ctl}")
     return removed
 
 
