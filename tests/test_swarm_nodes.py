@@ -70,7 +70,7 @@ SERVICES = {"db": 1, "bus": 1, "bus-b": 1, "auth": 2, "social": 2, "media": 2, "
 # closes their connections as it stops. Those of a lost node first notice the silence
 # (pings: up to 3 s); then, until ZeroMQ's heartbeats give the links into the lost node up
 # (6 s without an answer to a ping sent every 2 s), a request may go into one and time out:
-# a login by token can fail twice (3 s each). Measured 9.4 to 9.6 s; the bound keeps room.
+# a login by token can fail twice (3 s each). Measured 8.9 to 9.6 s; the bound keeps room.
 LOST_NODE_RESUME_BOUND_S = 15.0
 RESULTS = ROOT / "var" / "results" / "swarm-nodes.json"
 LOG = ROOT / "var" / "swarm-nodes.log"
