@@ -70,7 +70,11 @@ class Collector:
         def on_event(event: dict, now: int) -> None:
             kind = event.get("event")
             if kind == "message":
-                newest_seq[who] = event["seq"]  # the room's order: the last is the newest
+                # The room's order: the last is the newest. (`ceiling`'s frames have no
+                # seq: a KeyError here once killed the client's reader, and the run hung.)
+                seq = event.get("seq")
+                if seq is not None:
+                    newest_seq[who] = seq
                 parsed = parse_stamp(event["text"])
                 if parsed:
                     self.record(who, parsed[0], parsed[1], now)
