@@ -144,6 +144,10 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ actions
 
     def _apply(self, actions: list[Action]) -> None:
+        if self._open and any(type(action) is Close for action in actions):
+            # What waits for the next burst (the replies nobody waits for) goes first,
+            # before a goodbye these actions send and before the close.
+            self.edge.delivery.write_now(self)
         for action in actions:
             match action:
                 case Send(frame):
@@ -152,7 +156,6 @@ class Connection(asyncio.Protocol):
                     if reason is not None:
                         logger.info("closing {} from {}: {}", self.conn_id, self.ip, reason)
                     if self._open and self.transport is not None:
-                        self.edge.delivery.write_now(self)  # replies that were waiting
                         self._open = False
                         self.transport.close()
                         if self.transport.get_write_buffer_size():
