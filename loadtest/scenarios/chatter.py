@@ -124,10 +124,9 @@ def _extra_per_request(results: list[Result]) -> dict[str, float]:
         r.extra["chatter"]["typing_sent"] + r.extra["chatter"]["marks_sent"] for r in chatted
     )
     plain, chat = median_cpu(PLAIN), median_cpu(CHATTER)
-    extra = {name: round((chat[name] - plain[name]) * 1e6 / requests, 1) for name in plain}
-    extra["total"] = round(sum(chat.values()) - sum(plain.values()), 3) * 1e6 / requests
-    extra["total"] = round(extra["total"], 1)
-    return extra
+    extra = {name: (chat[name] - plain[name]) * 1e6 / requests for name in plain}
+    extra["total"] = sum(extra.values())
+    return {name: round(us, 1) for name, us in extra.items()}
 
 
 def run(args: argparse.Namespace) -> list[Result]:

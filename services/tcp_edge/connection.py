@@ -144,7 +144,12 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ actions
 
     def _apply(self, actions: list[Action]) -> None:
-        if self._open and any(type(action) is Close for action in actions):
+        # (Looked at only when something waits: _apply runs for every reply and read.)
+        if (
+            self._open
+            and self.edge.delivery.has_waiting(self)
+            and any(type(action) is Close for action in actions)
+        ):
             # What waits for the next burst (the replies nobody waits for) goes first,
             # before a goodbye these actions send and before the close.
             self.edge.delivery.write_now(self)

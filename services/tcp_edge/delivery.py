@@ -167,6 +167,9 @@ class EventDelivery:
             loop = asyncio.get_running_loop()
             self._waiting_timer = loop.call_later(WAIT_FOR_BURST_S, self._write_waiting)
 
+    def has_waiting(self, conn: Connection) -> bool:
+        return conn in self._waiting
+
     def write_now(self, conn: Connection) -> None:
         """What waits for this connection, written now: it is closing, and what was
         queued for it goes out before the close."""
