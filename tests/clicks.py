@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from client.app import App
+from client.conversations import FAILED
 
 WAIT_S = 15.0
 PASSWORD = "correct horse"
@@ -258,9 +259,16 @@ def right_click_message(app: App, text: str, across: float = 0.5) -> None:
     the context-menu event the window system sends with it); `across`: where in the
     row, from its left (0) to its right (1)."""
     chat = app.main_window.chat
+    # A message still pending (sent, no id yet) has no menu, as a person sees by its
+    # clock: wait until it is stored (or refused) first (on a loaded machine the ack can take
+    # longer than the click; seen in CI: no menu).
     rows = wait(
-        lambda: [n for n, m in enumerate(chat.model.messages) if m["text"] == text],
-        what=f"message {text!r} shown",
+        lambda: [
+            n
+            for n, m in enumerate(chat.model.messages)
+            if m["text"] == text and (m.get("id") or m.get("state") == FAILED)
+        ],
+        what=f"message {text!r} shown, stored or refused",
     )
     row = rows[0]
 
