@@ -220,6 +220,13 @@ def test_operator_runs_galera_and_the_writer_dies(tmp_path):
             began = time.monotonic()
             wait_until(lambda: cluster.healthy(old_writer), 180, f"{old_writer} rejoined")
             timings["rejoin_s"] = round(time.monotonic() - began, 1)
+            # Its state came from a node that is not the writer (galera-start.sh's donor
+            # order): a donor is taken out of the proxy, and the writes would move.
+            donors = re.findall(
+                rf"\({old_writer}\) requested state transfer.*Selected \S+ \((galera-\d)\)",
+                cluster.logs(old_writer),
+            )
+            assert donors and donors[-1] != new_writer, donors
             sender.send(alice, 20)
             assert cluster.writer() == new_writer, "the old writer took the writes back"
             for reader in (bob, cy):

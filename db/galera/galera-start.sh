@@ -172,6 +172,13 @@ if [ "$founds" = 1 ]; then
 else
   args+=("--wsrep-cluster-address=gcomm://$PEERS")
 fi
+# The donor of a state transfer to this node: the other peers, the proxy's last choice
+# of writer first (db/haproxy/haproxy.cfg lists them in GALERA_PEERS's order), so that
+# the writer serves one only when no other node can: a donor is not Synced, the proxy
+# takes it out, and the writes would move for a moment (seen in CI after a failover).
+# The trailing comma: any Synced node when none of these is.
+donors=$(echo "$PEERS" | tr ',' '\n' | grep -vx "$NAME" | tac | paste -sd, -)
+args+=("--wsrep-sst-donor=$donors,")
 # The proxy's agent check (galera-agent.sh): is this node fit to be the writer. It
 # answers "down" until mariadbd is Synced; it outlives mariadbd's exec as its sibling.
 socat TCP-LISTEN:9200,fork,reuseaddr EXEC:/usr/local/bin/galera-agent.sh &
