@@ -216,7 +216,11 @@ def test_loadtest_idle_targets_the_running_stack(compose, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((out / "idle.json").read_text())
     result = doc["results"][0]
-    assert (result["delivered"], result["lost"], result["errors"]) == (500, 0, 0)
+    assert (result["delivered"], result["lost"], result["errors"]) == (500, 0, 0), (
+        result["extra"]["failed_logins"],
+        result["extra"]["retried_attempts"],
+        proc.stdout[-3000:],
+    )
     per_connection = result["extra"]["kib_per_connection"]
     assert 0 < per_connection["edge_rss"] < 64, per_connection
     assert per_connection["cgroup_usage"] > 0, per_connection

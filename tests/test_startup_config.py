@@ -12,6 +12,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from chatroom import config_env
+from chatroom.config import Settings
+from chatroom.storage.db import make_engine, until_reachable
 
 
 def start(module: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -100,3 +102,26 @@ def test_a_refused_database_password_is_one_line_and_exit_2_at_once(tmp_path, my
     assert "refused user 'chat_test'" in result.stderr
     assert "data volume keeps the password of its first start" in result.stderr
     assert "not reachable yet" not in result.stderr  # no minute of retries first
+
+
+def test_start_up_work_is_repeated_when_the_database_drops_the_connection(mysql_url):
+    """A service's start-up writes (social's lobby, media's default avatar) meet a
+    connection the database side closes: seen when a Galera cluster's only Synced node
+    became a donor and the proxy closed every session. The work is done again on a new
+    connection, not a crash that fails the deployment."""
+    engine = make_engine(Settings(db_url=mysql_url))
+    tries: list[int] = []
+
+    def lobby_once() -> str:
+        with engine.connect() as conn:
+            tries.append(conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one())
+            if len(tries) == 1:  # the proxy closes it, as HAProxy's shutdown-sessions does
+                with engine.connect() as other:
+                    other.exec_driver_sql(f"KILL CONNECTION {tries[0]}")
+            return str(conn.exec_driver_sql("SELECT 'lobby'").scalar_one())
+
+    try:
+        assert until_reachable(engine, lobby_once, timeout_s=30) == "lobby"
+    finally:
+        engine.dispose()
+    assert len(tries) == 2 and tries[0] != tries[1]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from loguru import logger
 from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event
@@ -15,6 +16,8 @@ from sqlalchemy.exc import OperationalError
 
 from chatroom.config import Settings
 from chatroom.files import private_folder
+
+T = TypeVar("T")
 
 
 def now_ms() -> int:
@@ -125,12 +128,23 @@ ACCESS_DENIED = 1045
 def wait_for_database(engine: Engine, timeout_s: float = 60.0) -> None:
     """Until the database answers (it may still be starting), at most `timeout_s`; a
     refused password ends the process at once (status 2), saying what to check."""
+
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    until_reachable(engine, ping, timeout_s)
+
+
+def until_reachable(engine: Engine, work: Callable[[], T], timeout_s: float = 60.0) -> T:
+    """work(), tried again while the database cannot be reached or drops the connection
+    (starting, failing over: a Galera donor is taken out of the proxy), at most
+    `timeout_s`; work must be safe to repeat. A refused password ends the process at
+    once (status 2), saying what to check."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            return
+            return work()
         except OperationalError as exc:
             if getattr(exc.orig, "args", (None,))[0] == ACCESS_DENIED:
                 logger.error(
@@ -144,4 +158,4 @@ def wait_for_database(engine: Engine, timeout_s: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise
             logger.warning("database not reachable yet ({}); retrying", exc.orig)
-            time.sleep(1.0)
+            time.sleep(1.0)  # the retry interval; the loop ends at the deadline
