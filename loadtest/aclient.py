@@ -30,6 +30,7 @@ class ChatError(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(f"{error.get('code')}: {error.get('message')}")
         self.code = error.get("code")
+        self.retry_after_ms = error.get("retry_after_ms")
 
 
 class AsyncChat:
