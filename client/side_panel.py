@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -47,9 +48,13 @@ def section(text: str) -> QLabel:
     return QLabel(text.upper())
 
 
+NAME_MAX_PX = 110  # of a friend request card's name; a longer one elides
+
+
 class RequestRow(QFrame):
-    """An incoming friend request: who (elided, full name in the tooltip), then Accept
-    and Reject. Two short lines at most, whatever the width."""
+    """An incoming friend request: who wants to be your friend (elided, the whole
+    sentence in the tooltip), then Accept and Reject. Two short lines, whatever the
+    width."""
 
     def __init__(self, username: str, answer: Callable[[str, bool], None]) -> None:
         super().__init__()
@@ -65,16 +70,28 @@ class RequestRow(QFrame):
         name = ElidedLabel(username)
         name.setObjectName(f"request:{username}")
         name.setStyleSheet("font-weight: 600;")
+        # The name keeps its width (up to NAME_MAX_PX); the sentence after it elides.
+        bold = QFont(name.font())
+        bold.setWeight(QFont.Weight.DemiBold)
+        name.setMinimumWidth(min(QFontMetrics(bold).horizontalAdvance(username) + 2, NAME_MAX_PX))
         what = ElidedLabel("wants to be your friend")
+        what.setObjectName(f"request_text:{username}")
         what.setStyleSheet(f"color: {c.muted};")
         accept = button("Accept", lambda: answer(username, True), f"accept:{username}")
         reject = button("Reject", lambda: answer(username, False), f"reject:{username}")
+        # Who and what on the first line, the answers on the second: in a narrow
+        # window the buttons took the second line's width and left "w…" of the text
+        # (seen at 420×360); now only the sentence's end gives way, after the name.
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 6, 4)
         layout.setSpacing(2)
-        layout.addWidget(name)
+        who = QHBoxLayout()
+        who.setSpacing(4)
+        who.addWidget(name)
+        who.addWidget(what, 1)
+        layout.addLayout(who)
         answers = QHBoxLayout()
-        answers.addWidget(what, 1)
+        answers.addStretch(1)
         answers.addWidget(accept)
         answers.addWidget(reject)
         layout.addLayout(answers)

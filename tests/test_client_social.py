@@ -14,6 +14,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QLabel, QPushButton  # noqa: E402
 
 from client.conversations import dm_key, room_key  # noqa: E402
 from client.dialogs import RoomDialog  # noqa: E402
@@ -291,6 +292,16 @@ def test_long_status_and_narrow_windows_keep_their_shape(apps, make_stack, sqlit
         pump(0.1)
         row = wait(lambda: window.findChild(RequestRow, "requestRow"))
         assert row.height() < 2 * 30 + 16, size  # two short lines
+        # The answers whole inside the card; the name before the sentence, which
+        # gives way first (at 420×360 the buttons had left "w…" of the text).
+        for answer in ("accept", "reject"):
+            button = row.findChild(QPushButton, f"{answer}:bob")
+            assert row.rect().contains(button.geometry()), (size, answer)
+            assert button.width() >= button.sizeHint().width(), (size, answer)
+        name = row.findChild(QLabel, "request:bob")
+        assert name.text() == "bob", (size, name.text())
+        said = row.findChild(QLabel, "request_text:bob").text()
+        assert said.startswith("wants to"), (size, said)
         assert window.width() <= max(size[0], window.minimumWidth()), size
         for listing in (window.side.rooms, window.side.friends, window.chat.view):
             assert not listing.horizontalScrollBar().isVisible(), size
