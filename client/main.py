@@ -8,7 +8,7 @@ import sys
 
 from PySide6.QtWidgets import QApplication
 
-from . import theme
+from . import system_libraries, theme
 from .app import App
 from .smoke import run as run_smoke_checks
 
@@ -16,6 +16,7 @@ from .smoke import run as run_smoke_checks
 def main() -> int:
     if "--smoke" in sys.argv[1:]:  # checks of an installed or bundled app: client/smoke.py
         return run_smoke_checks(sys.argv[1:])
+    system_libraries.warn_if_missing()  # Qt aborts without naming what to install
     qt_app = QApplication(sys.argv)
     qt_app.setApplicationName("ChatRoom")
     qt_app.setWindowIcon(theme.app_icon())
