@@ -73,7 +73,8 @@ class RequestRow(QFrame):
         # The name keeps its width (up to NAME_MAX_PX); the sentence after it elides.
         bold = QFont(name.font())
         bold.setWeight(QFont.Weight.DemiBold)
-        name.setMinimumWidth(min(QFontMetrics(bold).horizontalAdvance(username) + 2, NAME_MAX_PX))
+        name.setFixedWidth(min(QFontMetrics(bold).horizontalAdvance(username) + 2, NAME_MAX_PX))
+        name.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Preferred)
         what = ElidedLabel("wants to be your friend")
         what.setObjectName(f"request_text:{username}")
         what.setStyleSheet(f"color: {c.muted};")

@@ -300,8 +300,9 @@ def test_long_status_and_narrow_windows_keep_their_shape(apps, make_stack, sqlit
             assert button.width() >= button.sizeHint().width(), (size, answer)
         name = row.findChild(QLabel, "request:bob")
         assert name.text() == "bob", (size, name.text())
-        said = row.findChild(QLabel, "request_text:bob").text()
-        assert said.startswith("wants to"), (size, said)
+        said = row.findChild(QLabel, "request_text:bob")
+        assert said.text().startswith("wants to"), (size, said.text())
+        assert name.geometry().right() < said.geometry().left(), size  # side by side
         assert window.width() <= max(size[0], window.minimumWidth()), size
         for listing in (window.side.rooms, window.side.friends, window.chat.view):
             assert not listing.horizontalScrollBar().isVisible(), size
