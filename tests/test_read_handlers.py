@@ -33,6 +33,7 @@ def w(tmp_path):
     for ctx in (alice, bob, carol):
         call(ops["session.open"], ctx, {})
     alice2 = as_user(1, "alice", conn="conn-1b")
+    call(ops["session.open"], alice2, {})  # counted: a mark is pushed to her other device
     yield SimpleNamespace(ops=ops, engine=engine, alice=alice, alice2=alice2, bob=bob, carol=carol)
     engine.dispose()
 
@@ -284,3 +285,13 @@ def test_counts_from_a_rooms_tail_agree_with_the_count_per_person(w):
         for _ in range(30):
             wanted = [(ctx.user_id, 1, rng.randint(0, last), last) for ctx in people]
             assert tx.unread_near_end(wanted) == tx.unread_counts(wanted), wanted
+
+
+def test_a_user_on_one_device_has_nobody_to_tell(w):
+    """bob has one live session, the one marking: no `read` push (social counts the
+    sessions in the mark's transaction); alice, with two, gets one."""
+    _say(w, w.carol, 2)
+    call(w.ops["read.mark"], w.bob, {"room": LOBBY, "seq": 1})
+    assert events_to(w.bob, user_topic(2)) == []
+    call(w.ops["read.mark"], w.alice, {"room": LOBBY, "seq": 1})
+    assert [e["event"] for e in events_to(w.alice, user_topic(1))] == ["read"]

@@ -53,6 +53,27 @@ def test_two_devices_of_one_user_agree(stack):
             )
 
 
+def test_a_device_that_signs_in_later_hears_of_the_next_mark(stack):
+    """On one device a mark pushes nothing (social counts the user's live sessions in
+    the mark's transaction: nobody else to tell). A second device that signs in then
+    has the marker in its snapshot and gets the next mark's push; signed out, it is
+    not counted any more."""
+    with users(stack, "fay", "gus") as (fay, gus):
+        for n in range(4):
+            sent = gus.call("room.send", room="lobby", text=f"fresh {n}")["message"]
+        room_id, last = sent["room_id"], sent["seq"]
+        assert fay.call("read.mark", room="lobby", seq=last - 2)["seq"] == last - 2
+        with WireClient(stack.port) as fay2:
+            assert _state(fay2.login("fay", "correct horse"), room_id)[0] == last - 2
+            fay.call("read.mark", room="lobby", seq=last - 1)
+            assert fay2.event("read", room_id=room_id)["seq"] == last - 1
+            fay2.call("logout")
+        fay.call("read.mark", room="lobby", seq=last)
+        with WireClient(stack.port) as fay3:
+            assert _state(fay3.login("fay", "correct horse"), room_id)[0] == last
+        fay.no_event("read", within=0.2)
+
+
 def test_outsiders_learn_nothing(stack):
     with users(stack, "cam", "dee", "eli") as (cam, dee, eli):
         cam.call("room.create", room="den")

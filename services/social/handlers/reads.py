@@ -144,7 +144,7 @@ class ReadHandlers:
             reply["with"] = user_ref(peer)
         reply.update(marked.unread.fields())
         del reply["read_seq"]  # it is `seq` here
-        if marked.moved:
+        if marked.moved and marked.elsewhere:  # the user's other sessions, if any
             ctx.publish(user_topic(me.id), {"event": Event.READ, **reply, Control.ORIGIN: ctx.conn})
         if marked.receipts:
             receipt = {

@@ -68,6 +68,9 @@ class Marked(NamedTuple):
     room_name: str
     marker: int  # the marker afterwards (a larger one, if another device got there first)
     moved: bool  # this mark moved it
+    # The user has another live session to tell (a `read` push); a user on one device
+    # has nobody to tell, and the push cost more than the mark (docs/benchmarks.md).
+    elsewhere: bool
     unread: Unread  # what is left unread after the marker
     receipts: bool  # a direct chat whose two people share receipts, and the marker moved
 
@@ -150,6 +153,7 @@ def mark_batch(trips: OneByOne, batch: Sequence[MarkRequest]) -> list[Any]:
 
     # In key order: two replicas' batches lock the rows they share in one order.
     keys = sorted(wanted)
+    _share_profiles(trips, sql, sorted({u for u, _ in keys}))
     before = _locked_markers(trips, sql, keys)
     now = now_ms()
     forward = [
@@ -165,6 +169,7 @@ def mark_batch(trips: OneByOne, batch: Sequence[MarkRequest]) -> list[Any]:
         [(u, r, after[(u, r)], found[r].last_seq) for u, r in keys],
         [r for _, r in keys if found[r].kind == DIRECT],
     )
+    elsewhere = _on_several_devices(trips, sql, sorted({u for u, _, _, _ in forward}))
     peers = [who for m in batch if m.peer_id is not None for who in (m.user_id, m.peer_id)]
     sharing = Tx(trips.conn).receipts_on(peers) if peers else set()
     for i, m in enumerate(batch):
@@ -175,7 +180,9 @@ def mark_batch(trips: OneByOne, batch: Sequence[MarkRequest]) -> list[Any]:
         # Of several marks of one conversation in the batch, the largest moved it.
         moved = before.get(key, 0) < m.seq == wanted[key] == marker
         receipts = moved and m.peer_id is not None and {m.user_id, m.peer_id} <= sharing
-        outcomes[i] = Marked(found[m.room_id].name, marker, moved, unread[key], receipts)
+        outcomes[i] = Marked(
+            found[m.room_id].name, marker, moved, m.user_id in elsewhere, unread[key], receipts
+        )
     return outcomes
 
 
@@ -214,6 +221,40 @@ def pairs_in(
         (f"SELECT room_id, user_id FROM {table} WHERE {where}", (*room_ids, *user_ids))
     )
     return {(int(r[0]), int(r[1])) for r in rows}
+
+
+def _share_profiles(trips: OneByOne, sql: Marks, user_ids: list[int]) -> None:
+    """The markers' users' profiles, share-locked until the commit, in id order
+    (before the markers, as a login and the other writers lock a profile first). A
+    login of one of them locks its profile FOR UPDATE, records its session, then reads
+    the markers for its snapshot: so it either committed before this batch counts the
+    user's sessions (_on_several_devices: it is told by a push) or waits for this commit
+    (its snapshot has the new marker). SQLite: the transaction is the only writer."""
+    if trips.conn.dialect.name == "sqlite" or not user_ids:
+        return
+    where = f"user_id IN {sql.marks(len(user_ids))}"
+    trips.run(
+        (
+            # MySQL 8.4's FOR SHARE is a syntax error on MariaDB; this works on both.
+            f"SELECT user_id FROM profiles WHERE {where} ORDER BY user_id LOCK IN SHARE MODE",
+            tuple(user_ids),
+        )
+    )
+
+
+def _on_several_devices(trips: OneByOne, sql: Marks, user_ids: list[int]) -> set[int]:
+    """Those of `user_ids` with more than one live session (stale rows of an edge not yet
+    reaped count too: a push to nobody is harmless; a missed one is not)."""
+    if not user_ids:
+        return set()
+    where = f"user_id IN {sql.marks(len(user_ids))}"
+    (rows,) = trips.run(
+        (
+            f"SELECT user_id FROM live_sessions WHERE {where} GROUP BY user_id HAVING COUNT(*) > 1",
+            tuple(user_ids),
+        )
+    )
+    return {int(r[0]) for r in rows}
 
 
 def _locked_markers(
