@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
 from .actions import ChatActions
 from .state import ChatState
@@ -181,6 +182,8 @@ class RoomDialog(QDialog):
         self.chat_actions.list_rooms(query, lambda reply: self._listed(query, reply))
 
     def _listed(self, query: str, reply: dict[str, Any]) -> None:
+        if not isValid(self.query):
+            return  # the dialog closed (a room made or joined) before this answer came
         if query != self.query.text().strip():
             return  # an answer to what was typed before; a newer one is coming
         if not reply.get("ok"):
@@ -221,10 +224,13 @@ class RoomDialog(QDialog):
             self.join()
 
     def _done(self, reply: dict[str, Any]) -> None:
+        # The dialog may be gone (closed while the request was out): the room is
+        # still joined and opened, only the dialog's own widgets are not touched.
         if reply.get("ok"):
             self.joined(reply)
-            self.accept()
-        else:
+            if isValid(self):
+                self.accept()
+        elif isValid(self.message):
             self.message.setText(reply["error"]["message"])
 
     def join(self) -> None:
