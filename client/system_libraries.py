@@ -2,8 +2,9 @@
 loads, and what to install when some are missing.
 
 Why: PySide6's wheels carry Qt but not these. On a machine without them (a minimal
-Debian, seen here: libxcb-cursor0, libxcb-icccm4 and libxcb-keysyms1 missing) Qt
-prints "Could not load the Qt platform plugin "xcb"" and aborts, naming no package.
+Debian, seen here: libxcb-icccm4 and libxcb-keysyms1 missing) Qt prints "Could not
+load the Qt platform plugin "xcb"" with a hint about libxcb-cursor0 (which was
+installed) and aborts, naming no package that was missing.
 The check only advises: it never stops a start that Qt could have managed (a Wayland
 session, a library found in a place the loader knows but this check does not).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections.abc import Sequence
 
 # What Qt 6's xcb platform plugin links or opens (ldd of libqxcb.so and
 # libQt6XcbQpa.so.6; libxcb-cursor is opened at run time since Qt 6.5).
@@ -45,7 +47,7 @@ def debian_package(soname: str) -> str:
     return f"{name}{'-' if name[-1].isdigit() else ''}{version}"
 
 
-def missing(sonames: tuple[str, ...] | list[str]) -> list[str]:
+def missing(sonames: Sequence[str]) -> list[str]:
     """The libraries of `sonames` that the dynamic loader cannot open."""
     absent = []
     for soname in sonames:
