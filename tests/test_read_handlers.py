@@ -287,6 +287,34 @@ def test_counts_from_a_rooms_tail_agree_with_the_count_per_person(w):
             assert tx.unread_near_end(wanted) == tx.unread_counts(wanted), wanted
 
 
+def test_counts_of_readers_far_behind_agree_with_the_count_per_person(w, monkeypatch):
+    """With UNREAD_CAP small (5 here, 1,000 in the product), the readers of one batch
+    lie both near the end and far behind it: store/reads.py splits them (the near ones
+    from the room's tail, the others a count each) and caps every count the same way."""
+    import random
+
+    from services.social.store import counts, reads
+
+    monkeypatch.setattr(reads, "UNREAD_CAP", 5)
+    monkeypatch.setattr(counts, "UNREAD_CAP", 5)
+    rng = random.Random(15)
+    people = [w.alice, w.bob, w.carol]
+    for n in range(30):
+        author = rng.choice(people)
+        named = rng.sample(["alice", "bob", "carol"], rng.randint(0, 2))
+        call(w.ops["room.send"], author, {"room": LOBBY, "text": f"m{n} " + " @".join(named)})
+    store = SocialStore(w.engine)
+    with store.reading() as tx:
+        last = tx.room_named(LOBBY).last_seq
+        split = set()
+        for _ in range(40):
+            wanted = [(ctx.user_id, 1, rng.randint(0, last), last) for ctx in people]
+            near, far = reads._near_the_end([(u, m, end) for u, _, m, end in wanted], last)
+            split.add((len(near), len(far)))
+            assert tx.unread_near_end(wanted) == tx.unread_counts(wanted), wanted
+        assert {(0, 3), (2, 1), (3, 0)} <= split  # each way of splitting was tried
+
+
 def test_a_user_on_one_device_has_nobody_to_tell(w):
     """bob has one live session, the one marking: no `read` push (social counts the
     sessions in the mark's transaction); alice, with two, gets one."""

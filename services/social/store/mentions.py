@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, select
 
 from chatroom.storage.db import now_ms
 from chatroom.storage.schema import mentions, messages, room_notify, users
-from services.social.store.counts import capped_count_term, run_counts
+from services.social.store.counts import CountTerm, run_counts
 
 DEFAULT_LEVEL = "all"
 
@@ -42,18 +42,16 @@ class MentionQueries:
         """For (user id, room id, marker): (user id, room id) -> mentions of the user after
         the marker, counted to UNREAD_CAP + 1 (only pairs with at least one are listed)."""
         terms = [
-            capped_count_term(
+            CountTerm(
                 user_id,
                 room_id,
-                mentions.c.user_id == user_id,
-                mentions.c.room_id == room_id,
-                mentions.c.seq > marker,
+                "mentions",
+                "user_id = {m} AND room_id = {m} AND seq > {m}",  # the primary key's range
+                (user_id, room_id, marker),
             )
             for user_id, room_id, marker in wanted
         ]
-        return {
-            (int(r.user_id), int(r.room_id)): int(r.n) for r in run_counts(self.conn, terms) if r.n
-        }
+        return {(u, r): n for u, r, n in run_counts(self.conn, terms) if n}
 
     def forget_mentions_of(self, room_id: int, message_id: int) -> None:
         """A deleted message mentions no one any more (its text is gone too)."""

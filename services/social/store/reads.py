@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Connection,
-    Select,
     delete,
     func,
     select,
@@ -26,9 +25,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chatroom.protocol import UNREAD_CAP
 from chatroom.storage.db import now_ms
-from chatroom.storage.schema import messages, read_markers, read_receipts
+from chatroom.storage.schema import read_markers, read_receipts
 from services.social.store.batch_sql import Marks
-from services.social.store.counts import capped_count_term, run_counts
+from services.social.store.counts import CountTerm, run_counts
 from services.social.store.mentions import DEFAULT_LEVEL, MentionQueries
 
 
@@ -144,16 +143,15 @@ class ReadQueries(MentionQueries):
         after UNREAD_CAP + 1 messages; then the mentions among the unread of rooms
         with any (not of the `direct` chats, which have none)."""
         out: dict[tuple[int, int], Unread] = {}
-        terms: list[Select[int, int, int]] = []
+        terms: list[CountTerm] = []
         for user_id, room_id, marker, last_seq in wanted:
             if last_seq <= marker:
                 out[(user_id, room_id)] = Unread(marker, 0)
                 continue
             out[(user_id, room_id)] = Unread(marker, 0)
             terms.append(_count_term(user_id, room_id, marker))
-        for r in run_counts(self.conn, terms):
-            key = (int(r.user_id), int(r.room_id))
-            out[key] = Unread(out[key].read_seq, int(r.n))
+        for user_id, room_id, n in run_counts(self.conn, terms):
+            out[(user_id, room_id)] = out[(user_id, room_id)]._replace(unread=n)
         no_mentions = set(direct)
         mentioned = self.mention_counts(
             (user_id, room_id, unread.read_seq)
@@ -167,11 +165,11 @@ class ReadQueries(MentionQueries):
     def unread_near_end(
         self, wanted: Iterable[tuple[int, int, int, int]], direct: Iterable[int] = ()
     ) -> dict[tuple[int, int], Unread]:
-        """unread_counts, for people reading along (a batch of read.marks): where a
-        room's markers are all within UNREAD_CAP + 1 of its end, each count comes from
-        one read of the room's tail instead of a count statement per person (~400 µs
-        each to build: its literals make every one a new statement to compile; the
-        tail's select is compiled once). The other pairs go to unread_counts.
+        """unread_counts, for people reading along (a batch of read.marks): for the
+        readers of a room near its end (_near_the_end), the counts come from one read of
+        the room's tail instead of a count term per person, each of which reads up to
+        UNREAD_CAP + 1 rows. The other pairs go to unread_counts. Counts are capped as
+        unread_counts caps them (UNREAD_CAP + 1).
 
         The tail read is of what is *not* counted: the rows after the lowest marker that
         are not messages (edits, deletes, moderation events) or were sent by one of these
@@ -188,13 +186,13 @@ class ReadQueries(MentionQueries):
         rest: list[tuple[int, int, int, int]] = []
         sql = Marks("?" if self.conn.dialect.paramstyle == "qmark" else "%s", row_in=False)
         m = sql.mark
-        for room_id, readers in by_room.items():
-            last_seq = max(last for _, _, last in readers)
-            low = min(marker for _, marker, _ in readers)
-            # One reader: its count term costs fewer round trips than the tail's two.
-            if len(readers) < 2 or last_seq - low > UNREAD_CAP + 1:
-                rest.extend((u, room_id, marker, last) for u, marker, last in readers)
+        for room_id, in_room in by_room.items():
+            last_seq = max(last for _, _, last in in_room)
+            readers, far = _near_the_end(in_room, last_seq)
+            rest.extend((u, room_id, marker, last) for u, marker, last in far)
+            if not readers:
                 continue
+            low = min(marker for _, marker, _ in readers)
             reader_ids = sorted({u for u, _, _ in readers})
             # Plain SQL, values as driver parameters: as SQLAlchemy expressions, their
             # `IN` lists of the batch's readers cost more to build than to run.
@@ -229,6 +227,7 @@ class ReadQueries(MentionQueries):
                 )
                 hits = mentioned.get(user_id, [])
                 mention_n = len(hits) - bisect_right(hits, marker) if unread else 0
+                unread, mention_n = min(unread, UNREAD_CAP + 1), min(mention_n, UNREAD_CAP + 1)
                 out[(user_id, room_id)] = Unread(marker, unread, mention_n)
         out.update(self.unread_counts(rest, no_mentions))
         return out
@@ -306,16 +305,35 @@ class ReadQueries(MentionQueries):
         return True
 
 
-def _count_term(user_id: int, room_id: int, marker: int) -> Select[int, int, int]:
+def _near_the_end(
+    readers: list[tuple[int, int, int]], last_seq: int
+) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """Split a room's (user id, marker, last seq) into those counted from one read of
+    the room's tail and those counted each by its own term: the k nearest the end for
+    the largest k whose tail (from the k-th marker) is at most k × (UNREAD_CAP + 1)
+    rows, what their k terms could read; never one alone (its term is one round trip,
+    the tail two). A reader's marker lags the end by the seconds since it marked, so
+    at hundreds of messages a second (a busy lobby, the load test) the tail often
+    spans more than UNREAD_CAP: splitting by cost keeps those readers on the tail."""
+    by_marker = sorted(readers, key=lambda r: r[1], reverse=True)
+    k = 0
+    for i, (_, marker, _) in enumerate(by_marker, 1):
+        if last_seq - marker <= i * (UNREAD_CAP + 1):
+            k = i
+    if k < 2:
+        return [], readers
+    return by_marker[:k], by_marker[k:]
+
+
+def _count_term(user_id: int, room_id: int, marker: int) -> CountTerm:
     """The messages after the marker that the user did not send (a range of the
-    (room_id, seq) index)."""
-    return capped_count_term(
+    (room_id, seq) index; not the edits and deletes)."""
+    return CountTerm(
         user_id,
         room_id,
-        messages.c.room_id == room_id,
-        messages.c.seq > marker,
-        messages.c.sender_id != user_id,
-        messages.c.kind == "message",  # not the edits and deletes
+        "messages",
+        "room_id = {m} AND seq > {m} AND sender_id <> {m} AND kind = {m}",
+        (room_id, marker, user_id, "message"),
     )
 
 
