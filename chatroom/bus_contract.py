@@ -194,9 +194,13 @@ def parse_control(frame: bytes) -> dict[str, Any]:
 
 # Every bus link pings its peer this often and gives the link up after this long without
 # a word from it: a peer that vanished without closing TCP (a killed container's host, a
-# partition) is noticed, and the link made again once the peer answers.
-LINK_HEARTBEAT_IVL_MS = 2_000
-LINK_HEARTBEAT_TIMEOUT_MS = 6_000
+# partition) is noticed, and the link made again once the peer answers. Until then
+# requests routed into the dead link time out, so the timeout is most of the time a lost
+# host's clients take to resume elsewhere (6 s gave 8.9-9.6 s against the 10 s target,
+# docs/past-one-host.md). libzmq's I/O thread answers the pings, not the Python loop, so
+# a process busy for seconds still answers: 3 s is only missed by a peer really gone.
+LINK_HEARTBEAT_IVL_MS = 1_000
+LINK_HEARTBEAT_TIMEOUT_MS = 3_000
 
 
 # --------------------------------------------------------------------------- queues

@@ -95,7 +95,7 @@ def test_either_bus_can_fail_under_load_without_loss_or_duplicates(make_stack, d
             send(30)
         else:
             # A hung bus (a host that stops answering, its TCP still open): requests
-            # sent its way wait until the heartbeat gives up on it (6 s); its copies of
+            # sent its way wait until the heartbeat gives up on it (3 s); its copies of
             # events come out late when it resumes, and must be dropped as copies.
             stack.kill("bus", signal.SIGSTOP)
             try:

@@ -23,7 +23,8 @@ Then:
 - the other worker is lost as a machine is: cut off the network, then its container
   killed (`docker kill`: the engine and everything in it), so no goodbye of its dying
   sockets reaches anyone; the manager marks it down, its tasks are started on the nodes
-  left, its clients resume on another node's edge (within LOST_NODE_RESUME_BOUND_S);
+  left, its clients resume on another node's edge (within the issue's 10 s,
+  RESUME_TARGET_S, as a drained node's);
 - the checker over every acknowledged message and every client's view (stored history
   and live pushes, loadtest.hostfaults.check): none lost, none stored or pushed twice, each
   sender's stored in the order sent, nothing unexpected, every client has every message
@@ -66,12 +67,6 @@ STACK = "chat"  # as the docs name it: the swarm is this test's own
 VERSION = f"swarm-nodes-{os.getpid()}"
 PLACEHOLDER_REGISTRY = "registry.example.org:5000"
 SERVICES = {"db": 1, "bus": 1, "bus-b": 1, "auth": 2, "social": 2, "media": 2, "tcp_edge": 2}
-# Clients of a drained node resume within the 10 s (RESUME_TARGET_S): the edge
-# closes their connections as it stops. Those of a lost node first notice the silence
-# (pings: up to 3 s); then, until ZeroMQ's heartbeats give the links into the lost node up
-# (6 s without an answer to a ping sent every 2 s), a request may go into one and time out:
-# a login by token can fail twice (3 s each). Measured 8.9 to 9.6 s; the bound keeps room.
-LOST_NODE_RESUME_BOUND_S = 15.0
 RESULTS = ROOT / "var" / "results" / "swarm-nodes.json"
 LOG = ROOT / "var" / "swarm-nodes.log"
 # The load: few and slow, on a machine of two cores that runs all three nodes.
@@ -410,9 +405,12 @@ def test_three_node_swarm_spreads_and_survives_a_drain_and_a_killed_node(tmp_pat
     for fault in report["faults"]:
         assert fault["clients_on_it"] > 0, fault
         resume = fault["resume"]
-        bound = RESUME_TARGET_S if fault["kind"] == "drain" else LOST_NODE_RESUME_BOUND_S
-        assert resume["not_resumed"] == 0 and resume["max_s"] <= bound, (
-            f"{fault['kind']}: clients resumed in more than {bound:g} s: {resume}"
+        # A lost node's clients notice the silence (pings: up to 3 s); then, until
+        # ZeroMQ's heartbeats give the links into the lost node up (3 s without an
+        # answer, chatroom/bus_contract.py), a login by token may go into one and time
+        # out (3 s here) before it is sent again.
+        assert resume["not_resumed"] == 0 and resume["max_s"] <= RESUME_TARGET_S, (
+            f"{fault['kind']}: clients resumed in more than {RESUME_TARGET_S:g} s: {resume}"
         )
 
 
