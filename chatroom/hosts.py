@@ -336,6 +336,16 @@ class Cluster:
             self.hosts.append(Host(index, ns, ip, {}, self.workdir))
         return self
 
+    def client_addresses(self, count: int) -> list[str]:
+        """`count` addresses of the root namespace on the bridge (its own first, then
+        more added to its link, up to the eight below the hosts'): a client binding
+        to one has its ~28,000 ephemeral ports, so more clients than that need more
+        addresses (loadtest idle --hosts). They go with the link at `close`."""
+        addresses = [str(a) for a in list(self.subnet.hosts())[: min(count, 9)]]
+        for extra in addresses[1:]:
+            _run("ip", "addr", "add", f"{extra}/{self.subnet.prefixlen}", "dev", self.root_link)
+        return addresses
+
     # ------------------------------------------------------------------ processes
 
     def start(self, db_url: str, timeout_s: float = 120) -> Cluster:

@@ -10,6 +10,7 @@ import gc
 import multiprocessing as mp
 import resource
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -51,12 +52,19 @@ class Collector:
         # deliveries/s (docs/benchmarks.md, "Session 13").
         self.newest_seq: dict[int, int] = {}  # member -> room seq of its newest message
         self.typing_pushes = 0
+        # The first and the last delivery's time: a run's duration to the nanosecond
+        # (its 100-ms bins alone made a rate move in steps of ~1 % at 9 s).
+        self.first_ns = 0
+        self.last_ns = 0
 
     def record(self, who: int, seq: int, sent_ns: int, now_ns: int) -> None:
         if (who, seq) in self.seen:
             self.duplicates += 1
             return
         self.seen.add((who, seq))
+        if not self.count:
+            self.first_ns = now_ns
+        self.last_ns = now_ns
         self.count += 1
         self.latencies.append((now_ns - sent_ns) / 1e6)
         bucket = now_ns // 100_000_000
@@ -118,15 +126,26 @@ def raise_file_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20_000), hard))
 
 
+# The edges' addresses: one stack on this machine, or the hosts of a cluster
+# (chatroom/hosts.py), each edge on its own address and the same port.
+LOCAL = ("127.0.0.1",)
+
+
 async def connect_members(
-    system: str, port: int, names: list[str], collector: Collector, room: str
+    system: str,
+    port: int,
+    names: list[str],
+    collector: Collector,
+    room: str,
+    hosts: tuple[str, ...] = LOCAL,
 ) -> list[Any]:
-    """Members logged in (ChatRoom) or joined to CHANNEL (IRC), recording what they get."""
+    """Members logged in (ChatRoom) or joined to CHANNEL (IRC), recording what they get;
+    spread over `hosts` in turn."""
     clients: list[Any] = []
     for index, name in enumerate(names):
         if system == "chatroom":
             client = AsyncChat(collector.on_chat_event(index))
-            await client.connect("127.0.0.1", port)
+            await client.connect(hosts[index % len(hosts)], port)
             await client.register_login(name, PASSWORD)
             if room != "lobby":
                 await client.call("room.join", room=room)
@@ -139,7 +158,11 @@ async def connect_members(
 
 
 async def connect_sender(
-    system: str, port: int, name: str, on_message: Callable[..., None] | None = None
+    system: str,
+    port: int,
+    name: str,
+    on_message: Callable[..., None] | None = None,
+    host: str = LOCAL[0],
 ) -> Any:
     """A member that posts to the lobby; `on_message` is called for each message it
     hears from the others."""
@@ -150,7 +173,7 @@ async def connect_sender(
                 on_message()
 
         client = AsyncChat(on_event)
-        await client.connect("127.0.0.1", port)
+        await client.connect(host, port)
         await client.register_login(name, PASSWORD)
         return client
     client = AsyncIrc(name, on_message and (lambda _text, _now: on_message()))
@@ -213,10 +236,11 @@ def _receiver_main(
     room: str,
     deadline_s: float,
     plan: ChatterPlan | None,
+    hosts: tuple[str, ...],
 ) -> None:
     async def run() -> None:
         collector = Collector()
-        clients = await connect_members(system, port, names, collector, room)
+        clients = await connect_members(system, port, names, collector, room, hosts)
         chatter = Chatter(clients, collector, plan, seed=names[0]) if plan else None
         conn.send("ready")
         loop = asyncio.get_running_loop()
@@ -233,6 +257,7 @@ def _receiver_main(
                 "count": collector.count,
                 "latencies": collector.latencies,
                 "bins": collector.bins,
+                "span_ns": (collector.first_ns, collector.last_ns),
                 "duplicates": collector.duplicates,
                 "chatter": chatter.counts.as_dict() if chatter else {},
             }
@@ -257,15 +282,19 @@ class ReceiverPool:
         deadline_s: float = 120,
         prefix: str = "r",
         chatter: ChatterPlan | None = None,
+        hosts: tuple[str, ...] = LOCAL,
     ) -> None:
-        """`chatter`: the members also type and mark what they read (loadtest.chatter)."""
+        """`chatter`: the members also type and mark what they read (loadtest.chatter);
+        `hosts`: the edges' addresses, the members spread over them."""
         shares = [list(range(i, members, processes)) for i in range(processes)]
         arg_lists = []
         for ids in shares:
             if ids:
                 names = [f"{prefix}{n}" for n in ids]
                 expected = len(names) * messages
-                arg_lists.append((system, port, names, expected, room, deadline_s, chatter))
+                arg_lists.append((system, port, names, expected, room, deadline_s, chatter, hosts))
+        # Members per edge address (each process spreads its own over `hosts` in turn).
+        self.per_host = Counter(hosts[i % len(hosts)] for ids in shares for i in range(len(ids)))
         self.pipes, self.procs = spawn(_receiver_main, arg_lists)
 
     def wait_ready(self, timeout: float = 300) -> None:
@@ -280,6 +309,7 @@ class ReceiverPool:
             "count": 0,
             "latencies": [],
             "bins": {},
+            "spans_ns": [],
             "duplicates": 0,
             "chatter": {},
         }
@@ -288,6 +318,8 @@ class ReceiverPool:
             merged["latencies"].extend(part["latencies"])
             merged["duplicates"] += part["duplicates"]
             add_bins(merged["bins"], part["bins"])
+            if part["count"]:
+                merged["spans_ns"].append(part["span_ns"])
             for name, n in part["chatter"].items():
                 merged["chatter"][name] = merged["chatter"].get(name, 0) + n
         return merged

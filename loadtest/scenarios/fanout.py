@@ -209,7 +209,14 @@ def fanout_once(
     result.latencies_ms = merged["latencies"] + probe_collector.latencies
     bins = add_bins(dict(merged["bins"]), probe_collector.bins)
     result.timeline = timeline_of(bins)
-    result.duration_s = round(len(result.timeline) / 10, 2) or 0.1
+    spans = merged["spans_ns"] + (
+        [(probe_collector.first_ns, probe_collector.last_ns)] if probe_collector.count else []
+    )
+    if spans:  # first to last delivery, from the receivers' own clocks (one machine's)
+        first, last = min(s[0] for s in spans), max(s[1] for s in spans)
+        result.duration_s = round(max(last - first, 1) / 1e9, 4)
+    else:
+        result.duration_s = round(len(result.timeline) / 10, 2) or 0.1
     result.extra["duplicates"] = merged["duplicates"] + probe_collector.duplicates
     result.add_cpu(cpu, messages=result.sent)
     if chatter:

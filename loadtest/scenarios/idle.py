@@ -3,6 +3,13 @@
     python -m loadtest idle --connections 10000
     python -m loadtest idle --connections 50000 --set edge_workers=3
     python -m loadtest idle --connections 20000 --target compose   # a running stack
+    python -m loadtest idle --connections 100000 --hosts 3          # as root
+
+With --hosts N the stack is a cluster of N network-namespace hosts (chatroom/hosts.py),
+each with its own edge (on its own address: ports of its own), the users spread evenly
+over them, and each edge's memory is reported (issue #18: 100,000 logged-in connections
+held across three edge hosts). Each host's edge forks a worker per 15,000 of its
+connections, as one process may hold 20,000 files.
 
 With --target (loadtest/target.py) no stack is started: the users connect to that one,
 and the edge's memory is read from its container (its processes' RSS and its cgroup).
@@ -19,10 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import tempfile
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
+from chatroom.hosts import EDGE_PORT, Cluster, HostDatabase, available
 from loadtest import measure, plots, results, servers, target
 from loadtest.aclient import AsyncChat, ChatError, run_async
 from loadtest.generator import PASSWORD, raise_file_limit, spawn
@@ -44,6 +55,13 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
     p.add_argument("--connections", type=int, default=10_000)
     p.add_argument(
         "--hold", type=float, default=10, help="seconds the idle connections' CPU is measured"
+    )
+    p.add_argument(
+        "--hosts",
+        type=int,
+        default=0,
+        help="spread the users over a cluster of this many network-namespace hosts "
+        "(needs root); default: one stack on this machine",
     )
     target.add_arguments(p)
     p.set_defaults(run=run)
@@ -105,6 +123,8 @@ def _idle_worker(
 
 
 def run(args: argparse.Namespace) -> list[Result]:
+    if args.hosts:
+        return _on_hosts(args)
     if args.target:
         stack = target.resolve(args.target, args.edge_container)
         results.note(target=stack.describe(), database=stack.database())
@@ -134,6 +154,41 @@ def _per_connection(before: dict[str, Any], after: dict[str, Any], held: int) ->
     return {k: round((b - a) / max(held, 1), 2) for k, (a, b) in pairs.items()}
 
 
+@dataclass
+class Held:
+    """Users logged in by worker processes and held until `release`."""
+
+    pipes: list[Connection]
+    procs: list[Any]
+    connected: list[int]  # per worker
+    failures: dict[str, int]
+    retries: dict[str, int]
+    elapsed_s: float
+
+    def release(self) -> None:
+        for pipe in self.pipes:
+            pipe.send("stop")
+        for proc in self.procs:
+            proc.join(30)
+
+
+def _log_in(work: list[tuple[str, int, int, int, str | None]]) -> Held:
+    """One worker per (edge host, port, first user, users, source address); returns
+    once each has reported (its users in, or given up)."""
+    started = time.monotonic()
+    pipes, procs = spawn(_idle_worker, work)
+    held = Held(pipes, procs, [], {}, {}, 0.0)
+    for pipe in pipes:
+        ok = 0
+        if pipe.poll(900):
+            ok, reasons, retried = pipe.recv()
+            _add_counts(held.failures, reasons)
+            _add_counts(held.retries, retried)
+        held.connected.append(ok)
+    held.elapsed_s = time.monotonic() - started
+    return held
+
+
 def _measure(
     args: argparse.Namespace,
     stack: Target,
@@ -148,36 +203,23 @@ def _measure(
         for first in range(0, args.connections, PER_PROCESS)
     ]
     sources = stack.sources(len(shares))
-    started = time.monotonic()
-    pipes, procs = spawn(
-        _idle_worker,
+    held = _log_in(
         [
             (stack.host, stack.port, first, n, sources[index])
             for index, (first, n) in enumerate(shares)
-        ],
+        ]
     )
-    connected = 0
-    failures: dict[str, int] = {}
-    retries: dict[str, int] = {}
-    for pipe in pipes:
-        if pipe.poll(900):
-            ok, reasons, retried = pipe.recv()
-            connected += ok
-            _add_counts(failures, reasons)
-            _add_counts(retries, retried)
-    elapsed = time.monotonic() - started
+    connected, failures, retries = sum(held.connected), held.failures, held.retries
+    elapsed = held.elapsed_s
     time.sleep(SETTLE_S)  # let the edge's last allocations show in its RSS
     after_mem = _edge_memory(stack, edge_pid)
     idle_cpu = None
     if server_pids and connected:
-        meter = measure.CpuMeter(server_pids, measure.generator_pids(procs))
+        meter = measure.CpuMeter(server_pids, measure.generator_pids(held.procs))
         meter.start()
         time.sleep(args.hold)  # the measured window: nothing happens but being held
         idle_cpu = meter.stop()
-    for pipe in pipes:
-        pipe.send("stop")
-    for proc in procs:
-        proc.join(30)
+    held.release()
     per_conn = _per_connection(before_mem, after_mem, connected)
     before, after = before_mem["edge_rss_kib"], after_mem["edge_rss_kib"]
     result = Result(
@@ -223,4 +265,92 @@ def _measure(
             {"KiB per connection": list(per_conn.values())},
             fmt="%.2f",
         )
+    return [result]
+
+
+def _on_hosts(args: argparse.Namespace) -> list[Result]:
+    """--hosts N: a fresh cluster, the users spread over its edges; memory per host."""
+    if (why := available()) is not None:
+        raise SystemExit(f"idle --hosts: {why}")
+    raise_file_limit()  # the hosts' processes inherit it
+    per_host = -(-args.connections // args.hosts)
+    settings: dict[str, object] = {
+        "idle_timeout_s": servers.QUIET_CLIENTS_IDLE_TIMEOUT_S,
+        "edge_workers": -(-per_host // PER_PROCESS),
+        **{name.lower(): value for name, value in args.set},
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="idle-hosts-") as tmp,
+        Cluster(args.hosts, Path(tmp), **settings) as cluster,
+    ):
+        cluster.build_network()
+        db = HostDatabase(cluster)
+        try:
+            cluster.start(db.start())
+            return _measure_hosts(args, cluster, per_host, settings["edge_workers"])
+        except BaseException:
+            print(cluster.logs(), flush=True)
+            raise
+        finally:
+            db.remove()
+
+
+def _measure_hosts(
+    args: argparse.Namespace, cluster: Cluster, per_host: int, edge_workers: object
+) -> list[Result]:
+    edges = {host.name: host.procs["edge"].pid for host in cluster.hosts}
+    before = {name: measure.process_tree_rss_kib(pid) for name, pid in edges.items()}
+    work: list[tuple[str, int, int, int]] = []  # (host, port, first user, users)
+    host_of_worker: list[str] = []
+    for index, host in enumerate(cluster.hosts):
+        end = min((index + 1) * per_host, args.connections)
+        for first in range(index * per_host, end, PER_PROCESS):
+            work.append((host.ip, EDGE_PORT, first, min(PER_PROCESS, end - first)))
+            host_of_worker.append(host.name)
+    # Each worker binds to an address of its own on the bridge: ~28,000 ports each.
+    sources = cluster.client_addresses(len(work))
+    held = _log_in([(*w, sources[i % len(sources)]) for i, w in enumerate(work)])
+    time.sleep(SETTLE_S)  # let the edges' last allocations show in their RSS
+    after = {name: measure.process_tree_rss_kib(pid) for name, pid in edges.items()}
+    held.release()
+    per_host_report: dict[str, dict[str, Any]] = {}
+    for name in edges:
+        connected = sum(n for n, h in zip(held.connected, host_of_worker, strict=True) if h == name)
+        per_host_report[name] = {
+            "connections": connected,
+            "edge_rss_before_kib": before[name],
+            "edge_rss_after_kib": after[name],
+            "edge_kib_per_connection": round((after[name] - before[name]) / max(connected, 1), 2),
+        }
+    connected = sum(held.connected)
+    result = Result(
+        "idle",
+        "chatroom",
+        {"connections": args.connections, "hosts": args.hosts, "edge_workers": edge_workers},
+        sent=args.connections,
+        expected=args.connections,
+        delivered=connected,
+        errors=sum(held.failures.values()),
+        duration_s=round(held.elapsed_s, 2),
+        extra={
+            "failed_logins": held.failures,
+            "retried_attempts": held.retries,
+            "per_host": per_host_report,
+            "edge_kib_per_connection": round(
+                sum(after[n] - before[n] for n in edges) / max(connected, 1), 2
+            ),
+        },
+    )
+    print_table([result])
+    for name, figures in per_host_report.items():
+        print(
+            f"{name}: {figures['connections']} connections held; edge RSS "
+            f"{figures['edge_rss_before_kib']} -> {figures['edge_rss_after_kib']} KiB = "
+            f"{figures['edge_kib_per_connection']:.2f} KiB per connection"
+        )
+    print(
+        f"{connected} of {args.connections} logged-in idle connections over {args.hosts} "
+        f"hosts in {held.elapsed_s:.0f} s; failed attempts retried: {held.retries or 0}"
+    )
+    save(args.out, f"idle-hosts{args.hosts}", [result])
     return [result]
