@@ -43,6 +43,15 @@ CHEAP_ARGON2 = {
 }
 
 
+def cluster_settings(overrides: Iterable[tuple[str, str]] = ()) -> dict[str, object]:
+    """BENCH_DEFAULTS and then `--set`'s overrides, as a cluster of hosts takes settings
+    (chatroom/hosts.py: names without the CHAT_ prefix, over its TEST_DEFAULTS): the
+    benchmarks' request timeout and log level, not the tests' (a 3-s timeout turned
+    most of 100,000 registrations into retries)."""
+    bench = {name.removeprefix("CHAT_").lower(): value for name, value in BENCH_DEFAULTS.items()}
+    return {**bench, **{name.lower(): value for name, value in overrides}}
+
+
 def mariadb_url() -> str:
     url = (
         os.environ.get("CHAT_BENCH_MYSQL_URL")

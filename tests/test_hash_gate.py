@@ -61,6 +61,38 @@ def test_a_wait_that_outlasts_its_time_is_refused():
     asyncio.run(scenario())
 
 
+def test_a_long_queue_is_served_in_order_and_gives_up_cleanly():
+    """Thousands queued (a sign-in storm): served first come first served, each release
+    waking the next one only; one that gives up on its wait leaves the queue and takes
+    no slot with it."""
+
+    async def scenario() -> None:
+        gate = HashGate(slots=1, reserved=0, max_waiting=5000)
+        served: list[int] = []
+
+        async def sign_in(n: int) -> None:
+            async with gate.slot(False, wait_s=30):
+                served.append(n)
+                await asyncio.sleep(0)
+
+        first = asyncio.Event()
+        holder = asyncio.create_task(hold(gate, False, first, [], "holder"))
+        await asyncio.sleep(0)
+        queued = [asyncio.create_task(sign_in(n)) for n in range(3000)]
+        await asyncio.sleep(0)
+        assert gate.waiting_strangers == 3000
+        with pytest.raises(DeadlinePassed):  # one that cannot wait that long
+            async with gate.slot(False, wait_s=0.01):
+                pass
+        assert gate.waiting_strangers == 3000
+        first.set()
+        await asyncio.gather(holder, *queued)
+        assert served == list(range(3000))
+        assert gate.running == 0 and gate.waiting_strangers == 0
+
+    asyncio.run(scenario())
+
+
 def test_at_least_one_slot_is_for_everyone():
     with pytest.raises(ValueError):
         HashGate(slots=1, reserved=1, max_waiting=1)

@@ -62,7 +62,7 @@ def _stack(args: argparse.Namespace) -> Iterator[tuple[int, tuple[str, ...]]]:
         with servers.chatroom(args.db, args.set) as (stack, _url):
             yield stack.port, LOCAL
         return
-    settings = {name.lower(): value for name, value in args.set}
+    settings = servers.cluster_settings(args.set)
     with (
         tempfile.TemporaryDirectory(prefix="bigroom-") as tmp,
         Cluster(args.hosts, Path(tmp), **settings) as cluster,

@@ -274,10 +274,9 @@ def _on_hosts(args: argparse.Namespace) -> list[Result]:
         raise SystemExit(f"idle --hosts: {why}")
     raise_file_limit()  # the hosts' processes inherit it
     per_host = -(-args.connections // args.hosts)
-    settings: dict[str, object] = {
-        "idle_timeout_s": servers.QUIET_CLIENTS_IDLE_TIMEOUT_S,
+    settings = {
         "edge_workers": -(-per_host // PER_PROCESS),
-        **{name.lower(): value for name, value in args.set},
+        **servers.cluster_settings(args.set),
     }
     with (
         tempfile.TemporaryDirectory(prefix="idle-hosts-") as tmp,
