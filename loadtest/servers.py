@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from chatroom.config import RATED_ACTIONS
+from chatroom.hosts import Cluster, HostDatabase
 from chatroom.localstack import Stack, free_port, wait_for_port
 from loadtest import measure, results
 
@@ -50,6 +51,27 @@ def cluster_settings(overrides: Iterable[tuple[str, str]] = ()) -> dict[str, obj
     most of 100,000 registrations into retries)."""
     bench = {name.removeprefix("CHAT_").lower(): value for name, value in BENCH_DEFAULTS.items()}
     return {**bench, **{name.lower(): value for name, value in overrides}}
+
+
+@contextlib.contextmanager
+def cluster(hosts: int, settings: dict[str, object]) -> Iterator[Cluster]:
+    """A fresh cluster of `hosts` network-namespace hosts on their own MariaDB, running
+    (chatroom/hosts.py; needs root); its processes' logs printed if the block fails;
+    everything removed however it ends."""
+    with (
+        tempfile.TemporaryDirectory(prefix="chatroom-hosts-") as tmp,
+        Cluster(hosts, Path(tmp), **settings) as built,
+    ):
+        built.build_network()
+        db = HostDatabase(built)
+        try:
+            built.start(db.start())
+            yield built
+        except BaseException:
+            print(built.logs(), flush=True)
+            raise
+        finally:
+            db.remove()
 
 
 def mariadb_url() -> str:

@@ -17,12 +17,10 @@ import argparse
 import asyncio
 import contextlib
 import statistics
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from chatroom.hosts import EDGE_PORT, Cluster, HostDatabase, available
+from chatroom.hosts import EDGE_PORT, available
 from loadtest import servers
 from loadtest.aclient import run_async
 from loadtest.generator import LOCAL, ReceiverPool, connect_sender, stamp
@@ -62,21 +60,8 @@ def _stack(args: argparse.Namespace) -> Iterator[tuple[int, tuple[str, ...]]]:
         with servers.chatroom(args.db, args.set) as (stack, _url):
             yield stack.port, LOCAL
         return
-    settings = servers.cluster_settings(args.set)
-    with (
-        tempfile.TemporaryDirectory(prefix="bigroom-") as tmp,
-        Cluster(args.hosts, Path(tmp), **settings) as cluster,
-    ):
-        cluster.build_network()
-        db = HostDatabase(cluster)
-        try:
-            cluster.start(db.start())
-            yield EDGE_PORT, tuple(host.ip for host in cluster.hosts)
-        except BaseException:
-            print(cluster.logs(), flush=True)
-            raise
-        finally:
-            db.remove()
+    with servers.cluster(args.hosts, servers.cluster_settings(args.set)) as cluster:
+        yield EDGE_PORT, tuple(host.ip for host in cluster.hosts)
 
 
 def run(args: argparse.Namespace) -> list[Result]:

@@ -26,14 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-from chatroom.hosts import EDGE_PORT, Cluster, HostDatabase, available
+from chatroom.hosts import EDGE_PORT, Cluster, available
 from loadtest import measure, plots, results, servers, target
 from loadtest.aclient import AsyncChat, ChatError, run_async
 from loadtest.generator import PASSWORD, raise_file_limit, spawn
@@ -278,20 +276,8 @@ def _on_hosts(args: argparse.Namespace) -> list[Result]:
         "edge_workers": -(-per_host // PER_PROCESS),
         **servers.cluster_settings(args.set),
     }
-    with (
-        tempfile.TemporaryDirectory(prefix="idle-hosts-") as tmp,
-        Cluster(args.hosts, Path(tmp), **settings) as cluster,
-    ):
-        cluster.build_network()
-        db = HostDatabase(cluster)
-        try:
-            cluster.start(db.start())
-            return _measure_hosts(args, cluster, per_host, settings["edge_workers"])
-        except BaseException:
-            print(cluster.logs(), flush=True)
-            raise
-        finally:
-            db.remove()
+    with servers.cluster(args.hosts, settings) as cluster:
+        return _measure_hosts(args, cluster, per_host, settings["edge_workers"])
 
 
 def _measure_hosts(
