@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from chatroom.config import RATED_ACTIONS
-from chatroom.hosts import Cluster, HostDatabase
+from chatroom.hosts import Cluster, HostDatabase, available
 from chatroom.localstack import Stack, free_port, wait_for_port
 from loadtest import measure, results
 
@@ -57,7 +57,9 @@ def cluster_settings(overrides: Iterable[tuple[str, str]] = ()) -> dict[str, obj
 def cluster(hosts: int, settings: dict[str, object]) -> Iterator[Cluster]:
     """A fresh cluster of `hosts` network-namespace hosts on their own MariaDB, running
     (chatroom/hosts.py; needs root); its processes' logs printed if the block fails;
-    everything removed however it ends."""
+    everything removed however it ends. Exits saying why where hosts cannot be built."""
+    if (why := available()) is not None:
+        raise SystemExit(f"--hosts: {why}")
     with (
         tempfile.TemporaryDirectory(prefix="chatroom-hosts-") as tmp,
         Cluster(hosts, Path(tmp), **settings) as built,

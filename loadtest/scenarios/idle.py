@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from chatroom.hosts import EDGE_PORT, Cluster, available
+from chatroom.hosts import EDGE_PORT, Cluster
 from loadtest import measure, plots, results, servers, target
 from loadtest.aclient import AsyncChat, ChatError, run_async
 from loadtest.generator import PASSWORD, raise_file_limit, spawn
@@ -268,8 +268,6 @@ def _measure(
 
 def _on_hosts(args: argparse.Namespace) -> list[Result]:
     """--hosts N: a fresh cluster, the users spread over its edges; memory per host."""
-    if (why := available()) is not None:
-        raise SystemExit(f"idle --hosts: {why}")
     raise_file_limit()  # the hosts' processes inherit it
     per_host = -(-args.connections // args.hosts)
     settings = {
