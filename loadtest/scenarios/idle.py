@@ -39,7 +39,8 @@ from loadtest.results import Result, print_table, save
 from loadtest.target import Target
 
 ATTEMPTS = 4  # failed attempts per user; "rate_limited, retry after" is not one
-USER_DEADLINE_S = 180  # a user still not in by then counts as failed
+USER_DEADLINE_S = 180  # from its first attempt: a user still not in by then has failed
+IN_FLIGHT = 600  # sign-ins under way at once, over all worker processes
 PER_PROCESS = 15_000  # below the 20,000 open files one process may hold
 SETTLE_S = 2  # after the last login, before the edge's memory is read
 
@@ -53,6 +54,13 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
     p.add_argument("--connections", type=int, default=10_000)
     p.add_argument(
         "--hold", type=float, default=10, help="seconds the idle connections' CPU is measured"
+    )
+    p.add_argument(
+        "--in-flight",
+        type=int,
+        default=IN_FLIGHT,
+        help="sign-ins under way at once, in total (shared out over the worker processes): "
+        "more than auth can check within the request timeout only turns into retries",
     )
     p.add_argument(
         "--hosts",
@@ -71,20 +79,28 @@ def _add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
 
 
 def _idle_worker(
-    conn: Connection, host: str, port: int, first: int, count: int, source: str | None
+    conn: Connection,
+    host: str,
+    port: int,
+    first: int,
+    count: int,
+    source: str | None,
+    in_flight: int,
 ) -> None:
-    """Users idle<first>..: each registers, logs in on its own connection and stays."""
+    """Users idle<first>..: each registers, logs in on its own connection and stays;
+    at most `in_flight` of them signing in at once."""
 
     async def run() -> None:
         clients = []
-        sem = asyncio.Semaphore(200)
+        sem = asyncio.Semaphore(in_flight)
         retried: dict[str, int] = {}
 
         async def one(n: int) -> None:
             attempt = 0
-            deadline = time.monotonic() + USER_DEADLINE_S
+            deadline = None  # counted from the first attempt, not from the queue
             while True:
                 async with sem:
+                    deadline = deadline or time.monotonic() + USER_DEADLINE_S
                     c = AsyncChat()
                     try:
                         await c.connect(host, port, source=source)
@@ -170,15 +186,19 @@ class Held:
             proc.join(30)
 
 
-def _log_in(work: list[tuple[str, int, int, int, str | None]]) -> Held:
-    """One worker per (edge host, port, first user, users, source address); returns
-    once each has reported (its users in, or given up)."""
+def _log_in(work: list[tuple[str, int, int, int, str | None]], in_flight: int) -> Held:
+    """One worker per (edge host, port, first user, users, source address), the
+    sign-ins in flight shared out among them; returns once each has reported (its
+    users in, or given up)."""
     started = time.monotonic()
-    pipes, procs = spawn(_idle_worker, work)
+    per_worker = max(1, in_flight // len(work))
+    pipes, procs = spawn(_idle_worker, [(*w, per_worker) for w in work])
     held = Held(pipes, procs, [], {}, {}, 0.0)
+    # Generous: 20 sign-ins a second at the least, and a user's own deadline after.
+    deadline = time.monotonic() + sum(w[3] for w in work) / 20 + USER_DEADLINE_S
     for pipe in pipes:
         ok = 0
-        if pipe.poll(900):
+        if pipe.poll(max(0.0, deadline - time.monotonic())):
             ok, reasons, retried = pipe.recv()
             _add_counts(held.failures, reasons)
             _add_counts(held.retries, retried)
@@ -205,7 +225,8 @@ def _measure(
         [
             (stack.host, stack.port, first, n, sources[index])
             for index, (first, n) in enumerate(shares)
-        ]
+        ],
+        args.in_flight,
     )
     connected, failures, retries = sum(held.connected), held.failures, held.retries
     elapsed = held.elapsed_s
@@ -292,7 +313,7 @@ def _measure_hosts(
             host_of_worker.append(host.name)
     # Each worker binds to an address of its own on the bridge: ~28,000 ports each.
     sources = cluster.client_addresses(len(work))
-    held = _log_in([(*w, sources[i % len(sources)]) for i, w in enumerate(work)])
+    held = _log_in([(*w, sources[i % len(sources)]) for i, w in enumerate(work)], args.in_flight)
     time.sleep(SETTLE_S)  # let the edges' last allocations show in their RSS
     after = {name: measure.process_tree_rss_kib(pid) for name, pid in edges.items()}
     held.release()
@@ -309,7 +330,12 @@ def _measure_hosts(
     result = Result(
         "idle",
         "chatroom",
-        {"connections": args.connections, "hosts": args.hosts, "edge_workers": edge_workers},
+        {
+            "connections": args.connections,
+            "hosts": args.hosts,
+            "edge_workers": edge_workers,
+            "in_flight": args.in_flight,
+        },
         sent=args.connections,
         expected=args.connections,
         delivered=connected,
