@@ -48,6 +48,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from chatroom import buskeys
 from chatroom.framing import FrameDecoder, encode_frame, parse_payload
@@ -166,6 +167,17 @@ def _free_subnet() -> ipaddress.IPv4Network:
     raise RuntimeError("no free /24 in 10.0.0.0/8")
 
 
+class HostSide(Protocol):
+    """Processes of a host besides ChatRoom's that its services need: its database node
+    and the proxy to the writer (chatroom/host_galera.py). Killed with the host."""
+
+    def start_missing(self) -> None:
+        """Start what is not running (after the host was killed: the node rejoins)."""
+
+    def restart(self) -> None:
+        """Stop each gracefully and start it again, one at a time (a rolling restart)."""
+
+
 @dataclass
 class Host:
     """One namespace and the ChatRoom processes in it."""
@@ -176,6 +188,7 @@ class Host:
     env: dict[str, str]
     logdir: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    side: HostSide | None = None
 
     @property
     def name(self) -> str:
@@ -200,6 +213,8 @@ class Host:
         log.close()
 
     def start_all(self) -> None:
+        if self.side is not None:
+            self.side.start_missing()
         for component in COMPONENTS:
             if component not in self.procs or self.procs[component].poll() is not None:
                 self.start(component)
@@ -394,6 +409,8 @@ class Cluster:
         for component in ("edge", "media", "social", "auth", "bus"):
             host.stop(component)
             host.start(component)
+        if host.side is not None:
+            host.side.restart()
         host.wait_ready(timeout_s)
         return time.monotonic() - started
 

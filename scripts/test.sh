@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh server,dev
 # The client tests render Qt offscreen: CJK and emoji fonts, and Qt's system libraries.
-# The replicated-database test (tests/test_galera.py) runs Galera nodes behind HAProxy.
+# The replicated-database tests (test_galera, test_host_faults) run Galera nodes behind
+# HAProxy, the host suite with their health agents served by socat.
 need=()
 for pkg in fonts-wqy-microhei fonts-noto-color-emoji libegl1 libgl1 libxkbcommon0 \
-           libfontconfig1 libdbus-1-3 libglib2.0-0 galera-4 haproxy rsync; do
+           libfontconfig1 libdbus-1-3 libglib2.0-0 galera-4 haproxy rsync socat; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -3,15 +3,24 @@
     python -m loadtest hostfaults --seed 7 --minutes 10 --out docs/results
 
 Builds --hosts network-namespace hosts (chatroom/hosts.py: each a bus, auth, social,
-media and an edge on an address of its own; one MariaDB outside them, on the bridge),
-puts --members clients over their edges (loadtest/hostfaults.py) with --senders of them
-sending --rate messages a second each, and runs a schedule of faults drawn from --seed:
+media and an edge on an address of its own, and with `--database galera`, the default, a
+MariaDB Galera node with a writer proxy: chatroom/host_galera.py; `--database single`:
+one MariaDB outside the hosts, on the bridge), puts --members clients over their edges
+(loadtest/hostfaults.py) with --senders of them sending --rate messages a second each,
+and runs a schedule of faults drawn from --seed:
 
 - kill: SIGKILL to every process of one host, down for a few seconds, started again;
 - partition: one host's link drops everything, both ways, for --partition-s, then heals;
 - slow: every host's link delayed and lossy (tc netem; without netem in the kernel, loss
   by iptables and a bandwidth cap) for a while;
-- rolling: every component of every host restarted gracefully, one host at a time.
+- rolling: every component of every host restarted gracefully, one host at a time
+  (its database node too);
+- dbkill (Galera): SIGKILL to the database writer's node alone, down for a few seconds,
+  started again (it rejoins by a state transfer).
+
+With Galera a cut-off host's side is also probed (loadtest/minority.py): a client inside
+that host keeps sending to its edge while the host's node is a minority; nothing it sends
+may be acknowledged.
 
 With --minutes 0 the schedule is each fault once, in an order drawn from the seed (what
 the CI test runs); otherwise rounds of every fault, each round in an order drawn from
@@ -32,13 +41,17 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from chatroom import galera
 from chatroom.files import private_folder
-from chatroom.hosts import EDGE_PORT, Cluster, HostDatabase, available
+from chatroom.host_galera import HostGalera
+from chatroom.hosts import EDGE_PORT, Cluster, Host, HostDatabase, available
 from loadtest.aclient import run_async
 from loadtest.hostfaults import LOGIN_TIMEOUT_S, Member, Sender, check, stored_history
 from loadtest.results import DEFAULT_OUT, _commit
@@ -46,7 +59,11 @@ from loadtest.results import DEFAULT_OUT, _commit
 RESUME_TARGET_S = 10.0
 PRESENCE_TARGET_S = 30.0
 PRESENCE_WAIT_S = 45.0  # how long to watch for convergence (past the target: to measure)
-KINDS = ("kill", "partition", "slow", "rolling")
+KINDS = ("kill", "partition", "slow", "rolling", "dbkill")
+GALERA_ONLY = ("dbkill",)
+DATABASES = ("galera", "single")
+NODE_SYNCED_S = 120  # a restarted node's state transfer
+PROBE_S = 8.0  # how long the minority probe keeps sending
 
 
 def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
@@ -61,9 +78,17 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
     p.add_argument("--rate", type=float, default=4.0, help="messages a second per sender")
     p.add_argument("--partition-s", type=float, default=30.0)
     p.add_argument(
+        "--database",
+        choices=DATABASES,
+        default="galera",
+        help="galera: a Galera node and a writer proxy on each host; single: one MariaDB "
+        "outside the hosts",
+    )
+    p.add_argument(
         "--faults",
-        default=",".join(KINDS),
-        help="the kinds of fault to draw from (comma-separated; default all)",
+        default="",
+        help=f"the kinds of fault to draw from, comma-separated, of {', '.join(KINDS)} "
+        f"({', '.join(GALERA_ONLY)}: with Galera only; default: every kind the database has)",
     )
     p.add_argument(
         "--logs",
@@ -82,8 +107,10 @@ def schedule(
 
     def fault(kind: str) -> dict[str, Any]:
         step: dict[str, Any] = {"kind": kind, "gap_s": round(rng.uniform(3, 6), 1)}
-        if kind == "kill":
-            step.update(host=rng.randrange(hosts), down_s=round(rng.uniform(3, 8), 1))
+        if kind in ("kill", "dbkill"):
+            step.update(down_s=round(rng.uniform(3, 8), 1))
+            if kind == "kill":
+                step.update(host=rng.randrange(hosts))
         elif kind == "partition":
             step.update(host=rng.randrange(hosts), for_s=partition_s)
         elif kind == "slow":
@@ -99,7 +126,13 @@ def schedule(
     if minutes <= 0:
         return [fault(kind) for kind in rng.sample(kinds, len(kinds))]
     # Rough cost of each fault, recovery and checks included, to fill the minutes.
-    cost = {"kill": 30, "partition": partition_s + 30, "slow": 40, "rolling": 15 * hosts + 15}
+    cost = {
+        "kill": 30,
+        "partition": partition_s + 30,
+        "slow": 40,
+        "rolling": 15 * hosts + 15,
+        "dbkill": 30,
+    }
     # Rounds of every kind in a drawn order, so that a long run covers each evenly.
     steps: list[dict[str, Any]] = []
     spent = 0.0
@@ -113,9 +146,12 @@ def schedule(
 
 
 class Run:
-    def __init__(self, cluster: Cluster, args: argparse.Namespace) -> None:
+    def __init__(
+        self, cluster: Cluster, args: argparse.Namespace, db: HostGalera | None = None
+    ) -> None:
         self.cluster = cluster
         self.args = args
+        self.db = db  # the replicated database, when there is one
         ips = [h.ip for h in cluster.hosts]
         self.members = [Member(i, f"hf{i}", ips, EDGE_PORT) for i in range(args.members)]
         self.senders = [
@@ -123,6 +159,7 @@ class Run:
             for m in self.members[: args.senders]
         ]
         self.started = time.monotonic()
+        self.probes: list[str] = []  # the minority probes' users
         self.log: list[str] = []
         self.stale_views: list[dict[str, list[str]]] = []
 
@@ -222,6 +259,103 @@ class Run:
             "paths": paths,
         }
 
+    # ------------------------------------------------------------ the replicated database
+
+    def writers(self) -> dict[str, int]:
+        """Per node, the services' connections on it: one writer holds them all."""
+        assert self.db is not None
+        out = {}
+        for node in self.db.nodes:
+            try:
+                out[node.name] = node.clients() if node.running() else 0
+            except (RuntimeError, OSError, subprocess.SubprocessError):
+                out[node.name] = -1  # not answering
+        return out
+
+    async def kill_writer(self, step: dict[str, Any], result: dict[str, Any]) -> float:
+        """kill -9 the writer's node alone; started again after down_s, until it is
+        Synced. The sends of the moment wait for the proxies to pick the next writer
+        (their retries with the same client_id store each once). Returns when it was
+        back."""
+        assert self.db is not None
+        db = self.db
+        deadline = time.monotonic() + 30  # the previous fault's node may still be joining
+        while (node := await asyncio.to_thread(db.writer)) is None:
+            if time.monotonic() > deadline:
+                states = db.states()
+                raise RuntimeError(f"no node holds the services' connections: {states}")
+            await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        self.say(f"kill -9 the database writer, node {node.name}")
+        await asyncio.to_thread(node.kill)
+        await asyncio.sleep(step["down_s"])
+        new = await asyncio.to_thread(self.db.writer)
+        await asyncio.to_thread(node.start, False, NODE_SYNCED_S)
+        synced = time.monotonic()
+        # The longest any send took that was under way at the kill or started while the
+        # node was down: what the failover cost a client.
+        caught = [
+            item.acked_at - item.first_at
+            for sender in self.senders
+            for item in sender.sent
+            if item.acked_at is not None and item.acked_at > t0 and item.first_at < synced
+        ]
+        result.update(
+            node=node.name,
+            new_writer=new.name if new is not None else None,
+            rejoined_s=round(synced - t0, 2),
+            longest_send_s=round(max(caught), 2) if caught else None,
+        )
+        self.say(
+            f"node {node.name} back and synced {synced - t0:.1f} s after the kill; writes went"
+            f" to {result['new_writer']}; longest send meanwhile {result['longest_send_s']} s"
+        )
+        return synced
+
+    async def start_probe(self, host: Host) -> asyncio.subprocess.Process:
+        """The minority probe, logged in on `host`'s edge from inside the host."""
+        name = f"probe{host.index}x{len(self.probes)}"
+        self.probes.append(name)
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", host.ns, sys.executable, "-m", "loadtest.minority",
+            host.ip, str(EDGE_PORT), name, str(PROBE_S),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env=host.env,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"minority probe on {host.name} did not start: {line!r}")
+        return proc
+
+    async def probe_minority(
+        self, host: Host, probe: asyncio.subprocess.Process, t0: float
+    ) -> dict[str, Any]:
+        """Once `host`'s node knows it is cut off (no longer in the primary component),
+        the probe sends for PROBE_S; what it got back."""
+        assert self.db is not None and probe.stdin is not None and probe.stdout is not None
+        node = self.db.nodes[host.index]
+
+        def cut_off() -> bool:
+            try:
+                return node.status("wsrep_cluster_status") != "Primary"
+            except (RuntimeError, OSError, subprocess.SubprocessError):
+                return False
+
+        knew = await asyncio.to_thread(galera.wait_for, cut_off, 30, f"{node.name} a minority")
+        probe.stdin.write(b"go\n")
+        await probe.stdin.drain()
+        line = await asyncio.wait_for(probe.stdout.readline(), PROBE_S + 30)
+        await asyncio.wait_for(probe.wait(), 10)
+        outcome = json.loads(line)
+        outcome["node_knew_s"] = round(knew, 2)  # since the cut
+        self.say(
+            f"{host.name} cut off: its node left the primary component after {knew:.1f} s;"
+            f" the probe there tried {outcome['tried']}, acknowledged"
+            f" {len(outcome['acknowledged'])}, errors {outcome['errors']}"
+        )
+        return outcome
+
     def history_host(self) -> str:
         """Where the stored histories are read at the end: an edge that is up then."""
         return self.cluster.hosts[0].ip
@@ -249,16 +383,22 @@ class Run:
             pending.append((result, affected, t0))
         elif kind == "partition":
             host = cluster.hosts[step["host"]]
+            probe = await self.start_probe(host) if self.db is not None else None
             affected, t0 = self.on_host(host.index), time.monotonic()
             self.say(f"partition {host.name} for {step['for_s']} s ({len(affected)} clients)")
             await asyncio.to_thread(cluster.partition, host)
             try:
-                await asyncio.sleep(step["for_s"])
+                if probe is not None:
+                    result["minority"] = await self.probe_minority(host, probe, t0)
+                await asyncio.sleep(max(0.0, t0 + step["for_s"] - time.monotonic()))
                 pending.append((result, affected, t0))  # each resumed elsewhere by now
             finally:
                 await asyncio.to_thread(cluster.heal, host)
             recovered = time.monotonic()
             self.say(f"{host.name} healed")
+        elif kind == "dbkill":
+            assert self.db is not None, "dbkill needs --database galera"
+            recovered = await self.kill_writer(step, result)
         elif kind == "slow":
             how = await asyncio.to_thread(
                 cluster.slow, step["delay_ms"], step["loss_pct"], step.get("rate_kbit", 2000)
@@ -291,6 +431,8 @@ class Run:
         for target, affected, t0 in pending:
             target["resume"] = self.resumes(affected, t0)
         self.say(f"presence converged: {result['presence_converged_s']} s after recovery")
+        if self.db is not None:
+            result["writers"] = await asyncio.to_thread(self.writers)
         result["client_moves"] = sum(len(m.moves) for m in self.members) - moves_before
         # Clients that moved go home: presence must hold through that too (each one's
         # old session closes as its new one opens).
@@ -371,26 +513,39 @@ def targets(report: dict[str, Any]) -> dict[str, bool]:
         "nothing_unexpected": verdict["unexpected"] == 0,
         "resume_within_10s": all(r["over_target"] == 0 for r in resumes),
         "presence_within_30s": all(p is not None and p <= PRESENCE_TARGET_S for p in presence),
+        # A cut-off host with a replicated database: its probe tried, nothing acknowledged.
+        "minority_refused_writes": all(
+            m["tried"] > 0 and not m["acknowledged"]
+            for m in (f["minority"] for f in report["faults"] if "minority" in f)
+        ),
     }
 
 
 def run_schedule(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Build the cluster, run the schedule, check; always tear everything down."""
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
-    kinds = tuple(k for k in args.faults.split(",") if k)
+    replicated = args.database == "galera"
+    if replicated and (why := galera.available(agent=True)) is not None:
+        raise SystemExit(f"hostfaults --database galera: {why}")
+    kinds = tuple(k for k in args.faults.split(",") if k) or tuple(
+        k for k in KINDS if replicated or k not in GALERA_ONLY
+    )
     if not set(kinds) <= set(KINDS):
         raise SystemExit(f"--faults: each of {', '.join(KINDS)}")
+    if not replicated and set(kinds) & set(GALERA_ONLY):
+        raise SystemExit(f"--faults {', '.join(GALERA_ONLY)}: only with --database galera")
     steps = schedule(seed, args.hosts, args.minutes, args.partition_s, kinds)
     print(f"hostfaults seed {seed}: " + ", ".join(s["kind"] for s in steps), flush=True)
     started = time.monotonic()
     with Cluster(args.hosts, workdir) as cluster:
         cluster.build_network()
-        db = HostDatabase(cluster)
+        db = HostGalera(cluster) if replicated else HostDatabase(cluster)
         try:
             cluster.start(db.start())
-            run = Run(cluster, args)
+            run = Run(cluster, args, db if isinstance(db, HostGalera) else None)
             report = run_async(run.main(steps))
         except BaseException:
+            db.remove()  # first: its logs join the hosts'
             print(cluster.logs(), flush=True)
             raise
         finally:
@@ -401,7 +556,8 @@ def run_schedule(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         replay=(
             f"python -m loadtest hostfaults --seed {seed} --minutes {args.minutes:g} "
             f"--hosts {args.hosts} --members {args.members} --senders {args.senders} "
-            f"--rate {args.rate:g} --partition-s {args.partition_s:g} --faults {args.faults}"
+            f"--rate {args.rate:g} --partition-s {args.partition_s:g} --database {args.database}"
+            f" --faults {','.join(kinds)}"
         ),
         commit=_commit(),
         when=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -411,7 +567,11 @@ def run_schedule(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "members": args.members,
             "senders": args.senders,
             "rate_per_sender": args.rate,
-            "database": "one MariaDB in the root namespace, on the bridge",
+            "database": (
+                "a Galera node and a writer proxy (HAProxy) on each host"
+                if replicated
+                else "one MariaDB in the root namespace, on the bridge"
+            ),
         },
         duration_s=round(time.monotonic() - started, 1),
         schedule=steps,
