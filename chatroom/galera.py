@@ -15,12 +15,14 @@ copies elsewhere), not against every node losing power at once: the tests kill n
 not the machine.
 
 The proxy sends every connection to ONE node, the writer: the first that passes its
-checks, and it stays the writer until it fails (a one-entry stick table), so there is
-never a second writer to conflict with. With `agent_port` each node's agent (the compose
-image's db/galera/galera-agent.sh, served by socat) also says whether the node is Synced
-in a primary component: a node cut off in a minority still answers a MySQL handshake,
-but every write to it would fail. Several proxies (one per host) share their stick table
-through HAProxy's peers, so that they agree on the writer, also after a host was cut off.
+checks, and it stays the writer until it fails (a one-entry stick table), so one proxy
+never makes a second writer to conflict with. With `agent_port` each node's agent (the
+compose image's db/galera/galera-agent.sh, served by socat) also says whether the node
+is Synced in a primary component: a node cut off in a minority still answers a MySQL
+handshake, but every write to it would fail. Several proxies (one per host) share their
+stick table through HAProxy's peers, so that they mostly agree on the writer; when they
+do not for a while, Galera's certification keeps it safe (a conflicting commit fails as
+a deadlock and the services run it again): docs/past-one-host.md says when it happens.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class Node:
         self.ports = ports
         self.netns = netns
         self.peers: list[Node] = [self]
+        # Whom to ask for a state transfer, first choice first (connect_nodes).
+        self.donors: list[str] = []
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -162,6 +166,8 @@ class Node:
             "--wsrep-sst-method=rsync",
             f"--wsrep-sst-receive-address={self.address}:{self.ports.sst}",
         ]
+        if self.donors:  # the trailing comma: any other node when none of these can
+            args.append(f"--wsrep-sst-donor={','.join(self.donors)},")
         log = open(self.dir / "stdout.log", "ab")  # noqa: SIM115 - the process keeps it
         self.proc = subprocess.Popen(self.in_netns(args), stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -217,9 +223,14 @@ class Node:
 
 
 def connect_nodes(nodes: list[Node]) -> None:
-    """Each node joins the others (their Galera addresses are its cluster address)."""
+    """Each node joins the others (their Galera addresses are its cluster address), and
+    asks them for a state transfer in the reverse of the proxy's order: its last choice
+    of writer first. A donor is out of the proxy while it serves (its agent says "down"),
+    so a rejoining node that picked the writer would move the writes a second time
+    (db/galera/galera-start.sh does the same in compose)."""
     for node in nodes:
         node.peers = nodes
+        node.donors = [n.name for n in reversed(nodes) if n is not node]
 
 
 def found(nodes: list[Node], users: list[str], wait_s: float = 60) -> None:
@@ -230,11 +241,20 @@ def found(nodes: list[Node], users: list[str], wait_s: float = 60) -> None:
     first.sql(";".join(users))
     for node in others:
         node.start()
-    wait_for(
-        lambda: first.status("wsrep_cluster_size") == str(len(nodes)),
-        wait_s,
-        f"{len(nodes)} nodes in the cluster",
-    )
+    wait_for(lambda: whole(nodes), wait_s, f"{len(nodes)} nodes in the cluster")
+
+
+def whole(nodes: list[Node]) -> bool:
+    """Every node running, Synced, in one primary component of all of them."""
+    try:
+        return all(
+            node.running()
+            and node.status("wsrep_local_state_comment") == "Synced"
+            and node.status("wsrep_cluster_size") == str(len(nodes))
+            for node in nodes
+        )
+    except (RuntimeError, subprocess.SubprocessError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -283,9 +303,11 @@ def proxy_config(
   # One writer: every connection goes to the server the table holds, until it fails.
   stick-table type integer size 1 nopurge{sharing}
   stick on int(1)
-  # Checked every 0.5 s, down after 2 misses; its sessions closed at once, so the
-  # services reconnect (to the next writer) instead of waiting on a dead socket.
-  default-server inter 500 fall 2 rise 3 on-marked-down shutdown-sessions{agent}
+  # Checked every 0.5 s, each given 1 s, down after 3 misses (a check lost on a lossy
+  # link is not a failover); its sessions closed at once, so the services reconnect
+  # (to the next writer) instead of waiting on a dead socket.
+  timeout check 1s
+  default-server inter 500 fall 3 rise 3 on-marked-down shutdown-sessions{agent}
 {servers}
 """
 
@@ -323,13 +345,15 @@ def start_agent(node: Node, port: int) -> subprocess.Popen:
 
 
 def writer(nodes: list[Node]) -> Node | None:
-    """The node the services write to now: the one holding most of their connections."""
+    """The node the services write to now: the one holding most of their connections
+    (None while no node holds any)."""
     counts = {}
     for node in nodes:
         if not node.running():
             continue
         try:
-            counts[node] = node.clients()
+            if (count := node.clients()) > 0:
+                counts[node] = count
         except (RuntimeError, subprocess.TimeoutExpired):
             continue
     return max(counts, key=lambda n: counts[n]) if counts else None

@@ -16,18 +16,22 @@ Each host's services connect to their own proxy (127.0.0.1:3306 in the host's
 namespace: the same URL everywhere). The proxies send every connection to one node, the
 first that passes its checks in the order h0, h1, h2, and keep it until it fails; they
 share that choice (HAProxy peers), so a proxy that was cut off or restarted learns the
-writer the others moved to instead of starting a second one. A node's agent says "down"
+writer the others moved to instead of starting a second one (mostly: each proxy still
+decides on its own checks; docs/past-one-host.md says when two nodes take writes for a
+while and why that is safe). A node's agent says "down"
 while it is not Synced in a primary component: a host cut off from the others keeps its
 node running, but that node is a minority of one and refuses writes, and its proxy has
 no writer to offer, so nothing on that host is acknowledged (the fault suite checks it).
 
 Killing the host kills its node, agent and proxy with everything else (`Host.kill_all`);
 starting it again starts them first (`Host.start_all` calls `start_missing`): the node
-rejoins by a state transfer from a synced peer. A rolling restart restarts them too.
+rejoins by a state transfer from a synced peer (asking the proxies' last choice of
+writer first). A rolling restart restarts the proxy and the node.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -77,25 +81,37 @@ class GaleraSide:
             self._start_proxy()
 
     def restart(self) -> None:
-        """The proxy, then the node (a clean leave; it rejoins by IST), each in turn."""
+        """The proxy (its sessions closed: the services reconnect), then the node (a
+        clean leave; it rejoins by an incremental transfer), each in turn."""
         _stop(self.proxy)
         self._start_proxy()
         self.node.stop()
         self.node.start(wait_s=120)
 
+    def wait_stopped(self, timeout_s: float = 30) -> None:
+        """After the host's processes were killed: until the node, agent and proxy
+        are reaped (so that start_missing sees them gone)."""
+        for proc in (self.node.proc, self.agent, self.proxy):
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout_s)
+
     def proxy_answers(self) -> bool:
         """A query through this host's proxy reaches a node (the writer)."""
-        out = self.host.netns(
-            "mariadb",
-            "-h127.0.0.1",
-            f"-P{PROXY_PORT}",
-            f"-u{USER}",
-            f"-p{USER}",
-            "--connect-timeout=2",
-            "-e",
-            "SELECT 1",
-            check=False,
-        )
+        try:
+            out = self.host.netns(
+                "mariadb",
+                "-h127.0.0.1",
+                f"-P{PROXY_PORT}",
+                f"-u{USER}",
+                f"-p{USER}",
+                "--connect-timeout=2",
+                "-e",
+                "SELECT 1",
+                check=False,
+            )
+        except subprocess.SubprocessError:
+            return False
         return out.returncode == 0
 
 
@@ -151,6 +167,11 @@ class HostGalera:
 
     def writer(self) -> Node | None:
         return galera.writer(self.nodes)
+
+    def wait_whole(self, timeout_s: float = 120) -> float:
+        """Until every node is Synced in one component of all (a node that rejoined
+        after the last fault has caught up); the seconds it took."""
+        return galera.wait_for(lambda: galera.whole(self.nodes), timeout_s, "every node synced")
 
     def states(self) -> dict[str, str]:
         """Each node's view of itself (for a failure's message)."""

@@ -3,8 +3,10 @@
 Each "host" is a network namespace with an address of its own on a private /24, joined
 to the others by veth pairs on a bridge. Each runs a whole ChatRoom node: a bus, auth,
 social, media and an edge, every one connected to every host's bus (CHAT_BUS_HOSTS),
-binding on the host's address. The one database (MariaDB) runs outside the hosts, in the
-root namespace, on the subnet's first address; so do the clients.
+binding on the host's address. The database is either a Galera node on each host with a
+writer proxy (chatroom/host_galera.py: a `HostSide`, killed and restarted with its host)
+or one MariaDB outside the hosts, in the root namespace, on the subnet's first address
+(`HostDatabase`). The clients live in the root namespace.
 
 ```
  root namespace: 10.X.Y.1 (database, clients) ── veth ──┐
@@ -175,7 +177,10 @@ class HostSide(Protocol):
         """Start what is not running (after the host was killed: the node rejoins)."""
 
     def restart(self) -> None:
-        """Stop each gracefully and start it again, one at a time (a rolling restart)."""
+        """Stop each and start it again, one at a time (a rolling restart)."""
+
+    def wait_stopped(self) -> None:
+        """After the host's processes were killed: until these are reaped."""
 
 
 @dataclass
@@ -227,6 +232,8 @@ class Host:
         for proc in self.procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
+        if self.side is not None:
+            self.side.wait_stopped()
 
     def stop(self, component: str, timeout: float = 15) -> None:
         """SIGTERM (a graceful stop: the edge drains), SIGKILL after `timeout`."""

@@ -9,7 +9,8 @@ is about to cut off, so that its connection to that host's edge survives the par
 private room of its own (no member of the suite's load sees what is sent there), then
 prints "ready". On a line on stdin ("go"): sends numbered messages to that room for
 SECONDS, one at a time, each given up after a few seconds, and prints one JSON line:
-how many it tried, which were acknowledged (their texts) and the errors of the rest.
+how many it tried, which were acknowledged (their texts) and the errors of the rest
+("code: message", so that the reason is seen: the database, not a bus timeout).
 With a replicated database (chatroom/host_galera.py) the host's database node is a
 minority of one and refuses writes, so nothing must be acknowledged.
 """
@@ -52,7 +53,7 @@ async def probe(host: str, port: int, name: str, seconds: float) -> dict[str, ob
             )
             acknowledged.append(text)
         except ChatError as exc:
-            errors[str(exc.code)] = errors.get(str(exc.code), 0) + 1
+            errors[str(exc)] = errors.get(str(exc), 0) + 1  # "code: message"
         except (TimeoutError, ConnectionError, OSError) as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             if chat.closed:

@@ -66,7 +66,9 @@ def test_hosts_survive_kill_partition_slow_network_and_rolling_restart(tmp_path)
     assert verdict["acknowledged"] > 0, replay
     found = problems(verdict)
     assert not found, f"{found}; {json.dumps(verdict['details'])[:4000]}; {replay}"
-    assert report["targets"]["minority_refused_writes"], f"{report['faults']}; {replay}"
+    if args.database == "galera":  # the schedule always cuts a host off
+        minority = [f.get("minority") for f in report["faults"] if f["kind"] == "partition"]
+        assert report["targets"]["minority_refused_writes"], f"{minority}; {replay}"
     for fault in report["faults"]:
         for part in [fault, *fault.get("hosts", [])]:
             resume = part.get("resume")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -64,6 +65,8 @@ GALERA_ONLY = ("dbkill",)
 DATABASES = ("galera", "single")
 NODE_SYNCED_S = 120  # a restarted node's state transfer
 PROBE_S = 8.0  # how long the minority probe keeps sending
+MIN_PROBE_SENDS = 10
+DATABASE_REFUSED = "the database is unavailable"  # chatroom/errors.py
 
 
 def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
@@ -366,6 +369,12 @@ class Run:
     async def fault(self, step: dict[str, Any]) -> dict[str, Any]:
         cluster = self.cluster
         kind = step["kind"]
+        if self.db is not None:
+            # Each fault meets a whole database: a node that rejoined after the last one
+            # has caught up (killing its donor mid-transfer could leave no majority).
+            waited = await asyncio.to_thread(self.db.wait_whole, NODE_SYNCED_S)
+            if waited > 1:
+                self.say(f"database whole again after {waited:.1f} s")
         result: dict[str, Any] = dict(step, at_s=round(time.monotonic() - self.started, 1))
         moves_before = sum(len(m.moves) for m in self.members)
         # (where to put it, the clients of the failed host, when it failed)
@@ -393,6 +402,8 @@ class Run:
                 await asyncio.sleep(max(0.0, t0 + step["for_s"] - time.monotonic()))
                 pending.append((result, affected, t0))  # each resumed elsewhere by now
             finally:
+                if probe is not None and probe.returncode is None:
+                    probe.kill()
                 await asyncio.to_thread(cluster.heal, host)
             recovered = time.monotonic()
             self.say(f"{host.name} healed")
@@ -497,7 +508,21 @@ class Run:
         }
 
 
-def targets(report: dict[str, Any]) -> dict[str, bool]:
+def minority_refused(report: dict[str, Any]) -> bool | None:
+    """Every minority probe tried at least MIN_PROBE_SENDS sends, none was acknowledged,
+    and the database was named as the reason; None when no probe ran."""
+    probes = [f["minority"] for f in report["faults"] if "minority" in f]
+    if not probes:
+        return None
+    return all(
+        p["tried"] >= MIN_PROBE_SENDS
+        and not p["acknowledged"]
+        and any(DATABASE_REFUSED in error for error in p["errors"])
+        for p in probes
+    )
+
+
+def targets(report: dict[str, Any]) -> dict[str, bool | None]:
     verdict = report["verdict"]
     resumes = []
     presence = []
@@ -513,11 +538,9 @@ def targets(report: dict[str, Any]) -> dict[str, bool]:
         "nothing_unexpected": verdict["unexpected"] == 0,
         "resume_within_10s": all(r["over_target"] == 0 for r in resumes),
         "presence_within_30s": all(p is not None and p <= PRESENCE_TARGET_S for p in presence),
-        # A cut-off host with a replicated database: its probe tried, nothing acknowledged.
-        "minority_refused_writes": all(
-            m["tried"] > 0 and not m["acknowledged"]
-            for m in (f["minority"] for f in report["faults"] if "minority" in f)
-        ),
+        # A cut-off host with a replicated database: its probe kept trying, nothing was
+        # acknowledged, and what refused was the database (None: no host was cut off).
+        "minority_refused_writes": minority_refused(report),
     }
 
 
@@ -545,7 +568,8 @@ def run_schedule(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             run = Run(cluster, args, db if isinstance(db, HostGalera) else None)
             report = run_async(run.main(steps))
         except BaseException:
-            db.remove()  # first: its logs join the hosts'
+            with contextlib.suppress(Exception):  # the run's own error is the one to see
+                db.remove()  # first: its logs join the hosts'
             print(cluster.logs(), flush=True)
             raise
         finally:
