@@ -508,6 +508,23 @@ class Run:
         }
 
 
+def fault_lines(report: dict[str, Any]) -> list[str]:
+    """A line per fault: how long its clients took to resume, presence, the writers."""
+    lines = []
+    for fault in report["faults"]:
+        resumes = [p["resume"] for p in [fault, *fault.get("hosts", [])] if "resume" in p]
+        took = [r["max_s"] for r in resumes if r["max_s"] is not None]
+        line = (
+            f"{fault['at_s']:7.1f} s {fault['kind']:9} resumed within "
+            f"{max(took) if took else '-'} s (target {RESUME_TARGET_S:g}), presence after "
+            f"{fault['presence_converged_s']} s / {fault['presence_after_going_home_s']} s"
+        )
+        if "writers" in fault:
+            line += f", services' connections per node {fault['writers']}"
+        lines.append(line)
+    return lines
+
+
 def minority_refused(report: dict[str, Any]) -> bool | None:
     """Every minority probe tried at least MIN_PROBE_SENDS sends, none was acknowledged,
     and the database was named as the reason; None when no probe ran."""
@@ -622,6 +639,8 @@ def run(args: argparse.Namespace) -> None:
     path = args.out / "hostfaults.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: report[k] for k in ("seed", "targets")}, indent=1))
+    for line in fault_lines(report):
+        print(line)
     v = report["verdict"]
     print(
         f"acknowledged {v['acknowledged']}, lost {v['lost']}, duplicated {v['duplicated']}, "
