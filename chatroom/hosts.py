@@ -9,13 +9,14 @@ or one MariaDB outside the hosts, in the root namespace, on the subnet's first a
 (`HostDatabase`). The clients live in the root namespace.
 
 ```
- root namespace: 10.X.Y.1 (database, clients) ── veth ──┐
+ root namespace: 10.X.Y.1 (clients; HostDatabase) veth ─┐
                                                  ┌──────┴─── namespace <tag>-sw ───┐
                                                  │ bridge br0 (empty firewall)      │
                                                  └──┬──────────┬──────────┬────────┘
                                          veth ──────┘          │          └────── veth
                       <tag>-h0: 10.X.Y.10           <tag>-h1: 10.X.Y.11     <tag>-h2 ...
                       bus auth social media edge    (the same)
+                      [Galera node, agent, HAProxy: host_galera.py]
 ```
 
 Why the bridge lives in a namespace of its own: with br_netfilter loaded, bridged
