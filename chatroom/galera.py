@@ -66,6 +66,23 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> floa
     return time.monotonic() - started
 
 
+def in_netns(netns: str | None, args: list[str]) -> list[str]:
+    """The command `args`, run in network namespace `netns` when there is one."""
+    return ["ip", "netns", "exec", netns, *args] if netns else args
+
+
+def stop_process(proc: subprocess.Popen | None, timeout_s: float = 30) -> None:
+    """SIGTERM, SIGKILL after `timeout_s`; nothing if it is not running."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 @dataclass(frozen=True)
 class Ports:
     client: int = 3306
@@ -102,9 +119,6 @@ class Node:
     @property
     def galera_address(self) -> str:
         return f"{self.address}:{self.ports.galera}"
-
-    def in_netns(self, args: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, *args] if self.netns else args
 
     def start(self, new_cluster: bool = False, wait_s: float | None = 120) -> None:
         """Start it: founding a new cluster, or joining its peers (by a state transfer
@@ -169,7 +183,9 @@ class Node:
         if self.donors:  # the trailing comma: any other node when none of these can
             args.append(f"--wsrep-sst-donor={','.join(self.donors)},")
         log = open(self.dir / "stdout.log", "ab")  # noqa: SIM115 - the process keeps it
-        self.proc = subprocess.Popen(self.in_netns(args), stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            in_netns(self.netns, args), stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
         if wait_s is not None:
             wait_for(self.synced, wait_s, f"galera {self.name} synced")
@@ -214,12 +230,7 @@ class Node:
             self.proc.wait(30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.proc, 60)  # a clean leave may take a while
 
 
 def connect_nodes(nodes: list[Node]) -> None:
@@ -316,11 +327,7 @@ def start_proxy(config: Path, netns: str | None = None) -> subprocess.Popen:
     """HAProxy in the foreground on `config` (its log beside it)."""
     args = [HAPROXY, "-f", str(config), "-db"]
     log = open(config.with_suffix(".log"), "ab")  # noqa: SIM115 - the process keeps it
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", netns, *args] if netns else args,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = subprocess.Popen(in_netns(netns, args), stdout=log, stderr=subprocess.STDOUT)
     log.close()
     return proc
 
@@ -339,21 +346,27 @@ def start_agent(node: Node, port: int) -> subprocess.Popen:
         f"EXEC:{AGENT_DIR / 'galera-agent.sh'}",
     ]
     log = open(node.dir / "agent.log", "ab")  # noqa: SIM115 - the process keeps it
-    proc = subprocess.Popen(node.in_netns(args), env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        in_netns(node.netns, args), env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     log.close()
     return proc
+
+
+def connections(nodes: list[Node], user: str = "chat_test") -> dict[Node, int]:
+    """Per node, how many connections `user` has open on it (0: not running, -1: not
+    answering)."""
+    counts = {}
+    for node in nodes:
+        try:
+            counts[node] = node.clients(user) if node.running() else 0
+        except (RuntimeError, subprocess.SubprocessError):
+            counts[node] = -1
+    return counts
 
 
 def writer(nodes: list[Node]) -> Node | None:
     """The node the services write to now: the one holding most of their connections
     (None while no node holds any)."""
-    counts = {}
-    for node in nodes:
-        if not node.running():
-            continue
-        try:
-            if (count := node.clients()) > 0:
-                counts[node] = count
-        except (RuntimeError, subprocess.TimeoutExpired):
-            continue
+    counts = {node: n for node, n in connections(nodes).items() if n > 0}
     return max(counts, key=lambda n: counts[n]) if counts else None

@@ -83,7 +83,7 @@ class GaleraSide:
     def restart(self) -> None:
         """The proxy (its sessions closed: the services reconnect), then the node (a
         clean leave; it rejoins by an incremental transfer), each in turn."""
-        _stop(self.proxy)
+        galera.stop_process(self.proxy)
         self._start_proxy()
         self.node.stop()
         self.node.start(wait_s=120)
@@ -113,16 +113,6 @@ class GaleraSide:
         except subprocess.SubprocessError:
             return False
         return out.returncode == 0
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 class HostGalera:
@@ -191,8 +181,8 @@ class HostGalera:
         """Stop the proxies and nodes (the cluster's close kills what is left) and
         delete the nodes' data."""
         for side in self.sides:
-            _stop(side.proxy)
-            _stop(side.agent)
+            galera.stop_process(side.proxy)
+            galera.stop_process(side.agent)
         for node in reversed(self.nodes):
             node.kill()  # nothing is kept
         # Their logs beside the hosts' own (Cluster.logs, the fault suite's --logs).

@@ -68,9 +68,7 @@ class GaleraCluster:
         return found
 
     def stop(self) -> None:
-        if self.proxy is not None and self.proxy.poll() is None:
-            self.proxy.terminate()
-            self.proxy.wait(30)
+        galera.stop_process(self.proxy)
         for node in reversed(self.nodes):
             node.stop()
 

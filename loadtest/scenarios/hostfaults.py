@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -162,7 +163,7 @@ class Run:
             for m in self.members[: args.senders]
         ]
         self.started = time.monotonic()
-        self.probes: list[str] = []  # the minority probes' users
+        self.probes = itertools.count()  # numbers the minority probes' users
         self.log: list[str] = []
         self.stale_views: list[dict[str, list[str]]] = []
 
@@ -265,15 +266,10 @@ class Run:
     # ------------------------------------------------------------ the replicated database
 
     def writers(self) -> dict[str, int]:
-        """Per node, the services' connections on it: one writer holds them all."""
+        """Per node, the services' connections on it (-1: not answering): one writer
+        holds them all."""
         assert self.db is not None
-        out = {}
-        for node in self.db.nodes:
-            try:
-                out[node.name] = node.clients() if node.running() else 0
-            except (RuntimeError, OSError, subprocess.SubprocessError):
-                out[node.name] = -1  # not answering
-        return out
+        return {node.name: n for node, n in galera.connections(self.db.nodes).items()}
 
     async def kill_writer(self, step: dict[str, Any], result: dict[str, Any]) -> float:
         """kill -9 the writer's node alone; started again after down_s, until it is
@@ -317,8 +313,7 @@ class Run:
 
     async def start_probe(self, host: Host) -> asyncio.subprocess.Process:
         """The minority probe, logged in on `host`'s edge from inside the host."""
-        name = f"probe{host.index}x{len(self.probes)}"
-        self.probes.append(name)
+        name = f"probe{host.index}x{next(self.probes)}"
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", host.ns, sys.executable, "-m", "loadtest.minority",
             host.ip, str(EDGE_PORT), name, str(PROBE_S),
@@ -331,9 +326,7 @@ class Run:
             raise RuntimeError(f"minority probe on {host.name} did not start: {line!r}")
         return proc
 
-    async def probe_minority(
-        self, host: Host, probe: asyncio.subprocess.Process, t0: float
-    ) -> dict[str, Any]:
+    async def probe_minority(self, host: Host, probe: asyncio.subprocess.Process) -> dict[str, Any]:
         """Once `host`'s node knows it is cut off (no longer in the primary component),
         the probe sends for PROBE_S; what it got back."""
         assert self.db is not None and probe.stdin is not None and probe.stdout is not None
@@ -398,7 +391,7 @@ class Run:
             await asyncio.to_thread(cluster.partition, host)
             try:
                 if probe is not None:
-                    result["minority"] = await self.probe_minority(host, probe, t0)
+                    result["minority"] = await self.probe_minority(host, probe)
                 await asyncio.sleep(max(0.0, t0 + step["for_s"] - time.monotonic()))
                 pending.append((result, affected, t0))  # each resumed elsewhere by now
             finally:
