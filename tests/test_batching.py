@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -104,3 +105,43 @@ def test_batches_never_exceed_max_batch():
 
     asyncio.run(main())
     assert sum(sizes) == 10 and max(sizes) <= 4
+
+
+def test_the_group_commit_delay_waits_for_company_only_when_there_is_some():
+    """delay_s (the message writer's group commit delay): a lone item goes at once;
+    items sent together wait for more to join them; after a batch that had company a
+    lone item waits the delay (nobody comes), and its batch alone, the next goes at
+    once again."""
+    delay = 0.3
+    batches: list[list[int]] = []
+
+    def handle(batch: list[Item]) -> list[object]:
+        batches.append([item.value for item in batch])
+        return [item.value for item in batch]
+
+    async def timed(*futures: asyncio.Future) -> float:
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*futures), timeout=5)
+        return time.monotonic() - started
+
+    async def main() -> dict[str, float]:
+        batcher: Batcher[Item] = Batcher("test", handle, max_batch=100, delay_s=delay)
+        alone = await timed(batcher.submit(Item(1)))
+        started = time.monotonic()
+        pair = batcher.submit_many([Item(2), Item(3)])
+        await asyncio.sleep(delay / 3)  # a third send, a little later than the pair
+        await timed(*pair, batcher.submit(Item(4)))
+        together = time.monotonic() - started
+        after_company = await timed(batcher.submit(Item(5)))
+        alone_again = await timed(batcher.submit(Item(6)))
+        return {
+            "alone": alone,
+            "together": together,
+            "after_company": after_company,
+            "alone_again": alone_again,
+        }
+
+    took = asyncio.run(main())
+    assert batches == [[1], [2, 3, 4], [5], [6]]
+    assert took["alone"] < delay / 2 and took["alone_again"] < delay / 2, took
+    assert took["together"] >= delay and took["after_company"] >= delay, took

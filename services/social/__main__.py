@@ -11,7 +11,7 @@ from services.social.store import SocialStore
 
 
 def build(engine: Engine, settings: Settings) -> Service:
-    store = SocialStore(engine)
+    store = SocialStore(engine, settings.group_commit_delay_ms / 1000)
     store.ensure_lobby()
     store.room_identity(LOBBY)  # known before the first send
     store.start()

@@ -64,9 +64,9 @@ class Remembered:
 
 
 class SocialStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, commit_delay_s: float = 0.0) -> None:
         self.engine = engine
-        self.writer = GroupWriter(engine)
+        self.writer = GroupWriter(engine, commit_delay_s)
         self.sessions = SessionOpener(self.transaction)
         # The two batched paths, called straight (a message's hot path):
         # add_message(room_id, sender_id, text, client_id, friend_of_sender, member_check,

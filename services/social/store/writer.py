@@ -58,7 +58,8 @@ class PendingMessage(Queued):
 
 
 class GroupWriter:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, delay_s: float = 0.0) -> None:
+        """`delay_s`: the group commit delay (chatroom/batching.py)."""
         self._db = WriterConnection(engine)
         self._batcher: Batcher[PendingMessage] = Batcher(
             "message-writer",
@@ -66,6 +67,7 @@ class GroupWriter:
             MAX_BATCH,
             warm_up=self._db.connect,
             done=metrics.get().messages_stored,
+            delay_s=delay_s,
         )
 
     def start(self) -> None:
