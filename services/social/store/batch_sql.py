@@ -114,13 +114,10 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
     store/moderation.py takes the same lock), so a kicked member's message is never
     stored after the kick."""
     sql = Marks(trips.mark, trips.row_in)
-    checks = _Checks(sql, batch)
     bumped = _count_by_room(batch)
-    _, found, *check_results = trips.run(
-        _bump(sql, bumped), _read_seqs(sql, sorted(bumped)), *checks.statements
-    )
-    announcing = {room for room, _seq, announce in found if announce}
-    refused = checks.refusals(check_results, announcing)
+    checks = _Checks(sql, batch, sorted(bumped))
+    _, *read = trips.run(_bump(sql, bumped), *checks.statements)
+    found, refused = checks.refusals(read)
     accepted = [p for p in batch if id(p) not in refused]
     given_back = _count_by_room([p for p in batch if id(p) in refused])
     give_back = [_bump(sql, {room: -n for room, n in given_back.items()})] if refused else []
@@ -129,7 +126,7 @@ def store_batch(trips: Trips, batch: Sequence[Outgoing]) -> list[StoredMessage |
         return [refused[id(p)] for p in batch]
     counts = _count_by_room(accepted)
     room_ids = sorted(counts)
-    last = {room: seq - given_back.get(room, 0) for room, seq, _announce in found if room in counts}
+    last = {room: seq - given_back.get(room, 0) for room, seq in found.items() if room in counts}
     first = {room: last[room] - counts[room] + 1 for room in room_ids}
     next_seq = dict(first)
     created = now_ms()
@@ -245,52 +242,62 @@ def _stored_mentions(sql: Marks, keys: list[tuple[int, int]]) -> Statement:
     )
 
 
-def _read_seqs(sql: Marks, room_ids: list[int]) -> Statement:
-    return (
-        f"SELECT id, last_seq, announce FROM rooms WHERE id IN {sql.marks(len(room_ids))}",
-        tuple(room_ids),
-    )
-
-
 class _Checks:
-    """The checks a batch needs (statements sent with the first round trip), and the
-    messages they refuse, each with the reason."""
+    """What the first round trip reads (the rooms' bumped seqs, and the checks the batch
+    needs), and the messages the checks refuse, each with the reason.
 
-    def __init__(self, sql: Marks, batch: Sequence[Outgoing]) -> None:
+    The reads are one statement, a UNION ALL of a row set per kind (READS), each row
+    tagged with its kind in four columns: one result for the driver to parse instead of
+    up to five. PyMySQL reads each result's column descriptions in Python, and five
+    small results cost social twice the CPU of one (~90 µs a batch, measured against
+    MariaDB; docs/benchmarks.md, "Group commit delay"). A reply's original, six
+    columns, is read apart, only by batches with a reply_to."""
+
+    def __init__(self, sql: Marks, batch: Sequence[Outgoing], room_ids: list[int]) -> None:
         self.direct = [p for p in batch if p.friend_of_sender is not None]
         self.grouped = [p for p in batch if p.member_check]
         self.public = [p for p in self.grouped if p.in_public]
         self.retried = [p for p in batch if p.client_id is not None]
         self.replies = [p for p in batch if p.reply_to is not None]
         self.quotes: dict[int, dict[str, Any]] = {}  # reply_to id -> its quote
-        self.statements: list[Statement] = []
-        for sql_text, columns, pairs in (
+        parts: list[Statement] = [(READS[SEQS] + sql.marks(len(room_ids)), tuple(room_ids))]
+        checks: tuple[tuple[int, tuple[str, ...], set[tuple[Any, ...]]], ...] = (
             (FRIENDS, FRIEND_PAIR, {(p.sender_id, p.friend_of_sender) for p in self.direct}),
             (MEMBERS, MEMBER_PAIR, {(p.room_id, p.sender_id) for p in self.grouped}),
             (BANS, MEMBER_PAIR, {(p.room_id, p.sender_id) for p in self.public}),
             (EARLIER, EARLIER_KEY, {_earlier_key(p) for p in self.retried}),
-        ):
+        )
+        for kind, columns, pairs in checks:
             if pairs:
                 where = sql.tuple_in(columns, len(pairs))
-                self.statements.append((sql_text + where, tuple(v for pair in pairs for v in pair)))
+                parts.append((READS[kind] + where, tuple(v for pair in pairs for v in pair)))
+        self.statements: list[Statement] = [
+            (" UNION ALL ".join(text for text, _ in parts), tuple(v for _, p in parts for v in p))
+        ]
         if self.replies:
             # Only sends with a reply_to pay for this (none on the usual path).
             ids = sorted({p.reply_to for p in self.replies if p.reply_to is not None})
             self.statements.append((QUOTED + sql.marks(len(ids)), tuple(ids)))
 
-    def refusals(self, results: list[list[tuple]], announcing: set[int]) -> dict[int, Refused]:
-        """By id() of the message: why it must not be stored. `announcing`: the rooms
-        in announcement mode (only moderators and owners post there)."""
-        rows = iter(results)
+    def refusals(self, results: list[list[tuple]]) -> tuple[dict[int, int], dict[int, Refused]]:
+        """The rooms' seqs after the bump, and by id() of the message: why it must not
+        be stored."""
+        rows: dict[int, list[tuple[Any, Any, Any]]] = {kind: [] for kind in READS}
+        for kind, a, b, c in results[0]:
+            rows[kind].append((a, b, c))
+        found = {room: seq for room, seq, _ in rows[SEQS]}
+        # Only moderators and owners post in announcement mode. (A UNION's fourth
+        # column is text on MySQL: the flag comes back as "1".)
+        announcing = {room for room, _, announce in rows[SEQS] if int(announce)}
         refused: dict[int, Refused] = {}
         if self.direct:
-            friends = {(a, b) for a, b in next(rows)}
+            friends = {(a, b) for a, b, _ in rows[FRIENDS]}
             for p in self.direct:
                 if (p.sender_id, p.friend_of_sender) not in friends:
                     refused[id(p)] = NotFriends()
         if self.grouped:
-            roles = {(room, user): role for room, user, role in next(rows)}
-            banned = {(a, b) for a, b in next(rows)} if self.public else set()
+            roles = {(room, user): role for room, user, role in rows[MEMBERS]}
+            banned = {(a, b) for a, b, _ in rows[BANS]}
             for p in self.grouped:
                 pair = (p.room_id, p.sender_id)
                 # The lobby has rows only for its moderators: no row there is a member.
@@ -302,7 +309,7 @@ class _Checks:
                 elif p.room_id in announcing and role not in POSTERS:
                     refused[id(p)] = ReadOnly()
         if self.retried:
-            earlier = {tuple(row) for row in next(rows)}
+            earlier = set(rows[EARLIER])
             for p in self.retried:
                 key = _earlier_key(p)
                 if key in earlier:
@@ -310,13 +317,13 @@ class _Checks:
                 earlier.add(key)  # a second copy in this very batch is a retry too
         if self.replies:
             rooms = {}
-            for row_id, room_id, seq, sender_id, text, username in next(rows):
+            for row_id, room_id, seq, sender_id, text, username in results[1]:
                 rooms[row_id] = room_id
                 self.quotes[row_id] = quote(row_id, seq, sender_id, username, text)
             for p in self.replies:
                 if rooms.get(p.reply_to) != p.room_id:
                     refused.setdefault(id(p), NoSuchReply())
-        return refused
+        return found, refused
 
 
 def _earlier_key(p: Outgoing) -> tuple[int, int, str | None]:
@@ -325,16 +332,22 @@ def _earlier_key(p: Outgoing) -> tuple[int, int, str | None]:
     return (p.sender_id, p.room_id, p.client_id)
 
 
-# Each check looks up exact (a, b) pairs of a two-column key. Not "a IN (...) AND b IN
-# (...)": the optimizer turns that into every combination, 2,500 index ranges for 50
-# direct messages (for 80 pairs, measured on their own: 3.9 ms a query against 0.55 ms).
-FRIENDS = "SELECT user_id, friend_id FROM friendships WHERE "
+# The kinds of rows the first round trip reads (_Checks), and each kind's SELECT: the
+# kind, then three columns (NULL where a kind has fewer).
+SEQS, FRIENDS, MEMBERS, BANS, EARLIER = range(5)
+READS = {
+    SEQS: f"SELECT {SEQS}, id, last_seq, announce FROM rooms WHERE id IN ",
+    # Each check looks up exact (a, b) pairs of a two-column key. Not "a IN (...) AND b
+    # IN (...)": the optimizer turns that into every combination, 2,500 index ranges
+    # for 50 direct messages (for 80 pairs, measured on their own: 3.9 ms against 0.55).
+    FRIENDS: f"SELECT {FRIENDS}, user_id, friend_id, NULL FROM friendships WHERE ",
+    MEMBERS: f"SELECT {MEMBERS}, room_id, user_id, role FROM room_members WHERE ",
+    BANS: f"SELECT {BANS}, room_id, user_id, NULL FROM room_bans WHERE ",
+    EARLIER: f"SELECT {EARLIER}, sender_id, room_id, client_id FROM messages WHERE ",
+}
 FRIEND_PAIR = ("user_id", "friend_id")
-MEMBERS = "SELECT room_id, user_id, role FROM room_members WHERE "
 MEMBER_PAIR = ("room_id", "user_id")
-BANS = "SELECT room_id, user_id FROM room_bans WHERE "
 POSTERS = ("owner", "moderator")  # who posts in a room in announcement mode
-EARLIER = "SELECT sender_id, room_id, client_id FROM messages WHERE "
 EARLIER_KEY = ("sender_id", "room_id", "client_id")
 # A reply's original: a message (not an edit or delete event, not deleted) by id; the
 # handler refuses it unless it is in the same conversation.
