@@ -13,8 +13,9 @@ arrival for others to join it. The idea of MySQL's binlog_group_commit_sync_dela
 PostgreSQL's commit_delay: a batch's fixed cost (round trips, a transaction, the
 driver's parsing of each statement's result) is shared by more items. Alone, or when
 the batch's first item has waited that long already (the writer was busy), nothing
-waits. At 1,000 messages/s into a 100-member room, 2 ms cut the server CPU per message
-by ~10 % (docs/benchmarks.md, "Group commit delay").
+waits. At 1,000 messages/s into a 100-member room, 5 ms cut the server CPU per message
+by ~15 %, in social, the database, and (as bigger batches make bigger bursts of events)
+the bus and the edge (docs/benchmarks.md, "Group commit delay").
 
 The futures are the event loop's own, settled from the loop: the thread hands a whole
 batch's outcomes over with one `call_soon_threadsafe`. (A concurrent future per item,

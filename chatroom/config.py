@@ -158,9 +158,9 @@ class Settings:
     rate_read: str = "120/m"
     # While messages are being sent concurrently, how long the first of a group commit
     # waits for others to join its transaction (chatroom/batching.py); 0: never. Alone,
-    # a message never waits. Costs at most this much latency; saves a tenth of the
+    # a message never waits. Costs at most this much latency; saves ~15 % of the
     # server CPU per message at 1,000 messages/s (docs/benchmarks.md).
-    group_commit_delay_ms: float = 2.0
+    group_commit_delay_ms: float = 5.0
     # How long an edge gathers read.marks before sending them to social as one request
     # (services/tcp_edge/read_marks.py); 0: each alone.
     read_mark_linger_ms: int = 250

@@ -378,5 +378,14 @@ def run_service(name: str, settings: Settings, service: Service) -> None:
     # it is no longer walked by every full collection (those took 20-40 ms in social).
     gc.collect()
     gc.freeze()
-    # Services wait on the database, not on sockets: the standard loop is enough here.
-    asyncio.run(ServiceRuntime(name, settings, service).run())
+    # On uvloop, as the edge: each request crosses the loop several times (its receive,
+    # the group commit's hand-back, the reply and the event), and the standard loop's
+    # Python-level work per crossing was ~4 % of social's CPU per message at 1,000
+    # messages/s (docs/benchmarks.md, "Group commit delay").
+    runtime = ServiceRuntime(name, settings, service)
+    try:
+        import uvloop
+    except ImportError:  # not on Windows
+        asyncio.run(runtime.run())
+    else:
+        uvloop.run(runtime.run())
