@@ -97,8 +97,10 @@ def run(args: argparse.Namespace) -> list[Result]:
         cheap_hashing=False,
         worker_threads=4,
         # All logins are sent at once and each costs ~90 ms of argon2: the last ones
-        # wait longer than the usual 10 s in auth's queue.
+        # wait longer than the usual 10 s in auth's queue, and their connections longer
+        # than the 10 s a connection may take to log in.
         request_timeout_ms=60_000,
+        login_timeout_s=120,
     ) as (stack, _url):
         result = run_async(_logins(stack.port, args.users))
     result.extra = {

@@ -286,8 +286,8 @@ class _Checks:
         for kind, a, b, c in results[0]:
             rows[kind].append((a, b, c))
         found = {room: seq for room, seq, _ in rows[SEQS]}
-        # Only moderators and owners post in announcement mode. (A UNION's fourth
-        # column is text on MySQL: the flag comes back as "1".)
+        # Only moderators and owners post in announcement mode. (The flag comes back
+        # as text, "1" or "0": READS.)
         announcing = {room for room, _, announce in rows[SEQS] if int(announce)}
         refused: dict[int, Refused] = {}
         if self.direct:
@@ -333,10 +333,11 @@ def _earlier_key(p: Outgoing) -> tuple[int, int, str | None]:
 
 
 # The kinds of rows the first round trip reads (_Checks), and each kind's SELECT: the
-# kind, then three columns (NULL where a kind has fewer).
+# kind, two integer columns, and one of text (or NULL). The flag is cast to text so
+# that the column is text in every part, whatever rules a database has for mixing.
 SEQS, FRIENDS, MEMBERS, BANS, EARLIER = range(5)
 READS = {
-    SEQS: f"SELECT {SEQS}, id, last_seq, announce FROM rooms WHERE id IN ",
+    SEQS: f"SELECT {SEQS}, id, last_seq, CAST(announce AS CHAR) FROM rooms WHERE id IN ",
     # Each check looks up exact (a, b) pairs of a two-column key. Not "a IN (...) AND b
     # IN (...)": the optimizer turns that into every combination, 2,500 index ranges
     # for 50 direct messages (for 80 pairs, measured on their own: 3.9 ms against 0.55).
