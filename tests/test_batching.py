@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from chatroom.batching import Batcher, Queued
+from chatroom.batching import ENOUGH, Batcher, Queued
 
 
 class Item(Queued):
@@ -145,3 +145,31 @@ def test_the_group_commit_delay_waits_for_company_only_when_there_is_some():
     assert batches == [[1], [2, 3, 4], [5], [6]]
     assert took["alone"] < delay / 2 and took["alone_again"] < delay / 2, took
     assert took["together"] >= delay and took["after_company"] >= delay, took
+
+
+def test_the_delay_ends_once_enough_items_wait():
+    """Past ENOUGH items a batch's fixed cost is shared well enough: they go at once,
+    however long the delay (with 64 direct messages in flight, waiting regardless cost
+    11 % of their rate and saved nothing)."""
+    batches: list[list[int]] = []
+
+    def handle(batch: list[Item]) -> list[object]:
+        batches.append([item.value for item in batch])
+        return [None] * len(batch)
+
+    async def main() -> float:
+        started = time.monotonic()
+        batcher: Batcher[Item] = Batcher("test", handle, max_batch=100, delay_s=30)
+        await asyncio.wait_for(asyncio.gather(*batcher.submit_many(items(0, ENOUGH))), 5)
+        # The last batch had company, so the next waits for more: until ENOUGH came.
+        first = batcher.submit_many(items(ENOUGH, ENOUGH // 2))
+        rest = batcher.submit_many(items(ENOUGH + ENOUGH // 2, ENOUGH - ENOUGH // 2))
+        await asyncio.wait_for(asyncio.gather(*first, *rest), timeout=5)
+        return time.monotonic() - started
+
+    def items(first: int, count: int) -> list[Item]:
+        return [Item(n) for n in range(first, first + count)]
+
+    took = asyncio.run(main())
+    assert batches == [list(range(ENOUGH)), list(range(ENOUGH, 2 * ENOUGH))]
+    assert took < 10
