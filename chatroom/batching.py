@@ -7,18 +7,22 @@ by itself (with no load a batch is one item and nothing waits), and no worker th
 held while an item waits.
 
 A batcher may also be given a delay (`delay_s`, the message writer's group commit
-delay): while its batches have company (the last one held more than one item, so others
-are sending at the same time), the first item of a batch waits up to that long from its
-arrival for others to join it, until ENOUGH have. The idea of MySQL's
-binlog_group_commit_sync_delay and PostgreSQL's commit_delay: a batch's fixed cost
-(round trips, a transaction, the driver's parsing of each statement's result) is shared
-by more items. Alone, when the batch's first item has waited that long already (the
-writer was busy), or once ENOUGH are queued, nothing waits: past that the fixed cost is
-shared well enough, and more waiting only adds latency (with 64 direct messages in
-flight, a delay that waited regardless cost 11 % of their rate and saved no CPU).
-At 1,000 messages/s into a 100-member room, 5 ms cut the server CPU per message
-by ~15 %, in social, the database, and (as bigger batches make bigger bursts of events)
-the bus and the edge (docs/benchmarks.md, "Group commit delay").
+delay): while items stream in with company (the last batch held more than one item and
+this one's first item came within `delay_s` of it, or two are queued already), the
+first item of a batch waits for others to join it: up to `delay_s` from its arrival,
+but no longer than a quarter of that after the latest arrival (QUIET), and not at all
+once ENOUGH are queued. The idea of MySQL's binlog_group_commit_sync_delay and
+PostgreSQL's commit_delay: a batch's fixed cost (round trips, a transaction, the
+driver's parsing of each statement's result) is shared by more items. Why the limits:
+a message after a pause, or one whose batch's first item has waited the delay already
+(the writer was busy), goes at once; a few senders each waiting for their answer all
+come back within a moment, and then nobody else is coming (QUIET); past ENOUGH the
+fixed cost is shared well enough, and more waiting only adds latency (with 64 direct
+messages in flight, a delay that waited regardless cost 11 % of their rate and saved no
+CPU). At 1,000 messages/s into a 100-member room the delay cut the server CPU per
+message by 5-17 % at 2-6 ms, in social and the database, and at 8 ms in the edge and the
+bus too, as bigger batches make bigger bursts of events (docs/benchmarks.md, "Server
+CPU per delivery against ngIRCd, at the same load").
 
 The futures are the event loop's own, settled from the loop: the thread hands a whole
 batch's outcomes over with one `call_soon_threadsafe`. (A concurrent future per item,
@@ -43,6 +47,8 @@ from chatroom import metrics
 # Items in the queue that end the wait for company (see above): a batch's fixed cost is
 # then an eighth or less of each item's share.
 ENOUGH = 8
+# How long after the latest item (as a share of the delay) the wait for company ends.
+QUIET = 0.25
 
 Item = TypeVar("Item", bound="Queued")
 
@@ -82,6 +88,8 @@ class Batcher(Generic[Item]):
         self._done = done
         self._delay_s = delay_s
         self._first_at = 0.0  # when the queue's first item came (0: it has waited)
+        self._last_at = 0.0  # when the latest item came
+        self._taken_at = 0.0  # when the thread took the last batch
         self._company = False  # the last batch held more than one item
 
     def start(self) -> None:
@@ -103,8 +111,9 @@ class Batcher(Generic[Item]):
             item.result = loop.create_future()
         with self._ready:
             was_empty = not self._queue
+            self._last_at = time.monotonic()
             if was_empty:
-                self._first_at = time.monotonic()
+                self._first_at = self._last_at
             self._queue.extend(items)
             # The thread waits for the first item, or for ENOUGH of them (a wake-up per
             # item would cost the thread a switch each).
@@ -124,11 +133,18 @@ class Batcher(Generic[Item]):
                     self._ready.wait()
                 until = self._company_until()
                 enough = min(ENOUGH, self._max_batch)
-                while len(self._queue) < enough and (left := until - time.monotonic()) > 0:
-                    self._ready.wait(left)  # submitters queue meanwhile, joining this batch
+                while len(self._queue) < enough:
+                    # Submitters queue meanwhile, joining this batch; the thread is not
+                    # woken for each, so it looks again when the quiet time would end.
+                    quiet_end = self._last_at + self._delay_s * QUIET
+                    left = min(until, quiet_end) - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._ready.wait(left)
                 take = min(len(self._queue), self._max_batch)
                 batch = [self._queue.popleft() for _ in range(take)]
                 self._company = take > 1
+                self._taken_at = time.monotonic()
                 self._first_at = 0.0  # what is left has waited for this batch already
             try:
                 outcomes = self._handle(batch)
@@ -148,8 +164,10 @@ class Batcher(Generic[Item]):
     def _company_until(self) -> float:
         """Until when (time.monotonic) the queue's first item waits for others to join
         its batch; 0: it does not (called with the lock held)."""
-        company = self._company or len(self._queue) > 1
-        if not self._delay_s or not company or not self._first_at:
+        if not self._delay_s or not self._first_at:
+            return 0.0
+        streaming = self._company and self._first_at - self._taken_at < self._delay_s
+        if not streaming and len(self._queue) < 2:
             return 0.0
         return self._first_at + self._delay_s
 

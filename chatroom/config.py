@@ -156,10 +156,10 @@ class Settings:
     # read.mark and read.receipts: each a write and a push to the user's other
     # sessions (and a receipt to a friend); a client marks as it shows new messages.
     rate_read: str = "120/m"
-    # While messages are being sent concurrently, how long the first of a group commit
-    # waits for others to join its transaction (chatroom/batching.py); 0: never. Alone,
-    # a message never waits. Costs at most this much latency; saves ~15 % of the
-    # server CPU per message at 1,000 messages/s (docs/benchmarks.md).
+    # While messages stream in concurrently, how long the first of a group commit may
+    # wait for others to join its transaction (chatroom/batching.py); 0: never. A
+    # message after a pause never waits. Costs at most this much latency; saved 5-17 %
+    # of the server CPU per message at 1,000 messages/s (docs/benchmarks.md).
     group_commit_delay_ms: float = 5.0
     # How long an edge gathers read.marks before sending them to social as one request
     # (services/tcp_edge/read_marks.py); 0: each alone.

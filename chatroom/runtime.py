@@ -381,7 +381,8 @@ def run_service(name: str, settings: Settings, service: Service) -> None:
     # On uvloop, as the edge: each request crosses the loop several times (its receive,
     # the group commit's hand-back, the reply and the event), and the standard loop's
     # Python-level work per crossing was ~4 % of social's CPU per message at 1,000
-    # messages/s (docs/benchmarks.md, "Group commit delay").
+    # messages/s (docs/benchmarks.md, "Server CPU per delivery against ngIRCd, at the
+    # same load").
     runtime = ServiceRuntime(name, settings, service)
     try:
         import uvloop

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from chatroom.batching import ENOUGH, Batcher, Queued
+from chatroom.batching import ENOUGH, QUIET, Batcher, Queued
 
 
 class Item(Queued):
@@ -109,10 +109,12 @@ def test_batches_never_exceed_max_batch():
 
 def test_the_group_commit_delay_waits_for_company_only_when_there_is_some():
     """delay_s (the message writer's group commit delay): a lone item goes at once;
-    items sent together wait for more to join them; after a batch that had company a
-    lone item waits the delay (nobody comes), and its batch alone, the next goes at
-    once again."""
-    delay = 0.3
+    items sent together wait for more to join them, until the others are quiet for a
+    QUIET share of the delay; after a batch that had company a lone item waits only
+    that quiet time (nobody comes), and its batch alone, the next goes at once again;
+    a batch with company followed by a pause: the next goes at once."""
+    delay = 0.6
+    quiet = delay * QUIET
     batches: list[list[int]] = []
 
     def handle(batch: list[Item]) -> list[object]:
@@ -126,25 +128,25 @@ def test_the_group_commit_delay_waits_for_company_only_when_there_is_some():
 
     async def main() -> dict[str, float]:
         batcher: Batcher[Item] = Batcher("test", handle, max_batch=100, delay_s=delay)
-        alone = await timed(batcher.submit(Item(1)))
+        took = {"alone": await timed(batcher.submit(Item(1)))}
         started = time.monotonic()
         pair = batcher.submit_many([Item(2), Item(3)])
-        await asyncio.sleep(delay / 3)  # a third send, a little later than the pair
+        await asyncio.sleep(quiet / 2)  # a third send, a little later than the pair
         await timed(*pair, batcher.submit(Item(4)))
-        together = time.monotonic() - started
-        after_company = await timed(batcher.submit(Item(5)))
-        alone_again = await timed(batcher.submit(Item(6)))
-        return {
-            "alone": alone,
-            "together": together,
-            "after_company": after_company,
-            "alone_again": alone_again,
-        }
+        took["together"] = time.monotonic() - started
+        took["after_company"] = await timed(batcher.submit(Item(5)))
+        took["alone_again"] = await timed(batcher.submit(Item(6)))
+        await timed(*batcher.submit_many([Item(7), Item(8)]))
+        await asyncio.sleep(delay * 1.5)  # a pause after a batch with company
+        took["after_a_pause"] = await timed(batcher.submit(Item(9)))
+        return took
 
     took = asyncio.run(main())
-    assert batches == [[1], [2, 3, 4], [5], [6]]
-    assert took["alone"] < delay / 2 and took["alone_again"] < delay / 2, took
-    assert took["together"] >= delay and took["after_company"] >= delay, took
+    assert batches == [[1], [2, 3, 4], [5], [6], [7, 8], [9]]
+    for lone in ("alone", "alone_again", "after_a_pause"):
+        assert took[lone] < quiet, took
+    assert quiet * 1.5 <= took["together"] < delay, took
+    assert quiet <= took["after_company"] < delay, took
 
 
 def test_the_delay_ends_once_enough_items_wait():
