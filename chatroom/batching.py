@@ -81,6 +81,7 @@ class Batcher(Generic[Item]):
         self._handle = handle
         self._warm_up = warm_up
         self._max_batch = max_batch
+        self._enough = min(ENOUGH, max_batch)  # queued items that end a wait for company
         self._queue: deque[Item] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -117,7 +118,7 @@ class Batcher(Generic[Item]):
             self._queue.extend(items)
             # The thread waits for the first item, or for ENOUGH of them (a wake-up per
             # item would cost the thread a switch each).
-            if was_empty or len(self._queue) >= min(ENOUGH, self._max_batch):
+            if was_empty or len(self._queue) >= self._enough:
                 self._ready.notify()
         return [item.result for item in items]
 
@@ -132,8 +133,7 @@ class Batcher(Generic[Item]):
                 while not self._queue:
                     self._ready.wait()
                 until = self._company_until()
-                enough = min(ENOUGH, self._max_batch)
-                while len(self._queue) < enough:
+                while len(self._queue) < self._enough:
                     # Submitters queue meanwhile, joining this batch; the thread is not
                     # woken for each, so it looks again when the quiet time would end.
                     quiet_end = self._last_at + self._delay_s * QUIET
