@@ -276,7 +276,11 @@ class ChatState(QObject):
 
     def _push_friend_accepted(self, event: dict[str, Any]) -> None:
         friend = event["friend"]
-        self.friends[friend["username"]] = friend
+        known = self.friends.get(friend["username"])
+        # Already a friend in a newer state: the push came again after a login (the
+        # edge sends what came while it was under way, which the snapshot may show).
+        if known is None or known.get("presence_version", 0) <= friend.get("presence_version", 0):
+            self.friends[friend["username"]] = friend
         self.conversation(dm_key(friend["username"]))
         self.drop_incoming(friend["username"])
         self.outgoing = [r for r in self.outgoing if r["user"]["username"] != friend["username"]]

@@ -12,7 +12,8 @@ stamp).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -23,7 +24,7 @@ from chatroom import metrics
 from chatroom.bus_client import BusClient
 from chatroom.bus_contract import Control, parse_control
 from chatroom.errors import ServiceError
-from chatroom.framing import dumps, frame_payload
+from chatroom.framing import HEADER_SIZE, dumps, frame_payload, loads
 from chatroom.zmq_io import BurstReceiver
 from services.tcp_edge.dedupe import FirstCopies
 from services.tcp_edge.typing_hints import ROOM_HINTS_WINDOW_S, RoomHints
@@ -43,6 +44,8 @@ EVENT_BURST = 256
 # window (a second) already; this adds at most a twentieth of that, and keeps its place
 # in the order of the events (it goes before the next burst's).
 WAIT_FOR_BURST_S = 0.05
+# The control keys that change what a user's connections hear (Control).
+SESSION_CONTROLS = (Control.JOIN, Control.LEAVE, Control.BLOCK, Control.UNBLOCK)
 
 
 class Subscriptions:
@@ -70,6 +73,21 @@ class Subscriptions:
 
     def targets(self, topic: bytes) -> set[Connection]:
         return self.by_topic.get(topic, set())
+
+
+@dataclass
+class LoginHold:
+    """What a connection's user topic carried while its login was under way: the
+    events, to go out after the login reply, and the controls among them (room joins
+    and leaves, blocks), to apply once the session exists."""
+
+    topic: bytes
+    frames: list[bytes] = field(default_factory=list)
+    controls: list[dict[str, Any]] = field(default_factory=list)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The held events, decoded (a login's few: the reply they follow is a dict)."""
+        return [loads(frame[HEADER_SIZE:]) for frame in self.frames]
 
 
 class Blocks:
@@ -134,6 +152,44 @@ class EventDelivery:
         self.room_hints = RoomHints(self._deliver_hints, typing_merge_s)
         self._waiting: dict[Connection, list[bytes]] = {}  # frames nobody waits for
         self._waiting_timer: asyncio.TimerHandle | None = None
+        self._holds: dict[Connection, LoginHold] = {}  # logins under way
+
+    # ------------------------------------------------------------------ a login under way
+
+    def hold(self, conn: Connection, topic: bytes) -> None:
+        """`conn` is logging in as the user of `topic`: hear that topic from now, before
+        the snapshot the login starts from is read, and keep what comes for after the
+        reply. Subscribed only once the snapshot came, the connection never heard a
+        change that committed between the snapshot's reads and its subscription: a
+        friend who came back online in that instant stayed offline on the new device
+        until their next change (tests/test_presence_versions.py; CI, a rolling restart
+        in tests/test_host_faults.py)."""
+        self._holds[conn] = LoginHold(topic)
+        self.subs.add(topic, conn)
+
+    def release(self, conn: Connection, logged_in: bool) -> LoginHold | None:
+        """The login ended. Logged in: the session's own subscriptions include the topic
+        (nothing is unsubscribed, so nothing is missed in between), and the caller
+        applies the held controls to it and sends the held events after the reply.
+        Otherwise the topic is no longer heard for this connection."""
+        hold = self._holds.pop(conn, None)
+        if hold is not None and not logged_in:
+            self.subs.remove(hold.topic, conn)
+        return hold
+
+    def apply_controls(self, conns: Iterable[Connection], control: dict[str, Any]) -> None:
+        """A user's room joins and leaves, and their blocks, for their connections here."""
+        joined, left = control.get(Control.JOIN), control.get(Control.LEAVE)
+        blocked, unblocked = control.get(Control.BLOCK), control.get(Control.UNBLOCK)
+        for conn in conns:
+            if joined is not None:
+                conn.join_room(joined)
+            if left is not None:
+                conn.leave_room(left)
+            if blocked is not None:
+                self.blocks.add(conn, blocked)
+            if unblocked is not None:
+                self.blocks.remove(conn, unblocked)
 
     async def run(self) -> None:
         """Deliver pushed events to local sockets, in bursts: after each event, every
@@ -180,7 +236,11 @@ class EventDelivery:
     def _write(self, outbox: dict[Connection, list[bytes]]) -> None:
         """Each connection's frames in one write."""
         delivered = dropped = 0
+        holds = self._holds
         for conn, frames in outbox.items():
+            if holds and conn in holds:  # logging in: after the reply
+                holds[conn].frames.extend(frames)
+                continue
             if conn.send_frame(frames[0] if len(frames) == 1 else b"".join(frames)):
                 delivered += len(frames)
             else:
@@ -216,19 +276,12 @@ class EventDelivery:
             only, keep = control.get(Control.SESSION), control.get(Control.KEEP)
             self._kick(targets, frame, origin, (only, keep), outbox)
             return
-        joined, left = control.get(Control.JOIN), control.get(Control.LEAVE)
-        if joined is not None or left is not None:
-            for conn in list(targets):
-                if joined is not None:
-                    conn.join_room(joined)
-                if left is not None:
-                    conn.leave_room(left)
-        blocked, unblocked = control.get(Control.BLOCK), control.get(Control.UNBLOCK)
-        for conn in targets if blocked is not None or unblocked is not None else ():
-            if blocked is not None:
-                self.blocks.add(conn, blocked)
-            if unblocked is not None:
-                self.blocks.remove(conn, unblocked)
+        if control and any(control.get(key) is not None for key in SESSION_CONTROLS):
+            self.apply_controls(list(targets), control)
+            for conn in targets if self._holds else ():
+                hold = self._holds.get(conn)
+                if hold is not None:  # no session yet to apply them to: again after
+                    hold.controls.append(control)
         # Without a block of this author here, the loop below is main's as it was.
         skip = self.blocks.skipping(control)
         receivers = list(targets) if skip is None else [c for c in targets if c not in skip]

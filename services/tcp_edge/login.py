@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from chatroom.bus_client import BusClient
-from chatroom.bus_contract import InternalOp
+from chatroom.bus_contract import InternalOp, user_topic
 from chatroom.errors import ServiceError
 from chatroom.protocol import PROTOCOL_VERSION, SERVER_NAME, ErrorCode, reply_ok
 from services.tcp_edge.core import Request, Session
 
 if TYPE_CHECKING:
     from services.tcp_edge.connection import Connection
+    from services.tcp_edge.delivery import EventDelivery
 
 
 def bus_context(edge_id: str, conn: Connection, session: Session | None) -> dict[str, Any]:
@@ -43,14 +44,14 @@ class Logins:
         limits: dict[str, Any],
         on_login: Callable[[Connection], None],
         on_logout: Callable[[Connection], None],
-        on_blocks: Callable[[Connection, set[int]], None] | None = None,
+        delivery: EventDelivery,
     ) -> None:
         self.bus = bus
         self.edge_id = edge_id
         self.limits = limits  # what every login reply announces
         self._on_login = on_login  # the connection no longer counts as not logged in
         self._on_logout = on_logout  # it counts again
-        self._on_blocks = on_blocks  # whom the user blocks: their room events are skipped
+        self.delivery = delivery  # what the user hears (from before the snapshot is read)
 
     def context(self, conn: Connection) -> dict[str, Any]:
         return bus_context(self.edge_id, conn, conn.session)
@@ -72,21 +73,40 @@ class Logins:
         )
         user = auth["user"]
         session = Session(user["id"], user["username"], auth["session_id"], set())
-        snapshot = await self.bus.call(
-            "social",
-            InternalOp.SESSION_OPEN,
-            ctx=bus_context(self.edge_id, conn, session),
-            retry=True,
-        )
-        if not conn.is_open:
-            return [reply_ok(request.request_id)]
         if conn.session is not None:  # a concurrent login on the same socket won
             raise ServiceError(ErrorCode.ALREADY_AUTHENTICATED, "already logged in; log out first")
-        session.room_ids = {room["id"] for room in snapshot["rooms"]}
-        conn.log_in(session)
+        # What the user's topic carries from now on is kept, to follow the reply: the
+        # snapshot below may be read before a change whose push comes before the
+        # session's subscriptions would have been made (EventDelivery.hold).
+        self.delivery.hold(conn, user_topic(user["id"]))
+        logged_in = False
+        try:
+            snapshot = await self.bus.call(
+                "social",
+                InternalOp.SESSION_OPEN,
+                ctx=bus_context(self.edge_id, conn, session),
+                retry=True,
+            )
+            if not conn.is_open:
+                return [reply_ok(request.request_id)]
+            if conn.session is not None:  # a concurrent login on the same socket won
+                raise ServiceError(
+                    ErrorCode.ALREADY_AUTHENTICATED, "already logged in; log out first"
+                )
+            session.room_ids = {room["id"] for room in snapshot["rooms"]}
+            conn.log_in(session)
+            logged_in = True
+        finally:
+            hold = self.delivery.release(conn, logged_in)
         self._on_login(conn)
-        if self._on_blocks is not None:
-            self._on_blocks(conn, {user["id"] for user in snapshot.get("blocked", [])})
+        self.delivery.blocks.replace(conn, {user["id"] for user in snapshot.get("blocked", [])})
+        held: list[dict[str, Any]] = []
+        if hold is not None:
+            for control in hold.controls:  # joins, leaves and blocks since the snapshot
+                self.delivery.apply_controls([conn], control)
+            # Sent after the reply: a change the snapshot already shows comes again, and
+            # the client keeps the newer (presence versions, message ids and seqs).
+            held = hold.events()
         pending = snapshot.pop("pending_events", [])
         reply = reply_ok(
             request.request_id,
@@ -97,7 +117,7 @@ class Logins:
             limits=self.limits,
             **snapshot,
         )
-        return [reply, *pending]
+        return [reply, *pending, *held]
 
     async def logout(self, conn: Connection, request: Request) -> list[dict[str, Any]]:
         session = conn.session

@@ -109,15 +109,6 @@ class Edge:
         sub.setsockopt(zmq.RCVHWM, EVENT_HWM)
         self.bus.links.attach(sub, "events.out")
         self.sub_socket = sub
-        self.logins = Logins(
-            self.bus,
-            self.edge_id,
-            # What every login reply announces (settings do not change while running).
-            settings.limits(),
-            on_login=self.prelogin.release,
-            on_logout=lambda conn: self._drop_prelogin(self.prelogin.admit(conn)),
-            on_blocks=lambda conn, ids: self.delivery.blocks.replace(conn, ids),
-        )
         self.own_account = OwnAccount(
             self.bus,
             self.edge_id,
@@ -127,7 +118,20 @@ class Edge:
         # presence again through a bus link that came back: keep the first copy.
         first_copies = FirstCopies()
         self.delivery = EventDelivery(
-            sub, self.bus, self.logins.context, first_copies, settings.typing_merge_ms / 1000
+            sub,
+            self.bus,
+            lambda conn: bus_context(self.edge_id, conn, conn.session),
+            first_copies,
+            settings.typing_merge_ms / 1000,
+        )
+        self.logins = Logins(
+            self.bus,
+            self.edge_id,
+            # What every login reply announces (settings do not change while running).
+            settings.limits(),
+            on_login=self.prelogin.release,
+            on_logout=lambda conn: self._drop_prelogin(self.prelogin.admit(conn)),
+            delivery=self.delivery,
         )
         # The ops the edge runs itself; every other op goes to its service as it came.
         self.marks = MarkBatches(self.bus, self.edge_id, settings.read_mark_linger_ms / 1000)
