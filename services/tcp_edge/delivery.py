@@ -84,6 +84,9 @@ class LoginHold:
     topic: bytes
     frames: list[bytes] = field(default_factory=list)
     controls: list[dict[str, Any]] = field(default_factory=list)
+    # Must-deliver pushes among them, acknowledged once the login has succeeded (one
+    # whose login fails is not delivered: its service keeps it for the next login).
+    acks: list[dict[str, Any]] = field(default_factory=list)
 
     def events(self) -> list[dict[str, Any]]:
         """The held events, decoded (a login's few: the reply they follow is a dict)."""
@@ -295,7 +298,14 @@ class EventDelivery:
                     self._closing += 1
         ack = control.get(Control.ACK)
         if ack and delivered_to is not None:
-            asyncio.get_running_loop().create_task(self._acknowledge(ack, delivered_to))
+            hold = self._holds.get(delivered_to) if self._holds else None
+            if hold is not None:
+                hold.acks.append(ack)
+            else:
+                self.acknowledge_soon(ack, delivered_to)
+
+    def acknowledge_soon(self, ack: dict[str, Any], conn: Connection) -> None:
+        asyncio.get_running_loop().create_task(self._acknowledge(ack, conn))
 
     def _deliver_hints(
         self, topic: bytes, merged: dict[str, Any], controls: list[dict[str, Any]]

@@ -104,6 +104,8 @@ class Logins:
         if hold is not None:
             for control in hold.controls:  # joins, leaves and blocks since the snapshot
                 self.delivery.apply_controls([conn], control)
+            for ack in hold.acks:
+                self.delivery.acknowledge_soon(ack, conn)
             # Sent after the reply: a change the snapshot already shows comes again, and
             # the client keeps the newer (presence versions, message ids and seqs).
             held = hold.events()
