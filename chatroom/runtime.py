@@ -32,7 +32,7 @@ import zmq.asyncio
 from loguru import logger
 from sqlalchemy.exc import OperationalError
 
-from chatroom import buskeys, metrics
+from chatroom import buskeys, event_loop, metrics
 from chatroom.bus_contract import (
     ADMIN_OP_PREFIX,
     EVENT_HWM,
@@ -378,15 +378,5 @@ def run_service(name: str, settings: Settings, service: Service) -> None:
     # it is no longer walked by every full collection (those took 20-40 ms in social).
     gc.collect()
     gc.freeze()
-    # On uvloop, as the edge: each request crosses the loop several times (its receive,
-    # the group commit's hand-back, the reply and the event), and the standard loop's
-    # Python-level work per crossing was ~4 % of social's CPU per message at 1,000
-    # messages/s (docs/benchmarks.md, "Server CPU per delivery against ngIRCd, at the
-    # same load").
     runtime = ServiceRuntime(name, settings, service)
-    try:
-        import uvloop
-    except ImportError:  # not on Windows
-        asyncio.run(runtime.run())
-    else:
-        uvloop.run(runtime.run())
+    event_loop.run(runtime.run())

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from chatroom import event_loop
 from chatroom.framing import FrameDecoder, encode_frame, parse_payload
 
 T = TypeVar("T")
@@ -16,14 +17,10 @@ EventHandler = Callable[[dict[str, Any], int], None]  # event, receive time (ns)
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run on uvloop when it is installed (the server's edge runs on it too):
-    the generator shares the two cores with the servers it measures, so every cycle it
-    spends on its own event loop is one the servers do not get. Same for both systems."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+    """On uvloop when it is installed (the servers run on it too): the generator shares
+    the two cores with the servers it measures, so every cycle it spends on its own
+    event loop is one the servers do not get. Same for both systems."""
+    return event_loop.run(main)
 
 
 class ChatError(Exception):

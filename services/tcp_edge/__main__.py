@@ -6,7 +6,6 @@ SO_REUSEPORT (the kernel spreads connections), so the edge can use every core.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import os
@@ -17,7 +16,7 @@ import sys
 
 from loguru import logger
 
-from chatroom import logs, metrics
+from chatroom import event_loop, logs, metrics
 from chatroom.config import Settings
 from services.tcp_edge.server import Edge, tls_context
 
@@ -30,12 +29,7 @@ def run_worker(settings: Settings) -> None:
     gc.collect()
     gc.freeze()
 
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+    event_loop.run(main())
 
 
 def run_workers(settings: Settings) -> int:
