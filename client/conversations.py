@@ -141,8 +141,12 @@ class Conversation:
 
     def apply_change(self, change: dict[str, Any]) -> bool:
         """An edit or delete (a push, or a sync's `events`): the message it names is
-        updated in place, and so are the quotes of replies to it; its seq counts as
-        held. True if something shown changed."""
+        replaced by its new version where it stands, and so are the replies quoting it;
+        its seq counts as held. True if something shown changed.
+
+        Replaced, not updated in place: the message view finds the rows to repaint by
+        identity (widgets.MessageModel.set_messages), and a dict changed in place kept
+        showing the old text until something else repainted the list."""
         self._held(change.get("seq"))
         target = change["target"]
         changed = False
@@ -154,14 +158,23 @@ class Conversation:
             )
             message = self._known.get(("id", target))
             if message is not None:
-                message.update(update)
+                self.replace(message, {**message, **update})
                 changed = True
-            for message in self.messages:
+            for message in list(self.messages):
                 quoted = message.get("reply_to")
                 if quoted and quoted.get("id") == target:
-                    message["reply_to"] = {**quoted, **update}
+                    self.replace(message, {**message, "reply_to": {**quoted, **update}})
                     changed = True
         return changed
+
+    def replace(self, old: dict[str, Any], new: dict[str, Any], row: int | None = None) -> None:
+        """A new version of a message held here, where the old one stood (at `row`, when
+        the caller knows it)."""
+        if row is None:
+            row = next((n for n, message in enumerate(self.messages) if message is old), None)
+        if row is not None:
+            self.messages[row] = new
+        self._remember(new)
 
     def index_of(self, message_id: int) -> int:
         """Where the message is in `messages`, or -1 (not loaded)."""

@@ -359,9 +359,15 @@ class ChatState(QObject):
         was."""
         gone = {"id": user["id"], "username": DELETED_USER}
         for conv in self.conversations.values():
-            for message in conv.messages:
-                if message.get("from", {}).get("id") == user["id"]:
-                    message["from"] = gone
+            theirs = [
+                (row, message)
+                for row, message in enumerate(conv.messages)
+                if message.get("from", {}).get("id") == user["id"]
+            ]
+            for row, message in theirs:  # new versions: the view repaints the rows it finds new
+                conv.replace(message, {**message, "from": gone}, row)
+            if theirs:
+                self.conversationChanged.emit(conv.key)
         old, new = dm_key(user["username"]), peer_key(gone)
         if old not in self.conversations:
             return

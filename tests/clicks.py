@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from client.app import App
-from client.conversations import FAILED
+from client.conversations import FAILED, shown_text
 
 WAIT_S = 15.0
 PASSWORD = "correct horse"
@@ -374,3 +374,32 @@ def wheel(widget: QWidget, notches: int) -> None:
         )
         QApplication.sendEvent(widget, event)
         pump()
+
+
+class Redraws:
+    """The rows of the open conversation's list that the view was told to draw again
+    (its model's dataChanged, inserted rows, a reset): what a person sees change. The
+    model's data alone is not the screen: a message changed without a signal kept its
+    old text on screen until something else repainted the list (a new user's trial)."""
+
+    def __init__(self, app: App) -> None:
+        self.model = app.main_window.chat.model
+        self.rows: set[int] = set()
+        self.reset = False
+        self.model.dataChanged.connect(self._changed)
+        self.model.rowsInserted.connect(lambda _parent, first, last: self._rows(first, last))
+        self.model.modelReset.connect(self._reset)
+
+    def _changed(self, top: Any, bottom: Any, *_roles: Any) -> None:
+        self._rows(top.row(), bottom.row())
+
+    def _rows(self, first: int, last: int) -> None:
+        self.rows.update(range(first, last + 1))
+
+    def _reset(self) -> None:
+        self.reset = True
+
+    def of(self, text: str) -> bool:
+        """Whether the row now showing `text` was drawn again since this began."""
+        rows = [n for n, m in enumerate(self.model.messages) if text in shown_text(m)]
+        return bool(rows) and (self.reset or any(row in self.rows for row in rows))

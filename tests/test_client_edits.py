@@ -21,6 +21,7 @@ from client.conversations import room_key  # noqa: E402
 from client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
+    Redraws,
     answer_confirm,
     answer_lines,
     choose_menu_item,
@@ -58,11 +59,14 @@ def ann_and_bob_in_the_lobby(apps, port: int, first: str):
 def test_edit_delete_and_reply_by_clicking(apps, make_stack, sqlite_url):
     ann, bob = ann_and_bob_in_the_lobby(apps, make_stack(sqlite_url).port, "see you at five")
 
-    # ann: right-click her message, Edit..., type the new text
+    # ann: right-click her message, Edit..., type the new text; both lists draw it again
+    redrawn = {app: Redraws(app) for app in (ann, bob)}
     right_click_message(ann, "see you at five")
     choose_menu_item("message_menu", "edit")
     answer_lines("edit_message", "see you at six")
     wait(lambda: "see you at six" in shown(bob), what="the edit on bob's screen")
+    for app in (ann, bob):
+        wait(lambda app=app: redrawn[app].of("see you at six (edited)"), what="the edit drawn")
     lobby = bob.state.conversation(room_key("lobby")).messages
     assert [m.get("edited_at") is not None for m in lobby] == [True]
     assert "see you at five" not in shown(bob)
@@ -92,10 +96,14 @@ def test_edit_delete_and_reply_by_clicking(apps, make_stack, sqlite_url):
 
     # ann deletes her message (after confirming): a tombstone on both screens, and the
     # quote in bob's reply says it is gone
+    redrawn = {app: Redraws(app) for app in (ann, bob)}
     right_click_message(ann, "see you at six")
     choose_menu_item("message_menu", "delete")
     answer_confirm("delete_message", yes=True)
     wait(lambda: "see you at six" not in shown(bob), what="the delete on bob's screen")
+    for app in (ann, bob):
+        wait(lambda app=app: redrawn[app].of("(message deleted)"), what="the tombstone drawn")
+    wait(lambda: redrawn[bob].of("works for me"), what="the reply's quote drawn again")
     gone = next(m for m in bob.state.conversation(room_key("lobby")).messages if m.get("deleted"))
     assert gone["text"] == ""
     answered = next(m for m in chat.model.messages if m["text"] == "works for me")

@@ -134,8 +134,13 @@ def test_read_receipts_by_click_show_ticks(apps, make_stack, sqlite_url):
     right_click_message(alice, "did you read this?")
     choose_menu_item("message_menu", "delete")
     answer_confirm("delete_message", yes=True)
-    wait(lambda: first.get("deleted"), what="the tombstone on alice's screen")
-    assert (ticks(first), ticks(second)) == ("", "✓")
+
+    # (The edit or delete is a new version of the message, in its place.)
+    def deleted_first() -> dict | None:
+        return next((m for m in conv.messages if m["id"] == first["id"] and m.get("deleted")), None)
+
+    tombstone = wait(deleted_first, what="the tombstone on alice's screen")
+    assert (ticks(tombstone), ticks(second)) == ("", "✓")
 
     # bob stops sharing on his side: alice's app stops showing his marker at its next
     # sync (the server shows markers only between two who share).

@@ -21,6 +21,7 @@ from client.conversations import room_key  # noqa: E402
 from client.profile_dialog import ProfileDialog  # noqa: E402
 
 from clicks import (  # noqa: E402
+    Redraws,
     answer_confirm,
     answer_text,
     befriend,
@@ -159,11 +160,16 @@ def test_delete_account_the_friend_sees_deleted_user(apps, make_stack, sqlite_ur
     answer_text("confirm_delete", "wrong password")
     wait(lambda: "not your current password" in settings.message.text(), what="refused")
     assert bob.main_window.side.friends.count() == 1  # nothing changed
+    redrawn = Redraws(bob)
     click_button(settings, "delete_account")
     answer_text("confirm_delete", "correct horse")
     wait(lambda: ann.login_window.isVisible(), what="ann signed out")
     assert "deleted" in ann.login_window.error.text()
     wait(lambda: bob.main_window.side.friends.count() == 0, what="ann gone from bob's friends")
+    # In bob's open lobby her message is drawn again, from "deleted user"
+    wait(lambda: redrawn.of("goodbye everyone"), what="ann's message drawn again")
+    senders = [m["from"]["username"] for m in bob.main_window.chat.model.messages]
+    assert senders == ["deleted user"]
 
     # bob, on another computer, sees ann's message from "deleted user"
     again = apps("bob-again")
