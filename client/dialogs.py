@@ -28,6 +28,17 @@ from .widgets import format_time
 SEARCH_PAUSE_MS = 250  # typing pause after which the room chooser asks the server
 
 
+def room_summary(room: dict[str, Any]) -> str:
+    """What the room chooser says of a room beside its name: how many are in it (the
+    lobby counts no members: everyone is in it), and whether we are."""
+    if room.get("kind") == "public":
+        size = "everyone"
+    else:
+        count = room.get("members", 0)
+        size = f"{count} member{'' if count == 1 else 's'}"
+    return size + (" · joined" if room.get("joined") else "")
+
+
 class ActivityDialog(QDialog):
     """Friend requests and their answers, newest first: nothing said in a banner is
     lost when the banner goes."""
@@ -200,8 +211,7 @@ class RoomDialog(QDialog):
         self.list.clear()
         for room in self.rooms:
             if wanted in room["name"].casefold():
-                joined = " · joined" if room.get("joined") else ""
-                item = QListWidgetItem(f"{room['name']}  ({room.get('members', 0)}{joined})")
+                item = QListWidgetItem(f"{room['name']}  ({room_summary(room)})")
                 item.setData(Qt.ItemDataRole.UserRole, room["name"])
                 self.list.addItem(item)
         if self.list.count():

@@ -15,6 +15,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QLabel, QPushButton  # noqa: E402
+from shiboken6 import isValid  # noqa: E402
 
 from client.conversations import dm_key, room_key  # noqa: E402
 from client.dialogs import RoomDialog  # noqa: E402
@@ -202,8 +203,17 @@ def test_rooms_create_join_members_and_leave(apps, make_stack, sqlite_url):
         press(rooms.query, Qt.Key_Backspace)
     wait(lambda: rooms.list.count() == 1)
     assert not rooms.create_button.isEnabled()  # the name exists (ignoring case)
+    assert rooms.list.item(0).text() == "Book Club  (1 member)"
     click(rooms.join_button)
     wait(lambda: sam.state.active == room_key("Book Club"))
+    # The lobby has no member count (everyone is in it); a joined room says so.
+    click(sam.main_window.side.join_room_button)
+    rooms = dialog(RoomDialog, "rooms_dialog")
+    wait(lambda: rooms.list.count() == 2)
+    listed = {rooms.list.item(i).text() for i in range(2)}
+    assert listed == {"lobby  (everyone · joined)", "Book Club  (2 members · joined)"}
+    press(rooms.query, Qt.Key_Escape)
+    wait(lambda: not isValid(rooms) or not rooms.isVisible(), what="the chooser closed")
     send(sam, "first!")
     wait(lambda: "first!" in shown(rae))
 
