@@ -44,8 +44,6 @@ EVENT_BURST = 256
 # window (a second) already; this adds at most a twentieth of that, and keeps its place
 # in the order of the events (it goes before the next burst's).
 WAIT_FOR_BURST_S = 0.05
-# The control keys that change what a user's connections hear (Control).
-SESSION_CONTROLS = (Control.JOIN, Control.LEAVE, Control.BLOCK, Control.UNBLOCK)
 
 
 class Subscriptions:
@@ -82,6 +80,7 @@ class LoginHold:
     and leaves, blocks), to apply once the session exists."""
 
     topic: bytes
+    session_id: int | None = None  # of the session the login opens (a kick may name it)
     frames: list[bytes] = field(default_factory=list)
     controls: list[dict[str, Any]] = field(default_factory=list)
     # Must-deliver pushes among them, acknowledged once the login has succeeded (one
@@ -89,8 +88,15 @@ class LoginHold:
     acks: list[dict[str, Any]] = field(default_factory=list)
 
     def events(self) -> list[dict[str, Any]]:
-        """The held events, decoded (a login's few: the reply they follow is a dict)."""
-        return [loads(frame[HEADER_SIZE:]) for frame in self.frames]
+        """The held events, decoded (a login's few: the reply they follow is a dict). A
+        payload that is not JSON (a service's bug) is left out, not the login failed."""
+        events = []
+        for frame in self.frames:
+            try:
+                events.append(loads(frame[HEADER_SIZE:]))
+            except (ValueError, RecursionError):
+                logger.warning("dropping a held event that is not JSON ({} bytes)", len(frame))
+        return events
 
 
 class Blocks:
@@ -159,7 +165,7 @@ class EventDelivery:
 
     # ------------------------------------------------------------------ a login under way
 
-    def hold(self, conn: Connection, topic: bytes) -> None:
+    def hold(self, conn: Connection, topic: bytes, session_id: int | None = None) -> None:
         """`conn` is logging in as the user of `topic`: hear that topic from now, before
         the snapshot the login starts from is read, and keep what comes for after the
         reply. Subscribed only once the snapshot came, the connection never heard a
@@ -167,7 +173,7 @@ class EventDelivery:
         friend who came back online in that instant stayed offline on the new device
         until their next change (tests/test_presence_versions.py; CI, a rolling restart
         in tests/test_host_faults.py)."""
-        self._holds[conn] = LoginHold(topic)
+        self._holds[conn] = LoginHold(topic, session_id)
         self.subs.add(topic, conn)
 
     def release(self, conn: Connection, logged_in: bool) -> LoginHold | None:
@@ -185,6 +191,8 @@ class EventDelivery:
         joined, left = control.get(Control.JOIN), control.get(Control.LEAVE)
         blocked, unblocked = control.get(Control.BLOCK), control.get(Control.UNBLOCK)
         for conn in conns:
+            if not conn.is_open:  # closing: forgotten already (Edge.connection_closed)
+                continue
             if joined is not None:
                 conn.join_room(joined)
             if left is not None:
@@ -239,11 +247,13 @@ class EventDelivery:
     def _write(self, outbox: dict[Connection, list[bytes]]) -> None:
         """Each connection's frames in one write."""
         delivered = dropped = 0
-        holds = self._holds
+        # Connections logging in keep theirs for after the reply: taken out first, a
+        # lookup per login under way, not one per connection written to.
+        for conn, hold in self._holds.items() if self._holds else ():
+            held = outbox.pop(conn, None)
+            if held:
+                hold.frames.extend(held)
         for conn, frames in outbox.items():
-            if holds and conn in holds:  # logging in: after the reply
-                holds[conn].frames.extend(frames)
-                continue
             if conn.send_frame(frames[0] if len(frames) == 1 else b"".join(frames)):
                 delivered += len(frames)
             else:
@@ -279,7 +289,12 @@ class EventDelivery:
             only, keep = control.get(Control.SESSION), control.get(Control.KEEP)
             self._kick(targets, frame, origin, (only, keep), outbox)
             return
-        if control and any(control.get(key) is not None for key in SESSION_CONTROLS):
+        if control and (
+            control.get(Control.JOIN) is not None
+            or control.get(Control.LEAVE) is not None
+            or control.get(Control.BLOCK) is not None
+            or control.get(Control.UNBLOCK) is not None
+        ):
             self.apply_controls(list(targets), control)
             for conn in targets if self._holds else ():
                 hold = self._holds.get(conn)
@@ -298,11 +313,25 @@ class EventDelivery:
                     self._closing += 1
         ack = control.get(Control.ACK)
         if ack and delivered_to is not None:
-            hold = self._holds.get(delivered_to) if self._holds else None
-            if hold is not None:
-                hold.acks.append(ack)
-            else:
-                self.acknowledge_soon(ack, delivered_to)
+            self._ack_once(ack, delivered_to, receivers, origin)
+
+    def _ack_once(
+        self, ack: dict[str, Any], last: Connection, receivers: list[Connection], origin: Any
+    ) -> None:
+        """Acknowledge a must-deliver push through a connection that got it, preferably
+        one already logged in: one still logging in acknowledges it only if its login
+        succeeds (LoginHold.acks), and may fail."""
+        holds = self._holds
+        if holds and last in holds:
+            settled = next(
+                (c for c in receivers if c not in holds and c.is_open and c.conn_id != origin),
+                None,
+            )
+            if settled is None:
+                holds[last].acks.append(ack)
+                return
+            last = settled
+        self.acknowledge_soon(ack, last)
 
     def acknowledge_soon(self, ack: dict[str, Any], conn: Connection) -> None:
         asyncio.get_running_loop().create_task(self._acknowledge(ack, conn))
@@ -352,7 +381,11 @@ class EventDelivery:
         only, keep = sessions
         for conn in list(targets):
             session = conn.session
-            session_id = None if session is None else session.session_id
+            session_id: int | None = None
+            if session is not None:
+                session_id = session.session_id
+            elif conn in self._holds:  # logging in: the session it is opening
+                session_id = self._holds[conn].session_id
             if (
                 (origin is not None and conn.conn_id == origin)
                 or (only is not None and session_id != only)

@@ -78,7 +78,7 @@ class Logins:
         # What the user's topic carries from now on is kept, to follow the reply: the
         # snapshot below may be read before a change whose push comes before the
         # session's subscriptions would have been made (EventDelivery.hold).
-        self.delivery.hold(conn, user_topic(user["id"]))
+        self.delivery.hold(conn, user_topic(user["id"]), auth["session_id"])
         logged_in = False
         try:
             snapshot = await self.bus.call(
