@@ -160,10 +160,10 @@ class Conversation:
             if message is not None:
                 self.replace(message, {**message, **update})
                 changed = True
-            for message in list(self.messages):
+            for row, message in enumerate(self.messages):
                 quoted = message.get("reply_to")
                 if quoted and quoted.get("id") == target:
-                    self.replace(message, {**message, "reply_to": {**quoted, **update}})
+                    self.replace(message, {**message, "reply_to": {**quoted, **update}}, row)
                     changed = True
         return changed
 

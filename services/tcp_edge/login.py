@@ -73,12 +73,10 @@ class Logins:
         )
         user = auth["user"]
         session = Session(user["id"], user["username"], auth["session_id"], set())
-        if conn.session is not None:  # a concurrent login on the same socket won
-            raise ServiceError(ErrorCode.ALREADY_AUTHENTICATED, "already logged in; log out first")
         # What the user's topic carries from now on is kept, to follow the reply: the
         # snapshot below may be read before a change whose push comes before the
         # session's subscriptions would have been made (EventDelivery.hold).
-        self.delivery.hold(conn, user_topic(user["id"]), auth["session_id"])
+        self.delivery.hold(conn, user_topic(user["id"]), session.session_id)
         logged_in = False
         try:
             snapshot = await self.bus.call(
