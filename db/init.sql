@@ -77,6 +77,7 @@ CREATE TABLE profiles (
 	status VARCHAR(140) NOT NULL, 
 	updated_at BIGINT NOT NULL, 
 	presence_version BIGINT NOT NULL DEFAULT '0', 
+	sessions_version BIGINT NOT NULL DEFAULT '0', 
 	PRIMARY KEY (user_id)
 )ENGINE=InnoDB CHARSET=utf8mb4;
 
@@ -229,4 +230,4 @@ CREATE TABLE alembic_version (
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
 
-INSERT INTO alembic_version (version_num) VALUES ('0011');
+INSERT INTO alembic_version (version_num) VALUES ('0012');

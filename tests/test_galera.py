@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+
+from chatroom.runtime import is_lock_conflict
+from chatroom.storage.migrate import upgrade
+from services.social.store import SocialStore
 
 import galera
 from acked import REQUEST_TIMEOUT_MS, check_view, send_with_retry
+from inproc import add_users
 from wire import WireClient, wait_until
 
 pytestmark = pytest.mark.galera
@@ -113,3 +120,46 @@ def test_the_writer_dies_under_load_and_nothing_acknowledged_is_lost(cluster, ma
         f"galera: {len(acked)} acknowledged; failover: longest send {failover_s:.2f} s;"
         f" minority refused in {refused_s:.2f} s"
     )
+
+
+def test_two_writers_cannot_both_decide_a_users_presence(cluster):
+    """The proxies may send two hosts' services to two nodes for a while
+    (docs/past-one-host.md). Galera then certifies the rows each transaction wrote, not
+    the ones it locked: an old edge's drop on one node that did not see the user's new
+    session (so "offline") and the login on the other that found the old one (so no
+    change) both committed, and friends saw a connected user offline. Each change to a
+    user's sessions now writes their profile row, so the later one fails at commit as a
+    deadlock, and the service runs it again (tests/test_presence_races.py has the same
+    two on one node)."""
+    cluster.nodes[0].sql("CREATE DATABASE chat CHARACTER SET utf8mb4")
+
+    def store_on(node: galera.Node) -> SocialStore:
+        url = f"mysql+pymysql://chat_test:chat_test@127.0.0.1:{node.ports.client}/chat"
+        return SocialStore(create_engine(url + "?charset=utf8mb4"))
+
+    here, there = store_on(cluster.nodes[0]), store_on(cluster.nodes[1])
+    upgrade(here.engine)
+    ann, cy = add_users(here.engine, "ann", "cy")
+    # Edges sort old < cy's < new, so the drop's gap locks on the edge index end at
+    # cy's session, as they would among other edges' sessions: the two transactions
+    # meet only where the code makes them.
+    for who, edge in ((ann, "edge-a"), (cy, "edge-b")):
+        here.ensure_profile(who.user_id)
+        with here.transaction() as tx:
+            tx.lock_profile(who.user_id)
+            tx.open_session(who.user_id, edge, f"{edge}-conn")
+
+    with pytest.raises(OperationalError) as conflict, here.transaction() as dropping:
+        assert dropping.drop_edge("edge-a") == [ann.user_id]  # her new one unseen
+        # Meanwhile she logs in through the other writer, which still has the old
+        # session: no presence change. The drop's commit then raises.
+        with there.transaction() as tx:
+            tx.lock_profiles({ann.user_id})
+            assert tx.open_session(ann.user_id, "edge-c", "edge-c-conn") is None
+    assert is_lock_conflict(conflict.value), conflict.value
+
+    # Run again, as social does: her new session is seen, she stays online.
+    with here.transaction() as dropping:
+        assert dropping.drop_edge("edge-a") == []
+    for store in (here, there):
+        store.engine.dispose()

@@ -233,6 +233,9 @@ profiles = Table(
     # Counts the user's presence changes (store/presence.py): pushes carry it so that a
     # client keeps the newest when two cross or one is sent again.
     Column("presence_version", BigInteger, nullable=False, server_default="0"),
+    # Counts changes to the user's live sessions. Written by every open and close so
+    # that two made at once on two Galera writers conflict (migration 0012).
+    Column("sessions_version", BigInteger, nullable=False, server_default="0"),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -57,10 +57,16 @@ class PresenceQueries:
         return {user_id: found.get(user_id) for user_id in user_ids}
 
     def session_count(self, user_id: int) -> int:
+        """The user's live sessions as committed now. A locking read: under MySQL's
+        REPEATABLE READ a plain SELECT answers from the transaction's snapshot, taken
+        at its first read, so a caller that read something before it waited for the
+        user's profile lock would miss a session opened meanwhile, and call a user who
+        had just logged in elsewhere offline (tests/test_presence_races.py)."""
         return self.conn.execute(
             select(func.count())
             .select_from(live_sessions)
             .where(live_sessions.c.user_id == user_id)
+            .with_for_update()
         ).scalar_one()
 
     def touch_edge(self, edge_id: str) -> None:
@@ -86,7 +92,8 @@ class PresenceQueries:
         ):
             current[row.user_id].add(row.conn_id)
         came_online: list[bool] = []
-        rows, now = [], now_ms()
+        rows: list[dict[str, Any]] = []
+        now = now_ms()
         for user_id, edge_id, conn_id in openings:
             theirs = current[user_id]
             came_online.append(conn_id not in theirs and not theirs)
@@ -97,6 +104,7 @@ class PresenceQueries:
                 )
         if rows:
             self.conn.execute(insert(live_sessions), rows)
+            self.count_session_changes([row["user_id"] for row in rows])
         versions = self.count_presence_changes(
             [user_id for (user_id, _, _), came in zip(openings, came_online, strict=True) if came]
         )
@@ -125,6 +133,19 @@ class PresenceQueries:
         )
         return {row.user_id: row.presence_version for row in rows}
 
+    def count_session_changes(self, user_ids: list[int]) -> None:
+        """These users' sets of live sessions changed (the caller holds their profile
+        locks). Written so that the change touches the profile row: on a Galera cluster
+        that has two writers for a while (docs/past-one-host.md), a login on one node
+        and an edge's drop on the other each decide presence from the sessions they
+        see; certification only makes them conflict if they write a row in common, and
+        then runs one again, which sees the other's session (migration 0012)."""
+        self.conn.execute(
+            update(profiles)
+            .where(profiles.c.user_id.in_(sorted(set(user_ids))))
+            .values(sessions_version=profiles.c.sessions_version + 1)
+        )
+
     def close_session(self, user_id: int, conn_id: str) -> bool:
         """Forget a live session (under the user's profile lock); True if it was the
         user's last one (now offline, last_seen recorded)."""
@@ -134,7 +155,10 @@ class PresenceQueries:
                 live_sessions.c.conn_id == conn_id, live_sessions.c.user_id == user_id
             )
         ).rowcount
-        went_offline = bool(removed) and self.session_count(user_id) == 0
+        if not removed:
+            return False
+        self.count_session_changes([user_id])
+        went_offline = self.session_count(user_id) == 0
         if went_offline:
             self.record_last_seen([user_id])
             self.count_presence_changes([user_id])
@@ -212,6 +236,8 @@ class PresenceQueries:
             self.lock_profile(user_id)
         self.conn.execute(delete(live_sessions).where(live_sessions.c.edge_id == edge_id))
         self.conn.execute(delete(edges).where(edges.c.edge_id == edge_id))
+        if user_ids:
+            self.count_session_changes(user_ids)
         offline = [u for u in user_ids if self.session_count(u) == 0]
         self.record_last_seen(offline)
         self.count_presence_changes(offline)
