@@ -27,9 +27,13 @@ class BurstReceiver:
     async def receive(self, limit: int) -> list[list[bytes]]:
         """Wait for one message, then take up to `limit` in all that are already queued."""
         burst = [await self.sock.recv_multipart()]
+        self.take(burst, limit)
+        return burst
+
+    def take(self, burst: list[list[bytes]], limit: int) -> None:
+        """Add to `burst` what is already queued, up to `limit` in all; never waits."""
         while len(burst) < limit:
             try:
                 burst.append(self._now.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 break
-        return burst

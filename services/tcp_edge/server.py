@@ -123,6 +123,7 @@ class Edge:
             lambda conn: bus_context(self.edge_id, conn, conn.session),
             first_copies,
             settings.typing_merge_ms / 1000,
+            settings.event_linger_ms / 1000,
         )
         self.logins = Logins(
             self.bus,
