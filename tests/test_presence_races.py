@@ -15,7 +15,6 @@ The same two changes on two Galera writers are in tests/test_galera.py.
 from __future__ import annotations
 
 import threading
-import time
 
 from sqlalchemy import create_engine, func, select, text
 
@@ -24,6 +23,7 @@ from chatroom.storage.schema import live_sessions
 from services.social.store import SocialStore
 
 from inproc import add_users
+from wire import wait_until
 
 WAIT_S = 10
 
@@ -34,13 +34,6 @@ def _waiting_for_a_lock(engine) -> int:
     with engine.connect() as conn:
         rows = conn.execute(text("SHOW FULL PROCESSLIST")).all()
     return sum(1 for row in rows if row.Command == "Query" and "FOR UPDATE" in (row.Info or ""))
-
-
-def _until(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def test_an_edge_dropped_while_its_user_logs_in_elsewhere_leaves_them_online(mysql_url):
@@ -77,7 +70,7 @@ def test_an_edge_dropped_while_its_user_logs_in_elsewhere_leaves_them_online(mys
     drop = threading.Thread(target=drop_old_edge)
     drop.start()
     try:
-        _until(lambda: _waiting_for_a_lock(engine) == 1, "the drop to wait for ann's profile lock")
+        wait_until(lambda: _waiting_for_a_lock(engine) == 1, WAIT_S, "the drop waits for her lock")
     finally:
         go_on.set()
         login.join(WAIT_S)
