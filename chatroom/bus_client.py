@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 import zmq
-import zmq.asyncio
 from loguru import logger
 
 from chatroom import buskeys, metrics
@@ -29,7 +28,7 @@ from chatroom.config import ADMIN_SERVICES, BACKEND_SERVICES, Settings
 from chatroom.errors import ServiceError
 from chatroom.framing import dumps, loads
 from chatroom.protocol import ErrorCode
-from chatroom.zmq_io import BurstReceiver
+from chatroom.zmq_io import LoopSocket
 
 REPLY_BURST = 256
 # While no bus is connected, how often a request tries again to go out.
@@ -38,13 +37,14 @@ NO_BUS_POLL_S = 0.05
 
 class BusClient:
     def __init__(
-        self, settings: Settings, name: str, zctx: zmq.asyncio.Context, *, admin: bool = False
+        self, settings: Settings, name: str, zctx: zmq.Context, *, admin: bool = False
     ) -> None:
         self.settings = settings
         self.name = name
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future] = {}
-        self._sockets: dict[str, zmq.asyncio.Socket] = {}
+        self._sockets: dict[str, zmq.Socket] = {}
+        self._io: dict[str, LoopSocket] = {}  # by service, once started
         self._readers: list[asyncio.Task] = []
         keys = buskeys.client_keys(settings, buskeys.ADMIN_ROLE if admin else buskeys.EDGE_ROLE)
         services = ADMIN_SERVICES if admin else BACKEND_SERVICES
@@ -66,21 +66,25 @@ class BusClient:
             self._sockets[service] = sock
 
     def start(self) -> None:
+        """On the loop that will make the calls."""
         for service, sock in self._sockets.items():
-            self._readers.append(asyncio.create_task(self._read_replies(service, sock)))
+            self._io[service] = LoopSocket(sock)
+            self._readers.append(asyncio.create_task(self._read_replies(service)))
         self._readers.append(asyncio.create_task(self.links.run()))
 
     def close(self) -> None:
         for task in self._readers:
             task.cancel()
+        for io in self._io.values():
+            io.stop()
         for sock in self._sockets.values():
             sock.close()
         for fut in self._pending.values():
             if not fut.done():
                 fut.cancel()
 
-    async def _read_replies(self, service: str, sock: zmq.asyncio.Socket) -> None:
-        replies = BurstReceiver(sock)
+    async def _read_replies(self, service: str) -> None:
+        replies = self._io[service]
         while True:
             for frames in await replies.receive(REPLY_BURST):
                 try:
@@ -120,7 +124,7 @@ class BusClient:
                 body["deadline_ms"] = int((time.time() + per_attempt) * 1000)
                 timer = loop.call_later(per_attempt, _time_out, fut)
                 try:
-                    if await self._send(self._sockets[service], dumps(body), fut):
+                    if await self._send(self._io[service], dumps(body), fut):
                         reply = await fut
                     else:
                         reply = None  # no bus was reachable within the attempt
@@ -149,12 +153,12 @@ class BusClient:
         raise ServiceError.from_dict(reply.get("error"))
 
     @staticmethod
-    async def _send(sock: zmq.asyncio.Socket, frame: bytes, attempt: asyncio.Future) -> bool:
+    async def _send(sock: LoopSocket, frame: bytes, attempt: asyncio.Future) -> bool:
         """Hand a request to a connected bus, waiting (until the attempt times out) while
         none is: every bus down or restarting. False if the attempt ended first."""
         while not attempt.done():
             try:
-                await sock.send_multipart([frame], flags=zmq.NOBLOCK)
+                sock.send_now([frame])
                 return True
             except zmq.Again:
                 await asyncio.sleep(NO_BUS_POLL_S)

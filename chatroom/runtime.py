@@ -58,7 +58,7 @@ from chatroom.service import (
     Service,
     start_unless_expired,
 )
-from chatroom.zmq_io import BurstReceiver
+from chatroom.zmq_io import LoopSocket
 
 # A crash's traceback is logged once per (op, exception type) per this many seconds.
 CRASH_LOG_WINDOW_S = 60.0
@@ -142,11 +142,12 @@ class ServiceRuntime:
         self._pub_now: zmq.Socket[bytes] = zmq.Socket.shadow(self._pub.underlying)
         buses = ", ".join(f"{host}:{base}" for host, base in links.peers)
         logger.info("{} replica {} serving through {}", self.name, self.replica, buses)
-        receivers = [asyncio.create_task(self._receive_loop(self._sock, admin=False))]
+        paths = {False: LoopSocket(self._sock)}  # by whether it is the operators' path
+        if admin:
+            paths[True] = LoopSocket(self._admin_sock)
+        receivers = [asyncio.create_task(self._receive_loop(*path)) for path in paths.items()]
         receivers.append(asyncio.create_task(links.run()))
         receivers.append(asyncio.create_task(self._replay.run()))
-        if admin:
-            receivers.append(asyncio.create_task(self._receive_loop(self._admin_sock, admin=True)))
         job_tasks = [asyncio.create_task(self._repeat(job)) for job in self.jobs]
         if self.settings.health_port:
             job_tasks.append(asyncio.create_task(self._serve_health(zctx)))
@@ -162,9 +163,9 @@ class ServiceRuntime:
         await asyncio.gather(*background, return_exceptions=True)
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=self.settings.drain_timeout_s)
-        self._sock.close(linger=1000)
-        if admin:
-            self._admin_sock.close(linger=1000)
+        for path in paths.values():
+            path.stop()
+            path.sock.close(linger=1000)
         self._pub.close(linger=1000)
         zctx.term()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -182,8 +183,7 @@ class ServiceRuntime:
         set_link_heartbeats(sock)
         return sock
 
-    async def _receive_loop(self, sock: zmq.asyncio.Socket, admin: bool) -> None:
-        requests = BurstReceiver(sock)
+    async def _receive_loop(self, admin: bool, requests: LoopSocket) -> None:
         while True:
             while self._in_progress >= self._max_in_progress:
                 self._slot_freed.clear()
@@ -191,16 +191,17 @@ class ServiceRuntime:
             free = self._max_in_progress - self._in_progress
             for frames in await requests.receive(min(RECEIVE_BURST, free)):
                 self._in_progress += 1
-                task = asyncio.create_task(self._serve(sock, frames, admin))
+                task = asyncio.create_task(self._serve(requests, frames, admin))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
 
-    async def _serve(self, sock: zmq.asyncio.Socket, frames: list[bytes], admin: bool) -> None:
+    async def _serve(self, requests: LoopSocket, frames: list[bytes], admin: bool) -> None:
         try:
             routing, raw = frames[:-1], frames[-1]
             reply, events = await self._dispatch(raw, admin)
             if reply is not None:
-                await sock.send_multipart([*routing, dumps(reply)])
+                # A ROUTER never blocks a send: past a peer's high-water mark it drops.
+                requests.send_now([*routing, dumps(reply)])
             await self._publish(events)
         except Exception:
             logger.exception("failed to serve a request")

@@ -25,7 +25,7 @@ from chatroom.bus_client import BusClient
 from chatroom.bus_contract import Control, parse_control
 from chatroom.errors import ServiceError
 from chatroom.framing import HEADER_SIZE, dumps, frame_payload, loads
-from chatroom.zmq_io import BurstReceiver
+from chatroom.zmq_io import LoopSocket
 from services.tcp_edge.dedupe import FirstCopies
 from services.tcp_edge.typing_hints import ROOM_HINTS_WINDOW_S, RoomHints
 
@@ -247,21 +247,24 @@ class EventDelivery:
         event already waiting is taken too, and each connection then gets all of its
         frames in one write. A burst of 30 messages to a 100-member room costs 100
         writes instead of 3,000 (and the clients fewer reads)."""
-        events = BurstReceiver(self.sub_socket)
+        events = LoopSocket(self.sub_socket)
         loop = asyncio.get_running_loop()
-        while True:
-            burst = await events.receive(EVENT_BURST)
-            if len(burst) < EVENT_BURST:
-                receivers = len(self.subs.targets(burst[0][0]))
-                wait_s = self.linger.wait_s(loop.time(), receivers)
-                if wait_s:
-                    await asyncio.sleep(wait_s)
-                    events.take(burst, EVENT_BURST)
-                self.linger.taken(loop.time())
-            outbox = self._take_waiting()  # first: they came before this burst
-            for parts in burst:
-                self.handle(parts, outbox)
-            self._write(outbox)
+        try:
+            while True:
+                burst = await events.receive(EVENT_BURST)
+                if len(burst) < EVENT_BURST:
+                    receivers = len(self.subs.targets(burst[0][0]))
+                    wait_s = self.linger.wait_s(loop.time(), receivers)
+                    if wait_s:
+                        await asyncio.sleep(wait_s)
+                        events.take(burst, EVENT_BURST)
+                    self.linger.taken(loop.time())
+                outbox = self._take_waiting()  # first: they came before this burst
+                for parts in burst:
+                    self.handle(parts, outbox)
+                self._write(outbox)
+        finally:
+            events.stop()
 
     def _take_waiting(self) -> dict[Connection, list[bytes]]:
         if self._waiting_timer is not None:
