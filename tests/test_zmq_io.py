@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import select
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import zmq
 
@@ -43,6 +43,16 @@ async def dealer_and_router(recheck_s: float) -> AsyncIterator[tuple[LoopSocket,
         raw.close(linger=0)
         peer.close(linger=0)
         ctx.term()
+
+
+@contextmanager
+def another_router(ctx: zmq.Context) -> Iterator[str]:
+    """An endpoint to connect to (a bus that moved), for as long as the block runs."""
+    spare = ctx.socket(zmq.ROUTER)
+    try:
+        yield f"tcp://127.0.0.1:{spare.bind_to_random_port('tcp://127.0.0.1')}"
+    finally:
+        spare.close(linger=0)
 
 
 async def parked(ours: LoopSocket, limit: int = 10) -> asyncio.Task[list[list[bytes]]]:
@@ -115,15 +125,9 @@ def test_a_signal_used_up_outside_the_loop_socket_is_found_by_the_watchdog():
     async def scenario() -> None:
         async with dealer_and_router(recheck_s=0.05) as (ours, peer):
             receive = await parked(ours)
-            spare = peer.context.socket(zmq.ROUTER)
-            spare_port = spare.bind_to_random_port("tcp://127.0.0.1")
-            try:
-                await message_signal_used_up(
-                    ours, peer, lambda: ours.sock.connect(f"tcp://127.0.0.1:{spare_port}")
-                )
-                assert await asyncio.wait_for(receive, TIMEOUT_S) == [[b"reply"]]
-            finally:
-                spare.close(linger=0)
+            with another_router(peer.context) as elsewhere:
+                await message_signal_used_up(ours, peer, lambda: ours.sock.connect(elsewhere))
+            assert await asyncio.wait_for(receive, TIMEOUT_S) == [[b"reply"]]
 
     asyncio.run(scenario())
 
@@ -135,18 +139,12 @@ def test_without_the_watchdog_such_a_message_would_wait():
     async def scenario() -> None:
         async with dealer_and_router(recheck_s=600) as (ours, peer):
             receive = await parked(ours)
-            spare = peer.context.socket(zmq.ROUTER)
-            spare_port = spare.bind_to_random_port("tcp://127.0.0.1")
-            try:
-                await message_signal_used_up(
-                    ours, peer, lambda: ours.sock.connect(f"tcp://127.0.0.1:{spare_port}")
-                )
-                done, _ = await asyncio.wait({receive}, timeout=0.5)
-                assert not done, "the receive woke without any signal"
-                ours._check()  # what the watchdog does
-                assert await asyncio.wait_for(receive, TIMEOUT_S) == [[b"reply"]]
-            finally:
-                spare.close(linger=0)
+            with another_router(peer.context) as elsewhere:
+                await message_signal_used_up(ours, peer, lambda: ours.sock.connect(elsewhere))
+            done, _ = await asyncio.wait({receive}, timeout=0.5)
+            assert not done, "the receive woke without any signal"
+            ours._check()  # what the watchdog does
+            assert await asyncio.wait_for(receive, TIMEOUT_S) == [[b"reply"]]
 
     asyncio.run(scenario())
 
