@@ -43,7 +43,7 @@ class BusClient:
         self.name = name
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future] = {}
-        self._sockets: dict[str, zmq.Socket] = {}
+        self._sockets: dict[str, zmq.Socket[bytes]] = {}
         self._io: dict[str, LoopSocket] = {}  # by service, once started
         self._readers: list[asyncio.Task] = []
         keys = buskeys.client_keys(settings, buskeys.ADMIN_ROLE if admin else buskeys.EDGE_ROLE)
@@ -54,7 +54,7 @@ class BusClient:
         # the edge attaches its event socket here too.
         self.links = BusLinks(settings)
         for service in services:
-            sock = zctx.socket(zmq.DEALER)
+            sock: zmq.Socket[bytes] = zmq.Socket(zctx, zmq.DEALER)  # a LoopSocket drives it
             buskeys.secure_client(sock, keys)
             sock.setsockopt(zmq.LINGER, 0)
             set_link_heartbeats(sock)

@@ -165,7 +165,9 @@ class ServiceRuntime:
             await asyncio.wait(self._inflight, timeout=self.settings.drain_timeout_s)
         for path in paths.values():
             path.stop()
-            path.sock.close(linger=1000)
+        self._sock.close(linger=1000)
+        if admin:
+            self._admin_sock.close(linger=1000)
         self._pub.close(linger=1000)
         zctx.term()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -173,11 +175,12 @@ class ServiceRuntime:
 
     def _router(
         self, zctx: zmq.asyncio.Context, keys: buskeys.ClientKeys | None
-    ) -> zmq.asyncio.Socket:
+    ) -> zmq.Socket[bytes]:
         """A ROUTER connected to a queue's back end on every bus: a request arrives with
         the identity of the bus that brought it first, and the reply, sent with the
-        request's routing frames, returns through that bus."""
-        sock = zctx.socket(zmq.ROUTER)
+        request's routing frames, returns through that bus. A plain socket: a LoopSocket
+        drives it (zmq_io)."""
+        sock: zmq.Socket[bytes] = zmq.Socket(zctx, zmq.ROUTER)
         buskeys.secure_client(sock, keys)
         sock.setsockopt(zmq.LINGER, 1000)
         set_link_heartbeats(sock)

@@ -19,8 +19,9 @@ that signal up while a message waits. So whenever a receive is waiting:
 - operations made elsewhere (BusLinks connects and disconnects the socket when a bus
   moves) are covered by a slow watchdog that looks at ZMQ_EVENTS every RECHECK_S.
 
-Once wrapped, the socket is only used through its LoopSocket (an awaited zmq.asyncio
-operation on it would take over the descriptor's reader); its owner stops the LoopSocket,
+The socket is a plain `zmq.Socket` (made with `zmq.Socket(context, type)`, not a
+zmq.asyncio one, whose awaited operations would take over the descriptor's reader), and
+once wrapped it is only read through its LoopSocket. Its owner stops the LoopSocket,
 then closes the socket.
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 
 import zmq
+import zmq.asyncio
 
 # pyzmq's constants are enum.Flag members; `int & Flag` builds a new Flag each time.
 _POLLIN = int(zmq.POLLIN)
@@ -39,14 +41,16 @@ RECHECK_S = 0.25
 
 
 class LoopSocket:
-    def __init__(self, sock: zmq.Socket, recheck_s: float = RECHECK_S) -> None:
-        """Create on the loop that will use it, after which only use it through here."""
-        # A plain (blocking-API) view of the libzmq socket, used with NOBLOCK only.
-        self.sock: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
+    def __init__(self, sock: zmq.Socket[bytes], recheck_s: float = RECHECK_S) -> None:
+        """Create on the loop that will use it."""
+        if isinstance(sock, zmq.asyncio.Socket):
+            raise TypeError("a LoopSocket drives a plain zmq.Socket, not a zmq.asyncio one")
+        self.sock = sock
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[None] | None = None
-        self._check_due = False
-        self._fd: int = self.sock.FD
+        self._check_due: asyncio.Handle | None = None
+        self._stopped = False
+        self._fd: int = sock.FD
         # Reading ZMQ_EVENTS in the callback clears the descriptor's signal, so the
         # reader can stay registered without the loop spinning on it.
         self._loop.add_reader(self._fd, self._check)
@@ -55,11 +59,16 @@ class LoopSocket:
 
     def stop(self) -> None:
         """Stop watching the socket; its owner closes it after this."""
+        self._stopped = True
         self._watchdog.cancel()
+        if self._check_due is not None:
+            self._check_due.cancel()
         self._loop.remove_reader(self._fd)
 
     async def receive(self, limit: int) -> list[list[bytes]]:
-        """Wait for one message, then take up to `limit` in all that are already queued."""
+        """Wait for one message, then take up to `limit` in all that are already queued.
+        One receive at a time per socket."""
+        assert self._waiter is None, "a receive is already waiting on this socket"
         burst: list[list[bytes]] = []
         self.take(burst, limit)
         while not burst:
@@ -82,14 +91,18 @@ class LoopSocket:
 
     def send_now(self, frames: list[bytes]) -> None:
         """Send without waiting; raises zmq.Again if libzmq cannot take it now."""
-        self.sock.send_multipart(frames, zmq.NOBLOCK)
-        if self._waiter is not None and not self._check_due:
-            # The send may have used up the signal of a message that came meanwhile.
-            self._check_due = True
-            self._loop.call_soon(self._check)
+        try:
+            self.sock.send_multipart(frames, zmq.NOBLOCK)
+        finally:
+            # The send (even one refused with Again) may have used up the signal of a
+            # message that came meanwhile.
+            if self._waiter is not None and self._check_due is None and not self._stopped:
+                self._check_due = self._loop.call_soon(self._check)
 
     def _check(self) -> None:
-        self._check_due = False
+        self._check_due = None
+        if self._stopped:
+            return
         ready = int(self.sock.getsockopt(_EVENTS)) & _POLLIN
         waiter = self._waiter
         if ready and waiter is not None and not waiter.done():

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from chatroom.bus_contract import Control, event_frames, user_topic
 from chatroom.framing import HEADER_SIZE, loads
@@ -52,7 +51,7 @@ class StandIn:
 
 
 def delivery() -> tuple[EventDelivery, list[tuple[dict, str]]]:
-    sub = zmq.asyncio.Context.instance().socket(zmq.SUB)
+    sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     acks: list[tuple[dict, str]] = []
     found = EventDelivery(sub, None, lambda conn: {})  # type: ignore[arg-type]

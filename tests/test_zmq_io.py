@@ -13,11 +13,27 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
+import pytest
 import zmq
 
 from chatroom.zmq_io import LoopSocket
 
 TIMEOUT_S = 5.0
+
+try:
+    import uvloop
+except ImportError:  # not on Windows; the services then run on asyncio's own loop
+    uvloop = None
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request):
+    """Run a scenario on asyncio's loop and on uvloop (what the services run on)."""
+    if request.param == "asyncio":
+        return asyncio.run
+    if uvloop is None:
+        pytest.skip("uvloop is not installed here")
+    return uvloop.run
 
 
 @asynccontextmanager
@@ -39,8 +55,9 @@ async def dealer_and_router(recheck_s: float) -> AsyncIterator[tuple[LoopSocket,
         ours.peer_identity = identity  # type: ignore[attr-defined]
         yield ours, peer
     finally:
-        ours.stop()
-        raw.close(linger=0)
+        if not ours._stopped:
+            ours.stop()
+        raw.close(linger=0)  # nothing if the test closed it
         peer.close(linger=0)
         ctx.term()
 
@@ -86,25 +103,68 @@ async def message_signal_used_up(ours: LoopSocket, peer: zmq.Socket, use_up: Cal
         time.sleep(0.002)
 
 
-def test_a_receive_takes_what_is_queued_in_one_burst_up_to_its_limit():
+def test_a_receive_takes_what_is_queued_in_one_burst_up_to_its_limit(run):
     async def scenario() -> None:
-        async with dealer_and_router(recheck_s=60) as (ours, peer):
+        ctx = zmq.Context()
+        # inproc: a message is in our queue as soon as the peer's send returns.
+        ours_raw, peer = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+        ours_raw.bind("inproc://burst")
+        peer.connect("inproc://burst")
+        ours = LoopSocket(ours_raw, recheck_s=60)
+        try:
             for i in range(5):
-                peer.send_multipart([ours.peer_identity, b"%d" % i])  # type: ignore[attr-defined]
-            first = await asyncio.wait_for(ours.receive(1), TIMEOUT_S)
-            assert first == [[b"0"]]
-            rest: list[list[bytes]] = []
-            deadline = time.monotonic() + TIMEOUT_S
-            while len(rest) < 4:
-                assert time.monotonic() < deadline
-                rest += await asyncio.wait_for(ours.receive(3), TIMEOUT_S)
-                assert len(rest) <= 4
-            assert rest == [[b"1"], [b"2"], [b"3"], [b"4"]]
+                peer.send(b"%d" % i)
+            assert await asyncio.wait_for(ours.receive(3), TIMEOUT_S) == [[b"0"], [b"1"], [b"2"]]
+            assert await asyncio.wait_for(ours.receive(3), TIMEOUT_S) == [[b"3"], [b"4"]]
+            peer.send(b"later")  # after a wait: the reader wakes the receive
+            later = asyncio.create_task(ours.receive(3))
+            assert await asyncio.wait_for(later, TIMEOUT_S) == [[b"later"]]
+        finally:
+            ours.stop()
+            ours_raw.close(linger=0)
+            peer.close(linger=0)
+            ctx.term()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
-def test_our_send_while_a_receive_waits_does_not_hide_the_message_that_came():
+def test_a_check_queued_by_a_send_does_not_touch_the_socket_after_stop(run):
+    """The owner stops the LoopSocket and closes the socket in the same loop pass as a
+    send: the check that send queued must not run on the closed socket."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[dict] = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        async with dealer_and_router(recheck_s=60) as (ours, _peer):
+            receive = await parked(ours)
+            ours.send_now([b"last words"])  # queues a check of the socket
+            ours.stop()
+            ours.sock.close(linger=0)
+            receive.cancel()  # after the queued check: it would run first
+            await asyncio.gather(receive, return_exceptions=True)
+        assert errors == []
+
+    run(scenario())
+
+
+def test_a_loop_socket_refuses_a_zmq_asyncio_socket(run):
+    async def scenario() -> None:
+        import zmq.asyncio
+
+        ctx = zmq.asyncio.Context()
+        sock = ctx.socket(zmq.DEALER)
+        try:
+            with pytest.raises(TypeError, match="plain zmq.Socket"):
+                LoopSocket(sock)
+        finally:
+            sock.close(linger=0)
+            ctx.term()
+
+    run(scenario())
+
+
+def test_our_send_while_a_receive_waits_does_not_hide_the_message_that_came(run):
     """The receive waits; a message comes; before the loop looks, our own send uses up
     the descriptor's signal. The watchdog is set far beyond the test's timeout, so only
     the check made after our sends can wake the receive."""
@@ -115,10 +175,10 @@ def test_our_send_while_a_receive_waits_does_not_hide_the_message_that_came():
             await message_signal_used_up(ours, peer, lambda: ours.send_now([b"more"]))
             assert await asyncio.wait_for(receive, TIMEOUT_S) == [[b"reply"]]
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
-def test_a_signal_used_up_outside_the_loop_socket_is_found_by_the_watchdog():
+def test_a_signal_used_up_outside_the_loop_socket_is_found_by_the_watchdog(run):
     """A connect (BusLinks following a bus that moved) also processes the commands; the
     LoopSocket does not see it, so its watchdog finds the message, within its period."""
 
@@ -129,10 +189,10 @@ def test_a_signal_used_up_outside_the_loop_socket_is_found_by_the_watchdog():
                 await message_signal_used_up(ours, peer, lambda: ours.sock.connect(elsewhere))
             assert await asyncio.wait_for(receive, TIMEOUT_S) == [[b"reply"]]
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
-def test_without_the_watchdog_such_a_message_would_wait():
+def test_without_the_watchdog_such_a_message_would_wait(run):
     """The case above is real: with the watchdog out of reach, the message stays unseen
     (so the test above passes because of the watchdog, not by luck)."""
 
@@ -146,16 +206,15 @@ def test_without_the_watchdog_such_a_message_would_wait():
             ours._check()  # what the watchdog does
             assert await asyncio.wait_for(receive, TIMEOUT_S) == [[b"reply"]]
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
-def test_stopping_takes_the_reader_off_the_loop():
+def test_stopping_takes_the_reader_off_the_loop(run):
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         async with dealer_and_router(recheck_s=60) as (ours, _peer):
             fd = ours._fd
             ours.stop()
             assert not loop.remove_reader(fd)  # nothing left registered
-            ours._loop.add_reader(fd, ours._check)  # for the context's own stop()
 
-    asyncio.run(scenario())
+    run(scenario())

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import zmq
-import zmq.asyncio
 from loguru import logger
 
 from chatroom import metrics
@@ -87,7 +86,7 @@ class BurstLinger:
 class Subscriptions:
     """Which local connections hear which topic; subscribes on the bus on first use."""
 
-    def __init__(self, sub: zmq.asyncio.Socket) -> None:
+    def __init__(self, sub: zmq.Socket[bytes]) -> None:
         self.sub = sub
         self.by_topic: dict[bytes, set[Connection]] = {}
 
@@ -180,7 +179,7 @@ class Blocks:
 class EventDelivery:
     def __init__(
         self,
-        sub: zmq.asyncio.Socket,
+        sub: zmq.Socket[bytes],
         bus: BusClient,
         context: Callable[[Connection], dict[str, Any]],
         first_copies: FirstCopies | None = None,

@@ -99,7 +99,7 @@ class Edge:
         self._stopping = asyncio.Event()
         self.zctx = zmq.asyncio.Context()
         self.bus = BusClient(settings, self.edge_id, self.zctx)
-        sub = self.zctx.socket(zmq.SUB)
+        sub: zmq.Socket[bytes] = zmq.Socket(self.zctx, zmq.SUB)  # delivery's LoopSocket drives it
         buskeys.secure_client(sub, buskeys.client_keys(settings, buskeys.EDGE_ROLE))
         sub.setsockopt(zmq.LINGER, 0)
         # Subscriptions travel as messages towards the bus: a burst of logins or logouts
