@@ -112,22 +112,42 @@ def test_read_receipts_by_click_show_ticks(apps, make_stack, sqlite_url):
 
     focus_window(alice.main_window)
     open_conversation(alice, dm_key("bob"))
+    # What alice's screen paints, not only what it would paint: the ticks come from
+    # bob's marker, not from the message, so a repaint is needed when only it moves.
+    delegate = alice.main_window.chat.view.itemDelegate()
+    painted: dict[int, str] = {}
+
+    def ticks_painted(message: dict, ticks_of=delegate.ticks) -> str:
+        painted[message.get("id")] = shown = ticks_of(message)
+        return shown
+
+    delegate.ticks = ticks_painted
     send(alice, "did you read this?")
     conv = alice.state.conversation(dm_key("bob"))
     first = wait(lambda: conv.messages and conv.messages[-1]["state"] == SENT and conv.messages[-1])
     ticks = alice.main_window.chat.ticks_of
     assert ticks(first) in ("", "✓")  # bob's marker not known yet, or before it
     wait(lambda: "did you read this?" in texts(bob, dm_key("alice")))
+    wait(lambda: first["id"] in painted, what="alice's screen shows her message")
 
     focus_window(bob.main_window)  # bob looks: read.mark, then alice's receipt
     open_conversation(bob, dm_key("alice"))
     wait(lambda: ticks(first) == "✓✓", what="read tick")
+    wait(lambda: painted.get(first["id"]) == "✓✓", what="alice's screen shows the read tick")
 
     focus_window(alice.main_window)  # bob is not looking any more
     send(alice, "and this one?")
     second = wait(lambda: conv.messages[-1]["state"] == SENT and conv.messages[-1])
     wait(lambda: "and this one?" in texts(bob, dm_key("alice")))
     assert (ticks(first), ticks(second)) == ("✓✓", "✓")
+    wait(lambda: painted.get(second["id"]) == "✓", what="alice's screen shows one tick")
+
+    # bob comes back to the chat he left open: only his marker moves, no message
+    # changes, and alice's screen still shows it (a new-user trial saw ✓ stay until
+    # a click in the window).
+    focus_window(bob.main_window)
+    wait(lambda: ticks(second) == "✓✓", what="the second read")
+    wait(lambda: painted.get(second["id"]) == "✓✓", what="alice's screen shows it read")
 
     # alice deletes the message bob read: its tombstone shows no tick, the newer one
     # keeps its own.
@@ -140,7 +160,7 @@ def test_read_receipts_by_click_show_ticks(apps, make_stack, sqlite_url):
         return next((m for m in conv.messages if m["id"] == first["id"] and m.get("deleted")), None)
 
     tombstone = wait(deleted_first, what="the tombstone on alice's screen")
-    assert (ticks(tombstone), ticks(second)) == ("", "✓")
+    assert (ticks(tombstone), ticks(second)) == ("", "✓✓")
 
     # bob stops sharing on his side: alice's app stops showing his marker at its next
     # sync (the server shows markers only between two who share).
