@@ -364,6 +364,11 @@ class ConversationPane(QWidget):
     def _why_not_post(self, key: Key) -> str | None:
         if with_deleted_account(key):
             return "This account was deleted: you can read this conversation, no one can reply."
+        if key[0] == "dm" and self.state.blocks.is_blocked(key[1]):
+            return (
+                f"You blocked {key[1]}: you can read this conversation but not write in "
+                "it. Unblock them in the account settings (Blocked users) to write again."
+            )
         if key[0] == "dm" and key[1] not in self.state.friends:
             return (
                 f"{key[1]} is not your friend: you can read this conversation but not "

@@ -29,6 +29,7 @@ from clicks import (  # noqa: E402
     send,
     shown,
     sign_up,
+    texts,
     wait,
 )
 from wire import WireClient  # noqa: E402
@@ -50,6 +51,9 @@ def test_block_and_unblock_by_clicking(apps, make_stack, sqlite_url):
     sign_up(ann, stack.port, "ann")
     sign_up(bob, stack.port, "bob")
     befriend(ann, bob)
+    open_conversation(ann, dm_key("bob"))
+    send(ann, "see you")
+    wait(lambda: "see you" in texts(bob, dm_key("ann")), what="their chat")
     with WireClient(stack.port) as cat:
         cat.register_and_login("cat")
 
@@ -60,6 +64,12 @@ def test_block_and_unblock_by_clicking(apps, make_stack, sqlite_url):
         wait(lambda: ann.state.blocks.is_blocked("bob"), what="bob blocked")
         wait(lambda: "ann" not in bob.state.friends, what="the friendship ended for bob")
         assert "bob" not in ann.state.friends
+        # Their chat stays to read; its box says why ann cannot write: her block (a new
+        # user's trial saw "bob is not your friend ... send them a friend request").
+        open_conversation(ann, dm_key("bob"))
+        why = ann.main_window.chat.compose.placeholderText()
+        assert why.startswith("You blocked bob") and "Unblock" in why, why
+        assert not ann.main_window.chat.compose.isEnabled()
 
         # His room messages are not shown; cat's, sent after his, are.
         open_conversation(ann, room_key("lobby"))
