@@ -45,6 +45,12 @@ def title_of(key: tuple[str, str]) -> str:
     return DELETED_USER if with_deleted_account(key) else key[1]
 
 
+def room_label(conv: Conversation) -> str:
+    """A room as sentences and titles name it: #lobby, or 🔒 Family for a private room
+    (as the list and the header mark it)."""
+    return f"🔒 {conv.key[1]}" if conv.visibility == "private" else f"#{conv.key[1]}"
+
+
 def dm_fields(key: tuple[str, str]) -> dict[str, Any]:
     """The fields naming a direct chat in dm.history and read.mark: the other person's
     name, or a deleted account's id (docs/protocol.md, dm.history)."""

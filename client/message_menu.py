@@ -79,7 +79,10 @@ class MessageMenu:
             delete = menu.addAction("Delete…")
             delete.setObjectName("delete")
             on_click(delete, lambda: self.ask_delete(message))
-        elif not self.pane.state.blocks.is_blocked(author := message["from"]["username"]):
+        # Anyone else's message, a moderator's view included (a new user's trial missed
+        # it there), offers to block its author.
+        author = message["from"]["username"]
+        if not mine and not self.pane.state.blocks.is_blocked(author):
             block = menu.addAction(f"Block {author}…")
             block.setObjectName("block")
             blocks, said = self.pane.state.blocks, self.pane.show_notice

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from chatroom.protocol import TOPIC_CHARS
 
 from .actions import ChatActions
-from .conversations import moderates
+from .conversations import moderates, room_label
 from .state import ChatState
 from .ui import HintListWidget, button, confirm, on_click
 
@@ -45,7 +45,8 @@ class RoomSettingsDialog(QDialog):
         self.setObjectName("room_settings")
         self.state, self.chat_actions, self.key = state, actions, key
         self.room = key[1]
-        self.setWindowTitle(f"#{self.room}: settings and members")
+        self.label = room_label(state.conversation(key))  # "#lobby", "🔒 Family"
+        self.setWindowTitle(f"{self.label}: settings and members")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.showing = True  # replies that come after the close are dropped
 
@@ -225,7 +226,7 @@ class RoomSettingsDialog(QDialog):
         name = self._chosen()
         if name:
             did = "removed from" if op == "room.kick" else "banned from"
-            self._ask(op, {"username": name}, f"{name} was {did} #{self.room}")
+            self._ask(op, {"username": name}, f"{name} was {did} {self.label}")
 
     def _set_role(self, role: str) -> None:
         name = self._chosen()
@@ -236,7 +237,7 @@ class RoomSettingsDialog(QDialog):
         name = self.invite_name.text().strip()
         if name:
             self.invite_name.clear()
-            self._ask("room.invite", {"username": name}, f"{name} was added to #{self.room}")
+            self._ask("room.invite", {"username": name}, f"{name} was added to {self.label}")
 
     def _unban(self) -> None:
         item = self.bans.currentItem()
@@ -258,9 +259,9 @@ class RoomSettingsDialog(QDialog):
         confirm(
             self,
             "Delete room",
-            f"Delete #{self.room} for everyone? Its messages can no longer be read and"
+            f"Delete {self.label} for everyone? Its messages can no longer be read and"
             " its name cannot be used again.",
             "Delete room",
-            lambda: self._ask("room.delete", {}, f"#{self.room} was deleted"),
+            lambda: self._ask("room.delete", {}, f"{self.label} was deleted"),
             "confirm_delete_room",
         )

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMenu  # noqa: E402
 
 from client.conversations import room_key  # noqa: E402
 from client.dialogs import RoomDialog  # noqa: E402
@@ -80,6 +80,8 @@ def test_private_room_moderated_by_clicks(apps, make_stack, sqlite_url):
     # bob does not find it; ann invites him from the settings.
     settings = open_settings(ann)
     assert settings.moderation.isVisible() and settings.delete_room.isVisible()
+    # Titled with the lock the list and header show (a trial found "#den" here).
+    assert settings.windowTitle().startswith("🔒 den"), settings.windowTitle()
     type_into(settings.invite_name, "bob")
     click(settings.invite)
     wait(lambda: DEN in bob.state.conversations, what="den in bob's list")
@@ -159,6 +161,10 @@ def test_moderator_deletes_a_members_message(apps, make_stack, sqlite_url):
     send(bob, "spam spam spam")
     wait(lambda: "spam spam spam" in shown(ann))
     right_click_message(ann, "spam spam spam")
+    # The owner may delete it, and may block its author as anyone may (a trial found
+    # no "Block bob…" in a moderator's menu).
+    menu = dialog(QMenu, "message_menu")
+    assert {"delete", "block"} <= {a.objectName() for a in menu.actions()}
     choose_menu_item("message_menu", "delete")
     answer_confirm("delete_message")
     wait(
