@@ -85,3 +85,10 @@ def test_env_example_lists_every_setting_with_its_default():
         default = field.default
         shown = str(default).lower() if isinstance(default, bool) else str(default)
         assert listed[name] == shown, f"{name}: .env.example says {listed[name]!r}"
+
+
+def test_env_example_counts_the_bus_ports_it_takes():
+    """An operator opening ports reads the count here (a new user found it short)."""
+    text = (ROOT / ".env.example").read_text()
+    said = re.search(r"The bus uses (\d+) consecutive ports", text)
+    assert said is not None and int(said.group(1)) == len(config.BUS_PORT_OFFSETS)
