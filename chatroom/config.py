@@ -149,10 +149,10 @@ class Settings:
     typing_merge_ms: int = 1000
     # While events stream in, how long the first event of a burst waits at the edge
     # for more to join it, so that each connection gets them in one write
-    # (services/tcp_edge/delivery.py, BurstLinger); an event after a pause, or for a
-    # few connections, never waits; 0: none ever waits. Costs at most this much
-    # delivery latency; saved a sixth of the edge's CPU per message at 1,000
-    # messages/s into 100 members (docs/benchmarks.md).
+    # (services/tcp_edge/delivery.py, BurstLinger); an event after a pause, for a
+    # few connections, or while fewer than one a linger come, never waits; 0: none ever
+    # waits. Costs at most this much delivery latency; saved a sixth of the edge's CPU
+    # per message at 1,000 messages/s into 100 members (docs/benchmarks.md).
     event_linger_ms: float = 3.0
     # After a room member's typing hint was checked against the database, their next
     # ones to that room skip the check for this long (services/social/handlers/typing.py).

@@ -12,6 +12,7 @@ stamp).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,27 +54,51 @@ class BurstLinger:
     a second the events come a few at a time (each group commit's messages,
     chatroom/batching.py), so while they stream in, the first event of a burst waits
     `linger_s` (settings.event_linger_ms) for the next ones: 3 ms cut the edge's CPU per
-    message by a sixth (docs/benchmarks.md, "Session 19"). Like Nagle's algorithm, an
-    event after a pause (no burst within STREAMING lingers) never waits: a quiet
-    conversation pays nothing. Nor does an event for a few connections here (a private
-    message): the next events are rarely for the same ones, so waiting merges no writes
-    (measured: direct messages at 1,000/s, 3 ms more latency and no CPU saved)."""
+    message by a sixth (docs/benchmarks.md, "Session 19").
+
+    It waits only where waiting merges writes. Not after a pause (no burst within
+    STREAMING lingers), like Nagle's algorithm: a quiet conversation pays nothing. Not
+    for an event to a few connections here (a private message): the next events are
+    rarely for the same ones (measured: direct messages at 1,000/s, 3 ms more latency
+    and no CPU saved). And not while the edge's events come slower than one a linger:
+    then the wait rarely catches another (at 200 messages/s, 5 ms apart, a third of the
+    waits caught one), and cost every message the whole linger (p50 7 ms against 3
+    without; docs/benchmarks.md, "Session 21"). The rate is the events of the last
+    RATE_WINDOW_S or so, decaying exponentially (one `exp` per burst)."""
 
     STREAMING = 4
     # Local receivers of a burst's first event from which it waits for company.
     FAN_OUT = 8
+    # The time constant of the event rate's estimate: long enough to span many bursts
+    # at the rates where waiting pays, short enough to follow a room that goes quiet.
+    RATE_WINDOW_S = 0.05
 
     def __init__(self, linger_s: float) -> None:
         self.linger_s = linger_s
         self._ended = -float("inf")  # when the last burst was taken (loop time)
+        self._recent = 0.0  # events counted, each decaying by exp(-age / RATE_WINDOW_S)
+        self._counted_at = 0.0  # when _recent was last brought up to date
+
+    def came(self, now: float, events: int) -> None:
+        """`events` more came (the burst's, and those taken while it waited)."""
+        self._recent = self._recent_at(now) + events
+        self._counted_at = now
+
+    def rate(self, now: float) -> float:
+        """Events a second at this edge, recently."""
+        return self._recent_at(now) / self.RATE_WINDOW_S
+
+    def _recent_at(self, now: float) -> float:
+        return self._recent * math.exp((self._counted_at - now) / self.RATE_WINDOW_S)
 
     def wait_s(self, now: float, receivers: int) -> float:
         """At a burst's first event, which `receivers` connections here hear: how long
-        to wait for more (0: write at once)."""
+        to wait for more (0: write at once). Call after came() for the burst."""
         if (
             self.linger_s
             and receivers >= self.FAN_OUT
             and now - self._ended < self.linger_s * self.STREAMING
+            and self.rate(now) * self.linger_s >= 1.0
         ):
             return self.linger_s
         return 0.0
@@ -251,12 +276,15 @@ class EventDelivery:
         try:
             while True:
                 burst = await events.receive(EVENT_BURST)
-                if len(burst) < EVENT_BURST:
+                came = len(burst)
+                self.linger.came(loop.time(), came)
+                if came < EVENT_BURST:
                     receivers = len(self.subs.targets(burst[0][0]))
                     wait_s = self.linger.wait_s(loop.time(), receivers)
                     if wait_s:
                         await asyncio.sleep(wait_s)
                         events.take(burst, EVENT_BURST)
+                        self.linger.came(loop.time(), len(burst) - came)
                     self.linger.taken(loop.time())
                 outbox = self._take_waiting()  # first: they came before this burst
                 for parts in burst:
