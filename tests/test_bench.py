@@ -248,3 +248,26 @@ def test_chatter_runs_plain_and_active_fan_out_and_compares_them(tmp_path):
     assert doc["ratio_rate"] > 0 and doc["ratio_cpu_per_delivery"] > 0
     assert set(doc["extra_us_per_request"]) >= {"edge#0", "social", "total"}
     assert (tmp_path / "chatter.png").exists() or "matplotlib not installed" in proc.stdout
+
+
+def test_openloop_sweeps_rates_and_plots_p99_against_them(tmp_path):
+    """`openloop --rate A B` (docs/benchmarks.md, "Session 21"): each rate in turn, every
+    message delivered at each, the p99 of each system by rate in the JSON, and its plot."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest", "openloop", "--db", "sqlite", "--systems"]
+        + ["chatroom", "--members", "6", "--senders", "2", "--rate", "50", "100"]
+        + ["--seconds", "1", "--processes", "1", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((tmp_path / "openloop.json").read_text())
+    assert [r["params"]["rate"] for r in doc["results"]] == [50, 100]
+    assert [r["lost"] for r in doc["results"]] == [0, 0]
+    by_rate = doc["by_rate"]
+    assert set(by_rate) == {"50.0", "100.0"}
+    assert all(notes["p99_ms"]["chatroom"] > 0 for notes in by_rate.values())
+    plot = tmp_path / "openloop-p99-by-rate.png"
+    assert plot.exists() or "matplotlib not installed" in proc.stdout

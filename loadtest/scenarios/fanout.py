@@ -2,6 +2,7 @@
 
     python -m loadtest fanout   --members 100 --messages 5000 --inflight 32
     python -m loadtest openloop --members 100 --rate 1000 --seconds 10
+    python -m loadtest openloop --members 100 --rate 200 500 1000 --seconds 10   # a sweep
 
 members-1-senders receivers spread over --processes processes; one probe member and the
 senders in the generator's own process (message n goes out through sender n mod
@@ -9,7 +10,8 @@ senders in the generator's own process (message n goes out through sender n mod
 Closed loop (fanout): at most --inflight messages sent but not yet seen by the probe,
 the same rule for both servers (IRC has no acks). Open loop (openloop): --rate messages
 per second regardless. Runs against ChatRoom and ngIRCd (--systems), and reports the
-ratios between them.
+ratios between them. Several --rate values: each in turn, and a plot of each system's
+p99 against the rate, with 3 x ngIRCd's (issue #19's goal) beside ChatRoom's.
 
 Why several senders: ChatRoom stores one connection's sends to a room in the order sent,
 one after another (docs/protocol.md), as ngIRCd handles one connection's lines in order;
@@ -25,7 +27,7 @@ import asyncio
 import time
 from typing import Any
 
-from loadtest import measure, servers
+from loadtest import measure, plots, servers
 from loadtest.aclient import run_async
 from loadtest.chatter import ChatterPlan
 from loadtest.generator import (
@@ -56,7 +58,9 @@ def add_parsers(sub: Any, server: argparse.ArgumentParser, out: argparse.Argumen
             p.add_argument("--messages", type=int, default=5000)
             p.add_argument("--inflight", type=int, default=32)
         else:
-            p.add_argument("--rate", type=float, default=1000, help="messages per second")
+            p.add_argument(
+                "--rate", type=float, nargs="+", default=[1000.0], help="messages per second"
+            )
             p.add_argument("--seconds", type=float, default=10)
         p.add_argument("--senders", type=int, default=SENDERS, help="members that post")
         p.add_argument("--processes", type=int, default=2, help="receiving processes")
@@ -70,7 +74,39 @@ def run_fanout(args: argparse.Namespace) -> list[Result]:
 
 def run_openloop(args: argparse.Namespace) -> list[Result]:
     # The window is unused in open loop; the old single CLI's default is recorded.
-    return _scenario(args, "openloop", int(args.rate * args.seconds), 32, rate=args.rate)
+    results: list[Result] = []
+    by_rate: dict[float, dict[str, Any]] = {}
+    for rate in args.rate:
+        these, notes = _both(args, "openloop", int(rate * args.seconds), 32, rate=rate)
+        results += these
+        by_rate[rate] = {**notes, "p99_ms": {r.system: r.percentiles().get("p99") for r in these}}
+    if len(args.rate) == 1:
+        save(args.out, "openloop", results, by_rate[args.rate[0]])
+        return results
+    print_table(results)
+    for rate, notes in by_rate.items():
+        print(f"{rate:g}/s: {notes}")
+    save(args.out, "openloop", results, {"by_rate": by_rate})
+    _plot_p99_by_rate(args.out / "openloop-p99-by-rate.png", by_rate)
+    return results
+
+
+def _plot_p99_by_rate(path: Any, by_rate: dict[float, dict[str, Any]]) -> None:
+    series: dict[str, list[tuple[float, float]]] = {}
+    for rate, notes in sorted(by_rate.items()):
+        for system, p99 in notes["p99_ms"].items():
+            if p99:
+                series.setdefault(system, []).append((rate, p99))
+                if system == "ngircd":
+                    series.setdefault("3 x ngircd", []).append((rate, 3 * p99))
+    plots.lines(
+        path,
+        "open-loop p99 against the rate (100-member room unless --members)",
+        series,
+        xlabel="messages per second (log)",
+        ylabel="p99 ms (log)",
+        log_y=True,
+    )
 
 
 async def _probe(system: str, port: int, name: str, on_seq: Any) -> tuple[Any, Collector]:
@@ -227,6 +263,15 @@ def fanout_once(
 def _scenario(
     args: argparse.Namespace, name: str, messages: int, inflight: int, rate: float | None
 ) -> list[Result]:
+    results, notes = _both(args, name, messages, inflight, rate)
+    save(args.out, name, results, notes)
+    return results
+
+
+def _both(
+    args: argparse.Namespace, name: str, messages: int, inflight: int, rate: float | None
+) -> tuple[list[Result], dict[str, Any]]:
+    """One run per system of args.systems, printed; the ratios between them."""
     results = []
     for system in args.systems:
 
@@ -251,7 +296,7 @@ def _scenario(
                 result.extra["persisted"] = 0
         results.append(result)
     print_table(results)
-    notes = {}
+    notes: dict[str, Any] = {}
     if len(results) == 2:
         ours, peer = results
         notes["ratio_rate"] = round(ours.rate / peer.rate, 3) if peer.rate else None
@@ -261,5 +306,4 @@ def _scenario(
         if p_ours and p_peer:
             notes["ratio_p99"] = round(p_ours["p99"] / p_peer["p99"], 3)
         print(f"ratios (chatroom / ngircd): {notes}")
-    save(args.out, name, results, notes)
-    return results
+    return results, notes
