@@ -476,6 +476,7 @@ class ConversationPane(QWidget):
         # from the other person's marker. The model only signals changed messages, so
         # what is on screen is repainted here (a new-user trial saw ✓ stay ✓ until a click).
         self.view.viewport().update()
+        self.message_menu.show_reply(key)
         self.message_menu.jump()
         self.update_reading()
 

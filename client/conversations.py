@@ -248,13 +248,14 @@ def as_line(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "from": {"id": 0, "username": ""}, "text": event_line(item)}
 
 
-def left_notice(reason: str, room: str) -> str:
-    """What to tell a user whom a moderator's action took out of a room."""
+def left_notice(reason: str, label: str) -> str:
+    """What to tell a user whom a moderator's action took out of a room (`label`:
+    room_label's, "#lobby" or "🔒 Family")."""
     return {
-        "kicked": f"You were removed from #{room}",
-        "banned": f"You were banned from #{room}",
-        "deleted": f"#{room} was deleted by its owner",
-    }.get(reason, f"You left #{room}")
+        "kicked": f"You were removed from {label}",
+        "banned": f"You were banned from {label}",
+        "deleted": f"{label} was deleted by its owner",
+    }.get(reason, f"You left {label}")
 
 
 def apply_room_event(conv: Conversation, event: dict[str, Any], me: str) -> bool:

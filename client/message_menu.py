@@ -18,7 +18,7 @@ from .ui import ElidedLabel, ask_lines, button, confirm, on_click
 from .widgets import MESSAGE_ROLE
 
 if TYPE_CHECKING:
-    from .conversation_pane import ConversationPane
+    from .conversation_pane import ConversationPane, Key
 
 JUMP_TRIES = 20  # history pages loaded looking for a reply's original
 
@@ -28,7 +28,10 @@ class MessageMenu:
 
     def __init__(self, pane: ConversationPane) -> None:
         self.pane = pane
-        self.replying: dict[str, Any] | None = None
+        # The message each conversation's reply bar answers: the bar belongs to the
+        # conversation it was opened in (a trial found it followed the user to another
+        # chat, where the reply was refused: no such message in that conversation).
+        self.replying: dict[Key, dict[str, Any]] = {}
         self._jump: tuple[int, int] | None = None  # (message id, tries left)
         view = pane.view
         view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -142,19 +145,48 @@ class MessageMenu:
     # ------------------------------------------------------------------ replies
 
     def start_reply(self, message: dict[str, Any]) -> None:
-        self.replying = message
+        key = self.pane.state.active
+        if key is None:
+            return
+        self.replying[key] = message
+        self.show_reply(key)
+        self.pane.compose.setFocus()
+
+    def show_reply(self, key: Key) -> None:
+        """The reply bar as conversation `key` has it (called whenever it is shown or
+        changes): the message as it is now, edited or not; none once it is deleted."""
+        message = self._answered(key)
+        if message is None:
+            self.bar.hide()
+            return
         text = message["text"].replace("\n", " ")
         self.label.setText(f"Replying to {message['from']['username']}: {text}")
         self.bar.show()
-        self.pane.compose.setFocus()
+
+    def _answered(self, key: Key) -> dict[str, Any] | None:
+        message = self.replying.get(key)
+        if message is None:
+            return None
+        now = next(
+            (m for m in self.pane.state.conversation(key).messages if m.get("id") == message["id"]),
+            message,  # not loaded any more: as it was
+        )
+        if now.get("deleted"):
+            del self.replying[key]
+            self.pane.show_notice("The message you were replying to was deleted.")
+            return None
+        self.replying[key] = now
+        return now
 
     def cancel_reply(self) -> None:
-        self.replying = None
+        if self.pane.state.active is not None:
+            self.replying.pop(self.pane.state.active, None)
         self.bar.hide()
 
     def take_reply(self) -> dict[str, Any] | None:
-        """The message being answered (once: the reply bar closes)."""
-        replying = self.replying
+        """The message the open conversation's reply answers (once: the bar closes)."""
+        key = self.pane.state.active
+        replying = self._answered(key) if key is not None else None
         self.cancel_reply()
         return replying
 

@@ -223,10 +223,30 @@ class RoomSettingsDialog(QDialog):
         self.chat_actions.moderate(op, {"room": self.room, **fields}, done)
 
     def _on_member(self, op: str) -> None:
+        """Kick or ban the chosen member, after a confirmation: one click on the wrong
+        row must not throw someone out (a new-user trial)."""
         name = self._chosen()
-        if name:
-            did = "removed from" if op == "room.kick" else "banned from"
-            self._ask(op, {"username": name}, f"{name} was {did} {self.label}")
+        if not name:
+            return
+        private = self.state.conversation(self.key).visibility == "private"
+        if op == "room.kick":
+            title, yes, name_of_box = "Remove member", "Remove", "confirm_kick"
+            ask = f"Remove {name} from {self.label}?"
+            after = " They can come back if invited again." if private else " They can join again."
+            did = "removed from"
+        else:
+            title, yes, name_of_box = "Ban member", "Ban", "confirm_ban"
+            ask = f"Ban {name} from {self.label}?"
+            after = " They cannot come back until a moderator unbans them."
+            did = "banned from"
+        confirm(
+            self,
+            title,
+            ask + after,
+            yes,
+            lambda: self._ask(op, {"username": name}, f"{name} was {did} {self.label}"),
+            name_of_box,
+        )
 
     def _set_role(self, role: str) -> None:
         name = self._chosen()

@@ -33,6 +33,7 @@ from .conversations import (
     now_ms,
     peer_key,
     room_key,
+    room_label,
     title_of,
 )
 from .memory import DeviceMemory
@@ -401,16 +402,17 @@ class ChatState(QObject):
         conv.room_id = event["room"]["id"]
         self._room_settings(conv, event["room"])
         if event.get("reason") == "invited":
-            self.tell(f"You were added to #{conv.title}")
+            self.tell(f"You were added to {room_label(conv)}")
         self.conversationsChanged.emit()
 
     def left_room(self, event: dict[str, Any]) -> None:
         """A room.left push, or our own leave's reply: {"room": {"name"}}; a moderator's
         doing says why (`reason`)."""
         key = room_key(event["room"]["name"])
+        conv = self.conversations.pop(key, None)
         if event.get("reason"):
-            self.tell(left_notice(event["reason"], event["room"]["name"]))
-        self.conversations.pop(key, None)
+            label = room_label(conv) if conv else f"#{event['room']['name']}"
+            self.tell(left_notice(event["reason"], label))
         self._close_if_open(key)
         self.conversationsChanged.emit()
         self._unread_total_changed()

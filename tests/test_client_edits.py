@@ -17,22 +17,25 @@ from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QAbstractButton, QDialog, QMenu, QPlainTextEdit  # noqa: E402
 from shiboken6 import isValid  # noqa: E402
 
-from client.conversations import room_key  # noqa: E402
+from client.conversations import FAILED, dm_key, room_key  # noqa: E402
 from client.widgets import CONTACT_ROLE  # noqa: E402
 
 from clicks import (  # noqa: E402
     Redraws,
     answer_confirm,
     answer_lines,
+    befriend,
     choose_menu_item,
     click,
     click_message,
     dialog,
+    open_conversation,
     press,
     right_click_message,
     send,
     shown,
     sign_up,
+    texts,
     type_into,
     wait,
 )
@@ -109,6 +112,48 @@ def test_edit_delete_and_reply_by_clicking(apps, make_stack, sqlite_url):
     answered = next(m for m in chat.model.messages if m["text"] == "works for me")
     assert answered["reply_to"]["deleted"] is True
     shot(bob, "deleted")
+
+
+def test_a_reply_stays_in_its_conversation_and_follows_the_original(apps, make_stack, sqlite_url):
+    """A trial: Reply in the lobby, then a private chat: the reply bar came along, and
+    what was sent there was refused (no such message in that conversation). The bar
+    belongs to its conversation, shows the original as edited, and goes when it is
+    deleted."""
+    ann, bob = ann_and_bob_in_the_lobby(apps, make_stack(sqlite_url).port, "lunch at noon?")
+    befriend(ann, bob)
+    lobby, with_ann = room_key("lobby"), dm_key("ann")
+    open_conversation(bob, lobby)
+    right_click_message(bob, "lunch at noon?")
+    choose_menu_item("message_menu", "reply")
+    menu = bob.main_window.chat.message_menu
+    assert menu.bar.isVisible()
+
+    open_conversation(bob, with_ann)
+    assert not menu.bar.isVisible()
+    send(bob, "psst")
+    wait(lambda: "psst" in texts(ann, dm_key("bob")), what="the private message at ann's")
+    sent = next(m for m in bob.state.conversation(with_ann).messages if m["text"] == "psst")
+    wait(lambda: sent.get("id") is not None, what="psst stored")
+    assert sent.get("state") != FAILED and not sent.get("reply_to")
+
+    open_conversation(bob, lobby)  # the reply waits where it was started
+    assert menu.bar.isVisible()
+    assert menu.label.full_text() == "Replying to ann: lunch at noon?"
+    open_conversation(ann, lobby)
+    right_click_message(ann, "lunch at noon?")
+    choose_menu_item("message_menu", "edit")
+    answer_lines("edit_message", "lunch at one?")
+    wait(
+        lambda: menu.label.full_text() == "Replying to ann: lunch at one?",
+        what="the bar showing the edit",
+    )
+    right_click_message(ann, "lunch at one?")
+    choose_menu_item("message_menu", "delete")
+    answer_confirm("delete_message")
+    wait(lambda: not menu.bar.isVisible(), what="the bar gone with its message")
+    assert bob.main_window.chat.notice.text() == "The message you were replying to was deleted."
+    send(bob, "ok then")  # a plain message now, not a refused reply
+    wait(lambda: "ok then" in texts(ann, lobby), what="bob's message at ann's")
 
 
 def test_a_deleted_last_message_is_previewed_as_deleted(apps, make_stack, sqlite_url):

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtWidgets import QApplication, QMenu  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox  # noqa: E402
 
 from client.conversations import room_key  # noqa: E402
 from client.dialogs import RoomDialog  # noqa: E402
@@ -85,6 +85,11 @@ def test_private_room_moderated_by_clicks(apps, make_stack, sqlite_url):
     type_into(settings.invite_name, "bob")
     click(settings.invite)
     wait(lambda: DEN in bob.state.conversations, what="den in bob's list")
+    # Told with the lock too (a trial found "You were added to #den").
+    wait(
+        lambda: bob.main_window.chat.notice.text() == "You were added to 🔒 den",
+        what="bob's notice",
+    )
     rooms = bob.main_window.side.rooms
 
     def den_row() -> dict:
@@ -130,15 +135,28 @@ def test_private_room_moderated_by_clicks(apps, make_stack, sqlite_url):
     assert not bob.main_window.chat.send_button.isEnabled()
     wait(lambda: "ann made bob a member" in shown(bob), what="the event line on bob's screen")
 
+    # Kick and Ban ask first (a new-user trial: one click on the wrong row threw someone
+    # out); Cancel does nothing.
+    click_row(settings.members, "bob")
+    click(settings.kick)
+    asked = dialog(QMessageBox, "confirm_kick")
+    assert asked.text().startswith("Remove bob from 🔒 den?"), asked.text()
+    answer_confirm("confirm_kick", yes=False)
     # Ban: bob's den goes away; ann unbans him from the bans list.
     click_row(settings.members, "bob")
     click(settings.ban)
+    answer_confirm("confirm_ban")
     wait(lambda: DEN not in bob.state.conversations, what="den gone from bob's list")
+    wait(
+        lambda: bob.main_window.chat.notice.text() == "You were banned from 🔒 den",
+        what="bob told why, with the lock",
+    )
     wait(lambda: settings.bans.count() == 1)
     click_row(settings.bans, "bob")
     click(settings.unban)
     wait(lambda: settings.bans.count() == 0)
     wait(lambda: "ann unbanned bob" in shown(ann), what="the unban line")
+    assert "ann removed bob" not in shown(ann)  # the cancelled kick
 
     # Delete (after the confirmation): gone for its owner too.
     click(settings.delete_room)
