@@ -87,11 +87,11 @@ def run_openloop(args: argparse.Namespace) -> list[Result]:
     for rate, notes in by_rate.items():
         print(f"{rate:g}/s: {notes}")
     save(args.out, "openloop", results, {"by_rate": by_rate})
-    _plot_p99_by_rate(args.out / "openloop-p99-by-rate.png", by_rate)
+    _plot_p99_by_rate(args.out / "openloop-p99-by-rate.png", by_rate, args.members)
     return results
 
 
-def _plot_p99_by_rate(path: Any, by_rate: dict[float, dict[str, Any]]) -> None:
+def _plot_p99_by_rate(path: Any, by_rate: dict[float, dict[str, Any]], members: int) -> None:
     series: dict[str, list[tuple[float, float]]] = {}
     for rate, notes in sorted(by_rate.items()):
         for system, p99 in notes["p99_ms"].items():
@@ -101,7 +101,7 @@ def _plot_p99_by_rate(path: Any, by_rate: dict[float, dict[str, Any]]) -> None:
                     series.setdefault("3 x ngircd", []).append((rate, 3 * p99))
     plots.lines(
         path,
-        "open-loop p99 against the rate (100-member room unless --members)",
+        f"open-loop p99 against the rate, a {members}-member room",
         series,
         xlabel="messages per second (log)",
         ylabel="p99 ms (log)",
