@@ -40,6 +40,19 @@ SUBCOMMANDS = {
 }
 
 
+def run_scenario(out: Path, name: str, *flags: str, timeout: float = 300) -> tuple[dict, str]:
+    """`python -m loadtest NAME FLAGS --out OUT` at CI size: its JSON, and what it printed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest", name, *flags, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / f"{name}.json").read_text()), proc.stdout
+
+
 def test_every_scenario_is_a_subcommand_with_its_own_flags():
     for name in SUBCOMMANDS:
         assert callable(parser().parse_args([name]).run)
@@ -178,36 +191,13 @@ def test_cpu_meter_charges_a_server_its_workers_time_and_the_generator_only_its_
 
 
 def test_fanscale_reports_server_cpu_per_delivery_per_process(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtest",
-            "fanscale",
-            "--db",
-            "sqlite",
-            "--systems",
-            "chatroom",
-            "--members",
-            "4",
-            "8",
-            # Enough work for the servers' CPU to show in /proc's 10 ms ticks.
-            "--deliveries",
-            "3000",
-            "--min-messages",
-            "300",
-            "--processes",
-            "1",
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    # Enough work for the servers' CPU to show in /proc's 10 ms ticks.
+    doc, _ = run_scenario(
+        tmp_path,
+        "fanscale",
+        *("--db", "sqlite", "--systems", "chatroom", "--members", "4", "8"),
+        *("--deliveries", "3000", "--min-messages", "300", "--processes", "1"),
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads((tmp_path / "fanscale.json").read_text())
     assert [r["params"]["members"] for r in doc["results"]] == [4, 8]
     for result in doc["results"]:
         assert result["lost"] == 0
@@ -225,17 +215,13 @@ def test_chatter_runs_plain_and_active_fan_out_and_compares_them(tmp_path):
     """A CI-size run of `chatter` (docs/benchmarks.md, "Typing and read markers"), so the
     scenario cannot rot: both variants deliver everything, the active members type and
     mark, and the servers' CPU per delivery and the ratios are written."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "loadtest", "chatter", "--db", "sqlite", "--members", "12"]
-        + ["--messages", "150", "--rounds", "1", "--processes", "1", "--typing-share", "0.5"]
-        + ["--bout-s", "1", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    doc, printed = run_scenario(
+        tmp_path,
+        "chatter",
+        *("--db", "sqlite", "--members", "12", "--messages", "150", "--rounds", "1"),
+        *("--processes", "1", "--typing-share", "0.5", "--bout-s", "1"),
         timeout=240,
     )
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads((tmp_path / "chatter.json").read_text())
     plain, active = doc["results"]
     assert (plain["params"]["variant"], active["params"]["variant"]) == ("plain", "chatter")
     for result in (plain, active):
@@ -247,27 +233,22 @@ def test_chatter_runs_plain_and_active_fan_out_and_compares_them(tmp_path):
     assert "typing_pushes" in counts  # counted by the Collector (a run this short: 0)
     assert doc["ratio_rate"] > 0 and doc["ratio_cpu_per_delivery"] > 0
     assert set(doc["extra_us_per_request"]) >= {"edge#0", "social", "total"}
-    assert (tmp_path / "chatter.png").exists() or "matplotlib not installed" in proc.stdout
+    assert (tmp_path / "chatter.png").exists() or "matplotlib not installed" in printed
 
 
 def test_openloop_sweeps_rates_and_plots_p99_against_them(tmp_path):
     """`openloop --rate A B` (docs/benchmarks.md, "Session 21"): each rate in turn, every
     message delivered at each, the p99 of each system by rate in the JSON, and its plot."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "loadtest", "openloop", "--db", "sqlite", "--systems"]
-        + ["chatroom", "--members", "6", "--senders", "2", "--rate", "50", "100"]
-        + ["--seconds", "1", "--processes", "1", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    doc, printed = run_scenario(
+        tmp_path,
+        "openloop",
+        *("--db", "sqlite", "--systems", "chatroom", "--members", "6", "--senders", "2"),
+        *("--rate", "50", "100", "--seconds", "1", "--processes", "1"),
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads((tmp_path / "openloop.json").read_text())
     assert [r["params"]["rate"] for r in doc["results"]] == [50, 100]
     assert [r["lost"] for r in doc["results"]] == [0, 0]
     by_rate = doc["by_rate"]
     assert set(by_rate) == {"50.0", "100.0"}
     assert all(notes["p99_ms"]["chatroom"] > 0 for notes in by_rate.values())
     plot = tmp_path / "openloop-p99-by-rate.png"
-    assert plot.exists() or "matplotlib not installed" in proc.stdout
+    assert plot.exists() or "matplotlib not installed" in printed
