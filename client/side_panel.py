@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from . import theme
 from .avatars import AvatarCache
 from .blocking import add_user_menu
-from .conversations import dm_key, with_deleted_account
+from .conversations import dm_key, room_label, with_deleted_account
 from .net import ONLINE, ChatClient
 from .state import ChatState
 from .ui import ElidedLabel, HintListWidget, button
@@ -217,7 +217,7 @@ class SidePanel(QWidget):
                 "mentions": conv.mentions,
                 "notify": conv.notify,
                 "subtitle": self._preview(conv.key),
-                "tooltip": f"#{conv.title}"
+                "tooltip": room_label(conv)
                 + (" (private: only its members see it)" if conv.visibility == "private" else "")
                 + NOTIFY_TIPS.get(conv.notify, ""),
             }

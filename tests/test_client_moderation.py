@@ -98,6 +98,8 @@ def test_private_room_moderated_by_clicks(apps, make_stack, sqlite_url):
 
     # A member's list marks it private as the owner's header does (a trial found "#").
     wait(lambda: den_row()["private"], what="den shown as private in bob's list")
+    # Its tooltip too (a trial found "#den (private: ...)").
+    assert den_row()["tooltip"].startswith("🔒 den (private"), den_row()["tooltip"]
     wait(lambda: "ann invited bob" in shown(ann), what="the event line")
     wait(lambda: settings.members.count() == 2)
 
