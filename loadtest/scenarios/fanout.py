@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from loadtest import measure, plots, servers
@@ -91,7 +92,7 @@ def run_openloop(args: argparse.Namespace) -> list[Result]:
     return results
 
 
-def _plot_p99_by_rate(path: Any, by_rate: dict[float, dict[str, Any]], members: int) -> None:
+def _plot_p99_by_rate(path: Path, by_rate: dict[float, dict[str, Any]], members: int) -> None:
     series: dict[str, list[tuple[float, float]]] = {}
     for rate, notes in sorted(by_rate.items()):
         for system, p99 in notes["p99_ms"].items():

@@ -276,16 +276,17 @@ class EventDelivery:
         try:
             while True:
                 burst = await events.receive(EVENT_BURST)
-                came = len(burst)
-                self.linger.came(loop.time(), came)
+                came, now = len(burst), loop.time()
+                self.linger.came(now, came)
                 if came < EVENT_BURST:
                     receivers = len(self.subs.targets(burst[0][0]))
-                    wait_s = self.linger.wait_s(loop.time(), receivers)
+                    wait_s = self.linger.wait_s(now, receivers)
                     if wait_s:
                         await asyncio.sleep(wait_s)
                         events.take(burst, EVENT_BURST)
-                        self.linger.came(loop.time(), len(burst) - came)
-                    self.linger.taken(loop.time())
+                        now = loop.time()
+                        self.linger.came(now, len(burst) - came)
+                    self.linger.taken(now)
                 outbox = self._take_waiting()  # first: they came before this burst
                 for parts in burst:
                     self.handle(parts, outbox)
